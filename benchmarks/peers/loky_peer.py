@@ -1,0 +1,37 @@
+"""loky: ``get_reusable_executor(max_workers=2)``; cannot nest (fib is n/a)."""
+import sys
+
+import loky
+
+import _common
+
+
+def noop():
+    return None
+
+
+class LokyAdapter:
+    name = "loky"
+    fib = None  # cannot nest
+
+    def version(self):
+        return loky.__version__
+
+    def setup(self):
+        self.ex = loky.get_reusable_executor(max_workers=2, timeout=600)
+
+    def teardown(self):
+        self.ex.shutdown(wait=True, kill_workers=True)
+
+    def one(self):
+        return self.ex.submit(noop).result()
+
+    def submit(self, n):
+        return [self.ex.submit(noop) for _ in range(n)]
+
+    def gather(self, handles):
+        return [f.result() for f in handles]
+
+
+if __name__ == "__main__":
+    sys.exit(_common.main(LokyAdapter()))

@@ -1,0 +1,247 @@
+#!/usr/bin/env python
+"""Side-by-side benchmark suite: actorscoop against the systems a user could pick instead.
+
+    python benchmarks/run.py                      # full run, appends to benchmarks/RESULTS.md
+    python benchmarks/run.py --quick              # smoke run (prints, writes out/*.json only)
+    python benchmarks/run.py --only ray,actorscoop --workloads roundtrip,fib15
+
+Each (system, workload) cell runs in its own fresh process tree, watched for a
+wall-clock timeout and a memory limit (see _watchdog.py). See README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import statistics
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(HERE)
+PEERS = os.path.join(HERE, "peers")
+OUT = os.path.join(HERE, "out")
+DEFAULT_VENV_PY = os.path.join(os.environ.get("BENCH_VENV", "/work/benchvenv"), "bin", "python")
+
+try:
+    import psutil  # noqa: F401  (the watchdog needs it)
+except ImportError:  # re-run under the bench venv, which has it
+    if os.path.exists(DEFAULT_VENV_PY) and os.path.realpath(sys.executable) != os.path.realpath(DEFAULT_VENV_PY):
+        os.execv(DEFAULT_VENV_PY, [DEFAULT_VENV_PY, *sys.argv])
+    sys.exit("run.py needs psutil: pip install psutil, or run ci/bench_env.sh")
+
+import _report  # noqa: E402
+import _sysinfo  # noqa: E402
+import _watchdog  # noqa: E402
+from _spec import ALIASES, SYSTEMS, WORKLOADS  # noqa: E402
+
+RESULT_MARK = "@@BENCH_RESULT "
+PROGRESS_MARK = "@@BENCH_MARK "
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--only", default="", help="comma-separated systems: " + ",".join(SYSTEMS))
+    p.add_argument("--workloads", default="", help="comma-separated: " + ",".join(WORKLOADS))
+    p.add_argument("--quick", action="store_true", help="short smoke run (small sizes, short timeouts)")
+    p.add_argument("--python", default=None,
+                   help="interpreter for the peer processes (default: the bench venv if it exists, "
+                        "else this interpreter)")
+    p.add_argument("--timeout", type=float, default=None,
+                   help="wall-clock limit per cell in seconds (default 300, quick 90)")
+    p.add_argument("--mem-limit-gb", type=float, default=6.0,
+                   help="kill a cell whose process tree's summed RSS exceeds this (GiB)")
+    p.add_argument("--init-reps", type=int, default=None, help="fresh processes for 'init' (default 3, quick 1)")
+    p.add_argument("--results", default=None,
+                   help="markdown file to append to (default benchmarks/RESULTS.md for full runs; "
+                        "quick runs append only when this is given)")
+    p.add_argument("--no-results", action="store_true", help="never append to RESULTS.md")
+    args = p.parse_args(argv)
+    args.systems = pick(args.only, SYSTEMS, ALIASES, "system")
+    args.workload_list = pick(args.workloads, WORKLOADS, {}, "workload")
+    if args.python is None:
+        args.python = DEFAULT_VENV_PY if os.path.exists(DEFAULT_VENV_PY) else sys.executable
+    if args.timeout is None:
+        args.timeout = 90.0 if args.quick else 300.0
+    if args.init_reps is None:
+        args.init_reps = 1 if args.quick else 3
+    if args.results is None and not args.quick:
+        args.results = os.path.join(HERE, "RESULTS.md")
+    if args.no_results:
+        args.results = None
+    return args
+
+
+def pick(text, table, aliases, what):
+    if not text:
+        return list(table)
+    chosen = []
+    for raw in text.split(","):
+        name = raw.strip().lower()
+        name = aliases.get(name, name)
+        if name not in table:
+            sys.exit(f"unknown {what} {raw!r}; choose from {', '.join(table)}")
+        chosen.append(name)
+    return [k for k in table if k in chosen]  # keep the canonical order
+
+
+def command(args, system, workload):
+    spec = SYSTEMS[system]
+    cmd = [args.python, *spec.get("launcher", []), os.path.join(PEERS, spec["runner"]),
+           "--workload", workload, "--spawn-epoch", f"{time.time():.6f}"]
+    if args.quick:
+        cmd.append("--quick")
+    return cmd
+
+
+def peer_env():
+    env = dict(os.environ)
+    env["PYTHONPATH"] = PEERS + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    env.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def parse_output(output):
+    result, fib_start = None, None
+    for line in output.splitlines():
+        if line.startswith(RESULT_MARK):
+            try:
+                result = json.loads(line[len(RESULT_MARK):])
+            except ValueError:
+                pass
+        elif line.startswith(PROGRESS_MARK + "fib_start "):
+            fib_start = float(line.split()[-1])
+    return result, fib_start
+
+
+def run_cell(args, system, workload, rep=0):
+    log_path = os.path.join(OUT, "logs", f"{system}_{workload}{'_' + str(rep) if rep else ''}.log")
+    cmd = command(args, system, workload)
+    watch = _watchdog.run_guarded(cmd, env=peer_env(), cwd=HERE, timeout_s=args.timeout,
+                                  mem_limit_bytes=args.mem_limit_gb * 2**30, log_path=log_path)
+    killed_at = time.time()
+    result, fib_start = parse_output(watch.pop("output"))
+    cell = {"system": system, "workload": workload, "log": os.path.relpath(log_path, REPO),
+            "timeout_s": args.timeout, "mem_limit_bytes": args.mem_limit_gb * 2**30, **watch}
+    if watch["status"] in ("timeout", "OOM-killed"):
+        cell["status"] = watch["status"]
+        if fib_start:
+            cell["lower_bound_s"] = killed_at - fib_start
+        elif workload == "init":
+            cell["lower_bound_s"] = watch["elapsed_s"]
+    elif result is None:
+        cell["status"] = "error"
+        tail = [ln for ln in open(log_path, errors="replace").read().splitlines() if ln.strip()]
+        cell["error"] = f"exit code {watch['returncode']} without a result" + (
+            f"; last line: {tail[-1][:200]}" if tail else "")
+    else:
+        cell.update({k: v for k, v in result.items() if k not in ("system", "workload")})
+        watch_status = cell.pop("status", "error")
+        cell["status"] = "ok" if watch_status == "ok" else "error"
+    return cell
+
+
+def run_init(args, system):
+    """'init' is measured in several fresh processes; the median is reported."""
+    cells = [run_cell(args, system, "init", rep) for rep in range(args.init_reps)]
+    ok = [c for c in cells if c["status"] == "ok"]
+    if not ok:
+        return cells[0]
+    best = dict(ok[0])
+    best["runs_s"] = [c["value"] for c in ok]
+    best["value"] = statistics.median(best["runs_s"])
+    starts = [c["extra"].get("process_start_to_first_result_s") for c in ok]
+    if all(s is not None for s in starts):
+        best["process_start_s"] = statistics.median(starts)
+    best["peak_rss_bytes"] = max(c["peak_rss_bytes"] for c in cells)
+    best["peak_procs"] = max(c["peak_procs"] for c in cells)
+    best["stray_killed"] = sum(c["stray_killed"] for c in cells)
+    return best
+
+
+def short(cell):
+    if cell["status"] == "ok":
+        return f"{_report.fmt_value(cell['value'], cell['unit'])} {cell['unit']}"
+    return _report.cell_text(cell)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    os.makedirs(os.path.join(OUT, "logs"), exist_ok=True)
+    if not _watchdog.become_subreaper():
+        print("warning: could not become a child subreaper; orphaned daemons may escape cleanup",
+              file=sys.stderr)
+    info = _sysinfo.collect(args.python, REPO)
+    started = dt.datetime.now(dt.timezone.utc)
+    print(f"# {started:%Y-%m-%d %H:%M} UTC — {_sysinfo.headline(info)}")
+    print(f"# {_sysinfo.versions_line(info)}")
+    print(f"# peers run with {args.python}; timeout {args.timeout:.0f} s, "
+          f"memory guard {args.mem_limit_gb:g} GiB per cell{' (quick)' if args.quick else ''}")
+    results = {}
+    try:
+        for workload in args.workload_list:
+            results[workload] = {}
+            for system in args.systems:
+                if WORKLOADS[workload]["nested"] and not SYSTEMS[system]["nests"]:
+                    cell = {"system": system, "workload": workload, "status": "n/a"}
+                else:
+                    t0 = time.monotonic()
+                    print(f"  {workload:10s} {system:10s} ...", end="", flush=True)
+                    cell = run_init(args, system) if workload == "init" else run_cell(args, system, workload)
+                    print(f" {short(cell)}  [{time.monotonic() - t0:.0f} s]", flush=True)
+                results[workload][system] = cell
+    finally:
+        _watchdog.kill_tree()  # nothing of ours survives, even on Ctrl-C
+        _watchdog.reap_zombies()
+    write_outputs(args, info, started, results)
+
+
+def render(args, info, started, results):
+    mode = "quick smoke run" if args.quick else "full run"
+    parts = [f"## {started:%Y-%m-%d %H:%M} UTC — {_sysinfo.headline(info)}", "",
+             f"- Versions: {_sysinfo.versions_line(info)}",
+             f"- Mode: {mode}; per-cell timeout {args.timeout:.0f} s; memory guard "
+             f"{args.mem_limit_gb:g} GiB (summed RSS of the cell's process tree); each cell in a "
+             f"fresh process.", ""]
+    for workload, cells in results.items():
+        parts += [_report.table(workload, cells), ""]
+    parts += ["Notes:",
+              "- *actorscoop advantage* = peer/actorscoop for times, actorscoop/peer for rates: "
+              "above 1× actorscoop is better.",
+              "- Peak RSS sums every process of the cell's tree, so pages shared between forked "
+              "workers are counted once per process.",
+              "- ProcessPoolExecutor, multiprocessing.Pool and loky cannot nest tasks (a waiting "
+              "parent holds one of the two workers: deadlock), so fib is n/a for them.",
+              "- Dask submits with `pure=False` (no deduplication of identical calls); nested "
+              "fib uses `worker_client()`.",
+              "- SCOOP runs as `python -m scoop -n 2`; no compatibility patch was needed on "
+              "Python 3.11. Its init value includes the launcher and interpreter start.", ""]
+    return "\n".join(parts)
+
+
+def write_outputs(args, info, started, results):
+    stamp = f"{started:%Y%m%dT%H%M%S}"
+    raw = {"started_utc": started.isoformat(), "quick": args.quick, "machine": info,
+           "timeout_s": args.timeout, "mem_limit_gb": args.mem_limit_gb, "results": results}
+    for name in (f"run-{stamp}.json", "latest.json"):
+        with open(os.path.join(OUT, name), "w") as f:
+            json.dump(raw, f, indent=1, default=str)
+    text = render(args, info, started, results)
+    print()
+    print(text)
+    if args.results:
+        new = not os.path.exists(args.results)
+        with open(args.results, "a") as f:
+            if new:
+                f.write("# actorscoop benchmark results\n\nOne section per run of "
+                        "`python benchmarks/run.py`, newest last. See README.md.\n\n")
+            f.write(text + "\n")
+        print(f"appended to {os.path.relpath(args.results, os.getcwd())}")
+    print(f"raw numbers: {os.path.relpath(os.path.join(OUT, f'run-{stamp}.json'), os.getcwd())}")
+
+
+if __name__ == "__main__":
+    main()
