@@ -1,0 +1,146 @@
+"""The arena file: create it, map it, pre-fault it, and clean up after dead stores.
+
+The arena is one file in /dev/shm named ``actorscoop-plasma-<store pid>-<random>``,
+mapped once by the store and once by every client.  First-touch page faults cost
+far more than a warm copy (measured: 100 MB first-touch copy ~180 ms, warm ~8 ms),
+so the store populates the pages in a background thread, and every mapping asks
+the kernel to populate its page tables (MADV_POPULATE_*, Linux >= 5.14).
+"""
+
+from __future__ import annotations
+
+import logging
+import mmap
+import os
+import re
+import secrets
+import threading
+
+import numpy as np
+import psutil
+
+from ._errors import PlasmaError
+
+log = logging.getLogger("actorscoop.plasma")
+
+SHM_DIR = "/dev/shm"
+PREFIX = "actorscoop-plasma-"
+_NAME = re.compile(re.escape(PREFIX) + r"(\d+)-[0-9a-f]+$")
+_MADV_POPULATE_READ = 22
+_MADV_POPULATE_WRITE = 23
+_CHUNK = 64 << 20
+
+
+class Mapping:
+    """A shared, read-write mapping of a file, with a uint8 numpy view and its base address.
+
+    The mapping is unmapped when the last reference to it goes: views handed to
+    readers keep it alive through their pins, so they can never dangle.
+    """
+
+    def __init__(self, path: str, size: int | None = None):
+        fd = os.open(path, os.O_RDWR)
+        try:
+            if size is None:
+                size = os.fstat(fd).st_size
+            self.mmap = mmap.mmap(fd, size, flags=mmap.MAP_SHARED, prot=mmap.PROT_READ | mmap.PROT_WRITE)
+        finally:
+            os.close(fd)
+        self.path = path
+        self.size = size
+        self.array = np.frombuffer(self.mmap, dtype=np.uint8)
+        self.address = self.array.ctypes.data
+
+    def populate(self, offset: int = 0, length: int | None = None, write: bool = True) -> None:
+        """Fault in the page tables of [offset, offset+length) now, so copies run at memory speed."""
+        length = self.size - offset if length is None else length
+        page = mmap.PAGESIZE
+        start = offset // page * page
+        end = min(self.size, -(-(offset + length) // page) * page)
+        advice = _MADV_POPULATE_WRITE if write else _MADV_POPULATE_READ
+        for pos in range(start, end, _CHUNK):
+            n = min(_CHUNK, end - pos)
+            try:
+                self.mmap.madvise(advice, pos, n)
+            except (OSError, ValueError):  # kernel older than 5.14: touch one byte per page
+                if write:
+                    self.array[pos:pos + n:page] = self.array[pos:pos + n:page]
+                else:
+                    self.array[pos:pos + n:page].sum()
+
+
+def populate_in_background(mapping: Mapping, write: bool, name: str) -> threading.Thread:
+    """Pre-fault a mapping in a daemon thread (the first put/get would otherwise pay for it)."""
+    def run():
+        try:
+            mapping.populate(write=write)
+        except Exception:  # a failed pre-fault only costs speed, but say so
+            log.warning("pre-faulting %s failed; first use of its pages will be slower", mapping.path,
+                        exc_info=True)
+    thread = threading.Thread(target=run, name=name, daemon=True)
+    thread.start()
+    return thread
+
+
+def create_arena(capacity: int, fallback_dir: str | None) -> str:
+    """Create the arena file of ``capacity`` bytes in /dev/shm (or in ``fallback_dir`` if /dev/shm is
+    too small) and return its path.  Raise PlasmaError saying what to do if neither works."""
+    name = f"{PREFIX}{os.getpid()}-{secrets.token_hex(4)}"
+    free = shm_free_bytes()
+    if free >= capacity:
+        directory = SHM_DIR
+    elif fallback_dir is not None:
+        log.warning("/dev/shm has %d bytes free, the store needs %d: the arena is a file in %s instead "
+                    "(slower). Enlarge /dev/shm (docker: --shm-size) or lower the store capacity.",
+                    free, capacity, fallback_dir)
+        directory = fallback_dir
+    else:
+        raise PlasmaError(f"/dev/shm has {free} bytes free but the object store needs {capacity}: "
+                          "lower the store capacity, enlarge /dev/shm (docker: --shm-size), "
+                          "or give a spill directory to hold the arena file")
+    path = os.path.join(directory, name)
+    fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o600)
+    try:
+        os.ftruncate(fd, capacity)
+    except OSError:
+        os.close(fd)
+        os.unlink(path)
+        raise
+    os.close(fd)
+    return path
+
+
+def shm_free_bytes() -> int:
+    st = os.statvfs(SHM_DIR)
+    return st.f_bavail * st.f_frsize
+
+
+def owner_pid(path: str) -> int | None:
+    """The pid of the store that created an arena file, from its name."""
+    m = _NAME.match(os.path.basename(path))
+    return int(m.group(1)) if m else None
+
+
+def remove_stale_arenas() -> list[str]:
+    """Unlink arena files in /dev/shm whose store process is dead.  Returns their paths."""
+    removed = []
+    for name in os.listdir(SHM_DIR):
+        pid = owner_pid(name)
+        if pid is None or psutil.pid_exists(pid):
+            continue
+        path = os.path.join(SHM_DIR, name)
+        try:
+            os.unlink(path)
+            removed.append(path)
+            log.warning("removed stale arena %s of dead store pid %d", path, pid)
+        except FileNotFoundError:
+            pass  # another store cleaned it first
+    return removed
+
+
+def unlink_quietly(path: str | None) -> None:
+    if path:
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass

@@ -1,0 +1,114 @@
+"""Start the store as a child process and stop it without leaving files behind."""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+from ._arena import unlink_quietly
+from ._errors import PlasmaError
+
+_MAX_IPC_PATH = 107  # sun_path is 108 bytes including the NUL
+_PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+class StoreHandle:
+    """A running store process started by ``start_store``."""
+
+    def __init__(self, proc: subprocess.Popen, socket_path: str, arena_path: str, spill_path: str):
+        self._proc = proc
+        self.pid = proc.pid
+        self.socket_path = socket_path
+        self.arena_path = arena_path
+        self.spill_path = spill_path
+
+    def alive(self) -> bool:
+        return self._proc.poll() is None
+
+    def stop(self, timeout: float = 5) -> int:
+        """SIGTERM, then SIGKILL after ``timeout`` seconds; remove whatever the store left behind.
+        Returns the exit code."""
+        if self._proc.poll() is None:
+            self._proc.send_signal(signal.SIGTERM)
+            try:
+                self._proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait(timeout)
+        if self._proc.stdout is not None:
+            self._proc.stdout.close()
+        unlink_quietly(self.arena_path)
+        unlink_quietly(self.socket_path)
+        shutil.rmtree(self.spill_path, ignore_errors=True)
+        return self._proc.returncode
+
+    def __enter__(self) -> "StoreHandle":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        return f"StoreHandle(pid={self.pid}, socket_path={self.socket_path!r}, alive={self.alive()})"
+
+
+def start_store(socket_path: str, capacity: int, spill_dir: str | None = None, timeout: float = 10.0,
+                validate: bool = False) -> StoreHandle:
+    """Start a store process; return once it accepts connections.
+
+    Raises PlasmaError if it fails to start or is not ready within ``timeout`` seconds.
+    The store gets SIGTERM when the *thread* that started it exits (PR_SET_PDEATHSIG),
+    so call this from a thread that lives as long as the store should.
+    """
+    socket_path = os.path.abspath(socket_path)
+    if len(socket_path.encode()) > _MAX_IPC_PATH:
+        raise PlasmaError(f"socket path {socket_path!r} is {len(socket_path)} bytes long, the limit for an "
+                          f"ipc:// socket is {_MAX_IPC_PATH}: use a shorter directory")
+    if not isinstance(capacity, int) or capacity <= 0:
+        raise PlasmaError(f"store capacity must be a positive number of bytes, got {capacity!r}")
+    cmd = [sys.executable, "-m", "actorscoop.plasma", "--socket", socket_path, "--capacity", str(capacity),
+           "--parent-pid", str(os.getpid())]
+    if spill_dir is not None:
+        cmd += ["--spill-dir", os.path.abspath(spill_dir)]
+    if validate:
+        cmd.append("--validate")
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (_PACKAGE_ROOT, env.get("PYTHONPATH")) if p)
+    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, env=env, close_fds=True)
+    line = _read_line(proc, timeout)
+    if line.startswith("READY "):
+        paths = json.loads(line[6:])
+        return StoreHandle(proc, socket_path, paths["arena_path"], paths["spill_path"])
+    _kill(proc)
+    if line.startswith("ERROR "):
+        raise PlasmaError(f"object store failed to start: {line[6:]}")
+    raise PlasmaError(f"object store (pid {proc.pid}) did not become ready within {timeout}s "
+                      f"(exit code {proc.returncode}, output {line!r}); see its stderr above")
+
+
+def _read_line(proc: subprocess.Popen, timeout: float) -> str:
+    deadline = time.monotonic() + timeout
+    fd = proc.stdout.fileno()
+    data = b""
+    while b"\n" not in data:
+        left = deadline - time.monotonic()
+        if left <= 0 or not select.select([fd], [], [], left)[0]:
+            break
+        chunk = os.read(fd, 65536)
+        if not chunk:
+            break
+        data += chunk
+    return data.decode(errors="replace").strip()
+
+
+def _kill(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.kill()
+    proc.wait()
+    proc.stdout.close()

@@ -1,0 +1,182 @@
+"""The store's wire messages and their codec.  The only code that touches message bytes.
+
+A message is one ZeroMQ frame: a msgpack map ``{"v": VERSION, "t": TYPE, **fields}``.
+Object data never travels in messages: it is written and read in shared memory.
+Requests carry a request id ``rid`` that the reply echoes; ``Release`` is one-way.
+``decode`` raises ``ProtocolError`` for anything malformed; callers log and drop.
+"""
+
+import dataclasses
+import types
+import typing
+
+import msgpack
+
+from ._errors import ProtocolError
+
+VERSION = 1
+
+_MESSAGES: dict[str, type] = {}
+
+
+def _message(tag: str):
+    def register(cls):
+        cls = dataclasses.dataclass(frozen=True)(cls)
+        cls.TYPE = tag
+        cls._FIELDS = tuple((f.name, f.type) for f in dataclasses.fields(cls))
+        _MESSAGES[tag] = cls
+        return cls
+    return register
+
+
+# -- requests (client -> store) ------------------------------------------------
+
+@_message("connect")
+class Connect:
+    rid: int
+    pid: int
+    version: int
+
+
+@_message("create")
+class Create:
+    rid: int
+    object_id: bytes
+    size: int
+    full_timeout: float  # how long to wait for pinned objects to be released when full
+
+
+@_message("seal")
+class Seal:
+    rid: int
+    object_id: bytes
+
+
+@_message("abort")
+class Abort:
+    rid: int
+    object_id: bytes
+
+
+@_message("get")
+class Get:
+    rid: int
+    object_id: bytes
+    timeout: float | None  # wait this long for the object to be sealed; None: do not wait
+
+
+@_message("release")
+class Release:  # one-way: no reply
+    object_ids: list
+
+
+@_message("contains")
+class Contains:
+    rid: int
+    object_id: bytes
+
+
+@_message("delete")
+class Delete:
+    rid: int
+    object_ids: list
+
+
+@_message("list")
+class ListObjects:
+    rid: int
+
+
+@_message("stats")
+class Stats:
+    rid: int
+
+
+@_message("disconnect")
+class Disconnect:
+    rid: int
+
+
+# -- replies (store -> client) -------------------------------------------------
+
+@_message("connected")
+class Connected:
+    rid: int
+    arena_path: str
+    capacity: int
+    store_pid: int
+
+
+@_message("located")
+class Located:
+    """Reply to Create and Get: where the object's bytes are (a file and an offset in it)."""
+    rid: int
+    object_id: bytes
+    path: str
+    offset: int
+    size: int
+    warning: str | None
+
+
+@_message("answer")
+class Answer:
+    rid: int
+    value: typing.Any
+
+
+@_message("error")
+class Error:
+    rid: int
+    kind: str  # name of an exception class in _errors
+    message: str
+
+
+MESSAGE_TYPES = tuple(_MESSAGES.values())
+
+
+def encode(msg) -> bytes:
+    """Encode one message to its frame."""
+    if type(msg) not in MESSAGE_TYPES:
+        raise TypeError(f"not a protocol message: {msg!r}")
+    body = {"v": VERSION, "t": msg.TYPE}
+    for name, _ in msg._FIELDS:
+        body[name] = getattr(msg, name)
+    return msgpack.packb(body, use_bin_type=True)
+
+
+def decode(frame: bytes):
+    """Decode one frame to a message; raise ProtocolError saying what is wrong with it."""
+    try:
+        body = msgpack.unpackb(frame, raw=False, strict_map_key=False)
+    except Exception as exc:  # msgpack raises several unrelated types on garbage
+        raise ProtocolError(f"frame of {len(frame)} bytes is not msgpack: {exc}") from exc
+    if not isinstance(body, dict):
+        raise ProtocolError(f"message is a {type(body).__name__}, expected a map")
+    version = body.pop("v", None)
+    if version != VERSION:
+        raise ProtocolError(f"protocol version {version!r}, this side speaks {VERSION}; "
+                            "client and store come from different actorscoop versions")
+    cls = _MESSAGES.get(body.pop("t", None))
+    if cls is None:
+        raise ProtocolError(f"unknown message type in {sorted(body)!r}")
+    names = {name for name, _ in cls._FIELDS}
+    if set(body) != names:
+        raise ProtocolError(f"{cls.TYPE}: fields {sorted(body)}, expected {sorted(names)}")
+    for name, kind in cls._FIELDS:
+        if not _type_ok(body[name], kind):
+            raise ProtocolError(f"{cls.TYPE}.{name}: {type(body[name]).__name__} is not {kind}")
+    return cls(**body)
+
+
+def _type_ok(value, kind) -> bool:
+    if kind is typing.Any:
+        return True
+    if isinstance(kind, types.UnionType):
+        return any(_type_ok(value, k) for k in typing.get_args(kind))
+    if kind is type(None):
+        return value is None
+    if kind is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if kind is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, kind)

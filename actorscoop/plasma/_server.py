@@ -1,0 +1,366 @@
+"""The store process's I/O shell: a ZeroMQ ROUTER loop around the pure ``ObjectStore``.
+
+One thread serves every request in order.  The loop polls the socket and one
+pidfd per client (a dead client's pins are released at once), and keeps two
+kinds of deadlines: gets waiting for an object to be sealed, and creates
+waiting for pinned objects to be released when the store is full.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import time
+
+import zmq
+
+from . import _protocol as P
+from ._arena import SHM_DIR, Mapping, create_arena, populate_in_background, remove_stale_arenas, unlink_quietly
+from ._clients import ClientTable
+from ._errors import (IllegalTransitionError, ObjectNotFoundError, ObjectStoreFullError, PlasmaError,
+                      ProtocolError)
+from ._spill import SpillDir
+from ._store import Entry, ObjectStore, State, Where
+
+log = logging.getLogger("actorscoop.plasma")
+
+
+@dataclasses.dataclass
+class _Waiter:
+    identity: bytes
+    msg: object  # the Get or Create request
+    deadline: float
+
+
+class StoreServer:
+    def __init__(self, socket_path: str, capacity: int, spill_dir: str | None = None, validate: bool = False):
+        if capacity <= 0:
+            raise PlasmaError(f"store capacity must be a positive number of bytes, got {capacity}")
+        self.socket_path = socket_path
+        self.validate = validate
+        remove_stale_arenas()
+        self.spill = SpillDir(spill_dir)
+        self.arena_path = create_arena(capacity, spill_dir)
+        self.arena = Mapping(self.arena_path, capacity)
+        if self.arena_path.startswith(SHM_DIR):
+            populate_in_background(self.arena, write=True, name="plasma-prefault")
+        self.store = ObjectStore(capacity)
+        self.clients = ClientTable()
+        self.gets: dict[bytes, list[_Waiter]] = {}
+        self.creates: list[_Waiter] = []
+        self._warned: set[str] = set()
+        self._fallback_warned = False
+        self._ctx = zmq.Context()
+        self.sock = self._ctx.socket(zmq.ROUTER)
+        self.sock.setsockopt(zmq.LINGER, 0)
+        self.sock.bind(f"ipc://{socket_path}")
+        self._handlers = {
+            P.Connect: self.on_connect, P.Create: self.on_create, P.Seal: self.on_seal,
+            P.Abort: self.on_abort, P.Get: self.on_get, P.Release: self.on_release,
+            P.Contains: self.on_contains, P.Delete: self.on_delete, P.ListObjects: self.on_list,
+            P.Stats: self.on_stats, P.Disconnect: self.on_disconnect,
+        }
+
+    # -- the loop ------------------------------------------------------------
+
+    def serve_forever(self) -> None:
+        poller, fds = None, None
+        while True:
+            if fds != self.clients.fds():
+                fds = self.clients.fds()
+                poller = zmq.Poller()
+                poller.register(self.sock, zmq.POLLIN)
+                for fd in fds:
+                    poller.register(fd, zmq.POLLIN)
+            ready = dict(poller.poll(self._poll_timeout_ms()))
+            if self.sock in ready:
+                self._drain_socket()
+            for identity in self.clients.dead([fd for fd in ready if isinstance(fd, int)]):
+                self._client_gone(identity, "process exited")
+            self._expire(time.monotonic())
+            self._retry_creates()
+            if self.validate:
+                self.store.validate()
+
+    def _drain_socket(self) -> None:
+        for _ in range(1000):
+            try:
+                frames = self.sock.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            if len(frames) != 2:
+                self._warn_once("frames", f"dropped a message of {len(frames)} frames (expected identity + 1)")
+                continue
+            identity, frame = frames
+            try:
+                msg = P.decode(frame)
+            except ProtocolError as exc:
+                self._warn_once(f"malformed:{identity!r}", f"dropped a malformed message from {identity!r}: {exc}")
+                continue
+            self._dispatch(identity, msg)
+
+    def _dispatch(self, identity: bytes, msg) -> None:
+        handler = self._handlers.get(type(msg))
+        if handler is None or (identity not in self.clients and not isinstance(msg, P.Connect)):
+            reason = "not a request" if handler is None else "sent before connect"
+            self._warn_once(f"{reason}:{identity!r}", f"dropped {msg.TYPE} from {identity!r}: {reason}")
+            if hasattr(msg, "rid") and handler is not None:
+                self._reply(identity, P.Error(msg.rid, "ProtocolError",
+                                              f"{msg.TYPE} {reason}; send connect first"))
+            return
+        try:
+            reply = handler(identity, msg)
+        except PlasmaError as exc:
+            reply = P.Error(getattr(msg, "rid", 0), type(exc).__name__, str(exc))
+        except (TypeError, ValueError) as exc:
+            reply = P.Error(getattr(msg, "rid", 0), "ValueError", f"{msg.TYPE}: {exc}")
+        except Exception as exc:  # a bug: keep serving, tell the client, log the traceback
+            log.exception("internal error handling %s", msg.TYPE)
+            reply = P.Error(getattr(msg, "rid", 0), "PlasmaError", f"internal store error in {msg.TYPE}: {exc!r}")
+        if reply is not None and hasattr(msg, "rid"):
+            self._reply(identity, reply)
+
+    def _reply(self, identity: bytes, msg) -> None:
+        try:
+            self.sock.send_multipart([identity, P.encode(msg)], zmq.NOBLOCK)
+        except zmq.Again:
+            log.warning("dropped a reply to %r: its queue is full", identity)
+
+    def _poll_timeout_ms(self) -> int | None:
+        deadlines = [w.deadline for ws in self.gets.values() for w in ws] + [w.deadline for w in self.creates]
+        timeouts = [max(0.0, min(deadlines) - time.monotonic())] if deadlines else []
+        if self.clients.poll_interval() is not None:
+            timeouts.append(self.clients.poll_interval())
+        return int(min(timeouts) * 1000) + 1 if timeouts else None
+
+    def _warn_once(self, key: str, text: str) -> None:
+        if key not in self._warned:
+            self._warned.add(key)
+            log.warning("%s (further ones are not logged)", text)
+
+    # -- handlers --------------------------------------------------------------
+
+    def on_connect(self, identity, m: P.Connect):
+        if m.version != P.VERSION:
+            raise ProtocolError(f"client speaks protocol version {m.version}, store speaks {P.VERSION}: "
+                                "use the same actorscoop version for the store and its clients")
+        if self.clients.add(identity, m.pid) is None:
+            raise ProtocolError(f"connect from pid {m.pid}, which is not running")
+        return P.Connected(m.rid, self.arena_path, self.store.capacity, os.getpid())
+
+    def on_create(self, identity, m: P.Create):
+        if m.size < 0:
+            raise ValueError(f"object size must be >= 0, got {m.size}")
+        located = self._try_create(identity, m)
+        if located is not None:
+            return located
+        if m.full_timeout > 0:
+            self.creates.append(_Waiter(identity, m, time.monotonic() + m.full_timeout))
+            return None
+        raise self._full_error(m)
+
+    def on_seal(self, identity, m: P.Seal):
+        removed = self.store.seal(m.object_id, identity)
+        self._discard(removed)
+        for waiter in self.gets.pop(m.object_id, []):
+            self._answer_get(waiter.identity, waiter.msg)
+        return P.Answer(m.rid, True)
+
+    def on_abort(self, identity, m: P.Abort):
+        entry = self.store.get(m.object_id)
+        if entry is None or entry.state is not State.CREATED or entry.creator != identity:
+            raise IllegalTransitionError(f"abort of {m.object_id.hex()}: not an unsealed object of this client",
+                                         object_id=m.object_id)
+        self._discard([self.store.abort(m.object_id)])
+        return P.Answer(m.rid, True)
+
+    def on_get(self, identity, m: P.Get):
+        entry = self.store.get(m.object_id)
+        if entry is not None and entry.state is State.SEALED:
+            return self._located(identity, m)
+        if entry is None or entry.state is State.CREATED:
+            if m.timeout is not None and m.timeout > 0:
+                waiter = _Waiter(identity, m, time.monotonic() + m.timeout)
+                self.gets.setdefault(m.object_id, []).append(waiter)
+                return None
+        raise self._not_found(m.object_id, entry, m.timeout)
+
+    def on_release(self, identity, m: P.Release):
+        for object_id in m.object_ids:
+            try:
+                self._discard(self.store.release(object_id, identity))
+            except (IllegalTransitionError, TypeError) as exc:
+                self._warn_once(f"release:{identity!r}", f"ignored a bad release from {identity!r}: {exc}")
+
+    def on_contains(self, identity, m: P.Contains):
+        return P.Answer(m.rid, self.store.is_readable(m.object_id))
+
+    def on_delete(self, identity, m: P.Delete):
+        for object_id in m.object_ids:
+            if not isinstance(object_id, bytes):
+                raise ValueError(f"object ids are bytes, got {type(object_id).__name__}")
+        for object_id in m.object_ids:
+            self._discard(self.store.delete(object_id))
+        return P.Answer(m.rid, True)
+
+    def on_list(self, identity, m: P.ListObjects):
+        return P.Answer(m.rid, self.store.list_objects())
+
+    def on_stats(self, identity, m: P.Stats):
+        stats = self.store.stats()
+        stats.update(arena_path=self.arena_path, num_clients=len(self.clients), store_pid=os.getpid(),
+                     waiting_gets=sum(map(len, self.gets.values())), waiting_creates=len(self.creates))
+        return P.Answer(m.rid, stats)
+
+    def on_disconnect(self, identity, m: P.Disconnect):
+        self._client_gone(identity, "disconnected")
+        return P.Answer(m.rid, True)
+
+    # -- making room, spilling, restoring --------------------------------------
+
+    def _try_create(self, identity, m: P.Create) -> P.Located | None:
+        if m.size > self.store.capacity:
+            return self._create_fallback(identity, m)
+        entry = self._with_room(m.size, lambda: self.store.create(m.object_id, m.size, identity))
+        if entry is None:
+            return None
+        return P.Located(m.rid, m.object_id, self.arena_path, entry.offset, m.size, None)
+
+    def _create_fallback(self, identity, m: P.Create) -> P.Located:
+        self.store.check_new(m.object_id)
+        path = self.spill.create_fallback(m.object_id, m.size)
+        self.store.create_fallback(m.object_id, m.size, identity, path)
+        warning = (f"object {m.object_id.hex()} of {m.size} bytes is larger than the whole object store "
+                   f"({self.store.capacity} bytes): it is kept in a disk-backed file in {self.spill.path} "
+                   "(slower). Start the store with a larger capacity to keep such objects in memory.")
+        if not self._fallback_warned:
+            self._fallback_warned = True
+            log.warning("%s", warning)
+        return P.Located(m.rid, m.object_id, path, 0, m.size, warning)
+
+    def _with_room(self, size: int, attempt):
+        """Run ``attempt`` (an allocation); while it fails, spill the victims the policy chooses."""
+        result = attempt()
+        while result is None:
+            victims = self.store.victims(size)
+            if not victims:
+                return None
+            for object_id in victims:
+                self._spill(object_id)
+                result = attempt()
+                if result is not None:
+                    break
+        return result
+
+    def _spill(self, object_id: bytes) -> None:
+        entry = self.store.get(object_id)
+        path = entry.path
+        if path is None:  # first spill; a restored object keeps its file, re-spilling it is free
+            path = self.spill.spill(object_id, self.arena.array[entry.offset:entry.offset + entry.size])
+        self.store.spilled(object_id, path)
+
+    def _located(self, identity, m: P.Get) -> P.Located:
+        entry = self.store.get(m.object_id)
+        if entry.where is Where.SPILLED:
+            self._restore(entry)
+        self.store.pin(m.object_id, identity)
+        path = self.arena_path if entry.where is Where.SHM else entry.path
+        offset = entry.offset if entry.where is Where.SHM else 0
+        return P.Located(m.rid, m.object_id, path, offset, entry.size, None)
+
+    def _restore(self, entry: Entry) -> None:
+        restored = self._with_room(entry.size, lambda: self.store.restore(entry.object_id))
+        if restored is None:
+            raise ObjectStoreFullError(
+                f"cannot restore spilled object {entry.object_id.hex()} ({entry.size} bytes): the store "
+                f"({self.store.capacity} bytes) is full, {self.store.pinned_summary()}. Release views of "
+                "objects you no longer use, or start the store with a larger capacity.",
+                object_id=entry.object_id)
+        try:
+            self.spill.restore(entry.path, self.arena.array[entry.offset:entry.offset + entry.size])
+        except OSError:
+            self.store.spilled(entry.object_id, entry.path)  # back to where it was
+            raise
+
+    def _answer_get(self, identity, m: P.Get) -> None:
+        try:
+            if not self.store.is_readable(m.object_id):
+                raise self._not_found(m.object_id, self.store.get(m.object_id), m.timeout)
+            reply = self._located(identity, m)
+        except PlasmaError as exc:
+            reply = P.Error(m.rid, type(exc).__name__, str(exc))
+        self._reply(identity, reply)
+
+    # -- deadlines, retries, cleanup -------------------------------------------
+
+    def _expire(self, now: float) -> None:
+        for object_id in list(self.gets):
+            waiting = self.gets[object_id]
+            for w in [w for w in waiting if w.deadline <= now]:
+                waiting.remove(w)
+                exc = self._not_found(object_id, self.store.get(object_id), w.msg.timeout)
+                self._reply(w.identity, P.Error(w.msg.rid, type(exc).__name__, str(exc)))
+            if not waiting:
+                del self.gets[object_id]
+        for w in [w for w in self.creates if w.deadline <= now]:
+            self.creates.remove(w)
+            self._reply(w.identity, P.Error(w.msg.rid, "ObjectStoreFullError", str(self._full_error(w.msg))))
+
+    def _retry_creates(self) -> None:
+        for w in list(self.creates):
+            try:
+                reply = self._try_create(w.identity, w.msg)
+            except PlasmaError as exc:
+                reply = P.Error(w.msg.rid, type(exc).__name__, str(exc))
+            if reply is not None:
+                self.creates.remove(w)
+                self._reply(w.identity, reply)
+
+    def _client_gone(self, identity: bytes, why: str) -> None:
+        client = self.clients.remove(identity)
+        self._discard(self.store.client_gone(identity))
+        for object_id in list(self.gets):
+            self.gets[object_id] = [w for w in self.gets[object_id] if w.identity != identity]
+            if not self.gets[object_id]:
+                del self.gets[object_id]
+        self.creates = [w for w in self.creates if w.identity != identity]
+        if client is not None:
+            log.debug("client pid %d %s; its pins were released", client.pid, why)
+
+    def _discard(self, removed: list[Entry]) -> None:
+        """Delete the files of objects the store has just removed."""
+        for entry in removed:
+            unlink_quietly(entry.path)
+
+    def _full_error(self, m: P.Create) -> ObjectStoreFullError:
+        return ObjectStoreFullError(
+            f"object store full: cannot fit object {m.object_id.hex()} of {m.size} bytes in the "
+            f"{self.store.capacity}-byte store; {self.store.pinned_summary()}, nothing left to spill "
+            f"after waiting {m.full_timeout:.1f}s. Drop references to objects you got (views, numpy arrays), "
+            "delete objects you no longer need, or start the store with a larger capacity.",
+            object_id=m.object_id, size=m.size, capacity=self.store.capacity)
+
+    def _not_found(self, object_id: bytes, entry, timeout) -> ObjectNotFoundError:
+        if entry is not None and entry.state is State.DELETING:
+            why = "it is being deleted"
+        elif entry is not None and timeout:
+            why = f"it was not sealed within {timeout}s (its writer is still writing)"
+        elif entry is not None:
+            why = "it is not sealed yet (pass a timeout to wait for it)"
+        elif timeout:
+            why = f"it did not appear within {timeout}s"
+        else:
+            why = "it was never put, or was already deleted (pass a timeout to wait for it)"
+        return ObjectNotFoundError(f"object {object_id.hex()} is not in the store: {why}", object_id=object_id)
+
+    # -- shutdown --------------------------------------------------------------
+
+    def close(self) -> None:
+        """Remove the arena file, the socket file and every spill file."""
+        unlink_quietly(self.arena_path)
+        unlink_quietly(self.socket_path)
+        self.spill.remove_all()
+        self.clients.close()
+        self.sock.close(linger=0)
+        self._ctx.term()

@@ -1,0 +1,54 @@
+"""Files on disk: spilled objects and fallback files for objects larger than the arena.
+
+All of them live in a directory private to one store process,
+``<spill_dir>/actorscoop-plasma-<pid>/``, removed when the store exits.
+Without a spill_dir the store uses a fresh temporary directory.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+
+import numpy as np
+
+from ._arena import PREFIX
+
+
+class SpillDir:
+    def __init__(self, spill_dir: str | None):
+        if spill_dir is None:
+            self.path = tempfile.mkdtemp(prefix=f"{PREFIX}spill-{os.getpid()}-")
+        else:
+            os.makedirs(spill_dir, exist_ok=True)
+            self.path = os.path.join(spill_dir, f"{PREFIX}{os.getpid()}")
+            os.makedirs(self.path, mode=0o700, exist_ok=True)
+
+    def spill(self, object_id: bytes, data: np.ndarray) -> str:
+        """Write an object's bytes to a new file and return its path."""
+        path = os.path.join(self.path, f"{object_id.hex()}.spill")
+        with open(path, "wb") as f:
+            f.write(memoryview(data))
+        return path
+
+    @staticmethod
+    def restore(path: str, dst: np.ndarray) -> None:
+        """Read a spilled object back into ``dst``, which has exactly its size."""
+        with open(path, "rb", buffering=0) as f:
+            n = f.readinto(memoryview(dst))
+        if n != len(dst):
+            raise OSError(f"spill file {path} holds {n} bytes, expected {len(dst)}")
+
+    def create_fallback(self, object_id: bytes, size: int) -> str:
+        """Create a sparse file of ``size`` bytes for an object too large for the arena."""
+        path = os.path.join(self.path, f"{object_id.hex()}.fallback")
+        fd = os.open(path, os.O_CREAT | os.O_TRUNC | os.O_RDWR, 0o600)
+        try:
+            os.ftruncate(fd, size)
+        finally:
+            os.close(fd)
+        return path
+
+    def remove_all(self) -> None:
+        shutil.rmtree(self.path, ignore_errors=True)

@@ -1,0 +1,347 @@
+"""The store's bookkeeping: objects, their states, pins and LRU order.
+
+Pure state machine, no I/O.  The server (``_server.py``) asks it what to do and
+does the I/O (copying, spilling, unlinking files) itself.
+
+States and allowed transitions::
+
+    (new) --create--> CREATED --seal--> SEALED --delete, unpinned--> (removed)
+                         |                 |
+                         |                 +--delete, pinned--> DELETING --last release--> (removed)
+                         +--abort / creator died--> (removed)
+
+Independently of the state, a SEALED object lives somewhere (``Where``): in the
+shared-memory arena, spilled to a file (its arena block is freed), or in a
+disk-backed fallback file (objects larger than the whole arena).  Only SEALED,
+unpinned, in-arena objects are in the LRU order, i.e. can be chosen for eviction.
+The eviction policy only *chooses* victims; the server spills them and reports
+back with ``spilled()``, which frees the block.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import enum
+
+from ._allocator import Allocator
+from ._errors import IllegalTransitionError, ObjectExistsError, ObjectNotFoundError
+
+
+class State(enum.Enum):
+    CREATED = "CREATED"
+    SEALED = "SEALED"
+    DELETING = "DELETING"  # delete requested while pinned; removed at the last release
+    REMOVED = "REMOVED"  # only ever seen in error messages and on returned entries
+
+
+class Where(str, enum.Enum):
+    SHM = "shm"
+    SPILLED = "spilled"
+    FALLBACK = "fallback"
+
+
+_ALLOWED = {
+    (None, State.CREATED),
+    (State.CREATED, State.SEALED),
+    (State.CREATED, State.REMOVED),
+    (State.SEALED, State.DELETING),
+    (State.SEALED, State.REMOVED),
+    (State.DELETING, State.REMOVED),
+}
+
+
+@dataclasses.dataclass(eq=False)
+class Entry:
+    object_id: bytes
+    size: int  # bytes of data (header + metadata + stream + buffers)
+    creator: object
+    state: State | None = None
+    where: Where = Where.SHM
+    offset: int = -1  # offset in the arena when where == SHM
+    path: str | None = None  # spill file or fallback file
+    pins: dict = dataclasses.field(default_factory=dict)  # client -> count
+    delete_after_seal: bool = False
+
+    @property
+    def pinned(self) -> bool:
+        return bool(self.pins) or self.state is State.CREATED
+
+
+class LRUPolicy:
+    """Chooses the least recently used unpinned objects until enough bytes are freed."""
+
+    def choose(self, candidates: "collections.OrderedDict[bytes, int]", needed: int) -> list[bytes]:
+        victims, freed = [], 0
+        for object_id, size in candidates.items():
+            if freed >= needed:
+                break
+            victims.append(object_id)
+            freed += size
+        return victims
+
+
+class ObjectStore:
+    """Bookkeeping for one arena of ``capacity`` bytes."""
+
+    def __init__(self, capacity: int, policy: LRUPolicy | None = None):
+        self.allocator = Allocator(capacity)
+        self.capacity = self.allocator.capacity
+        self.policy = policy or LRUPolicy()
+        self._objects: dict[bytes, Entry] = {}
+        self._lru: collections.OrderedDict[bytes, int] = collections.OrderedDict()  # id -> block size
+        self._client_pins: dict[object, dict[bytes, int]] = {}
+
+    # -- queries -------------------------------------------------------------
+
+    def get(self, object_id: bytes) -> Entry | None:
+        return self._objects.get(object_id)
+
+    def __contains__(self, object_id: bytes) -> bool:
+        return object_id in self._objects
+
+    def is_readable(self, object_id: bytes) -> bool:
+        """True if a get would succeed now (sealed and not being deleted)."""
+        e = self._objects.get(object_id)
+        return e is not None and e.state is State.SEALED
+
+    def victims(self, needed: int) -> list[bytes]:
+        """Ids the eviction policy picks to free ``needed`` bytes (possibly fewer, if not enough)."""
+        return self.policy.choose(self._lru, needed)
+
+    def evictable_bytes(self) -> int:
+        return sum(self._lru.values())
+
+    def pinned_summary(self) -> str:
+        pinned = [e for e in self._objects.values() if e.where is Where.SHM and e.pinned]
+        total = sum(self.allocator.block_size(e.offset) for e in pinned)
+        return f"{len(pinned)} objects ({total} bytes) pinned by readers or being written"
+
+    def list_objects(self) -> list[dict]:
+        lru_pos = {oid: i for i, oid in enumerate(self._lru)}
+        return [
+            {
+                "id": e.object_id,
+                "size": e.size,
+                "state": e.state.value,
+                "pins": sum(e.pins.values()),
+                "where": e.where.value,
+                "lru": lru_pos.get(e.object_id),
+            }
+            for e in self._objects.values()
+        ]
+
+    def stats(self) -> dict:
+        spilled = [e for e in self._objects.values() if e.where is Where.SPILLED]
+        fallback = [e for e in self._objects.values() if e.where is Where.FALLBACK]
+        return {
+            "capacity": self.capacity,
+            "used": self.allocator.used,
+            "num_objects": len(self._objects),
+            "num_spilled": len(spilled),
+            "spilled_bytes": sum(e.size for e in spilled),
+            "num_fallback": len(fallback),
+            "fallback_bytes": sum(e.size for e in fallback),
+            "largest_free": self.allocator.largest_free(),
+        }
+
+    # -- transitions ---------------------------------------------------------
+
+    def create(self, object_id: bytes, size: int, client) -> Entry | None:
+        """Create an object in the arena.  Returns None if no block fits (caller evicts and retries)."""
+        self.check_new(object_id)
+        offset = self.allocator.allocate(size)
+        if offset is None:
+            return None
+        entry = Entry(object_id, size, client, offset=offset)
+        self._transition(entry, State.CREATED, "create")
+        self._objects[object_id] = entry
+        return entry
+
+    def create_fallback(self, object_id: bytes, size: int, client, path: str) -> Entry:
+        """Create an object that lives in its own disk-backed file (too big for the arena)."""
+        self.check_new(object_id)
+        entry = Entry(object_id, size, client, where=Where.FALLBACK, path=path)
+        self._transition(entry, State.CREATED, "create (fallback file)")
+        self._objects[object_id] = entry
+        return entry
+
+    def seal(self, object_id: bytes, client) -> list[Entry]:
+        """Seal an object; its creator's implicit pin ends.  Returns entries removed as a result."""
+        entry = self._require(object_id, "seal")
+        if entry.creator != client:
+            raise IllegalTransitionError(
+                f"object {object_id.hex()}: seal by a client that did not create it",
+                object_id=object_id, state=entry.state, target=State.SEALED, cause="seal")
+        self._transition(entry, State.SEALED, "seal")
+        self._on_unpinned(entry)
+        if entry.delete_after_seal:
+            return self.delete(object_id)
+        return []
+
+    def abort(self, object_id: bytes, cause: str = "abort") -> Entry:
+        """Drop an unsealed object (its writer failed or died)."""
+        entry = self._require(object_id, cause)
+        self._transition(entry, State.REMOVED, cause)
+        return self._remove(entry)
+
+    def pin(self, object_id: bytes, client) -> Entry:
+        """Pin a sealed, resident object for a reader."""
+        entry = self._require(object_id, "pin")
+        if entry.state is not State.SEALED or entry.where is Where.SPILLED:
+            raise IllegalTransitionError(
+                f"object {object_id.hex()}: cannot pin in state {entry.state.value} ({entry.where.value}); "
+                "only sealed objects resident in memory can be read (restore spilled objects first)",
+                object_id=object_id, state=entry.state, target=entry.state, cause="pin")
+        entry.pins[client] = entry.pins.get(client, 0) + 1
+        self._client_pins.setdefault(client, {})[object_id] = entry.pins[client]
+        self._lru.pop(object_id, None)
+        return entry
+
+    def release(self, object_id: bytes, client) -> list[Entry]:
+        """Drop one pin of ``client``.  Returns the entries removed as a result (deferred deletes)."""
+        entry = self._objects.get(object_id)
+        if entry is None or client not in entry.pins:
+            raise IllegalTransitionError(
+                f"object {object_id.hex()}: release without a pin by this client",
+                object_id=object_id, state=entry.state if entry else State.REMOVED,
+                target=None, cause="release")
+        count = entry.pins[client] - 1
+        pins = self._client_pins[client]
+        if count:
+            entry.pins[client] = pins[object_id] = count
+        else:
+            del entry.pins[client]
+            del pins[object_id]
+            if not pins:
+                del self._client_pins[client]
+        if entry.pinned:
+            return []
+        if entry.state is State.DELETING:
+            self._transition(entry, State.REMOVED, "last pin released")
+            return [self._remove(entry)]
+        self._on_unpinned(entry)
+        return []
+
+    def delete(self, object_id: bytes) -> list[Entry]:
+        """Owner frees an object: now if unpinned, else at its last release.  Unknown ids are ignored."""
+        entry = self._objects.get(object_id)
+        if entry is None or entry.state is State.DELETING:
+            return []
+        if entry.state is State.CREATED:
+            entry.delete_after_seal = True
+            return []
+        if entry.pins:
+            self._transition(entry, State.DELETING, "delete while pinned")
+            return []
+        self._transition(entry, State.REMOVED, "delete")
+        return [self._remove(entry)]
+
+    def client_gone(self, client) -> list[Entry]:
+        """A client disconnected or died: abort what it was writing, drop all its pins."""
+        removed = [self.abort(e.object_id, "creator died")
+                   for e in list(self._objects.values())
+                   if e.state is State.CREATED and e.creator == client]
+        for object_id, count in list(self._client_pins.get(client, {}).items()):
+            for _ in range(count):
+                removed.extend(self.release(object_id, client))
+        return removed
+
+    def spilled(self, object_id: bytes, path: str) -> None:
+        """The server has written this object to ``path``: free its arena block."""
+        entry = self._require(object_id, "spill")
+        if entry.state is not State.SEALED or entry.pinned or entry.where is not Where.SHM:
+            raise IllegalTransitionError(
+                f"object {object_id.hex()}: cannot spill in state {entry.state.value} "
+                f"({entry.where.value}, pins={sum(entry.pins.values())})",
+                object_id=object_id, state=entry.state, target=entry.state, cause="spill")
+        self._lru.pop(object_id)
+        self.allocator.free(entry.offset)
+        entry.where, entry.offset, entry.path = Where.SPILLED, -1, path
+
+    def restore(self, object_id: bytes) -> Entry | None:
+        """Give a spilled object an arena block again (caller copies the file in).  None if no room."""
+        entry = self._require(object_id, "restore")
+        if entry.where is not Where.SPILLED:
+            raise IllegalTransitionError(
+                f"object {object_id.hex()}: cannot restore, it is {entry.where.value}",
+                object_id=object_id, state=entry.state, target=entry.state, cause="restore")
+        offset = self.allocator.allocate(entry.size)
+        if offset is None:
+            return None
+        entry.where, entry.offset = Where.SHM, offset  # the spill file is kept: re-spilling is free
+        self._on_unpinned(entry)
+        return entry
+
+    # -- invariants ----------------------------------------------------------
+
+    def validate(self) -> None:
+        """Cross-check every index; raise AssertionError naming the first broken invariant."""
+        self.allocator.validate()
+        blocks = 0
+        for oid, e in self._objects.items():
+            assert e.object_id == oid, f"{oid.hex()}: indexed under the wrong id"
+            assert e.state in (State.CREATED, State.SEALED, State.DELETING), f"{oid.hex()}: state {e.state}"
+            if e.where is Where.SHM:
+                block = self.allocator.block_size(e.offset)
+                assert block >= e.size, f"{oid.hex()}: block of {block} bytes holds {e.size}"
+                blocks += block
+            else:
+                assert e.path, f"{oid.hex()}: {e.where.value} without a file"
+                assert e.where is Where.FALLBACK or not e.pins, f"{oid.hex()}: spilled but pinned"
+            evictable = e.state is State.SEALED and not e.pins and e.where is Where.SHM
+            assert (oid in self._lru) == evictable, f"{oid.hex()}: LRU membership wrong ({e})"
+            assert e.state is not State.DELETING or e.pins, f"{oid.hex()}: DELETING but unpinned"
+            for client, count in e.pins.items():
+                assert count > 0, f"{oid.hex()}: non-positive pin count"
+                assert self._client_pins.get(client, {}).get(oid) == count, f"{oid.hex()}: client index"
+        assert blocks == self.allocator.used, f"objects hold {blocks} bytes, allocator says {self.allocator.used}"
+        for client, pins in self._client_pins.items():
+            assert pins, "empty client pin table kept"
+            for oid, count in pins.items():
+                assert oid in self._objects and self._objects[oid].pins.get(client) == count, (
+                    f"{oid.hex()}: client pins a missing object")
+        for oid, size in self._lru.items():
+            assert self.allocator.block_size(self._objects[oid].offset) == size, f"{oid.hex()}: LRU size"
+
+    # -- internals -----------------------------------------------------------
+
+    def check_new(self, object_id: bytes) -> None:
+        if not isinstance(object_id, bytes) or not object_id:
+            raise TypeError(f"object ids are non-empty bytes, got {object_id!r}")
+        entry = self._objects.get(object_id)
+        if entry is not None:
+            hint = ("deletion is pending until its readers release it"
+                    if entry.state is State.DELETING else "delete it first or use a fresh id")
+            raise ObjectExistsError(
+                f"object {object_id.hex()} already exists in the store (state {entry.state.value}); {hint}",
+                object_id=object_id)
+
+    def _require(self, object_id: bytes, cause: str) -> Entry:
+        entry = self._objects.get(object_id)
+        if entry is None:
+            raise ObjectNotFoundError(
+                f"object {object_id.hex()} is not in the store ({cause}); it was never created or already deleted",
+                object_id=object_id)
+        return entry
+
+    def _transition(self, entry: Entry, target: State, cause: str) -> None:
+        if (entry.state, target) not in _ALLOWED:
+            before = entry.state.value if entry.state else "(new)"
+            raise IllegalTransitionError(
+                f"object {entry.object_id.hex()}: illegal transition {before} -> {target.value} ({cause})",
+                object_id=entry.object_id, state=entry.state, target=target, cause=cause)
+        entry.state = target
+
+    def _on_unpinned(self, entry: Entry) -> None:
+        if entry.state is State.SEALED and not entry.pinned and entry.where is Where.SHM:
+            self._lru[entry.object_id] = self.allocator.block_size(entry.offset)
+            self._lru.move_to_end(entry.object_id)
+
+    def _remove(self, entry: Entry) -> Entry:
+        del self._objects[entry.object_id]
+        self._lru.pop(entry.object_id, None)
+        if entry.where is Where.SHM:
+            self.allocator.free(entry.offset)
+        entry.state = State.REMOVED
+        return entry
