@@ -52,6 +52,11 @@ def notes(workload: str, cell: dict) -> str:
         elif workload == "throughput":
             parts.append(f"median of {extra['reps']} × {extra['n_tasks']:,}; "
                          f"submit phase {min(extra['submit_phase_s']):.2f} s")
+            if "distinct_pids" in extra:
+                where = "driver only" if extra["distinct_pids"] == 1 and extra["pids_include_driver"] \
+                    else f"{extra['distinct_pids']} worker pid(s)" + (
+                        " incl. driver" if extra["pids_include_driver"] else "")
+                parts.append(f"200 probe tasks ran in: {where}")
         elif workload.startswith("fib"):
             parts.append(f"{extra['tasks_per_run']:,} tasks, median of {len(extra['runs_s'])} "
                          f"run(s), {extra['tasks_per_s']:,.0f} tasks/s")

@@ -218,7 +218,12 @@ def render(args, info, started, results):
               "- Dask submits with `pure=False` (no deduplication of identical calls); nested "
               "fib uses `worker_client()`.",
               "- SCOOP runs as `python -m scoop -n 2`; no compatibility patch was needed on "
-              "Python 3.11. Its init value includes the launcher and interpreter start.", ""]
+              "Python 3.11. Its init value includes the launcher and interpreter start. SCOOP "
+              "runs futures it is waiting on inside the waiting process (greenlets), so its "
+              "one-at-a-time round trip never leaves the root process: it measures in-process "
+              "scheduling, not IPC (see the probe-pid note under throughput).",
+              "- Cells that did not finish show `timeout`/`OOM-killed`; a target against such a "
+              "peer uses the time already spent in its timed run as a lower bound.", ""]
     return "\n".join(parts)
 
 

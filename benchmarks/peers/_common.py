@@ -14,7 +14,9 @@ Adapter interface (all methods run in the runner's main process):
 - ``setup()``: start the runtime / pool / cluster.
 - ``teardown()``: stop it (must not leave processes behind).
 - ``one()``: submit one no-op task and wait for its result.
-- ``submit(n)`` -> handles; ``gather(handles)`` -> list of n results.
+- ``submit(n, fn=noop)`` -> handles; ``gather(handles)`` -> list of n results.
+- ``whoami``: the task function returning ``os.getpid()`` (used once, after the
+  throughput runs, to report how many processes ran the tasks).
 - ``fib(n)`` -> int, or ``None`` attribute when the system cannot nest
   (the driver then never starts the cell; it shows "n/a (cannot nest)").
 """
@@ -24,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import statistics
 import sys
 import time
@@ -124,10 +127,15 @@ def measure_throughput(adapter, quick):
         rates.append(n / (t2 - t0))
         submit_times.append(t1 - t0)
         totals.append(t2 - t0)
+    extra = {}
+    if hasattr(adapter, "whoami"):  # where did the tasks run? (SCOOP runs no-ops in the driver)
+        pids = adapter.gather(adapter.submit(200, adapter.whoami))
+        extra = {"distinct_pids": len(set(pids)), "pids_include_driver": os.getpid() in pids}
     return {
         "value": statistics.median(rates),
         "unit": "tasks/s",
         "extra": {
+            **extra,
             "n_tasks": n,
             "reps": len(rates),
             "rates": rates,

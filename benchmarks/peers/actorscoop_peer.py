@@ -2,6 +2,7 @@
 
 Nested fib calls ``asc.get`` inside a remote function.
 """
+import os
 import sys
 
 import _common
@@ -13,6 +14,10 @@ try:  # the runtime may be incomplete: report the error as a result row, don't c
     @asc.remote
     def noop():
         return None
+
+    @asc.remote
+    def getpid():
+        return os.getpid()
 
     @asc.remote
     def fib(n):
@@ -41,8 +46,13 @@ class ActorScoopAdapter:
     def one(self):
         return asc.get(noop.remote())
 
-    def submit(self, n):
-        return [noop.remote() for _ in range(n)]
+    @property
+    def whoami(self):
+        return getpid
+
+    def submit(self, n, fn=None):
+        fn = noop if fn is None else fn
+        return [fn.remote() for _ in range(n)]
 
     def gather(self, handles):
         return asc.get(handles)

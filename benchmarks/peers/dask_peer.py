@@ -4,6 +4,7 @@ Tasks are submitted with ``pure=False`` so that identical calls are not
 deduplicated (that would memoize fib). Nested fib uses ``worker_client()``,
 which secedes the worker thread while it waits on its children.
 """
+import os
 import sys
 
 import _common
@@ -11,6 +12,10 @@ import _common
 
 def noop():
     return None
+
+
+def getpid():
+    return os.getpid()
 
 
 def fib(n):
@@ -47,8 +52,10 @@ class DaskAdapter:
     def one(self):
         return self.client.submit(noop, pure=False).result()
 
-    def submit(self, n):
-        return [self.client.submit(noop, pure=False) for _ in range(n)]
+    whoami = staticmethod(getpid)
+
+    def submit(self, n, fn=noop):
+        return [self.client.submit(fn, pure=False) for _ in range(n)]
 
     def gather(self, handles):
         return self.client.gather(handles)

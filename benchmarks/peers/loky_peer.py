@@ -1,4 +1,5 @@
 """loky: ``get_reusable_executor(max_workers=2)``; cannot nest (fib is n/a)."""
+import os
 import sys
 
 import loky
@@ -8,6 +9,10 @@ import _common
 
 def noop():
     return None
+
+
+def getpid():
+    return os.getpid()
 
 
 class LokyAdapter:
@@ -26,8 +31,10 @@ class LokyAdapter:
     def one(self):
         return self.ex.submit(noop).result()
 
-    def submit(self, n):
-        return [self.ex.submit(noop) for _ in range(n)]
+    whoami = staticmethod(getpid)
+
+    def submit(self, n, fn=noop):
+        return [self.ex.submit(fn) for _ in range(n)]
 
     def gather(self, handles):
         return [f.result() for f in handles]

@@ -3,6 +3,7 @@
 It cannot nest (daemonic workers may not submit to the pool); fib is n/a.
 """
 import multiprocessing
+import os
 import sys
 
 import _common
@@ -10,6 +11,10 @@ import _common
 
 def noop():
     return None
+
+
+def getpid():
+    return os.getpid()
 
 
 class PoolAdapter:
@@ -29,8 +34,10 @@ class PoolAdapter:
     def one(self):
         return self.pool.apply_async(noop).get()
 
-    def submit(self, n):
-        return [self.pool.apply_async(noop) for _ in range(n)]
+    whoami = staticmethod(getpid)
+
+    def submit(self, n, fn=noop):
+        return [self.pool.apply_async(fn) for _ in range(n)]
 
     def gather(self, handles):
         return [r.get() for r in handles]

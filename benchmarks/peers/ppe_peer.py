@@ -3,6 +3,7 @@
 It cannot nest: a task waiting on a child task holds one of only two
 workers, so fib deadlocks; the driver marks those cells "n/a (cannot nest)".
 """
+import os
 import sys
 from concurrent.futures import ProcessPoolExecutor
 
@@ -11,6 +12,10 @@ import _common
 
 def noop():
     return None
+
+
+def getpid():
+    return os.getpid()
 
 
 class PPEAdapter:
@@ -29,8 +34,10 @@ class PPEAdapter:
     def one(self):
         return self.ex.submit(noop).result()
 
-    def submit(self, n):
-        return [self.ex.submit(noop) for _ in range(n)]
+    whoami = staticmethod(getpid)
+
+    def submit(self, n, fn=noop):
+        return [self.ex.submit(fn) for _ in range(n)]
 
     def gather(self, handles):
         return [f.result() for f in handles]

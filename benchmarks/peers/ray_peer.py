@@ -19,6 +19,11 @@ def noop():
 
 
 @ray.remote
+def getpid():
+    return os.getpid()
+
+
+@ray.remote
 def fib(n):
     if n < 2:
         return n
@@ -40,8 +45,10 @@ class RayAdapter:
     def one(self):
         return ray.get(noop.remote())
 
-    def submit(self, n):
-        return [noop.remote() for _ in range(n)]
+    whoami = getpid
+
+    def submit(self, n, fn=noop):
+        return [fn.remote() for _ in range(n)]
 
     def gather(self, handles):
         return ray.get(handles)

@@ -5,6 +5,7 @@ SCOOP starts its broker and workers before this script's main runs, so the
 Nested fib submits with ``futures.submit`` inside tasks (greenlets).
 No compatibility patch was needed for SCOOP 0.7.2.0 on Python 3.11.
 """
+import os
 import sys
 
 from scoop import futures
@@ -14,6 +15,10 @@ import _common
 
 def noop():
     return None
+
+
+def getpid():
+    return os.getpid()
 
 
 def fib(n):
@@ -42,8 +47,10 @@ class ScoopAdapter:
     def one(self):
         return futures.submit(noop).result()
 
-    def submit(self, n):
-        return [futures.submit(noop) for _ in range(n)]
+    whoami = staticmethod(getpid)
+
+    def submit(self, n, fn=noop):
+        return [futures.submit(fn) for _ in range(n)]
 
     def gather(self, handles):
         return [f.result() for f in handles]
