@@ -1,0 +1,264 @@
+"""The public calls: init, shutdown, remote, get, put, wait, cancel, and cluster info."""
+import asyncio
+import atexit
+import inspect
+import os
+import signal
+import threading
+
+from . import _context, _refcount, _session
+from ._ids import random_id
+from ._launcher import launch_node, pid_alive
+from ._object_ref import ObjectRef
+from ._remote_function import RemoteFunction
+from .exceptions import ActorScoopError
+
+_state_lock = threading.RLock()
+_node = None  # (Popen, info) of the embedded node this driver started
+_atexit_installed = False
+
+
+def init(address=None, *, num_cpus=None, num_gpus=None, resources=None,
+         object_store_memory=None, ignore_reinit_error=False, _system_config=None):
+    """Connect this process to a node, starting an embedded local one if needed.
+
+    ``address``: None (or unset ``ACTORSCOOP_ADDRESS``) starts an embedded node that
+    lives as long as this process; ``"auto"`` or ``"HOST:PORT"`` connects to a node
+    started with ``actorscoop start``. Raises RuntimeError when already initialized,
+    unless ``ignore_reinit_error=True``.
+    """
+    global _node, _atexit_installed
+    with _state_lock:
+        if _context.current_or_none() is not None:
+            if ignore_reinit_error:
+                return _info()
+            raise RuntimeError("actorscoop.init() was already called in this process; call "
+                               "actorscoop.shutdown() first, or pass ignore_reinit_error=True")
+        address = address or os.environ.get("ACTORSCOOP_ADDRESS") or None
+        if address is not None:
+            if num_cpus is not None or resources is not None or object_store_memory is not None:
+                raise ValueError("num_cpus/resources/object_store_memory describe a new node; "
+                                 "when connecting to an existing one (address=...), set them "
+                                 "on `actorscoop start` instead")
+            info = _session.find_node(address)
+            pid = info["pid"]
+            alive = lambda: pid_alive(pid)  # noqa: E731
+        else:
+            if num_cpus is None:
+                num_cpus = len(os.sched_getaffinity(0))
+            res = dict(resources or {})
+            if num_gpus:
+                res["GPU"] = float(num_gpus)
+            session_dir = _session.new_session_dir()
+            proc, info = launch_node(session_dir, num_cpus, res, object_store_memory,
+                                     head=True, embedded=True, config=_system_config)
+            _node = (proc, info)
+            alive = lambda: proc.poll() is None  # noqa: E731
+        from ._driver import DriverCore
+        try:
+            core = DriverCore(info["raylet_socket"], random_id(), alive)
+        except Exception:
+            _stop_embedded()
+            raise
+        _context.set_current(core)
+        if not _atexit_installed:
+            atexit.register(shutdown)
+            _atexit_installed = True
+        return _info()
+
+
+def _auto_init():
+    with _state_lock:
+        if _context.current_or_none() is None:
+            init()
+
+
+def _info():
+    core = _context.current_or_none()
+    return {"node_id": core.node_id.hex(), "session_dir": core.session_dir,
+            "num_cpus": core.num_cpus}
+
+
+def is_initialized() -> bool:
+    return _context.current_or_none() is not None
+
+
+def shutdown():
+    """Disconnect; stop the embedded node if this process started one. Idempotent."""
+    with _state_lock:
+        core = _context.current_or_none()
+        if core is None:
+            return
+        _context.set_current(None)
+        try:
+            core.close()
+        finally:
+            if core._forget in _refcount._forget_hooks:
+                _refcount._forget_hooks.remove(core._forget)
+            _refcount.reset()
+            _stop_embedded()
+
+
+def _stop_embedded():
+    global _node
+    if _node is None:
+        return
+    proc, _info_ = _node
+    _node = None
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(15)
+        except Exception:
+            proc.kill()
+            proc.wait(5)
+
+
+def remote(*args, **options):
+    """Decorate a function (or class, for actors) to run remotely.
+
+    ``@remote`` or ``@remote(num_cpus=2, num_returns=2, max_retries=3, ...)``.
+    """
+    if len(args) == 1 and not options and callable(args[0]):
+        return _make_remote(args[0], {})
+    if args:
+        raise TypeError("use @remote or @remote(option=value, ...)")
+    return lambda fn: _make_remote(fn, options)
+
+
+def _make_remote(obj, options):
+    if inspect.isclass(obj):
+        raise NotImplementedError("remote classes (actors) are not available yet")
+    if not callable(obj):
+        raise TypeError(f"@remote needs a function, got {type(obj).__name__}")
+    return RemoteFunction(obj, options)
+
+
+def _check_not_in_event_loop(what):
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return
+    raise RuntimeError(f"{what} blocks, and this thread runs an asyncio event loop: use "
+                       "`await ref` (or `await asyncio.gather(*refs)`) instead")
+
+
+def get(refs, *, timeout=None, copy=False):
+    """The value(s) of ``refs`` (an ObjectRef or a list of them), waiting if needed.
+
+    Raises GetTimeoutError after ``timeout`` seconds, and the task's error (a TaskError
+    that is also an instance of the original exception type) if it failed. Large arrays
+    come back as read-only views of shared memory; ``copy=True`` gives writable copies.
+    """
+    if isinstance(refs, ObjectRef):
+        _check_not_in_event_loop("get()")
+        return _context.current().get([refs], timeout, copy)[0]
+    if not isinstance(refs, (list, tuple)):
+        raise TypeError(f"get() takes an ObjectRef or a list of them, got {type(refs).__name__}")
+    for r in refs:
+        if not isinstance(r, ObjectRef):
+            raise TypeError(f"get() takes ObjectRefs; the list holds a {type(r).__name__}")
+    _check_not_in_event_loop("get()")
+    if not refs:
+        return []
+    return _context.current().get(list(refs), timeout, copy)
+
+
+def put(value) -> ObjectRef:
+    """Store ``value`` in the node and return a ref to it (large values in shared memory)."""
+    if isinstance(value, ObjectRef):
+        raise TypeError("put() of an ObjectRef: pass the ref itself instead")
+    return _context.current().put(value)
+
+
+def wait(refs, *, num_returns=1, timeout=None, fetch_local=True):
+    """Wait until ``num_returns`` of ``refs`` are ready or ``timeout`` passes.
+
+    Returns ``(ready, not_ready)``, both in the order of ``refs``. Never raises on timeout.
+    """
+    if not isinstance(refs, (list, tuple)) or not all(isinstance(r, ObjectRef) for r in refs):
+        raise TypeError("wait() takes a list of ObjectRefs")
+    if len(set(refs)) != len(refs):
+        raise ValueError("wait() got the same ObjectRef twice")
+    if not 0 <= num_returns <= len(refs):
+        raise ValueError(f"num_returns={num_returns} but only {len(refs)} refs were given")
+    _check_not_in_event_loop("wait()")
+    if not refs:
+        return [], []
+    return _context.current().wait(list(refs), num_returns, timeout)
+
+
+def cancel(ref, *, force=False):
+    """Cancel the task that makes ``ref``: a queued task is dropped; a running one is
+    interrupted (``force=True`` kills its worker). ``get`` then raises TaskCancelledError."""
+    if not isinstance(ref, ObjectRef):
+        raise TypeError(f"cancel() takes an ObjectRef, got {type(ref).__name__}")
+    _context.current().cancel(ref, force)
+
+
+def status(what="status", timeout=10.0) -> dict:
+    return _context.current().request_status(what, timeout)
+
+
+def nodes() -> list:
+    """One dict per node: id, alive, resources."""
+    s = status()
+    return [{"NodeID": s["node_id"], "Alive": True, "Resources": s["resources_total"],
+             "NodeManagerAddress": "127.0.0.1", "head": s["head"], "pid": s["pid"]}]
+
+
+def cluster_resources() -> dict:
+    return dict(status()["resources_total"])
+
+
+def available_resources() -> dict:
+    return {k: v for k, v in status()["resources_available"].items() if v > 0}
+
+
+class RuntimeContext:
+    """Where the calling code runs: job, node, worker, task (and actor) ids."""
+
+    def __init__(self, core):
+        self._core = core
+
+    def get_job_id(self):
+        return self._core.job_id.hex() if self._core.job_id else None
+
+    def get_node_id(self):
+        return self._core.node_id.hex()
+
+    def get_worker_id(self):
+        wid = getattr(self._core, "worker_id", None)
+        return wid.hex() if wid else None
+
+    def get_task_id(self):
+        current = getattr(self._core, "current_task", None)
+        spec = current() if current else None
+        return spec.task_id.hex() if spec is not None else None
+
+    def get_actor_id(self):
+        return None
+
+    @property
+    def job_id(self):
+        return self.get_job_id()
+
+    @property
+    def node_id(self):
+        return self.get_node_id()
+
+    @property
+    def task_id(self):
+        return self.get_task_id()
+
+    @property
+    def worker_id(self):
+        return self.get_worker_id()
+
+    @property
+    def actor_id(self):
+        return self.get_actor_id()
+
+
+def get_runtime_context() -> RuntimeContext:
+    return RuntimeContext(_context.current())

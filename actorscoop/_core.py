@@ -1,0 +1,195 @@
+"""What drivers and workers share: building tasks, putting and getting values.
+
+A role (driver, worker) supplies the transport: ``_send(records)`` and
+``_block_until(oids, num, deadline)``. Everything else lives here once.
+"""
+import pickle
+import threading
+import time
+
+from . import _errors, _refcount, _serialization
+from . import protocol as P
+from ._ids import new_task_id, object_id, task_of
+from ._object_ref import ObjectRef
+from .exceptions import GetTimeoutError, ObjectLostError
+
+_SIMPLE = (type(None), bool, int, float, str, bytes)
+
+
+class _Dep:
+    """Stands in for a top-level ObjectRef argument; the worker swaps in its value."""
+    __slots__ = ("index",)
+
+    def __init__(self, index):
+        self.index = index
+
+    def __reduce__(self):
+        return (_Dep, (self.index,))
+
+
+class CoreClient:
+    """A process's connection to its node. Subclasses: DriverCore, WorkerCore."""
+
+    def __init__(self, welcome: P.Welcome, job_id: bytes):
+        self.node_id = welcome.node_id
+        self.session_dir = welcome.session_dir
+        self.plasma_socket = welcome.plasma_socket
+        self.config = welcome.config
+        self.num_cpus = welcome.num_cpus
+        self.job_id = job_id
+        self.inline_threshold = int(self.config.get("inline_threshold", 100 * 1024))
+        self._values = {}  # object id -> (kind, data), for ids this process holds
+        self._requested = set()
+        self._registered = set()  # function ids this process has sent to the raylet
+        self._plasma_client = None
+        self._plasma_lock = threading.Lock()
+        _refcount._forget_hooks.append(self._forget)
+
+    # ------------------------------------------------------------------ transport (role)
+    def _send(self, records):
+        raise NotImplementedError
+
+    def _block_until(self, oids, num, deadline):
+        """Block until at least ``num`` of ``oids`` have values; False on deadline."""
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ plasma
+    def plasma(self):
+        if self._plasma_client is None:
+            with self._plasma_lock:
+                if self._plasma_client is None:
+                    from .plasma import PlasmaClient
+                    self._plasma_client = PlasmaClient(self.plasma_socket)
+        return self._plasma_client
+
+    def _close_plasma(self):
+        if self._plasma_client is not None:
+            try:
+                self._plasma_client.close()
+            except Exception:
+                pass
+            self._plasma_client = None
+
+    # ------------------------------------------------------------------ values
+    def _forget(self, oid):
+        self._values.pop(oid, None)
+
+    def _on_value(self, oid, kind, data):
+        if _refcount.held(oid):
+            self._values[oid] = (kind, data)
+        self._requested.discard(oid)
+
+    def serialize_value(self, object_id_, value):
+        """Serialize for a result or a put: (kind, data, size, contained)."""
+        stream, buffers, contained, nbytes = _serialization.dumps(value)
+        if nbytes <= self.inline_threshold:
+            return P.VALUE_INLINE, _serialization.pack_inline(stream, buffers), nbytes, contained
+        self.plasma().put_parts(object_id_, b"", stream, buffers)
+        return P.VALUE_PLASMA, None, nbytes, contained
+
+    def materialize(self, oid, kind, data, copy=False):
+        """Turn a received value into the Python object (raises stored errors)."""
+        if kind == P.VALUE_INLINE:
+            return _serialization.loads_inline(data)
+        if kind == P.VALUE_PLASMA:
+            _meta, stream, buffers = self.plasma().get_parts(oid, timeout=10.0)
+            if copy:
+                buffers = [bytearray(b) for b in buffers]
+            return _serialization.loads_parts(stream, buffers)
+        raise _errors.unpack(data)
+
+    # ------------------------------------------------------------------ functions
+    def ensure_registered(self, function_id, name, blob_fn):
+        if function_id not in self._registered:
+            self._send([P.RegisterFunction(function_id, name, blob_fn())])
+            self._registered.add(function_id)
+
+    # ------------------------------------------------------------------ submit / put
+    def submit(self, function_id, name, args, kwargs, num_returns, resources,
+               max_retries, retry_exceptions):
+        task_id = new_task_id()
+        deps = []
+        if args and any(type(a) is ObjectRef for a in args):
+            new_args = []
+            for a in args:
+                if type(a) is ObjectRef:
+                    new_args.append(_Dep(len(deps)))
+                    deps.append(a.id)
+                else:
+                    new_args.append(a)
+            args = tuple(new_args)
+        if not kwargs and all(type(a) in _SIMPLE for a in args):
+            blob, nested, nbytes, buffers = pickle.dumps((args, None), protocol=5), [], 0, None
+            nbytes = len(blob)
+        else:
+            stream, buffers, nested, nbytes = _serialization.dumps((args, kwargs or None))
+            blob = None
+        args_object = None
+        if nbytes > self.inline_threshold:
+            # Large arguments: one put into shared memory per call, passed by id.
+            args_object = object_id(new_task_id(), 0)
+            if blob is not None:
+                stream, buffers = blob, []
+            self.plasma().put_parts(args_object, b"", stream, buffers)
+            wire_args = None
+        elif blob is not None:
+            wire_args = blob
+        else:
+            wire_args = _serialization.pack_inline(stream, buffers)
+        self._send([P.SubmitTask(task_id, function_id, name, wire_args, args_object, deps,
+                                 nested, num_returns, resources, max_retries, retry_exceptions)])
+        return [ObjectRef(object_id(task_id, i), _owned_new=True) for i in range(1, num_returns + 1)]
+
+    def put(self, value):
+        oid = object_id(new_task_id(), 0)
+        kind, data, size, contained = self.serialize_value(oid, value)
+        self._send([P.PutObject(oid, kind, data, size, contained)])
+        ref = ObjectRef(oid, _owned_new=True)
+        self._values[oid] = (kind, data)
+        return ref
+
+    # ------------------------------------------------------------------ get / wait
+    def _request(self, oids):
+        need = [o for o in oids if o not in self._values and o not in self._requested]
+        if need:
+            self._requested.update(need)
+            self._send([P.GetObjects(need)])
+
+    def get(self, refs, timeout=None, copy=False):
+        oids = [r.id for r in refs]
+        values = self._values
+        missing = [o for o in oids if o not in values]
+        if missing:
+            self._request(missing)
+            deadline = None if timeout is None else time.monotonic() + timeout
+            if not self._block_until(missing, len(missing), deadline):
+                pending = [o for o in missing if o not in values]
+                raise GetTimeoutError(
+                    f"get() timed out after {timeout} s with {len(pending)} of {len(oids)} "
+                    f"values not ready (first: {pending[0].hex()}); the tasks keep running: "
+                    "call get() again, or cancel() them")
+        out = []
+        for o in oids:
+            entry = values.get(o)
+            if entry is None:
+                raise ObjectLostError(f"object {o.hex()} was released while get() read it")
+            out.append(self.materialize(o, entry[0], entry[1], copy))
+        return out
+
+    def wait(self, refs, num_returns, timeout):
+        oids = [r.id for r in refs]
+        ready_now = sum(1 for o in oids if o in self._values)
+        if ready_now < num_returns:
+            self._request(oids)
+            deadline = None if timeout is None else time.monotonic() + timeout
+            self._block_until(oids, num_returns, deadline)
+        ready, not_ready = [], []
+        for r in refs:
+            (ready if r.id in self._values and len(ready) < num_returns else not_ready).append(r)
+        return ready, not_ready
+
+    def is_ready(self, ref):
+        return ref.id in self._values
+
+    def cancel(self, ref, force):
+        self._send([P.CancelTask(task_of(ref.id), bool(force))])

@@ -1,0 +1,47 @@
+"""Error values as they travel: building them in workers and raylets, raising them in
+readers. Only this module knows their wire form."""
+import pickle
+import traceback
+
+import cloudpickle
+
+from .exceptions import ActorScoopError, TaskError
+
+
+def pack_exception(exc: BaseException) -> bytes:
+    """Serialize an exception; unpicklable ones become a TaskError with their text."""
+    try:
+        return cloudpickle.dumps(exc, protocol=5)
+    except Exception:
+        return pickle.dumps(TaskError("?", "".join(traceback.format_exception(exc)), None))
+
+
+def pack_task_error(function_name, exc, node, pid, phase) -> bytes:
+    tb = "".join(traceback.format_exception(exc))
+    try:
+        return cloudpickle.dumps(TaskError(function_name, tb, exc, node, pid, phase), protocol=5)
+    except Exception:
+        text = f"{tb}\n(the exception could not be pickled, so its type is lost)"
+        return cloudpickle.dumps(TaskError(function_name, text, None, node, pid, phase), protocol=5)
+
+
+def pack_dependency_failure(task_name, upstream_object_id, upstream_error) -> list:
+    """The error of a task that never ran because an argument failed."""
+    return ["dep", task_name, upstream_object_id, upstream_error]
+
+
+def unpack(data) -> BaseException:
+    """Rebuild the exception to raise in the reader."""
+    if isinstance(data, list) and data and data[0] == "dep":
+        _, task_name, upstream_oid, upstream = data
+        cause = unpack(upstream)
+        upstream_name = getattr(cause, "function_name", "?")
+        text = (f"argument object {upstream_oid.hex()[:12]} from upstream task "
+                f"{upstream_name}() failed, so this task did not run:\n{cause}")
+        err = TaskError(task_name, text, getattr(cause, "cause", cause), "", 0, "resolving arguments")
+        return err.as_instanceof_cause()
+    return pickle.loads(data)  # TaskErrors come back dual-typed (see TaskError.__reduce__)
+
+
+def is_actorscoop_error(exc) -> bool:
+    return isinstance(exc, ActorScoopError)

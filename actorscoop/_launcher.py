@@ -1,0 +1,77 @@
+"""Start a raylet process and wait until it accepts clients."""
+import json
+import os
+import select
+import subprocess
+import sys
+import time
+
+from .exceptions import ActorScoopError
+
+
+def launch_node(session_dir, num_cpus, resources=None, object_store_memory=None, port=None,
+                head=True, embedded=True, config=None, timeout=60.0):
+    """Start ``python -m actorscoop.node``; return (Popen, node info dict).
+
+    Embedded nodes die with this process (SIGTERM on parent death); others are started
+    in their own session and log to the session's logs/raylet.out.
+    """
+    r, w = os.pipe()
+    cmd = [sys.executable, "-m", "actorscoop.node", "--session-dir", session_dir,
+           "--num-cpus", str(num_cpus), "--resources", json.dumps(resources or {}),
+           "--config", json.dumps(config or {}), "--ready-fd", str(w)]
+    if object_store_memory:
+        cmd += ["--object-store-memory", str(int(object_store_memory))]
+    if port is not None:
+        cmd += ["--port", str(port)]
+    if head:
+        cmd.append("--head")
+    if embedded:
+        cmd.append("--embedded")
+        out = None
+    else:
+        out = open(os.path.join(session_dir, "logs", "raylet.out"), "ab")
+    try:
+        proc = subprocess.Popen(cmd, pass_fds=[w], stdin=subprocess.DEVNULL, stdout=out,
+                                stderr=subprocess.STDOUT if out else None,
+                                start_new_session=not embedded)
+    finally:
+        os.close(w)
+        if out is not None:
+            out.close()
+    line = b""
+    deadline = time.monotonic() + timeout
+    try:
+        while not line.endswith(b"\n"):
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([r], [], [], left)[0]:
+                proc.kill()
+                proc.wait()
+                raise ActorScoopError(f"the node did not start within {timeout} s; see "
+                                      f"{session_dir}/logs")
+            chunk = os.read(r, 65536)
+            if not chunk:
+                break
+            line += chunk
+    finally:
+        os.close(r)
+    try:
+        msg = json.loads(line)
+    except ValueError:
+        code = proc.wait(timeout=10)
+        raise ActorScoopError(f"the node exited during start-up (exit code {code}); "
+                              f"its output is above or in {session_dir}/logs") from None
+    if "error" in msg:
+        proc.wait(timeout=10)
+        raise ActorScoopError(f"the node could not start: {msg['error']}")
+    return proc, msg["ready"]
+
+
+def pid_alive(pid) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -1,0 +1,61 @@
+"""Values to bytes and back: pickle protocol 5 with out-of-band buffers.
+
+A serialized value is ``(stream, buffers, contained)``: the pickle stream, the raw
+buffers of arrays it holds (never copied into the stream), and the ids of ObjectRefs
+found inside. Small values travel inline as ``stream`` or ``[stream, *buffers]``;
+large ones go to the plasma store, whose readers get zero-copy views of the buffers.
+"""
+import pickle
+import threading
+
+import cloudpickle
+
+_local = threading.local()
+_SIMPLE = (type(None), bool, int, float, str, bytes)
+
+
+def note_contained(object_id):
+    """Called by ObjectRef.__reduce__ while a value is being serialized."""
+    acc = getattr(_local, "contained", None)
+    if acc is not None:
+        acc.append(object_id)
+
+
+def dumps(value):
+    """Serialize ``value``; return (stream, buffers, contained_ids, nbytes)."""
+    if type(value) in _SIMPLE:
+        stream = pickle.dumps(value, protocol=5)
+        return stream, [], [], len(stream)
+    buffers = []
+    prev = getattr(_local, "contained", None)
+    _local.contained = contained = []
+    try:
+        stream = cloudpickle.dumps(value, protocol=5, buffer_callback=buffers.append)
+    finally:
+        _local.contained = prev
+    nbytes = len(stream)
+    if buffers:
+        buffers = [b.raw() for b in buffers]
+        nbytes += sum(b.nbytes for b in buffers)
+    return stream, buffers, contained, nbytes
+
+
+def pack_inline(stream, buffers):
+    """The inline wire form: the stream alone, or a list [stream, *buffers]."""
+    if not buffers:
+        return stream
+    return [stream, *(bytes(b) for b in buffers)]
+
+
+def loads_inline(data):
+    if type(data) is bytes:
+        return pickle.loads(data)
+    return pickle.loads(data[0], buffers=data[1:])
+
+
+def loads_parts(stream, buffers):
+    return pickle.loads(stream, buffers=buffers)
+
+
+def dumps_function(fn) -> bytes:
+    return cloudpickle.dumps(fn, protocol=5)

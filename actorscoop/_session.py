@@ -1,0 +1,133 @@
+"""Session directories and the registry of nodes running on this machine.
+
+Everything lives under ``$ACTORSCOOP_TMPDIR`` (default ``/tmp/actorscoop-<uid>``), mode
+0700: one ``session_*`` directory per node (sockets/, logs/, spill/) and ``nodes/``, one
+JSON file (mode 0600) per running node, which ``init(address="auto")``, ``status`` and
+``stop`` read.
+"""
+import json
+import os
+import shutil
+import time
+
+from .exceptions import ActorScoopError
+
+_KEEP_SESSIONS = 20
+
+
+def root_dir() -> str:
+    root = os.environ.get("ACTORSCOOP_TMPDIR") or f"/tmp/actorscoop-{os.getuid()}"
+    os.makedirs(root, mode=0o700, exist_ok=True)
+    return root
+
+
+def new_session_dir() -> str:
+    root = root_dir()
+    _prune_old_sessions(root)
+    name = f"session_{time.strftime('%Y%m%d-%H%M%S')}_{os.getpid()}_{os.urandom(3).hex()}"
+    path = os.path.join(root, name)
+    for sub in ("", "sockets", "logs", "spill"):
+        os.makedirs(os.path.join(path, sub), mode=0o700, exist_ok=True)
+    return path
+
+
+def _prune_old_sessions(root):
+    """Keep the logs of the last sessions; remove older ones no live node uses."""
+    live = {n.get("session_dir") for n in list_nodes()}
+    sessions = sorted(d for d in os.listdir(root) if d.startswith("session_"))
+    for d in sessions[:-_KEEP_SESSIONS]:
+        path = os.path.join(root, d)
+        if path not in live:
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def cleanup_session(path, keep_logs=True):
+    """Remove a stopped node's sockets and spill files (and logs unless kept)."""
+    if not keep_logs:
+        shutil.rmtree(path, ignore_errors=True)
+        return
+    for sub in ("sockets", "spill"):
+        shutil.rmtree(os.path.join(path, sub), ignore_errors=True)
+
+
+def nodes_dir() -> str:
+    path = os.path.join(root_dir(), "nodes")
+    os.makedirs(path, mode=0o700, exist_ok=True)
+    return path
+
+
+def write_node_file(info: dict) -> str:
+    path = os.path.join(nodes_dir(), f"{info['node_id']}.json")
+    tmp = path + ".tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump(info, f)
+    os.replace(tmp, path)
+    return path
+
+
+def remove_node_file(node_id_hex: str):
+    try:
+        os.unlink(os.path.join(nodes_dir(), f"{node_id_hex}.json"))
+    except FileNotFoundError:
+        pass
+
+
+def _alive(pid) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def list_nodes() -> list:
+    """Live nodes of this machine, newest first; stale files of dead nodes are removed."""
+    out = []
+    d = nodes_dir()
+    for name in os.listdir(d):
+        if not name.endswith(".json"):
+            continue
+        path = os.path.join(d, name)
+        try:
+            with open(path) as f:
+                info = json.load(f)
+        except (OSError, ValueError):
+            continue
+        if _alive(info.get("pid", -1)):
+            out.append(info)
+        else:
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                pass
+    out.sort(key=lambda i: i.get("started", 0), reverse=True)
+    return out
+
+
+def find_node(address: str) -> dict:
+    """Resolve ``"auto"`` or ``"HOST:PORT"`` to a running node of this machine.
+
+    Raises ActorScoopError, saying how to start one, when there is none.
+    """
+    nodes = list_nodes()
+    if address == "auto":
+        heads = [n for n in nodes if n.get("head")] or nodes
+        if not heads:
+            raise ActorScoopError(
+                "address='auto' but no actorscoop node runs on this machine "
+                f"(looked in {nodes_dir()}). Start one with `actorscoop start --head`, "
+                "or call init() without an address for an embedded node.")
+        return heads[0]
+    host, _, port = address.rpartition(":")
+    if not port.isdigit():
+        raise ActorScoopError(f"address {address!r} is not HOST:PORT or 'auto'")
+    for n in nodes:
+        if int(n.get("port", -1)) == int(port):
+            return n
+    raise ActorScoopError(
+        f"no node of this machine serves {address}. A driver connects through a node "
+        "on its own machine: run `actorscoop start --address ...` here first, or check "
+        "`actorscoop status`.")

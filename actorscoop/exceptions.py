@@ -1,0 +1,113 @@
+"""Errors raised by actorscoop. All derive from :class:`ActorScoopError`.
+
+Each error says what happened, where, and what to do. All of them pickle.
+"""
+import builtins
+
+__all__ = [
+    "ActorScoopError", "TaskError", "GetTimeoutError", "WorkerCrashedError",
+    "TaskCancelledError", "ObjectLostError", "NodeDiedError", "RuntimeNotInitializedError",
+]
+
+
+class ActorScoopError(Exception):
+    """Base class of every actorscoop error."""
+
+
+class TaskError(ActorScoopError):
+    """A task raised an exception.
+
+    Raised by ``get``/``result()`` for a task that failed. The instance is *also* an
+    instance of the original exception's class (when that class can be subclassed), so
+    ``except ValueError`` still catches a remote ``ValueError``. ``.cause`` holds the
+    original exception, ``.remote_traceback`` the traceback text from the worker.
+    """
+
+    def __init__(self, function_name="", traceback_str="", cause=None, node="", pid=0, phase="executing"):
+        self.function_name = function_name
+        self.remote_traceback = traceback_str
+        self.cause = cause
+        self.node = node
+        self.pid = pid
+        self.phase = phase
+        super().__init__(function_name, traceback_str, cause, node, pid, phase)
+
+    def __str__(self):
+        where = f"task {self.function_name}() on node {self.node[:8]} pid={self.pid}"
+        return f"{where} failed while {self.phase}:\n{self.remote_traceback.rstrip()}"
+
+    def __reduce__(self):
+        return (_rebuild_task_error, (self.function_name, self.remote_traceback, self.cause,
+                                      self.node, self.pid, self.phase))
+
+    def as_instanceof_cause(self):
+        """Return an error that is both a TaskError and an instance of ``type(cause)``."""
+        cause_cls = type(self.cause) if self.cause is not None else None
+        if cause_cls is None or issubclass(cause_cls, TaskError) or not _subclassable(cause_cls):
+            return self
+        return _dual_class(cause_cls)(self.function_name, self.remote_traceback, self.cause,
+                                      self.node, self.pid, self.phase)
+
+
+_dual_cache = {}
+
+
+def _subclassable(cls):
+    try:
+        type("probe", (TaskError, cls), {})
+        return True
+    except TypeError:
+        return False
+
+
+def _dual_class(cause_cls):
+    cls = _dual_cache.get(cause_cls)
+    if cls is None:
+        def __init__(self, *args):
+            TaskError.__init__(self, *args)
+        cls = type(f"TaskError({cause_cls.__name__})", (TaskError, cause_cls),
+                   {"__init__": __init__, "__str__": TaskError.__str__,
+                    "__reduce__": TaskError.__reduce__, "__module__": __name__})
+        _dual_cache[cause_cls] = cls
+    return cls
+
+
+def _rebuild_task_error(*args):
+    return TaskError(*args).as_instanceof_cause()
+
+
+class GetTimeoutError(ActorScoopError, builtins.TimeoutError):
+    """``get``/``wait`` gave up after ``timeout`` seconds; the tasks keep running."""
+
+
+class WorkerCrashedError(ActorScoopError):
+    """The worker process running a task died (signal, ``os._exit``, segfault, OOM)
+    and the task ran out of retries (``max_retries``)."""
+
+    def __init__(self, message=""):
+        super().__init__(message)
+
+
+class TaskCancelledError(ActorScoopError):
+    """The task was cancelled with ``cancel()`` before it finished."""
+
+    def __init__(self, message=""):
+        super().__init__(message)
+
+
+class ObjectLostError(ActorScoopError):
+    """An object's value cannot be had: it was freed, or the node that owned it died."""
+
+    def __init__(self, message=""):
+        super().__init__(message)
+
+
+class NodeDiedError(ActorScoopError):
+    """The local node (raylet) this process was connected to went away."""
+
+    def __init__(self, message=""):
+        super().__init__(message)
+
+
+class RuntimeNotInitializedError(ActorScoopError):
+    """An operation needs a connection to a node; call ``actorscoop.init()``."""

@@ -1,0 +1,61 @@
+"""Start a raylet: ``python -m actorscoop.node --session-dir D --num-cpus N ...``.
+
+Used by ``init()`` (embedded node) and ``actorscoop start``. Writes one line to
+``--ready-fd`` once clients can connect, or an error line if it could not start.
+"""
+import argparse
+import json
+import logging
+import os
+import signal
+import sys
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(prog="python -m actorscoop.node")
+    p.add_argument("--session-dir", required=True)
+    p.add_argument("--num-cpus", type=float, required=True)
+    p.add_argument("--resources", default="{}")
+    p.add_argument("--object-store-memory", type=int, default=None)
+    p.add_argument("--port", type=int, default=None)
+    p.add_argument("--head", action="store_true")
+    p.add_argument("--config", default="{}")
+    p.add_argument("--ready-fd", type=int, default=None)
+    p.add_argument("--embedded", action="store_true", help="die with the parent process")
+    a = p.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="raylet %(levelname)s %(name)s: %(message)s")
+    if a.embedded:
+        from ._proc import die_with_parent
+        die_with_parent(signal.SIGTERM)
+    try:
+        import uvloop  # noqa: F401  (kept as a dependency for the head's services)
+    except ImportError:
+        pass
+    ready = os.fdopen(a.ready_fd, "w") if a.ready_fd is not None else None
+    try:
+        from .. import _session
+        from ._raylet import Raylet
+        r = Raylet(a.session_dir, a.num_cpus, json.loads(a.resources), a.object_store_memory,
+                   port=a.port, head=a.head, config=json.loads(a.config))
+        r.start_store()
+        r.install_signal_handlers()
+        _session.write_node_file(r.node_info())
+        r.prestart_workers(int(max(1, a.num_cpus)))
+    except Exception as exc:
+        if ready is not None:
+            ready.write(json.dumps({"error": f"{type(exc).__name__}: {exc}"}) + "\n")
+            ready.close()
+        raise
+    if ready is not None:
+        ready.write(json.dumps({"ready": r.node_info()}) + "\n")
+        ready.close()
+    try:
+        r.serve()
+    finally:
+        from .. import _session as s
+        s.cleanup_session(a.session_dir)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

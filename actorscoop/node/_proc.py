@@ -1,0 +1,33 @@
+"""Small process helpers: die with the parent, describe exit codes."""
+import ctypes
+import signal
+
+_PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent(sig=signal.SIGKILL):
+    """Ask Linux to send ``sig`` to this process when its parent exits."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, int(sig), 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
+
+
+def describe_exit(code):
+    """A readable cause for an exit code as os.waitstatus_to_exitcode gives it."""
+    if code is None:
+        return "is still running"
+    if code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
+        hint = {
+            "SIGKILL": " (killed: by a user, `cancel(force=True)`, or the kernel's OOM killer)",
+            "SIGSEGV": " (segmentation fault in native code)",
+            "SIGABRT": " (aborted, e.g. a failed assertion in native code)",
+            "SIGBUS": " (bus error: often /dev/shm full)",
+        }.get(name, "")
+        return f"was killed by {name}{hint}"
+    return f"exited with code {code}" + (" (os._exit or sys.exit outside a task)" if code else "")

@@ -1,0 +1,590 @@
+"""The raylet: one process, one loop, owns the node's scheduler, object table, worker
+pool and plasma store. Clients (drivers, workers, the CLI) talk to it over one ROUTER
+socket; every handler turns records into scheduler events and carries out the
+instructions that come back."""
+import collections
+import logging
+import os
+import pickle
+import signal
+import time
+
+import zmq
+
+from .. import _errors, _session
+from .. import protocol as P
+from .. import scheduler as S
+from .._ids import random_id, task_of
+from ..exceptions import ObjectLostError, TaskCancelledError, WorkerCrashedError
+from ._objects import ObjectTable, ObjState
+from ._proc import describe_exit
+from ._workers import WorkerTable
+from ._zygote import ZygoteHandle
+
+log = logging.getLogger("actorscoop.raylet")
+
+
+class _Client:
+    __slots__ = ("ident", "kind", "pid", "name", "pidfd")
+
+    def __init__(self, ident, kind, pid, name):
+        self.ident, self.kind, self.pid, self.name = ident, kind, pid, name
+        self.pidfd = None
+
+
+class _TaskRecord:
+    __slots__ = ("spec", "submitter", "attempts", "cancelled", "pins")
+
+    def __init__(self, spec, submitter, pins):
+        self.spec = spec
+        self.submitter = submitter
+        self.attempts = 0
+        self.cancelled = False
+        self.pins = pins  # object ids this task keeps alive until it ends
+
+
+class Raylet:
+    def __init__(self, session_dir, num_cpus, resources=None, object_store_memory=None,
+                 port=None, head=True, config=None):
+        self.node_id = random_id()
+        self.session_dir = session_dir
+        self.num_cpus = float(num_cpus)
+        self.head = head
+        self.port = port
+        self.config = {"inline_threshold": 100 * 1024, **(config or {})}
+        totals = {"CPU": self.num_cpus, **(resources or {})}
+        max_workers = int(self.config.get("max_workers", max(4, 4 * int(max(1, num_cpus)))))
+        self.scheduler = S.Scheduler(S.SchedulerConfig(
+            resources=totals, max_workers=max_workers,
+            pipeline_depth=int(self.config.get("pipeline_depth", 1))))
+        self.objects = ObjectTable()
+        self.workers = WorkerTable(os.path.join(session_dir, "logs"))
+        self.clients = {}
+        self.functions = {}
+        self.tasks = {}
+        self.outbox = collections.defaultdict(list)
+        self.warned_infeasible = set()
+        self.sock_path = os.path.join(session_dir, "sockets", "raylet.sock")
+        self.plasma_path = os.path.join(session_dir, "sockets", "plasma.sock")
+        self.object_store_memory = object_store_memory
+        self.running = True
+        self.started = time.time()
+        self.ctx = zmq.Context()
+        self.router = self.ctx.socket(zmq.ROUTER)
+        self.router.setsockopt(zmq.ROUTER_MANDATORY, 1)
+        self.router.setsockopt(zmq.SNDHWM, 0)
+        self.router.setsockopt(zmq.RCVHWM, 0)
+        self.router.setsockopt(zmq.LINGER, 0)
+        self.router.bind(f"ipc://{self.sock_path}")
+        os.chmod(self.sock_path, 0o600)
+        self.poller = zmq.Poller()
+        self.poller.register(self.router, zmq.POLLIN)
+        self.zygote = ZygoteHandle()
+        self.poller.register(self.zygote.fileno(), zmq.POLLIN)
+        self.store = None
+        self.wake_fd = None
+        self._handlers = {
+            P.Hello: self._on_hello, P.RegisterFunction: self._on_register,
+            P.SubmitTask: self._on_submit, P.PutObject: self._on_put,
+            P.GetObjects: self._on_get, P.RefDelta: self._on_refdelta,
+            P.Blocked: self._on_blocked, P.Unblocked: self._on_unblocked,
+            P.TaskDone: self._on_done, P.CancelTask: self._on_cancel,
+            P.StatusRequest: self._on_status, P.StopNode: self._on_stop,
+            P.Goodbye: self._on_goodbye,
+        }
+        self._instr = {
+            S.Dispatch: self._do_dispatch, S.StartWorker: self._do_start_worker,
+            S.FailTask: self._do_fail, S.TaskLost: self._do_task_lost,
+            S.InterruptTask: self._do_interrupt, S.KillWorker: self._do_kill,
+            S.WarnInfeasible: self._do_warn_infeasible,
+        }
+
+    # ------------------------------------------------------------------ lifecycle
+    def start_store(self):
+        from ..plasma import start_store
+        capacity = self.object_store_memory or _default_store_size()
+        self.store = start_store(self.plasma_path, int(capacity),
+                                 spill_dir=os.path.join(self.session_dir, "spill"))
+        from ..plasma import PlasmaClient
+        self.plasma = PlasmaClient(self.plasma_path)
+
+    def node_info(self):
+        return {"node_id": self.node_id.hex(), "pid": os.getpid(), "head": self.head,
+                "port": self.port, "session_dir": self.session_dir,
+                "raylet_socket": self.sock_path, "num_cpus": self.num_cpus,
+                "started": self.started}
+
+    def prestart_workers(self, n):
+        for _ in range(min(n, self.scheduler.config.max_workers)):
+            self.scheduler.starting += 1
+            self._do_start_worker(None)
+
+    def install_signal_handlers(self):
+        """SIGTERM/SIGINT stop the loop promptly (through a wakeup pipe it polls)."""
+        def stop(*_):
+            self.running = False
+        signal.signal(signal.SIGTERM, stop)
+        signal.signal(signal.SIGINT, stop)
+        self.wake_fd, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        signal.set_wakeup_fd(wake_w)
+        self.poller.register(self.wake_fd, zmq.POLLIN)
+
+    def serve(self):
+        """Run until StopNode or SIGTERM."""
+        poll = self.poller.poll
+        router = self.router
+        zfd = self.zygote.fileno()
+        by_log_fd = self.workers.by_log_fd
+        next_tick = time.monotonic() + 1.0
+        while self.running:
+            timeout = max(0, int((next_tick - time.monotonic()) * 1000))
+            for item, _ev in poll(timeout):
+                if item is router:
+                    self._drain_router()
+                elif item == zfd:
+                    self._on_zygote()
+                elif item in by_log_fd:
+                    self._forward_log(by_log_fd[item])
+                elif item == self.wake_fd:
+                    _drain_fd(item)
+                else:
+                    self._on_pidfd(item)
+            self._flush()
+            if time.monotonic() >= next_tick:
+                next_tick = time.monotonic() + 1.0
+                self._tick()
+        self.shutdown()
+
+    def shutdown(self):
+        for c in self.clients.values():
+            if c.kind == P.KIND_DRIVER:
+                pass
+        self.workers.kill_all()
+        self.zygote.stop()
+        if self.store is not None:
+            try:
+                self.plasma.close()
+            except Exception:
+                pass
+            self.store.stop()
+        _session.remove_node_file(self.node_id.hex())
+        self.router.close(0)
+        self.ctx.term()
+
+    # ------------------------------------------------------------------ I/O
+    def _drain_router(self):
+        router = self.router
+        while True:
+            try:
+                ident, frame = router.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            except ValueError:
+                log.warning("dropped a message with an unexpected number of frames")
+                continue
+            try:
+                records = P.decode(frame)
+            except P.ProtocolError as exc:
+                log.warning("dropped a malformed frame from %s: %s", ident.hex()[:8], exc)
+                continue
+            client = self.clients.get(ident)
+            for rec in records:
+                if client is None and type(rec) is not P.Hello:
+                    log.warning("dropped %s from a client that has not said Hello", type(rec).__name__)
+                    continue
+                try:
+                    self._handlers[type(rec)](ident, rec)
+                except KeyError:
+                    log.warning("dropped unexpected %s from %s", type(rec).__name__, ident.hex()[:8])
+                except Exception:
+                    log.exception("error handling %s from %s; dropped", type(rec).__name__, ident.hex()[:8])
+                client = self.clients.get(ident)
+
+    def _send(self, ident, record):
+        self.outbox[ident].append(record)
+
+    def _flush(self):
+        if not self.outbox:
+            return
+        out, self.outbox = self.outbox, collections.defaultdict(list)
+        for ident, records in out.items():
+            try:
+                self.router.send_multipart([ident, P.encode(records)], copy=len(records) > 32)
+            except zmq.ZMQError as exc:
+                if exc.errno == zmq.EHOSTUNREACH:
+                    self._drop_client(ident)
+                else:
+                    raise
+
+    def _feed(self, events):
+        """Hand events to the scheduler and carry out what it says, to a fixed point."""
+        queue = list(events)
+        while queue:
+            instructions = self.scheduler.handle_many(queue)
+            queue = []
+            for instr in instructions:
+                more = self._instr[type(instr)](instr)
+                if more:
+                    queue.extend(more)
+
+    # ------------------------------------------------------------------ handlers
+    def _on_hello(self, ident, rec):
+        if rec.version != P.PROTOCOL_VERSION:
+            self._send(ident, P.Refused(f"protocol version {rec.version} != {P.PROTOCOL_VERSION}: "
+                                        "use the same actorscoop version on every process"))
+            return
+        c = _Client(ident, rec.kind, rec.pid, rec.name)
+        self.clients[ident] = c
+        if rec.kind == P.KIND_DRIVER and rec.pid != os.getpid():
+            try:
+                c.pidfd = os.pidfd_open(rec.pid)
+                self.poller.register(c.pidfd, zmq.POLLIN)
+            except OSError:
+                c.pidfd = None
+        self._send(ident, P.Welcome(P.PROTOCOL_VERSION, self.node_id, self.session_dir,
+                                    self.plasma_path, self.num_cpus, self.config))
+        if rec.kind == P.KIND_WORKER:
+            w = self.workers.by_id.get(ident)
+            if w is None:
+                log.warning("a worker this raylet did not start said Hello; ignored")
+                return
+            w.connected = True
+            self._feed([S.WorkerStarted(ident)])
+
+    def _on_register(self, ident, rec):
+        self.functions[rec.function_id] = (rec.name, rec.blob)
+
+    def _on_submit(self, ident, spec):
+        tid = spec.task_id
+        if tid in self.tasks:
+            log.warning("duplicate submit of task %s dropped", tid.hex())
+            return
+        objects = self.objects
+        for i in range(1, spec.num_returns + 1):
+            objects.expect(tid + i.to_bytes(4, "big"), ident, spec.name)
+        pins = list(spec.deps) + list(spec.nested)
+        if spec.args_object is not None:
+            objects.put(spec.args_object, None, P.VALUE_PLASMA, 0, 0, ())
+            objects.entries[spec.args_object].holders.discard(None)
+            objects.held_by.pop(None, None)
+            pins.append(spec.args_object)
+        for oid in pins:
+            objects.pin(oid)
+        self.tasks[tid] = _TaskRecord(spec, ident, pins)
+        missing = []
+        for oid in spec.deps:
+            e = objects.entries.get(oid)
+            if e is None:
+                self._fail_returns(self.tasks.pop(tid), _errors.pack_exception(ObjectLostError(
+                    f"argument {oid.hex()} of task {spec.name}() no longer exists: every "
+                    "reference to it was dropped before the task was submitted")))
+                return
+            if e.state is ObjState.FAILED:
+                self._fail_returns(self.tasks.pop(tid), _errors.pack_dependency_failure(
+                    spec.name, oid, e.data))
+                return
+            if e.state is ObjState.PENDING:
+                missing.append(oid)
+        if spec.function_id not in self.functions:
+            self._fail_returns(self.tasks.pop(tid), _errors.pack_exception(ObjectLostError(
+                f"function {spec.name} was never registered with this node")))
+            return
+        self._feed([S.TaskSubmitted(tid, _resources(spec.resources), tuple(missing), spec.name)])
+
+    def _on_put(self, ident, rec):
+        self.objects.put(rec.object_id, ident, rec.kind, rec.data, rec.size, rec.contained)
+
+    def _on_get(self, ident, rec):
+        for oid in rec.object_ids:
+            e = self.objects.subscribe(oid, ident)
+            if e is None:
+                self._send(ident, P.ObjectValue(oid, P.VALUE_ERROR, _errors.pack_exception(ObjectLostError(
+                    f"object {oid.hex()} does not exist on this node: it was freed because no "
+                    "reference to it remained, or it was created by another session"))))
+            elif e.state is not ObjState.PENDING:
+                self._send(ident, P.ObjectValue(oid, e.kind, e.data))
+
+    def _on_refdelta(self, ident, rec):
+        for oid in rec.added:
+            self.objects.add_holder(oid, ident)
+        for oid in rec.removed:
+            self.objects.remove_holder(oid, ident)
+        self._delete_plasma()
+
+    def _on_blocked(self, ident, rec):
+        self._feed([S.WorkerBlocked(ident, tuple(rec.awaited_tasks))])
+
+    def _on_unblocked(self, ident, rec):
+        self._feed([S.WorkerUnblocked(ident)])
+
+    def _on_done(self, ident, rec):
+        w = self.workers.by_id.get(ident)
+        if w is not None:
+            self._forward_log(w)
+        task = self.tasks.get(rec.task_id)
+        if task is None:
+            return
+        events = [S.TaskFinished(rec.task_id, ident)]
+        spec = task.spec
+        if rec.retryable and task.attempts < spec.max_retries and not task.cancelled:
+            task.attempts += 1
+            events.append(S.TaskSubmitted(rec.task_id, _resources(spec.resources), (), spec.name))
+            self._feed(events)
+            return
+        del self.tasks[rec.task_id]
+        events.extend(self._resolve(task, rec.results))
+        for oid in task.pins:
+            self.objects.unpin(oid)
+        self._delete_plasma()
+        self._feed(events)
+
+    def _resolve(self, task, results):
+        """Store a task's results, tell whoever waits; return scheduler events."""
+        events = []
+        submitter = task.submitter
+        for oid, kind, data, size, contained in results:
+            e, recipients = self.objects.resolve(oid, kind, data, size, contained)
+            if e is None:
+                continue
+            value = P.ObjectValue(oid, kind, data)
+            if submitter in e.holders:
+                self._send(submitter, value)
+            for r in recipients:
+                if r != submitter or submitter not in e.holders:
+                    self._send(r, value)
+            events.append(S.ObjectFailed(oid) if kind == P.VALUE_ERROR else S.ObjectReady(oid))
+        return events
+
+    def _fail_returns(self, task, err):
+        spec = task.spec
+        for oid in task.pins:
+            self.objects.unpin(oid)
+        results = [[spec.task_id + i.to_bytes(4, "big"), P.VALUE_ERROR, err, 0, []]
+                   for i in range(1, spec.num_returns + 1)]
+        events = self._resolve(task, results)
+        self._delete_plasma()
+        return events
+
+    def _on_cancel(self, ident, rec):
+        task = self.tasks.get(rec.task_id)
+        if task is None:
+            return
+        task.cancelled = True
+        self._feed([S.CancelRequested(rec.task_id, rec.force)])
+
+    def _on_status(self, ident, rec):
+        from ._status import node_status, memory_status
+        body = memory_status(self) if rec.what == "memory" else node_status(self)
+        self._send(ident, P.StatusReply(body))
+
+    def _on_stop(self, ident, rec):
+        self._send(ident, P.StatusReply({"stopping": True}))
+        self.running = False
+
+    def _on_goodbye(self, ident, rec):
+        self._drop_client(ident)
+
+    def _drop_client(self, ident):
+        c = self.clients.pop(ident, None)
+        if c is None:
+            return
+        if c.pidfd is not None:
+            try:
+                self.poller.unregister(c.pidfd)
+            except KeyError:
+                pass
+            os.close(c.pidfd)
+        self.objects.drop_client(ident)
+        if c.kind == P.KIND_DRIVER:
+            # A driver that left: its queued tasks are dropped, running ones finish unseen.
+            events = []
+            for tid, t in list(self.tasks.items()):
+                if t.submitter == ident:
+                    t.cancelled = True
+                    if self.scheduler.worker_of(tid) is None:
+                        events.append(S.CancelRequested(tid, False))
+            self._feed(events)
+        self._delete_plasma()
+
+    def _on_pidfd(self, fd):
+        for ident, c in list(self.clients.items()):
+            if c.pidfd == fd:
+                self._drop_client(ident)
+                return
+        try:
+            self.poller.unregister(fd)
+        except KeyError:
+            pass
+
+    # ------------------------------------------------------------------ instructions
+    def _do_dispatch(self, d):
+        task = self.tasks[d.task_id]
+        w = self.workers.by_id[d.worker_id]
+        spec = task.spec
+        blob = None
+        if spec.function_id not in w.functions:
+            blob = self.functions[spec.function_id][1]
+            w.functions.add(spec.function_id)
+        deps = []
+        for oid in spec.deps:
+            e = self.objects.entries[oid]
+            deps.append([oid, e.kind, e.data])
+        self._send(d.worker_id, P.ExecuteTask(
+            spec.task_id, spec.function_id, spec.name, blob, spec.args, spec.args_object, deps,
+            spec.num_returns, spec.retry_exceptions, task.submitter, task.attempts))
+
+    def _do_start_worker(self, _instr):
+        w, log_w, ctrl_r = self.workers.create()
+        self.poller.register(w.log_fd, zmq.POLLIN)
+        command = {"worker_id": w.worker_id.hex(), "raylet_socket": self.sock_path, "ctrl_fd": 4}
+        try:
+            self.zygote.fork_worker(command, log_w, ctrl_r)
+        finally:
+            os.close(log_w)
+            os.close(ctrl_r)
+
+    def _do_fail(self, f):
+        task = self.tasks.pop(f.task_id, None)
+        if task is None:
+            return None
+        if f.reason == "cancelled":
+            err = _errors.pack_exception(TaskCancelledError(
+                f"task {task.spec.name}() was cancelled before it ran"))
+        else:
+            e = self.objects.entries.get(f.cause)
+            upstream = e.data if e is not None else _errors.pack_exception(ObjectLostError("upstream value lost"))
+            err = _errors.pack_dependency_failure(task.spec.name, f.cause, upstream)
+        return self._fail_returns(task, err)
+
+    def _do_task_lost(self, lost):
+        task = self.tasks.get(lost.task_id)
+        if task is None:
+            return None
+        spec = task.spec
+        w = self.workers.by_id.get(lost.worker_id)
+        how = describe_exit(w.exit_code if w else None)
+        pid = w.pid if w else "?"
+        if task.cancelled:
+            del self.tasks[lost.task_id]
+            return self._fail_returns(task, _errors.pack_exception(TaskCancelledError(
+                f"task {spec.name}() was cancelled; its worker (pid {pid}) was killed")))
+        if task.attempts < spec.max_retries:
+            task.attempts += 1
+            log.warning("worker pid %s running %s() %s; retrying (attempt %d of %d)",
+                        pid, spec.name, how, task.attempts + 1, spec.max_retries + 1)
+            return [S.TaskSubmitted(spec.task_id, _resources(spec.resources), (), spec.name)]
+        del self.tasks[lost.task_id]
+        return self._fail_returns(task, _errors.pack_exception(WorkerCrashedError(
+            f"the worker process (pid {pid}) running task {spec.name}() {how}. It was tried "
+            f"{task.attempts + 1} time(s) (max_retries={spec.max_retries}). If the task uses a "
+            "lot of memory, give it fewer or smaller inputs; if native code crashes, check "
+            f"the worker log in {os.path.join(self.session_dir, 'logs')}")))
+
+    def _do_interrupt(self, instr):
+        w = self.workers.by_id.get(instr.worker_id)
+        if w is None:
+            return None
+        try:
+            os.write(w.ctrl_fd, instr.task_id)
+        except OSError:
+            pass
+        self.workers.signal(w, signal.SIGINT)
+        return None
+
+    def _do_kill(self, instr):
+        w = self.workers.by_id.get(instr.worker_id)
+        if w is not None:
+            self.workers.signal(w, signal.SIGKILL)
+
+    def _do_warn_infeasible(self, instr):
+        task = self.tasks.get(instr.task_id)
+        if task is None:
+            return
+        key = (task.spec.function_id, tuple(sorted(instr.resources.items())))
+        if key in self.warned_infeasible:
+            return
+        self.warned_infeasible.add(key)
+        self._send(task.submitter, P.Warning_(
+            f"task {task.spec.name}() needs {instr.resources} but this node has "
+            f"{self.scheduler.total}; it stays pending until a node that has them joins "
+            "(see `actorscoop status`)."))
+
+    # ------------------------------------------------------------------ processes
+    def _on_zygote(self):
+        reports = self.zygote.read_reports()
+        if reports is None:
+            log.error("the zygote (worker fork server) died; no new workers can start")
+            self.poller.unregister(self.zygote.fileno())
+            return
+        for r in reports:
+            if "started" in r:
+                self.workers.started(bytes.fromhex(r["worker_id"]), r["started"])
+            elif "exited" in r:
+                w = self.workers.by_pid.get(r["exited"])
+                if w is not None:
+                    w.exit_code = r["code"]
+                    self._forward_log(w)
+                    try:
+                        self.poller.unregister(w.log_fd)
+                    except KeyError:
+                        pass
+                    if w.connected:
+                        self._feed([S.WorkerDied(w.worker_id)])
+                    else:
+                        self._feed([S.WorkerStartFailed(describe_exit(w.exit_code))])
+                    self.objects.drop_client(w.worker_id)
+                    self.workers.remove(w)
+                    self._delete_plasma()
+
+    def _forward_log(self, w):
+        lines = self.workers.read_log(w)
+        if not lines:
+            return
+        tids = self.scheduler.workers.get(w.worker_id)
+        task = self.tasks.get(tids.tasks[-1]) if tids is not None and tids.tasks else None
+        name = task.spec.name if task is not None else "worker"
+        prefix = f"{name} pid={w.pid}"
+        text = "\n".join(lines)
+        targets = [task.submitter] if task is not None else \
+            [i for i, c in self.clients.items() if c.kind == P.KIND_DRIVER]
+        for t in targets:
+            if t in self.clients:
+                self._send(t, P.LogLines(prefix, text))
+
+    def _delete_plasma(self):
+        pending = self.objects.plasma_to_delete
+        if pending and self.store is not None:
+            self.objects.plasma_to_delete = []
+            try:
+                self.plasma.delete(pending)
+            except Exception:
+                log.exception("could not delete %d objects from the plasma store", len(pending))
+
+    def _tick(self):
+        if self.store is not None and not self.store.alive():
+            log.error("the plasma store process died; large objects are lost")
+
+
+def _drain_fd(fd):
+    try:
+        while os.read(fd, 4096):
+            pass
+    except BlockingIOError:
+        pass
+
+
+def _resources(requested):
+    """Drop zero entries: a task asking for {"CPU": 0} needs nothing."""
+    return {k: float(v) for k, v in requested.items() if v}
+
+
+def _default_store_size():
+    """30% of RAM, bounded by what /dev/shm can hold."""
+    import psutil
+    ram = psutil.virtual_memory().total
+    try:
+        st = os.statvfs("/dev/shm")
+        shm = st.f_bavail * st.f_frsize
+    except OSError:
+        shm = ram
+    return int(min(0.3 * ram, 0.8 * shm))

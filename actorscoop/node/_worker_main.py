@@ -1,0 +1,244 @@
+"""A worker process: receives tasks from its raylet and runs them in named phases.
+
+Single-threaded: the same loop that runs tasks also serves a nested ``get`` (DESIGN.md
+section 5): while waiting it first runs tasks already queued on it, then tells the raylet
+it is blocked, and runs any task the raylet hands it inline.
+"""
+import collections
+import logging
+import os
+import pickle
+import signal
+import sys
+import time
+
+import zmq
+
+from .. import _context, _errors, _refcount, _serialization
+from .. import protocol as P
+from .._core import CoreClient, _Dep
+from .._driver import connect
+from ..exceptions import TaskCancelledError
+
+log = logging.getLogger("actorscoop.worker")
+
+
+class _Cancelled(BaseException):
+    """Raised inside a task by SIGINT when the raylet cancels it."""
+
+
+class WorkerCore(CoreClient):
+    def __init__(self, command):
+        self.worker_id = bytes.fromhex(command["worker_id"])
+        sock, welcome = connect(command["raylet_socket"], P.KIND_WORKER, os.getpid(),
+                                self.worker_id, "worker", timeout=30)
+        super().__init__(welcome, b"")
+        self._sock = sock
+        self._queue = collections.deque()
+        self._functions = {}  # function id -> callable
+        self._running = []  # stack of ExecuteTask being run (inline ones on top)
+        self._cancelled = set()
+        self._status_replies = []
+        self._ctrl_fd = command.get("ctrl_fd")
+        self.node_hex = self.node_id.hex()
+        self.pid = os.getpid()
+
+    # ------------------------------------------------------------------ transport
+    def _send(self, records):
+        self._sock.send(P.encode(_refcount.frame(records)))
+
+    def _recv_and_handle(self, timeout_ms):
+        if not self._sock.poll(timeout_ms):
+            return False
+        while True:
+            try:
+                frame = self._sock.recv(zmq.NOBLOCK)
+            except zmq.Again:
+                return True
+            try:
+                records = P.decode(frame)
+            except P.ProtocolError as exc:
+                log.warning("dropped a malformed frame from the raylet: %s", exc)
+                continue
+            for rec in records:
+                t = type(rec)
+                if t is P.ExecuteTask:
+                    self._queue.append(rec)
+                elif t is P.ObjectValue:
+                    self._on_value(rec.object_id, rec.kind, rec.data)
+                elif t is P.StatusReply:
+                    self._status_replies.append(rec.body)
+                elif t is P.StopNode:
+                    raise SystemExit(0)
+                else:
+                    log.warning("worker ignored an unexpected %s", t.__name__)
+
+    def _block_until(self, oids, num, deadline):
+        values = self._values
+
+        def satisfied():
+            return sum(1 for o in oids if o in values) >= num
+
+        blocked = False
+        try:
+            while not satisfied():
+                if self._queue:
+                    self._run_one(self._queue.popleft())  # our own queue first: work-first
+                    blocked = False
+                    continue
+                if not blocked:
+                    awaited = list({o[:16] for o in oids if o not in values})
+                    self._send([P.Blocked(awaited)])
+                    blocked = True
+                if deadline is None:
+                    self._recv_and_handle(1000)
+                else:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        return False
+                    self._recv_and_handle(max(1, int(left * 1000)))
+            return True
+        finally:
+            if blocked:
+                self._send([P.Unblocked()])
+
+    def request_status(self, what, timeout):
+        self._send([P.StatusRequest(what)])
+        deadline = time.monotonic() + timeout
+        while not self._status_replies:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                from ..exceptions import GetTimeoutError
+                raise GetTimeoutError(f"the raylet did not answer a status request within {timeout} s")
+            self._recv_and_handle(max(1, int(left * 1000)))
+        return self._status_replies.pop(0)
+
+    # ------------------------------------------------------------------ main loop
+    def serve(self):
+        while True:
+            while self._queue:
+                self._run_one(self._queue.popleft())
+            self._recv_and_handle(-1)
+
+    def on_sigint(self, signum, frame):
+        if self._ctrl_fd is not None:
+            try:
+                data = os.read(self._ctrl_fd, 65536)
+                for i in range(0, len(data) - 15, 16):
+                    self._cancelled.add(data[i:i + 16])
+            except BlockingIOError:
+                pass
+        if self._running and self._running[-1].task_id in self._cancelled:
+            raise _Cancelled()
+
+    # ------------------------------------------------------------------ running a task
+    def _run_one(self, spec):
+        if spec.task_id in self._cancelled:
+            self._cancelled.discard(spec.task_id)
+            self._finish(spec, self._error_results(spec, _errors.pack_exception(
+                TaskCancelledError(f"task {spec.name}() was cancelled before it started"))), False)
+            return
+        self._running.append(spec)
+        phase = "loading the function"
+        try:
+            fn = self._functions.get(spec.function_id)
+            if fn is None:
+                fn = pickle.loads(spec.function_blob)
+                self._functions[spec.function_id] = fn
+            phase = "unpickling the arguments"
+            args, kwargs = self._arguments(spec)
+            phase = "executing"
+            value = fn(*args, **kwargs) if kwargs else fn(*args)
+            phase = "pickling the result"
+            results = self._store(spec, value)
+            retryable = False
+        except _Cancelled:
+            results = self._error_results(spec, _errors.pack_exception(
+                TaskCancelledError(f"task {spec.name}() was cancelled while running")))
+            retryable = False
+        except BaseException as exc:  # SystemExit too: the worker survives a task's sys.exit
+            if isinstance(exc, KeyboardInterrupt) and spec.task_id in self._cancelled:
+                exc = TaskCancelledError(f"task {spec.name}() was cancelled while running")
+            results = self._error_results(spec, _errors.pack_task_error(
+                spec.name, exc, self.node_hex, self.pid, phase))
+            retryable = self._retryable(spec, exc)
+        finally:
+            self._running.pop()
+            self._cancelled.discard(spec.task_id)
+        self._finish(spec, results, retryable)
+
+    def _finish(self, spec, results, retryable):
+        try:
+            sys.stdout.flush()
+            sys.stderr.flush()
+        except (OSError, ValueError):
+            pass
+        self._send([P.TaskDone(spec.task_id, results, retryable)])
+
+    def _arguments(self, spec):
+        if spec.args_object is not None:
+            _meta, stream, buffers = self.plasma().get_parts(spec.args_object, timeout=10)
+            args, kwargs = _serialization.loads_parts(stream, buffers)
+        else:
+            args, kwargs = _serialization.loads_inline(spec.args)
+        if spec.deps:
+            values = [self.materialize(oid, kind, data) for oid, kind, data in spec.deps]
+            args = tuple(values[a.index] if type(a) is _Dep else a for a in args)
+        return args, kwargs or {}
+
+    def _store(self, spec, value):
+        n = spec.num_returns
+        if n == 1:
+            values = (value,)
+        else:
+            values = tuple(value)
+            if len(values) != n:
+                raise ValueError(f"task {spec.name}() declared num_returns={n} but returned "
+                                 f"{len(values)} values")
+        out = []
+        for i, v in enumerate(values, 1):
+            oid = spec.task_id + i.to_bytes(4, "big")
+            kind, data, size, contained = self.serialize_value(oid, v)
+            out.append([oid, kind, data, size, contained])
+        return out
+
+    def _error_results(self, spec, err):
+        return [[spec.task_id + i.to_bytes(4, "big"), P.VALUE_ERROR, err, 0, []]
+                for i in range(1, spec.num_returns + 1)]
+
+    @staticmethod
+    def _retryable(spec, exc):
+        rule = spec.retry_exceptions
+        if rule is True:
+            return isinstance(exc, Exception)
+        if not rule:
+            return False
+        try:
+            types = pickle.loads(rule)
+        except Exception:
+            return False
+        return isinstance(exc, types)
+
+    # ------------------------------------------------------------------ context
+    def current_task(self):
+        return self._running[-1] if self._running else None
+
+
+def main(command) -> int:
+    sys.stdout.reconfigure(line_buffering=True)
+    sys.stderr.reconfigure(line_buffering=True)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    _refcount.reset()
+    core = WorkerCore(command)
+    _context.set_current(core)
+    signal.signal(signal.SIGINT, core.on_sigint)
+    try:
+        core.serve()
+    except SystemExit:
+        return 0
+    finally:
+        try:
+            core._sock.close(linger=100)
+        except Exception:
+            pass
+    return 0

@@ -1,0 +1,97 @@
+"""The raylet's table of worker processes: ids, pids, log and control pipes."""
+import os
+import signal
+
+from .._ids import random_id
+
+
+class WorkerProc:
+    __slots__ = ("worker_id", "pid", "log_fd", "ctrl_fd", "functions", "connected",
+                 "log_file", "partial", "exit_code")
+
+    def __init__(self, worker_id, log_fd, ctrl_fd):
+        self.worker_id = worker_id
+        self.pid = None
+        self.log_fd = log_fd  # read end of the worker's stdout/stderr
+        self.ctrl_fd = ctrl_fd  # write end of its cancel pipe
+        self.functions = set()  # function ids it has been sent
+        self.connected = False
+        self.log_file = None
+        self.partial = b""
+        self.exit_code = None
+
+
+class WorkerTable:
+    def __init__(self, log_dir):
+        self.log_dir = log_dir
+        self.by_id = {}
+        self.by_pid = {}
+        self.by_log_fd = {}
+
+    def create(self):
+        """Make a worker record and its pipes; returns (record, fds to hand the child)."""
+        log_r, log_w = os.pipe2(os.O_CLOEXEC)
+        os.set_blocking(log_r, False)
+        ctrl_r, ctrl_w = os.pipe2(os.O_CLOEXEC)
+        os.set_blocking(ctrl_r, False)
+        os.set_blocking(ctrl_w, False)
+        w = WorkerProc(random_id(), log_r, ctrl_w)
+        self.by_id[w.worker_id] = w
+        self.by_log_fd[log_r] = w
+        return w, log_w, ctrl_r
+
+    def started(self, worker_id, pid):
+        w = self.by_id.get(worker_id)
+        if w is not None:
+            w.pid = pid
+            self.by_pid[pid] = w
+            w.log_file = open(os.path.join(self.log_dir, f"worker-{pid}.log"), "ab", buffering=0)
+        return w
+
+    def remove(self, w):
+        self.by_id.pop(w.worker_id, None)
+        if w.pid is not None:
+            self.by_pid.pop(w.pid, None)
+        self.by_log_fd.pop(w.log_fd, None)
+        for fd in (w.log_fd, w.ctrl_fd):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        if w.log_file is not None:
+            w.log_file.close()
+
+    def read_log(self, w):
+        """Complete lines the worker printed since the last call ([] if none)."""
+        chunks = []
+        while True:
+            try:
+                data = os.read(w.log_fd, 65536)
+            except BlockingIOError:
+                break
+            except OSError:
+                break
+            if not data:
+                break
+            chunks.append(data)
+        if not chunks:
+            return []
+        data = w.partial + b"".join(chunks)
+        if w.log_file is not None:
+            w.log_file.write(b"".join(chunks))
+        head, sep, tail = data.rpartition(b"\n")
+        w.partial = tail
+        if not sep:
+            return []
+        return head.decode("utf-8", "replace").split("\n")
+
+    def signal(self, w, sig):
+        if w.pid is not None:
+            try:
+                os.kill(w.pid, sig)
+            except ProcessLookupError:
+                pass
+
+    def kill_all(self):
+        for w in list(self.by_id.values()):
+            self.signal(w, signal.SIGKILL)

@@ -1,0 +1,13 @@
+"""Every message exchanged between actorscoop processes, and the codec.
+
+This package is the only code that knows the wire format. A ZeroMQ message is one
+frame holding a msgpack array of *records*; each record is ``[tag, field, ...]`` and
+maps to one of the NamedTuple classes in :mod:`._messages`. Batching is therefore
+free: a busy sender packs many records into one frame.
+"""
+from ._codec import ProtocolError, decode, encode
+from ._messages import *  # noqa: F401,F403
+from ._messages import MESSAGE_TYPES, PROTOCOL_VERSION
+
+__all__ = ["ProtocolError", "decode", "encode", "MESSAGE_TYPES", "PROTOCOL_VERSION"]
+__all__ += [cls.__name__ for cls in MESSAGE_TYPES]

@@ -1,0 +1,166 @@
+"""Message definitions. Each message is an immutable NamedTuple with a unique tag.
+
+Field conventions: ids are ``bytes``; ``data`` fields hold serialized values produced
+by :mod:`actorscoop._serialization` (``bytes`` or a list ``[stream, *buffers]``);
+``kind`` fields are one of the ``VALUE_*`` constants.
+"""
+from typing import Any, NamedTuple, Optional
+
+PROTOCOL_VERSION = 1
+
+# How a value travels.
+VALUE_INLINE = 0  # data holds the serialized value
+VALUE_PLASMA = 1  # the value is in the node's plasma store under its object id
+VALUE_ERROR = 2  # data holds a serialized exception
+
+# Client kinds in Hello.
+KIND_DRIVER = "driver"
+KIND_WORKER = "worker"
+KIND_CLI = "cli"
+
+
+# ---------------------------------------------------------------- client -> raylet
+class Hello(NamedTuple):
+    """First record a client sends. The raylet answers with Welcome or Refused."""
+    version: int
+    kind: str
+    pid: int
+    worker_id: bytes  # worker: its id; driver: its job id; cli: b""
+    name: str
+
+
+class RegisterFunction(NamedTuple):
+    function_id: bytes
+    name: str
+    blob: bytes
+
+
+class SubmitTask(NamedTuple):
+    task_id: bytes
+    function_id: bytes
+    name: str
+    args: Any  # serialized (args, kwargs); None if args_object is set
+    args_object: Optional[bytes]  # object id of args stored in plasma (large args)
+    deps: list  # object ids of top-level ObjectRef arguments, in order
+    nested: list  # object ids of refs found elsewhere in the arguments
+    num_returns: int
+    resources: dict
+    max_retries: int
+    retry_exceptions: Any  # bool, or serialized tuple of exception types
+
+
+class PutObject(NamedTuple):
+    object_id: bytes
+    kind: int
+    data: Any
+    size: int
+    contained: list
+
+
+class GetObjects(NamedTuple):
+    """Ask for values; the raylet sends an ObjectValue for each as soon as it is ready."""
+    object_ids: list
+
+
+class RefDelta(NamedTuple):
+    """Ids whose local reference count went 0 -> 1 (added) or 1 -> 0 (removed)."""
+    added: list
+    removed: list
+
+
+class Blocked(NamedTuple):
+    """A worker waits in get/wait for these tasks' results."""
+    awaited_tasks: list
+
+
+class Unblocked(NamedTuple):
+    pass
+
+
+class TaskDone(NamedTuple):
+    """A worker finished a task. results: [[object_id, kind, data, size, contained], ...]."""
+    task_id: bytes
+    results: list
+    retryable: bool  # an application error that retry_exceptions allows to retry
+
+
+class CancelTask(NamedTuple):
+    task_id: bytes
+    force: bool
+
+
+class StatusRequest(NamedTuple):
+    what: str  # "status" | "memory" | "nodes"
+
+
+class StopNode(NamedTuple):
+    pass
+
+
+class Goodbye(NamedTuple):
+    """A client disconnects cleanly; everything it holds is released."""
+    pass
+
+
+# ---------------------------------------------------------------- raylet -> client
+class Welcome(NamedTuple):
+    version: int
+    node_id: bytes
+    session_dir: str
+    plasma_socket: str
+    num_cpus: float
+    config: dict
+
+
+class Refused(NamedTuple):
+    reason: str
+
+
+class ExecuteTask(NamedTuple):
+    task_id: bytes
+    function_id: bytes
+    name: str
+    function_blob: Optional[bytes]  # sent once per worker and function
+    args: Any
+    args_object: Optional[bytes]
+    deps: list  # [[object_id, kind, data], ...] values of top-level ref args
+    num_returns: int
+    retry_exceptions: Any
+    job_id: bytes
+    attempt: int
+
+
+class ObjectValue(NamedTuple):
+    object_id: bytes
+    kind: int
+    data: Any
+
+
+class LogLines(NamedTuple):
+    prefix: str
+    text: str
+
+
+class Warning_(NamedTuple):
+    message: str
+
+
+class StatusReply(NamedTuple):
+    body: dict
+
+
+class Interrupt(NamedTuple):
+    """Cancel the running task (best effort)."""
+    task_id: bytes
+
+
+MESSAGE_TYPES = (
+    Hello, RegisterFunction, SubmitTask, PutObject, GetObjects, RefDelta, Blocked,
+    Unblocked, TaskDone, CancelTask, StatusRequest, StopNode, Goodbye,
+    Welcome, Refused, ExecuteTask, ObjectValue, LogLines, Warning_, StatusReply, Interrupt,
+)
+
+__all__ = [c.__name__ for c in MESSAGE_TYPES] + [
+    "PROTOCOL_VERSION", "VALUE_INLINE", "VALUE_PLASMA", "VALUE_ERROR",
+    "KIND_DRIVER", "KIND_WORKER", "KIND_CLI",
+]

@@ -1,0 +1,20 @@
+"""The node's local scheduler as a pure state machine.
+
+``Scheduler.handle(event) -> list[instruction]``: no sockets, threads, sleeps or clocks.
+The raylet feeds it events and carries out the instructions it returns.
+"""
+from ._events import (
+    TaskSubmitted, ObjectReady, ObjectFailed, WorkerStarted, WorkerDied, TaskFinished,
+    WorkerBlocked, WorkerUnblocked, CancelRequested, WorkerStartFailed,
+)
+from ._instructions import Dispatch, StartWorker, FailTask, TaskLost, InterruptTask, KillWorker, WarnInfeasible
+from ._scheduler import Scheduler, SchedulerConfig, IllegalTransition
+from ._state import TaskState, WorkerState
+
+__all__ = [
+    "Scheduler", "SchedulerConfig", "IllegalTransition", "TaskState", "WorkerState",
+    "TaskSubmitted", "ObjectReady", "ObjectFailed", "WorkerStarted", "WorkerDied",
+    "TaskFinished", "WorkerBlocked", "WorkerUnblocked", "CancelRequested", "WorkerStartFailed",
+    "Dispatch", "StartWorker", "FailTask", "TaskLost", "InterruptTask", "KillWorker",
+    "WarnInfeasible",
+]

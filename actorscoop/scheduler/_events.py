@@ -1,0 +1,48 @@
+"""Events: what happened. Every event names the task or worker it is about."""
+from typing import NamedTuple
+
+
+class TaskSubmitted(NamedTuple):
+    task_id: bytes
+    resources: dict  # e.g. {"CPU": 1.0}
+    deps: tuple  # object ids not yet available
+    name: str = ""
+
+
+class ObjectReady(NamedTuple):
+    object_id: bytes
+
+
+class ObjectFailed(NamedTuple):
+    object_id: bytes
+
+
+class WorkerStarted(NamedTuple):
+    worker_id: bytes
+
+
+class WorkerStartFailed(NamedTuple):
+    reason: str
+
+
+class WorkerDied(NamedTuple):
+    worker_id: bytes
+
+
+class TaskFinished(NamedTuple):
+    task_id: bytes
+    worker_id: bytes
+
+
+class WorkerBlocked(NamedTuple):
+    worker_id: bytes
+    awaited_tasks: tuple
+
+
+class WorkerUnblocked(NamedTuple):
+    worker_id: bytes
+
+
+class CancelRequested(NamedTuple):
+    task_id: bytes
+    force: bool

@@ -1,0 +1,38 @@
+"""Instructions: what the raylet must do."""
+from typing import NamedTuple
+
+
+class Dispatch(NamedTuple):
+    task_id: bytes
+    worker_id: bytes
+    inline: bool  # handed to a worker blocked waiting for it
+
+
+class StartWorker(NamedTuple):
+    pass
+
+
+class FailTask(NamedTuple):
+    task_id: bytes
+    reason: str  # "dependency" | "cancelled"
+    cause: bytes  # failed object id, or b""
+
+
+class TaskLost(NamedTuple):
+    """The task's worker died; the raylet retries or fails it."""
+    task_id: bytes
+    worker_id: bytes
+
+
+class InterruptTask(NamedTuple):
+    task_id: bytes
+    worker_id: bytes
+
+
+class KillWorker(NamedTuple):
+    worker_id: bytes
+
+
+class WarnInfeasible(NamedTuple):
+    task_id: bytes
+    resources: dict

@@ -1,0 +1,323 @@
+"""The local scheduler: tasks wait for arguments, queue, and run on workers whose
+resources fit. Workers blocked in ``get`` lend their CPU out, and are handed the very
+tasks they wait for when those are still queued (DESIGN.md section 5)."""
+from dataclasses import dataclass, field
+
+from . import _events as ev
+from . import _instructions as ins
+from ._state import TASK_TRANSITIONS, TaskState, WorkerState
+
+_EPS = 1e-9
+
+
+class IllegalTransition(RuntimeError):
+    """A task was moved between states that do not connect: a scheduler bug."""
+
+    def __init__(self, task_id, old, new, cause):
+        super().__init__(
+            f"task {task_id.hex()}: illegal transition {old} -> {new} (cause: {cause})")
+
+
+@dataclass
+class SchedulerConfig:
+    resources: dict  # node totals, e.g. {"CPU": 2.0}
+    max_workers: int = 8  # cap on worker processes, extra ones for blocked workers included
+    pipeline_depth: int = 1  # tasks queued on one busy worker when the backlog is long
+    scan_limit: int = 64  # tasks skipped per pass before giving up (head-of-line bound)
+
+
+@dataclass
+class _Task:
+    task_id: bytes
+    resources: dict
+    name: str
+    state: TaskState = None
+    missing: set = field(default_factory=set)
+    worker: bytes = None
+
+
+@dataclass
+class _Worker:
+    worker_id: bytes
+    state: WorkerState = WorkerState.IDLE
+    tasks: list = field(default_factory=list)  # assigned, oldest first
+    lease: dict = None  # resources held (None when idle or blocked)
+
+
+def _fits(need, have):
+    for k, v in need.items():
+        if have.get(k, 0.0) + _EPS < v:
+            return False
+    return True
+
+
+def _take(pool, need):
+    for k, v in need.items():
+        pool[k] = pool.get(k, 0.0) - v
+
+
+def _give(pool, need):
+    for k, v in need.items():
+        pool[k] = pool.get(k, 0.0) + v
+
+
+class Scheduler:
+    """Feed it events with :meth:`handle`; it returns the instructions to carry out."""
+
+    def __init__(self, config: SchedulerConfig):
+        self.config = config
+        self.total = dict(config.resources)
+        self.available = dict(config.resources)
+        self.tasks = {}  # task_id -> _Task
+        self.workers = {}  # worker_id -> _Worker
+        self.ready = {}  # task_id -> None, FIFO (dicts keep insertion order)
+        self.idle = {}  # worker_id -> None, FIFO
+        self.waiting_on = {}  # object_id -> set(task_id)
+        self.starting = 0  # StartWorker issued, WorkerStarted not yet seen
+        self._out = []
+        self._handlers = {
+            ev.TaskSubmitted: self._on_submitted, ev.ObjectReady: self._on_object_ready,
+            ev.ObjectFailed: self._on_object_failed, ev.WorkerStarted: self._on_worker_started,
+            ev.WorkerStartFailed: self._on_worker_start_failed,
+            ev.WorkerDied: self._on_worker_died, ev.TaskFinished: self._on_finished,
+            ev.WorkerBlocked: self._on_blocked, ev.WorkerUnblocked: self._on_unblocked,
+            ev.CancelRequested: self._on_cancel,
+        }
+
+    # ------------------------------------------------------------------ interface
+    def handle(self, event) -> list:
+        """Apply one event; return the instructions it causes."""
+        self._out = out = []
+        self._handlers[type(event)](event)
+        self._schedule()
+        return out
+
+    def handle_many(self, events) -> list:
+        """Apply events in order and schedule once at the end (cheaper for batches)."""
+        self._out = out = []
+        for event in events:
+            self._handlers[type(event)](event)
+        self._schedule()
+        return out
+
+    def counts(self) -> dict:
+        by_state = {s.value: 0 for s in TaskState}
+        for t in self.tasks.values():
+            by_state[t.state.value] += 1
+        return by_state
+
+    def infeasible(self) -> list:
+        return [(t.task_id, t.name, t.resources) for t in self.tasks.values()
+                if t.state is TaskState.INFEASIBLE]
+
+    def worker_of(self, task_id):
+        t = self.tasks.get(task_id)
+        return t.worker if t is not None else None
+
+    # ------------------------------------------------------------------ transitions
+    def _move(self, task, new, cause):
+        if (task.state, new) not in TASK_TRANSITIONS:
+            raise IllegalTransition(task.task_id, task.state, new, cause)
+        task.state = new
+
+    def _forget(self, task):
+        """Drop a task from every index."""
+        self.tasks.pop(task.task_id, None)
+        self.ready.pop(task.task_id, None)
+        for oid in task.missing:
+            waiters = self.waiting_on.get(oid)
+            if waiters is not None:
+                waiters.discard(task.task_id)
+                if not waiters:
+                    del self.waiting_on[oid]
+        task.missing = set()
+
+    # ------------------------------------------------------------------ handlers
+    def _on_submitted(self, e):
+        if e.task_id in self.tasks:
+            raise IllegalTransition(e.task_id, self.tasks[e.task_id].state, "submitted", "duplicate submit")
+        task = _Task(e.task_id, e.resources, e.name)
+        self.tasks[e.task_id] = task
+        if not _fits(e.resources, self.total):
+            self._move(task, TaskState.INFEASIBLE, "submitted")
+            self._out.append(ins.WarnInfeasible(e.task_id, e.resources))
+        elif e.deps:
+            self._move(task, TaskState.WAITING, "submitted")
+            task.missing = set(e.deps)
+            for oid in task.missing:
+                self.waiting_on.setdefault(oid, set()).add(e.task_id)
+        else:
+            self._move(task, TaskState.READY, "submitted")
+            self.ready[e.task_id] = None
+
+    def _on_object_ready(self, e):
+        for tid in self.waiting_on.pop(e.object_id, ()):
+            task = self.tasks[tid]
+            task.missing.discard(e.object_id)
+            if not task.missing:
+                self._move(task, TaskState.READY, f"object {e.object_id.hex()} ready")
+                self.ready[tid] = None
+
+    def _on_object_failed(self, e):
+        for tid in list(self.waiting_on.get(e.object_id, ())):
+            self._forget(self.tasks[tid])
+            self._out.append(ins.FailTask(tid, "dependency", e.object_id))
+
+    def _on_worker_started(self, e):
+        self.starting = max(0, self.starting - 1)
+        self.workers[e.worker_id] = _Worker(e.worker_id)
+        self.idle[e.worker_id] = None
+
+    def _on_worker_start_failed(self, e):
+        self.starting = max(0, self.starting - 1)
+
+    def _on_worker_died(self, e):
+        w = self.workers.pop(e.worker_id, None)
+        if w is None:
+            return
+        self.idle.pop(e.worker_id, None)
+        if w.lease is not None:
+            _give(self.available, w.lease)
+        for tid in w.tasks:
+            task = self.tasks.pop(tid, None)
+            if task is not None:
+                self._out.append(ins.TaskLost(tid, e.worker_id))
+
+    def _on_finished(self, e):
+        task = self.tasks.pop(e.task_id, None)
+        w = self.workers.get(e.worker_id)
+        if task is None or w is None:
+            return  # cancelled, or its worker already declared dead
+        if e.task_id in w.tasks:
+            w.tasks.remove(e.task_id)
+        if not w.tasks:
+            if w.lease is not None and w.state is WorkerState.BUSY:
+                _give(self.available, w.lease)  # a blocked worker lent it out already
+            w.lease = None
+            w.state = WorkerState.IDLE
+            self.idle[w.worker_id] = None
+
+    def _on_blocked(self, e):
+        w = self.workers.get(e.worker_id)
+        if w is None or w.state is not WorkerState.BUSY:
+            return
+        for tid in e.awaited_tasks:
+            if tid in self.ready:
+                task = self.tasks[tid]
+                del self.ready[tid]
+                self._assign(task, w, inline=True)
+                return
+        # Nothing to run inline: lend the CPU out until the worker unblocks.
+        if w.lease is not None:
+            _give(self.available, w.lease)
+        w.state = WorkerState.BLOCKED
+
+    def _on_unblocked(self, e):
+        w = self.workers.get(e.worker_id)
+        if w is None or w.state is not WorkerState.BLOCKED:
+            return
+        if w.lease is not None:
+            _take(self.available, w.lease)  # may oversubscribe briefly, as designed
+        w.state = WorkerState.BUSY
+
+    def _on_cancel(self, e):
+        task = self.tasks.get(e.task_id)
+        if task is None:
+            return
+        if task.state is TaskState.RUNNING:
+            if e.force:
+                self._out.append(ins.KillWorker(task.worker))
+            else:
+                self._out.append(ins.InterruptTask(task.task_id, task.worker))
+            return
+        self._forget(task)
+        self._out.append(ins.FailTask(task.task_id, "cancelled", b""))
+
+    # ------------------------------------------------------------------ placement
+    def _assign(self, task, w, inline=False):
+        self._move(task, TaskState.RUNNING, "dispatch")
+        task.worker = w.worker_id
+        w.tasks.append(task.task_id)
+        self._out.append(ins.Dispatch(task.task_id, w.worker_id, inline))
+
+    def _schedule(self):
+        if not self.ready:
+            return
+        skipped = 0
+        demand = 0
+        avail = self.available
+        for tid in list(self.ready):
+            task = self.tasks[tid]
+            need = task.resources
+            if _fits(need, avail):
+                if self.idle:
+                    wid = next(iter(self.idle))
+                    del self.idle[wid]
+                    w = self.workers[wid]
+                    w.state = WorkerState.BUSY
+                    w.lease = dict(need)
+                    _take(avail, need)
+                    del self.ready[tid]
+                    self._assign(task, w)
+                    continue
+                demand += 1
+            elif self._pipeline(task):
+                del self.ready[tid]
+                continue
+            skipped += 1
+            if skipped >= self.config.scan_limit:
+                break
+        live = len(self.workers) + self.starting
+        want = min(demand - self.starting, self.config.max_workers - live)
+        for _ in range(max(0, want)):
+            self.starting += 1
+            self._out.append(ins.StartWorker())
+
+    def _pipeline(self, task):
+        """Queue a task behind a busy worker holding the same resource shape."""
+        depth = self.config.pipeline_depth
+        if depth <= 1 or len(self.ready) <= len(self.workers):
+            return False
+        for w in self.workers.values():
+            if w.state is WorkerState.BUSY and len(w.tasks) < depth and w.lease == task.resources:
+                self._assign(task, w)
+                return True
+        return False
+
+    # ------------------------------------------------------------------ invariants
+    def validate(self):
+        """Cross-check every index; raise AssertionError naming what disagrees."""
+        held = {}
+        for wid, w in self.workers.items():
+            assert w.worker_id == wid
+            if w.state is WorkerState.IDLE:
+                assert not w.tasks and w.lease is None and wid in self.idle, f"idle worker {wid.hex()} inconsistent"
+            else:
+                assert wid not in self.idle, f"busy worker {wid.hex()} in idle set"
+                assert w.tasks, f"{w.state} worker {wid.hex()} has no task"
+                assert w.lease is not None
+                if w.state is WorkerState.BUSY:
+                    _give(held, w.lease)
+            for tid in w.tasks:
+                t = self.tasks.get(tid)
+                assert t is not None and t.state is TaskState.RUNNING and t.worker == wid, \
+                    f"task {tid.hex()} on worker {wid.hex()} is not running there"
+        assert set(self.idle) <= set(self.workers)
+        running = [t for t in self.tasks.values() if t.state is TaskState.RUNNING]
+        assert sum(len(w.tasks) for w in self.workers.values()) == len(running)
+        for k in set(self.total) | set(self.available) | set(held):
+            assert abs(self.total.get(k, 0.0) - self.available.get(k, 0.0) - held.get(k, 0.0)) < 1e-6, \
+                f"resource {k}: total {self.total.get(k)} != available {self.available.get(k)} + held {held.get(k)}"
+        for tid in self.ready:
+            assert self.tasks[tid].state is TaskState.READY, f"task {tid.hex()} queued but {self.tasks[tid].state}"
+        for t in self.tasks.values():
+            if t.state is TaskState.READY:
+                assert t.task_id in self.ready
+            if t.state is TaskState.WAITING:
+                assert t.missing
+                for oid in t.missing:
+                    assert t.task_id in self.waiting_on.get(oid, ()), "waiting index out of date"
+        for oid, tids in self.waiting_on.items():
+            assert tids, f"empty waiter set for {oid.hex()}"
+            for tid in tids:
+                assert oid in self.tasks[tid].missing
