@@ -64,16 +64,21 @@ class StoreServer:
 
     # -- the loop ------------------------------------------------------------
 
-    def serve_forever(self) -> None:
+    def serve_forever(self, wakeup_fd: int | None = None) -> None:
+        """Serve until a signal handler raises.  ``wakeup_fd`` (from ``signal.set_wakeup_fd``) is polled
+        too: a signal delivered to another thread would otherwise not interrupt the poll."""
         poller, fds = None, None
         while True:
             if fds != self.clients.fds():
                 fds = self.clients.fds()
                 poller = zmq.Poller()
                 poller.register(self.sock, zmq.POLLIN)
-                for fd in fds:
+                for fd in fds + ([wakeup_fd] if wakeup_fd is not None else []):
                     poller.register(fd, zmq.POLLIN)
             ready = dict(poller.poll(self._poll_timeout_ms()))
+            if wakeup_fd in ready:
+                while _read_nonblocking(wakeup_fd):
+                    pass  # the signal handler runs as soon as this thread executes Python code
             if self.sock in ready:
                 self._drain_socket()
             for identity in self.clients.dead([fd for fd in ready if isinstance(fd, int)]):
@@ -364,3 +369,10 @@ class StoreServer:
         self.clients.close()
         self.sock.close(linger=0)
         self._ctx.term()
+
+
+def _read_nonblocking(fd: int) -> bytes:
+    try:
+        return os.read(fd, 512)
+    except BlockingIOError:
+        return b""

@@ -182,6 +182,10 @@ class ObjectStore:
     def abort(self, object_id: bytes, cause: str = "abort") -> Entry:
         """Drop an unsealed object (its writer failed or died)."""
         entry = self._require(object_id, cause)
+        if entry.state is not State.CREATED:
+            raise IllegalTransitionError(
+                f"object {object_id.hex()}: cannot {cause} in state {entry.state.value}, it is already sealed",
+                object_id=object_id, state=entry.state, target=State.REMOVED, cause=cause)
         self._transition(entry, State.REMOVED, cause)
         return self._remove(entry)
 

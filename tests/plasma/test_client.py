@@ -1,0 +1,210 @@
+"""put/get through a real store process: zero-copy read-only views, pins, errors."""
+
+import gc
+import pickle
+import threading
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+import actorscoop.plasma as plasma
+from actorscoop.plasma import ObjectExistsError, ObjectNotFoundError, PlasmaClient
+
+from conftest import wait_for
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def oid(i: int) -> bytes:
+    return i.to_bytes(20, "big")
+
+
+def pins(client, object_id):
+    return {o["id"]: o["pins"] for o in client.list_objects()}.get(object_id)
+
+
+def in_arena(client, address: int) -> bool:
+    return client._arena.address <= address < client._arena.address + client.capacity
+
+
+def test_public_names():
+    assert sorted(plasma.__all__) == sorted([
+        "PlasmaClient", "start_store", "StoreHandle", "serialize", "deserialize", "PlasmaError",
+        "ObjectStoreFullError", "ObjectNotFoundError", "ObjectExistsError", "StoreUnavailableError",
+        "ProtocolError"])
+    for name in plasma.__all__:
+        assert getattr(plasma, name)
+
+
+def test_put_get_roundtrip(client):
+    value = {"a": np.arange(1000, dtype=np.float64).reshape(10, 100), "s": "text", "b": b"raw" * 100,
+             "n": [1, 2.5, None], "f": np.asfortranarray(np.ones((7, 3), dtype=np.int16))}
+    size = client.put(oid(1), value)
+    assert size > 8000
+    out = client.get(oid(1))
+    assert out["s"] == "text" and out["b"] == value["b"] and out["n"] == value["n"]
+    np.testing.assert_array_equal(out["a"], value["a"])
+    np.testing.assert_array_equal(out["f"], value["f"])
+    assert client.contains(oid(1)) and not client.contains(oid(2))
+
+
+def test_get_is_zero_copy_and_read_only(client):
+    client.put(oid(1), np.arange(1 << 20, dtype=np.uint8))
+    arr = client.get(oid(1))
+    assert in_arena(client, arr.ctypes.data)
+    assert arr.ctypes.data % 64 == 0
+    assert not arr.flags.writeable
+    with pytest.raises(ValueError, match="assignment destination is read-only"):
+        arr[0] = 1
+
+
+def test_get_parts_views_are_read_only_and_aligned(client):
+    bufs = [np.arange(10, dtype=np.int32), memoryview(b"x" * 33), pickle.PickleBuffer(bytearray(b"y" * 65)), b""]
+    total = client.put_parts(oid(3), b"meta", b"stream-bytes", bufs)
+    meta, stream, buffers = client.get_parts(oid(3))
+    assert meta == b"meta" and bytes(stream) == b"stream-bytes"
+    assert stream.readonly and all(b.readonly for b in buffers)
+    assert [bytes(b) for b in buffers] == [bufs[0].tobytes(), b"x" * 33, b"y" * 65, b""]
+    for b in buffers[:3]:
+        assert np.frombuffer(b, np.uint8).ctypes.data % 64 == 0
+    assert total == client.list_objects()[0]["size"]
+
+
+def test_copy_true_gives_writable_copies_and_releases_pin(client):
+    client.put(oid(1), np.zeros(100))
+    arr = client.get(oid(1), copy=True)
+    arr[0] = 5.0
+    assert arr.flags.writeable and not in_arena(client, arr.ctypes.data)
+    gc.collect()
+    assert pins(client, oid(1)) == 0
+    assert client.get(oid(1))[0] == 0.0
+
+
+def test_pin_lasts_exactly_as_long_as_views(client):
+    client.put(oid(1), {"x": np.ones(1000)})
+    obj = client.get(oid(1))
+    view = obj["x"][10:20]  # something built on the view keeps the pin too
+    assert pins(client, oid(1)) == 1
+    del obj
+    gc.collect()
+    assert pins(client, oid(1)) == 1
+    meta, stream, buffers = client.get_parts(oid(1))
+    assert pins(client, oid(1)) == 2
+    del meta, stream, buffers
+    assert pins(client, oid(1)) == 1
+    del view
+    gc.collect()
+    assert pins(client, oid(1)) == 0
+
+
+def test_pins_released_by_background_thread_without_further_requests(stores, store):
+    reader, observer = stores.client(store), stores.client(store)
+    reader.put(oid(1), np.ones(10))
+    arr = reader.get(oid(1))
+    assert pins(observer, oid(1)) == 1
+    del arr
+    wait_for(lambda: pins(observer, oid(1)) == 0, what="the release thread to release the pin")
+
+
+def test_arrow_table_comes_back_zero_copy(client):
+    table = pa.table({"x": np.arange(100_000, dtype=np.int64), "y": np.random.rand(100_000)})
+    client.put(oid(1), table)
+    out = client.get(oid(1))
+    assert out.equals(table)
+    assert in_arena(client, out.column("x").chunk(0).buffers()[1].address)
+
+
+def test_delete_is_deferred_while_pinned(client):
+    client.put(oid(1), np.ones(10))
+    arr = client.get(oid(1))
+    client.delete([oid(1), oid(99)])  # unknown ids are ignored
+    assert not client.contains(oid(1))
+    assert client.list_objects()[0]["state"] == "DELETING"
+    with pytest.raises(ObjectNotFoundError, match="being deleted"):
+        client.get(oid(1))
+    assert arr.sum() == 10  # still valid memory
+    del arr
+    gc.collect()
+    assert client.list_objects() == [] and client.stats()["used"] == 0
+
+
+def test_errors(client):
+    client.put(oid(1), 1)
+    with pytest.raises(ObjectExistsError, match="already exists.*fresh id"):
+        client.put(oid(1), 2)
+    with pytest.raises(ObjectNotFoundError, match="never put.*pass a timeout"):
+        client.get(oid(2))
+    with pytest.raises(ObjectNotFoundError, match="did not appear within 0.05s"):
+        client.get(oid(2), timeout=0.05)
+    with pytest.raises(TypeError, match="non-empty bytes"):
+        client.put("not-bytes", 1)
+    with pytest.raises(TypeError, match="non-empty bytes"):
+        client.get(b"")
+    with pytest.raises(ValueError, match="not contiguous"):
+        client.put_parts(oid(3), b"", b"", [np.arange(10)[::2]])
+    with pytest.raises(ValueError, match="not .*pickle5"):
+        plasma.deserialize(b"other", b"", [])
+    assert client.list_objects()[0]["id"] == oid(1)  # the failed put left nothing behind
+    assert len(client.list_objects()) == 1
+
+
+def test_errors_pickle():
+    err = plasma.ObjectStoreFullError("full: do X", capacity=10)
+    back = pickle.loads(pickle.dumps(err))
+    assert type(back) is plasma.ObjectStoreFullError and str(back) == "full: do X" and back.capacity == 10
+    assert str(plasma.ObjectNotFoundError("gone")) == "gone"
+
+
+def test_get_waits_for_a_later_put(stores, store):
+    waiter, writer = stores.client(store), stores.client(store)
+    result = {}
+    t = threading.Thread(target=lambda: result.setdefault("v", waiter.get(oid(7), timeout=30)))
+    t.start()
+    wait_for(lambda: writer.stats()["waiting_gets"] == 1, what="the get to be waiting")
+    writer.put(oid(7), "hello")
+    t.join(30)
+    assert result["v"] == "hello"
+
+
+def test_unsealed_object_is_not_readable(stores, store):
+    """A create without seal (writer still writing) is invisible to contains and get."""
+    c = stores.client(store)
+    c._request(plasma._client.P.Create(0, oid(1), 100, 0.0))
+    assert not c.contains(oid(1))
+    with pytest.raises(ObjectNotFoundError, match="not sealed yet"):
+        c.get(oid(1))
+    assert c.list_objects()[0]["state"] == "CREATED"
+
+
+def test_client_is_thread_safe(client):
+    errors = []
+
+    def work(k):
+        try:
+            for i in range(30):
+                object_id = oid(k * 1000 + i)
+                client.put(object_id, np.full(1000, k * 1000 + i))
+                arr = client.get(object_id)
+                assert arr[0] == k * 1000 + i
+                del arr
+                client.delete([object_id])
+        except Exception as exc:  # collected and asserted on below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert errors == []
+    gc.collect()
+    wait_for(lambda: client.list_objects() == [], what="all objects deleted")
+
+
+def test_closed_client_raises(store):
+    c = PlasmaClient(store.socket_path)
+    c.close()
+    c.close()
+    with pytest.raises(plasma.PlasmaError, match="closed"):
+        c.contains(oid(1))
