@@ -180,3 +180,13 @@ def _type_ok(value, kind) -> bool:
     if kind is int:
         return isinstance(value, int) and not isinstance(value, bool)
     return isinstance(value, kind)
+
+
+def peek_rid(frame: bytes) -> int | None:
+    """The request id of a frame that failed to decode, if it has a readable one (to report the error)."""
+    try:
+        body = msgpack.unpackb(frame, raw=False, strict_map_key=False)
+    except Exception:  # garbage: there is nobody to answer
+        return None
+    rid = body.get("rid") if isinstance(body, dict) else None
+    return rid if isinstance(rid, int) and not isinstance(rid, bool) else None

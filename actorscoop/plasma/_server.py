@@ -102,6 +102,9 @@ class StoreServer:
                 msg = P.decode(frame)
             except ProtocolError as exc:
                 self._warn_once(f"malformed:{identity!r}", f"dropped a malformed message from {identity!r}: {exc}")
+                rid = P.peek_rid(frame)
+                if rid is not None:  # tell the sender why (e.g. a version mismatch) rather than let it time out
+                    self._reply(identity, P.Error(rid, "ProtocolError", str(exc)))
                 continue
             self._dispatch(identity, msg)
 

@@ -1,0 +1,113 @@
+"""Starting and stopping stores: nothing is left in /dev/shm, whatever way the store ends."""
+
+import os
+import signal
+import subprocess
+import sys
+
+import psutil
+import pytest
+
+from actorscoop.plasma import PlasmaClient, PlasmaError, StoreUnavailableError, start_store
+from actorscoop.plasma._arena import shm_free_bytes
+
+from conftest import ROOT, python, store_files, wait_for
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def gone(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+def test_stop_removes_arena_and_socket(stores):
+    h = stores.start()
+    assert os.path.exists(h.arena_path) and h.arena_path.startswith("/dev/shm/actorscoop-")
+    assert str(h.pid) in os.path.basename(h.arena_path)
+    assert h.stop() == 0
+    assert not h.alive() and not os.path.exists(h.arena_path) and not os.path.exists(h.socket_path)
+    assert store_files(h.pid) == []
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_signals_exit_cleanly(stores, sig):
+    h = stores.start()
+    c = stores.client(h)
+    c.put(b"x" * 20, b"payload" * 1000)
+    os.kill(h.pid, sig)
+    assert h._proc.wait(10) == 0
+    assert store_files(h.pid) == [] and not os.path.exists(h.socket_path)
+
+
+def test_sigkilled_store_arena_is_cleaned_by_the_next_start(stores):
+    first = stores.start(name="first")
+    os.kill(first.pid, signal.SIGKILL)
+    first._proc.wait(10)
+    assert os.path.exists(first.arena_path)  # nobody cleaned up yet
+    stores.start(name="second")
+    assert not os.path.exists(first.arena_path)
+
+
+def test_store_dies_with_its_parent(tmp_path):
+    parent = python("""
+import sys
+from actorscoop.plasma import start_store
+h = start_store(sys.argv[1], 1 << 20)
+print(h.pid, h.arena_path, flush=True)
+sys.stdin.read()
+""", str(tmp_path / "p.sock"))
+    try:
+        pid, arena = parent.stdout.readline().split()
+        pid = int(pid)
+        assert os.path.exists(arena)
+        parent.kill()
+        parent.wait(10)
+        wait_for(lambda: gone(pid), what="the orphaned store to exit")
+        wait_for(lambda: not os.path.exists(arena), what="the orphaned store to remove its arena")
+        assert not os.path.exists(tmp_path / "p.sock")
+    finally:
+        parent.kill()
+        parent.wait(10)
+        parent.stdout.close()
+        parent.stdin.close()
+
+
+def test_client_of_a_dead_store_gets_a_clear_error(stores):
+    h = stores.start()
+    c = stores.client(h, timeout=0.5)
+    os.kill(h.pid, signal.SIGKILL)
+    h._proc.wait(10)
+    with pytest.raises(StoreUnavailableError, match="did not answer contains within 0.5s; is it running"):
+        c.contains(b"x" * 20)
+
+
+def test_no_store_at_socket(tmp_path):
+    with pytest.raises(StoreUnavailableError, match="no object store socket.*start the store first"):
+        PlasmaClient(str(tmp_path / "none.sock"), timeout=1)
+
+
+def test_bad_arguments(tmp_path):
+    with pytest.raises(PlasmaError, match="limit for an ipc:// socket is 107"):
+        start_store(str(tmp_path / ("x" * 120)), 1 << 20)
+    with pytest.raises(PlasmaError, match="positive number of bytes"):
+        start_store(str(tmp_path / "s.sock"), 0)
+
+
+def test_capacity_larger_than_dev_shm(stores, tmp_path):
+    too_big = shm_free_bytes() + (1 << 30)
+    with pytest.raises(PlasmaError, match="/dev/shm has .* bytes free .*lower the store capacity"):
+        start_store(str(tmp_path / "big.sock"), too_big)
+    h = stores.start(capacity=too_big)  # with a spill dir: the arena becomes a sparse file there
+    assert not h.arena_path.startswith("/dev/shm")
+    c = stores.client(h)
+    c.put(b"x" * 20, b"fits")
+    assert c.get(b"x" * 20) == b"fits"
+
+
+def test_cli_help():
+    out = subprocess.run([sys.executable, "-m", "actorscoop.plasma", "--help"], capture_output=True, text=True,
+                         env=dict(os.environ, PYTHONPATH=ROOT), timeout=30)
+    assert out.returncode == 0 and "--capacity" in out.stdout and "--spill-dir" in out.stdout

@@ -1,0 +1,100 @@
+"""A store much smaller than the data: spilling, transparent restore, fallback files, full-store errors."""
+
+import gc
+import os
+import threading
+
+import numpy as np
+import pytest
+
+from actorscoop.plasma import ObjectStoreFullError
+
+from conftest import wait_for
+
+pytestmark = pytest.mark.timeout(120)
+
+MB = 1 << 20
+
+
+def oid(i: int) -> bytes:
+    return i.to_bytes(20, "big")
+
+
+def data(i: int, n: int = MB) -> np.ndarray:
+    return np.random.default_rng(i).integers(0, 255, n, dtype=np.uint8)
+
+
+def where(client):
+    return {o["id"]: o["where"] for o in client.list_objects()}
+
+
+@pytest.mark.parametrize("spill", [True, False], ids=["spill_dir", "temp_dir"])
+def test_spill_and_restore_byte_identical(stores, spill):
+    store = stores.start(capacity=8 * MB, spill=spill)
+    c = stores.client(store)
+    for i in range(40):  # 40 MB through an 8 MB store
+        c.put(oid(i), data(i))
+    stats = c.stats()
+    assert stats["num_objects"] == 40 and stats["num_spilled"] >= 32 and stats["used"] <= 8 * MB
+    assert where(c)[oid(0)] == "spilled" and where(c)[oid(39)] == "shm"
+    for i in range(40):
+        arr = c.get(oid(i))
+        np.testing.assert_array_equal(arr, data(i))
+        del arr
+    for i in (0, 1, 2):  # re-spilled after restore, restored again
+        assert np.array_equal(c.get(oid(i)), data(i))
+    c.delete([oid(i) for i in range(40)])
+    gc.collect()
+    assert c.list_objects() == [] and c.stats()["used"] == 0
+    assert os.listdir(store.spill_path) == []  # spill files go with their objects
+
+
+def test_full_store_error_when_everything_is_pinned(stores):
+    store = stores.start(capacity=4 * MB)
+    c = stores.client(store, full_store_wait=0.2)
+    c.put(oid(1), data(1, 3 * MB))
+    held = c.get(oid(1))
+    with pytest.raises(ObjectStoreFullError) as info:
+        c.put(oid(2), data(2, 2 * MB))
+    message = str(info.value)
+    assert str(4 * MB) in message and "1 objects" in message and "pinned" in message
+    assert "larger capacity" in message
+    assert oid(2) not in where(c)
+    del held
+    gc.collect()
+    c.put(oid(2), data(2, 2 * MB))  # now oid(1) can be spilled
+    assert where(c) == {oid(1): "spilled", oid(2): "shm"}
+
+
+def test_put_waits_for_readers_to_release(stores):
+    store = stores.start(capacity=4 * MB)
+    reader, writer = stores.client(store), stores.client(store, full_store_wait=60)
+    reader.put(oid(1), data(1, 3 * MB))
+    held = reader.get(oid(1))
+    result = {}
+    t = threading.Thread(target=lambda: result.setdefault("size", writer.put(oid(2), data(2, 2 * MB))))
+    t.start()
+    wait_for(lambda: reader.stats()["waiting_creates"] == 1, what="the put to wait for room")
+    del held
+    gc.collect()
+    reader.stats()  # flushes the release
+    t.join(60)
+    assert result["size"] >= 2 * MB
+    assert np.array_equal(reader.get(oid(2)), data(2, 2 * MB))
+
+
+def test_object_larger_than_the_store_goes_to_a_fallback_file(stores):
+    store = stores.start(capacity=2 * MB)
+    c = stores.client(store)
+    with pytest.warns(UserWarning, match=r"of \d+ bytes is larger than the whole object store \(2097152 bytes\)"):
+        c.put(oid(1), data(1, 5 * MB))
+    assert where(c) == {oid(1): "fallback"}
+    arr = c.get(oid(1))
+    assert not arr.flags.writeable and np.array_equal(arr, data(1, 5 * MB))
+    (path,) = [os.path.join(store.spill_path, f) for f in os.listdir(store.spill_path)]
+    assert c._fallback_maps[path].address <= arr.ctypes.data < c._fallback_maps[path].address + 6 * MB
+    c.delete([oid(1)])
+    assert os.path.exists(path)  # deferred: still being read
+    del arr
+    gc.collect()
+    wait_for(lambda: c.list_objects() == [] and not os.path.exists(path), what="fallback file removal")
