@@ -17,6 +17,7 @@ import signal
 import sys
 
 from ._errors import PlasmaError
+from ._arena import DEFAULT_PREFAULT
 from ._server import StoreServer
 
 _PR_SET_PDEATHSIG = 1
@@ -48,6 +49,8 @@ def main(argv=None) -> int:
     parser.add_argument("--capacity", required=True, type=int, help="arena size in bytes")
     parser.add_argument("--spill-dir", default=None, help="directory for spilled objects and fallback files")
     parser.add_argument("--parent-pid", type=int, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--prefault-bytes", type=int, default=DEFAULT_PREFAULT,
+                        help="pre-fault this much of the arena in the background (default 1 GiB)")
     parser.add_argument("--validate", action="store_true", help="check store invariants after every request")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
@@ -61,7 +64,8 @@ def main(argv=None) -> int:
         signals = {signal.SIGTERM, signal.SIGINT}
         signal.pthread_sigmask(signal.SIG_BLOCK, signals)  # a signal now would leak the arena file
         try:
-            server = StoreServer(args.socket, args.capacity, args.spill_dir, validate=args.validate)
+            server = StoreServer(args.socket, args.capacity, args.spill_dir, validate=args.validate,
+                                     prefault_bytes=args.prefault_bytes)
         except (PlasmaError, OSError, ValueError) as exc:
             print(f"ERROR {exc}", flush=True)
             return 1

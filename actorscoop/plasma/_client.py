@@ -26,7 +26,7 @@ import zmq
 
 from . import _layout
 from . import _protocol as P
-from ._arena import SHM_DIR, Mapping, populate_in_background
+from ._arena import Mapping, populate_in_background
 from ._errors import (IllegalTransitionError, ObjectExistsError, ObjectNotFoundError, ObjectStoreFullError,
                       PlasmaError, ProtocolError, StoreUnavailableError)
 from ._serialization import deserialize, serialize
@@ -129,8 +129,7 @@ class PlasmaClient:
         self.capacity = reply.capacity
         self.store_pid = reply.store_pid
         self._arena = Mapping(self.arena_path, self.capacity)
-        if self.arena_path.startswith(SHM_DIR + "/"):  # a disk-backed arena would be read in from disk
-            populate_in_background(self._arena, write=False, name="plasma-client-prefault")
+        populate_in_background(self._arena, write=False, name="plasma-client-prefault", length=reply.prefault_bytes)
         self._release_thread = threading.Thread(target=self._release_loop, name="plasma-release", daemon=True)
         self._release_thread.start()
 

@@ -58,10 +58,12 @@ class StoreHandle:
         return f"StoreHandle(pid={self.pid}, socket_path={self.socket_path!r}, alive={self.alive()})"
 
 
-def start_store(socket_path: str, capacity: int, spill_dir: str | None = None, timeout: float = 10.0,
-                validate: bool = False) -> StoreHandle:
+def start_store(socket_path: str, capacity: int, spill_dir: str | None = None, timeout: float = 10.0, *,
+                prefault_bytes: int | None = None, validate: bool = False) -> StoreHandle:
     """Start a store process; return once it accepts connections.
 
+    ``prefault_bytes`` (default 1 GiB) is how much of the arena is pre-faulted in the background;
+    ``validate=True`` makes the store check its invariants after every request (for tests).
     Raises PlasmaError if it fails to start or is not ready within ``timeout`` seconds.
     The store gets SIGTERM when the *thread* that started it exits (PR_SET_PDEATHSIG),
     so call this from a thread that lives as long as the store should.
@@ -76,6 +78,8 @@ def start_store(socket_path: str, capacity: int, spill_dir: str | None = None, t
            "--parent-pid", str(os.getpid())]
     if spill_dir is not None:
         cmd += ["--spill-dir", os.path.abspath(spill_dir)]
+    if prefault_bytes is not None:
+        cmd += ["--prefault-bytes", str(int(prefault_bytes))]
     if validate:
         cmd.append("--validate")
     env = dict(os.environ)

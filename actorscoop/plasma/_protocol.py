@@ -105,6 +105,7 @@ class Connected:
     arena_path: str
     capacity: int
     store_pid: int
+    prefault_bytes: int  # how much of the arena the store pre-faults; clients map that much eagerly too
 
 
 @_message("located")

@@ -16,7 +16,7 @@ import time
 import zmq
 
 from . import _protocol as P
-from ._arena import SHM_DIR, Mapping, create_arena, populate_in_background, remove_stale_arenas, unlink_quietly
+from ._arena import DEFAULT_PREFAULT, SHM_DIR, Mapping, create_arena, populate_in_background, remove_stale_arenas, unlink_quietly
 from ._clients import ClientTable
 from ._errors import (IllegalTransitionError, ObjectNotFoundError, ObjectStoreFullError, PlasmaError,
                       ProtocolError)
@@ -34,7 +34,8 @@ class _Waiter:
 
 
 class StoreServer:
-    def __init__(self, socket_path: str, capacity: int, spill_dir: str | None = None, validate: bool = False):
+    def __init__(self, socket_path: str, capacity: int, spill_dir: str | None = None, validate: bool = False,
+                 prefault_bytes: int = DEFAULT_PREFAULT):
         if capacity <= 0:
             raise PlasmaError(f"store capacity must be a positive number of bytes, got {capacity}")
         self.socket_path = socket_path
@@ -43,8 +44,8 @@ class StoreServer:
         self.spill = SpillDir(spill_dir)
         self.arena_path = create_arena(capacity, spill_dir)
         self.arena = Mapping(self.arena_path, capacity)
-        if self.arena_path.startswith(SHM_DIR):
-            populate_in_background(self.arena, write=True, name="plasma-prefault")
+        self.prefault_bytes = min(prefault_bytes, capacity) if self.arena_path.startswith(SHM_DIR + "/") else 0
+        populate_in_background(self.arena, write=True, name="plasma-prefault", length=self.prefault_bytes)
         self.store = ObjectStore(capacity)
         self.clients = ClientTable()
         self.gets: dict[bytes, list[_Waiter]] = {}
@@ -155,7 +156,7 @@ class StoreServer:
                                 "use the same actorscoop version for the store and its clients")
         if self.clients.add(identity, m.pid) is None:
             raise ProtocolError(f"connect from pid {m.pid}, which is not running")
-        return P.Connected(m.rid, self.arena_path, self.store.capacity, os.getpid())
+        return P.Connected(m.rid, self.arena_path, self.store.capacity, os.getpid(), self.prefault_bytes)
 
     def on_create(self, identity, m: P.Create):
         if m.size < 0:

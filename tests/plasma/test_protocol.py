@@ -25,7 +25,7 @@ EXAMPLES = [
     P.ListObjects(9),
     P.Stats(10),
     P.Disconnect(11),
-    P.Connected(12, "/dev/shm/x", 1 << 30, 99),
+    P.Connected(12, "/dev/shm/x", 1 << 30, 99, 1 << 30),
     P.Located(13, b"id", "/dev/shm/x", 4096, 100, None),
     P.Located(14, b"id", "/tmp/f", 0, 100, "too big"),
     P.Answer(15, [{"id": b"x", "size": 1, "state": "SEALED", "pins": 0, "where": "shm", "lru": None}]),
