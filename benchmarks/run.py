@@ -51,8 +51,9 @@ def parse_args(argv=None):
                         "else this interpreter)")
     p.add_argument("--timeout", type=float, default=None,
                    help="wall-clock limit per cell in seconds (default 300, quick 90)")
-    p.add_argument("--mem-limit-gb", type=float, default=6.0,
-                   help="kill a cell whose process tree's summed RSS exceeds this (GiB)")
+    p.add_argument("--mem-limit-gb", type=float, default=10.0,
+                   help="kill a cell whose process tree's summed RSS exceeds this (GiB; default 10: "
+                        "Ray's nested fib peaks near 8-9 GiB summed RSS on 2 CPUs)")
     p.add_argument("--init-reps", type=int, default=None, help="fresh processes for 'init' (default 3, quick 1)")
     p.add_argument("--results", default=None,
                    help="markdown file to append to (default benchmarks/RESULTS.md for full runs; "
