@@ -97,9 +97,16 @@ def command(args, system, workload):
     return cmd
 
 
-def peer_env():
+def peer_env(system):
     env = dict(os.environ)
-    env["PYTHONPATH"] = PEERS + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    path = [PEERS]
+    if system == "actorscoop":
+        # The working tree wins over a stale editable install (an editable install
+        # made before actorscoop/__init__.py existed maps it as a namespace package).
+        path.append(REPO)
+    if env.get("PYTHONPATH"):
+        path.append(env["PYTHONPATH"])
+    env["PYTHONPATH"] = os.pathsep.join(path)
     env.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     env["PYTHONUNBUFFERED"] = "1"
     return env
@@ -121,7 +128,7 @@ def parse_output(output):
 def run_cell(args, system, workload, rep=0):
     log_path = os.path.join(OUT, "logs", f"{system}_{workload}{'_' + str(rep) if rep else ''}.log")
     cmd = command(args, system, workload)
-    watch = _watchdog.run_guarded(cmd, env=peer_env(), cwd=HERE, timeout_s=args.timeout,
+    watch = _watchdog.run_guarded(cmd, env=peer_env(system), cwd=HERE, timeout_s=args.timeout,
                                   mem_limit_bytes=args.mem_limit_gb * 2**30, log_path=log_path)
     killed_at = time.time()
     result, fib_start = parse_output(watch.pop("output"))

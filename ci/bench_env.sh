@@ -22,6 +22,9 @@ VPY="$VENV/bin/python"
 "$VPY" -m pip install -q psutil numpy || { echo "psutil/numpy failed" >&2; exit 1; }
 
 # actorscoop from this repo, editable, so the suite measures the working tree.
+# Re-run on every call: an editable install made before a package's __init__.py
+# existed maps it as a namespace package (run.py also puts the repo first on the
+# actorscoop runner's PYTHONPATH for that reason).
 if ! "$VPY" -m pip install -q -e "$REPO"; then
     echo "WARNING: pip install -e $REPO failed; actorscoop will be skipped" >&2
 fi
