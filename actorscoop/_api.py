@@ -45,7 +45,7 @@ def init(address=None, *, num_cpus=None, num_gpus=None, resources=None,
             alive = lambda: pid_alive(pid)  # noqa: E731
         else:
             if num_cpus is None:
-                num_cpus = len(os.sched_getaffinity(0))
+                num_cpus = float(os.environ.get("ACTORSCOOP_NUM_CPUS") or len(os.sched_getaffinity(0)))
             res = dict(resources or {})
             if num_gpus:
                 res["GPU"] = float(num_gpus)

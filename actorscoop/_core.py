@@ -3,7 +3,9 @@
 A role (driver, worker) supplies the transport: ``_send(records)`` and
 ``_block_until(oids, num, deadline)``. Everything else lives here once.
 """
+import os
 import pickle
+import sys
 import threading
 import time
 
@@ -14,6 +16,11 @@ from ._object_ref import ObjectRef
 from .exceptions import GetTimeoutError, ObjectLostError
 
 _SIMPLE = (type(None), bool, int, float, str, bytes)
+
+
+def _import_path():
+    """sys.path as absolute directories (a worker's cwd may differ)."""
+    return [os.path.abspath(p or os.curdir) for p in sys.path]
 
 
 class _Dep:
@@ -101,7 +108,7 @@ class CoreClient:
     # ------------------------------------------------------------------ functions
     def ensure_registered(self, function_id, name, blob_fn):
         if function_id not in self._registered:
-            self._send([P.RegisterFunction(function_id, name, blob_fn())])
+            self._send([P.RegisterFunction(function_id, name, blob_fn(), _import_path())])
             self._registered.add(function_id)
 
     # ------------------------------------------------------------------ submit / put

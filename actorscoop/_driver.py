@@ -31,7 +31,10 @@ class _Waiter:
 
 
 def connect(socket_path, kind, pid, ident, name, timeout):
-    """Open a DEALER to a raylet and do the Hello/Welcome handshake."""
+    """Open a DEALER to a raylet and do the Hello/Welcome handshake.
+
+    Returns (socket, Welcome, records that arrived in the same frame after it).
+    """
     ctx = zmq.Context.instance()
     sock = ctx.socket(zmq.DEALER)
     sock.setsockopt(zmq.IDENTITY, ident)
@@ -44,16 +47,16 @@ def connect(socket_path, kind, pid, ident, name, timeout):
         sock.close(0)
         raise NodeDiedError(f"the raylet at {socket_path} did not answer within {timeout} s; "
                             "is the node running? (`actorscoop status`)")
-    (reply,) = P.decode(sock.recv())
+    reply, *rest = P.decode(sock.recv())
     if isinstance(reply, P.Refused):
         sock.close(0)
         raise NodeDiedError(f"the raylet refused this {kind}: {reply.reason}")
-    return sock, reply
+    return sock, reply, rest
 
 
 class DriverCore(CoreClient):
     def __init__(self, socket_path, job_id, raylet_alive, name="driver", timeout=10.0):
-        self._sock, welcome = connect(socket_path, P.KIND_DRIVER, os.getpid(), job_id, name, timeout)
+        self._sock, welcome, _ = connect(socket_path, P.KIND_DRIVER, os.getpid(), job_id, name, timeout)
         super().__init__(welcome, job_id)
         self._raylet_alive = raylet_alive  # callable: False once the raylet is gone
         self._lock = threading.Lock()

@@ -26,6 +26,8 @@ def launch_node(session_dir, num_cpus, resources=None, object_store_memory=None,
         cmd += ["--port", str(port)]
     if head:
         cmd.append("--head")
+    if not embedded:
+        cmd.append("--detached")
     if embedded:
         cmd.append("--embedded")
         out = None

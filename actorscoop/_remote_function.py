@@ -1,6 +1,6 @@
 """@remote on a function: RemoteFunction, its options, and .remote()."""
 import functools
-import hashlib
+import os
 
 import cloudpickle
 
@@ -61,13 +61,15 @@ def resource_request(opts) -> dict:
 class RemoteFunction:
     """A function that runs as a task: ``f.remote(*args)`` returns an ObjectRef at once."""
 
-    def __init__(self, fn, options=None, _shared=None):
+    def __init__(self, fn, options=None, _shared=None, _function_id=None):
         self._function = fn
-        self._name = getattr(fn, "__qualname__", getattr(fn, "__name__", "function"))
+        self._name = getattr(fn, "__name__", None) or "function"
         opts = {**_FUNCTION_OPTIONS, **validate_options(dict(options or {}), _FUNCTION_OPTIONS,
                                                         f"remote function {self._name}")}
         self._options = opts
-        self._shared = _shared if _shared is not None else {}  # blob and id, shared by .options()
+        # The id names this function everywhere (it travels when the function is pickled,
+        # so a task that calls f.remote() reuses it); the blob is made once, on first use.
+        self._shared = _shared if _shared is not None else {"id": _function_id or os.urandom(16)}
         self._prepare()
         functools.update_wrapper(self, fn)
 
@@ -84,7 +86,6 @@ class RemoteFunction:
         blob = self._shared.get("blob")
         if blob is None:
             blob = self._shared["blob"] = _serialization.dumps_function(self._function)
-            self._shared["id"] = hashlib.blake2b(blob, digest_size=16).digest()
         return blob
 
     def __call__(self, *args, **kwargs):
@@ -95,10 +96,7 @@ class RemoteFunction:
     def remote(self, *args, **kwargs):
         """Submit a task; returns an ObjectRef (a list of them when num_returns > 1)."""
         core = _context.current()
-        fid = self._shared.get("id")
-        if fid is None:
-            self._blob()
-            fid = self._shared["id"]
+        fid = self._shared["id"]
         if fid not in core._registered:
             core.ensure_registered(fid, self._task_name, self._blob)
         refs = core.submit(fid, self._task_name, args, kwargs, self._num_returns,
@@ -111,7 +109,7 @@ class RemoteFunction:
         return RemoteFunction(self._function, merged, self._shared)
 
     def __reduce__(self):
-        return (RemoteFunction, (self._function, self._options))
+        return (RemoteFunction, (self._function, self._options, None, self._shared["id"]))
 
     def __repr__(self):
         return f"<actorscoop remote function {self._name}>"

@@ -8,11 +8,13 @@ JSON file (mode 0600) per running node, which ``init(address="auto")``, ``status
 import json
 import os
 import shutil
+import tempfile
 import time
 
 from .exceptions import ActorScoopError
 
 _KEEP_SESSIONS = 20
+_IPC_PATH_MAX = 100  # sockaddr_un allows 107 bytes; keep a margin
 
 
 def root_dir() -> str:
@@ -26,8 +28,14 @@ def new_session_dir() -> str:
     _prune_old_sessions(root)
     name = f"session_{time.strftime('%Y%m%d-%H%M%S')}_{os.getpid()}_{os.urandom(3).hex()}"
     path = os.path.join(root, name)
-    for sub in ("", "sockets", "logs", "spill"):
+    for sub in ("", "logs", "spill"):
         os.makedirs(os.path.join(path, sub), mode=0o700, exist_ok=True)
+    sockets = os.path.join(path, "sockets")
+    if len(sockets) + len("/raylet.sock") > _IPC_PATH_MAX:
+        # Unix socket paths are limited to 107 bytes: keep them in a short directory.
+        os.symlink(tempfile.mkdtemp(prefix="asc-sock-", dir="/tmp"), sockets)
+    else:
+        os.makedirs(sockets, mode=0o700)
     return path
 
 
@@ -41,11 +49,12 @@ def _prune_old_sessions(root):
             shutil.rmtree(path, ignore_errors=True)
 
 
-def cleanup_session(path, keep_logs=True):
-    """Remove a stopped node's sockets and spill files (and logs unless kept)."""
-    if not keep_logs:
-        shutil.rmtree(path, ignore_errors=True)
-        return
+def cleanup_session(path):
+    """Remove a stopped node's sockets and spilled objects; its logs stay."""
+    sockets = os.path.join(path, "sockets")
+    if os.path.islink(sockets):
+        shutil.rmtree(os.path.realpath(sockets), ignore_errors=True)
+        os.unlink(sockets)
     for sub in ("sockets", "spill"):
         shutil.rmtree(os.path.join(path, sub), ignore_errors=True)
 

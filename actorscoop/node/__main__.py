@@ -22,6 +22,7 @@ def main(argv=None):
     p.add_argument("--config", default="{}")
     p.add_argument("--ready-fd", type=int, default=None)
     p.add_argument("--embedded", action="store_true", help="die with the parent process")
+    p.add_argument("--detached", action="store_true", help="started by `actorscoop start`")
     a = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="raylet %(levelname)s %(name)s: %(message)s")
     if a.embedded:
@@ -39,7 +40,7 @@ def main(argv=None):
                    port=a.port, head=a.head, config=json.loads(a.config))
         r.start_store()
         r.install_signal_handlers()
-        _session.write_node_file(r.node_info())
+        _session.write_node_file({**r.node_info(), "embedded": not a.detached})
         r.prestart_workers(int(max(1, a.num_cpus)))
     except Exception as exc:
         if ready is not None:

@@ -64,8 +64,9 @@ class Raylet:
         self.tasks = {}
         self.outbox = collections.defaultdict(list)
         self.warned_infeasible = set()
-        self.sock_path = os.path.join(session_dir, "sockets", "raylet.sock")
-        self.plasma_path = os.path.join(session_dir, "sockets", "plasma.sock")
+        sockets = os.path.realpath(os.path.join(session_dir, "sockets"))  # may be a short symlink
+        self.sock_path = os.path.join(sockets, "raylet.sock")
+        self.plasma_path = os.path.join(sockets, "plasma.sock")
         self.object_store_memory = object_store_memory
         self.running = True
         self.started = time.time()
@@ -252,7 +253,7 @@ class Raylet:
             self._feed([S.WorkerStarted(ident)])
 
     def _on_register(self, ident, rec):
-        self.functions[rec.function_id] = (rec.name, rec.blob)
+        self.functions[rec.function_id] = (rec.name, rec.blob, list(rec.sys_path))
 
     def _on_submit(self, ident, spec):
         tid = spec.task_id
@@ -421,16 +422,16 @@ class Raylet:
         task = self.tasks[d.task_id]
         w = self.workers.by_id[d.worker_id]
         spec = task.spec
-        blob = None
+        blob = path = None
         if spec.function_id not in w.functions:
-            blob = self.functions[spec.function_id][1]
+            _name, blob, path = self.functions[spec.function_id]
             w.functions.add(spec.function_id)
         deps = []
         for oid in spec.deps:
             e = self.objects.entries[oid]
             deps.append([oid, e.kind, e.data])
         self._send(d.worker_id, P.ExecuteTask(
-            spec.task_id, spec.function_id, spec.name, blob, spec.args, spec.args_object, deps,
+            spec.task_id, spec.function_id, spec.name, blob, path, spec.args, spec.args_object, deps,
             spec.num_returns, spec.retry_exceptions, task.submitter, task.attempts))
 
     def _do_start_worker(self, _instr):

@@ -30,11 +30,11 @@ class _Cancelled(BaseException):
 class WorkerCore(CoreClient):
     def __init__(self, command):
         self.worker_id = bytes.fromhex(command["worker_id"])
-        sock, welcome = connect(command["raylet_socket"], P.KIND_WORKER, os.getpid(),
-                                self.worker_id, "worker", timeout=30)
+        sock, welcome, early = connect(command["raylet_socket"], P.KIND_WORKER, os.getpid(),
+                                       self.worker_id, "worker", timeout=30)
         super().__init__(welcome, b"")
         self._sock = sock
-        self._queue = collections.deque()
+        self._queue = collections.deque(r for r in early if type(r) is P.ExecuteTask)
         self._functions = {}  # function id -> callable
         self._running = []  # stack of ExecuteTask being run (inline ones on top)
         self._cancelled = set()
@@ -87,7 +87,7 @@ class WorkerCore(CoreClient):
                     blocked = False
                     continue
                 if not blocked:
-                    awaited = list({o[:16] for o in oids if o not in values})
+                    awaited = list(dict.fromkeys(o[:16] for o in oids if o not in values))
                     self._send([P.Blocked(awaited)])
                     blocked = True
                 if deadline is None:
@@ -143,8 +143,12 @@ class WorkerCore(CoreClient):
         try:
             fn = self._functions.get(spec.function_id)
             if fn is None:
+                for p in spec.sys_path or ():
+                    if p not in sys.path:
+                        sys.path.append(p)
                 fn = pickle.loads(spec.function_blob)
                 self._functions[spec.function_id] = fn
+                self._registered.add(spec.function_id)  # the raylet has it: it sent it
             phase = "unpickling the arguments"
             args, kwargs = self._arguments(spec)
             phase = "executing"

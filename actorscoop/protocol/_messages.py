@@ -33,6 +33,7 @@ class RegisterFunction(NamedTuple):
     function_id: bytes
     name: str
     blob: bytes
+    sys_path: list  # the submitter's import path, so workers can import its modules
 
 
 class SubmitTask(NamedTuple):
@@ -121,6 +122,7 @@ class ExecuteTask(NamedTuple):
     function_id: bytes
     name: str
     function_blob: Optional[bytes]  # sent once per worker and function
+    sys_path: Optional[list]  # with function_blob: the submitter's import path
     args: Any
     args_object: Optional[bytes]
     deps: list  # [[object_id, kind, data], ...] values of top-level ref args

@@ -41,7 +41,8 @@ class _Worker:
     worker_id: bytes
     state: WorkerState = WorkerState.IDLE
     tasks: list = field(default_factory=list)  # assigned, oldest first
-    lease: dict = None  # resources held (None when idle or blocked)
+    lease: dict = None  # resources held (lent out while BLOCKED)
+    awaited: tuple = ()  # while BLOCKED: the tasks it waits for
 
 
 def _fits(need, have):
@@ -73,6 +74,7 @@ class Scheduler:
         self.ready = {}  # task_id -> None, FIFO (dicts keep insertion order)
         self.idle = {}  # worker_id -> None, FIFO
         self.waiting_on = {}  # object_id -> set(task_id)
+        self.awaited_by = {}  # task_id -> blocked worker_id waiting for it
         self.starting = 0  # StartWorker issued, WorkerStarted not yet seen
         self._out = []
         self._handlers = {
@@ -176,6 +178,8 @@ class Scheduler:
         if w is None:
             return
         self.idle.pop(e.worker_id, None)
+        if w.state is WorkerState.BLOCKED:
+            self._wake(w)
         if w.lease is not None:
             _give(self.available, w.lease)
         for tid in w.tasks:
@@ -191,8 +195,10 @@ class Scheduler:
         if e.task_id in w.tasks:
             w.tasks.remove(e.task_id)
         if not w.tasks:
-            if w.lease is not None and w.state is WorkerState.BUSY:
-                _give(self.available, w.lease)  # a blocked worker lent it out already
+            if w.state is WorkerState.BLOCKED:
+                self._wake(w)
+            if w.lease is not None:
+                _give(self.available, w.lease)
             w.lease = None
             w.state = WorkerState.IDLE
             self.idle[w.worker_id] = None
@@ -207,18 +213,30 @@ class Scheduler:
                 del self.ready[tid]
                 self._assign(task, w, inline=True)
                 return
-        # Nothing to run inline: lend the CPU out until the worker unblocks.
+        # Nothing to run inline now: lend the CPU out until the worker unblocks, and
+        # remember what it waits for, to hand it over if it is still queued later.
         if w.lease is not None:
             _give(self.available, w.lease)
         w.state = WorkerState.BLOCKED
+        w.awaited = tuple(e.awaited_tasks)
+        for tid in w.awaited:
+            self.awaited_by[tid] = w.worker_id
 
     def _on_unblocked(self, e):
         w = self.workers.get(e.worker_id)
         if w is None or w.state is not WorkerState.BLOCKED:
             return
+        self._wake(w)
+
+    def _wake(self, w):
+        """A blocked worker takes its CPU back (may oversubscribe briefly, as designed)."""
         if w.lease is not None:
-            _take(self.available, w.lease)  # may oversubscribe briefly, as designed
+            _take(self.available, w.lease)
         w.state = WorkerState.BUSY
+        for tid in w.awaited:
+            if self.awaited_by.get(tid) == w.worker_id:
+                del self.awaited_by[tid]
+        w.awaited = ()
 
     def _on_cancel(self, e):
         task = self.tasks.get(e.task_id)
@@ -241,6 +259,9 @@ class Scheduler:
         self._out.append(ins.Dispatch(task.task_id, w.worker_id, inline))
 
     def _schedule(self):
+        """Place ready tasks, oldest first: on an idle worker whose resources fit; else
+        inline on a blocked worker that waits for it (cheaper than a new process); else
+        behind a busy worker (pipelining); else ask for more workers."""
         if not self.ready:
             return
         skipped = 0
@@ -249,17 +270,25 @@ class Scheduler:
         for tid in list(self.ready):
             task = self.tasks[tid]
             need = task.resources
-            if _fits(need, avail):
-                if self.idle:
-                    wid = next(iter(self.idle))
-                    del self.idle[wid]
-                    w = self.workers[wid]
-                    w.state = WorkerState.BUSY
-                    w.lease = dict(need)
-                    _take(avail, need)
-                    del self.ready[tid]
-                    self._assign(task, w)
-                    continue
+            fits = _fits(need, avail)
+            if fits and self.idle:
+                wid = next(iter(self.idle))
+                del self.idle[wid]
+                w = self.workers[wid]
+                w.state = WorkerState.BUSY
+                w.lease = dict(need)
+                _take(avail, need)
+                del self.ready[tid]
+                self._assign(task, w)
+                continue
+            waiter = self.awaited_by.get(tid)
+            if waiter is not None:
+                w = self.workers[waiter]
+                self._wake(w)
+                del self.ready[tid]
+                self._assign(task, w, inline=True)
+                continue
+            if fits:
                 demand += 1
             elif self._pipeline(task):
                 del self.ready[tid]
@@ -303,6 +332,10 @@ class Scheduler:
                 assert t is not None and t.state is TaskState.RUNNING and t.worker == wid, \
                     f"task {tid.hex()} on worker {wid.hex()} is not running there"
         assert set(self.idle) <= set(self.workers)
+        for tid, wid in self.awaited_by.items():
+            w = self.workers.get(wid)
+            assert w is not None and w.state is WorkerState.BLOCKED and tid in w.awaited, \
+                f"awaited_by index stale for task {tid.hex()}"
         running = [t for t in self.tasks.values() if t.state is TaskState.RUNNING]
         assert sum(len(w.tasks) for w in self.workers.values()) == len(running)
         for k in set(self.total) | set(self.available) | set(held):

@@ -1,0 +1,248 @@
+"""The ``actorscoop`` command: start, stop, status, memory; and the script launcher
+``python -m actorscoop [-n N] [--address A] script.py [args]``."""
+import argparse
+import json
+import os
+import runpy
+import signal
+import sys
+import time
+
+from . import _session
+from . import protocol as P
+from .exceptions import ActorScoopError
+
+DEFAULT_PORT = 6380
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and (argv[0].endswith(".py") or argv[0] in ("-n", "--num-cpus", "--address")) \
+            and not argv[0] in ("start", "stop", "status", "memory"):
+        return launch_script(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "command", None):
+        parser.print_help()
+        return 2
+    try:
+        return args.func(args)
+    except ActorScoopError as exc:
+        print(f"actorscoop: {exc}", file=sys.stderr)
+        return 1
+
+
+def _parser():
+    p = argparse.ArgumentParser(prog="actorscoop", description="Run and inspect actorscoop nodes.")
+    sub = p.add_subparsers(dest="command")
+    s = sub.add_parser("start", help="start a node on this machine")
+    s.add_argument("--head", action="store_true", help="start the head node of a new cluster")
+    s.add_argument("--address", help="HOST:PORT of the head to join")
+    s.add_argument("--token", help="the cluster's join token (printed by start --head)")
+    s.add_argument("--port", type=int, default=None, help=f"head port (default {DEFAULT_PORT})")
+    s.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    s.add_argument("--num-cpus", type=float, default=None)
+    s.add_argument("--num-gpus", type=float, default=None)
+    s.add_argument("--resources", default="{}", help='custom resources as JSON, e.g. \'{"tpu": 2}\'')
+    s.add_argument("--object-store-memory", type=int, default=None, help="bytes of shared memory")
+    s.add_argument("--block", action="store_true", help="stay in the foreground until interrupted")
+    s.set_defaults(func=cmd_start)
+    s = sub.add_parser("stop", help="stop the nodes started on this machine")
+    s.add_argument("--force", action="store_true", help="SIGKILL instead of a clean stop")
+    s.add_argument("--node", help="stop only this node id (prefix)")
+    s.set_defaults(func=cmd_stop)
+    s = sub.add_parser("status", help="nodes, resources, tasks, workers, store use")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_status)
+    s = sub.add_parser("memory", help="objects: ids, sizes, where they are, references")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_memory)
+    return p
+
+
+# ---------------------------------------------------------------------- start / stop
+def cmd_start(args):
+    from ._launcher import launch_node
+    if not args.head:
+        raise ActorScoopError(
+            "joining a head (--address/--token) needs multi-node support, which this version "
+            "does not have yet; start a single node with `actorscoop start --head`")
+    if args.host not in ("127.0.0.1", "localhost"):
+        raise ActorScoopError("binding a non-local address needs the authenticated cluster "
+                              "transport, which this version does not have yet")
+    port = args.port or DEFAULT_PORT
+    for n in _session.list_nodes():
+        if n.get("port") == port:
+            raise ActorScoopError(f"a node already serves port {port} here (pid {n['pid']}); "
+                                  "stop it with `actorscoop stop` or choose --port")
+    num_cpus = args.num_cpus if args.num_cpus is not None else len(os.sched_getaffinity(0))
+    resources = json.loads(args.resources)
+    if args.num_gpus:
+        resources["GPU"] = args.num_gpus
+    session_dir = _session.new_session_dir()
+    print(f"Starting the head node (session {session_dir}) ...", flush=True)
+    proc, info = launch_node(session_dir, num_cpus, resources, args.object_store_memory,
+                             port=port, head=True, embedded=False)
+    address = f"{args.host}:{port}"
+    print(f"actorscoop head node started: node {info['node_id'][:12]}, pid {info['pid']}, "
+          f"{num_cpus:g} CPUs.\n\n"
+          f"  Connect a driver on this machine:\n"
+          f"      import actorscoop as asc; asc.init(address=\"auto\")\n"
+          f"    or: ACTORSCOOP_ADDRESS={address} python script.py\n"
+          f"  See what it does:   actorscoop status\n"
+          f"  Stop it:            actorscoop stop\n"
+          f"  Logs:               {session_dir}/logs\n", flush=True)
+    if not args.block:
+        return 0
+    try:
+        signal.signal(signal.SIGTERM, lambda *_: proc.terminate())
+        return proc.wait()
+    except KeyboardInterrupt:
+        proc.terminate()
+        return proc.wait(30)
+
+
+def cmd_stop(args):
+    nodes = [n for n in _session.list_nodes() if not n.get("embedded")]
+    if args.node:
+        nodes = [n for n in nodes if n["node_id"].startswith(args.node)]
+    if not nodes:
+        print("No actorscoop node started with `actorscoop start` runs on this machine.")
+        return 0
+    sig = signal.SIGKILL if args.force else signal.SIGTERM
+    for n in nodes:
+        print(f"Stopping node {n['node_id'][:12]} (pid {n['pid']}) ...", flush=True)
+        try:
+            os.kill(n["pid"], sig)
+        except ProcessLookupError:
+            pass
+    deadline = time.monotonic() + 30
+    left = nodes
+    while left and time.monotonic() < deadline:
+        left = [n for n in left if _alive(n["pid"])]
+        time.sleep(0.05)
+    for n in nodes:
+        if args.force:
+            _session.remove_node_file(n["node_id"])
+            _session.cleanup_session(n["session_dir"])
+    if left:
+        print(f"{len(left)} node(s) did not stop within 30 s: "
+              f"{[n['pid'] for n in left]}; try `actorscoop stop --force`", file=sys.stderr)
+        return 1
+    print(f"Stopped {len(nodes)} node(s).")
+    return 0
+
+
+def _alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+# ---------------------------------------------------------------------- status / memory
+def request(node, what, timeout=10.0):
+    """Ask a node's raylet for a report over its socket."""
+    from ._driver import connect
+    sock, _welcome, _ = connect(node["raylet_socket"], P.KIND_CLI, os.getpid(),
+                                os.urandom(16), "cli", timeout)
+    try:
+        sock.send(P.encode([P.StatusRequest(what)]))
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not sock.poll(int(max(1, (deadline - time.monotonic()) * 1000))):
+                break
+            for rec in P.decode(sock.recv()):
+                if isinstance(rec, P.StatusReply):
+                    return rec.body
+        raise ActorScoopError(f"node {node['node_id'][:12]} did not answer within {timeout} s")
+    finally:
+        sock.send(P.encode([P.Goodbye()]))
+        sock.close(linger=200)
+
+
+def cmd_status(args):
+    nodes = _session.list_nodes()
+    reports = [request(n, "status") for n in nodes]
+    if args.json:
+        print(json.dumps(reports, indent=2))
+        return 0
+    if not reports:
+        print("No actorscoop node runs on this machine. Start one: actorscoop start --head")
+        return 0
+    for r in reports:
+        print(format_status(r))
+    return 0
+
+
+def format_status(r) -> str:
+    tot, av = r["resources_total"], r["resources_available"]
+    res = ", ".join(f"{k} {tot[k] - av.get(k, 0):g}/{tot[k]:g}" for k in sorted(tot))
+    t = r["tasks"]
+    ws = {}
+    for w in r["workers"]:
+        ws[w["state"]] = ws.get(w["state"], 0) + 1
+    st = r.get("store") or {}
+    lines = [
+        f"Node {r['node_id'][:12]}  pid {r['pid']}  {'head' if r['head'] else 'worker'}"
+        + (f"  port {r['port']}" if r.get("port") else ""),
+        f"  resources used: {res}",
+        f"  tasks: " + ", ".join(f"{k} {v}" for k, v in t.items()),
+        f"  workers: {len(r['workers'])} (" + ", ".join(f"{k} {v}" for k, v in sorted(ws.items())) + ")",
+        f"  drivers: {len(r['drivers'])}",
+        f"  objects: {r['objects']['objects']} "
+        f"(inline {_mb(r['objects']['inline_bytes'])}, shared memory {_mb(r['objects']['plasma_bytes'])})",
+    ]
+    if st and "capacity" in st:
+        lines.append(f"  object store: {_mb(st.get('used', 0))} of {_mb(st['capacity'])} used"
+                     + (f", {_mb(st.get('spilled_bytes', 0))} spilled" if st.get("spilled_bytes") else ""))
+    if r["infeasible"]:
+        lines.append("  pending, no node can run them:")
+        for i in r["infeasible"][:10]:
+            lines.append(f"    {i['name']}() needs {i['resources']}")
+    return "\n".join(lines)
+
+
+def _mb(n):
+    return f"{(n or 0) / 2**20:.1f} MiB"
+
+
+def cmd_memory(args):
+    reports = [request(n, "memory") for n in _session.list_nodes()]
+    if args.json:
+        print(json.dumps(reports, indent=2))
+        return 0
+    for r in reports:
+        print(f"Node {r['node_id'][:12]}")
+        print(f"  {'object id':<42} {'size':>10} {'where':<7} {'state':<8} holders pins producer")
+        for o in r["objects"]:
+            print(f"  {o['id']:<42} {o['size']:>10} {o['where']:<7} {o['state']:<8} "
+                  f"{o['holders']:>7} {o['pins']:>4} {o['producer']}")
+        s = r["summary"]
+        print(f"  total: {s['objects']} objects, inline {_mb(s['inline_bytes'])}, "
+              f"shared memory {_mb(s['plasma_bytes'])}")
+    return 0
+
+
+# ---------------------------------------------------------------------- launcher
+def launch_script(argv):
+    """``python -m actorscoop [-n N] [--address A] script.py [args]``: run a script with
+    a node of N CPUs (embedded) or connected to ``--address``."""
+    p = argparse.ArgumentParser(prog="python -m actorscoop")
+    p.add_argument("-n", "--num-cpus", type=int, default=None)
+    p.add_argument("--address", default=None)
+    p.add_argument("script")
+    p.add_argument("args", nargs=argparse.REMAINDER)
+    a = p.parse_args(argv)
+    if a.num_cpus is not None:
+        os.environ["ACTORSCOOP_NUM_CPUS"] = str(a.num_cpus)
+    if a.address:
+        os.environ["ACTORSCOOP_ADDRESS"] = a.address
+    if not os.path.exists(a.script):
+        print(f"actorscoop: no such script: {a.script}", file=sys.stderr)
+        return 2
+    sys.argv = [a.script, *a.args]
+    sys.path.insert(0, os.path.dirname(os.path.abspath(a.script)))
+    runpy.run_path(a.script, run_name="__main__")
+    return 0

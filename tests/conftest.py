@@ -1,0 +1,104 @@
+"""Fixtures: every node a test starts lives in its own directory and leaves nothing behind.
+
+``node`` (module scope) starts an embedded 2-CPU node in this pytest worker process; the
+``no_leaks`` check runs when it stops: no descendant process, no plasma arena of its
+store in /dev/shm, no socket file in its session directory.
+"""
+import os
+import shutil
+import tempfile
+import time
+
+import psutil
+import pytest
+
+import actorscoop as asc
+
+
+def wait_for(predicate, timeout=10.0, interval=0.01, what="condition"):
+    """Poll ``predicate`` until true; fail the test with ``what`` after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(interval)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _own_tmpdir():
+    """Each pytest worker gets its own ACTORSCOOP_TMPDIR (short: ipc paths are limited)."""
+    d = tempfile.mkdtemp(prefix="asc-", dir="/tmp")
+    old = os.environ.get("ACTORSCOOP_TMPDIR")
+    os.environ["ACTORSCOOP_TMPDIR"] = d
+    yield d
+    if old is None:
+        os.environ.pop("ACTORSCOOP_TMPDIR", None)
+    else:
+        os.environ["ACTORSCOOP_TMPDIR"] = old
+    shutil.rmtree(d, ignore_errors=True)
+
+
+class LeakCheck:
+    """Remember what a node started; after it stops, assert that all of it is gone."""
+
+    def __init__(self):
+        self.pids = set()
+        self.session_dirs = set()
+
+    def snapshot(self):
+        me = psutil.Process()
+        self.pids |= {p.pid for p in me.children(recursive=True)}
+        for n in asc_session().list_nodes():
+            self.session_dirs.add(n["session_dir"])
+
+    def assert_clean(self, timeout=15.0):
+        def gone():
+            return [p for p in self.pids if psutil.pid_exists(p) and
+                    psutil.Process(p).status() != psutil.STATUS_ZOMBIE]
+        wait_for(lambda: not gone(), timeout, what=f"processes {gone()} to exit")
+        shm = [f for f in os.listdir("/dev/shm")
+               if f.startswith("actorscoop") and any(f"-{pid}-" in f for pid in self.pids)]
+        assert not shm, f"/dev/shm files left behind: {shm}"
+        for d in self.session_dirs:
+            socks = os.path.join(d, "sockets")
+            left = os.listdir(socks) if os.path.isdir(socks) else []
+            assert not left, f"socket files left in {socks}: {left}"
+
+
+def asc_session():
+    from actorscoop import _session
+    return _session
+
+
+@pytest.fixture(scope="module")
+def node():
+    """An embedded node with 2 CPUs, shared by the tests of one module."""
+    leaks = LeakCheck()
+    asc.init(num_cpus=2)
+    leaks.snapshot()
+    yield asc
+    leaks.snapshot()
+    asc.shutdown()
+    leaks.assert_clean()
+
+
+@pytest.fixture
+def fresh_node(request):
+    """A node for one test: ``fresh_node(num_cpus=1, ...)`` starts it."""
+    leaks = LeakCheck()
+    started = []
+
+    def start(**kwargs):
+        asc.init(**kwargs)
+        started.append(True)
+        leaks.snapshot()
+        return asc
+
+    yield start
+    if started:
+        leaks.snapshot()
+        asc.shutdown()
+        leaks.assert_clean()

@@ -1,0 +1,121 @@
+"""The command line, address discovery, the launcher, and clean teardown of an
+embedded node in a script that never calls init() or shutdown()."""
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import psutil
+import pytest
+
+import actorscoop as asc
+
+PY = sys.executable
+
+
+def cli(*args, env=None, timeout=90):
+    return subprocess.run([PY, "-m", "actorscoop", *args], capture_output=True, text=True,
+                          env=env, timeout=timeout)
+
+
+def free_port():
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def shm_of(pids):
+    return [f for f in os.listdir("/dev/shm") if any(f"-{p}-" in f for p in pids)]
+
+
+def test_script_without_init_cleans_up(tmp_path):
+    script = tmp_path / "s.py"
+    script.write_text(textwrap.dedent("""
+        import os, psutil, actorscoop as asc
+        @asc.remote
+        def square(x):
+            return x * x
+        print(asc.get([square.remote(i) for i in range(20)]))
+        me = psutil.Process()
+        print("PIDS", [p.pid for p in me.children(recursive=True)])
+        print("SESSION", asc._context.current().session_dir)
+    """))
+    out = subprocess.run([PY, str(script)], capture_output=True, text=True, timeout=90)
+    assert out.returncode == 0, out.stderr
+    assert "[0, 1, 4, 9" in out.stdout
+    pids = json.loads(out.stdout.split("PIDS ")[1].splitlines()[0])
+    session = out.stdout.split("SESSION ")[1].splitlines()[0].strip()
+    assert len(pids) >= 3  # raylet, zygote, store, workers
+    from conftest import wait_for
+    wait_for(lambda: not [p for p in pids if psutil.pid_exists(p)], 15, what="node processes to exit")
+    assert not shm_of(pids)
+    assert not os.path.exists(os.path.join(session, "sockets"))
+
+
+def test_start_status_connect_stop(tmp_path):
+    env = {**os.environ, "ACTORSCOOP_TMPDIR": str(tmp_path / "t")}
+    port = free_port()
+    r = cli("start", "--head", "--num-cpus", "1", "--port", str(port), env=env)
+    assert r.returncode == 0, r.stderr
+    assert f"ACTORSCOOP_ADDRESS=127.0.0.1:{port}" in r.stdout and "actorscoop stop" in r.stdout
+    try:
+        st = cli("status", "--json", env=env)
+        assert st.returncode == 0, st.stderr
+        nodes = json.loads(st.stdout)
+        assert len(nodes) == 1 and nodes[0]["resources_total"]["CPU"] == 1.0
+        raylet_pid = nodes[0]["pid"]
+        for how in ({"ACTORSCOOP_ADDRESS": f"127.0.0.1:{port}"}, {"ADDR": "auto"}):
+            code = ("import os, actorscoop as asc\n"
+                    "asc.init(address=os.environ.get('ADDR'))\n"
+                    "f = asc.remote(lambda x: x + 1)\n"
+                    "print('RESULT', asc.get(f.remote(41)))\n"
+                    "print('NODE', asc.get_runtime_context().get_node_id())\n")
+            d = subprocess.run([PY, "-c", code], capture_output=True, text=True, timeout=90,
+                               env={**env, **how})
+            assert d.returncode == 0, d.stderr
+            assert "RESULT 42" in d.stdout and nodes[0]["node_id"] in d.stdout
+        text = cli("status", env=env)
+        assert "CPU 0/1" in text.stdout and "workers:" in text.stdout
+        mem = cli("memory", env=env)
+        assert mem.returncode == 0 and "total:" in mem.stdout
+        again = cli("start", "--head", "--port", str(port), env=env)
+        assert again.returncode != 0 and "already serves port" in again.stderr
+    finally:
+        stop = cli("stop", env=env)
+    assert stop.returncode == 0, stop.stderr
+    assert "Stopped 1 node" in stop.stdout
+    assert not psutil.pid_exists(raylet_pid) or psutil.Process(raylet_pid).status() == "zombie"
+    assert cli("status", "--json", env=env).stdout.strip() == "[]"
+
+
+def test_address_auto_without_node_is_a_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("ACTORSCOOP_TMPDIR", str(tmp_path / "empty"))
+    with pytest.raises(asc.exceptions.ActorScoopError, match="actorscoop start --head"):
+        asc.init(address="auto")
+    assert not asc.is_initialized()
+
+
+def test_launcher_runs_a_script_with_n_cpus(tmp_path):
+    script = tmp_path / "evolve.py"
+    script.write_text(textwrap.dedent("""
+        import sys, actorscoop as asc
+        f = asc.remote(lambda x: x * 2)
+        print("ARGS", sys.argv[1:], "CPUS", asc.cluster_resources()["CPU"],
+              "OUT", asc.get([f.remote(i) for i in range(4)]))
+    """))
+    r = cli("-n", "3", str(script), "a", "b")
+    assert r.returncode == 0, r.stderr
+    assert "ARGS ['a', 'b'] CPUS 3.0 OUT [0, 2, 4, 6]" in r.stdout
+    assert cli("missing.py").returncode == 2
+
+
+def test_public_names_are_pinned():
+    assert sorted(asc.__all__) == sorted([
+        "init", "shutdown", "is_initialized", "remote", "get", "put", "wait", "cancel",
+        "get_runtime_context", "RuntimeContext", "nodes", "cluster_resources",
+        "available_resources", "ObjectRef", "RemoteFunction", "exceptions", "__version__"])
+    assert sorted(asc.exceptions.__all__) == sorted([
+        "ActorScoopError", "TaskError", "GetTimeoutError", "WorkerCrashedError",
+        "TaskCancelledError", "ObjectLostError", "NodeDiedError", "RuntimeNotInitializedError"])

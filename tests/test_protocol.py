@@ -1,0 +1,76 @@
+"""Every message type round-trips; malformed frames are rejected, and a live raylet
+logs and drops them and keeps serving."""
+import os
+
+import msgpack
+import pytest
+import zmq
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import actorscoop as asc
+from actorscoop import protocol as P
+
+_values = st.one_of(st.none(), st.booleans(), st.integers(-2**40, 2**40), st.binary(max_size=40),
+                    st.text(max_size=20), st.lists(st.binary(max_size=20), max_size=3),
+                    st.dictionaries(st.text(max_size=5), st.floats(allow_nan=False), max_size=3))
+
+
+@pytest.mark.parametrize("cls", P.MESSAGE_TYPES, ids=lambda c: c.__name__)
+@settings(max_examples=25, deadline=None)
+@given(data=st.data())
+def test_round_trip_every_message(cls, data):
+    fields = [data.draw(_values) for _ in cls._fields]
+    msg = cls(*fields)
+    assert P.decode(P.encode([msg, msg])) == [msg, msg]
+
+
+@pytest.mark.parametrize("frame", [
+    b"", b"\xc1", msgpack.packb({"a": 1}), msgpack.packb([[999, 1]]), msgpack.packb([["x"]]),
+    msgpack.packb([[0, 1, 2]]), msgpack.packb([[]]), msgpack.packb([5]),
+])
+def test_malformed_frames_raise_protocol_error(frame):
+    with pytest.raises(P.ProtocolError):
+        P.decode(frame)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=200))
+def test_decoder_never_raises_anything_else(frame):
+    try:
+        P.decode(frame)
+    except P.ProtocolError:
+        pass
+
+
+def test_raylet_survives_bad_input(node):
+    path = os.path.join(asc._context.current().session_dir, "sockets", "raylet.sock")
+    ctx = zmq.Context()
+    s = ctx.socket(zmq.DEALER)
+    s.connect(f"ipc://{path}")
+    bad = [b"", b"garbage", msgpack.packb([[0]]), msgpack.packb([[2, "x", 1]]),
+           P.encode([P.SubmitTask(b"x", b"y", "n", None, None, [], [], 1, {}, 0, False)]),
+           P.encode([P.Hello(P.PROTOCOL_VERSION + 99, "driver", 1, b"", "")]),
+           P.encode([P.Hello(P.PROTOCOL_VERSION, "driver", os.getpid(), b"", "fuzz"),
+                     P.SubmitTask(b"x", b"y", "n", None, None, [], [], 1, {}, 0, False),
+                     P.GetObjects([b"nope" * 5]), P.RefDelta([b"a" * 20], [b"b" * 20]),
+                     P.TaskDone(b"z" * 16, [[1, 2]], False), P.Blocked(["x"]),
+                     P.SubmitTask(os.urandom(16), os.urandom(16), "n", b"\0", None, [b"q"], [], 1,
+                                  {"CPU": "lots"}, 0, False)])]
+    for frame in bad:
+        s.send(frame)
+    s.send_multipart([b"a", b"b", b"c"])
+    got = []
+    while s.poll(2000):
+        got += P.decode(s.recv())
+        if any(isinstance(r, P.ObjectValue) for r in got):
+            break
+    assert any(isinstance(r, P.Refused) for r in got)
+    s.close(0)
+    ctx.term()
+
+    @asc.remote
+    def still_works():
+        return "yes"
+
+    assert asc.get(still_works.remote(), timeout=30) == "yes"

@@ -1,0 +1,223 @@
+"""The pure scheduler: events in, instructions out, validate() after every step."""
+import random
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from actorscoop.scheduler import (
+    CancelRequested, Dispatch, FailTask, IllegalTransition, InterruptTask, KillWorker,
+    ObjectFailed, ObjectReady, Scheduler, SchedulerConfig, StartWorker, TaskFinished, TaskLost,
+    TaskSubmitted, WarnInfeasible, WorkerBlocked, WorkerDied, WorkerStarted, WorkerUnblocked,
+)
+
+CPU1 = {"CPU": 1.0}
+
+
+def make(cpus=2.0, max_workers=8, **kw):
+    return Scheduler(SchedulerConfig(resources={"CPU": cpus}, max_workers=max_workers, **kw))
+
+
+def run(s, event):
+    out = s.handle(event)
+    s.validate()
+    return out
+
+
+def t(i):
+    return b"t" * 15 + bytes([i])
+
+
+def w(i):
+    return b"w" * 15 + bytes([i])
+
+
+def o(i):
+    return t(i) + b"\0\0\0\1"
+
+
+def test_submit_starts_a_worker_then_dispatches():
+    s = make()
+    assert run(s, TaskSubmitted(t(1), CPU1, ())) == [StartWorker()]
+    assert run(s, WorkerStarted(w(1))) == [Dispatch(t(1), w(1), False)]
+    assert s.available["CPU"] == 1.0
+    assert run(s, TaskFinished(t(1), w(1))) == []
+    assert s.available["CPU"] == 2.0 and w(1) in s.idle
+
+
+def test_resources_limit_concurrency():
+    s = make(cpus=1.0)
+    run(s, WorkerStarted(w(1)))
+    run(s, WorkerStarted(w(2)))
+    assert run(s, TaskSubmitted(t(1), CPU1, ())) == [Dispatch(t(1), w(1), False)]
+    assert run(s, TaskSubmitted(t(2), CPU1, ())) == []
+    assert run(s, TaskFinished(t(1), w(1))) == [Dispatch(t(2), w(2), False)]
+
+
+def test_dependencies_then_ready():
+    s = make()
+    run(s, WorkerStarted(w(1)))
+    assert run(s, TaskSubmitted(t(2), CPU1, (o(1),))) == []
+    assert s.counts()["waiting"] == 1
+    assert run(s, ObjectReady(o(1))) == [Dispatch(t(2), w(1), False)]
+
+
+def test_failed_dependency_fails_dependents():
+    s = make()
+    run(s, TaskSubmitted(t(2), CPU1, (o(1), o(3))))
+    out = run(s, ObjectFailed(o(1)))
+    assert out == [FailTask(t(2), "dependency", o(1))]
+    assert not s.tasks and not s.waiting_on
+
+
+def test_infeasible_warns_and_stays():
+    s = make()
+    assert run(s, TaskSubmitted(t(1), {"GPU": 1.0}, ())) == [WarnInfeasible(t(1), {"GPU": 1.0})]
+    assert s.infeasible()[0][0] == t(1)
+    assert run(s, CancelRequested(t(1), False)) == [FailTask(t(1), "cancelled", b"")]
+
+
+def test_blocked_worker_runs_awaited_child_inline():
+    s = make(cpus=1.0)
+    run(s, WorkerStarted(w(1)))
+    run(s, TaskSubmitted(t(1), CPU1, ()))
+    run(s, TaskSubmitted(t(2), CPU1, ()))  # the child: no CPU left
+    assert run(s, WorkerBlocked(w(1), (t(2),))) == [Dispatch(t(2), w(1), True)]
+    run(s, TaskFinished(t(2), w(1)))
+    assert s.workers[w(1)].tasks == [t(1)]
+
+
+def test_blocked_worker_lends_cpu_and_extra_worker_starts():
+    s = make(cpus=1.0, max_workers=3)
+    run(s, WorkerStarted(w(1)))
+    run(s, TaskSubmitted(t(1), CPU1, ()))
+    run(s, TaskSubmitted(t(2), CPU1, ()))
+    assert run(s, WorkerBlocked(w(1), (b"elsewhere" * 2,))) == [StartWorker()]
+    assert s.available["CPU"] == 1.0
+    assert run(s, WorkerStarted(w(2))) == [Dispatch(t(2), w(2), False)]
+    run(s, WorkerUnblocked(w(1)))
+    assert s.available["CPU"] == -1.0  # brief oversubscription, as designed
+    run(s, TaskFinished(t(2), w(2)))
+    run(s, TaskFinished(t(1), w(1)))
+    assert s.available["CPU"] == 1.0
+
+
+def test_blocked_worker_gets_child_that_becomes_ready_later():
+    s = make(cpus=1.0, max_workers=1)
+    run(s, WorkerStarted(w(1)))
+    run(s, TaskSubmitted(t(1), CPU1, ()))
+    run(s, TaskSubmitted(t(2), CPU1, (o(9),)))  # child waits for an argument
+    assert run(s, WorkerBlocked(w(1), (t(2),))) == []
+    assert run(s, ObjectReady(o(9))) == [Dispatch(t(2), w(1), True)]
+
+
+def test_worker_cap():
+    s = make(cpus=8.0, max_workers=2)
+    out = []
+    for i in range(5):
+        out += run(s, TaskSubmitted(t(i), CPU1, ()))
+    assert out.count(StartWorker()) == 2
+
+
+def test_worker_death_loses_its_tasks():
+    s = make()
+    run(s, WorkerStarted(w(1)))
+    run(s, TaskSubmitted(t(1), CPU1, ()))
+    assert run(s, WorkerDied(w(1))) == [TaskLost(t(1), w(1))]
+    assert s.available["CPU"] == 2.0
+
+
+def test_cancel_running_interrupts_or_kills():
+    s = make()
+    run(s, WorkerStarted(w(1)))
+    run(s, TaskSubmitted(t(1), CPU1, ()))
+    assert run(s, CancelRequested(t(1), False)) == [InterruptTask(t(1), w(1))]
+    assert run(s, CancelRequested(t(1), True)) == [KillWorker(w(1))]
+
+
+def test_duplicate_submit_is_illegal():
+    s = make()
+    run(s, TaskSubmitted(t(1), CPU1, ()))
+    with pytest.raises(IllegalTransition, match="duplicate"):
+        s.handle(TaskSubmitted(t(1), CPU1, ()))
+
+
+def test_pipelining_queues_behind_busy_workers_when_backlog_is_long():
+    s = make(cpus=1.0, pipeline_depth=3)
+    run(s, WorkerStarted(w(1)))
+    for i in range(6):
+        run(s, TaskSubmitted(t(i), CPU1, ()))
+    assert len(s.workers[w(1)].tasks) == 3
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.data())
+def test_random_event_orders_keep_invariants(data):
+    """Shuffled submissions, completions, blocks, deaths and cancels never break the
+    indexes, and every task ends exactly once (finished, failed or lost)."""
+    cpus = data.draw(st.sampled_from([1.0, 2.0, 3.0]))
+    s = make(cpus=cpus, max_workers=data.draw(st.integers(1, 6)),
+             pipeline_depth=data.draw(st.integers(1, 3)))
+    rng = random.Random(data.draw(st.integers(0, 2**32)))
+    n_tasks = data.draw(st.integers(1, 25))
+    submitted, ended = set(), set()
+    next_worker = [0]
+    pending_starts = [0]
+
+    def apply(event):
+        for ins in run(s, event):
+            if isinstance(ins, StartWorker):
+                pending_starts[0] += 1
+            elif isinstance(ins, (FailTask, TaskLost)):
+                assert ins.task_id not in ended
+                ended.add(ins.task_id)
+
+    for step in range(400):
+        choices = []
+        if len(submitted) < n_tasks:
+            choices.append("submit")
+        if pending_starts[0]:
+            choices.append("start")
+        running = [(tid, wid) for wid, wk in s.workers.items() for tid in wk.tasks]
+        if running:
+            choices += ["finish", "finish", "block", "unblock", "cancel"]
+        if s.workers:
+            choices.append("die")
+        waiting = list(s.waiting_on)
+        if waiting:
+            choices += ["ready", "fail"]
+        if not choices:
+            break
+        c = rng.choice(choices)
+        if c == "submit":
+            tid = t(len(submitted))
+            deps = tuple(o(100 + rng.randrange(3)) for _ in range(rng.randrange(2)))
+            submitted.add(tid)
+            apply(TaskSubmitted(tid, {"CPU": rng.choice([0.5, 1.0, 1.0, 2.0])}, deps))
+        elif c == "start":
+            pending_starts[0] -= 1
+            next_worker[0] += 1
+            apply(WorkerStarted(w(next_worker[0])))
+        elif c == "finish":
+            tid, wid = rng.choice(running)
+            if s.workers[wid].tasks[-1] == tid or rng.random() < 0.3:
+                ended.add(tid)
+                apply(TaskFinished(tid, wid))
+        elif c == "block":
+            tid, wid = rng.choice(running)
+            awaited = tuple(rng.sample(sorted(submitted), k=min(2, len(submitted))))
+            apply(WorkerBlocked(wid, awaited))
+        elif c == "unblock":
+            tid, wid = rng.choice(running)
+            apply(WorkerUnblocked(wid))
+        elif c == "cancel":
+            tid, wid = rng.choice(running)
+            apply(CancelRequested(tid, rng.random() < 0.5))
+        elif c == "die":
+            apply(WorkerDied(rng.choice(sorted(s.workers))))
+        elif c == "ready":
+            apply(ObjectReady(rng.choice(waiting)))
+        elif c == "fail":
+            apply(ObjectFailed(rng.choice(waiting)))
+    live = set(s.tasks)
+    assert not (live & ended), "a task both ended and is still tracked"
