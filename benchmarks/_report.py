@@ -26,7 +26,8 @@ def cell_text(cell: dict) -> str:
     if status == "timeout":
         return f"timeout (>{cell['timeout_s']:.0f} s)"
     if status == "OOM-killed":
-        return f"OOM-killed (tree RSS > {cell['mem_limit_bytes'] / GiB:.0f} GiB)"
+        return (f"OOM-killed (tree {cell.get('mem_metric', 'rss').upper()} > "
+                f"{cell['mem_limit_bytes'] / GiB:.0f} GiB)")
     if status == "n/a":
         return "n/a (cannot nest)"
     return f"error: {cell.get('error', '?')}"
@@ -69,7 +70,10 @@ def notes(workload: str, cell: dict) -> str:
                 parts.append(f"process start→first result {ps:.2f} s")
     elif cell.get("lower_bound_s"):
         parts.append(f"killed ≥ {cell['lower_bound_s']:.0f} s into the timed run")
-    if cell.get("peak_rss_bytes"):
+    if cell.get("peak_pss_bytes"):
+        parts.append(f"peak {cell['peak_pss_bytes'] / GiB:.2f} GiB PSS "
+                     f"({cell['peak_rss_bytes'] / GiB:.2f} GiB RSS) in {cell['peak_procs']} procs")
+    elif cell.get("peak_rss_bytes"):
         parts.append(f"peak {cell['peak_rss_bytes'] / GiB:.2f} GiB RSS in "
                      f"{cell['peak_procs']} procs")
     if cell.get("stray_killed"):

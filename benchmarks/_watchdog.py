@@ -5,8 +5,9 @@ The driver makes itself a *child subreaper* (Linux ``PR_SET_CHILD_SUBREAPER``)
 so that processes which daemonize or outlive their parent (Ray's raylet, GCS,
 dashboard, workers; Dask nannies; SCOOP brokers) are re-parented to the driver
 instead of to init. Every descendant of the driver is therefore a process this
-suite started, and nothing else: the guard sums their RSS, and cleanup kills
-exactly those pids. Nothing is ever killed by name.
+suite started, and nothing else: the guard sums their memory (PSS by default,
+RSS on request), and cleanup kills exactly those pids. Nothing is ever killed
+by name.
 """
 
 from __future__ import annotations
@@ -38,19 +39,29 @@ def _descendants() -> list[psutil.Process]:
         return []
 
 
-def _tree_usage(seen: dict) -> tuple[int, int]:
-    """(sum of RSS in bytes, live process count) over all our descendants."""
-    total, count = 0, 0
+def _tree_usage(with_pss: bool) -> tuple[int, int, int]:
+    """(summed RSS, summed PSS, live process count) over all our descendants.
+
+    RSS counts a shared page (a forked parent's heap, a shared-memory object
+    store mapped by every worker) once per process that touched it; PSS
+    (proportional set size, from /proc/PID/smaps_rollup) splits it between
+    them, so summed PSS is the memory the tree really holds.
+    """
+    rss, pss, count = 0, 0, 0
     for proc in _descendants():
         try:
-            seen.setdefault(proc.pid, proc.create_time())
             if proc.status() == psutil.STATUS_ZOMBIE:
                 continue
-            total += proc.memory_info().rss
+            if with_pss:
+                full = proc.memory_full_info()
+                rss += full.rss
+                pss += full.pss
+            else:
+                rss += proc.memory_info().rss
             count += 1
         except psutil.Error:
             continue
-    return total, count
+    return rss, pss, count
 
 
 def reap_zombies() -> None:
@@ -102,16 +113,19 @@ def _alive(p: psutil.Process) -> bool:
 
 
 def run_guarded(cmd, *, env, cwd, timeout_s, mem_limit_bytes, log_path,
-                poll_s=0.1, linger_s=5.0) -> dict:
+                mem_metric="pss", poll_s=0.1, linger_s=5.0) -> dict:
     """Run ``cmd`` and watch its whole process tree.
 
+    The tree is killed when its summed ``mem_metric`` ("pss" or "rss") passes
+    ``mem_limit_bytes`` or when it runs longer than ``timeout_s``.
     Returns a dict with ``status`` ("exited", "timeout" or "OOM-killed"),
-    ``returncode``, ``elapsed_s``, ``peak_rss_bytes``, ``peak_procs``,
-    ``stray_killed`` (processes still alive ``linger_s`` after the main one
-    exited, killed by pid) and ``output`` (the combined stdout/stderr).
+    ``returncode``, ``elapsed_s``, ``peak_rss_bytes``, ``peak_pss_bytes``,
+    ``peak_procs``, ``stray_killed`` (processes still alive ``linger_s``
+    after the main one exited, killed by pid) and ``output`` (the combined
+    stdout/stderr).
     """
-    seen: dict = {}
-    peak_rss, peak_procs = 0, 0
+    with_pss = mem_metric == "pss"
+    peak_rss, peak_pss, peak_procs = 0, 0, 0
     status = "exited"
     t0 = time.monotonic()
     with open(log_path, "w+b") as log:
@@ -119,10 +133,10 @@ def run_guarded(cmd, *, env, cwd, timeout_s, mem_limit_bytes, log_path,
                                 stdin=subprocess.DEVNULL)
         try:
             while proc.poll() is None:
-                rss, n = _tree_usage(seen)
-                peak_rss, peak_procs = max(peak_rss, rss), max(peak_procs, n)
+                rss, pss, n = _tree_usage(with_pss)
+                peak_rss, peak_pss, peak_procs = max(peak_rss, rss), max(peak_pss, pss), max(peak_procs, n)
                 elapsed = time.monotonic() - t0
-                if rss > mem_limit_bytes:
+                if (pss if with_pss else rss) > mem_limit_bytes:
                     status = "OOM-killed"
                 elif elapsed > timeout_s:
                     status = "timeout"
@@ -150,6 +164,7 @@ def run_guarded(cmd, *, env, cwd, timeout_s, mem_limit_bytes, log_path,
         "returncode": proc.returncode,
         "elapsed_s": elapsed,
         "peak_rss_bytes": peak_rss,
+        "peak_pss_bytes": peak_pss if with_pss else None,
         "peak_procs": peak_procs,
         "stray_killed": stray,
         "output": output,

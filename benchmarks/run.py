@@ -51,9 +51,11 @@ def parse_args(argv=None):
                         "else this interpreter)")
     p.add_argument("--timeout", type=float, default=None,
                    help="wall-clock limit per cell in seconds (default 300, quick 90)")
-    p.add_argument("--mem-limit-gb", type=float, default=10.0,
-                   help="kill a cell whose process tree's summed RSS exceeds this (GiB; default 10: "
-                        "Ray's nested fib peaks near 8-9 GiB summed RSS on 2 CPUs)")
+    p.add_argument("--mem-limit-gb", type=float, default=6.0,
+                   help="kill a cell whose process tree's summed memory exceeds this (GiB)")
+    p.add_argument("--mem-metric", choices=["pss", "rss"], default="pss",
+                   help="what the memory guard sums over the tree: pss (default; shared pages "
+                        "split between processes) or rss (shared pages counted once per process)")
     p.add_argument("--init-reps", type=int, default=None, help="fresh processes for 'init' (default 3, quick 1)")
     p.add_argument("--results", default=None,
                    help="markdown file to append to (default benchmarks/RESULTS.md for full runs; "
@@ -129,11 +131,13 @@ def run_cell(args, system, workload, rep=0):
     log_path = os.path.join(OUT, "logs", f"{system}_{workload}{'_' + str(rep) if rep else ''}.log")
     cmd = command(args, system, workload)
     watch = _watchdog.run_guarded(cmd, env=peer_env(system), cwd=HERE, timeout_s=args.timeout,
-                                  mem_limit_bytes=args.mem_limit_gb * 2**30, log_path=log_path)
+                                  mem_limit_bytes=args.mem_limit_gb * 2**30, log_path=log_path,
+                                  mem_metric=args.mem_metric)
     killed_at = time.time()
     result, fib_start = parse_output(watch.pop("output"))
     cell = {"system": system, "workload": workload, "log": os.path.relpath(log_path, REPO),
-            "timeout_s": args.timeout, "mem_limit_bytes": args.mem_limit_gb * 2**30, **watch}
+            "timeout_s": args.timeout, "mem_limit_bytes": args.mem_limit_gb * 2**30,
+            "mem_metric": args.mem_metric, **watch}
     if watch["status"] in ("timeout", "OOM-killed"):
         cell["status"] = watch["status"]
         if fib_start:
@@ -165,6 +169,7 @@ def run_init(args, system):
     if all(s is not None for s in starts):
         best["process_start_s"] = statistics.median(starts)
     best["peak_rss_bytes"] = max(c["peak_rss_bytes"] for c in cells)
+    best["peak_pss_bytes"] = max((c.get("peak_pss_bytes") or 0) for c in cells) or None
     best["peak_procs"] = max(c["peak_procs"] for c in cells)
     best["stray_killed"] = sum(c["stray_killed"] for c in cells)
     return best
@@ -187,7 +192,8 @@ def main(argv=None):
     print(f"# {started:%Y-%m-%d %H:%M} UTC — {_sysinfo.headline(info)}")
     print(f"# {_sysinfo.versions_line(info)}")
     print(f"# peers run with {args.python}; timeout {args.timeout:.0f} s, "
-          f"memory guard {args.mem_limit_gb:g} GiB per cell{' (quick)' if args.quick else ''}")
+          f"memory guard {args.mem_limit_gb:g} GiB summed {args.mem_metric.upper()} per cell"
+          f"{' (quick)' if args.quick else ''}")
     results = {}
     try:
         for workload in args.workload_list:
@@ -212,15 +218,17 @@ def render(args, info, started, results):
     parts = [f"## {started:%Y-%m-%d %H:%M} UTC — {_sysinfo.headline(info)}", "",
              f"- Versions: {_sysinfo.versions_line(info)}",
              f"- Mode: {mode}; per-cell timeout {args.timeout:.0f} s; memory guard "
-             f"{args.mem_limit_gb:g} GiB (summed RSS of the cell's process tree); each cell in a "
-             f"fresh process.", ""]
+             f"{args.mem_limit_gb:g} GiB (summed {args.mem_metric.upper()} of the cell's process "
+             f"tree); each cell in a fresh process.", ""]
     for workload, cells in results.items():
         parts += [_report.table(workload, cells), ""]
     parts += ["Notes:",
               "- *actorscoop advantage* = peer/actorscoop for times, actorscoop/peer for rates: "
               "above 1× actorscoop is better.",
-              "- Peak RSS sums every process of the cell's tree, so pages shared between forked "
-              "workers are counted once per process.",
+              "- Memory in the notes is the peak over the cell's whole process tree: summed PSS "
+              "(shared pages split between the processes mapping them: the real footprint) and, "
+              "in brackets, summed RSS (shared pages, e.g. a shared-memory object store, counted "
+              "once per process).",
               "- ProcessPoolExecutor, multiprocessing.Pool and loky cannot nest tasks (a waiting "
               "parent holds one of the two workers: deadlock), so fib is n/a for them.",
               "- Dask submits with `pure=False` (no deduplication of identical calls); nested "
