@@ -1,10 +1,9 @@
-"""PlasmaClient: talk to the store over ZeroMQ, read and write objects in shared memory.
+"""PlasmaClient: read and write objects in shared memory; ask the store for blocks and pins.
 
-Thread-safe: one lock serialises the socket.  Pins are released by finalizers
-that may run in any thread, in the middle of anything (garbage collection), so
-a finalizer never touches the socket: it queues the id and wakes a small
-release thread through a pipe.  Every request also flushes queued releases
-first, so a request made after a view died sees the pin gone.
+Thread-safe: the socket belongs to one I/O thread (``_connection.py``); any
+thread may call any method, and a get waiting for an object blocks only its own
+thread.  A reader's pin is released when the last view of the object dies (a
+finalizer queues it; the I/O thread sends it before any later request).
 
 Not fork-safe: a forked child must create its own client (using the parent's
 raises an error).
@@ -12,21 +11,16 @@ raises an error).
 
 from __future__ import annotations
 
-import collections
-import dataclasses
-import itertools
 import os
-import threading
-import time
 import warnings
 import weakref
 
 import pyarrow as pa
-import zmq
 
 from . import _layout
 from . import _protocol as P
 from ._arena import Mapping, populate_in_background
+from ._connection import Connection, ReleaseQueue
 from ._errors import (IllegalTransitionError, ObjectExistsError, ObjectNotFoundError, ObjectStoreFullError,
                       PlasmaError, ProtocolError, StoreUnavailableError)
 from ._serialization import deserialize, serialize
@@ -35,47 +29,6 @@ _ERRORS = {cls.__name__: cls for cls in (PlasmaError, ObjectStoreFullError, Obje
                                          StoreUnavailableError, ProtocolError, IllegalTransitionError)}
 _ERRORS["ValueError"] = ValueError
 _warned_fallback = False
-
-
-class _ReleaseQueue:
-    """Ids whose pins are to be released, and a pipe to wake the release thread.
-
-    Finalizers hold a reference to this object, so its fds stay open (and are
-    never reused for something else) as long as any finalizer may still write.
-    """
-
-    def __init__(self):
-        self.ids: collections.deque[bytes] = collections.deque()
-        self.read_fd, self.write_fd = os.pipe()
-        os.set_blocking(self.write_fd, False)
-        self.closed = False
-
-    def push(self, object_id: bytes) -> None:  # called from finalizers: lock-free
-        if self.closed:
-            return  # the client disconnected: the store already dropped its pins
-        self.ids.append(object_id)
-        self.wake()
-
-    def wake(self) -> None:
-        try:
-            os.write(self.write_fd, b"x")
-        except (BlockingIOError, OSError):
-            pass  # the pipe is full: the release thread is awake anyway
-
-    def pop_all(self) -> list[bytes]:
-        out = []
-        while True:
-            try:
-                out.append(self.ids.popleft())
-            except IndexError:
-                return out
-
-    def __del__(self):
-        for fd in (self.read_fd, self.write_fd):
-            try:
-                os.close(fd)
-            except OSError:
-                pass
 
 
 class _Pin:
@@ -87,7 +40,7 @@ class _Pin:
 
     __slots__ = ("object_id", "mapping", "__weakref__")
 
-    def __init__(self, object_id: bytes, mapping: Mapping, releases: _ReleaseQueue):
+    def __init__(self, object_id: bytes, mapping: Mapping, releases: ReleaseQueue):
         self.object_id = object_id
         self.mapping = mapping
         finalizer = weakref.finalize(self, releases.push, object_id)
@@ -106,32 +59,23 @@ class PlasmaClient:
         self.timeout = timeout
         self.full_store_wait = full_store_wait
         self._pid = os.getpid()
-        self._lock = threading.Lock()
-        self._rids = itertools.count(1)
-        self._abandoned: set[int] = set()  # gets that timed out: release their pin if the reply comes
-        self._releases = _ReleaseQueue()
-        self._fallback_maps: weakref.WeakValueDictionary[str, Mapping] = weakref.WeakValueDictionary()
-        self._ctx = zmq.Context()
-        self._sock = self._ctx.socket(zmq.DEALER)
-        self._sock.setsockopt(zmq.LINGER, 0)
-        self._sock.connect(f"ipc://{socket_path}")
         self._closed = False
+        self._releases = ReleaseQueue()
+        self._fallback_maps: weakref.WeakValueDictionary[str, Mapping] = weakref.WeakValueDictionary()
+        if not os.path.exists(socket_path):
+            raise StoreUnavailableError(f"no object store socket at {socket_path}: start the store first "
+                                        "(actorscoop.plasma.start_store)")
+        self._conn = Connection(socket_path, self._releases)
         try:
-            if not os.path.exists(socket_path):
-                raise StoreUnavailableError(f"no object store socket at {socket_path}: start the store first "
-                                            "(actorscoop.plasma.start_store)")
             reply = self._request(P.Connect(0, os.getpid(), P.VERSION))
         except BaseException:
-            self._sock.close(linger=0)
-            self._ctx.term()
+            self._conn.close(timeout=1.0)
             raise
         self.arena_path = reply.arena_path
         self.capacity = reply.capacity
         self.store_pid = reply.store_pid
         self._arena = Mapping(self.arena_path, self.capacity)
         populate_in_background(self._arena, write=False, name="plasma-client-prefault", length=reply.prefault_bytes)
-        self._release_thread = threading.Thread(target=self._release_loop, name="plasma-release", daemon=True)
-        self._release_thread.start()
 
     # -- writing ---------------------------------------------------------------
 
@@ -176,7 +120,11 @@ class PlasmaClient:
         _check_id(object_id)
         wait = None if timeout is None else float(timeout)
         located = self._request(P.Get(0, object_id, wait), timeout=self.timeout + (wait or 0.0))
-        mapping = self._mapping(located.path)
+        try:
+            mapping = self._mapping(located.path)
+        except BaseException:
+            self._releases.push(object_id)  # we hold the pin the store just took
+            raise
         pin = _Pin(object_id, mapping, self._releases)
         block = pa.foreign_buffer(mapping.address + located.offset, located.size, base=pin)
         layout = _layout.read(memoryview(block))
@@ -218,16 +166,13 @@ class PlasmaClient:
         if self._closed:
             return
         self._closed = True
-        self._releases.wake()
-        self._release_thread.join(timeout=self.timeout)
         if os.getpid() == self._pid and os.path.exists(self.socket_path):  # else the store is gone
             try:
                 self._request(P.Disconnect(0), timeout=min(self.timeout, 2.0), closing=True)
             except PlasmaError:
                 pass  # the store is gone: nothing to disconnect from
         self._releases.closed = True
-        self._sock.close(linger=0)
-        self._ctx.term()
+        self._conn.close(timeout=self.timeout)
 
     def __enter__(self) -> "PlasmaClient":
         return self
@@ -252,50 +197,10 @@ class PlasmaClient:
                               "create a new PlasmaClient in the child")
         if self._closed and not closing:
             raise PlasmaError("this PlasmaClient is closed: create a new one")
-        timeout = self.timeout if timeout is None else timeout
-        with self._lock:
-            rid = next(self._rids)
-            msg = dataclasses.replace(msg, rid=rid)
-            self._flush_releases()
-            self._sock.send(P.encode(msg))
-            deadline = time.monotonic() + timeout
-            while True:
-                left = deadline - time.monotonic()
-                if left <= 0 or not self._sock.poll(int(left * 1000) + 1):
-                    if isinstance(msg, P.Get):
-                        self._abandoned.add(rid)
-                    raise StoreUnavailableError(
-                        f"object store at {self.socket_path} did not answer {msg.TYPE} within {timeout:.1f}s; "
-                        "is it running?", socket_path=self.socket_path)
-                reply = P.decode(self._sock.recv())
-                if reply.rid == rid:
-                    break
-                self._drop_stale(reply)
+        reply = self._conn.call(msg, self.timeout if timeout is None else timeout)
         if isinstance(reply, P.Error):
             raise _ERRORS.get(reply.kind, PlasmaError)(reply.message)
         return reply
-
-    def _drop_stale(self, reply) -> None:
-        """A late reply to a request that timed out: give back the pin a late get took."""
-        if reply.rid in self._abandoned:
-            self._abandoned.discard(reply.rid)
-            if isinstance(reply, P.Located):
-                self._sock.send(P.encode(P.Release([reply.object_id])))
-
-    def _flush_releases(self) -> None:  # with the lock held
-        ids = self._releases.pop_all()
-        if ids:
-            self._sock.send(P.encode(P.Release(ids)))
-
-    def _release_loop(self) -> None:
-        while not self._closed:
-            try:
-                os.read(self._releases.read_fd, 4096)
-            except OSError:
-                return
-            if self._releases.ids and not self._closed:
-                with self._lock:
-                    self._flush_releases()
 
 
 def _check_id(object_id) -> None:

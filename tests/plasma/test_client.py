@@ -1,6 +1,7 @@
 """put/get through a real store process: zero-copy read-only views, pins, errors."""
 
 import gc
+import os
 import pickle
 import threading
 
@@ -165,6 +166,39 @@ def test_get_waits_for_a_later_put(stores, store):
     writer.put(oid(7), "hello")
     t.join(30)
     assert result["v"] == "hello"
+
+
+def test_waiting_get_blocks_only_its_own_thread(client):
+    """While one thread waits for an object, others use the same client, and its pins still get released."""
+    client.put(oid(1), np.ones(10))
+    held = client.get(oid(1))
+    result = {}
+    t = threading.Thread(target=lambda: result.setdefault("v", client.get(oid(2), timeout=30)))
+    t.start()
+    wait_for(lambda: client.stats()["waiting_gets"] == 1, what="the get to be waiting")
+    del held
+    gc.collect()
+    wait_for(lambda: pins(client, oid(1)) == 0, what="the release while another thread waits")
+    client.put(oid(2), "made by the same client")
+    t.join(30)
+    assert result["v"] == "made by the same client"
+
+
+def test_client_refuses_use_after_fork(client):
+    client.put(oid(1), 1)
+    pid = os.fork()
+    if pid == 0:  # the child: the parent's client must refuse, a fresh one works
+        code = 1
+        try:
+            client.get(oid(1))
+        except plasma.PlasmaError as exc:
+            if "another process (fork)" in str(exc):
+                code = 0 if PlasmaClient(client.socket_path).get(oid(1)) == 1 else 2
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert client.get(oid(1)) == 1
 
 
 def test_unsealed_object_is_not_readable(stores, store):

@@ -1,0 +1,185 @@
+"""The client's link to the store: one I/O thread owns the ZeroMQ socket.
+
+Callers in any thread hand a request to the I/O thread and wait for its reply
+(matched by request id), so a get that waits for an object to appear blocks
+only its own thread.  Pin releases come from finalizers, which can run in any
+thread at any moment (garbage collection): they only append to a deque and
+write a byte to a pipe, never touch the socket or take a lock.  The I/O thread
+sends queued releases before any request queued after them.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import itertools
+import logging
+import os
+import threading
+
+import zmq
+
+from . import _protocol as P
+from ._errors import PlasmaError, StoreUnavailableError
+
+log = logging.getLogger("actorscoop.plasma")
+
+
+class ReleaseQueue:
+    """Ids whose pins are to be released, plus the pipe that wakes the I/O thread.
+
+    Finalizers hold a reference to this object, so its fds stay open (and can
+    never be reused for something else) as long as any finalizer may write.
+    """
+
+    def __init__(self):
+        self.ids: collections.deque[bytes] = collections.deque()
+        self.read_fd, self.write_fd = os.pipe()
+        os.set_blocking(self.read_fd, False)
+        os.set_blocking(self.write_fd, False)
+        self.closed = False
+
+    def push(self, object_id: bytes) -> None:  # called from finalizers: lock-free
+        if self.closed:
+            return  # the client disconnected: the store already dropped its pins
+        self.ids.append(object_id)
+        self.wake()
+
+    def wake(self) -> None:
+        try:
+            os.write(self.write_fd, b"x")
+        except OSError:
+            pass  # the pipe is full, so the I/O thread will wake anyway
+
+    def drain_wakeups(self) -> None:
+        try:
+            while os.read(self.read_fd, 4096):
+                pass
+        except BlockingIOError:
+            pass
+
+    def pop_all(self) -> list[bytes]:
+        out = []
+        while self.ids:
+            out.append(self.ids.popleft())
+        return out
+
+    def __del__(self):
+        for fd in (self.read_fd, self.write_fd):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+
+class _Call:
+    __slots__ = ("event", "reply", "msg")
+
+    def __init__(self, msg):
+        self.msg = msg
+        self.event = threading.Event()
+        self.reply = None
+
+
+class Connection:
+    """Request/reply over a DEALER socket, served by a daemon I/O thread."""
+
+    def __init__(self, socket_path: str, releases: ReleaseQueue):
+        self.socket_path = socket_path
+        self._releases = releases
+        self._rids = itertools.count(1)
+        self._outbox: collections.deque[bytes] = collections.deque()
+        self._calls: dict[int, _Call] = {}
+        self._abandoned: set[int] = set()  # gets that timed out: give back the pin if the reply comes
+        self._stopping = False
+        self._ctx = zmq.Context()
+        self._sock = self._ctx.socket(zmq.DEALER)
+        self._sock.setsockopt(zmq.LINGER, 0)
+        self._sock.connect(f"ipc://{socket_path}")
+        self._thread = threading.Thread(target=self._run, name="plasma-io", daemon=True)
+        self._thread.start()
+
+    def call(self, msg, timeout: float):
+        """Send a request and return its reply; raise StoreUnavailableError if none comes in time."""
+        if self._stopping:
+            raise PlasmaError("this PlasmaClient is closed: create a new one")
+        msg = dataclasses.replace(msg, rid=next(self._rids))
+        call = self._calls[msg.rid] = _Call(msg)
+        self._outbox.append(P.encode(msg))
+        self._releases.wake()
+        if not call.event.wait(timeout) and self._calls.pop(msg.rid, None) is not None:
+            if isinstance(msg, P.Get):
+                self._abandoned.add(msg.rid)
+            raise StoreUnavailableError(
+                f"object store at {self.socket_path} did not answer {msg.TYPE} within {timeout:.1f}s; "
+                "is it running?", socket_path=self.socket_path)
+        call.event.wait()  # set by now: either in time, or just as we gave up
+        return call.reply
+
+    def close(self, timeout: float) -> None:
+        """Stop the I/O thread after it has sent what is queued, and close the socket."""
+        self._stopping = True
+        self._releases.wake()
+        self._thread.join(timeout)
+        self._sock.close(linger=0)
+        self._ctx.term()
+
+    # -- the I/O thread --------------------------------------------------------
+
+    def _run(self) -> None:
+        poller = zmq.Poller()
+        poller.register(self._sock, zmq.POLLIN)
+        poller.register(self._releases.read_fd, zmq.POLLIN)
+        try:
+            while True:
+                ready = dict(poller.poll())
+                self._releases.drain_wakeups()
+                self._send_queued()
+                if self._sock in ready:
+                    self._receive()
+                if self._stopping and not self._outbox:
+                    return
+        except zmq.ZMQError as exc:  # the context is being torn down under us
+            log.debug("plasma client I/O thread stopped: %s", exc)
+        except Exception:  # a bug: fail every waiting call rather than leave it hanging
+            log.exception("plasma client I/O thread crashed")
+        finally:
+            self._fail_all()
+
+    def _send_queued(self) -> None:
+        ids = self._releases.pop_all()
+        if ids:
+            self._sock.send(P.encode(P.Release(ids)))
+        while self._outbox:
+            self._sock.send(self._outbox.popleft())
+
+    def _receive(self) -> None:
+        while True:
+            try:
+                frame = self._sock.recv(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            try:
+                reply = P.decode(frame)
+            except PlasmaError as exc:  # e.g. a store of another version: tell the caller why
+                rid = P.peek_rid(frame)
+                if rid is None:
+                    log.warning("dropped a malformed reply from the store: %s", exc)
+                    continue
+                reply = P.Error(rid, "ProtocolError", f"malformed reply from the store: {exc}")
+            call = self._calls.pop(reply.rid, None)
+            if call is not None:
+                call.reply = reply
+                call.event.set()
+            elif reply.rid in self._abandoned:
+                self._abandoned.discard(reply.rid)
+                if isinstance(reply, P.Located):  # a late get took a pin nobody will release
+                    self._sock.send(P.encode(P.Release([reply.object_id])))
+
+    def _fail_all(self) -> None:
+        self._stopping = True
+        for rid in list(self._calls):
+            call = self._calls.pop(rid, None)
+            if call is not None:
+                call.reply = P.Error(rid, "StoreUnavailableError", "the PlasmaClient was closed during the request")
+                call.event.set()
