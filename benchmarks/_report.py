@@ -76,6 +76,8 @@ def notes(workload: str, cell: dict) -> str:
     elif cell.get("peak_rss_bytes"):
         parts.append(f"peak {cell['peak_rss_bytes'] / GiB:.2f} GiB RSS in "
                      f"{cell['peak_procs']} procs")
+    if (cell.get("cpu_busy_before_pct") or 0) > 25:
+        parts.append(f"machine {cell['cpu_busy_before_pct']:.0f}% busy at start")
     if cell.get("stray_killed"):
         parts.append(f"{cell['stray_killed']} stray pids killed after exit")
     return "; ".join(parts)

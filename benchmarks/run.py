@@ -26,7 +26,7 @@ OUT = os.path.join(HERE, "out")
 DEFAULT_VENV_PY = os.path.join(os.environ.get("BENCH_VENV", "/work/benchvenv"), "bin", "python")
 
 try:
-    import psutil  # noqa: F401  (the watchdog needs it)
+    import psutil
 except ImportError:  # re-run under the bench venv, which has it
     if os.path.exists(DEFAULT_VENV_PY) and os.path.realpath(sys.executable) != os.path.realpath(DEFAULT_VENV_PY):
         os.execv(DEFAULT_VENV_PY, [DEFAULT_VENV_PY, *sys.argv])
@@ -56,6 +56,9 @@ def parse_args(argv=None):
     p.add_argument("--mem-metric", choices=["pss", "rss"], default="pss",
                    help="what the memory guard sums over the tree: pss (default; shared pages "
                         "split between processes) or rss (shared pages counted once per process)")
+    p.add_argument("--idle-wait", type=float, default=None,
+                   help="before each cell, wait up to this many seconds for the machine's CPU use "
+                        "to drop below 25%% (default 60, quick 0); the busy share is recorded")
     p.add_argument("--init-reps", type=int, default=None, help="fresh processes for 'init' (default 3, quick 1)")
     p.add_argument("--results", default=None,
                    help="markdown file to append to (default benchmarks/RESULTS.md for full runs; "
@@ -68,6 +71,8 @@ def parse_args(argv=None):
         args.python = DEFAULT_VENV_PY if os.path.exists(DEFAULT_VENV_PY) else sys.executable
     if args.timeout is None:
         args.timeout = 90.0 if args.quick else 300.0
+    if args.idle_wait is None:
+        args.idle_wait = 0.0 if args.quick else 60.0
     if args.init_reps is None:
         args.init_reps = 1 if args.quick else 3
     if args.results is None and not args.quick:
@@ -127,7 +132,20 @@ def parse_output(output):
     return result, fib_start
 
 
+def wait_idle(limit_s, threshold=25.0):
+    """Wait (up to ``limit_s``) for other work on the machine to calm down.
+
+    Returns the CPU busy percentage seen last (over 1 s), for the record.
+    """
+    deadline = time.monotonic() + limit_s
+    busy = psutil.cpu_percent(interval=0.5)
+    while busy > threshold and time.monotonic() < deadline:
+        busy = psutil.cpu_percent(interval=1.0)
+    return busy
+
+
 def run_cell(args, system, workload, rep=0):
+    busy = wait_idle(args.idle_wait)
     log_path = os.path.join(OUT, "logs", f"{system}_{workload}{'_' + str(rep) if rep else ''}.log")
     cmd = command(args, system, workload)
     watch = _watchdog.run_guarded(cmd, env=peer_env(system), cwd=HERE, timeout_s=args.timeout,
@@ -137,7 +155,8 @@ def run_cell(args, system, workload, rep=0):
     result, fib_start = parse_output(watch.pop("output"))
     cell = {"system": system, "workload": workload, "log": os.path.relpath(log_path, REPO),
             "timeout_s": args.timeout, "mem_limit_bytes": args.mem_limit_gb * 2**30,
-            "mem_metric": args.mem_metric, **watch}
+            "mem_metric": args.mem_metric, "cpu_busy_before_pct": busy,
+            "loadavg_after": os.getloadavg()[0], **watch}
     if watch["status"] in ("timeout", "OOM-killed"):
         cell["status"] = watch["status"]
         if fib_start:
@@ -172,6 +191,7 @@ def run_init(args, system):
     best["peak_pss_bytes"] = max((c.get("peak_pss_bytes") or 0) for c in cells) or None
     best["peak_procs"] = max(c["peak_procs"] for c in cells)
     best["stray_killed"] = sum(c["stray_killed"] for c in cells)
+    best["cpu_busy_before_pct"] = max(c["cpu_busy_before_pct"] for c in cells)
     return best
 
 
@@ -189,6 +209,7 @@ def main(argv=None):
               file=sys.stderr)
     info = _sysinfo.collect(args.python, REPO)
     started = dt.datetime.now(dt.timezone.utc)
+    info["loadavg_start"] = os.getloadavg()
     print(f"# {started:%Y-%m-%d %H:%M} UTC — {_sysinfo.headline(info)}")
     print(f"# {_sysinfo.versions_line(info)}")
     print(f"# peers run with {args.python}; timeout {args.timeout:.0f} s, "
@@ -210,7 +231,13 @@ def main(argv=None):
     finally:
         _watchdog.kill_tree()  # nothing of ours survives, even on Ctrl-C
         _watchdog.reap_zombies()
+    info["loadavg_end"] = os.getloadavg()
     write_outputs(args, info, started, results)
+
+
+def busy_cells(results):
+    return sorted(f"{SYSTEMS[s]['label']}/{w}" for w, cells in results.items()
+                  for s, c in cells.items() if (c.get("cpu_busy_before_pct") or 0) > 25)
 
 
 def render(args, info, started, results):
@@ -219,7 +246,11 @@ def render(args, info, started, results):
              f"- Versions: {_sysinfo.versions_line(info)}",
              f"- Mode: {mode}; per-cell timeout {args.timeout:.0f} s; memory guard "
              f"{args.mem_limit_gb:g} GiB (summed {args.mem_metric.upper()} of the cell's process "
-             f"tree); each cell in a fresh process.", ""]
+             f"tree); each cell in a fresh process.",
+             f"- Machine load: 1-min load average {info['loadavg_start'][0]:.2f} at start, "
+             f"{info['loadavg_end'][0]:.2f} at end (2 cores; other work on the machine "
+             f"slows every system). Cells started while other processes kept the CPUs over 25% "
+             f"busy: {', '.join(busy_cells(results)) or 'none'}.", ""]
     for workload, cells in results.items():
         parts += [_report.table(workload, cells), ""]
     parts += ["Notes:",
