@@ -266,7 +266,13 @@ class StoreServer:
         entry = self.store.get(object_id)
         path = entry.path
         if path is None:  # first spill; a restored object keeps its file, re-spilling it is free
-            path = self.spill.spill(object_id, self.arena.array[entry.offset:entry.offset + entry.size])
+            try:
+                path = self.spill.spill(object_id, self.arena.array[entry.offset:entry.offset + entry.size])
+            except OSError as exc:
+                raise ObjectStoreFullError(
+                    f"object store full and spilling {object_id.hex()} ({entry.size} bytes) to {self.spill.path} "
+                    f"failed: {exc}. Free disk space there, or start the store with a larger capacity.",
+                    object_id=object_id) from exc
         self.store.spilled(object_id, path)
 
     def _located(self, identity, m: P.Get) -> P.Located:

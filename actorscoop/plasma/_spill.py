@@ -13,7 +13,7 @@ import tempfile
 
 import numpy as np
 
-from ._arena import PREFIX
+from ._arena import PREFIX, unlink_quietly
 
 
 class SpillDir:
@@ -28,8 +28,12 @@ class SpillDir:
     def spill(self, object_id: bytes, data: np.ndarray) -> str:
         """Write an object's bytes to a new file and return its path."""
         path = os.path.join(self.path, f"{object_id.hex()}.spill")
-        with open(path, "wb") as f:
-            f.write(memoryview(data))
+        try:
+            with open(path, "wb") as f:
+                f.write(memoryview(data))
+        except OSError:
+            unlink_quietly(path)  # no half-written files
+            raise
         return path
 
     @staticmethod

@@ -98,3 +98,55 @@ def test_object_larger_than_the_store_goes_to_a_fallback_file(stores):
     del arr
     gc.collect()
     wait_for(lambda: c.list_objects() == [] and not os.path.exists(path), what="fallback file removal")
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_random_workload_against_a_model(stores, seed):
+    """Random puts, gets (held or dropped), deletes and copies through a store a fraction of the data's size.
+    The store validates its invariants after every request; every read must match the model."""
+    import random
+    rng = random.Random(seed)
+    store = stores.start(capacity=6 * MB)
+    c = stores.client(store, full_store_wait=0.1)
+    model, held, next_id, spilled, full = {}, [], 0, 0, 0
+    for _ in range(300):
+        action = rng.random()
+        if action < 0.35 or not model:
+            size = rng.choice([100, 10_000, 300_000, MB, 2 * MB])
+            value = np.random.default_rng(next_id).integers(0, 255, size, dtype=np.uint8)
+            try:
+                c.put(oid(next_id), value)
+                model[oid(next_id)] = value
+            except ObjectStoreFullError:
+                assert held, "the store may only be full while views are held"
+                full += 1
+            next_id += 1
+        elif action < 0.75:
+            key = rng.choice(list(model))
+            try:
+                arr = c.get(key, copy=rng.random() < 0.2)
+            except ObjectStoreFullError:
+                assert held
+                continue
+            assert np.array_equal(arr, model[key])
+            if rng.random() < 0.3:
+                held.append(arr)
+            del arr
+        elif action < 0.85 and held:
+            held.pop(rng.randrange(len(held)))
+        else:
+            key = rng.choice(list(model))
+            c.delete([key])
+            del model[key]
+        if len(held) > 3:
+            held.pop(0)
+        spilled = max(spilled, c.stats()["num_spilled"])
+    assert spilled > 5, "the workload should make the store spill"
+    held.clear()
+    gc.collect()
+    for key, value in model.items():
+        assert np.array_equal(c.get(key), value)
+    c.delete(list(model))
+    gc.collect()
+    wait_for(lambda: c.list_objects() == [], what="all objects deleted")
+    assert c.stats()["used"] == 0
