@@ -56,13 +56,14 @@ class Raylet:
         max_workers = int(self.config.get("max_workers", max(4, 4 * int(max(1, num_cpus)))))
         self.scheduler = S.Scheduler(S.SchedulerConfig(
             resources=totals, max_workers=max_workers,
-            pipeline_depth=int(self.config.get("pipeline_depth", 1))))
+            pipeline_depth=int(self.config.get("pipeline_depth", 8))))
         self.objects = ObjectTable()
         self.workers = WorkerTable(os.path.join(session_dir, "logs"))
         self.clients = {}
         self.functions = {}
         self.tasks = {}
         self.outbox = collections.defaultdict(list)
+        self.events = []  # scheduler events of this loop turn
         self.warned_infeasible = set()
         sockets = os.path.realpath(os.path.join(session_dir, "sockets"))  # may be a short symlink
         self.sock_path = os.path.join(sockets, "raylet.sock")
@@ -116,8 +117,7 @@ class Raylet:
                 "started": self.started}
 
     def prestart_workers(self, n):
-        for _ in range(min(n, self.scheduler.config.max_workers)):
-            self.scheduler.starting += 1
+        for _ in self.scheduler.prestart(n):
             self._do_start_worker(None)
 
     def install_signal_handlers(self):
@@ -150,6 +150,8 @@ class Raylet:
                     _drain_fd(item)
                 else:
                     self._on_pidfd(item)
+            if self.events:
+                self._run_scheduler()
             self._flush()
             if time.monotonic() >= next_tick:
                 next_tick = time.monotonic() + 1.0
@@ -218,8 +220,12 @@ class Raylet:
                     raise
 
     def _feed(self, events):
-        """Hand events to the scheduler and carry out what it says, to a fixed point."""
-        queue = list(events)
+        """Queue scheduler events; they are handled once per loop turn, in order."""
+        self.events.extend(events)
+
+    def _run_scheduler(self):
+        """Hand queued events to the scheduler and carry out what it says, to a fixed point."""
+        queue, self.events = self.events, []
         while queue:
             instructions = self.scheduler.handle_many(queue)
             queue = []
@@ -290,7 +296,8 @@ class Raylet:
             self._fail_returns(self.tasks.pop(tid), _errors.pack_exception(ObjectLostError(
                 f"function {spec.name} was never registered with this node")))
             return
-        self._feed([S.TaskSubmitted(tid, _resources(spec.resources), tuple(missing), spec.name)])
+        self._feed([S.TaskSubmitted(tid, _resources(spec.resources), tuple(missing), spec.name,
+                                    self.clients[ident].kind != P.KIND_WORKER)])
 
     def _on_put(self, ident, rec):
         self.objects.put(rec.object_id, ident, rec.kind, rec.data, rec.size, rec.contained)

@@ -7,6 +7,8 @@ class TaskSubmitted(NamedTuple):
     resources: dict  # e.g. {"CPU": 1.0}
     deps: tuple  # object ids not yet available
     name: str = ""
+    pipelinable: bool = True  # may queue behind a busy worker (not for nested tasks,
+    #                           which are better run inline by the worker that waits)
 
 
 class ObjectReady(NamedTuple):

@@ -1,6 +1,7 @@
 """The local scheduler: tasks wait for arguments, queue, and run on workers whose
 resources fit. Workers blocked in ``get`` lend their CPU out, and are handed the very
 tasks they wait for when those are still queued (DESIGN.md section 5)."""
+import itertools
 from dataclasses import dataclass, field
 
 from . import _events as ev
@@ -22,7 +23,7 @@ class IllegalTransition(RuntimeError):
 class SchedulerConfig:
     resources: dict  # node totals, e.g. {"CPU": 2.0}
     max_workers: int = 8  # cap on worker processes, extra ones for blocked workers included
-    pipeline_depth: int = 1  # tasks queued on one busy worker when the backlog is long
+    pipeline_depth: int = 8  # tasks queued on one busy worker when the backlog is long
     scan_limit: int = 64  # tasks skipped per pass before giving up (head-of-line bound)
 
 
@@ -32,6 +33,7 @@ class _Task:
     resources: dict
     name: str
     state: TaskState = None
+    pipelinable: bool = True
     missing: set = field(default_factory=set)
     worker: bytes = None
 
@@ -102,6 +104,12 @@ class Scheduler:
         self._schedule()
         return out
 
+    def prestart(self, n) -> list:
+        """Workers to start before any task arrives (at most the cap)."""
+        n = max(0, min(n, self.config.max_workers - len(self.workers) - self.starting))
+        self.starting += n
+        return [ins.StartWorker()] * n
+
     def counts(self) -> dict:
         by_state = {s.value: 0 for s in TaskState}
         for t in self.tasks.values():
@@ -138,7 +146,7 @@ class Scheduler:
     def _on_submitted(self, e):
         if e.task_id in self.tasks:
             raise IllegalTransition(e.task_id, self.tasks[e.task_id].state, "submitted", "duplicate submit")
-        task = _Task(e.task_id, e.resources, e.name)
+        task = _Task(e.task_id, e.resources, e.name, pipelinable=e.pipelinable)
         self.tasks[e.task_id] = task
         if not _fits(e.resources, self.total):
             self._move(task, TaskState.INFEASIBLE, "submitted")
@@ -204,20 +212,27 @@ class Scheduler:
             self.idle[w.worker_id] = None
 
     def _on_blocked(self, e):
+        """The worker waits in get() for ``awaited_tasks``. A worker already blocked may
+        say it again with another set: it ran a queued task inline, which now waits."""
         w = self.workers.get(e.worker_id)
-        if w is None or w.state is not WorkerState.BUSY:
+        if w is None or w.state is WorkerState.IDLE:
             return
         for tid in e.awaited_tasks:
             if tid in self.ready:
+                if w.state is WorkerState.BLOCKED:
+                    self._wake(w)
                 task = self.tasks[tid]
                 del self.ready[tid]
                 self._assign(task, w, inline=True)
                 return
         # Nothing to run inline now: lend the CPU out until the worker unblocks, and
         # remember what it waits for, to hand it over if it is still queued later.
-        if w.lease is not None:
-            _give(self.available, w.lease)
-        w.state = WorkerState.BLOCKED
+        if w.state is WorkerState.BLOCKED:
+            self._forget_awaited(w)
+        else:
+            if w.lease is not None:
+                _give(self.available, w.lease)
+            w.state = WorkerState.BLOCKED
         w.awaited = tuple(e.awaited_tasks)
         for tid in w.awaited:
             self.awaited_by[tid] = w.worker_id
@@ -233,6 +248,9 @@ class Scheduler:
         if w.lease is not None:
             _take(self.available, w.lease)
         w.state = WorkerState.BUSY
+        self._forget_awaited(w)
+
+    def _forget_awaited(self, w):
         for tid in w.awaited:
             if self.awaited_by.get(tid) == w.worker_id:
                 del self.awaited_by[tid]
@@ -267,7 +285,11 @@ class Scheduler:
         skipped = 0
         demand = 0
         avail = self.available
-        for tid in list(self.ready):
+        # Look at no more of the queue than could possibly be placed now.
+        room = len(self.idle) + len(self.awaited_by) + self.config.scan_limit
+        if self.config.pipeline_depth > 1:
+            room += self.config.pipeline_depth * len(self.workers)
+        for tid in list(itertools.islice(self.ready, room)):
             task = self.tasks[tid]
             need = task.resources
             fits = _fits(need, avail)
@@ -305,7 +327,7 @@ class Scheduler:
     def _pipeline(self, task):
         """Queue a task behind a busy worker holding the same resource shape."""
         depth = self.config.pipeline_depth
-        if depth <= 1 or len(self.ready) <= len(self.workers):
+        if depth <= 1 or not task.pipelinable or len(self.ready) <= len(self.workers):
             return False
         for w in self.workers.values():
             if w.state is WorkerState.BUSY and len(w.tasks) < depth and w.lease == task.resources:
