@@ -64,6 +64,7 @@ class Raylet:
         self.tasks = {}
         self.outbox = collections.defaultdict(list)
         self.events = []  # scheduler events of this loop turn
+        self.dead_workers = {}  # worker id -> (pid, exit code), the most recent ones
         self.warned_infeasible = set()
         sockets = os.path.realpath(os.path.join(session_dir, "sockets"))  # may be a short symlink
         self.sock_path = os.path.join(sockets, "raylet.sock")
@@ -469,9 +470,8 @@ class Raylet:
         if task is None:
             return None
         spec = task.spec
-        w = self.workers.by_id.get(lost.worker_id)
-        how = describe_exit(w.exit_code if w else None)
-        pid = w.pid if w else "?"
+        pid, code = self.dead_workers.get(lost.worker_id, ("?", None))
+        how = describe_exit(code)
         if task.cancelled:
             del self.tasks[lost.task_id]
             return self._fail_returns(task, _errors.pack_exception(TaskCancelledError(
@@ -531,6 +531,9 @@ class Raylet:
                 w = self.workers.by_pid.get(r["exited"])
                 if w is not None:
                     w.exit_code = r["code"]
+                    self.dead_workers[w.worker_id] = (w.pid, w.exit_code)
+                    while len(self.dead_workers) > 256:
+                        del self.dead_workers[next(iter(self.dead_workers))]
                     self._forward_log(w)
                     try:
                         self.poller.unregister(w.log_fd)
