@@ -1,11 +1,16 @@
-"""The client's link to the store: one I/O thread owns the ZeroMQ socket.
+"""The client's link to the store: one DEALER socket, shared by every thread.
 
-Callers in any thread hand a request to the I/O thread and wait for its reply
-(matched by request id), so a get that waits for an object to appear blocks
-only its own thread.  Pin releases come from finalizers, which can run in any
-thread at any moment (garbage collection): they only append to a deque and
-write a byte to a pipe, never touch the socket or take a lock.  The I/O thread
-sends queued releases before any request queued after them.
+Most requests are answered at once, so the calling thread does the I/O itself
+under a lock (one round trip, no thread hand-off).  A get that *waits* for an
+object to appear must not hold that lock: it sends its request, then sleeps on
+an event, and a small I/O thread reads the socket while such waits are
+outstanding, stepping aside (through a wake-up pipe) whenever another thread
+needs the socket.  Whoever reads a reply hands it to the call it belongs to.
+
+Pin releases come from finalizers, which can run in any thread at any moment
+(garbage collection): they only append to a deque and write a byte to the
+pipe, never touch the socket or take a lock.  Queued releases are sent before
+any request that follows them, or by the I/O thread when the client is idle.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import itertools
 import logging
 import os
 import threading
+import time
 
 import zmq
 
@@ -82,15 +88,19 @@ class _Call:
 
 
 class Connection:
-    """Request/reply over a DEALER socket, served by a daemon I/O thread."""
+    """Request/reply over a DEALER socket; see the module docstring for who reads it when."""
 
     def __init__(self, socket_path: str, releases: ReleaseQueue):
         self.socket_path = socket_path
         self._releases = releases
         self._rids = itertools.count(1)
-        self._outbox: collections.deque[bytes] = collections.deque()
         self._calls: dict[int, _Call] = {}
         self._abandoned: set[int] = set()  # gets that timed out: give back the pin if the reply comes
+        self._io = threading.Lock()  # whoever holds it may use the socket
+        self._cond = threading.Condition()  # guards the three counters/flags below
+        self._sync_waiting = 0  # threads that want the socket
+        self._waits = 0  # waiting gets outstanding: the I/O thread must read replies
+        self._reading = False  # the I/O thread holds the socket and is polling it
         self._stopping = False
         self._ctx = zmq.Context()
         self._sock = self._ctx.socket(zmq.DEALER)
@@ -105,9 +115,21 @@ class Connection:
             raise PlasmaError("this PlasmaClient is closed: create a new one")
         msg = dataclasses.replace(msg, rid=next(self._rids))
         call = self._calls[msg.rid] = _Call(msg)
-        self._outbox.append(P.encode(msg))
-        self._releases.wake()
-        if not call.event.wait(timeout) and self._calls.pop(msg.rid, None) is not None:
+        waiting = isinstance(msg, P.Get) and bool(msg.timeout)
+        deadline = time.monotonic() + timeout
+        if not waiting:
+            self._with_socket(lambda: self._roundtrip(call, deadline))
+        else:
+            with self._cond:
+                self._waits += 1
+            try:
+                self._with_socket(lambda: self._sock.send(P.encode(msg)))
+                self._releases.wake()  # the I/O thread starts reading replies
+                call.event.wait(timeout)
+            finally:
+                with self._cond:
+                    self._waits -= 1
+        if not call.event.is_set() and self._calls.pop(msg.rid, None) is not None:
             if isinstance(msg, P.Get):
                 self._abandoned.add(msg.rid)
             raise StoreUnavailableError(
@@ -117,28 +139,73 @@ class Connection:
         return call.reply
 
     def close(self, timeout: float) -> None:
-        """Stop the I/O thread after it has sent what is queued, and close the socket."""
-        self._stopping = True
+        """Stop the I/O thread after it has sent queued releases, and close the socket."""
+        with self._cond:
+            self._stopping = True
+            self._cond.notify_all()
         self._releases.wake()
         self._thread.join(timeout)
         self._sock.close(linger=0)
         self._ctx.term()
 
+    # -- socket access ---------------------------------------------------------
+
+    def _with_socket(self, action):
+        """Run ``action`` holding the socket, asking the I/O thread to step aside if it is reading."""
+        with self._cond:
+            self._sync_waiting += 1
+            if self._reading:
+                self._releases.wake()
+        try:
+            with self._io:
+                self._flush_releases()
+                return action()
+        finally:
+            with self._cond:
+                self._sync_waiting -= 1
+                self._cond.notify_all()
+
+    def _roundtrip(self, call: _Call, deadline: float) -> None:  # holding the socket
+        self._sock.send(P.encode(call.msg))
+        while not call.event.is_set():
+            left = deadline - time.monotonic()
+            if left <= 0 or not self._sock.poll(int(left * 1000) + 1):
+                return
+            self._receive()
+
     # -- the I/O thread --------------------------------------------------------
 
     def _run(self) -> None:
-        poller = zmq.Poller()
-        poller.register(self._sock, zmq.POLLIN)
-        poller.register(self._releases.read_fd, zmq.POLLIN)
+        pipe_only = zmq.Poller()
+        pipe_only.register(self._releases.read_fd, zmq.POLLIN)
+        both = zmq.Poller()
+        both.register(self._releases.read_fd, zmq.POLLIN)
+        both.register(self._sock, zmq.POLLIN)
         try:
             while True:
-                ready = dict(poller.poll())
-                self._releases.drain_wakeups()
-                self._send_queued()
-                if self._sock in ready:
-                    self._receive()
-                if self._stopping and not self._outbox:
-                    return
+                with self._cond:
+                    while self._sync_waiting and not self._stopping:
+                        self._cond.wait()
+                    if self._stopping:
+                        break
+                    self._reading = self._waits > 0
+                if self._reading:
+                    with self._io:
+                        self._flush_releases()
+                        ready = dict(both.poll())
+                        self._releases.drain_wakeups()
+                        if self._sock in ready:
+                            self._receive()
+                    with self._cond:
+                        self._reading = False
+                else:
+                    pipe_only.poll()
+                    self._releases.drain_wakeups()
+                    if self._releases.ids:
+                        with self._io:
+                            self._flush_releases()
+            with self._io:
+                self._flush_releases()
         except zmq.ZMQError as exc:  # the context is being torn down under us
             log.debug("plasma client I/O thread stopped: %s", exc)
         except Exception:  # a bug: fail every waiting call rather than leave it hanging
@@ -146,14 +213,12 @@ class Connection:
         finally:
             self._fail_all()
 
-    def _send_queued(self) -> None:
+    def _flush_releases(self) -> None:  # holding the socket
         ids = self._releases.pop_all()
         if ids:
             self._sock.send(P.encode(P.Release(ids)))
-        while self._outbox:
-            self._sock.send(self._outbox.popleft())
 
-    def _receive(self) -> None:
+    def _receive(self) -> None:  # holding the socket
         while True:
             try:
                 frame = self._sock.recv(zmq.NOBLOCK)
