@@ -1,8 +1,12 @@
-"""The driver's connection to its raylet: one I/O thread (the pump) owns the socket.
+"""The driver's connection to its raylet: two sockets, so no thread hands off a send.
 
-The user's thread appends records to an outbox and wakes the pump through an eventfd;
-whatever piles up while the pump is busy leaves in one frame, so submitting in a loop
-batches by itself. The pump files incoming values and wakes a waiting get().
+* ``tx`` (DEALER) carries every request. Any user thread sends on it directly, under a
+  lock: a submit costs one ``send``, with no wake-up of another thread.
+* ``rx`` (DEALER) receives every reply. One I/O thread (the pump) owns it: it files
+  incoming values, wakes a waiting ``get()``, prints remote output, and flushes released
+  references now and then.
+
+The raylet knows the two as one client (``tx`` introduces itself as an alias of ``rx``).
 """
 import logging
 import os
@@ -16,9 +20,11 @@ import zmq
 from . import _refcount
 from . import protocol as P
 from ._core import CoreClient
-from .exceptions import NodeDiedError
+from .exceptions import GetTimeoutError, NodeDiedError
 
 log = logging.getLogger("actorscoop")
+
+_FLUSH_INTERVAL = 0.05  # seconds between flushes of released references
 
 
 class _Waiter:
@@ -30,18 +36,23 @@ class _Waiter:
         self.event = threading.Event()
 
 
-def connect(socket_path, kind, pid, ident, name, timeout):
-    """Open a DEALER to a raylet and do the Hello/Welcome handshake.
-
-    Returns (socket, Welcome, records that arrived in the same frame after it).
-    """
-    ctx = zmq.Context.instance()
+def _dealer(ctx, socket_path, ident):
     sock = ctx.socket(zmq.DEALER)
     sock.setsockopt(zmq.IDENTITY, ident)
     sock.setsockopt(zmq.LINGER, 1000)
     sock.setsockopt(zmq.SNDHWM, 0)
     sock.setsockopt(zmq.RCVHWM, 0)
     sock.connect(f"ipc://{socket_path}")
+    return sock
+
+
+def connect(socket_path, kind, pid, ident, name, timeout):
+    """Open a DEALER to a raylet and do the Hello/Welcome handshake.
+
+    Returns (socket, Welcome, records that arrived in the same frame after it).
+    Raises NodeDiedError when the raylet does not answer or refuses.
+    """
+    sock = _dealer(zmq.Context.instance(), socket_path, ident)
     sock.send(P.encode([P.Hello(P.PROTOCOL_VERSION, kind, pid, ident, name)]))
     if not sock.poll(int(timeout * 1000)):
         sock.close(0)
@@ -56,13 +67,13 @@ def connect(socket_path, kind, pid, ident, name, timeout):
 
 class DriverCore(CoreClient):
     def __init__(self, socket_path, job_id, raylet_alive, name="driver", timeout=10.0):
-        self._sock, welcome, _ = connect(socket_path, P.KIND_DRIVER, os.getpid(), job_id, name, timeout)
+        self._rx, welcome, _ = connect(socket_path, P.KIND_DRIVER, os.getpid(), job_id, name, timeout)
         super().__init__(welcome, job_id)
+        self._tx = _dealer(zmq.Context.instance(), socket_path, job_id + b"/tx")
+        self._tx.send(P.encode([P.Hello(P.PROTOCOL_VERSION, P.KIND_DRIVER_TX, os.getpid(), job_id, name)]))
+        self._tx_lock = threading.Lock()
         self._raylet_alive = raylet_alive  # callable: False once the raylet is gone
-        self._lock = threading.Lock()
-        self._outbox = []
-        self._wake_pending = False
-        self._efd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+        self._lock = threading.Lock()  # guards _waiters
         self._waiters = []
         self._dead = None  # a NodeDiedError once the raylet is gone
         self._stopping = False
@@ -71,16 +82,12 @@ class DriverCore(CoreClient):
         self._pump = threading.Thread(target=self._pump_main, name="actorscoop-pump", daemon=True)
         self._pump.start()
 
-    # ------------------------------------------------------------------ user thread side
+    # ------------------------------------------------------------------ any thread
     def _send(self, records):
         if self._dead is not None:
             raise self._dead
-        with self._lock:
-            self._outbox.extend(records)
-            if self._wake_pending:
-                return
-            self._wake_pending = True
-        os.eventfd_write(self._efd, 1)
+        with self._tx_lock:
+            self._tx.send(P.encode(_refcount.frame(records)))
 
     def _block_until(self, oids, num, deadline):
         values = self._values
@@ -113,43 +120,38 @@ class DriverCore(CoreClient):
         try:
             return self._replies.get(timeout=timeout)
         except queue.Empty:
-            from .exceptions import GetTimeoutError
             raise GetTimeoutError(f"the raylet did not answer a status request within {timeout} s") from None
 
     def close(self):
-        """Say goodbye and stop the pump (the raylet releases everything we held)."""
+        """Say goodbye (the raylet releases everything we held) and stop the pump."""
         if self._stopping:
             return
+        if self._dead is None:
+            try:
+                self._send([P.Goodbye()])
+            except zmq.ZMQError:
+                pass
         self._stopping = True
-        with self._lock:
-            self._outbox.append(P.Goodbye())
-            self._wake_pending = True
-        os.eventfd_write(self._efd, 1)
         self._pump.join(timeout=5)
         self._close_plasma()
-        self._sock.close(linger=500)
-        os.close(self._efd)
+        self._tx.close(linger=500)
+        self._rx.close(linger=0)
 
     # ------------------------------------------------------------------ pump thread
     def _pump_main(self):
-        poller = zmq.Poller()
-        poller.register(self._sock, zmq.POLLIN)
-        poller.register(self._efd, zmq.POLLIN)
-        sock = self._sock
-        last_check = time.monotonic()
-        while True:
-            events = dict(poller.poll(100))
-            if self._efd in events:
-                try:
-                    os.eventfd_read(self._efd)
-                except BlockingIOError:
-                    pass
-            self._flush()
-            if sock in events:
+        rx = self._rx
+        last_flush = last_check = time.monotonic()
+        while not self._stopping:
+            if rx.poll(int(_FLUSH_INTERVAL * 1000)):
                 self._drain()
-            if self._stopping and not self._outbox:
-                return
             now = time.monotonic()
+            if now - last_flush >= _FLUSH_INTERVAL:
+                last_flush = now
+                if _refcount.pending() and self._dead is None:
+                    try:
+                        self._send([])
+                    except zmq.ZMQError:
+                        pass
             if now - last_check > 0.2:
                 last_check = now
                 if not self._raylet_alive():
@@ -158,20 +160,11 @@ class DriverCore(CoreClient):
                         "Call actorscoop.shutdown() and init() again."))
                     return
 
-    def _flush(self):
-        with self._lock:
-            batch = self._outbox
-            self._outbox = []
-            self._wake_pending = False
-        batch = _refcount.frame(batch)
-        if batch:
-            self._sock.send(P.encode(batch), copy=len(batch) > 64)
-
     def _drain(self):
-        sock = self._sock
+        rx = self._rx
         while True:
             try:
-                frame = sock.recv(zmq.NOBLOCK, copy=True)
+                frame = rx.recv(zmq.NOBLOCK)
             except zmq.Again:
                 return
             try:
@@ -200,7 +193,6 @@ class DriverCore(CoreClient):
         elif type(rec) is P.Warning_:
             if rec.message not in self._warned:
                 self._warned.add(rec.message)
-                log.warning("%s", rec.message)
                 print(f"actorscoop warning: {rec.message}", file=sys.stderr, flush=True)
         else:
             log.warning("driver ignored an unexpected %s from the raylet", type(rec).__name__)
@@ -213,10 +205,8 @@ class DriverCore(CoreClient):
 
 
 def _print_remote(prefix, text):
-    out = sys.stdout
-    lines = text.splitlines()
     try:
-        out.write("".join(f"({prefix}) {line}\n" for line in lines))
-        out.flush()
+        sys.stdout.write("".join(f"({prefix}) {line}\n" for line in text.splitlines()))
+        sys.stdout.flush()
     except (OSError, ValueError):
         pass

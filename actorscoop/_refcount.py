@@ -43,6 +43,11 @@ def decr(oid):
         hook(oid)
 
 
+def pending() -> bool:
+    """Whether changes wait to be reported."""
+    return bool(_added or _removed)
+
+
 def held(oid) -> bool:
     return oid in _counts
 

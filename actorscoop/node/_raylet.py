@@ -25,11 +25,12 @@ log = logging.getLogger("actorscoop.raylet")
 
 
 class _Client:
-    __slots__ = ("ident", "kind", "pid", "name", "pidfd")
+    __slots__ = ("ident", "kind", "pid", "name", "pidfd", "aliases")
 
     def __init__(self, ident, kind, pid, name):
         self.ident, self.kind, self.pid, self.name = ident, kind, pid, name
         self.pidfd = None
+        self.aliases = []  # other sockets of the same process (a driver's tx)
 
 
 class _TaskRecord:
@@ -197,7 +198,8 @@ class Raylet:
                     log.warning("dropped %s from a client that has not said Hello", type(rec).__name__)
                     continue
                 try:
-                    self._handlers[type(rec)](ident, rec)
+                    # A driver's sending socket speaks for the driver: use its identity.
+                    self._handlers[type(rec)](client.ident if client is not None else ident, rec)
                 except KeyError:
                     log.warning("dropped unexpected %s from %s", type(rec).__name__, ident.hex()[:8])
                 except Exception:
@@ -240,6 +242,14 @@ class Raylet:
         if rec.version != P.PROTOCOL_VERSION:
             self._send(ident, P.Refused(f"protocol version {rec.version} != {P.PROTOCOL_VERSION}: "
                                         "use the same actorscoop version on every process"))
+            return
+        if rec.kind == P.KIND_DRIVER_TX:
+            main = self.clients.get(rec.worker_id)
+            if main is None or main.kind != P.KIND_DRIVER or main.pid != rec.pid:
+                log.warning("dropped a driver's sending socket that names no driver of its pid")
+                return
+            self.clients[ident] = main
+            main.aliases.append(ident)
             return
         c = _Client(ident, rec.kind, rec.pid, rec.name)
         self.clients[ident] = c
@@ -397,6 +407,8 @@ class Raylet:
         c = self.clients.pop(ident, None)
         if c is None:
             return
+        for alias in c.aliases:
+            self.clients.pop(alias, None)
         if c.pidfd is not None:
             try:
                 self.poller.unregister(c.pidfd)
@@ -557,7 +569,7 @@ class Raylet:
         prefix = f"{name} pid={w.pid}"
         text = "\n".join(lines)
         targets = [task.submitter] if task is not None else \
-            [i for i, c in self.clients.items() if c.kind == P.KIND_DRIVER]
+            [i for i, c in self.clients.items() if c.kind == P.KIND_DRIVER and i == c.ident]
         for t in targets:
             if t in self.clients:
                 self._send(t, P.LogLines(prefix, text))

@@ -17,6 +17,7 @@ VALUE_ERROR = 2  # data holds a serialized exception
 KIND_DRIVER = "driver"
 KIND_WORKER = "worker"
 KIND_CLI = "cli"
+KIND_DRIVER_TX = "driver-tx"  # a driver's sending socket; worker_id names its driver
 
 
 # ---------------------------------------------------------------- client -> raylet
@@ -164,5 +165,5 @@ MESSAGE_TYPES = (
 
 __all__ = [c.__name__ for c in MESSAGE_TYPES] + [
     "PROTOCOL_VERSION", "VALUE_INLINE", "VALUE_PLASMA", "VALUE_ERROR",
-    "KIND_DRIVER", "KIND_WORKER", "KIND_CLI",
+    "KIND_DRIVER", "KIND_WORKER", "KIND_CLI", "KIND_DRIVER_TX",
 ]
