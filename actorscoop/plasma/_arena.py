@@ -15,6 +15,7 @@ import mmap
 import os
 import re
 import secrets
+import socket
 import threading
 
 import numpy as np
@@ -169,3 +170,17 @@ def unlink_quietly(path: str | None) -> None:
             os.unlink(path)
         except FileNotFoundError:
             pass
+
+
+def socket_in_use(path: str) -> bool:
+    """True if a process accepts connections on the unix socket ``path``."""
+    if not os.path.exists(path):
+        return False
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.connect(path)
+        return True
+    except OSError:  # refused (stale file), or not a socket at all
+        return False
+    finally:
+        probe.close()

@@ -11,7 +11,7 @@ import subprocess
 import sys
 import time
 
-from ._arena import unlink_quietly
+from ._arena import socket_in_use, unlink_quietly
 from ._errors import PlasmaError
 
 _MAX_IPC_PATH = 107  # sun_path is 108 bytes including the NUL
@@ -44,7 +44,8 @@ class StoreHandle:
         if self._proc.stdout is not None:
             self._proc.stdout.close()
         unlink_quietly(self.arena_path)
-        unlink_quietly(self.socket_path)
+        if not socket_in_use(self.socket_path):  # a newer store may serve the same path by now
+            unlink_quietly(self.socket_path)
         shutil.rmtree(self.spill_path, ignore_errors=True)
         return self._proc.returncode
 

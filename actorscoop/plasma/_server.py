@@ -16,7 +16,8 @@ import time
 import zmq
 
 from . import _protocol as P
-from ._arena import DEFAULT_PREFAULT, SHM_DIR, Mapping, create_arena, populate_in_background, remove_stale_arenas, unlink_quietly
+from ._arena import (DEFAULT_PREFAULT, SHM_DIR, Mapping, create_arena, populate_in_background, remove_stale_arenas,
+                     socket_in_use, unlink_quietly)
 from ._clients import ClientTable
 from ._errors import (IllegalTransitionError, ObjectNotFoundError, ObjectStoreFullError, PlasmaError,
                       ProtocolError)
@@ -40,6 +41,7 @@ class StoreServer:
             raise PlasmaError(f"store capacity must be a positive number of bytes, got {capacity}")
         self.socket_path = socket_path
         self.validate = validate
+        _claim_socket_path(socket_path)
         remove_stale_arenas()
         self.spill = SpillDir(spill_dir)
         self.arena_path = create_arena(capacity, spill_dir)
@@ -386,3 +388,11 @@ def _read_nonblocking(fd: int) -> bytes:
         return os.read(fd, 512)
     except BlockingIOError:
         return b""
+
+
+def _claim_socket_path(path: str) -> None:
+    """Refuse a socket path a live process serves; remove a stale socket file left by a dead one."""
+    if socket_in_use(path):
+        raise PlasmaError(f"another process (a store?) is already serving {path}: stop it, "
+                          "or choose another socket path")
+    unlink_quietly(path)

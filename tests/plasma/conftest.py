@@ -65,6 +65,7 @@ class Stores:
             code = h.stop(timeout=5)
             if was_alive and code != 0:
                 failures.append(f"store pid {h.pid} exited with {code} (invariant broken? see stderr)")
+        for h in self.handles:  # after all stopped: two stores may have used the same socket path
             leaked = store_files(h.pid) + [p for p in (h.socket_path,) if os.path.exists(p)]
             if leaked:
                 failures.append(f"store pid {h.pid} leaked {leaked}")

@@ -111,3 +111,16 @@ def test_cli_help():
     out = subprocess.run([sys.executable, "-m", "actorscoop.plasma", "--help"], capture_output=True, text=True,
                          env=dict(os.environ, PYTHONPATH=ROOT), timeout=30)
     assert out.returncode == 0 and "--capacity" in out.stdout and "--spill-dir" in out.stdout
+
+
+def test_socket_path_in_use_is_refused_and_stale_socket_reused(stores):
+    h = stores.start(name="one")
+    with pytest.raises(PlasmaError, match="already serving .*choose another socket path"):
+        start_store(h.socket_path, 1 << 20)
+    os.kill(h.pid, signal.SIGKILL)
+    h._proc.wait(10)
+    assert os.path.exists(h.socket_path)  # left behind
+    again = stores.start(name="one")  # same path: the stale socket file is replaced
+    h.stop()  # stopping the dead store leaves the live one's socket alone
+    c = stores.client(again)
+    assert not c.contains(b"x" * 20)
