@@ -2,8 +2,9 @@
 
 One thread serves every request in order.  The loop polls the socket and one
 pidfd per client (a dead client's pins are released at once), and keeps two
-kinds of deadlines: gets waiting for an object to be sealed, and creates
-waiting for pinned objects to be released when the store is full.
+kinds of deadlines: gets waiting for an object to be sealed, and requests
+waiting for room (creates, and gets of spilled objects) while every resident
+object is pinned.
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ class StoreServer:
         self.store = ObjectStore(capacity)
         self.clients = ClientTable()
         self.gets: dict[bytes, list[_Waiter]] = {}
-        self.creates: list[_Waiter] = []
+        self.blocked: list[_Waiter] = []  # Create, or Get of a spilled object, waiting for room
         self._warned: set[str] = set()
         self._fallback_warned = False
         self._ctx = zmq.Context()
@@ -87,7 +88,7 @@ class StoreServer:
             for identity in self.clients.dead([fd for fd in ready if isinstance(fd, int)]):
                 self._client_gone(identity, "process exited")
             self._expire(time.monotonic())
-            self._retry_creates()
+            self._retry_blocked()
             if self.validate:
                 self.store.validate()
 
@@ -139,7 +140,7 @@ class StoreServer:
             log.warning("dropped a reply to %r: its queue is full", identity)
 
     def _poll_timeout_ms(self) -> int | None:
-        deadlines = [w.deadline for ws in self.gets.values() for w in ws] + [w.deadline for w in self.creates]
+        deadlines = [w.deadline for ws in self.gets.values() for w in ws] + [w.deadline for w in self.blocked]
         timeouts = [max(0.0, min(deadlines) - time.monotonic())] if deadlines else []
         if self.clients.poll_interval() is not None:
             timeouts.append(self.clients.poll_interval())
@@ -167,7 +168,7 @@ class StoreServer:
         if located is not None:
             return located
         if m.full_timeout > 0:
-            self.creates.append(_Waiter(identity, m, time.monotonic() + m.full_timeout))
+            self.blocked.append(_Waiter(identity, m, time.monotonic() + m.full_timeout))
             return None
         raise self._full_error(m)
 
@@ -189,7 +190,13 @@ class StoreServer:
     def on_get(self, identity, m: P.Get):
         entry = self.store.get(m.object_id)
         if entry is not None and entry.state is State.SEALED:
-            return self._located(identity, m)
+            try:
+                return self._located(identity, m)
+            except ObjectStoreFullError:  # spilled, and no room to restore it
+                if not m.timeout:
+                    raise
+                self.blocked.append(_Waiter(identity, m, time.monotonic() + m.timeout))
+                return None
         if entry is None or entry.state is State.CREATED:
             if m.timeout is not None and m.timeout > 0:
                 waiter = _Waiter(identity, m, time.monotonic() + m.timeout)
@@ -221,7 +228,9 @@ class StoreServer:
     def on_stats(self, identity, m: P.Stats):
         stats = self.store.stats()
         stats.update(arena_path=self.arena_path, num_clients=len(self.clients), store_pid=os.getpid(),
-                     waiting_gets=sum(map(len, self.gets.values())), waiting_creates=len(self.creates))
+                     waiting_gets=sum(map(len, self.gets.values())),
+                     waiting_creates=sum(isinstance(w.msg, P.Create) for w in self.blocked),
+                     waiting_restores=sum(isinstance(w.msg, P.Get) for w in self.blocked))
         return P.Answer(m.rid, stats)
 
     def on_disconnect(self, identity, m: P.Disconnect):
@@ -289,11 +298,7 @@ class StoreServer:
     def _restore(self, entry: Entry) -> None:
         restored = self._with_room(entry.size, lambda: self.store.restore(entry.object_id))
         if restored is None:
-            raise ObjectStoreFullError(
-                f"cannot restore spilled object {entry.object_id.hex()} ({entry.size} bytes): the store "
-                f"({self.store.capacity} bytes) is full, {self.store.pinned_summary()}. Release views of "
-                "objects you no longer use, or start the store with a larger capacity.",
-                object_id=entry.object_id)
+            raise self._restore_full_error(entry)
         try:
             self.spill.restore(entry.path, self.arena.array[entry.offset:entry.offset + entry.size])
         except OSError:
@@ -320,18 +325,29 @@ class StoreServer:
                 self._reply(w.identity, P.Error(w.msg.rid, type(exc).__name__, str(exc)))
             if not waiting:
                 del self.gets[object_id]
-        for w in [w for w in self.creates if w.deadline <= now]:
-            self.creates.remove(w)
-            self._reply(w.identity, P.Error(w.msg.rid, "ObjectStoreFullError", str(self._full_error(w.msg))))
+        for w in [w for w in self.blocked if w.deadline <= now]:
+            self.blocked.remove(w)
+            entry = self.store.get(w.msg.object_id)
+            exc = (self._full_error(w.msg) if isinstance(w.msg, P.Create) or entry is None
+                   else self._restore_full_error(entry))
+            self._reply(w.identity, P.Error(w.msg.rid, "ObjectStoreFullError", str(exc)))
 
-    def _retry_creates(self) -> None:
-        for w in list(self.creates):
+    def _retry_blocked(self) -> None:
+        for w in list(self.blocked):
             try:
-                reply = self._try_create(w.identity, w.msg)
+                if isinstance(w.msg, P.Create):
+                    reply = self._try_create(w.identity, w.msg)
+                elif not self.store.is_readable(w.msg.object_id):
+                    raise self._not_found(w.msg.object_id, self.store.get(w.msg.object_id), None)
+                else:
+                    try:
+                        reply = self._located(w.identity, w.msg)
+                    except ObjectStoreFullError:
+                        reply = None  # still no room: keep waiting
             except PlasmaError as exc:
                 reply = P.Error(w.msg.rid, type(exc).__name__, str(exc))
             if reply is not None:
-                self.creates.remove(w)
+                self.blocked.remove(w)
                 self._reply(w.identity, reply)
 
     def _client_gone(self, identity: bytes, why: str) -> None:
@@ -341,7 +357,7 @@ class StoreServer:
             self.gets[object_id] = [w for w in self.gets[object_id] if w.identity != identity]
             if not self.gets[object_id]:
                 del self.gets[object_id]
-        self.creates = [w for w in self.creates if w.identity != identity]
+        self.blocked = [w for w in self.blocked if w.identity != identity]
         if client is not None:
             log.debug("client pid %d %s; its pins were released", client.pid, why)
 
@@ -357,6 +373,13 @@ class StoreServer:
             f"after waiting {m.full_timeout:.1f}s. Drop references to objects you got (views, numpy arrays), "
             "delete objects you no longer need, or start the store with a larger capacity.",
             object_id=m.object_id, size=m.size, capacity=self.store.capacity)
+
+    def _restore_full_error(self, entry: Entry) -> ObjectStoreFullError:
+        return ObjectStoreFullError(
+            f"cannot restore spilled object {entry.object_id.hex()} ({entry.size} bytes): the store "
+            f"({self.store.capacity} bytes) is full, {self.store.pinned_summary()}. Release views of "
+            "objects you no longer use, or start the store with a larger capacity.",
+            object_id=entry.object_id)
 
     def _not_found(self, object_id: bytes, entry, timeout) -> ObjectNotFoundError:
         if entry is not None and entry.state is State.DELETING:

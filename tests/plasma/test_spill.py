@@ -150,3 +150,23 @@ def test_random_workload_against_a_model(stores, seed):
     gc.collect()
     wait_for(lambda: c.list_objects() == [], what="all objects deleted")
     assert c.stats()["used"] == 0
+
+
+def test_get_of_a_spilled_object_waits_for_room_to_restore_it(stores):
+    store = stores.start(capacity=4 * MB)
+    reader, other = stores.client(store), stores.client(store)
+    reader.put(oid(1), data(1, 3 * MB))
+    reader.put(oid(2), data(2, 3 * MB))  # spills oid(1)
+    held = reader.get(oid(2))
+    with pytest.raises(ObjectStoreFullError, match="cannot restore spilled object .*Release views"):
+        other.get(oid(1))  # no timeout: fail at once
+    result = {}
+    t = threading.Thread(target=lambda: result.setdefault("v", other.get(oid(1), timeout=60)))
+    t.start()
+    wait_for(lambda: reader.stats()["waiting_restores"] == 1, what="the get to wait for room")
+    del held
+    gc.collect()
+    reader.stats()  # flushes the release
+    t.join(60)
+    assert np.array_equal(result["v"], data(1, 3 * MB))
+    assert where(reader) == {oid(1): "shm", oid(2): "spilled"}
