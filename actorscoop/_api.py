@@ -1,9 +1,9 @@
 """The public calls: init, shutdown, remote, get, put, wait, cancel, and cluster info."""
-import asyncio
 import atexit
 import inspect
 import os
 import signal
+import sys
 import threading
 
 from . import _context, _refcount, _session
@@ -135,8 +135,10 @@ def _make_remote(obj, options):
 
 
 def _check_not_in_event_loop(what):
+    if "asyncio" not in sys.modules:  # no loop can run without it; spares the import
+        return
     try:
-        asyncio.get_running_loop()
+        sys.modules["asyncio"].get_running_loop()
     except RuntimeError:
         return
     raise RuntimeError(f"{what} blocks, and this thread runs an asyncio event loop: use "

@@ -3,6 +3,7 @@
 A role (driver, worker) supplies the transport: ``_send(records)`` and
 ``_block_until(oids, num, deadline)``. Everything else lives here once.
 """
+import concurrent.futures
 import os
 import pickle
 import sys
@@ -50,6 +51,8 @@ class CoreClient:
         self._registered = set()  # function ids this process has sent to the raylet
         self._plasma_client = None
         self._plasma_lock = threading.Lock()
+        self._futures = {}  # object id -> (ref, [Future]) not yet completed
+        self._futures_lock = threading.Lock()
         _refcount._forget_hooks.append(self._forget)
 
     # ------------------------------------------------------------------ transport (role)
@@ -85,6 +88,47 @@ class CoreClient:
         if _refcount.held(oid):
             self._values[oid] = (kind, data)
         self._requested.discard(oid)
+        if oid in self._futures:
+            self._complete_futures(oid, kind, data)
+
+    # ------------------------------------------------------------------ futures
+    def future_of(self, ref):
+        """A concurrent.futures.Future completed with ``ref``'s value (or error)."""
+        fut = self._new_future(ref)
+        entry = self._values.get(ref.id)
+        if entry is not None:
+            self._settle(fut, ref.id, entry[0], entry[1])
+            return fut
+        with self._futures_lock:
+            holder = self._futures.get(ref.id)
+            if holder is None:
+                holder = self._futures[ref.id] = (ref, [])  # the ref keeps the value alive
+            holder[1].append(fut)
+        entry = self._values.get(ref.id)  # it may have arrived meanwhile
+        if entry is not None:
+            self._complete_futures(ref.id, entry[0], entry[1])
+        else:
+            self._request([ref.id])
+        return fut
+
+    def _new_future(self, ref):
+        return concurrent.futures.Future()
+
+    def _complete_futures(self, oid, kind, data):
+        with self._futures_lock:
+            holder = self._futures.pop(oid, None)
+        if holder is None:
+            return
+        for fut in holder[1]:
+            self._settle(fut, oid, kind, data)
+
+    def _settle(self, fut, oid, kind, data):
+        if not fut.set_running_or_notify_cancel():
+            return
+        try:
+            fut.set_result(self.materialize(oid, kind, data))
+        except BaseException as exc:
+            fut.set_exception(exc)
 
     def serialize_value(self, object_id_, value):
         """Serialize for a result or a put: (kind, data, size, contained)."""

@@ -173,3 +173,35 @@ def test_init_twice_is_an_error(node):
     with pytest.raises(RuntimeError, match="ignore_reinit_error"):
         asc.init()
     assert asc.init(ignore_reinit_error=True)["num_cpus"] == 2.0
+
+
+def test_future_and_await(node):
+    import asyncio
+    import concurrent.futures
+
+    fut = square.remote(6).future()
+    assert isinstance(fut, concurrent.futures.Future)
+    assert fut.result(timeout=30) == 36
+    done, _ = concurrent.futures.wait([square.remote(i).future() for i in range(5)], timeout=30)
+    assert sorted(f.result() for f in done) == [0, 1, 4, 9, 16]
+
+    async def main():
+        with pytest.raises(RuntimeError, match="await"):
+            asc.get(square.remote(1))
+        return await square.remote(7), await asyncio.gather(*[square.remote(i) for i in range(3)])
+
+    assert asyncio.run(main()) == (49, [0, 1, 4])
+
+    @asc.remote
+    def fails():
+        raise KeyError("k")
+
+    assert isinstance(fails.remote().future().exception(timeout=30), KeyError)
+
+
+def test_future_inside_a_task(node):
+    @asc.remote
+    def outer():
+        return square.remote(5).future().result(timeout=30)
+
+    assert asc.get(outer.remote(), timeout=60) == 25

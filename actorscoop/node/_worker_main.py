@@ -5,6 +5,7 @@ section 5): while waiting it first runs tasks already queued on it, then tells t
 it is blocked, and runs any task the raylet hands it inline.
 """
 import collections
+import concurrent.futures
 import logging
 import os
 import pickle
@@ -25,6 +26,30 @@ log = logging.getLogger("actorscoop.worker")
 
 class _Cancelled(BaseException):
     """Raised inside a task by SIGINT when the raylet cancels it."""
+
+
+class _PumpingFuture(concurrent.futures.Future):
+    """In a single-threaded worker nobody else reads the socket: waiting on the future
+    serves the raylet's messages until the value is there."""
+
+    def __init__(self, core, ref):
+        super().__init__()
+        self._core, self._ref = core, ref
+
+    def _pump(self, timeout):
+        if not self.done():
+            try:
+                self._core.get([self._ref], timeout)
+            except BaseException:
+                pass  # the value (or error) is now filed, or the wait timed out
+
+    def result(self, timeout=None):
+        self._pump(timeout)
+        return super().result(0 if self.done() else timeout)
+
+    def exception(self, timeout=None):
+        self._pump(timeout)
+        return super().exception(0 if self.done() else timeout)
 
 
 class WorkerCore(CoreClient):
@@ -112,6 +137,9 @@ class WorkerCore(CoreClient):
                 raise GetTimeoutError(f"the raylet did not answer a status request within {timeout} s")
             self._recv_and_handle(max(1, int(left * 1000)))
         return self._status_replies.pop(0)
+
+    def _new_future(self, ref):
+        return _PumpingFuture(self, ref)
 
     # ------------------------------------------------------------------ main loop
     def serve(self):
