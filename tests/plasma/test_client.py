@@ -12,7 +12,7 @@ import pytest
 import actorscoop.plasma as plasma
 from actorscoop.plasma import ObjectExistsError, ObjectNotFoundError, PlasmaClient
 
-from conftest import wait_for
+from plasma_helpers import client, store, stores, wait_for  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.timeout(60)
 

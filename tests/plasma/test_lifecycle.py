@@ -11,7 +11,7 @@ import pytest
 from actorscoop.plasma import PlasmaClient, PlasmaError, StoreUnavailableError, start_store
 from actorscoop.plasma._arena import shm_free_bytes
 
-from conftest import ROOT, python, store_files, wait_for
+from plasma_helpers import ROOT, python, store_files, stores, wait_for  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -11,7 +11,7 @@ import zmq
 from actorscoop.plasma import PlasmaClient, ProtocolError
 from actorscoop.plasma import _protocol as P
 
-from conftest import python, wait_for
+from plasma_helpers import python, store, stores, wait_for  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -9,7 +9,7 @@ import pytest
 
 from actorscoop.plasma import ObjectStoreFullError
 
-from conftest import wait_for
+from plasma_helpers import stores, wait_for  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.timeout(120)
 

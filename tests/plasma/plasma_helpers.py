@@ -1,4 +1,8 @@
-"""Fixtures for the object store tests: a real store process per test, checked for leaks on exit."""
+"""Helpers and fixtures for the object store tests.
+
+Deliberately not a conftest.py: tests/conftest.py exists too, and test modules there import
+from "conftest", which must stay theirs.  Test modules import the fixtures they use from here.
+"""
 
 from __future__ import annotations
 
@@ -35,6 +39,13 @@ def wait_for(predicate, timeout: float = 10.0, what: str = "condition"):
 def store_files(pid: int) -> list[str]:
     """Arena files in /dev/shm that belong to store ``pid``."""
     return glob.glob(os.path.join(SHM_DIR, f"{PREFIX}{pid}-*"))
+
+
+def python(code: str, *args: str) -> subprocess.Popen:
+    """Run ``code`` in a fresh interpreter with the package importable; stdin/stdout are pipes."""
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (ROOT, os.environ.get("PYTHONPATH")) if p))
+    return subprocess.Popen([sys.executable, "-c", code, *args], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            text=True, env=env)
 
 
 class Stores:
@@ -87,10 +98,3 @@ def store(stores):
 @pytest.fixture
 def client(stores, store):
     return stores.client(store)
-
-
-def python(code: str, *args: str) -> subprocess.Popen:
-    """Run ``code`` in a fresh interpreter with the package importable; stdin/stdout are pipes."""
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (ROOT, os.environ.get("PYTHONPATH")) if p))
-    return subprocess.Popen([sys.executable, "-c", code, *args], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            text=True, env=env)
