@@ -4,6 +4,7 @@ A role (driver, worker) supplies the transport: ``_send(records)`` and
 ``_block_until(oids, num, deadline)``. Everything else lives here once.
 """
 import concurrent.futures
+import itertools
 import os
 import pickle
 import sys
@@ -53,6 +54,8 @@ class CoreClient:
         self._plasma_lock = threading.Lock()
         self._futures = {}  # object id -> (ref, [Future]) not yet completed
         self._futures_lock = threading.Lock()
+        self._calls = {}  # request id -> Future of the reply
+        self._request_ids = itertools.count(1)
         _refcount._forget_hooks.append(self._forget)
 
     # ------------------------------------------------------------------ transport (role)
@@ -241,6 +244,40 @@ class CoreClient:
 
     def is_ready(self, ref):
         return ref.id in self._values
+
+    # ------------------------------------------------------------------ key-value store
+    def kv_put(self, key, data, contained=(), overwrite=False, timeout=30.0):
+        """Set a key in the node's key-value store; False if it was set already."""
+        reply = self._call(lambda rid: P.KVPut(rid, key, data, list(contained), overwrite), timeout)
+        return not reply.error
+
+    def kv_get(self, key, wait=False, timeout=None):
+        """The data under ``key``, or None. With ``wait``, block until it is set (or
+        raise GetTimeoutError after ``timeout`` seconds)."""
+        reply = self._call(lambda rid: P.KVGet(rid, key, wait), timeout)
+        return reply.data if reply.found else None
+
+    def _call(self, make, timeout):
+        """Send a request whose reply carries its request id; wait for that reply."""
+        rid = next(self._request_ids)
+        fut = concurrent.futures.Future()
+        self._calls[rid] = fut
+        try:
+            self._send([make(rid)])
+            return self._wait_call(fut, timeout)
+        finally:
+            self._calls.pop(rid, None)
+
+    def _on_reply(self, rec):
+        fut = self._calls.get(rec.request_id)
+        if fut is not None and not fut.done():
+            fut.set_result(rec)
+
+    def _wait_call(self, fut, timeout):
+        try:
+            return fut.result(timeout)
+        except concurrent.futures.TimeoutError:
+            raise GetTimeoutError(f"no answer from the raylet within {timeout} s") from None
 
     def cancel(self, ref, force):
         self._send([P.CancelTask(task_of(ref.id), bool(force))])

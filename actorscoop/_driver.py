@@ -188,6 +188,8 @@ class DriverCore(CoreClient):
                                 w.event.set()
         elif type(rec) is P.LogLines:
             _print_remote(rec.prefix, rec.text)
+        elif type(rec) is P.KVReply:
+            self._on_reply(rec)
         elif type(rec) is P.StatusReply:
             self._replies.put(rec.body)
         elif type(rec) is P.Warning_:

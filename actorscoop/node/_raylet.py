@@ -65,6 +65,8 @@ class Raylet:
         self.tasks = {}
         self.outbox = collections.defaultdict(list)
         self.events = []  # scheduler events of this loop turn
+        self.kv = {}  # key -> (data, contained object ids)
+        self.kv_waiters = collections.defaultdict(list)  # key -> [(client, request id)]
         self.dead_workers = {}  # worker id -> (pid, exit code), the most recent ones
         self.warned_infeasible = set()
         sockets = os.path.realpath(os.path.join(session_dir, "sockets"))  # may be a short symlink
@@ -94,7 +96,7 @@ class Raylet:
             P.Blocked: self._on_blocked, P.Unblocked: self._on_unblocked,
             P.TaskDone: self._on_done, P.CancelTask: self._on_cancel,
             P.StatusRequest: self._on_status, P.StopNode: self._on_stop,
-            P.Goodbye: self._on_goodbye,
+            P.Goodbye: self._on_goodbye, P.KVPut: self._on_kv_put, P.KVGet: self._on_kv_get,
         }
         self._instr = {
             S.Dispatch: self._do_dispatch, S.StartWorker: self._do_start_worker,
@@ -399,6 +401,32 @@ class Raylet:
     def _on_stop(self, ident, rec):
         self._send(ident, P.StatusReply({"stopping": True}))
         self.running = False
+
+    def _on_kv_put(self, ident, rec):
+        if rec.key in self.kv and not rec.overwrite:
+            self._send(ident, P.KVReply(rec.request_id, True, None, f"key {rec.key!r} is already set"))
+            return
+        old = self.kv.get(rec.key)
+        for oid in rec.contained:
+            self.objects.pin(oid)
+        self.kv[rec.key] = (rec.data, list(rec.contained))
+        if old is not None:
+            for oid in old[1]:
+                self.objects.unpin(oid)
+            self._delete_plasma()
+        self._send(ident, P.KVReply(rec.request_id, True, None, ""))
+        for client, rid in self.kv_waiters.pop(rec.key, ()):
+            if client in self.clients:
+                self._send(client, P.KVReply(rid, True, rec.data, ""))
+
+    def _on_kv_get(self, ident, rec):
+        entry = self.kv.get(rec.key)
+        if entry is not None:
+            self._send(ident, P.KVReply(rec.request_id, True, entry[0], ""))
+        elif rec.wait:
+            self.kv_waiters[rec.key].append((ident, rec.request_id))
+        else:
+            self._send(ident, P.KVReply(rec.request_id, False, None, ""))
 
     def _on_goodbye(self, ident, rec):
         self._drop_client(ident)

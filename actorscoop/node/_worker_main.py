@@ -91,6 +91,8 @@ class WorkerCore(CoreClient):
                     self._queue.append(rec)
                 elif t is P.ObjectValue:
                     self._on_value(rec.object_id, rec.kind, rec.data)
+                elif t is P.KVReply:
+                    self._on_reply(rec)
                 elif t is P.StatusReply:
                     self._status_replies.append(rec.body)
                 elif t is P.StopNode:
@@ -140,6 +142,16 @@ class WorkerCore(CoreClient):
 
     def _new_future(self, ref):
         return _PumpingFuture(self, ref)
+
+    def _wait_call(self, fut, timeout):
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not fut.done():
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                from ..exceptions import GetTimeoutError
+                raise GetTimeoutError(f"no answer from the raylet within {timeout} s")
+            self._recv_and_handle(1000 if left is None else max(1, int(left * 1000)))
+        return fut.result()
 
     # ------------------------------------------------------------------ main loop
     def serve(self):

@@ -99,6 +99,22 @@ class StopNode(NamedTuple):
     pass
 
 
+class KVPut(NamedTuple):
+    """Store ``data`` under ``key`` (the node's small key-value store)."""
+    request_id: int
+    key: str
+    data: bytes
+    contained: list  # object ids ``data`` refers to: kept alive while the key exists
+    overwrite: bool
+
+
+class KVGet(NamedTuple):
+    """Read a key; with ``wait`` the reply comes when the key is set."""
+    request_id: int
+    key: str
+    wait: bool
+
+
 class Goodbye(NamedTuple):
     """A client disconnects cleanly; everything it holds is released."""
     pass
@@ -152,6 +168,13 @@ class StatusReply(NamedTuple):
     body: dict
 
 
+class KVReply(NamedTuple):
+    request_id: int
+    found: bool
+    data: Optional[bytes]
+    error: str  # "" when the request succeeded
+
+
 class Interrupt(NamedTuple):
     """Cancel the running task (best effort)."""
     task_id: bytes
@@ -161,6 +184,7 @@ MESSAGE_TYPES = (
     Hello, RegisterFunction, SubmitTask, PutObject, GetObjects, RefDelta, Blocked,
     Unblocked, TaskDone, CancelTask, StatusRequest, StopNode, Goodbye,
     Welcome, Refused, ExecuteTask, ObjectValue, LogLines, Warning_, StatusReply, Interrupt,
+    KVPut, KVGet, KVReply,
 )
 
 __all__ = [c.__name__ for c in MESSAGE_TYPES] + [
