@@ -158,7 +158,9 @@ class WorkerCore(CoreClient):
         while True:
             while self._queue:
                 self._run_one(self._queue.popleft())
-            self._recv_and_handle(-1)
+            if _refcount.pending():
+                self._send([])  # refs the finished task dropped: report them now
+            self._recv_and_handle(1000)
 
     def on_sigint(self, signum, frame):
         if self._ctrl_fd is not None:
