@@ -189,6 +189,8 @@ class Connection:
                     if self._stopping:
                         break
                     self._reading = self._waits > 0
+                # Drain the wake-up pipe *before* looking at the release queue: a release pushed
+                # after the drain writes a new byte, so the next poll cannot sleep on it.
                 if self._reading:
                     with self._io:
                         self._flush_releases()
@@ -196,6 +198,7 @@ class Connection:
                         self._releases.drain_wakeups()
                         if self._sock in ready:
                             self._receive()
+                        self._flush_releases()
                     with self._cond:
                         self._reading = False
                 else:

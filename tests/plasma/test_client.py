@@ -108,6 +108,18 @@ def test_pins_released_by_background_thread_without_further_requests(stores, sto
     wait_for(lambda: pins(observer, oid(1)) == 0, what="the release thread to release the pin")
 
 
+@pytest.mark.parametrize("timeout", [None, 5.0], ids=["no_wait", "waiting_get"])
+def test_pin_of_idle_client_released_by_background_thread(stores, store, timeout):
+    """The view dies and the client makes no further request: its I/O thread still sends the release."""
+    reader, observer = stores.client(store), stores.client(store)
+    observer.put(oid(1), np.ones(10))
+    for _ in range(20):
+        arr = reader.get(oid(1), timeout=timeout)
+        assert pins(observer, oid(1)) == 1
+        del arr
+        wait_for(lambda: pins(observer, oid(1)) == 0, what="the idle client's release")
+
+
 def test_arrow_table_comes_back_zero_copy(client):
     table = pa.table({"x": np.arange(100_000, dtype=np.int64), "y": np.random.rand(100_000)})
     client.put(oid(1), table)
