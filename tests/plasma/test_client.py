@@ -254,3 +254,39 @@ def test_closed_client_raises(store):
     c.close()
     with pytest.raises(plasma.PlasmaError, match="closed"):
         c.contains(oid(1))
+
+
+def test_threads_mixing_waiting_and_immediate_requests(stores, store):
+    """Threads share one client: waiting gets (satisfied by other threads' puts), immediate gets,
+    held and dropped views.  Every reply reaches its caller and every pin is released."""
+    c, observer = stores.client(store), stores.client(store)
+    errors, n = [], 40
+
+    def producer():
+        for i in range(n):
+            c.put(oid(10_000 + i), np.full(100, i))
+
+    def consumer(k):
+        try:
+            held = []
+            for i in range(n):
+                arr = c.get(oid(10_000 + i), timeout=30)  # may wait for the producer
+                assert arr[0] == i
+                if (i + k) % 3 == 0:
+                    held.append(arr)
+                if len(held) > 2:
+                    held.pop(0)
+                assert c.get(oid(10_000 + i))[5] == i  # immediate
+                del arr
+        except Exception as exc:  # collected and asserted on below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=consumer, args=(k,)) for k in range(3)] + [threading.Thread(target=producer)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert errors == []
+    gc.collect()
+    wait_for(lambda: all(o["pins"] == 0 for o in observer.list_objects()), what="every pin released")
+    assert len(observer.list_objects()) == n
