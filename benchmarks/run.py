@@ -44,7 +44,7 @@ PROGRESS_MARK = "@@BENCH_MARK "
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--only", default="", help="comma-separated systems: " + ",".join(SYSTEMS))
-    p.add_argument("--workloads", default="", help="comma-separated: " + ",".join(WORKLOADS))
+    p.add_argument("--workloads", default="", help="comma-separated: " + ",".join(WORKLOADS) + " (fib = both fibs)")
     p.add_argument("--quick", action="store_true", help="short smoke run (small sizes, short timeouts)")
     p.add_argument("--python", default=None,
                    help="interpreter for the peer processes (default: the bench venv if it exists, "
@@ -66,7 +66,7 @@ def parse_args(argv=None):
     p.add_argument("--no-results", action="store_true", help="never append to RESULTS.md")
     args = p.parse_args(argv)
     args.systems = pick(args.only, SYSTEMS, ALIASES, "system")
-    args.workload_list = pick(args.workloads, WORKLOADS, {}, "workload")
+    args.workload_list = pick(args.workloads, WORKLOADS, {"fib": ("fib15", "fib16")}, "workload")
     if args.python is None:
         args.python = DEFAULT_VENV_PY if os.path.exists(DEFAULT_VENV_PY) else sys.executable
     if args.timeout is None:
@@ -88,10 +88,11 @@ def pick(text, table, aliases, what):
     chosen = []
     for raw in text.split(","):
         name = raw.strip().lower()
-        name = aliases.get(name, name)
-        if name not in table:
-            sys.exit(f"unknown {what} {raw!r}; choose from {', '.join(table)}")
-        chosen.append(name)
+        names = aliases.get(name, name)
+        for name in [names] if isinstance(names, str) else names:
+            if name not in table:
+                sys.exit(f"unknown {what} {raw!r}; choose from {', '.join(table)}")
+            chosen.append(name)
     return [k for k in table if k in chosen]  # keep the canonical order
 
 
