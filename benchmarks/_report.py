@@ -78,6 +78,8 @@ def notes(workload: str, cell: dict) -> str:
                      f"{cell['peak_procs']} procs")
     if (cell.get("cpu_busy_before_pct") or 0) > 25:
         parts.append(f"machine {cell['cpu_busy_before_pct']:.0f}% busy at start")
+    if cell.get("teardown_problem"):
+        parts.append(f"shutdown problem: {cell['teardown_problem']}")
     if cell.get("stray_killed"):
         parts.append(f"{cell['stray_killed']} stray pids killed after exit")
     return "; ".join(parts)

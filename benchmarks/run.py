@@ -121,7 +121,8 @@ def peer_env(system):
 
 
 def parse_output(output):
-    result, fib_start = None, None
+    """(result dict or None, fib start epoch or None, teardown note or None)."""
+    result, fib_start, teardown = None, None, "no teardown_done mark"
     for line in output.splitlines():
         if line.startswith(RESULT_MARK):
             try:
@@ -130,7 +131,11 @@ def parse_output(output):
                 pass
         elif line.startswith(PROGRESS_MARK + "fib_start "):
             fib_start = float(line.split()[-1])
-    return result, fib_start
+        elif line.startswith(PROGRESS_MARK + "teardown_error "):
+            teardown = line[len(PROGRESS_MARK + "teardown_error "):]
+        elif line.startswith(PROGRESS_MARK + "teardown_done") and teardown == "no teardown_done mark":
+            teardown = None
+    return result, fib_start, teardown
 
 
 def wait_idle(limit_s, threshold=25.0):
@@ -153,11 +158,16 @@ def run_cell(args, system, workload, rep=0):
                                   mem_limit_bytes=args.mem_limit_gb * 2**30, log_path=log_path,
                                   mem_metric=args.mem_metric)
     killed_at = time.time()
-    result, fib_start = parse_output(watch.pop("output"))
+    result, fib_start, teardown = parse_output(watch.pop("output"))
     cell = {"system": system, "workload": workload, "log": os.path.relpath(log_path, REPO),
             "timeout_s": args.timeout, "mem_limit_bytes": args.mem_limit_gb * 2**30,
             "mem_metric": args.mem_metric, "cpu_busy_before_pct": busy,
             "loadavg_after": os.getloadavg()[0], **watch}
+    if result is not None and result.get("status") == "ok" and teardown:
+        # Measured fine, then shutdown failed, hung (timeout) or blew the memory guard.
+        cell["teardown_problem"] = (f"{watch['status']} during shutdown" if watch["status"] != "exited"
+                                    else teardown)
+        watch["status"] = "exited"
     if watch["status"] in ("timeout", "OOM-killed"):
         cell["status"] = watch["status"]
         if fib_start:

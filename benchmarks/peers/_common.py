@@ -182,18 +182,20 @@ def parse_args(argv=None):
 
 
 def main(adapter, argv=None):
-    """Run one workload with ``adapter`` and emit the result line."""
+    """Run one workload with ``adapter`` and emit the result line.
+
+    The result is printed *before* teardown, so a runtime that hangs or
+    crashes while shutting down still yields its numbers (the driver kills
+    the tree at its timeout and notes it).
+    """
     args = parse_args(argv)
     payload = {"system": adapter.name, "workload": args.workload, "quick": args.quick}
-    started = False
     try:
         payload["version"] = adapter.version()
         if args.workload == "init":
             payload.update(measure_init(adapter, args.spawn_epoch))
-            started = True
         else:
             adapter.setup()
-            started = True
             if args.workload == "roundtrip":
                 payload.update(measure_roundtrip(adapter, args.quick))
             elif args.workload == "throughput":
@@ -206,11 +208,10 @@ def main(adapter, argv=None):
         payload["status"] = "error"
         payload["error"] = f"{type(exc).__name__}: {first}"[:300]
         payload["traceback"] = traceback.format_exc()[-4000:]
-    finally:
-        try:
-            if started:
-                adapter.teardown()
-        except Exception as exc:
-            payload["teardown_error"] = f"{type(exc).__name__}: {exc}"[:300]
     emit(payload)
+    try:
+        adapter.teardown()
+    except Exception as exc:  # logged; the driver still cleans up by pid
+        print(f"{PROGRESS_MARK}teardown_error {type(exc).__name__}: {exc}"[:400], flush=True)
+    print(f"{PROGRESS_MARK}teardown_done", flush=True)
     return 0
