@@ -274,7 +274,9 @@ def render(args, info, started, results):
               "- ProcessPoolExecutor, multiprocessing.Pool and loky cannot nest tasks (a waiting "
               "parent holds one of the two workers: deadlock), so fib is n/a for them.",
               "- Dask submits with `pure=False` (no deduplication of identical calls); nested "
-              "fib uses `worker_client()`.",
+              "fib uses `worker_client()`. Its client batches messages to the scheduler every "
+              "10 ms (`BatchedSend(interval=\"10ms\")` in distributed/client.py), which sets the "
+              "floor of its round trip.",
               "- SCOOP runs as `python -m scoop -n 2`; no compatibility patch was needed on "
               "Python 3.11. Its init value includes the launcher and interpreter start. SCOOP "
               "runs futures it is waiting on inside the waiting process (greenlets), so its "
