@@ -87,8 +87,11 @@ class StoreServer:
                 self._drain_socket()
             for identity in self.clients.dead([fd for fd in ready if isinstance(fd, int)]):
                 self._client_gone(identity, "process exited")
-            self._expire(time.monotonic())
-            self._retry_blocked()
+            try:
+                self._expire(time.monotonic())
+                self._retry_blocked()
+            except Exception:  # a bug: keep serving the other clients
+                log.exception("internal error while expiring or retrying waiting requests")
             if self.validate:
                 self.store.validate()
 
@@ -118,8 +121,9 @@ class StoreServer:
             reason = "not a request" if handler is None else "sent before connect"
             self._warn_once(f"{reason}:{identity!r}", f"dropped {msg.TYPE} from {identity!r}: {reason}")
             if hasattr(msg, "rid") and handler is not None:
-                self._reply(identity, P.Error(msg.rid, "ProtocolError",
-                                              f"{msg.TYPE} {reason}; send connect first"))
+                self._reply(identity, P.Error(
+                    msg.rid, "ProtocolError", f"{msg.TYPE} {reason}: this store does not know the client "
+                    "(send connect first; if the store restarted, create a new PlasmaClient)"))
             return
         try:
             reply = handler(identity, msg)

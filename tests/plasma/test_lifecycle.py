@@ -8,7 +8,7 @@ import sys
 import psutil
 import pytest
 
-from actorscoop.plasma import PlasmaClient, PlasmaError, StoreUnavailableError, start_store
+from actorscoop.plasma import PlasmaClient, PlasmaError, ProtocolError, StoreUnavailableError, start_store
 from actorscoop.plasma._arena import shm_free_bytes
 
 from plasma_helpers import ROOT, python, store_files, stores, wait_for  # noqa: F401 (fixtures)
@@ -124,3 +124,13 @@ def test_socket_path_in_use_is_refused_and_stale_socket_reused(stores):
     h.stop()  # stopping the dead store leaves the live one's socket alone
     c = stores.client(again)
     assert not c.contains(b"x" * 20)
+
+
+def test_client_of_a_restarted_store_is_told_to_reconnect(stores):
+    first = stores.start(name="r")
+    c = stores.client(first)
+    first.stop()
+    second = stores.start(name="r")
+    with pytest.raises(ProtocolError, match="store restarted, create a new PlasmaClient"):
+        c.contains(b"x" * 20)
+    assert not stores.client(second).contains(b"x" * 20)
