@@ -13,6 +13,7 @@ from ._api import (
     RuntimeContext, available_resources, cancel, cluster_resources, get, get_runtime_context,
     init, is_initialized, nodes, put, remote, shutdown, wait,
 )
+from ._actor import ActorClass, ActorHandle, get_actor, kill, method
 from ._object_ref import ObjectRef
 from ._remote_function import RemoteFunction
 
@@ -22,4 +23,5 @@ __all__ = [
     "init", "shutdown", "is_initialized", "remote", "get", "put", "wait", "cancel",
     "get_runtime_context", "RuntimeContext", "nodes", "cluster_resources",
     "available_resources", "ObjectRef", "RemoteFunction", "exceptions", "__version__",
+    "ActorClass", "ActorHandle", "get_actor", "kill", "method",
 ]

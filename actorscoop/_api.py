@@ -128,7 +128,8 @@ def remote(*args, **options):
 
 def _make_remote(obj, options):
     if inspect.isclass(obj):
-        raise NotImplementedError("remote classes (actors) are not available yet")
+        from ._actor import ActorClass
+        return ActorClass(obj, options)
     if not callable(obj):
         raise TypeError(f"@remote needs a function, got {type(obj).__name__}")
     return RemoteFunction(obj, options)

@@ -160,7 +160,7 @@ class CoreClient:
 
     # ------------------------------------------------------------------ submit / put
     def submit(self, function_id, name, args, kwargs, num_returns, resources,
-               max_retries, retry_exceptions):
+               max_retries, retry_exceptions, actor_id=None, method=None, before=()):
         task_id = new_task_id()
         deps = []
         if args and any(type(a) is ObjectRef for a in args):
@@ -190,8 +190,9 @@ class CoreClient:
             wire_args = blob
         else:
             wire_args = _serialization.pack_inline(stream, buffers)
-        self._send([P.SubmitTask(task_id, function_id, name, wire_args, args_object, deps,
-                                 nested, num_returns, resources, max_retries, retry_exceptions)])
+        self._send([*before, P.SubmitTask(task_id, function_id, name, wire_args, args_object, deps,
+                                          nested, num_returns, resources, max_retries,
+                                          retry_exceptions, actor_id, method)])
         return [ObjectRef(object_id(task_id, i), _owned_new=True) for i in range(1, num_returns + 1)]
 
     def put(self, value):
@@ -267,6 +268,10 @@ class CoreClient:
             return self._wait_call(fut, timeout)
         finally:
             self._calls.pop(rid, None)
+
+    def call(self, make, timeout=30.0):
+        """Public form of _call: ``make(request_id) -> record``; returns the reply."""
+        return self._call(make, timeout)
 
     def _on_reply(self, rec):
         fut = self._calls.get(rec.request_id)

@@ -188,7 +188,7 @@ class DriverCore(CoreClient):
                                 w.event.set()
         elif type(rec) is P.LogLines:
             _print_remote(rec.prefix, rec.text)
-        elif type(rec) is P.KVReply:
+        elif type(rec) is P.KVReply or type(rec) is P.ActorReply:
             self._on_reply(rec)
         elif type(rec) is P.StatusReply:
             self._replies.put(rec.body)

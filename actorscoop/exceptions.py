@@ -7,6 +7,7 @@ import builtins
 __all__ = [
     "ActorScoopError", "TaskError", "GetTimeoutError", "WorkerCrashedError",
     "TaskCancelledError", "ObjectLostError", "NodeDiedError", "RuntimeNotInitializedError",
+    "ActorDiedError",
 ]
 
 
@@ -111,3 +112,11 @@ class NodeDiedError(ActorScoopError):
 
 class RuntimeNotInitializedError(ActorScoopError):
     """An operation needs a connection to a node; call ``actorscoop.init()``."""
+
+
+class ActorDiedError(ActorScoopError):
+    """The actor's process died (or was killed) and it will not be restarted: its pending
+    and later calls fail with this error, which names the actor, its class and the cause."""
+
+    def __init__(self, message=""):
+        super().__init__(message)

@@ -115,7 +115,9 @@ def test_public_names_are_pinned():
     assert sorted(asc.__all__) == sorted([
         "init", "shutdown", "is_initialized", "remote", "get", "put", "wait", "cancel",
         "get_runtime_context", "RuntimeContext", "nodes", "cluster_resources",
-        "available_resources", "ObjectRef", "RemoteFunction", "exceptions", "__version__"])
+        "available_resources", "ObjectRef", "RemoteFunction", "exceptions", "__version__",
+        "ActorClass", "ActorHandle", "get_actor", "kill", "method"])
     assert sorted(asc.exceptions.__all__) == sorted([
         "ActorScoopError", "TaskError", "GetTimeoutError", "WorkerCrashedError",
-        "TaskCancelledError", "ObjectLostError", "NodeDiedError", "RuntimeNotInitializedError"])
+        "TaskCancelledError", "ObjectLostError", "NodeDiedError", "RuntimeNotInitializedError",
+        "ActorDiedError"])

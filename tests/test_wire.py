@@ -49,14 +49,18 @@ def test_raylet_survives_bad_input(node):
     s = ctx.socket(zmq.DEALER)
     s.connect(f"ipc://{path}")
     bad = [b"", b"garbage", msgpack.packb([[0]]), msgpack.packb([[2, "x", 1]]),
-           P.encode([P.SubmitTask(b"x", b"y", "n", None, None, [], [], 1, {}, 0, False)]),
+           P.encode([P.SubmitTask(b"x", b"y", "n", None, None, [], [], 1, {}, 0, False, None, None)]),
            P.encode([P.Hello(P.PROTOCOL_VERSION + 99, "driver", 1, b"", "")]),
            P.encode([P.Hello(P.PROTOCOL_VERSION, "driver", os.getpid(), b"", "fuzz"),
-                     P.SubmitTask(b"x", b"y", "n", None, None, [], [], 1, {}, 0, False),
+                     P.SubmitTask(b"x", b"y", "n", None, None, [], [], 1, {}, 0, False, None, None),
                      P.GetObjects([b"nope" * 5]), P.RefDelta([b"a" * 20], [b"b" * 20]),
                      P.TaskDone(b"z" * 16, [[1, 2]], False), P.Blocked(["x"]),
                      P.SubmitTask(os.urandom(16), os.urandom(16), "n", b"\0", None, [b"q"], [], 1,
-                                  {"CPU": "lots"}, 0, False)])]
+                                  {"CPU": "lots"}, 0, False, None, None),
+                     P.SubmitTask(os.urandom(16), b"", "m", b"\0", None, [], [], 1, {}, 0, False,
+                                  os.urandom(16), "incr"),
+                     P.KillActor(b"nope", True), P.CreateActor(0, b"a" * 16, "C", "", "", False,
+                                                             False, 0, 0, 1, {}, False, b"junk")])]
     for frame in bad:
         s.send(frame)
     s.send_multipart([b"a", b"b", b"c"])

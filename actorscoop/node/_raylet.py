@@ -16,6 +16,7 @@ from .. import protocol as P
 from .. import scheduler as S
 from .._ids import random_id, task_of
 from ..exceptions import ObjectLostError, TaskCancelledError, WorkerCrashedError
+from ._actors import ActorManager
 from ._objects import ObjectTable, ObjState
 from ._proc import describe_exit
 from ._workers import WorkerTable
@@ -34,7 +35,7 @@ class _Client:
 
 
 class _TaskRecord:
-    __slots__ = ("spec", "submitter", "attempts", "cancelled", "pins")
+    __slots__ = ("spec", "submitter", "attempts", "cancelled", "pins", "missing")
 
     def __init__(self, spec, submitter, pins):
         self.spec = spec
@@ -42,6 +43,7 @@ class _TaskRecord:
         self.attempts = 0
         self.cancelled = False
         self.pins = pins  # object ids this task keeps alive until it ends
+        self.missing = ()  # actor calls: argument ids not ready yet
 
 
 class Raylet:
@@ -59,6 +61,7 @@ class Raylet:
             resources=totals, max_workers=max_workers,
             pipeline_depth=int(self.config.get("pipeline_depth", 8))))
         self.objects = ObjectTable()
+        self.actors = ActorManager(self)
         self.workers = WorkerTable(os.path.join(session_dir, "logs"))
         self.clients = {}
         self.functions = {}
@@ -97,12 +100,15 @@ class Raylet:
             P.TaskDone: self._on_done, P.CancelTask: self._on_cancel,
             P.StatusRequest: self._on_status, P.StopNode: self._on_stop,
             P.Goodbye: self._on_goodbye, P.KVPut: self._on_kv_put, P.KVGet: self._on_kv_get,
+            P.CreateActor: self.actors.on_create, P.GetActor: self.actors.get,
+            P.KillActor: lambda ident, rec: self.actors.kill(rec.actor_id, rec.no_restart),
         }
         self._instr = {
             S.Dispatch: self._do_dispatch, S.StartWorker: self._do_start_worker,
             S.FailTask: self._do_fail, S.TaskLost: self._do_task_lost,
             S.InterruptTask: self._do_interrupt, S.KillWorker: self._do_kill,
             S.WarnInfeasible: self._do_warn_infeasible,
+            S.Reserved: lambda instr: self.actors.on_reserved(instr.key),
         }
 
     # ------------------------------------------------------------------ lifecycle
@@ -269,7 +275,11 @@ class Raylet:
                 log.warning("a worker this raylet did not start said Hello; ignored")
                 return
             w.connected = True
-            self._feed([S.WorkerStarted(ident)])
+            self.workers.started(ident, rec.pid)  # the zygote's report may come later
+            if w.actor_id is not None:
+                self.actors.worker_connected(w)
+            else:
+                self._feed([S.WorkerStarted(ident)])
 
     def _on_register(self, ident, rec):
         self.functions[rec.function_id] = (rec.name, rec.blob, list(rec.sys_path))
@@ -305,9 +315,19 @@ class Raylet:
                 return
             if e.state is ObjState.PENDING:
                 missing.append(oid)
+        if spec.actor_id is not None and spec.method != "__init__":
+            self.actors.submit(self.tasks[tid], missing)
+            return
         if spec.function_id not in self.functions:
             self._fail_returns(self.tasks.pop(tid), _errors.pack_exception(ObjectLostError(
                 f"function {spec.name} was never registered with this node")))
+            return
+        if spec.actor_id is not None:
+            task = self.tasks.pop(tid)
+            task.missing = set(missing)
+            if not self.actors.on_creation_task(task):
+                self._fail_returns(task, _errors.pack_exception(ObjectLostError(
+                    f"{spec.name}: no CreateActor came before the actor's constructor")))
             return
         self._feed([S.TaskSubmitted(tid, _resources(spec.resources), tuple(missing), spec.name,
                                     self.clients[ident].kind != P.KIND_WORKER)])
@@ -344,6 +364,18 @@ class Raylet:
             self._forward_log(w)
         task = self.tasks.get(rec.task_id)
         if task is None:
+            creation = self.actors.creation_of(ident, rec.task_id)
+            if creation is not None:
+                self._resolve(creation, rec.results)
+                self.actors.call_done(creation, rec)
+            return
+        if task.spec.actor_id is not None:
+            del self.tasks[rec.task_id]
+            self._resolve(task, rec.results)
+            self.actors.call_done(task, rec)
+            for oid in task.pins:
+                self.objects.unpin(oid)
+            self._delete_plasma()
             return
         events = [S.TaskFinished(rec.task_id, ident)]
         spec = task.spec
@@ -374,6 +406,8 @@ class Raylet:
                 if r != submitter or submitter not in e.holders:
                     self._send(r, value)
             events.append(S.ObjectFailed(oid) if kind == P.VALUE_ERROR else S.ObjectReady(oid))
+            if self.actors.waiting_on:
+                self.actors.object_ready(oid)
         return events
 
     def _fail_returns(self, task, err):
@@ -391,6 +425,9 @@ class Raylet:
         if task is None:
             return
         task.cancelled = True
+        if task.spec.actor_id is not None:
+            self.actors.cancel(task, rec.force)
+            return
         self._feed([S.CancelRequested(rec.task_id, rec.force)])
 
     def _on_status(self, ident, rec):
@@ -444,6 +481,7 @@ class Raylet:
                 pass
             os.close(c.pidfd)
         self.objects.drop_client(ident)
+        self.actors.owner_gone(ident)
         if c.kind == P.KIND_DRIVER:
             # A driver that left: its queued tasks are dropped, running ones finish unseen.
             events = []
@@ -467,23 +505,30 @@ class Raylet:
 
     # ------------------------------------------------------------------ instructions
     def _do_dispatch(self, d):
-        task = self.tasks[d.task_id]
-        w = self.workers.by_id[d.worker_id]
+        self._dispatch_to(self.workers.by_id[d.worker_id], self.tasks[d.task_id])
+
+    def _dispatch_to(self, w, task, concurrency=0):
+        """Send a task (or an actor's constructor or method call) to a worker."""
         spec = task.spec
         blob = path = None
-        if spec.function_id not in w.functions:
+        if spec.function_id and spec.function_id not in w.functions:
             _name, blob, path = self.functions[spec.function_id]
             w.functions.add(spec.function_id)
         deps = []
         for oid in spec.deps:
             e = self.objects.entries[oid]
             deps.append([oid, e.kind, e.data])
-        self._send(d.worker_id, P.ExecuteTask(
+        self._send(w.worker_id, P.ExecuteTask(
             spec.task_id, spec.function_id, spec.name, blob, path, spec.args, spec.args_object, deps,
-            spec.num_returns, spec.retry_exceptions, task.submitter, task.attempts))
+            spec.num_returns, spec.retry_exceptions, task.submitter, task.attempts,
+            spec.actor_id, spec.method, concurrency))
 
     def _do_start_worker(self, _instr):
+        self._start_worker_process()
+
+    def _start_worker_process(self, actor_id=None):
         w, log_w, ctrl_r = self.workers.create()
+        w.actor_id = actor_id
         self.poller.register(w.log_fd, zmq.POLLIN)
         command = {"worker_id": w.worker_id.hex(), "raylet_socket": self.sock_path, "ctrl_fd": 4}
         try:
@@ -491,6 +536,7 @@ class Raylet:
         finally:
             os.close(log_w)
             os.close(ctrl_r)
+        return w
 
     def _do_fail(self, f):
         task = self.tasks.pop(f.task_id, None)
@@ -579,10 +625,13 @@ class Raylet:
                         self.poller.unregister(w.log_fd)
                     except KeyError:
                         pass
-                    if w.connected:
+                    if w.actor_id is not None:
+                        self.actors.worker_died(w, w.exit_code)
+                    elif w.connected:
                         self._feed([S.WorkerDied(w.worker_id)])
                     else:
                         self._feed([S.WorkerStartFailed(describe_exit(w.exit_code))])
+                    self.actors.owner_gone(w.worker_id)
                     self.objects.drop_client(w.worker_id)
                     self.workers.remove(w)
                     self._delete_plasma()
@@ -591,13 +640,18 @@ class Raylet:
         lines = self.workers.read_log(w)
         if not lines:
             return
-        tids = self.scheduler.workers.get(w.worker_id)
-        task = self.tasks.get(tids.tasks[-1]) if tids is not None and tids.tasks else None
-        name = task.spec.name if task is not None else "worker"
-        prefix = f"{name} pid={w.pid}"
         text = "\n".join(lines)
-        targets = [task.submitter] if task is not None else \
-            [i for i, c in self.clients.items() if c.kind == P.KIND_DRIVER and i == c.ident]
+        actor = self.actors.log_target(w.worker_id) if w.actor_id is not None else None
+        if actor is not None:
+            name, target = actor
+            targets = [target]
+        else:
+            tids = self.scheduler.workers.get(w.worker_id)
+            task = self.tasks.get(tids.tasks[-1]) if tids is not None and tids.tasks else None
+            name = task.spec.name if task is not None else "worker"
+            targets = [task.submitter] if task is not None else \
+                [i for i, c in self.clients.items() if c.kind == P.KIND_DRIVER and i == c.ident]
+        prefix = f"{name} pid={w.pid}"
         for t in targets:
             if t in self.clients:
                 self._send(t, P.LogLines(prefix, text))

@@ -27,7 +27,7 @@ def node_status(r) -> dict:
         "tasks": sch.counts(),
         "infeasible": [{"task_id": t.hex(), "name": n, "resources": res} for t, n, res in sch.infeasible()],
         "workers": workers, "drivers": drivers,
-        "objects": r.objects.summary(), "store": store,
+        "objects": r.objects.summary(), "store": store, "actors": r.actors.report(),
     }
 
 

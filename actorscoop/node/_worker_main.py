@@ -1,8 +1,11 @@
 """A worker process: receives tasks from its raylet and runs them in named phases.
 
-Single-threaded: the same loop that runs tasks also serves a nested ``get`` (DESIGN.md
-section 5): while waiting it first runs tasks already queued on it, then tells the raylet
-it is blocked, and runs any task the raylet hands it inline.
+A pool worker is single-threaded: the loop that runs tasks also serves a nested ``get``
+(DESIGN.md section 5): while waiting it first runs tasks already queued on it, then tells
+the raylet it is blocked, and runs any task the raylet hands it inline.
+
+An actor's worker holds the instance and runs its calls in order; a threaded or async
+actor runs them concurrently (see _concurrency.py) while the main thread keeps the socket.
 """
 import collections
 import concurrent.futures
@@ -11,6 +14,7 @@ import os
 import pickle
 import signal
 import sys
+import threading
 import time
 
 import zmq
@@ -18,8 +22,9 @@ import zmq
 from .. import _context, _errors, _refcount, _serialization
 from .. import protocol as P
 from .._core import CoreClient, _Dep
-from .._driver import connect
+from .._driver import _Waiter, connect
 from ..exceptions import TaskCancelledError
+from ._concurrency import Concurrency
 
 log = logging.getLogger("actorscoop.worker")
 
@@ -59,21 +64,36 @@ class WorkerCore(CoreClient):
                                        self.worker_id, "worker", timeout=30)
         super().__init__(welcome, b"")
         self._sock = sock
-        self._queue = collections.deque(r for r in early if type(r) is P.ExecuteTask)
+        self._queue = collections.deque()
         self._functions = {}  # function id -> callable
-        self._running = []  # stack of ExecuteTask being run (inline ones on top)
+        self._running = []  # main thread: stack of ExecuteTask being run (inline ones on top)
+        self._tls = threading.local()  # .spec: the task this thread runs
         self._cancelled = set()
         self._status_replies = []
         self._ctrl_fd = command.get("ctrl_fd")
         self.node_hex = self.node_id.hex()
         self.pid = os.getpid()
+        self.actor = None  # the instance, in an actor's worker
+        self.actor_id = None
+        self._concurrency = None  # a Concurrency once a threaded/async actor is made
+        self._main_thread = threading.get_ident()
+        self._waiters = []  # other threads' gets, served by the main loop
+        self._waiters_lock = threading.Lock()
+        for rec in early:
+            self._handle(rec)
 
     # ------------------------------------------------------------------ transport
     def _send(self, records):
+        if self._concurrency is not None and threading.get_ident() != self._main_thread:
+            self._concurrency.post(records)  # the main thread owns the socket
+            return
         self._sock.send(P.encode(_refcount.frame(records)))
 
     def _recv_and_handle(self, timeout_ms):
-        if not self._sock.poll(timeout_ms):
+        if self._concurrency is not None:
+            if not self._concurrency.poll(self._sock, timeout_ms, self._sock_send):
+                return False
+        elif not self._sock.poll(timeout_ms):
             return False
         while True:
             try:
@@ -86,26 +106,52 @@ class WorkerCore(CoreClient):
                 log.warning("dropped a malformed frame from the raylet: %s", exc)
                 continue
             for rec in records:
-                t = type(rec)
-                if t is P.ExecuteTask:
-                    self._queue.append(rec)
-                elif t is P.ObjectValue:
-                    self._on_value(rec.object_id, rec.kind, rec.data)
-                elif t is P.KVReply:
-                    self._on_reply(rec)
-                elif t is P.StatusReply:
-                    self._status_replies.append(rec.body)
-                elif t is P.StopNode:
-                    raise SystemExit(0)
-                else:
-                    log.warning("worker ignored an unexpected %s", t.__name__)
+                self._handle(rec)
+
+    def _sock_send(self, records):
+        self._sock.send(P.encode(_refcount.frame(records)))
+
+    def _handle(self, rec):
+        t = type(rec)
+        if t is P.ExecuteTask:
+            if self._concurrency is not None and rec.method != "__init__":
+                self._concurrency.submit(rec)
+            else:
+                self._queue.append(rec)
+        elif t is P.ObjectValue:
+            self._on_value(rec.object_id, rec.kind, rec.data)
+            if self._waiters:
+                with self._waiters_lock:
+                    for w in self._waiters:
+                        if rec.object_id in w.missing:
+                            w.missing.discard(rec.object_id)
+                            w.still_needed -= 1
+                            if w.still_needed <= 0:
+                                w.event.set()
+        elif t is P.KVReply or t is P.ActorReply:
+            self._on_reply(rec)
+        elif t is P.StatusReply:
+            self._status_replies.append(rec.body)
+        elif t is P.StopNode:
+            raise SystemExit(0)
+        else:
+            log.warning("worker ignored an unexpected %s", t.__name__)
 
     def _block_until(self, oids, num, deadline):
+        if threading.get_ident() != self._main_thread:
+            return self._block_in_thread(oids, num, deadline)
         values = self._values
 
         def satisfied():
             return sum(1 for o in oids if o in values) >= num
 
+        if self.actor_id is not None:  # an actor's calls run in order: nothing inline
+            while not satisfied():
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    return False
+                self._recv_and_handle(1000 if left is None else max(1, int(left * 1000)))
+            return True
         blocked = False
         try:
             while not satisfied():
@@ -129,6 +175,40 @@ class WorkerCore(CoreClient):
             if blocked:
                 self._send([P.Unblocked()])
 
+    def _block_in_thread(self, oids, num, deadline):
+        """A get() in an actor's thread: the main loop files values and wakes us."""
+        values = self._values
+        with self._waiters_lock:
+            missing = {o for o in oids if o not in values}
+            need = num - (len(oids) - len(missing))
+            if need <= 0:
+                return True
+            waiter = _Waiter(missing, need)
+            self._waiters.append(waiter)
+        try:
+            return waiter.event.wait(None if deadline is None else max(0, deadline - time.monotonic()))
+        finally:
+            with self._waiters_lock:
+                if waiter in self._waiters:
+                    self._waiters.remove(waiter)
+
+    def _new_future(self, ref):
+        if self._concurrency is not None:
+            return concurrent.futures.Future()  # completed by the main loop
+        return _PumpingFuture(self, ref)
+
+    def _wait_call(self, fut, timeout):
+        if threading.get_ident() != self._main_thread:
+            return super()._wait_call(fut, timeout)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not fut.done():
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                from ..exceptions import GetTimeoutError
+                raise GetTimeoutError(f"no answer from the raylet within {timeout} s")
+            self._recv_and_handle(1000 if left is None else max(1, int(left * 1000)))
+        return fut.result()
+
     def request_status(self, what, timeout):
         self._send([P.StatusRequest(what)])
         deadline = time.monotonic() + timeout
@@ -139,19 +219,6 @@ class WorkerCore(CoreClient):
                 raise GetTimeoutError(f"the raylet did not answer a status request within {timeout} s")
             self._recv_and_handle(max(1, int(left * 1000)))
         return self._status_replies.pop(0)
-
-    def _new_future(self, ref):
-        return _PumpingFuture(self, ref)
-
-    def _wait_call(self, fut, timeout):
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while not fut.done():
-            left = None if deadline is None else deadline - time.monotonic()
-            if left is not None and left <= 0:
-                from ..exceptions import GetTimeoutError
-                raise GetTimeoutError(f"no answer from the raylet within {timeout} s")
-            self._recv_and_handle(1000 if left is None else max(1, int(left * 1000)))
-        return fut.result()
 
     # ------------------------------------------------------------------ main loop
     def serve(self):
@@ -181,37 +248,69 @@ class WorkerCore(CoreClient):
                 TaskCancelledError(f"task {spec.name}() was cancelled before it started"))), False)
             return
         self._running.append(spec)
-        phase = "loading the function"
         try:
-            fn = self._functions.get(spec.function_id)
-            if fn is None:
-                for p in spec.sys_path or ():
-                    if p not in sys.path:
-                        sys.path.append(p)
-                fn = pickle.loads(spec.function_blob)
-                self._functions[spec.function_id] = fn
-                self._registered.add(spec.function_id)  # the raylet has it: it sent it
-            phase = "unpickling the arguments"
-            args, kwargs = self._arguments(spec)
-            phase = "executing"
-            value = fn(*args, **kwargs) if kwargs else fn(*args)
-            phase = "pickling the result"
-            results = self._store(spec, value)
-            retryable = False
-        except _Cancelled:
-            results = self._error_results(spec, _errors.pack_exception(
-                TaskCancelledError(f"task {spec.name}() was cancelled while running")))
-            retryable = False
-        except BaseException as exc:  # SystemExit too: the worker survives a task's sys.exit
-            if isinstance(exc, KeyboardInterrupt) and spec.task_id in self._cancelled:
-                exc = TaskCancelledError(f"task {spec.name}() was cancelled while running")
-            results = self._error_results(spec, _errors.pack_task_error(
-                spec.name, exc, self.node_hex, self.pid, phase))
-            retryable = self._retryable(spec, exc)
+            results, retryable = self.execute(spec)
         finally:
             self._running.pop()
             self._cancelled.discard(spec.task_id)
         self._finish(spec, results, retryable)
+        if spec.method == "__init__" and self.actor is not None:
+            self._maybe_concurrent(spec.concurrency)
+
+    def execute(self, spec, call=None):
+        """Run one task in phases; return (results, retryable). Any thread.
+
+        ``call(fn, args, kwargs)`` runs the function (async actors pass their own)."""
+        prev = getattr(self._tls, "spec", None)
+        self._tls.spec = spec
+        phase = "loading the function"
+        try:
+            fn = self._load(spec)
+            phase = "unpickling the arguments"
+            args, kwargs = self._arguments(spec)
+            phase = "executing"
+            if call is not None:
+                value = call(fn, args, kwargs)
+            else:
+                value = fn(*args, **kwargs) if kwargs else fn(*args)
+            if spec.method == "__init__":
+                self.actor, self.actor_id, value = value, spec.actor_id, None
+            phase = "pickling the result"
+            return self._store(spec, value), False
+        except _Cancelled:
+            return self._error_results(spec, _errors.pack_exception(
+                TaskCancelledError(f"task {spec.name}() was cancelled while running"))), False
+        except BaseException as exc:  # SystemExit too: the worker survives a task's sys.exit
+            if isinstance(exc, KeyboardInterrupt) and spec.task_id in self._cancelled:
+                exc = TaskCancelledError(f"task {spec.name}() was cancelled while running")
+            return self._error_results(spec, _errors.pack_task_error(
+                spec.name, exc, self.node_hex, self.pid, phase)), self._retryable(spec, exc)
+        finally:
+            self._tls.spec = prev
+
+    def _load(self, spec):
+        if spec.actor_id is not None and spec.method != "__init__":
+            if self.actor is None:
+                raise RuntimeError(f"{spec.name}: this worker holds no actor instance")
+            return getattr(self.actor, spec.method)
+        fn = self._functions.get(spec.function_id)
+        if fn is None:
+            for p in spec.sys_path or ():
+                if p not in sys.path:
+                    sys.path.append(p)
+            fn = pickle.loads(spec.function_blob)
+            self._functions[spec.function_id] = fn
+            self._registered.add(spec.function_id)  # the raylet has it: it sent it
+        return fn
+
+    def _maybe_concurrent(self, concurrency):
+        import inspect
+        is_async = any(inspect.iscoroutinefunction(m) for _, m in
+                       inspect.getmembers(type(self.actor), callable))
+        if concurrency > 1 or is_async:
+            self._concurrency = Concurrency(self, concurrency, is_async)
+            while self._queue:  # calls that arrived with the constructor
+                self._concurrency.submit(self._queue.popleft())
 
     def _finish(self, spec, results, retryable):
         try:
@@ -267,7 +366,7 @@ class WorkerCore(CoreClient):
 
     # ------------------------------------------------------------------ context
     def current_task(self):
-        return self._running[-1] if self._running else None
+        return getattr(self._tls, "spec", None)
 
 
 def main(command) -> int:

@@ -7,7 +7,7 @@ from .._ids import random_id
 
 class WorkerProc:
     __slots__ = ("worker_id", "pid", "log_fd", "ctrl_fd", "functions", "connected",
-                 "log_file", "partial", "exit_code")
+                 "log_file", "partial", "exit_code", "actor_id")
 
     def __init__(self, worker_id, log_fd, ctrl_fd):
         self.worker_id = worker_id
@@ -19,6 +19,7 @@ class WorkerProc:
         self.log_file = None
         self.partial = b""
         self.exit_code = None
+        self.actor_id = None  # set for an actor's dedicated process
 
 
 class WorkerTable:
@@ -42,7 +43,7 @@ class WorkerTable:
 
     def started(self, worker_id, pid):
         w = self.by_id.get(worker_id)
-        if w is not None:
+        if w is not None and w.pid is None:
             w.pid = pid
             self.by_pid[pid] = w
             w.log_file = open(os.path.join(self.log_dir, f"worker-{pid}.log"), "ab", buffering=0)

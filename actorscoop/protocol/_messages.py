@@ -49,6 +49,37 @@ class SubmitTask(NamedTuple):
     resources: dict
     max_retries: int
     retry_exceptions: Any  # bool, or serialized tuple of exception types
+    actor_id: Optional[bytes]  # an actor method call (or, with method "__init__", its creation)
+    method: Optional[str]
+
+
+class CreateActor(NamedTuple):
+    """Sent just before the actor's "__init__" SubmitTask. With a request_id, the raylet
+    answers with an ActorReply (named actors: the caller must learn of a clash)."""
+    request_id: int
+    actor_id: bytes
+    class_name: str
+    name: str  # "" for an unnamed actor
+    namespace: str
+    detached: bool
+    get_if_exists: bool
+    max_restarts: int
+    max_task_retries: int
+    max_concurrency: int
+    resources: dict  # needed to place it
+    hold_resources: bool  # keep them reserved while it lives (explicit num_cpus/resources)
+    meta: bytes  # what get_actor() needs to rebuild a handle
+
+
+class KillActor(NamedTuple):
+    actor_id: bytes
+    no_restart: bool
+
+
+class GetActor(NamedTuple):
+    request_id: int
+    name: str
+    namespace: str
 
 
 class PutObject(NamedTuple):
@@ -147,6 +178,9 @@ class ExecuteTask(NamedTuple):
     retry_exceptions: Any
     job_id: bytes
     attempt: int
+    actor_id: Optional[bytes]
+    method: Optional[str]
+    concurrency: int  # with method "__init__": the actor's max_concurrency
 
 
 class ObjectValue(NamedTuple):
@@ -175,6 +209,13 @@ class KVReply(NamedTuple):
     error: str  # "" when the request succeeded
 
 
+class ActorReply(NamedTuple):
+    request_id: int
+    actor_id: Optional[bytes]
+    meta: Optional[bytes]
+    error: str  # "" on success
+
+
 class Interrupt(NamedTuple):
     """Cancel the running task (best effort)."""
     task_id: bytes
@@ -184,7 +225,7 @@ MESSAGE_TYPES = (
     Hello, RegisterFunction, SubmitTask, PutObject, GetObjects, RefDelta, Blocked,
     Unblocked, TaskDone, CancelTask, StatusRequest, StopNode, Goodbye,
     Welcome, Refused, ExecuteTask, ObjectValue, LogLines, Warning_, StatusReply, Interrupt,
-    KVPut, KVGet, KVReply,
+    KVPut, KVGet, KVReply, CreateActor, KillActor, GetActor, ActorReply,
 )
 
 __all__ = [c.__name__ for c in MESSAGE_TYPES] + [

@@ -5,9 +5,12 @@ The raylet feeds it events and carries out the instructions it returns.
 """
 from ._events import (
     TaskSubmitted, ObjectReady, ObjectFailed, WorkerStarted, WorkerDied, TaskFinished,
-    WorkerBlocked, WorkerUnblocked, CancelRequested, WorkerStartFailed,
+    WorkerBlocked, WorkerUnblocked, CancelRequested, WorkerStartFailed, ReserveResources,
+    ReleaseResources,
 )
-from ._instructions import Dispatch, StartWorker, FailTask, TaskLost, InterruptTask, KillWorker, WarnInfeasible
+from ._instructions import (
+    Dispatch, StartWorker, FailTask, TaskLost, InterruptTask, KillWorker, WarnInfeasible, Reserved,
+)
 from ._scheduler import Scheduler, SchedulerConfig, IllegalTransition
 from ._state import TaskState, WorkerState
 
@@ -16,5 +19,5 @@ __all__ = [
     "TaskSubmitted", "ObjectReady", "ObjectFailed", "WorkerStarted", "WorkerDied",
     "TaskFinished", "WorkerBlocked", "WorkerUnblocked", "CancelRequested", "WorkerStartFailed",
     "Dispatch", "StartWorker", "FailTask", "TaskLost", "InterruptTask", "KillWorker",
-    "WarnInfeasible",
+    "WarnInfeasible", "Reserved", "ReserveResources", "ReleaseResources",
 ]

@@ -45,6 +45,16 @@ class WorkerUnblocked(NamedTuple):
     worker_id: bytes
 
 
+class ReserveResources(NamedTuple):
+    """Hold resources for something that is not a task (an actor); granted in turn."""
+    key: bytes
+    resources: dict
+
+
+class ReleaseResources(NamedTuple):
+    key: bytes
+
+
 class CancelRequested(NamedTuple):
     task_id: bytes
     force: bool

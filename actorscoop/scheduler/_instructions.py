@@ -33,6 +33,11 @@ class KillWorker(NamedTuple):
     worker_id: bytes
 
 
+class Reserved(NamedTuple):
+    """The resources asked for under ``key`` are now held."""
+    key: bytes
+
+
 class WarnInfeasible(NamedTuple):
     task_id: bytes
     resources: dict

@@ -78,6 +78,8 @@ class Scheduler:
         self.waiting_on = {}  # object_id -> set(task_id)
         self.awaited_by = {}  # task_id -> blocked worker_id waiting for it
         self.starting = 0  # StartWorker issued, WorkerStarted not yet seen
+        self.reserved = {}  # key -> resources held outside tasks (actors)
+        self.reservations = {}  # key -> resources asked for, FIFO
         self._out = []
         self._handlers = {
             ev.TaskSubmitted: self._on_submitted, ev.ObjectReady: self._on_object_ready,
@@ -86,6 +88,7 @@ class Scheduler:
             ev.WorkerDied: self._on_worker_died, ev.TaskFinished: self._on_finished,
             ev.WorkerBlocked: self._on_blocked, ev.WorkerUnblocked: self._on_unblocked,
             ev.CancelRequested: self._on_cancel,
+            ev.ReserveResources: self._on_reserve, ev.ReleaseResources: self._on_release,
         }
 
     # ------------------------------------------------------------------ interface
@@ -269,6 +272,28 @@ class Scheduler:
         self._forget(task)
         self._out.append(ins.FailTask(task.task_id, "cancelled", b""))
 
+    def _on_reserve(self, e):
+        if e.key in self.reserved or e.key in self.reservations:
+            return
+        if not _fits(e.resources, self.total):
+            self._out.append(ins.WarnInfeasible(e.key, e.resources))
+        self.reservations[e.key] = e.resources
+
+    def _on_release(self, e):
+        self.reservations.pop(e.key, None)
+        held = self.reserved.pop(e.key, None)
+        if held is not None:
+            _give(self.available, held)
+
+    def _grant_reservations(self):
+        for key, need in list(self.reservations.items()):
+            if not _fits(need, self.available):
+                return  # in order: a big request is not starved by small ones
+            del self.reservations[key]
+            self.reserved[key] = need
+            _take(self.available, need)
+            self._out.append(ins.Reserved(key))
+
     # ------------------------------------------------------------------ placement
     def _assign(self, task, w, inline=False):
         self._move(task, TaskState.RUNNING, "dispatch")
@@ -280,6 +305,8 @@ class Scheduler:
         """Place ready tasks, oldest first: on an idle worker whose resources fit; else
         inline on a blocked worker that waits for it (cheaper than a new process); else
         behind a busy worker (pipelining); else ask for more workers."""
+        if self.reservations:
+            self._grant_reservations()
         if not self.ready:
             return
         skipped = 0
@@ -339,6 +366,8 @@ class Scheduler:
     def validate(self):
         """Cross-check every index; raise AssertionError naming what disagrees."""
         held = {}
+        for need in self.reserved.values():
+            _give(held, need)
         for wid, w in self.workers.items():
             assert w.worker_id == wid
             if w.state is WorkerState.IDLE:

@@ -1,0 +1,348 @@
+"""The raylet's actors: their states, processes, call queues, names, restarts and deaths.
+
+Each actor has a dedicated worker process. Calls wait in the actor's FIFO queue (the
+order the raylet received them, so each caller's order holds) until their arguments
+are ready and the actor is alive, then go to its process, which runs them in order (or
+concurrently for threaded and async actors).
+"""
+import collections
+import enum
+import logging
+import signal
+
+from .. import _errors
+from .. import protocol as P
+from .. import scheduler as S
+from ..exceptions import ActorDiedError
+from ._proc import describe_exit
+
+log = logging.getLogger("actorscoop.raylet")
+
+
+class ActorState(enum.Enum):
+    PENDING = "pending"  # waiting for resources
+    STARTING = "starting"  # process starting, constructor not finished
+    ALIVE = "alive"
+    RESTARTING = "restarting"
+    DEAD = "dead"
+
+
+class _Actor:
+    def __init__(self, rec: P.CreateActor, owner):
+        self.id = rec.actor_id
+        self.spec = rec
+        self.owner = owner
+        self.state = ActorState.PENDING
+        self.creation = None  # the __init__ task record, kept for restarts
+        self.worker_id = None
+        self.pid = None
+        self.restarts = 0
+        self.queue = collections.deque()  # task ids not yet sent to the process
+        self.inflight = {}  # task id -> None, in send order
+        self.attempts = {}  # task id -> times sent
+        self.death = ""  # why it died
+        self.creation_error = None  # serialized error of a constructor that raised
+        self.no_restart = False
+
+    @property
+    def label(self):
+        name = f" {self.spec.name!r}" if self.spec.name else ""
+        return f"actor{name} of class {self.spec.class_name} ({self.id.hex()[:12]})"
+
+
+class ActorManager:
+    def __init__(self, raylet):
+        self.r = raylet
+        self.actors = {}
+        self.by_worker = {}  # worker id -> actor
+        self.names = {}  # (namespace, name) -> actor id
+        self.waiting_on = collections.defaultdict(set)  # object id -> actor ids
+
+    # ------------------------------------------------------------------ creation
+    def on_create(self, ident, rec):
+        key = (rec.namespace, rec.name)
+        if rec.name and key in self.names:
+            existing = self.actors[self.names[key]]
+            if rec.get_if_exists:
+                self._reply(ident, rec.request_id, existing.id, existing.spec.meta, "")
+            else:
+                self._reply(ident, rec.request_id, None, None,
+                            f"an actor named {rec.name!r} already exists in namespace "
+                            f"{rec.namespace!r}: pick another name, or pass get_if_exists=True "
+                            "to get a handle to it")
+            return
+        a = _Actor(rec, ident)
+        self.actors[a.id] = a
+        if rec.name:
+            self.names[key] = a.id
+        self._reply(ident, rec.request_id, a.id, rec.meta, "")
+
+    def _reply(self, ident, request_id, actor_id, meta, error):
+        if request_id:
+            self.r._send(ident, P.ActorReply(request_id, actor_id, meta, error))
+
+    def on_creation_task(self, task):
+        """The actor's __init__ task arrived: reserve resources, then start its process."""
+        a = self.actors.get(task.spec.actor_id)
+        if a is None:
+            return False
+        a.creation = task
+        for oid in task.missing:
+            self.waiting_on[oid].add(a.id)
+        if a.spec.hold_resources:
+            self.r._feed([S.ReserveResources(a.id, dict(a.spec.resources))])
+        else:
+            self._start(a)
+        return True
+
+    def on_reserved(self, actor_id):
+        a = self.actors.get(actor_id)
+        if a is not None and a.state is ActorState.PENDING:
+            self._start(a)
+        elif a is None or a.state is ActorState.DEAD:
+            self.r._feed([S.ReleaseResources(actor_id)])
+
+    def _start(self, a):
+        a.state = ActorState.STARTING if a.restarts == 0 else ActorState.RESTARTING
+        w = self.r._start_worker_process(actor_id=a.id)
+        a.worker_id = w.worker_id
+        self.by_worker[w.worker_id] = a
+
+    def worker_connected(self, w):
+        a = self.by_worker.get(w.worker_id)
+        if a is None:
+            return
+        a.pid = w.pid
+        self._send_creation(a)
+
+    def _send_creation(self, a):
+        w = self.r.workers.by_id.get(a.worker_id)
+        if w is None or not w.connected or a.creation.missing:
+            return  # its process is not up yet, or its arguments are not ready
+        self.r._dispatch_to(w, a.creation, concurrency=a.spec.max_concurrency)
+
+    # ------------------------------------------------------------------ calls
+    def submit(self, task, missing):
+        a = self.actors.get(task.spec.actor_id)
+        if a is None or a.state is ActorState.DEAD:
+            self.r.tasks.pop(task.spec.task_id, None)
+            self.r._fail_returns(task, self._dead_error(a, task.spec))
+            return
+        tid = task.spec.task_id
+        a.queue.append(tid)
+        task.missing = set(missing)
+        for oid in missing:
+            self.waiting_on[oid].add(a.id)
+        self._pump(a)
+
+    def object_ready(self, oid):
+        for aid in self.waiting_on.pop(oid, ()):
+            a = self.actors.get(aid)
+            if a is None:
+                continue
+            if a.creation is not None and oid in a.creation.missing:
+                a.creation.missing.discard(oid)
+                self._send_creation(a)
+            for tid in a.queue:
+                t = self.r.tasks.get(tid)
+                if t is not None:
+                    t.missing.discard(oid)
+            self._pump(a)
+
+    def _pump(self, a):
+        """Send queued calls whose arguments are ready, in order, while the actor is alive."""
+        if a.state is not ActorState.ALIVE:
+            return
+        w = self.r.workers.by_id.get(a.worker_id)
+        while a.queue:
+            tid = a.queue[0]
+            task = self.r.tasks.get(tid)
+            if task is None:  # cancelled meanwhile
+                a.queue.popleft()
+                continue
+            if task.missing:
+                return
+            failed = self._failed_dep(task)
+            a.queue.popleft()
+            if failed is not None:
+                del self.r.tasks[tid]
+                self.r._fail_returns(task, failed)
+                continue
+            a.inflight[tid] = None
+            a.attempts[tid] = a.attempts.get(tid, 0) + 1
+            self.r._dispatch_to(w, task)
+
+    def _failed_dep(self, task):
+        from ._objects import ObjState
+        for oid in task.spec.deps:
+            e = self.r.objects.entries.get(oid)
+            if e is not None and e.state is ObjState.FAILED:
+                return _errors.pack_dependency_failure(task.spec.name, oid, e.data)
+        return None
+
+    def call_done(self, task, rec):
+        """A call (or the constructor) finished. Returns True if it was an actor task."""
+        a = self.actors.get(task.spec.actor_id)
+        if a is None:
+            return False
+        tid = task.spec.task_id
+        if task is a.creation:
+            if rec.results and rec.results[0][1] == P.VALUE_ERROR:
+                a.creation_error = rec.results[0][2]
+                self._die(a, "its constructor raised", kill=True)
+            else:
+                a.state = ActorState.ALIVE
+                self._pump(a)
+            return True
+        a.inflight.pop(tid, None)
+        a.attempts.pop(tid, None)
+        return True
+
+    # ------------------------------------------------------------------ death and kill
+    def worker_died(self, w, exit_code):
+        a = self.by_worker.pop(w.worker_id, None)
+        if a is None:
+            return
+        cause = a.death or f"its process (pid {w.pid}) {describe_exit(exit_code)}"
+        if a.state is ActorState.DEAD:
+            return
+        if not a.no_restart and a.restarts < a.spec.max_restarts and a.creation_error is None:
+            a.restarts += 1
+            log.warning("%s died (%s); restarting it (%d of %d)", a.label, cause, a.restarts,
+                        a.spec.max_restarts)
+            retry = []
+            for tid in list(a.inflight):
+                task = self.r.tasks.get(tid)
+                if task is None:
+                    continue
+                if a.attempts.get(tid, 1) <= a.spec.max_task_retries:
+                    retry.append(tid)
+                else:
+                    del self.r.tasks[tid]
+                    self.r._fail_returns(task, _errors.pack_exception(ActorDiedError(
+                        f"{a.label} died while running {task.spec.name}(): {cause}. It is "
+                        f"restarting; this call was not retried (max_task_retries="
+                        f"{a.spec.max_task_retries}).")))
+            a.inflight.clear()
+            a.queue.extendleft(reversed(retry))
+            a.death = ""
+            self._start(a)
+            return
+        self._die(a, cause, kill=False)
+
+    def _die(self, a, cause, kill):
+        a.state = ActorState.DEAD
+        a.death = cause
+        if a.spec.name:
+            self.names.pop((a.spec.namespace, a.spec.name), None)
+        if a.spec.hold_resources:
+            self.r._feed([S.ReleaseResources(a.id)])
+        for tid in list(a.inflight) + list(a.queue):
+            task = self.r.tasks.pop(tid, None)
+            if task is not None:
+                self.r._fail_returns(task, self._dead_error(a, task.spec))
+        a.inflight.clear()
+        a.queue.clear()
+        if a.creation is not None:
+            for oid in a.creation.pins:
+                self.r.objects.unpin(oid)
+            a.creation.pins = []
+        if kill:
+            w = self.r.workers.by_id.get(a.worker_id)
+            if w is not None:
+                self.r.workers.signal(w, signal.SIGKILL)
+
+    def _dead_error(self, a, spec):
+        if a is None:
+            return _errors.pack_exception(ActorDiedError(
+                f"{spec.name}(): the actor does not exist on this node (it was never created "
+                "here, or it died long ago)"))
+        if a.creation_error is not None:
+            return a.creation_error
+        return _errors.pack_exception(ActorDiedError(
+            f"{a.label} is dead: {a.death}. Its pending and later calls, like "
+            f"{spec.name}(), fail. Give it max_restarts=N to restart it automatically."))
+
+    def kill(self, actor_id, no_restart):
+        a = self.actors.get(actor_id)
+        if a is None or a.state is ActorState.DEAD:
+            return
+        if no_restart:
+            a.no_restart = True
+        a.death = "it was killed with actorscoop.kill()"
+        w = self.r.workers.by_id.get(a.worker_id)
+        if w is not None and w.pid is not None:
+            self.r.workers.signal(w, signal.SIGKILL)
+        elif no_restart:
+            self._die(a, a.death, kill=False)
+
+    def owner_gone(self, ident):
+        """A process that created non-detached actors went away: they go too."""
+        for a in list(self.actors.values()):
+            if a.owner == ident and not a.spec.detached and a.state is not ActorState.DEAD:
+                a.no_restart = True
+                a.death = "the process that created it exited (use lifetime='detached' to keep it)"
+                self.kill(a.id, True)
+
+    # ------------------------------------------------------------------ lookup and report
+    def get(self, ident, rec):
+        aid = self.names.get((rec.namespace, rec.name))
+        a = self.actors.get(aid) if aid else None
+        if a is None or a.state is ActorState.DEAD:
+            ns = f" in namespace {rec.namespace!r}" if rec.namespace else ""
+            self.r._send(ident, P.ActorReply(rec.request_id, None, None,
+                                             f"no live actor named {rec.name!r}{ns}"))
+        else:
+            self.r._send(ident, P.ActorReply(rec.request_id, a.id, a.spec.meta, ""))
+
+    def creation_of(self, worker_id, task_id):
+        a = self.by_worker.get(worker_id)
+        if a is not None and a.creation is not None and a.creation.spec.task_id == task_id:
+            return a.creation
+        return None
+
+    def cancel(self, task, force):
+        """Cancel a call: a queued one is dropped; a running one is interrupted."""
+        a = self.actors.get(task.spec.actor_id)
+        tid = task.spec.task_id
+        if a is None:
+            return
+        if tid in a.queue:
+            a.queue.remove(tid)
+            del self.r.tasks[tid]
+            from ..exceptions import TaskCancelledError
+            self.r._fail_returns(task, _errors.pack_exception(TaskCancelledError(
+                f"call {task.spec.name}() was cancelled before it ran")))
+        elif tid in a.inflight:
+            w = self.r.workers.by_id.get(a.worker_id)
+            if w is not None:
+                self.r._do_interrupt(S.InterruptTask(tid, w.worker_id))
+
+    def is_actor_worker(self, worker_id):
+        return worker_id in self.by_worker
+
+    def log_target(self, worker_id):
+        """(prefix name, driver to show a line to) for an actor's process output."""
+        a = self.by_worker.get(worker_id)
+        if a is None:
+            return None
+        for tid in a.inflight:
+            t = self.r.tasks.get(tid)
+            if t is not None:
+                return a.spec.class_name, t.submitter
+        return a.spec.class_name, a.owner
+
+    def report(self):
+        return [{"actor_id": a.id.hex(), "class": a.spec.class_name, "name": a.spec.name,
+                 "namespace": a.spec.namespace, "state": a.state.value, "pid": a.pid,
+                 "restarts": a.restarts, "pending_calls": len(a.queue) + len(a.inflight),
+                 "detached": a.spec.detached, "death": a.death}
+                for a in self.actors.values()]
+
+    def forget_dead(self, keep=1000):
+        dead = [aid for aid, a in self.actors.items() if a.state is ActorState.DEAD]
+        for aid in dead[:-keep] if len(dead) > keep else []:
+            del self.actors[aid]
+
+    def pids(self):
+        return [a.pid for a in self.actors.values() if a.pid and a.state is not ActorState.DEAD]
