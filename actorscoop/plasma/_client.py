@@ -99,7 +99,10 @@ class PlasmaClient:
             dst = mapping.array[located.offset:located.offset + layout.total]
             _layout.write(dst, layout, metadata, stream, views)
         except BaseException:
-            self._request(P.Abort(0, object_id))
+            try:
+                self._request(P.Abort(0, object_id))
+            except PlasmaError:
+                pass  # the store will abort it when this client goes away; the first error matters
             raise
         self._request(P.Seal(0, object_id))
         return layout.total

@@ -290,3 +290,15 @@ def test_threads_mixing_waiting_and_immediate_requests(stores, store):
     gc.collect()
     wait_for(lambda: all(o["pins"] == 0 for o in observer.list_objects()), what="every pin released")
     assert len(observer.list_objects()) == n
+
+
+def test_failed_write_aborts_the_object(client, monkeypatch):
+    def broken_write(*args):
+        raise MemoryError("simulated failure while copying")
+
+    monkeypatch.setattr(plasma._client._layout, "write", broken_write)
+    with pytest.raises(MemoryError, match="simulated"):
+        client.put(oid(1), np.ones(10))
+    monkeypatch.undo()
+    assert client.list_objects() == [] and client.stats()["used"] == 0
+    client.put(oid(1), np.ones(10))  # the id is free again
