@@ -164,6 +164,12 @@ class PlasmaClient:
         """capacity, used, num_objects, spilled_bytes, ... of the store."""
         return self._request(P.Stats(0)).value
 
+    def story(self, object_id: bytes) -> list[str]:
+        """What happened to an object in the store (created, pinned by pid N, spilled, ...), oldest first.
+        For debugging: e.g. why an object is still pinned."""
+        _check_id(object_id)
+        return self._request(P.Story(0, object_id)).value
+
     def close(self) -> None:
         """Disconnect.  The store releases every pin of this client: stop using views you got from it."""
         if self._closed:

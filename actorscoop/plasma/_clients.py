@@ -64,6 +64,10 @@ class ClientTable:
             os.close(client.pidfd)
         return client
 
+    def pid_of(self, identity: bytes) -> int | None:
+        client = self._by_identity.get(identity)
+        return client.pid if client is not None else None
+
     def fds(self) -> list[int]:
         return list(self._by_fd)
 

@@ -92,6 +92,12 @@ class Stats:
     rid: int
 
 
+@_message("story")
+class Story:
+    rid: int
+    object_id: bytes
+
+
 @_message("disconnect")
 class Disconnect:
     rid: int

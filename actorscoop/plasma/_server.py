@@ -63,7 +63,7 @@ class StoreServer:
             P.Connect: self.on_connect, P.Create: self.on_create, P.Seal: self.on_seal,
             P.Abort: self.on_abort, P.Get: self.on_get, P.Release: self.on_release,
             P.Contains: self.on_contains, P.Delete: self.on_delete, P.ListObjects: self.on_list,
-            P.Stats: self.on_stats, P.Disconnect: self.on_disconnect,
+            P.Stats: self.on_stats, P.Story: self.on_story, P.Disconnect: self.on_disconnect,
         }
 
     # -- the loop ------------------------------------------------------------
@@ -236,6 +236,16 @@ class StoreServer:
                      waiting_creates=sum(isinstance(w.msg, P.Create) for w in self.blocked),
                      waiting_restores=sum(isinstance(w.msg, P.Get) for w in self.blocked))
         return P.Answer(m.rid, stats)
+
+    def on_story(self, identity, m: P.Story):
+        lines = []
+        for event, client in self.store.story(m.object_id):
+            if client is None:
+                lines.append(event)
+            else:
+                pid = self.clients.pid_of(client)
+                lines.append(f"{event} by {'pid ' + str(pid) if pid is not None else 'a departed client'}")
+        return P.Answer(m.rid, lines)
 
     def on_disconnect(self, identity, m: P.Disconnect):
         self._client_gone(identity, "disconnected")

@@ -41,6 +41,9 @@ class Where(str, enum.Enum):
     FALLBACK = "fallback"
 
 
+_HISTORY = 32  # events kept per object
+_GRAVEYARD = 256  # removed objects whose story is kept
+
 _ALLOWED = {
     (None, State.CREATED),
     (State.CREATED, State.SEALED),
@@ -62,6 +65,10 @@ class Entry:
     path: str | None = None  # spill file or fallback file
     pins: dict = dataclasses.field(default_factory=dict)  # client -> count
     delete_after_seal: bool = False
+    history: collections.deque = dataclasses.field(default_factory=lambda: collections.deque(maxlen=_HISTORY))
+
+    def record(self, event: str, client=None) -> None:
+        self.history.append((event, client))
 
     @property
     def pinned(self) -> bool:
@@ -91,6 +98,7 @@ class ObjectStore:
         self._objects: dict[bytes, Entry] = {}
         self._lru: collections.OrderedDict[bytes, int] = collections.OrderedDict()  # id -> block size
         self._client_pins: dict[object, dict[bytes, int]] = {}
+        self._removed: collections.OrderedDict[bytes, Entry] = collections.OrderedDict()  # for story()
 
     # -- queries -------------------------------------------------------------
 
@@ -104,6 +112,12 @@ class ObjectStore:
         """True if a get would succeed now (sealed and not being deleted)."""
         e = self._objects.get(object_id)
         return e is not None and e.state is State.SEALED
+
+    def story(self, object_id: bytes) -> list[tuple[str, object]]:
+        """What happened to an object, oldest first: (event, client) pairs (the last 32 events;
+        objects removed recently are remembered too)."""
+        entry = self._objects.get(object_id) or self._removed.get(object_id)
+        return list(entry.history) if entry is not None else []
 
     def victims(self, needed: int) -> list[bytes]:
         """Ids the eviction policy picks to free ``needed`` bytes (possibly fewer, if not enough)."""
@@ -199,6 +213,7 @@ class ObjectStore:
                 object_id=object_id, state=entry.state, target=entry.state, cause="pin")
         entry.pins[client] = entry.pins.get(client, 0) + 1
         self._client_pins.setdefault(client, {})[object_id] = entry.pins[client]
+        entry.record("pin", client)
         self._lru.pop(object_id, None)
         return entry
 
@@ -212,6 +227,7 @@ class ObjectStore:
                 target=None, cause="release")
         count = entry.pins[client] - 1
         pins = self._client_pins[client]
+        entry.record("release", client)
         if count:
             entry.pins[client] = pins[object_id] = count
         else:
@@ -262,6 +278,7 @@ class ObjectStore:
         self._lru.pop(object_id)
         self.allocator.free(entry.offset)
         entry.where, entry.offset, entry.path = Where.SPILLED, -1, path
+        entry.record("spilled")
 
     def restore(self, object_id: bytes) -> Entry | None:
         """Give a spilled object an arena block again (caller copies the file in).  None if no room."""
@@ -274,6 +291,7 @@ class ObjectStore:
         if offset is None:
             return None
         entry.where, entry.offset = Where.SHM, offset  # the spill file is kept: re-spilling is free
+        entry.record("restored")
         self._on_unpinned(entry)
         return entry
 
@@ -336,6 +354,7 @@ class ObjectStore:
                 f"object {entry.object_id.hex()}: illegal transition {before} -> {target.value} ({cause})",
                 object_id=entry.object_id, state=entry.state, target=target, cause=cause)
         entry.state = target
+        entry.record(f"{cause} -> {target.value}", entry.creator if target is State.CREATED else None)
 
     def _on_unpinned(self, entry: Entry) -> None:
         if entry.state is State.SEALED and not entry.pinned and entry.where is Where.SHM:
@@ -348,4 +367,7 @@ class ObjectStore:
         if entry.where is Where.SHM:
             self.allocator.free(entry.offset)
         entry.state = State.REMOVED
+        self._removed[entry.object_id] = entry
+        if len(self._removed) > _GRAVEYARD:
+            self._removed.popitem(last=False)
         return entry

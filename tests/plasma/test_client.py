@@ -120,6 +120,15 @@ def test_pin_of_idle_client_released_by_background_thread(stores, store, timeout
         wait_for(lambda: pins(observer, oid(1)) == 0, what="the idle client's release")
 
 
+def test_story_names_the_pinning_process(client):
+    client.put(oid(1), np.ones(10))
+    arr = client.get(oid(1))
+    story = client.story(oid(1))
+    assert story[0] == f"create -> CREATED by pid {os.getpid()}"
+    assert story[-1] == f"pin by pid {os.getpid()}"
+    del arr
+
+
 def test_arrow_table_comes_back_zero_copy(client):
     table = pa.table({"x": np.arange(100_000, dtype=np.int64), "y": np.random.rand(100_000)})
     client.put(oid(1), table)

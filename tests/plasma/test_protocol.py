@@ -25,6 +25,7 @@ EXAMPLES = [
     P.ListObjects(9),
     P.Stats(10),
     P.Disconnect(11),
+    P.Story(17, b"id"),
     P.Connected(12, "/dev/shm/x", 1 << 30, 99, 1 << 30),
     P.Located(13, b"id", "/dev/shm/x", 4096, 100, None),
     P.Located(14, b"id", "/tmp/f", 0, 100, "too big"),

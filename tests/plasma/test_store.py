@@ -64,6 +64,18 @@ def test_delete_while_pinned_is_deferred_to_last_release():
     assert [x.object_id for x in removed] == [A] and A not in s
 
 
+def test_story_tells_what_happened_even_after_removal():
+    s = Checked(1024)
+    sealed(s, A)
+    s.pin(A, "r")
+    s.delete(A)
+    s.release(A, "r")
+    assert s.story(A) == [("create -> CREATED", "w"), ("seal -> SEALED", None), ("pin", "r"),
+                          ("delete while pinned -> DELETING", None), ("release", "r"),
+                          ("last pin released -> REMOVED", None)]
+    assert s.story(B) == []
+
+
 def test_delete_while_created_happens_at_seal():
     s = Checked(1024)
     s.create(A, 10, "w")
