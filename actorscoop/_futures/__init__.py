@@ -1,0 +1,4 @@
+"""The implementation behind ``actorscoop.futures`` and ``actorscoop.shared``.
+
+Users import those two modules; nothing here is public.
+"""

@@ -1,0 +1,78 @@
+"""Future: a ``concurrent.futures.Future`` bound to the ObjectRef of a task.
+
+It is completed by whoever receives the value: the driver's I/O thread, or, in a worker
+(single-threaded), the waiting call itself, which serves the worker's socket meanwhile.
+"""
+import concurrent.futures
+
+from .. import _context
+from .._object_ref import ObjectRef
+
+
+class Future(concurrent.futures.Future):
+    """The future of one task (PEP 3148).
+
+    ``cancel()`` removes a queued task from the node's scheduler, after which ``done()``
+    and ``cancelled()`` are True. actorscoop does not yet learn when a task starts, so
+    ``running()`` stays False until the task is done, and ``cancel()`` of a task that has
+    already started interrupts it (PEP 3148 would leave it running and return False).
+    A failed task's exception is an instance of the original type and of
+    ``actorscoop.exceptions.TaskError``; ``.remote_traceback`` holds the worker's traceback.
+    """
+
+    def __init__(self, ref: ObjectRef):
+        super().__init__()
+        self._ref = ref
+        inner = ref.future()
+        # A plain Future is completed by the driver's I/O thread; any other kind (the
+        # worker's) completes only while someone serves the socket: see _serve().
+        self._serves = type(inner) is not concurrent.futures.Future
+        inner.add_done_callback(self._settle)
+
+    @property
+    def ref(self) -> ObjectRef:
+        """The ObjectRef of the task's value (pass it to other tasks, ``asc.get`` it)."""
+        return self._ref
+
+    def _settle(self, inner):
+        if not self.set_running_or_notify_cancel():
+            return  # cancelled here first: the value is dropped
+        exc = inner.exception()
+        if exc is None:
+            self.set_result(inner.result())
+        else:
+            self.set_exception(exc)
+
+    def cancel(self):
+        """Cancel the task: True if this future is (now) cancelled, False if done."""
+        if not super().cancel():
+            return False
+        core = _context.current_or_none()
+        if core is not None:
+            try:
+                core.cancel(self._ref, False)
+            except Exception:  # the node is gone: nothing is left to stop
+                pass
+        return True
+
+    def _serve(self, timeout):
+        """In a worker, serve the socket until this future is done or ``timeout`` passes."""
+        if self._serves and not self.done():
+            core = _context.current_or_none()
+            if core is not None:
+                core.wait([self._ref], 1, timeout)
+
+    def result(self, timeout=None):
+        if self._serves and not self.done():
+            self._serve(timeout)
+            timeout = 0 if timeout is not None else None
+        return super().result(timeout)
+
+    def exception(self, timeout=None):
+        if self._serves and not self.done():
+            self._serve(timeout)
+            timeout = 0 if timeout is not None else None
+        return super().exception(timeout)
+
+    def __repr__(self):
+        return super().__repr__()[:-1] + f" ref={self._ref.hex()[:12]}>"
