@@ -276,6 +276,8 @@ class StoreServer:
     def _with_room(self, size: int, attempt):
         """Run ``attempt`` (an allocation); while it fails, spill the victims the policy chooses."""
         result = attempt()
+        if result is None and self.store.allocator.free_bytes + self.store.evictable_bytes() < size:
+            return None  # even spilling everything unpinned would not make room: spill nothing
         while result is None:
             victims = self.store.victims(size)
             if not victims:
