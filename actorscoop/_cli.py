@@ -145,21 +145,20 @@ def _alive(pid):
 def request(node, what, timeout=10.0):
     """Ask a node's raylet for a report over its socket."""
     from ._driver import connect
-    sock, _welcome, _ = connect(node["raylet_socket"], P.KIND_CLI, os.getpid(),
+    conn, _welcome, _ = connect(node["raylet_socket"], P.KIND_CLI, os.getpid(),
                                 os.urandom(16), "cli", timeout)
     try:
-        sock.send(P.encode([P.StatusRequest(what)]))
+        conn.send(P.encode([P.StatusRequest(what)]))
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if not sock.poll(int(max(1, (deadline - time.monotonic()) * 1000))):
-                break
-            for rec in P.decode(sock.recv()):
+        while True:
+            frame = conn.recv(max(0.0, deadline - time.monotonic()))
+            if frame is None:
+                raise ActorScoopError(f"node {node['node_id'][:12]} did not answer within {timeout} s")
+            for rec in P.decode(frame):
                 if isinstance(rec, P.StatusReply):
                     return rec.body
-        raise ActorScoopError(f"node {node['node_id'][:12]} did not answer within {timeout} s")
     finally:
-        sock.send(P.encode([P.Goodbye()]))
-        sock.close(linger=200)
+        conn.close()
 
 
 def cmd_status(args):

@@ -1,12 +1,9 @@
-"""The driver's connection to its raylet: two sockets, so no thread hands off a send.
+"""The driver's connection to its raylet: one Unix socket, two roles.
 
-* ``tx`` (DEALER) carries every request. Any user thread sends on it directly, under a
-  lock: a submit costs one ``send``, with no wake-up of another thread.
-* ``rx`` (DEALER) receives every reply. One I/O thread (the pump) owns it: it files
-  incoming values, wakes a waiting ``get()``, prints remote output, and flushes released
-  references now and then.
-
-The raylet knows the two as one client (``tx`` introduces itself as an alias of ``rx``).
+* Any user thread sends requests on it directly, under the connection's write lock:
+  a submit costs one ``send``, with no wake-up of another thread.
+* One I/O thread (the pump) reads it: it files incoming values, wakes a waiting
+  ``get()``, completes futures, prints remote output, and flushes released references.
 """
 import logging
 import os
@@ -15,12 +12,11 @@ import sys
 import threading
 import time
 
-import zmq
-
 from . import _refcount
 from . import protocol as P
 from ._core import CoreClient
 from .exceptions import GetTimeoutError, NodeDiedError
+from .transport import Connection, ConnectionClosed
 
 log = logging.getLogger("actorscoop")
 
@@ -36,42 +32,38 @@ class _Waiter:
         self.event = threading.Event()
 
 
-def _dealer(ctx, socket_path, ident):
-    sock = ctx.socket(zmq.DEALER)
-    sock.setsockopt(zmq.IDENTITY, ident)
-    sock.setsockopt(zmq.LINGER, 1000)
-    sock.setsockopt(zmq.SNDHWM, 0)
-    sock.setsockopt(zmq.RCVHWM, 0)
-    sock.connect(f"ipc://{socket_path}")
-    return sock
-
-
 def connect(socket_path, kind, pid, ident, name, timeout):
-    """Open a DEALER to a raylet and do the Hello/Welcome handshake.
+    """Connect to a raylet and do the Hello/Welcome handshake.
 
-    Returns (socket, Welcome, records that arrived in the same frame after it).
-    Raises NodeDiedError when the raylet does not answer or refuses.
+    Returns (connection, Welcome, records that arrived in the same frame after it).
+    Raises NodeDiedError when the raylet cannot be reached, does not answer, or refuses.
     """
-    sock = _dealer(zmq.Context.instance(), socket_path, ident)
-    sock.send(P.encode([P.Hello(P.PROTOCOL_VERSION, kind, pid, ident, name)]))
-    if not sock.poll(int(timeout * 1000)):
-        sock.close(0)
+    try:
+        conn = Connection(socket_path, timeout)
+    except OSError as exc:
+        raise NodeDiedError(f"cannot reach the raylet at {socket_path} ({exc}); is the node "
+                            "running? (`actorscoop status`)") from None
+    try:
+        conn.send(P.encode([P.Hello(P.PROTOCOL_VERSION, kind, pid, ident, name)]))
+        frame = conn.recv(timeout)
+    except ConnectionClosed as exc:
+        conn.close()
+        raise NodeDiedError(f"the raylet at {socket_path} closed the connection: {exc}") from None
+    if frame is None:
+        conn.close()
         raise NodeDiedError(f"the raylet at {socket_path} did not answer within {timeout} s; "
                             "is the node running? (`actorscoop status`)")
-    reply, *rest = P.decode(sock.recv())
+    reply, *rest = P.decode(frame)
     if isinstance(reply, P.Refused):
-        sock.close(0)
+        conn.close()
         raise NodeDiedError(f"the raylet refused this {kind}: {reply.reason}")
-    return sock, reply, rest
+    return conn, reply, rest
 
 
 class DriverCore(CoreClient):
     def __init__(self, socket_path, job_id, raylet_alive, name="driver", timeout=10.0):
-        self._rx, welcome, _ = connect(socket_path, P.KIND_DRIVER, os.getpid(), job_id, name, timeout)
+        self._conn, welcome, _ = connect(socket_path, P.KIND_DRIVER, os.getpid(), job_id, name, timeout)
         super().__init__(welcome, job_id)
-        self._tx = _dealer(zmq.Context.instance(), socket_path, job_id + b"/tx")
-        self._tx.send(P.encode([P.Hello(P.PROTOCOL_VERSION, P.KIND_DRIVER_TX, os.getpid(), job_id, name)]))
-        self._tx_lock = threading.Lock()
         self._raylet_alive = raylet_alive  # callable: False once the raylet is gone
         self._lock = threading.Lock()  # guards _waiters
         self._waiters = []
@@ -86,8 +78,11 @@ class DriverCore(CoreClient):
     def _send(self, records):
         if self._dead is not None:
             raise self._dead
-        with self._tx_lock:
-            self._tx.send(P.encode(_refcount.frame(records)))
+        try:
+            self._conn.send(P.encode(_refcount.frame(records)))
+        except ConnectionClosed:
+            raise NodeDiedError("the connection to the raylet is closed: the node stopped. "
+                                "Call actorscoop.shutdown() and init() again.") from None
 
     def _block_until(self, oids, num, deadline):
         values = self._values
@@ -129,51 +124,46 @@ class DriverCore(CoreClient):
         if self._dead is None:
             try:
                 self._send([P.Goodbye()])
-            except zmq.ZMQError:
+            except NodeDiedError:
                 pass
         self._stopping = True
         self._pump.join(timeout=5)
         self._close_plasma()
-        self._tx.close(linger=500)
-        self._rx.close(linger=0)
+        self._conn.close()
 
     # ------------------------------------------------------------------ pump thread
     def _pump_main(self):
-        rx = self._rx
+        conn = self._conn
         last_flush = last_check = time.monotonic()
-        while not self._stopping:
-            if rx.poll(int(_FLUSH_INTERVAL * 1000)):
-                self._drain()
-            now = time.monotonic()
-            if now - last_flush >= _FLUSH_INTERVAL:
-                last_flush = now
-                if _refcount.pending() and self._dead is None:
-                    try:
+        try:
+            while not self._stopping:
+                frame = conn.recv(_FLUSH_INTERVAL)
+                while frame is not None:
+                    self._handle_frame(frame)
+                    frame = conn.recv(0)
+                now = time.monotonic()
+                if now - last_flush >= _FLUSH_INTERVAL:
+                    last_flush = now
+                    if _refcount.pending() and self._dead is None:
                         self._send([])
-                    except zmq.ZMQError:
-                        pass
-            if now - last_check > 0.2:
-                last_check = now
-                if not self._raylet_alive():
-                    self._fail_all(NodeDiedError(
-                        "the local raylet died; results of pending tasks are lost. "
-                        "Call actorscoop.shutdown() and init() again."))
-                    return
+                if now - last_check > 0.2:
+                    last_check = now
+                    if not self._raylet_alive():
+                        raise ConnectionClosed("the raylet process is gone")
+        except (ConnectionClosed, NodeDiedError) as exc:
+            if not self._stopping:
+                self._fail_all(NodeDiedError(
+                    f"the local raylet went away ({exc}); results of pending tasks are lost. "
+                    "Call actorscoop.shutdown() and init() again."))
 
-    def _drain(self):
-        rx = self._rx
-        while True:
-            try:
-                frame = rx.recv(zmq.NOBLOCK)
-            except zmq.Again:
-                return
-            try:
-                records = P.decode(frame)
-            except P.ProtocolError as exc:
-                log.warning("dropped a malformed frame from the raylet: %s", exc)
-                continue
-            for rec in records:
-                self._handle(rec)
+    def _handle_frame(self, frame):
+        try:
+            records = P.decode(frame)
+        except P.ProtocolError as exc:
+            log.warning("dropped a malformed frame from the raylet: %s", exc)
+            return
+        for rec in records:
+            self._handle(rec)
 
     def _handle(self, rec):
         if type(rec) is P.ObjectValue:
@@ -204,6 +194,10 @@ class DriverCore(CoreClient):
         with self._lock:
             for w in self._waiters:
                 w.event.set()
+        for fut_list in list(self._futures.values()):
+            for fut in fut_list[1]:
+                if not fut.done() and fut.set_running_or_notify_cancel():
+                    fut.set_exception(err)
 
 
 def _print_remote(prefix, text):

@@ -4,7 +4,6 @@ import os
 
 import msgpack
 import pytest
-import zmq
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -43,35 +42,63 @@ def test_decoder_never_raises_anything_else(frame):
         pass
 
 
+def _raw(path):
+    import socket
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.connect(path)
+    return s
+
+
+def _frame(payload):
+    import struct
+    return struct.pack("<I", len(payload)) + payload
+
+
 def test_raylet_survives_bad_input(node):
-    path = os.path.join(asc._context.current().session_dir, "sockets", "raylet.sock")
-    ctx = zmq.Context()
-    s = ctx.socket(zmq.DEALER)
-    s.connect(f"ipc://{path}")
-    bad = [b"", b"garbage", msgpack.packb([[0]]), msgpack.packb([[2, "x", 1]]),
+    from actorscoop.transport import Connection, ConnectionClosed
+    path = os.path.join(os.path.realpath(os.path.join(asc._context.current().session_dir, "sockets")),
+                        "raylet.sock")
+    # Garbage before any Hello, and a Hello of another protocol version: refused.
+    c = Connection(path)
+    for frame in (b"", b"garbage", msgpack.packb([[0]]), msgpack.packb([[2, "x", 1]])):
+        c.send(frame)
+    c.send(P.encode([P.Hello(P.PROTOCOL_VERSION + 99, "driver", 1, b"v" * 16, "")]))
+    reply = P.decode(c.recv(10))
+    assert isinstance(reply[0], P.Refused) and "protocol version" in reply[0].reason
+    c.close()
+    # A client that says Hello, then sends nonsense of every kind.
+    c = Connection(path)
+    c.send(P.encode([P.Hello(P.PROTOCOL_VERSION, "driver", os.getpid(), os.urandom(16), "fuzz")]))
+    assert isinstance(P.decode(c.recv(10))[0], P.Welcome)
+    bad = [b"garbage", msgpack.packb({"a": 1}),
            P.encode([P.SubmitTask(b"x", b"y", "n", None, None, [], [], 1, {}, 0, False, None, None)]),
-           P.encode([P.Hello(P.PROTOCOL_VERSION + 99, "driver", 1, b"", "")]),
-           P.encode([P.Hello(P.PROTOCOL_VERSION, "driver", os.getpid(), b"", "fuzz"),
-                     P.SubmitTask(b"x", b"y", "n", None, None, [], [], 1, {}, 0, False, None, None),
-                     P.GetObjects([b"nope" * 5]), P.RefDelta([b"a" * 20], [b"b" * 20]),
+           P.encode([P.GetObjects([b"nope" * 5]), P.RefDelta([b"a" * 20], [b"b" * 20]),
                      P.TaskDone(b"z" * 16, [[1, 2]], False), P.Blocked(["x"]),
                      P.SubmitTask(os.urandom(16), os.urandom(16), "n", b"\0", None, [b"q"], [], 1,
                                   {"CPU": "lots"}, 0, False, None, None),
                      P.SubmitTask(os.urandom(16), b"", "m", b"\0", None, [], [], 1, {}, 0, False,
                                   os.urandom(16), "incr"),
-                     P.KillActor(b"nope", True), P.CreateActor(0, b"a" * 16, "C", "", "", False,
-                                                             False, 0, 0, 1, {}, False, b"junk")])]
+                     P.KillActor(b"nope", True),
+                     P.CreateActor(0, b"a" * 16, "C", "", "", False, False, 0, 0, 1, {}, False, b"junk"),
+                     P.Hello(P.PROTOCOL_VERSION, "driver", 1, b"again", "")])]
     for frame in bad:
-        s.send(frame)
-    s.send_multipart([b"a", b"b", b"c"])
+        c.send(frame)
     got = []
-    while s.poll(2000):
-        got += P.decode(s.recv())
+    while True:
+        frame = c.recv(5)
+        assert frame is not None, "the raylet stopped answering"
+        got += P.decode(frame)
         if any(isinstance(r, P.ObjectValue) for r in got):
             break
-    assert any(isinstance(r, P.Refused) for r in got)
-    s.close(0)
-    ctx.term()
+    c.close()
+    # An absurd length prefix, and a frame cut short by a hang-up: the connection is dropped.
+    s = _raw(path)
+    s.sendall(b"\xff\xff\xff\x7f" + b"x" * 100)
+    assert s.recv(100) == b""
+    s.close()
+    s = _raw(path)
+    s.sendall(_frame(b"x" * 1000)[:500])
+    s.close()
 
     @asc.remote
     def still_works():

@@ -180,7 +180,8 @@ class MapIterator:
         pending, self._pending = self._pending, collections.deque()
         core = _context.current_or_none()
         if core is not None and core is self._core:
-            for ref in pending:
+            # Last first: the queued chunks go before running ones free their CPUs.
+            for ref in reversed(list(pending)):
                 if not core.is_ready(ref):
                     try:
                         core.cancel(ref, False)

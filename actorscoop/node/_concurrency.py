@@ -1,14 +1,9 @@
-"""Threaded and async actors: calls run concurrently off the main thread, which keeps the
-socket. Results and requests made from those threads are posted to the main thread
-through a queue and an eventfd; the main loop sends them."""
+"""Threaded and async actors: calls run concurrently off the main thread, which keeps
+reading the connection; results are sent from the threads that made them."""
 import asyncio
-import collections
 import concurrent.futures
 import inspect
-import os
 import threading
-
-import zmq
 
 from .. import _errors
 
@@ -16,10 +11,6 @@ from .. import _errors
 class Concurrency:
     def __init__(self, core, max_concurrency, is_async):
         self.core = core
-        self.efd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
-        self.outq = collections.deque()
-        self.poller = zmq.Poller()
-        self.registered = None
         if is_async:
             self.loop = asyncio.new_event_loop()
             self.sem = None
@@ -31,37 +22,11 @@ class Concurrency:
             self.pool = concurrent.futures.ThreadPoolExecutor(
                 max_concurrency, thread_name_prefix="actorscoop-actor")
 
-    # ------------------------------------------------------------------ main thread
-    def poll(self, sock, timeout_ms, send):
-        """Wait for the socket or posted records; send posted records. True if the
-        socket has input."""
-        if self.registered is not sock:
-            self.poller.register(sock, zmq.POLLIN)
-            self.poller.register(self.efd, zmq.POLLIN)
-            self.registered = sock
-        events = dict(self.poller.poll(timeout_ms))
-        if self.efd in events:
-            try:
-                os.eventfd_read(self.efd)
-            except BlockingIOError:
-                pass
-        batch = []
-        while self.outq:
-            batch.extend(self.outq.popleft())
-        if batch:
-            send(batch)
-        return sock in events
-
     def submit(self, spec):
         if self.loop is not None:
             asyncio.run_coroutine_threadsafe(self._run_async(spec), self.loop)
         else:
             self.pool.submit(self._run_thread, spec)
-
-    # ------------------------------------------------------------------ other threads
-    def post(self, records):
-        self.outq.append(records)
-        os.eventfd_write(self.efd, 1)
 
     def _run_thread(self, spec):
         results, retryable = self.core.execute(spec)

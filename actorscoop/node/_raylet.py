@@ -9,7 +9,7 @@ import pickle
 import signal
 import time
 
-import zmq
+import select
 
 from .. import _errors, _session
 from .. import protocol as P
@@ -21,17 +21,16 @@ from ._objects import ObjectTable, ObjState
 from ._proc import describe_exit
 from ._workers import WorkerTable
 from ._zygote import ZygoteHandle
+from ..transport import ConnectionClosed, Listener
 
 log = logging.getLogger("actorscoop.raylet")
 
 
 class _Client:
-    __slots__ = ("ident", "kind", "pid", "name", "pidfd", "aliases")
+    __slots__ = ("ident", "kind", "pid", "name")
 
     def __init__(self, ident, kind, pid, name):
         self.ident, self.kind, self.pid, self.name = ident, kind, pid, name
-        self.pidfd = None
-        self.aliases = []  # other sockets of the same process (a driver's tx)
 
 
 class _TaskRecord:
@@ -78,18 +77,13 @@ class Raylet:
         self.object_store_memory = object_store_memory
         self.running = True
         self.started = time.time()
-        self.ctx = zmq.Context()
-        self.router = self.ctx.socket(zmq.ROUTER)
-        self.router.setsockopt(zmq.ROUTER_MANDATORY, 1)
-        self.router.setsockopt(zmq.SNDHWM, 0)
-        self.router.setsockopt(zmq.RCVHWM, 0)
-        self.router.setsockopt(zmq.LINGER, 0)
-        self.router.bind(f"ipc://{self.sock_path}")
+        self.loop = _Loop()
+        self.listener = Listener(self.sock_path)
         os.chmod(self.sock_path, 0o600)
-        self.poller = zmq.Poller()
-        self.poller.register(self.router, zmq.POLLIN)
+        self.loop.add(self.listener.fd, self._on_accept)
+        self.peers = {}  # ident -> Peer, once it said Hello
         self.zygote = ZygoteHandle()
-        self.poller.register(self.zygote.fileno(), zmq.POLLIN)
+        self.loop.add(self.zygote.fileno(), self._on_zygote)
         self.store = None
         self.wake_fd = None
         self._handlers = {
@@ -138,28 +132,14 @@ class Raylet:
         signal.signal(signal.SIGINT, stop)
         self.wake_fd, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         signal.set_wakeup_fd(wake_w)
-        self.poller.register(self.wake_fd, zmq.POLLIN)
+        self.loop.add(self.wake_fd, lambda: _drain_fd(self.wake_fd))
 
     def serve(self):
         """Run until StopNode or SIGTERM."""
-        poll = self.poller.poll
-        router = self.router
-        zfd = self.zygote.fileno()
-        by_log_fd = self.workers.by_log_fd
+        poll = self.loop.poll
         next_tick = time.monotonic() + 1.0
         while self.running:
-            timeout = max(0, int((next_tick - time.monotonic()) * 1000))
-            for item, _ev in poll(timeout):
-                if item is router:
-                    self._drain_router()
-                elif item == zfd:
-                    self._on_zygote()
-                elif item in by_log_fd:
-                    self._forward_log(by_log_fd[item])
-                elif item == self.wake_fd:
-                    _drain_fd(item)
-                else:
-                    self._on_pidfd(item)
+            poll(max(0.0, next_tick - time.monotonic()))
             if self.events:
                 self._run_scheduler()
             self._flush()
@@ -169,9 +149,6 @@ class Raylet:
         self.shutdown()
 
     def shutdown(self):
-        for c in self.clients.values():
-            if c.kind == P.KIND_DRIVER:
-                pass
         self.workers.kill_all()
         self.zygote.stop()
         if self.store is not None:
@@ -181,38 +158,55 @@ class Raylet:
                 pass
             self.store.stop()
         _session.remove_node_file(self.node_id.hex())
-        self.router.close(0)
-        self.ctx.term()
+        for peer in list(self.peers.values()):
+            peer.close()
+        self.listener.close()
+        try:
+            os.unlink(self.sock_path)
+        except OSError:
+            pass
 
     # ------------------------------------------------------------------ I/O
-    def _drain_router(self):
-        router = self.router
-        while True:
-            try:
-                ident, frame = router.recv_multipart(zmq.NOBLOCK)
-            except zmq.Again:
-                return
-            except ValueError:
-                log.warning("dropped a message with an unexpected number of frames")
-                continue
+    def _on_accept(self):
+        for peer in self.listener.accept():
+            self.loop.add(peer.fd, lambda peer=peer: self._on_readable(peer))
+
+    def _on_readable(self, peer):
+        try:
+            frames = peer.read_frames()
+        except ConnectionClosed as exc:
+            frames = None
+            why = str(exc)
+        for frame in frames or ():
             try:
                 records = P.decode(frame)
             except P.ProtocolError as exc:
-                log.warning("dropped a malformed frame from %s: %s", ident.hex()[:8], exc)
+                log.warning("dropped a malformed frame from %s: %s", _who(peer), exc)
                 continue
-            client = self.clients.get(ident)
             for rec in records:
-                if client is None and type(rec) is not P.Hello:
-                    log.warning("dropped %s from a client that has not said Hello", type(rec).__name__)
+                if peer.ident is None:
+                    if type(rec) is not P.Hello:
+                        log.warning("dropped %s from a client that has not said Hello",
+                                    type(rec).__name__)
+                        continue
+                    self._on_hello(peer, rec)
                     continue
                 try:
-                    # A driver's sending socket speaks for the driver: use its identity.
-                    self._handlers[type(rec)](client.ident if client is not None else ident, rec)
+                    self._handlers[type(rec)](peer.ident, rec)
                 except KeyError:
-                    log.warning("dropped unexpected %s from %s", type(rec).__name__, ident.hex()[:8])
+                    log.warning("dropped unexpected %s from %s", type(rec).__name__, _who(peer))
                 except Exception:
-                    log.exception("error handling %s from %s; dropped", type(rec).__name__, ident.hex()[:8])
-                client = self.clients.get(ident)
+                    log.exception("error handling %s from %s; dropped", type(rec).__name__, _who(peer))
+        if frames is None:
+            log.debug("connection from %s closed: %s", _who(peer), why)
+            self._close_peer(peer)
+
+    def _close_peer(self, peer):
+        self.loop.remove(peer.fd)
+        peer.close()
+        if peer.ident is not None and self.peers.get(peer.ident) is peer:
+            del self.peers[peer.ident]
+            self._drop_client(peer.ident)
 
     def _send(self, ident, record):
         self.outbox[ident].append(record)
@@ -222,13 +216,21 @@ class Raylet:
             return
         out, self.outbox = self.outbox, collections.defaultdict(list)
         for ident, records in out.items():
+            peer = self.peers.get(ident)
+            if peer is None:
+                continue  # gone meanwhile
             try:
-                self.router.send_multipart([ident, P.encode(records)], copy=len(records) > 32)
-            except zmq.ZMQError as exc:
-                if exc.errno == zmq.EHOSTUNREACH:
-                    self._drop_client(ident)
-                else:
-                    raise
+                if not peer.write(P.encode(records)):
+                    self.loop.want_write(peer.fd, lambda peer=peer: self._on_writable(peer))
+            except ConnectionClosed:
+                self._close_peer(peer)
+
+    def _on_writable(self, peer):
+        try:
+            if peer.flush():
+                self.loop.want_write(peer.fd, None)
+        except ConnectionClosed:
+            self._close_peer(peer)
 
     def _feed(self, events):
         """Queue scheduler events; they are handled once per loop turn, in order."""
@@ -246,34 +248,32 @@ class Raylet:
                     queue.extend(more)
 
     # ------------------------------------------------------------------ handlers
-    def _on_hello(self, ident, rec):
+    def _on_hello(self, peer, rec):
+        def refuse(reason):
+            try:
+                peer.write(P.encode([P.Refused(reason)]))
+            except ConnectionClosed:
+                pass
+            self.loop.remove(peer.fd)
+            peer.close()
+
         if rec.version != P.PROTOCOL_VERSION:
-            self._send(ident, P.Refused(f"protocol version {rec.version} != {P.PROTOCOL_VERSION}: "
-                                        "use the same actorscoop version on every process"))
-            return
-        if rec.kind == P.KIND_DRIVER_TX:
-            main = self.clients.get(rec.worker_id)
-            if main is None or main.kind != P.KIND_DRIVER or main.pid != rec.pid:
-                log.warning("dropped a driver's sending socket that names no driver of its pid")
-                return
-            self.clients[ident] = main
-            main.aliases.append(ident)
-            return
+            return refuse(f"protocol version {rec.version} != {P.PROTOCOL_VERSION}: "
+                          "use the same actorscoop version on every process")
+        ident = rec.worker_id
+        if not isinstance(ident, bytes) or not ident or ident in self.peers \
+                or rec.kind not in (P.KIND_DRIVER, P.KIND_WORKER, P.KIND_CLI):
+            return refuse("a Hello needs a new, non-empty id and a known kind")
+        if rec.kind == P.KIND_WORKER and ident not in self.workers.by_id:
+            return refuse("this raylet did not start a worker with that id")
+        peer.ident = ident
+        self.peers[ident] = peer
         c = _Client(ident, rec.kind, rec.pid, rec.name)
         self.clients[ident] = c
-        if rec.kind == P.KIND_DRIVER and rec.pid != os.getpid():
-            try:
-                c.pidfd = os.pidfd_open(rec.pid)
-                self.poller.register(c.pidfd, zmq.POLLIN)
-            except OSError:
-                c.pidfd = None
         self._send(ident, P.Welcome(P.PROTOCOL_VERSION, self.node_id, self.session_dir,
                                     self.plasma_path, self.num_cpus, self.config))
         if rec.kind == P.KIND_WORKER:
-            w = self.workers.by_id.get(ident)
-            if w is None:
-                log.warning("a worker this raylet did not start said Hello; ignored")
-                return
+            w = self.workers.by_id[ident]
             w.connected = True
             self.workers.started(ident, rec.pid)  # the zygote's report may come later
             if w.actor_id is not None:
@@ -472,14 +472,10 @@ class Raylet:
         c = self.clients.pop(ident, None)
         if c is None:
             return
-        for alias in c.aliases:
-            self.clients.pop(alias, None)
-        if c.pidfd is not None:
-            try:
-                self.poller.unregister(c.pidfd)
-            except KeyError:
-                pass
-            os.close(c.pidfd)
+        peer = self.peers.pop(ident, None)
+        if peer is not None:  # a Goodbye: close our end too
+            self.loop.remove(peer.fd)
+            peer.close()
         self.objects.drop_client(ident)
         self.actors.owner_gone(ident)
         if c.kind == P.KIND_DRIVER:
@@ -492,16 +488,6 @@ class Raylet:
                         events.append(S.CancelRequested(tid, False))
             self._feed(events)
         self._delete_plasma()
-
-    def _on_pidfd(self, fd):
-        for ident, c in list(self.clients.items()):
-            if c.pidfd == fd:
-                self._drop_client(ident)
-                return
-        try:
-            self.poller.unregister(fd)
-        except KeyError:
-            pass
 
     # ------------------------------------------------------------------ instructions
     def _do_dispatch(self, d):
@@ -529,7 +515,7 @@ class Raylet:
     def _start_worker_process(self, actor_id=None):
         w, log_w, ctrl_r = self.workers.create()
         w.actor_id = actor_id
-        self.poller.register(w.log_fd, zmq.POLLIN)
+        self.loop.add(w.log_fd, lambda: self._forward_log(w))
         command = {"worker_id": w.worker_id.hex(), "raylet_socket": self.sock_path, "ctrl_fd": 4}
         try:
             self.zygote.fork_worker(command, log_w, ctrl_r)
@@ -608,7 +594,7 @@ class Raylet:
         reports = self.zygote.read_reports()
         if reports is None:
             log.error("the zygote (worker fork server) died; no new workers can start")
-            self.poller.unregister(self.zygote.fileno())
+            self.loop.remove(self.zygote.fileno())
             return
         for r in reports:
             if "started" in r:
@@ -621,10 +607,7 @@ class Raylet:
                     while len(self.dead_workers) > 256:
                         del self.dead_workers[next(iter(self.dead_workers))]
                     self._forward_log(w)
-                    try:
-                        self.poller.unregister(w.log_fd)
-                    except KeyError:
-                        pass
+                    self.loop.remove(w.log_fd)
                     if w.actor_id is not None:
                         self.actors.worker_died(w, w.exit_code)
                     elif w.connected:
@@ -638,6 +621,8 @@ class Raylet:
 
     def _forward_log(self, w):
         lines = self.workers.read_log(w)
+        if w.log_eof:
+            self.loop.remove(w.log_fd)
         if not lines:
             return
         text = "\n".join(lines)
@@ -668,6 +653,52 @@ class Raylet:
     def _tick(self):
         if self.store is not None and not self.store.alive():
             log.error("the plasma store process died; large objects are lost")
+
+
+class _Loop:
+    """An epoll loop: fd -> callback for input, and optional callbacks for output."""
+
+    def __init__(self):
+        self.ep = select.epoll()
+        self.readers = {}
+        self.writers = {}
+
+    def add(self, fd, callback):
+        self.readers[fd] = callback
+        self.ep.register(fd, select.EPOLLIN)
+
+    def remove(self, fd):
+        if self.readers.pop(fd, None) is not None or self.writers.pop(fd, None) is not None:
+            try:
+                self.ep.unregister(fd)
+            except (OSError, ValueError):
+                pass
+
+    def want_write(self, fd, callback):
+        """Call ``callback`` when ``fd`` can take output (None: stop asking)."""
+        if fd not in self.readers:
+            return
+        if callback is None:
+            self.writers.pop(fd, None)
+            self.ep.modify(fd, select.EPOLLIN)
+        else:
+            self.writers[fd] = callback
+            self.ep.modify(fd, select.EPOLLIN | select.EPOLLOUT)
+
+    def poll(self, timeout):
+        for fd, ev in self.ep.poll(timeout):
+            if ev & (select.EPOLLIN | select.EPOLLHUP | select.EPOLLERR):
+                cb = self.readers.get(fd)
+                if cb is not None:
+                    cb()
+            if ev & select.EPOLLOUT:
+                cb = self.writers.get(fd)
+                if cb is not None:
+                    cb()
+
+
+def _who(peer):
+    return peer.ident.hex()[:8] if peer.ident else f"fd {peer.fd}"
 
 
 def _drain_fd(fd):

@@ -17,13 +17,12 @@ import sys
 import threading
 import time
 
-import zmq
-
 from .. import _context, _errors, _refcount, _serialization
 from .. import protocol as P
 from .._core import CoreClient, _Dep
 from .._driver import _Waiter, connect
 from ..exceptions import TaskCancelledError
+from ..transport import ConnectionClosed
 from ._concurrency import Concurrency
 
 log = logging.getLogger("actorscoop.worker")
@@ -63,7 +62,7 @@ class WorkerCore(CoreClient):
         sock, welcome, early = connect(command["raylet_socket"], P.KIND_WORKER, os.getpid(),
                                        self.worker_id, "worker", timeout=30)
         super().__init__(welcome, b"")
-        self._sock = sock
+        self._conn = sock
         self._queue = collections.deque()
         self._functions = {}  # function id -> callable
         self._running = []  # main thread: stack of ExecuteTask being run (inline ones on top)
@@ -84,32 +83,31 @@ class WorkerCore(CoreClient):
 
     # ------------------------------------------------------------------ transport
     def _send(self, records):
-        if self._concurrency is not None and threading.get_ident() != self._main_thread:
-            self._concurrency.post(records)  # the main thread owns the socket
-            return
-        self._sock.send(P.encode(_refcount.frame(records)))
+        """Any thread may send (the connection has a write lock)."""
+        try:
+            self._conn.send(P.encode(_refcount.frame(records)))
+        except ConnectionClosed:
+            raise SystemExit(0) from None  # the raylet is gone: so are we
 
     def _recv_and_handle(self, timeout_ms):
-        if self._concurrency is not None:
-            if not self._concurrency.poll(self._sock, timeout_ms, self._sock_send):
+        """Handle every frame that arrives within ``timeout_ms`` (-1: wait); the main
+        thread only. False if nothing came."""
+        try:
+            frame = self._conn.recv(None if timeout_ms < 0 else timeout_ms / 1000)
+            if frame is None:
                 return False
-        elif not self._sock.poll(timeout_ms):
-            return False
-        while True:
-            try:
-                frame = self._sock.recv(zmq.NOBLOCK)
-            except zmq.Again:
-                return True
-            try:
-                records = P.decode(frame)
-            except P.ProtocolError as exc:
-                log.warning("dropped a malformed frame from the raylet: %s", exc)
-                continue
-            for rec in records:
-                self._handle(rec)
-
-    def _sock_send(self, records):
-        self._sock.send(P.encode(_refcount.frame(records)))
+            while frame is not None:
+                try:
+                    records = P.decode(frame)
+                except P.ProtocolError as exc:
+                    log.warning("dropped a malformed frame from the raylet: %s", exc)
+                    records = ()
+                for rec in records:
+                    self._handle(rec)
+                frame = self._conn.recv(0)
+        except ConnectionClosed:
+            raise SystemExit(0) from None
+        return True
 
     def _handle(self, rec):
         t = type(rec)
@@ -383,7 +381,7 @@ def main(command) -> int:
         return 0
     finally:
         try:
-            core._sock.close(linger=100)
+            core._conn.close()
         except Exception:
             pass
     return 0

@@ -7,7 +7,7 @@ from .._ids import random_id
 
 class WorkerProc:
     __slots__ = ("worker_id", "pid", "log_fd", "ctrl_fd", "functions", "connected",
-                 "log_file", "partial", "exit_code", "actor_id")
+                 "log_file", "partial", "exit_code", "actor_id", "log_eof")
 
     def __init__(self, worker_id, log_fd, ctrl_fd):
         self.worker_id = worker_id
@@ -20,6 +20,7 @@ class WorkerProc:
         self.partial = b""
         self.exit_code = None
         self.actor_id = None  # set for an actor's dedicated process
+        self.log_eof = False  # its output pipe is closed (the process is gone)
 
 
 class WorkerTable:
@@ -73,6 +74,7 @@ class WorkerTable:
             except OSError:
                 break
             if not data:
+                w.log_eof = True
                 break
             chunks.append(data)
         if not chunks:
