@@ -43,7 +43,7 @@ class Executor(concurrent.futures.Executor):
         self._cpus = None
         self._lock = threading.Lock()
         self._stopped = False
-        self._futures = set()
+        self._futures = {}  # submitted and not done, in submission order
         self._maps = weakref.WeakSet()
 
     # ------------------------------------------------------------------ sizes
@@ -76,8 +76,8 @@ class Executor(concurrent.futures.Executor):
         blob, extra = _runner.pack((args, kwargs))
         fut = Future(rf.remote(blob, extra, *deps))
         futures = self._futures
-        futures.add(fut)
-        fut.add_done_callback(futures.discard)
+        futures[fut] = None
+        fut.add_done_callback(lambda f: futures.pop(f, None))
         return fut
 
     def map(self, fn, *iterables, timeout=None, chunksize=None, buffersize=None):
@@ -109,7 +109,8 @@ class Executor(concurrent.futures.Executor):
         with self._lock:
             self._stopped = True
         if cancel_futures:
-            for f in list(self._futures):
+            # Last first: the queued tasks go before running ones free their CPUs.
+            for f in reversed(list(self._futures)):
                 f.cancel()
             for m in list(self._maps):
                 m._cancel_pending()

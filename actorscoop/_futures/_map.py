@@ -28,24 +28,25 @@ def _cpus(core):
 
 
 def plan(iterables, chunksize, core):
-    """(iterator of argument tuples, chunksize). With chunksize None, pick one that gives
-    about CHUNKS_PER_CPU chunks per CPU, reading ahead up to PROBE items if needed."""
+    """(iterator of argument tuples, chunksize, window in chunks). With chunksize None,
+    pick one that gives about CHUNKS_PER_CPU chunks per CPU, reading ahead up to PROBE
+    items of an input without len(); a long one (maybe endless) gets a smaller window."""
     args = zip(*iterables)
+    window = WINDOW
     if chunksize is not None:
         if not isinstance(chunksize, int) or isinstance(chunksize, bool) or chunksize < 1:
             raise ValueError(f"chunksize must be an int >= 1, got {chunksize!r}")
-        return args, chunksize
-    n = None
+        return args, chunksize, window
+    cpus = _cpus(core)
     try:
         n = min(len(it) for it in iterables)
     except TypeError:
         head = list(itertools.islice(args, PROBE))
-        if len(head) < PROBE:
-            n = len(head)
-        else:
-            n = PROBE * 4  # long (maybe endless): treat it as large
+        n = len(head)
+        if n == PROBE:
+            window = 4 * CHUNKS_PER_CPU * cpus
         args = itertools.chain(head, args)
-    return args, max(1, n // (CHUNKS_PER_CPU * _cpus(core)))
+    return args, max(1, n // (CHUNKS_PER_CPU * cpus)), window
 
 
 class MapIterator:
@@ -66,10 +67,10 @@ class MapIterator:
         self._core = _context.current()
         self._end = None if timeout is None else time.monotonic() + timeout
         self._timeout = timeout
-        self._input, self._chunksize = plan(iterables, chunksize, self._core)
+        self._input, self._chunksize, default_window = plan(iterables, chunksize, self._core)
         self._rf = _runner.registry.get(kind, fn, _runner.main_info())
         self._reduce_op = reduce_op
-        self._window = WINDOW if window is None else int(window)
+        self._window = default_window if window is None else int(window)
         if self._window < 1:
             raise ValueError(f"buffersize must be an int >= 1, got {window!r}")
         self._ordered = ordered
