@@ -20,6 +20,19 @@ from .exceptions import GetTimeoutError, ObjectLostError
 _SIMPLE = (type(None), bool, int, float, str, bytes)
 
 
+def _wait_for_path(path, timeout):
+    """The node starts its store in the background: a client that needs it at once
+    waits (a fraction of a second) for its socket to appear."""
+    deadline = time.monotonic() + timeout
+    delay = 0.002
+    while not os.path.exists(path):
+        if time.monotonic() > deadline:
+            raise ObjectLostError(f"the node's object store did not start within {timeout} s "
+                                  f"(no socket at {path}); see the raylet's log")
+        time.sleep(delay)
+        delay = min(delay * 2, 0.05)
+
+
 def _import_path():
     """sys.path as absolute directories (a worker's cwd may differ)."""
     return [os.path.abspath(p or os.curdir) for p in sys.path]
@@ -72,6 +85,7 @@ class CoreClient:
             with self._plasma_lock:
                 if self._plasma_client is None:
                     from .plasma import PlasmaClient
+                    _wait_for_path(self.plasma_socket, 30.0)
                     self._plasma_client = PlasmaClient(self.plasma_socket)
         return self._plasma_client
 

@@ -33,6 +33,9 @@ def _own_tmpdir():
     d = tempfile.mkdtemp(prefix="asc-", dir="/tmp")
     old = os.environ.get("ACTORSCOOP_TMPDIR")
     os.environ["ACTORSCOOP_TMPDIR"] = d
+    # Each node pre-faults part of its shared memory in the background; tests start many
+    # nodes on 2 cores, so keep that small here (benchmarks use the default).
+    os.environ.setdefault("ACTORSCOOP_PREFAULT_BYTES", str(64 << 20))
     yield d
     if old is None:
         os.environ.pop("ACTORSCOOP_TMPDIR", None)

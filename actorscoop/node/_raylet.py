@@ -10,6 +10,7 @@ import signal
 import time
 
 import select
+import threading
 
 from .. import _errors, _session
 from .. import protocol as P
@@ -84,7 +85,11 @@ class Raylet:
         self.peers = {}  # ident -> Peer, once it said Hello
         self.zygote = ZygoteHandle()
         self.loop.add(self.zygote.fileno(), self._on_zygote)
-        self.store = None
+        self.store = None  # set by the store-starting thread when the store is up
+        self.store_error = None
+        self._store_thread = None
+        self._store_stop = threading.Event()
+        self._store_dead_logged = False
         self.wake_fd = None
         self._handlers = {
             P.Hello: self._on_hello, P.RegisterFunction: self._on_register,
@@ -107,12 +112,36 @@ class Raylet:
 
     # ------------------------------------------------------------------ lifecycle
     def start_store(self):
-        from ..plasma import start_store
-        capacity = self.object_store_memory or _default_store_size()
-        self.store = start_store(self.plasma_path, int(capacity),
-                                 spill_dir=os.path.join(self.session_dir, "spill"))
-        from ..plasma import PlasmaClient
-        self.plasma = PlasmaClient(self.plasma_path)
+        """Start the plasma store in the background: nothing waits for it but large
+        objects, whose clients connect when they first need it (and wait for it then)."""
+        capacity = int(self.object_store_memory or _default_store_size())
+        self._store_thread = threading.Thread(target=self._start_store, args=(capacity,),
+                                              name="actorscoop-store-start", daemon=True)
+        self._store_thread.start()
+
+    def _start_store(self, capacity):
+        """Runs in its own thread for the node's lifetime: Linux signals the store's
+        parent-death signal when the thread that started it exits."""
+        from ..plasma import PlasmaClient, start_store
+        try:
+            prefault = self.config.get("prefault_bytes",
+                                       os.environ.get("ACTORSCOOP_PREFAULT_BYTES"))
+            store = start_store(self.plasma_path, capacity,
+                                spill_dir=os.path.join(self.session_dir, "spill"),
+                                prefault_bytes=None if prefault is None else int(prefault))
+            self.plasma = PlasmaClient(self.plasma_path)
+            self.store = store  # set last: the loop uses the store once this is set
+        except Exception as exc:
+            self.store_error = f"{type(exc).__name__}: {exc}"
+            log.error("the plasma store could not start: %s; large objects will fail",
+                      self.store_error)
+            return
+        self._store_stop.wait()
+        try:
+            self.plasma.close()
+        except Exception:
+            pass
+        store.stop()
 
     def node_info(self):
         return {"node_id": self.node_id.hex(), "pid": os.getpid(), "head": self.head,
@@ -150,13 +179,10 @@ class Raylet:
 
     def shutdown(self):
         self.workers.kill_all()
+        if self._store_thread is not None:
+            self._store_stop.set()
+            self._store_thread.join(30)
         self.zygote.stop()
-        if self.store is not None:
-            try:
-                self.plasma.close()
-            except Exception:
-                pass
-            self.store.stop()
         _session.remove_node_file(self.node_id.hex())
         for peer in list(self.peers.values()):
             peer.close()
@@ -651,7 +677,8 @@ class Raylet:
                 log.exception("could not delete %d objects from the plasma store", len(pending))
 
     def _tick(self):
-        if self.store is not None and not self.store.alive():
+        if self.store is not None and not self._store_dead_logged and not self.store.alive():
+            self._store_dead_logged = True
             log.error("the plasma store process died; large objects are lost")
 
 

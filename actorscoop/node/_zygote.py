@@ -64,31 +64,45 @@ class ZygoteHandle:
                 self.proc.wait(timeout)
 
 
-def _preimport():
+def _preimport_essential():
     import cloudpickle  # noqa: F401
     import msgpack  # noqa: F401
-    import numpy  # noqa: F401
-    import zmq  # noqa: F401
 
     from . import _worker_main  # noqa: F401
-    try:
-        import pyarrow  # noqa: F401
-        from .. import plasma  # noqa: F401
-    except ImportError:
-        pass
+
+
+_HEAVY = ("numpy", "zmq", "pyarrow", "actorscoop.plasma")
+
+
+def _preimport_heavy(sock):
+    """Import what most workers need, one module at a time, but not while a request
+    for a worker waits: the first workers start at once, later ones start warm."""
+    import importlib
+    while _HEAVY_LEFT:
+        if select.select([sock], [], [], 0)[0]:
+            return
+        name = _HEAVY_LEFT.pop(0)
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            pass
+
+
+_HEAVY_LEFT = list(_HEAVY)
 
 
 def main(fd):
     from ._proc import die_with_parent
     die_with_parent(signal.SIGKILL)
     sock = socket.socket(fileno=fd)
-    _preimport()
+    _preimport_essential()
     wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
     signal.set_wakeup_fd(wake_w)
     signal.signal(signal.SIGCHLD, lambda *_: None)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     children = set()
     while True:
+        _preimport_heavy(sock)
         try:
             readable, _, _ = select.select([sock, wake_r], [], [])
         except InterruptedError:
