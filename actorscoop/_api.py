@@ -11,7 +11,7 @@ from ._ids import random_id
 from ._launcher import launch_node, pid_alive
 from ._object_ref import ObjectRef
 from ._remote_function import RemoteFunction
-from .exceptions import ActorScoopError
+
 
 _state_lock = threading.RLock()
 _node = None  # (Popen, info) of the embedded node this driver started

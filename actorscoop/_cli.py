@@ -187,7 +187,7 @@ def format_status(r) -> str:
         f"Node {r['node_id'][:12]}  pid {r['pid']}  {'head' if r['head'] else 'worker'}"
         + (f"  port {r['port']}" if r.get("port") else ""),
         f"  resources used: {res}",
-        f"  tasks: " + ", ".join(f"{k} {v}" for k, v in t.items()),
+        "  tasks: " + ", ".join(f"{k} {v}" for k, v in t.items()),
         f"  workers: {len(r['workers'])} (" + ", ".join(f"{k} {v}" for k, v in sorted(ws.items())) + ")",
         f"  drivers: {len(r['drivers'])}",
         f"  objects: {r['objects']['objects']} "

@@ -55,7 +55,7 @@ def _frame(payload):
 
 
 def test_raylet_survives_bad_input(node):
-    from actorscoop.transport import Connection, ConnectionClosed
+    from actorscoop.transport import Connection
     path = os.path.join(os.path.realpath(os.path.join(asc._context.current().session_dir, "sockets")),
                         "raylet.sock")
     # Garbage before any Hello, and a Hello of another protocol version: refused.

@@ -5,7 +5,6 @@ instructions that come back."""
 import collections
 import logging
 import os
-import pickle
 import signal
 import time
 
@@ -15,7 +14,7 @@ import threading
 from .. import _errors, _session
 from .. import protocol as P
 from .. import scheduler as S
-from .._ids import random_id, task_of
+from .._ids import random_id
 from ..exceptions import ObjectLostError, TaskCancelledError, WorkerCrashedError
 from ._actors import ActorManager
 from ._objects import ObjectTable, ObjState

@@ -9,7 +9,6 @@ import psutil
 import pytest
 
 from actorscoop.plasma import PlasmaClient, PlasmaError, ProtocolError, StoreUnavailableError, start_store
-from actorscoop.plasma._arena import shm_free_bytes
 
 from plasma_helpers import ROOT, python, store_files, stores, wait_for  # noqa: F401 (fixtures)
 
