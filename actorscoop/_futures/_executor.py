@@ -74,7 +74,7 @@ class Executor(concurrent.futures.Executor):
         rf = _runner.registry.get(_runner.SINGLE, fn, _runner.main_info())
         args, deps = _runner.split_refs(args, _ref_of)
         blob, extra = _runner.pack((args, kwargs))
-        fut = Future(rf.remote(blob, extra, *deps))
+        fut = Future(rf.remote(blob, extra, *deps), rf)
         futures = self._futures
         futures[fut] = None
         fut.add_done_callback(lambda f: futures.pop(f, None))

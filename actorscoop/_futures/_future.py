@@ -20,9 +20,10 @@ class Future(concurrent.futures.Future):
     ``actorscoop.exceptions.TaskError``; ``.remote_traceback`` holds the worker's traceback.
     """
 
-    def __init__(self, ref: ObjectRef):
+    def __init__(self, ref: ObjectRef, remote_function=None):
         super().__init__()
         self._ref = ref
+        self._rf = remote_function
         inner = ref.future()
         # A plain Future is completed by the driver's I/O thread; any other kind (the
         # worker's) completes only while someone serves the socket: see _serve().
@@ -53,6 +54,9 @@ class Future(concurrent.futures.Future):
                 core.cancel(self._ref, False)
             except Exception:  # the node is gone: nothing is left to stop
                 pass
+        if self._rf is not None:
+            from ._runner import registry
+            registry.forget(self._rf)
         return True
 
     def _serve(self, timeout):

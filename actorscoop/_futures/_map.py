@@ -182,12 +182,16 @@ class MapIterator:
         core = _context.current_or_none()
         if core is not None and core is self._core:
             # Last first: the queued chunks go before running ones free their CPUs.
+            cancelled = False
             for ref in reversed(list(pending)):
                 if not core.is_ready(ref):
                     try:
                         core.cancel(ref, False)
+                        cancelled = True
                     except Exception:
                         break  # the node is gone
+            if cancelled:
+                _runner.registry.forget(self._rf)
         if self._completions is not None:
             self._completions.close()
 

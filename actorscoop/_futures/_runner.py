@@ -250,5 +250,19 @@ class _Registry:
         return rf
 
 
+    def forget(self, rf):
+        """Stop reusing ``rf``: the next call registers the function afresh.
+
+        Called after a cancel. A worker skips a task cancelled before it started
+        without loading its function, while the raylet counts the function as sent to
+        that worker; a new registration (a new function id) sidesteps that."""
+        with self._lock:
+            for key in [k for k, v in self._by_blob.items() if v is rf]:
+                del self._by_blob[key]
+            for fn, per_kind in list(self._by_fn.items()):
+                for kind in [k for k, v in per_kind.items() if v is rf]:
+                    del per_kind[kind]
+
+
 registry = _Registry()
 
