@@ -7,8 +7,17 @@ import builtins
 __all__ = [
     "ActorScoopError", "TaskError", "GetTimeoutError", "WorkerCrashedError",
     "TaskCancelledError", "ObjectLostError", "NodeDiedError", "RuntimeNotInitializedError",
-    "ActorDiedError",
+    "ActorDiedError", "ObjectStoreFullError",
 ]
+
+
+def __getattr__(name):
+    # The store's error lives in the stand-alone plasma package; importing it lazily
+    # keeps `import actorscoop` from loading pyarrow.
+    if name == "ObjectStoreFullError":
+        from .plasma import ObjectStoreFullError
+        return ObjectStoreFullError
+    raise AttributeError(name)
 
 
 class ActorScoopError(Exception):

@@ -120,4 +120,4 @@ def test_public_names_are_pinned():
     assert sorted(asc.exceptions.__all__) == sorted([
         "ActorScoopError", "TaskError", "GetTimeoutError", "WorkerCrashedError",
         "TaskCancelledError", "ObjectLostError", "NodeDiedError", "RuntimeNotInitializedError",
-        "ActorDiedError"])
+        "ActorDiedError", "ObjectStoreFullError"])
