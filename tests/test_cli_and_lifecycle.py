@@ -121,3 +121,35 @@ def test_public_names_are_pinned():
         "ActorScoopError", "TaskError", "GetTimeoutError", "WorkerCrashedError",
         "TaskCancelledError", "ObjectLostError", "NodeDiedError", "RuntimeNotInitializedError",
         "ActorDiedError", "ObjectStoreFullError"])
+
+
+def test_driver_killed_with_sigkill_takes_its_node_down(tmp_path):
+    import signal
+    script = tmp_path / "victim.py"
+    script.write_text(textwrap.dedent("""
+        import sys, time, psutil, actorscoop as asc
+        asc.init(num_cpus=1)
+        big = asc.put(bytes(10_000_000))
+        @asc.remote
+        def forever():
+            time.sleep(600)
+        ref = forever.remote()
+        print("PIDS", [p.pid for p in psutil.Process().children(recursive=True)], flush=True)
+        time.sleep(600)
+    """))
+    proc = subprocess.Popen([PY, str(script)], stdout=subprocess.PIPE, text=True)
+    try:
+        line = proc.stdout.readline()
+        pids = json.loads(line.split("PIDS ")[1])
+        from conftest import wait_for
+        wait_for(lambda: len([p for p in psutil.Process(proc.pid).children(recursive=True)]) >= 4,
+                 30, what="the node's processes")
+        pids = [p.pid for p in psutil.Process(proc.pid).children(recursive=True)]
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+    from conftest import wait_for
+    wait_for(lambda: not [p for p in pids if psutil.pid_exists(p) and
+                          psutil.Process(p).status() != psutil.STATUS_ZOMBIE], 20,
+             what="the orphaned node to exit")
+    assert not shm_of(pids)
