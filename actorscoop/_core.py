@@ -61,6 +61,8 @@ class CoreClient:
         self.job_id = job_id
         self.inline_threshold = int(self.config.get("inline_threshold", 100 * 1024))
         self._values = {}  # object id -> (kind, data), for ids this process holds
+        # Ids whose value the raylet sends without being asked: results of tasks this
+        # process submitted (pushed to the submitter), and ids already asked for.
         self._requested = set()
         self._registered = set()  # function ids this process has sent to the raylet
         self._plasma_client = None
@@ -100,6 +102,7 @@ class CoreClient:
     # ------------------------------------------------------------------ values
     def _forget(self, oid):
         self._values.pop(oid, None)
+        self._requested.discard(oid)
 
     def _on_value(self, oid, kind, data):
         if _refcount.held(oid):
@@ -207,7 +210,9 @@ class CoreClient:
         self._send([*before, P.SubmitTask(task_id, function_id, name, wire_args, args_object, deps,
                                           nested, num_returns, resources, max_retries,
                                           retry_exceptions, actor_id, method)])
-        return [ObjectRef(object_id(task_id, i), _owned_new=True) for i in range(1, num_returns + 1)]
+        refs = [ObjectRef(object_id(task_id, i), _owned_new=True) for i in range(1, num_returns + 1)]
+        self._requested.update(r.id for r in refs)  # results are pushed to their submitter
+        return refs
 
     def put(self, value):
         oid = object_id(new_task_id(), 0)
