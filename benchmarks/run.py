@@ -99,7 +99,8 @@ def pick(text, table, aliases, what):
 def command(args, system, workload):
     spec = SYSTEMS[system]
     cmd = [args.python, *spec.get("launcher", []), os.path.join(PEERS, spec["runner"]),
-           "--workload", workload, "--spawn-epoch", f"{time.time():.6f}"]
+           "--workload", workload, "--spawn-epoch", f"{time.time():.6f}",
+           "--dump-after", f"{max(1.0, args.timeout - 5):.0f}"]
     if args.quick:
         cmd.append("--quick")
     return cmd

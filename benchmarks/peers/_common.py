@@ -24,6 +24,7 @@ Adapter interface (all methods run in the runner's main process):
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import json
 import math
 import os
@@ -178,6 +179,9 @@ def parse_args(argv=None):
     p.add_argument("--quick", action="store_true")
     p.add_argument("--spawn-epoch", type=float, default=0.0,
                    help="time.time() at which the driver started this process")
+    p.add_argument("--dump-after", type=float, default=0.0,
+                   help="dump every thread's stack to stderr after this many seconds "
+                        "(the driver sets it just below its timeout, to show where a hang is)")
     return p.parse_args(argv)
 
 
@@ -189,6 +193,8 @@ def main(adapter, argv=None):
     the tree at its timeout and notes it).
     """
     args = parse_args(argv)
+    if args.dump_after > 0:
+        faulthandler.dump_traceback_later(args.dump_after, exit=False)
     payload = {"system": adapter.name, "workload": args.workload, "quick": args.quick}
     try:
         payload["version"] = adapter.version()
@@ -209,6 +215,7 @@ def main(adapter, argv=None):
         payload["error"] = f"{type(exc).__name__}: {first}"[:300]
         payload["traceback"] = traceback.format_exc()[-4000:]
     emit(payload)
+    faulthandler.cancel_dump_traceback_later()
     try:
         adapter.teardown()
     except Exception as exc:  # logged; the driver still cleans up by pid

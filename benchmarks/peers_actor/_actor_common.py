@@ -17,8 +17,10 @@ Adapter interface:
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import json
 import os
+import signal
 import statistics
 import sys
 import time
@@ -119,6 +121,8 @@ FUNCS = {"sequential": w_sequential, "pipelined": w_pipelined, "one_to_n": w_one
 
 
 def main(ad, argv=None):
+    # On the watchdog's SIGTERM (timeout), leave every thread's stack in the cell's log.
+    faulthandler.register(signal.SIGTERM, all_threads=True, chain=True)
     p = argparse.ArgumentParser()
     p.add_argument("--workload", required=True, choices=WORKLOADS)
     p.add_argument("--quick", action="store_true")

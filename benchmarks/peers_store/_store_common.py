@@ -25,10 +25,12 @@ Adapter interface:
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import gc
 import glob
 import json
 import os
+import signal
 import shutil
 import statistics
 import sys
@@ -346,6 +348,8 @@ FUNCS = {"put": w_put, "get": w_get, "share8": w_share8, "small": w_small, "spil
 
 
 def main(ad, argv=None):
+    # On the watchdog's SIGTERM (timeout), leave every thread's stack in the cell's log.
+    faulthandler.register(signal.SIGTERM, all_threads=True, chain=True)
     p = argparse.ArgumentParser()
     p.add_argument("--workload", required=True, choices=WORKLOADS)
     p.add_argument("--quick", action="store_true")
