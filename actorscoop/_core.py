@@ -207,11 +207,12 @@ class CoreClient:
             wire_args = blob
         else:
             wire_args = _serialization.pack_inline(stream, buffers)
+        # The refs exist before the submit leaves: a fast result must find them held.
+        refs = [ObjectRef(object_id(task_id, i), _owned_new=True) for i in range(1, num_returns + 1)]
+        self._requested.update(r.id for r in refs)  # results are pushed to their submitter
         self._send([*before, P.SubmitTask(task_id, function_id, name, wire_args, args_object, deps,
                                           nested, num_returns, resources, max_retries,
                                           retry_exceptions, actor_id, method)])
-        refs = [ObjectRef(object_id(task_id, i), _owned_new=True) for i in range(1, num_returns + 1)]
-        self._requested.update(r.id for r in refs)  # results are pushed to their submitter
         return refs
 
     def put(self, value):

@@ -119,6 +119,9 @@ class ActorManager:
         w = self.r.workers.by_id.get(a.worker_id)
         if w is None or not w.connected or a.creation.missing:
             return  # its process is not up yet, or its arguments are not ready
+        if a.state is ActorState.DEAD:  # killed while its process started
+            self.r.workers.signal(w, signal.SIGKILL)
+            return
         self.r._dispatch_to(w, a.creation, concurrency=a.spec.max_concurrency)
 
     # ------------------------------------------------------------------ calls
@@ -267,22 +270,24 @@ class ActorManager:
         a = self.actors.get(actor_id)
         if a is None or a.state is ActorState.DEAD:
             return
+        cause = "it was killed with actorscoop.kill()"
         if no_restart:
+            # Dead from now on: its name is free and its calls fail at once.
             a.no_restart = True
-        a.death = "it was killed with actorscoop.kill()"
+            self._die(a, cause, kill=True)
+            return
+        a.death = cause
         w = self.r.workers.by_id.get(a.worker_id)
         if w is not None and w.pid is not None:
             self.r.workers.signal(w, signal.SIGKILL)
-        elif no_restart:
-            self._die(a, a.death, kill=False)
 
     def owner_gone(self, ident):
         """A process that created non-detached actors went away: they go too."""
         for a in list(self.actors.values()):
             if a.owner == ident and not a.spec.detached and a.state is not ActorState.DEAD:
                 a.no_restart = True
-                a.death = "the process that created it exited (use lifetime='detached' to keep it)"
-                self.kill(a.id, True)
+                self._die(a, "the process that created it exited (use lifetime='detached' "
+                             "to keep it)", kill=True)
 
     # ------------------------------------------------------------------ lookup and report
     def get(self, ident, rec):
