@@ -70,6 +70,7 @@ class CoreClient:
         self._futures = {}  # object id -> (ref, [Future]) not yet completed
         self._futures_lock = threading.Lock()
         self._calls = {}  # request id -> Future of the reply
+        self._start_watchers = {}  # task id -> callbacks for TaskStarted
         self._request_ids = itertools.count(1)
         _refcount._forget_hooks.append(self._forget)
 
@@ -110,6 +111,9 @@ class CoreClient:
         self._requested.discard(oid)
         if oid in self._futures:
             self._complete_futures(oid, kind, data)
+        if self._start_watchers:
+            with self._futures_lock:
+                self._start_watchers.pop(oid[:16], None)  # finished: no start notice comes
 
     # ------------------------------------------------------------------ futures
     def future_of(self, ref):
@@ -265,6 +269,27 @@ class CoreClient:
 
     def is_ready(self, ref):
         return ref.id in self._values
+
+    # ------------------------------------------------------------------ start notices
+    def on_start(self, ref, callback):
+        """Call ``callback()`` (in the I/O thread) once the task making ``ref`` runs.
+        Not called if the task finishes first: watch its result for that."""
+        tid = ref.id[:16]
+        with self._futures_lock:
+            first = tid not in self._start_watchers
+            self._start_watchers.setdefault(tid, []).append(callback)
+        if first:
+            self._send([P.WatchStart([tid])])
+
+    def _on_started(self, task_id):
+        with self._futures_lock:
+            callbacks = self._start_watchers.pop(task_id, ())
+        for cb in callbacks:
+            try:
+                cb()
+            except Exception:
+                import logging
+                logging.getLogger("actorscoop").exception("a start callback raised")
 
     # ------------------------------------------------------------------ key-value store
     def kv_put(self, key, data, contained=(), overwrite=False, timeout=30.0):

@@ -176,6 +176,8 @@ class DriverCore(CoreClient):
                             w.still_needed -= 1
                             if w.still_needed <= 0:
                                 w.event.set()
+        elif type(rec) is P.TaskStarted:
+            self._on_started(rec.task_id)
         elif type(rec) is P.LogLines:
             _print_remote(rec.prefix, rec.text)
         elif type(rec) is P.KVReply or type(rec) is P.ActorReply:

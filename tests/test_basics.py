@@ -205,3 +205,15 @@ def test_future_inside_a_task(node):
         return square.remote(5).future().result(timeout=30)
 
     assert asc.get(outer.remote(), timeout=60) == 25
+
+
+def test_on_start_callback_fires_when_a_worker_takes_the_task(node):
+    import threading
+    gate = threading.Event()
+    blockers = [sleep_then.remote(i, 1.0) for i in range(2)]  # both CPUs busy
+    later = sleep_then.remote("later", 0)
+    asc._context.current().on_start(later, gate.set)
+    assert not gate.wait(0.3)  # still queued behind the blockers
+    assert asc.get(later, timeout=30) == "later"
+    assert gate.is_set()
+    asc.get(blockers)

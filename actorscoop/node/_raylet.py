@@ -34,7 +34,8 @@ class _Client:
 
 
 class _TaskRecord:
-    __slots__ = ("spec", "submitter", "attempts", "cancelled", "pins", "missing")
+    __slots__ = ("spec", "submitter", "attempts", "cancelled", "pins", "missing", "watched",
+                 "started")
 
     def __init__(self, spec, submitter, pins):
         self.spec = spec
@@ -43,6 +44,8 @@ class _TaskRecord:
         self.cancelled = False
         self.pins = pins  # object ids this task keeps alive until it ends
         self.missing = ()  # actor calls: argument ids not ready yet
+        self.watched = False  # the submitter wants a TaskStarted
+        self.started = False
 
 
 class Raylet:
@@ -100,6 +103,7 @@ class Raylet:
             P.Goodbye: self._on_goodbye, P.KVPut: self._on_kv_put, P.KVGet: self._on_kv_get,
             P.CreateActor: self.actors.on_create, P.GetActor: self.actors.get,
             P.KillActor: lambda ident, rec: self.actors.kill(rec.actor_id, rec.no_restart),
+            P.WatchStart: self._on_watch_start,
         }
         self._instr = {
             S.Dispatch: self._do_dispatch, S.StartWorker: self._do_start_worker,
@@ -490,6 +494,16 @@ class Raylet:
         else:
             self._send(ident, P.KVReply(rec.request_id, False, None, ""))
 
+    def _on_watch_start(self, ident, rec):
+        for tid in rec.task_ids:
+            task = self.tasks.get(tid)
+            if task is None:
+                continue  # finished already: its result says more than a start would
+            if task.started:
+                self._send(ident, P.TaskStarted(tid))
+            else:
+                task.watched = True
+
     def _on_goodbye(self, ident, rec):
         self._drop_client(ident)
 
@@ -521,6 +535,9 @@ class Raylet:
     def _dispatch_to(self, w, task, concurrency=0):
         """Send a task (or an actor's constructor or method call) to a worker."""
         spec = task.spec
+        task.started = True
+        if task.watched:
+            self._send(task.submitter, P.TaskStarted(spec.task_id))
         blob = path = None
         if spec.function_id and spec.function_id not in w.functions:
             _name, blob, path = self.functions[spec.function_id]

@@ -128,6 +128,8 @@ class WorkerCore(CoreClient):
                                 w.event.set()
         elif t is P.KVReply or t is P.ActorReply:
             self._on_reply(rec)
+        elif t is P.TaskStarted:
+            self._on_started(rec.task_id)
         elif t is P.StatusReply:
             self._status_replies.append(rec.body)
         elif t is P.StopNode:

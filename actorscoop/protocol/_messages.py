@@ -146,6 +146,11 @@ class KVGet(NamedTuple):
     wait: bool
 
 
+class WatchStart(NamedTuple):
+    """Tell me (TaskStarted) when these tasks of mine start running."""
+    task_ids: list
+
+
 class Goodbye(NamedTuple):
     """A client disconnects cleanly; everything it holds is released."""
     pass
@@ -216,6 +221,10 @@ class ActorReply(NamedTuple):
     error: str  # "" on success
 
 
+class TaskStarted(NamedTuple):
+    task_id: bytes
+
+
 class Interrupt(NamedTuple):
     """Cancel the running task (best effort)."""
     task_id: bytes
@@ -225,7 +234,7 @@ MESSAGE_TYPES = (
     Hello, RegisterFunction, SubmitTask, PutObject, GetObjects, RefDelta, Blocked,
     Unblocked, TaskDone, CancelTask, StatusRequest, StopNode, Goodbye,
     Welcome, Refused, ExecuteTask, ObjectValue, LogLines, Warning_, StatusReply, Interrupt,
-    KVPut, KVGet, KVReply, CreateActor, KillActor, GetActor, ActorReply,
+    KVPut, KVGet, KVReply, CreateActor, KillActor, GetActor, ActorReply, WatchStart, TaskStarted,
 )
 
 __all__ = [c.__name__ for c in MESSAGE_TYPES] + [
