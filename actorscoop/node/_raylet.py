@@ -693,6 +693,7 @@ class Raylet:
                 log.exception("could not delete %d objects from the plasma store", len(pending))
 
     def _tick(self):
+        self.actors.forget_dead()
         if self.store is not None and not self._store_dead_logged and not self.store.alive():
             self._store_dead_logged = True
             log.error("the plasma store process died; large objects are lost")
