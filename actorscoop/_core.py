@@ -38,6 +38,16 @@ def _import_path():
     return [os.path.abspath(p or os.curdir) for p in sys.path]
 
 
+class _Waiter:
+    """A thread blocked until ``still_needed`` of ``missing`` ids have values."""
+    __slots__ = ("missing", "still_needed", "event")
+
+    def __init__(self, missing, still_needed):
+        self.missing = missing
+        self.still_needed = still_needed
+        self.event = threading.Event()
+
+
 class _Dep:
     """Stands in for a top-level ObjectRef argument; the worker swaps in its value."""
     __slots__ = ("index",)
@@ -69,6 +79,8 @@ class CoreClient:
         self._plasma_lock = threading.Lock()
         self._futures = {}  # object id -> (ref, [Future]) not yet completed
         self._futures_lock = threading.Lock()
+        self._waiters = []  # threads blocked in get/wait, woken by the reading thread
+        self._waiters_lock = threading.Lock()
         self._calls = {}  # request id -> Future of the reply
         self._start_watchers = {}  # task id -> callbacks for TaskStarted
         self._request_ids = itertools.count(1)
@@ -105,10 +117,35 @@ class CoreClient:
         self._values.pop(oid, None)
         self._requested.discard(oid)
 
+    def _add_waiter(self, oids, num):
+        """Register a waiter for ``num`` of ``oids``; None if they are there already."""
+        values = self._values
+        with self._waiters_lock:
+            missing = {o for o in oids if o not in values}
+            need = num - (len(oids) - len(missing))
+            if need <= 0:
+                return None
+            waiter = _Waiter(missing, need)
+            self._waiters.append(waiter)
+            return waiter
+
+    def _remove_waiter(self, waiter):
+        with self._waiters_lock:
+            if waiter in self._waiters:
+                self._waiters.remove(waiter)
+
     def _on_value(self, oid, kind, data):
         if _refcount.held(oid):
             self._values[oid] = (kind, data)
         self._requested.discard(oid)
+        if self._waiters:
+            with self._waiters_lock:
+                for w in self._waiters:
+                    if oid in w.missing:
+                        w.missing.discard(oid)
+                        w.still_needed -= 1
+                        if w.still_needed <= 0:
+                            w.event.set()
         if oid in self._futures:
             self._complete_futures(oid, kind, data)
         if self._start_watchers:

@@ -23,15 +23,6 @@ log = logging.getLogger("actorscoop")
 _FLUSH_INTERVAL = 0.05  # seconds between flushes of released references
 
 
-class _Waiter:
-    __slots__ = ("missing", "still_needed", "event")
-
-    def __init__(self, missing, still_needed):
-        self.missing = missing
-        self.still_needed = still_needed
-        self.event = threading.Event()
-
-
 def connect(socket_path, kind, pid, ident, name, timeout):
     """Connect to a raylet and do the Hello/Welcome handshake.
 
@@ -65,8 +56,6 @@ class DriverCore(CoreClient):
         self._conn, welcome, _ = connect(socket_path, P.KIND_DRIVER, os.getpid(), job_id, name, timeout)
         super().__init__(welcome, job_id)
         self._raylet_alive = raylet_alive  # callable: False once the raylet is gone
-        self._lock = threading.Lock()  # guards _waiters
-        self._waiters = []
         self._dead = None  # a NodeDiedError once the raylet is gone
         self._stopping = False
         self._warned = set()
@@ -85,14 +74,9 @@ class DriverCore(CoreClient):
                                 "Call actorscoop.shutdown() and init() again.") from None
 
     def _block_until(self, oids, num, deadline):
-        values = self._values
-        with self._lock:
-            missing = {o for o in oids if o not in values}
-            need = num - (len(oids) - len(missing))
-            if need <= 0:
-                return True
-            waiter = _Waiter(missing, need)
-            self._waiters.append(waiter)
+        waiter = self._add_waiter(oids, num)
+        if waiter is None:
+            return True
         try:
             while True:
                 if self._dead is not None:
@@ -105,9 +89,7 @@ class DriverCore(CoreClient):
                         raise self._dead
                     return True
         finally:
-            with self._lock:
-                if waiter in self._waiters:
-                    self._waiters.remove(waiter)
+            self._remove_waiter(waiter)
 
     def request_status(self, what, timeout):
         """Ask the raylet for a status report (dict); raises GetTimeoutError on timeout."""
@@ -168,14 +150,6 @@ class DriverCore(CoreClient):
     def _handle(self, rec):
         if type(rec) is P.ObjectValue:
             self._on_value(rec.object_id, rec.kind, rec.data)
-            if self._waiters:
-                with self._lock:
-                    for w in self._waiters:
-                        if rec.object_id in w.missing:
-                            w.missing.discard(rec.object_id)
-                            w.still_needed -= 1
-                            if w.still_needed <= 0:
-                                w.event.set()
         elif type(rec) is P.TaskStarted:
             self._on_started(rec.task_id)
         elif type(rec) is P.LogLines:
@@ -193,7 +167,7 @@ class DriverCore(CoreClient):
 
     def _fail_all(self, err):
         self._dead = err
-        with self._lock:
+        with self._waiters_lock:
             for w in self._waiters:
                 w.event.set()
         for fut_list in list(self._futures.values()):

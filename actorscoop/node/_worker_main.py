@@ -20,7 +20,7 @@ import time
 from .. import _context, _errors, _refcount, _serialization
 from .. import protocol as P
 from .._core import CoreClient, _Dep
-from .._driver import _Waiter, connect
+from .._driver import connect
 from ..exceptions import TaskCancelledError
 from ..transport import ConnectionClosed
 from ._concurrency import Concurrency
@@ -76,8 +76,6 @@ class WorkerCore(CoreClient):
         self.actor_id = None
         self._concurrency = None  # a Concurrency once a threaded/async actor is made
         self._main_thread = threading.get_ident()
-        self._waiters = []  # other threads' gets, served by the main loop
-        self._waiters_lock = threading.Lock()
         for rec in early:
             self._handle(rec)
 
@@ -118,14 +116,6 @@ class WorkerCore(CoreClient):
                 self._queue.append(rec)
         elif t is P.ObjectValue:
             self._on_value(rec.object_id, rec.kind, rec.data)
-            if self._waiters:
-                with self._waiters_lock:
-                    for w in self._waiters:
-                        if rec.object_id in w.missing:
-                            w.missing.discard(rec.object_id)
-                            w.still_needed -= 1
-                            if w.still_needed <= 0:
-                                w.event.set()
         elif t is P.KVReply or t is P.ActorReply:
             self._on_reply(rec)
         elif t is P.TaskStarted:
@@ -177,20 +167,13 @@ class WorkerCore(CoreClient):
 
     def _block_in_thread(self, oids, num, deadline):
         """A get() in an actor's thread: the main loop files values and wakes us."""
-        values = self._values
-        with self._waiters_lock:
-            missing = {o for o in oids if o not in values}
-            need = num - (len(oids) - len(missing))
-            if need <= 0:
-                return True
-            waiter = _Waiter(missing, need)
-            self._waiters.append(waiter)
+        waiter = self._add_waiter(oids, num)
+        if waiter is None:
+            return True
         try:
             return waiter.event.wait(None if deadline is None else max(0, deadline - time.monotonic()))
         finally:
-            with self._waiters_lock:
-                if waiter in self._waiters:
-                    self._waiters.remove(waiter)
+            self._remove_waiter(waiter)
 
     def _new_future(self, ref):
         if self._concurrency is not None:
