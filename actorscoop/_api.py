@@ -225,7 +225,10 @@ class RuntimeContext:
         self._core = core
 
     def get_job_id(self):
-        return self._core.job_id.hex() if self._core.job_id else None
+        current = getattr(self._core, "current_task", None)
+        spec = current() if current else None
+        job = spec.job_id if spec is not None else self._core.job_id
+        return job.hex() if job else None
 
     def get_node_id(self):
         return self._core.node_id.hex()
@@ -240,7 +243,8 @@ class RuntimeContext:
         return spec.task_id.hex() if spec is not None else None
 
     def get_actor_id(self):
-        return None
+        actor_id = getattr(self._core, "actor_id", None)
+        return actor_id.hex() if actor_id else None
 
     @property
     def job_id(self):

@@ -158,11 +158,26 @@ def test_runtime_context_and_cluster_info(node):
     @asc.remote
     def where():
         ctx = asc.get_runtime_context()
-        return ctx.get_node_id(), ctx.get_task_id(), ctx.get_worker_id()
+        return ctx.get_node_id(), ctx.get_task_id(), ctx.get_worker_id(), ctx.get_job_id()
 
-    node_id, task_id, worker_id = asc.get(where.remote())
+    @asc.remote
+    def nested_job():
+        return asc.get(where.remote())[3]
+
+    @asc.remote
+    class Who:
+        def ids(self):
+            ctx = asc.get_runtime_context()
+            return ctx.get_actor_id(), ctx.get_job_id()
+
+    node_id, task_id, worker_id, job_id = asc.get(where.remote())
     ctx = asc.get_runtime_context()
     assert node_id == ctx.get_node_id()
+    assert job_id == ctx.get_job_id() == asc.get(nested_job.remote())
+    who = Who.remote()
+    actor_id, actor_job = asc.get(who.ids.remote())
+    assert actor_id == who._actor_id.hex() and actor_job == job_id
+    assert ctx.get_actor_id() is None
     assert task_id and worker_id and ctx.get_task_id() is None
     assert asc.cluster_resources()["CPU"] == 2.0
     assert asc.nodes()[0]["Alive"]

@@ -35,7 +35,7 @@ class _Client:
 
 class _TaskRecord:
     __slots__ = ("spec", "submitter", "attempts", "cancelled", "pins", "missing", "watched",
-                 "started")
+                 "started", "job")
 
     def __init__(self, spec, submitter, pins):
         self.spec = spec
@@ -45,6 +45,7 @@ class _TaskRecord:
         self.pins = pins  # object ids this task keeps alive until it ends
         self.missing = ()  # actor calls: argument ids not ready yet
         self.watched = False  # the submitter wants a TaskStarted
+        self.job = submitter  # the driver whose work this is (set by the raylet)
         self.started = False
 
 
@@ -329,7 +330,8 @@ class Raylet:
             pins.append(spec.args_object)
         for oid in pins:
             objects.pin(oid)
-        self.tasks[tid] = _TaskRecord(spec, ident, pins)
+        task = self.tasks[tid] = _TaskRecord(spec, ident, pins)
+        task.job = self._job_of(ident)
         missing = []
         for oid in spec.deps:
             e = objects.entries.get(oid)
@@ -360,6 +362,21 @@ class Raylet:
             return
         self._feed([S.TaskSubmitted(tid, _resources(spec.resources), tuple(missing), spec.name,
                                     self.clients[ident].kind != P.KIND_WORKER)])
+
+    def _job_of(self, ident):
+        """A driver is its own job; a worker works for the job of the task it runs."""
+        c = self.clients.get(ident)
+        if c is None or c.kind != P.KIND_WORKER:
+            return ident
+        sw = self.scheduler.workers.get(ident)
+        if sw is not None and sw.tasks:
+            t = self.tasks.get(sw.tasks[-1])
+            if t is not None:
+                return t.job
+        a = self.actors.by_worker.get(ident)
+        if a is not None and a.creation is not None:
+            return a.creation.job
+        return ident
 
     def _on_put(self, ident, rec):
         self.objects.put(rec.object_id, ident, rec.kind, rec.data, rec.size, rec.contained)
@@ -548,7 +565,7 @@ class Raylet:
             deps.append([oid, e.kind, e.data])
         self._send(w.worker_id, P.ExecuteTask(
             spec.task_id, spec.function_id, spec.name, blob, path, spec.args, spec.args_object, deps,
-            spec.num_returns, spec.retry_exceptions, task.submitter, task.attempts,
+            spec.num_returns, spec.retry_exceptions, task.job, task.attempts,
             spec.actor_id, spec.method, concurrency))
 
     def _do_start_worker(self, _instr):
