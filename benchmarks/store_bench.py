@@ -79,6 +79,10 @@ def parse_args(suite, argv=None):
                    help=f"markdown file to append to (default {os.path.relpath(DEFAULT_RESULTS, REPO)} "
                         "for full runs; quick runs append only when this is given)")
     p.add_argument("--no-results", action="store_true")
+    p.add_argument("--snapshot", action="store_true",
+                   help="measure actorscoop as committed at HEAD (exported with git archive to a "
+                        "temporary directory), not the working tree: other people's half-made "
+                        "edits then cannot break a cell")
     args = p.parse_args(argv)
     args.systems = _pick(args.only, SYSTEMS, {"asc": "actorscoop"}, "system")
     args.workload_list = _pick(args.workloads, suite["workloads"], {}, "workload")
@@ -107,11 +111,27 @@ def _pick(text, table, aliases, what):
     return [k for k in table if k in chosen]
 
 
+ASC_SRC = REPO  # where the actorscoop runners import actorscoop from (--snapshot changes it)
+
+
+def export_snapshot():
+    """Export HEAD's actorscoop/ package to a fresh temporary directory; (dir, commit)."""
+    import subprocess
+    import tempfile
+    commit = subprocess.run(["git", "-C", REPO, "rev-parse", "--short", "HEAD"], capture_output=True,
+                            text=True, check=True).stdout.strip()
+    dest = tempfile.mkdtemp(prefix=f"asc-snapshot-{commit}-")
+    archive = subprocess.run(["git", "-C", REPO, "archive", "HEAD", "actorscoop"], capture_output=True,
+                             check=True).stdout
+    subprocess.run(["tar", "-x", "-C", dest], input=archive, check=True)
+    return dest, commit
+
+
 def runner_env(system, peers_dir):
     env = dict(os.environ)
     path = [peers_dir]
     if system == "actorscoop":
-        path.append(REPO)  # the working tree wins over a stale editable install
+        path.append(ASC_SRC)  # the working tree (or snapshot) wins over a stale editable install
     if env.get("PYTHONPATH"):
         path.append(env["PYTHONPATH"])
     env["PYTHONPATH"] = os.pathsep.join(path)
@@ -235,16 +255,33 @@ def combine(cells):
 
 
 def run_suite(suite, argv=None):
+    global ASC_SRC
     args = parse_args(suite, argv)
     os.makedirs(os.path.join(OUT, "logs"), exist_ok=True)
+    snapshot = None
+    if args.snapshot:
+        ASC_SRC, snapshot = export_snapshot()
+    try:
+        return _run_suite(suite, args, snapshot)
+    finally:
+        if snapshot:
+            import shutil
+            shutil.rmtree(ASC_SRC, ignore_errors=True)
+            ASC_SRC = REPO
+
+
+def _run_suite(suite, args, snapshot):
     if not _watchdog.become_subreaper():
         print("warning: could not become a child subreaper; orphaned daemons may escape cleanup",
               file=sys.stderr)
     info = _sysinfo.collect(args.python, REPO)
+    info["actorscoop_source"] = (f"commit {snapshot} (HEAD exported with git archive)" if snapshot
+                                 else f"working tree (git {info['actorscoop_git']})")
     started = dt.datetime.now(dt.timezone.utc)
     info["loadavg_start"] = os.getloadavg()
     print(f"# {suite['title']} — {started:%Y-%m-%d %H:%M} UTC — {_sysinfo.headline(info)}")
     print(f"# {_sysinfo.versions_line(info)}")
+    print(f"# actorscoop measured from: {info['actorscoop_source']}")
     print(f"# runners: {args.python}; {args.reps} fresh process(es) per cell; timeout {args.timeout:.0f} s; "
           f"memory guard {args.mem_limit_gb:g} GiB PSS{' (quick)' if args.quick else ''}", flush=True)
     cells = {w: {s: [] for s in args.systems} for w in args.workload_list}
@@ -289,7 +326,8 @@ def run_suite(suite, argv=None):
 def render(suite, args, info, started, agg):
     mode = "quick smoke run" if args.quick else "full run"
     parts = [f"## {started:%Y-%m-%d %H:%M} UTC — {suite['title']} — {_sysinfo.headline(info)}", "",
-             f"- Versions: {_sysinfo.versions_line(info)}",
+             f"- Versions: {_sysinfo.versions_line(info)}; actorscoop measured from the "
+             f"{info['actorscoop_source']}",
              f"- Mode: {mode}; every (system, workload) cell ran in {args.reps} fresh process(es), "
              f"systems interleaved; the tables give the **median** over them. Per-cell timeout "
              f"{args.timeout:.0f} s, memory guard {args.mem_limit_gb:g} GiB summed PSS.",
