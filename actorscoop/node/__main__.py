@@ -50,8 +50,13 @@ def main(argv=None):
     if ready is not None:
         ready.write(json.dumps({"ready": r.node_info()}) + "\n")
         ready.close()
+    profile = os.environ.get("ACTORSCOOP_PROFILE_RAYLET")  # a path: cProfile stats go there
     try:
-        r.serve()
+        if profile:
+            import cProfile
+            cProfile.runctx("r.serve()", globals(), {"r": r}, profile)
+        else:
+            r.serve()
     finally:
         from .. import _session as s
         s.cleanup_session(a.session_dir)
