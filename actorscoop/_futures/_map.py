@@ -17,7 +17,11 @@ from . import _runner
 
 #: chunks in flight per map, at most (it keeps every CPU busy; bounds memory)
 WINDOW = 4096
-#: with chunksize=None, aim for this many chunks per CPU (load balance vs overhead)
+#: with chunksize=None and a known length, each chunk takes remaining/(GUIDED * CPUs)
+#: items ("guided" scheduling): few large chunks first, small ones at the end so the
+#: CPUs finish together
+GUIDED = 2
+#: with chunksize=None and no len(), aim for this many chunks per CPU
 CHUNKS_PER_CPU = 32
 #: how much of an input without len() is read ahead to choose the chunk size
 PROBE = 8192
@@ -28,25 +32,38 @@ def _cpus(core):
 
 
 def plan(iterables, chunksize, core):
-    """(iterator of argument tuples, chunksize, window in chunks). With chunksize None,
-    pick one that gives about CHUNKS_PER_CPU chunks per CPU, reading ahead up to PROBE
-    items of an input without len(); a long one (maybe endless) gets a smaller window."""
+    """(iterator of argument tuples, chunk sizes, window in chunks).
+
+    The chunk sizes are an iterator: ``chunksize`` forever when given; otherwise
+    guided sizes for an input of known length (read ahead up to PROBE items when it
+    has no len()), and a fixed size for a long input without len() (maybe endless),
+    which also gets a smaller window.
+    """
     args = zip(*iterables)
-    window = WINDOW
     if chunksize is not None:
         if not isinstance(chunksize, int) or isinstance(chunksize, bool) or chunksize < 1:
             raise ValueError(f"chunksize must be an int >= 1, got {chunksize!r}")
-        return args, chunksize, window
+        return args, itertools.repeat(chunksize), WINDOW
     cpus = _cpus(core)
     try:
         n = min(len(it) for it in iterables)
     except TypeError:
         head = list(itertools.islice(args, PROBE))
         n = len(head)
-        if n == PROBE:
-            window = 4 * CHUNKS_PER_CPU * cpus
         args = itertools.chain(head, args)
-    return args, max(1, n // (CHUNKS_PER_CPU * cpus)), window
+        if n == PROBE:
+            return args, itertools.repeat(max(1, n // (CHUNKS_PER_CPU * cpus))), \
+                4 * CHUNKS_PER_CPU * cpus
+    return args, guided_sizes(n, GUIDED * cpus), WINDOW
+
+
+def guided_sizes(n, parts):
+    """Chunk sizes for n items: each ceil(remaining / parts), until none remain."""
+    remaining = n
+    while remaining > 0:
+        size = -(-remaining // parts)
+        yield size
+        remaining -= size
 
 
 class MapIterator:
@@ -67,7 +84,8 @@ class MapIterator:
         self._core = _context.current()
         self._end = None if timeout is None else time.monotonic() + timeout
         self._timeout = timeout
-        self._input, self._chunksize, default_window = plan(iterables, chunksize, self._core)
+        self._input, self._sizes, default_window = plan(iterables, chunksize, self._core)
+        self._chunksize = chunksize
         self._rf = _runner.registry.get(kind, fn, _runner.main_info())
         self._reduce_op = reduce_op
         self._window = default_window if window is None else int(window)
@@ -89,9 +107,10 @@ class MapIterator:
 
     # ------------------------------------------------------------------ submitting
     def _fill(self):
-        pending, size = self._pending, self._chunksize
+        pending, sizes = self._pending, self._sizes
         while not self._exhausted and len(pending) < self._window:
-            chunk = list(itertools.islice(self._input, size))
+            size = next(sizes, 0)
+            chunk = list(itertools.islice(self._input, size)) if size else None
             if not chunk:
                 self._exhausted = True
                 break
@@ -167,8 +186,7 @@ class MapIterator:
         self.close()
         raise concurrent.futures.TimeoutError(
             f"map(): a result was not ready {self._timeout} s after the call "
-            f"({n} chunks of up to {self._chunksize} items were still pending; they are "
-            "cancelled)")
+            f"({n} chunks were still pending; they are cancelled)")
 
     # ------------------------------------------------------------------ stopping
     def close(self):
