@@ -4,10 +4,15 @@
   a submit costs one ``send``, with no wake-up of another thread.
 * One I/O thread (the pump) reads it: it files incoming values, wakes a waiting
   ``get()``, completes futures, prints remote output, and flushes released references.
+
+The driver also listens on a socket of its own, in the node's socket directory: workers
+send the results of its tasks straight there, one hop instead of two through the raylet
+(which still gets them, for everyone else). The pump reads those connections too.
 """
 import logging
 import os
 import queue
+import select
 import sys
 import threading
 import time
@@ -16,7 +21,7 @@ from . import _refcount
 from . import protocol as P
 from ._core import CoreClient
 from .exceptions import GetTimeoutError, NodeDiedError
-from .transport import Connection, ConnectionClosed
+from .transport import Connection, ConnectionClosed, Listener
 
 log = logging.getLogger("actorscoop")
 
@@ -60,6 +65,8 @@ class DriverCore(CoreClient):
         self._stopping = False
         self._warned = set()
         self._replies = queue.Queue()
+        self._listener = self._listen(welcome)
+        self._peers = {}  # fd -> Peer: workers sending results straight here
         self._pump = threading.Thread(target=self._pump_main, name="actorscoop-pump", daemon=True)
         self._pump.start()
 
@@ -84,12 +91,26 @@ class DriverCore(CoreClient):
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     return False
-                if waiter.event.wait(0.5 if remaining is None else min(remaining, 0.5)):
+                # No timeout when there is no deadline: _fail_all() sets the event if
+                # the raylet dies (timed waits wake up measurably later here).
+                if waiter.event.wait(remaining):
                     if self._dead is not None:
                         raise self._dead
                     return True
         finally:
             self._remove_waiter(waiter)
+
+    def _listen(self, welcome):
+        """Open this driver's return socket and tell the raylet (best effort)."""
+        path = os.path.join(os.path.dirname(welcome.plasma_socket), f"d-{self.job_id.hex()[:16]}.sock")
+        try:
+            listener = Listener(path)
+            os.chmod(path, 0o600)
+        except OSError as exc:
+            log.debug("no return socket (%s): results come through the raylet", exc)
+            return None
+        self._send([P.ReturnAddress(path)])
+        return listener
 
     def request_status(self, what, timeout):
         """Ask the raylet for a status report (dict); raises GetTimeoutError on timeout."""
@@ -112,14 +133,35 @@ class DriverCore(CoreClient):
         self._pump.join(timeout=5)
         self._close_plasma()
         self._conn.close()
+        for peer in self._peers.values():
+            peer.close()
+        if self._listener is not None:
+            self._listener.close()
+            try:
+                os.unlink(self._listener.path)
+            except OSError:
+                pass
 
     # ------------------------------------------------------------------ pump thread
     def _pump_main(self):
         conn = self._conn
+        poller = select.poll()
+        poller.register(conn.fileno(), select.POLLIN)
+        lfd = None
+        if self._listener is not None:
+            lfd = self._listener.fd
+            poller.register(lfd, select.POLLIN)
         last_flush = last_check = time.monotonic()
         try:
             while not self._stopping:
-                frame = conn.recv(_FLUSH_INTERVAL)
+                for fd, _ev in poller.poll(_FLUSH_INTERVAL * 1000):
+                    if fd == lfd:
+                        for peer in self._listener.accept():
+                            self._peers[peer.fd] = peer
+                            poller.register(peer.fd, select.POLLIN)
+                    elif fd in self._peers:
+                        self._read_peer(poller, self._peers[fd])
+                frame = conn.recv(0)  # the raylet's connection (it may hold buffered frames)
                 while frame is not None:
                     self._handle_frame(frame)
                     frame = conn.recv(0)
@@ -137,6 +179,17 @@ class DriverCore(CoreClient):
                 self._fail_all(NodeDiedError(
                     f"the local raylet went away ({exc}); results of pending tasks are lost. "
                     "Call actorscoop.shutdown() and init() again."))
+
+    def _read_peer(self, poller, peer):
+        try:
+            frames = peer.read_frames()
+        except ConnectionClosed:
+            poller.unregister(peer.fd)
+            del self._peers[peer.fd]
+            peer.close()
+            return
+        for frame in frames:
+            self._handle_frame(frame)
 
     def _handle_frame(self, frame):
         try:

@@ -232,3 +232,14 @@ def test_on_start_callback_fires_when_a_worker_takes_the_task(node):
     assert asc.get(later, timeout=30) == "later"
     assert gate.is_set()
     asc.get(blockers)
+
+
+def test_results_reach_the_driver_directly_and_through_the_raylet(node):
+    """Workers send a driver's results to its own socket; the raylet keeps them too."""
+    import os
+    core = asc._context.current()
+    path = core._listener.path
+    assert os.path.exists(path) and oct(os.stat(path).st_mode & 0o777) == "0o600"
+    r = square.remote(9)
+    assert asc.get(r) == 81
+    assert asc.get(add.remote(r, 1)) == 82  # the raylet has the value too

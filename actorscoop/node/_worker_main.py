@@ -22,7 +22,7 @@ from .. import protocol as P
 from .._core import CoreClient, _Dep
 from .._driver import connect
 from ..exceptions import TaskCancelledError
-from ..transport import ConnectionClosed
+from ..transport import Connection, ConnectionClosed
 from ._concurrency import Concurrency
 
 log = logging.getLogger("actorscoop.worker")
@@ -69,6 +69,7 @@ class WorkerCore(CoreClient):
         self._tls = threading.local()  # .spec: the task this thread runs
         self._cancelled = set()
         self._status_replies = []
+        self._reply_conns = {}  # driver socket path -> Connection, for direct results
         self._ctrl_fd = command.get("ctrl_fd")
         self.node_hex = self.node_id.hex()
         self.pid = os.getpid()
@@ -301,7 +302,29 @@ class WorkerCore(CoreClient):
             sys.stderr.flush()
         except (OSError, ValueError):
             pass
-        self._send([P.TaskDone(spec.task_id, results, retryable)])
+        delivered = False
+        if spec.reply_to and not retryable:  # a retried task's error must not reach it
+            delivered = self._deliver(spec.reply_to, results)
+        self._send([P.TaskDone(spec.task_id, results, retryable, delivered)])
+
+    def _deliver(self, path, results):
+        """Send results straight to the submitting driver; False if it cannot be reached
+        (the raylet then forwards them as usual)."""
+        conn = self._reply_conns.get(path)
+        try:
+            if conn is None:
+                if len(self._reply_conns) > 64:
+                    for old in self._reply_conns.values():
+                        old.close()
+                    self._reply_conns.clear()
+                conn = self._reply_conns[path] = Connection(path, timeout=1.0)
+            conn.send(P.encode([P.ObjectValue(oid, kind, data) for oid, kind, data, _s, _c in results]))
+            return True
+        except (OSError, ConnectionClosed):
+            bad = self._reply_conns.pop(path, None)
+            if bad is not None:
+                bad.close()
+            return False
 
     def _arguments(self, spec):
         if spec.args_object is not None:

@@ -115,6 +115,7 @@ class TaskDone(NamedTuple):
     task_id: bytes
     results: list
     retryable: bool  # an application error that retry_exceptions allows to retry
+    delivered: bool  # the results went straight to the submitter (ExecuteTask.reply_to)
 
 
 class CancelTask(NamedTuple):
@@ -144,6 +145,12 @@ class KVGet(NamedTuple):
     request_id: int
     key: str
     wait: bool
+
+
+class ReturnAddress(NamedTuple):
+    """A driver listens here: workers may send its tasks' results straight to it,
+    saving the raylet hop on the way back (the raylet still gets them, for others)."""
+    path: str
 
 
 class WatchStart(NamedTuple):
@@ -186,6 +193,7 @@ class ExecuteTask(NamedTuple):
     actor_id: Optional[bytes]
     method: Optional[str]
     concurrency: int  # with method "__init__": the actor's max_concurrency
+    reply_to: Optional[str]  # a socket of the submitter: send the results there directly
 
 
 class ObjectValue(NamedTuple):
@@ -235,6 +243,7 @@ MESSAGE_TYPES = (
     Unblocked, TaskDone, CancelTask, StatusRequest, StopNode, Goodbye,
     Welcome, Refused, ExecuteTask, ObjectValue, LogLines, Warning_, StatusReply, Interrupt,
     KVPut, KVGet, KVReply, CreateActor, KillActor, GetActor, ActorReply, WatchStart, TaskStarted,
+    ReturnAddress,
 )
 
 __all__ = [c.__name__ for c in MESSAGE_TYPES] + [
