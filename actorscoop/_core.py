@@ -138,14 +138,13 @@ class CoreClient:
         if _refcount.held(oid):
             self._values[oid] = (kind, data)
         self._requested.discard(oid)
-        if self._waiters:
-            with self._waiters_lock:
-                for w in self._waiters:
-                    if oid in w.missing:
-                        w.missing.discard(oid)
-                        w.still_needed -= 1
-                        if w.still_needed <= 0:
-                            w.event.set()
+        with self._waiters_lock:  # always: a waiter may be registering right now
+            for w in self._waiters:
+                if oid in w.missing:
+                    w.missing.discard(oid)
+                    w.still_needed -= 1
+                    if w.still_needed <= 0:
+                        w.event.set()
         if oid in self._futures:
             self._complete_futures(oid, kind, data)
         if self._start_watchers:
@@ -230,6 +229,15 @@ class CoreClient:
                 else:
                     new_args.append(a)
             args = tuple(new_args)
+        if kwargs and any(type(v) is ObjectRef for v in kwargs.values()):
+            new_kwargs = {}
+            for k, v in kwargs.items():
+                if type(v) is ObjectRef:
+                    new_kwargs[k] = _Dep(len(deps))
+                    deps.append(v.id)
+                else:
+                    new_kwargs[k] = v
+            kwargs = new_kwargs
         if not kwargs and all(type(a) in _SIMPLE for a in args):
             blob, nested, nbytes, buffers = pickle.dumps((args, None), protocol=5), [], 0, None
             nbytes = len(blob)
@@ -278,8 +286,9 @@ class CoreClient:
         if missing:
             self._request(missing)
             deadline = None if timeout is None else time.monotonic() + timeout
-            if not self._block_until(missing, len(missing), deadline):
-                pending = [o for o in missing if o not in values]
+            pending = [] if self._block_until(missing, len(missing), deadline) else \
+                [o for o in missing if o not in values]
+            if pending:
                 raise GetTimeoutError(
                     f"get() timed out after {timeout} s with {len(pending)} of {len(oids)} "
                     f"values not ready (first: {pending[0].hex()}); the tasks keep running: "

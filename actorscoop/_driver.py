@@ -61,6 +61,7 @@ class DriverCore(CoreClient):
         self._conn, welcome, _ = connect(socket_path, P.KIND_DRIVER, os.getpid(), job_id, name, timeout)
         super().__init__(welcome, job_id)
         self._raylet_alive = raylet_alive  # callable: False once the raylet is gone
+        self._send_lock = threading.Lock()
         self._dead = None  # a NodeDiedError once the raylet is gone
         self._stopping = False
         self._warned = set()
@@ -75,7 +76,10 @@ class DriverCore(CoreClient):
         if self._dead is not None:
             raise self._dead
         try:
-            self._conn.send(P.encode(_refcount.frame(records)))
+            # Taking the reference changes and sending them happen under one lock, so
+            # two threads' frames cannot overtake each other's changes.
+            with self._send_lock:
+                self._conn.send(P.encode(_refcount.frame(records)))
         except ConnectionClosed:
             raise NodeDiedError("the connection to the raylet is closed: the node stopped. "
                                 "Call actorscoop.shutdown() and init() again.") from None
@@ -223,6 +227,9 @@ class DriverCore(CoreClient):
         with self._waiters_lock:
             for w in self._waiters:
                 w.event.set()
+        for fut in list(self._calls.values()):
+            if not fut.done():
+                fut.set_exception(err)
         for fut_list in list(self._futures.values()):
             for fut in fut_list[1]:
                 if not fut.done() and fut.set_running_or_notify_cancel():

@@ -16,10 +16,40 @@ def pack_exception(exc: BaseException) -> bytes:
         return pickle.dumps(TaskError("?", "".join(traceback.format_exception(exc)), None))
 
 
+class _Rebuilt:
+    """Pickles an exception as its class, args and attributes, rebuilt without calling
+    its ``__init__`` (whose signature may not match ``args``)."""
+
+    def __init__(self, exc):
+        self.exc = exc
+
+    def __reduce__(self):
+        e = self.exc
+        return (_rebuild_exception, (type(e), e.args, dict(getattr(e, "__dict__", {}))))
+
+
+def _rebuild_exception(cls, args, state):
+    obj = cls.__new__(cls)
+    obj.args = args
+    obj.__dict__.update(state)
+    return obj
+
+
+def _portable(exc):
+    """The exception, or a stand-in that unpickles to it, for one that cannot make the
+    round trip as it is (a custom ``__init__`` signature, typically)."""
+    try:
+        pickle.loads(cloudpickle.dumps(exc, protocol=5))
+        return exc
+    except Exception:
+        return _Rebuilt(exc)
+
+
 def pack_task_error(function_name, exc, node, pid, phase) -> bytes:
     tb = "".join(traceback.format_exception(exc))
     try:
-        return cloudpickle.dumps(TaskError(function_name, tb, exc, node, pid, phase), protocol=5)
+        return cloudpickle.dumps(TaskError(function_name, tb, _portable(exc), node, pid, phase),
+                                 protocol=5)
     except Exception:
         text = f"{tb}\n(the exception could not be pickled, so its type is lost)"
         return cloudpickle.dumps(TaskError(function_name, text, None, node, pid, phase), protocol=5)

@@ -40,7 +40,9 @@ class TaskError(ActorScoopError):
         self.node = node
         self.pid = pid
         self.phase = phase
-        super().__init__(function_name, traceback_str, cause, node, pid, phase)
+        # Not super(): in a dual class the next __init__ is the user's exception's,
+        # whose signature is unknown.
+        Exception.__init__(self, function_name, traceback_str, cause, node, pid, phase)
 
     def __str__(self):
         where = f"task {self.function_name}() on node {self.node[:8]} pid={self.pid}"
@@ -55,8 +57,11 @@ class TaskError(ActorScoopError):
         cause_cls = type(self.cause) if self.cause is not None else None
         if cause_cls is None or issubclass(cause_cls, TaskError) or not _subclassable(cause_cls):
             return self
-        return _dual_class(cause_cls)(self.function_name, self.remote_traceback, self.cause,
-                                      self.node, self.pid, self.phase)
+        try:
+            return _dual_class(cause_cls)(self.function_name, self.remote_traceback, self.cause,
+                                          self.node, self.pid, self.phase)
+        except Exception:  # an exception class that cannot be built this way
+            return self
 
 
 _dual_cache = {}
@@ -66,7 +71,7 @@ def _subclassable(cls):
     try:
         type("probe", (TaskError, cls), {})
         return True
-    except TypeError:
+    except Exception:
         return False
 
 

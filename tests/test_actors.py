@@ -334,3 +334,19 @@ def test_no_actor_processes_left_after_kill(node):
     asc.kill(c)
     wait_for(lambda: not psutil.pid_exists(pid) or psutil.Process(pid).status() == "zombie", 10,
              what="the actor process to exit")
+
+
+def test_actor_killed_while_starting_leaves_nothing_pending(node):
+    import gc
+    refs = []
+    for _ in range(5):
+        h = Counter.remote()
+        asc.kill(h)
+        refs.append(h.get.remote())
+    for r in refs:
+        with pytest.raises(ActorDiedError):
+            asc.get(r, timeout=30)
+    del refs, h
+    gc.collect()
+    wait_for(lambda: asc._api.status()["objects"]["by_state"]["pending"] == 0, 10,
+             what="no object left pending")

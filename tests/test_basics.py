@@ -243,3 +243,11 @@ def test_results_reach_the_driver_directly_and_through_the_raylet(node):
     r = square.remote(9)
     assert asc.get(r) == 81
     assert asc.get(add.remote(r, 1)) == 82  # the raylet has the value too
+
+
+def test_keyword_ref_arguments_resolve_like_positional_ones(node):
+    @asc.remote
+    def kinds(a, b=None):
+        return type(a).__name__, type(b).__name__, a + b
+
+    assert asc.get(kinds.remote(asc.put(1), b=asc.put(2))) == ("int", "int", 3)

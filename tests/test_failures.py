@@ -169,3 +169,37 @@ def test_crash_exhausts_retries(node):
 
     with pytest.raises(WorkerCrashedError, match=r"tried 3 time"):
         asc.get(always_dies.remote(), timeout=60)
+
+
+class CodedError(Exception):
+    def __init__(self, code, detail, *, hint=""):
+        super().__init__(f"{code}: {detail}")
+        self.code = code
+
+
+def test_exception_with_its_own_signature_keeps_its_type(node):
+    @asc.remote
+    def fails():
+        raise CodedError(42, "bad", hint="x")
+
+    with pytest.raises(CodedError) as info:
+        asc.get(fails.remote())
+    assert isinstance(info.value, TaskError) and "42: bad" in str(info.value)
+    assert info.value.cause.code == 42
+
+
+def test_nested_task_output_reaches_the_driver(node, capsys):
+    @asc.remote
+    def child():
+        print("from the child")
+        return os.getpid()
+
+    @asc.remote
+    def parent():
+        return asc.get(child.remote())
+
+    pid = asc.get(parent.remote())
+    from conftest import wait_for
+    seen = []
+    wait_for(lambda: seen.append(capsys.readouterr().out) or
+             f"(child pid={pid}) from the child" in "".join(seen), 10, what="the child's print")

@@ -247,6 +247,11 @@ class ActorManager:
         a.inflight.clear()
         a.queue.clear()
         if a.creation is not None:
+            if a.state is ActorState.DEAD and a.creation_error is None:
+                # Its constructor never reported: settle its return so nothing waits on it.
+                self.r._resolve(a.creation, [[a.creation.spec.task_id + (1).to_bytes(4, "big"),
+                                              P.VALUE_ERROR, self._dead_error(a, a.creation.spec),
+                                              0, []]])
             for oid in a.creation.pins:
                 self.r.objects.unpin(oid)
             a.creation.pins = []

@@ -277,7 +277,11 @@ class Raylet:
             instructions = self.scheduler.handle_many(queue)
             queue = []
             for instr in instructions:
-                more = self._instr[type(instr)](instr)
+                try:
+                    more = self._instr[type(instr)](instr)
+                except Exception:
+                    log.exception("carrying out %s failed; the node goes on", type(instr).__name__)
+                    continue
                 if more:
                     queue.extend(more)
 
@@ -623,6 +627,8 @@ class Raylet:
             del self.tasks[lost.task_id]
             return self._fail_returns(task, _errors.pack_exception(TaskCancelledError(
                 f"task {spec.name}() was cancelled; its worker (pid {pid}) was killed")))
+        if spec.task_id in self.scheduler.tasks:
+            return None  # already queued again (its retry raced with the worker's death)
         if task.attempts < spec.max_retries:
             task.attempts += 1
             log.warning("worker pid %s running %s() %s; retrying (attempt %d of %d)",
@@ -709,7 +715,7 @@ class Raylet:
             tids = self.scheduler.workers.get(w.worker_id)
             task = self.tasks.get(tids.tasks[-1]) if tids is not None and tids.tasks else None
             name = task.spec.name if task is not None else "worker"
-            targets = [task.submitter] if task is not None else \
+            targets = [task.job] if task is not None else \
                 [i for i, c in self.clients.items() if c.kind == P.KIND_DRIVER and i == c.ident]
         prefix = f"{name} pid={w.pid}"
         for t in targets:

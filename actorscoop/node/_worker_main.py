@@ -44,16 +44,16 @@ class _PumpingFuture(concurrent.futures.Future):
         if not self.done():
             try:
                 self._core.get([self._ref], timeout)
-            except BaseException:
-                pass  # the value (or error) is now filed, or the wait timed out
+            except Exception:
+                pass  # the value or error is filed on the future now, or the wait timed out
 
     def result(self, timeout=None):
         self._pump(timeout)
-        return super().result(0 if self.done() else timeout)
+        return super().result(0)  # raises TimeoutError if the pump timed out
 
     def exception(self, timeout=None):
         self._pump(timeout)
-        return super().exception(0 if self.done() else timeout)
+        return super().exception(0)
 
 
 class WorkerCore(CoreClient):
@@ -70,6 +70,7 @@ class WorkerCore(CoreClient):
         self._cancelled = set()
         self._status_replies = []
         self._reply_conns = {}  # driver socket path -> Connection, for direct results
+        self._send_lock = threading.Lock()
         self._ctrl_fd = command.get("ctrl_fd")
         self.node_hex = self.node_id.hex()
         self.pid = os.getpid()
@@ -84,7 +85,8 @@ class WorkerCore(CoreClient):
     def _send(self, records):
         """Any thread may send (the connection has a write lock)."""
         try:
-            self._conn.send(P.encode(_refcount.frame(records)))
+            with self._send_lock:  # changes taken and sent in one step (see _driver)
+                self._conn.send(P.encode(_refcount.frame(records)))
         except ConnectionClosed:
             raise SystemExit(0) from None  # the raylet is gone: so are we
 
@@ -335,6 +337,8 @@ class WorkerCore(CoreClient):
         if spec.deps:
             values = [self.materialize(oid, kind, data) for oid, kind, data in spec.deps]
             args = tuple(values[a.index] if type(a) is _Dep else a for a in args)
+            if kwargs:
+                kwargs = {k: values[v.index] if type(v) is _Dep else v for k, v in kwargs.items()}
         return args, kwargs or {}
 
     def _store(self, spec, value):

@@ -199,10 +199,11 @@ class Scheduler:
                 self._out.append(ins.TaskLost(tid, e.worker_id))
 
     def _on_finished(self, e):
-        task = self.tasks.pop(e.task_id, None)
+        task = self.tasks.get(e.task_id)
         w = self.workers.get(e.worker_id)
-        if task is None or w is None:
-            return  # cancelled, or its worker already declared dead
+        if task is None or w is None or task.worker != e.worker_id:
+            return  # cancelled, its worker declared dead, or a stale report of an old attempt
+        del self.tasks[e.task_id]
         if e.task_id in w.tasks:
             w.tasks.remove(e.task_id)
         if not w.tasks:
@@ -221,7 +222,7 @@ class Scheduler:
         if w is None or w.state is WorkerState.IDLE:
             return
         for tid in e.awaited_tasks:
-            if tid in self.ready:
+            if tid in self.ready and self._inlinable(self.tasks[tid]):
                 if w.state is WorkerState.BLOCKED:
                     self._wake(w)
                 task = self.tasks[tid]
@@ -331,7 +332,7 @@ class Scheduler:
                 self._assign(task, w)
                 continue
             waiter = self.awaited_by.get(tid)
-            if waiter is not None:
+            if waiter is not None and self._inlinable(task):
                 w = self.workers[waiter]
                 self._wake(w)
                 del self.ready[tid]
@@ -350,6 +351,12 @@ class Scheduler:
         for _ in range(max(0, want)):
             self.starting += 1
             self._out.append(ins.StartWorker())
+
+    @staticmethod
+    def _inlinable(task):
+        """A task may run inline in a blocked worker when it needs only CPU (the
+        worker's own lease); other resources must be placed normally."""
+        return all(k == "CPU" for k in task.resources)
 
     def _pipeline(self, task):
         """Queue a task behind a busy worker holding the same resource shape."""

@@ -17,7 +17,7 @@ import time
 
 _HDR = struct.Struct("<I")
 MAX_FRAME = 1 << 30  # a larger length prefix is bad input: the connection is dropped
-_CHUNK = 1 << 20
+_CHUNK = 1 << 16  # recv(n) allocates n bytes each call: 1 MiB cost ~17 us a call
 
 
 class ConnectionClosed(ConnectionError):
@@ -41,7 +41,7 @@ class _Reader:
         end = pos + 4 + n
         if len(buf) < end:
             return None
-        frame = bytes(buf[pos + 4:end])
+        frame = bytes(memoryview(buf)[pos + 4:end])  # one copy
         if end == len(buf):
             buf.clear()
             self.pos = 0
