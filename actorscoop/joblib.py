@@ -9,8 +9,11 @@
 ``n_jobs=-1`` means the cluster's CPUs. A Parallel call inside a task (nested) runs on
 the same cluster; the waiting task lends its CPU out while it waits.
 """
-from joblib._parallel_backends import AutoBatchingMixin, ParallelBackendBase
-from joblib.parallel import register_parallel_backend
+try:
+    from joblib._parallel_backends import AutoBatchingMixin, ParallelBackendBase
+    from joblib.parallel import register_parallel_backend
+except ImportError as exc:  # pragma: no cover - depends on the environment
+    raise ImportError("actorscoop.joblib needs joblib (pip install joblib)") from exc
 
 from ._futures import _executor, _roles
 

@@ -186,3 +186,44 @@ def test_map_scan_is_a_prefix_reduction(node):
     assert futures.mapScan(str, operator.add, range(12), chunksize=5) == \
         list(itertools.accumulate(str(i) for i in range(12)))
     assert futures.mapScan(square, operator.add, []) == []
+
+
+# ---------------------------------------------------------------------- scripts
+SCRIPT = '''
+import json
+import sys
+from actorscoop import futures
+
+# Like DEAP's creator.create: a class made at import time and stored in another
+# (importable) module, so it pickles by reference and a fresh worker lacks it.
+Point = type("Point", (), {"__module__": "json"})
+json.Point = Point
+
+
+def norm(p):
+    return p.x * p.x + p.y * p.y
+
+
+if __name__ == "__main__":
+    points = []
+    for i in range(10):
+        p = Point()
+        p.x, p.y = i, 1
+        points.append(p)
+    print("RESULT", list(futures.map(norm, points)), sys.argv[1:])
+'''
+
+
+@pytest.mark.parametrize("launcher", [[], ["-m", "actorscoop", "-n", "2"]],
+                         ids=["python-script", "python-m-actorscoop"])
+def test_script_with_classes_made_at_import(tmp_path, launcher):
+    import subprocess
+    import sys
+    script = tmp_path / "points.py"
+    script.write_text(SCRIPT)
+    env = dict(__import__("os").environ, ACTORSCOOP_NUM_CPUS="2")
+    out = subprocess.run([sys.executable, *launcher, str(script), "a1"], capture_output=True,
+                         text=True, timeout=100, env=env, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-2000:]
+    expected = [i * i + 1 for i in range(10)]
+    assert f"RESULT {expected} ['a1']" in out.stdout
