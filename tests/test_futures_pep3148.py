@@ -121,6 +121,15 @@ def test_future_arguments_become_dependencies(node):
     assert second.result(60) == 81
 
 
+def total_of(futs):
+    return sum(f.result(60) for f in futs)
+
+
+def test_futures_inside_arguments_arrive_as_futures(node):
+    parts = [futures.submit(pow, i, 2) for i in range(4)]
+    assert futures.submit(total_of, parts).result(60) == 14
+
+
 # ---------------------------------------------------------------------- cancellation
 def test_cancel_of_a_queued_task(node):
     release = Gate()

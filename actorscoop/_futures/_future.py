@@ -78,5 +78,10 @@ class Future(concurrent.futures.Future):
             timeout = 0 if timeout is not None else None
         return super().exception(timeout)
 
+    def __reduce__(self):
+        # A Future sent to a task (inside a list, say) arrives as a Future of the same
+        # task's value there.
+        return (Future, (self._ref,))
+
     def __repr__(self):
         return super().__repr__()[:-1] + f" ref={self._ref.hex()[:12]}>"
