@@ -50,9 +50,9 @@ def init(address=None, *, num_cpus=None, num_gpus=None, resources=None,
             if num_gpus:
                 res["GPU"] = float(num_gpus)
             session_dir = _session.new_session_dir()
-            proc, info = launch_node(session_dir, num_cpus, res, object_store_memory,
-                                     head=True, embedded=True, config=_system_config)
-            _node = (proc, info)
+            proc, info, lifeline = launch_node(session_dir, num_cpus, res, object_store_memory,
+                                               head=True, embedded=True, config=_system_config)
+            _node = (proc, lifeline)
             alive = lambda: proc.poll() is None  # noqa: E731
         from ._driver import DriverCore
         try:
@@ -103,7 +103,7 @@ def _stop_embedded():
     global _node
     if _node is None:
         return
-    proc, _info_ = _node
+    proc, lifeline = _node
     _node = None
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
@@ -112,6 +112,7 @@ def _stop_embedded():
         except Exception:
             proc.kill()
             proc.wait(5)
+    os.close(lifeline)
 
 
 def remote(*args, **options):

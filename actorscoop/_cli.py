@@ -81,8 +81,8 @@ def cmd_start(args):
         resources["GPU"] = args.num_gpus
     session_dir = _session.new_session_dir()
     print(f"Starting the head node (session {session_dir}) ...", flush=True)
-    proc, info = launch_node(session_dir, num_cpus, resources, args.object_store_memory,
-                             port=port, head=True, embedded=False)
+    proc, info, _ = launch_node(session_dir, num_cpus, resources, args.object_store_memory,
+                                port=port, head=True, embedded=False)
     address = f"{args.host}:{port}"
     print(f"actorscoop head node started: node {info['node_id'][:12]}, pid {info['pid']}, "
           f"{num_cpus:g} CPUs.\n\n"

@@ -13,10 +13,14 @@ def launch_node(session_dir, num_cpus, resources=None, object_store_memory=None,
                 head=True, embedded=True, config=None, timeout=60.0):
     """Start ``python -m actorscoop.node``; return (Popen, node info dict).
 
-    Embedded nodes die with this process (SIGTERM on parent death); others are started
-    in their own session and log to the session's logs/raylet.out.
+    Every node starts in its own session (a Ctrl-C in the terminal does not reach it).
+    An embedded node lives as long as this process: it holds the read end of a pipe whose
+    write end only this process has, and stops when that end closes (the process exited,
+    whichever thread started the node). Returns (Popen, info, lifeline fd or None).
+    Others log to the session's logs/raylet.out.
     """
     r, w = os.pipe()
+    life_r = life_w = None
     cmd = [sys.executable, "-m", "actorscoop.node", "--session-dir", session_dir,
            "--num-cpus", str(num_cpus), "--resources", json.dumps(resources or {}),
            "--config", json.dumps(config or {}), "--ready-fd", str(w)]
@@ -29,16 +33,20 @@ def launch_node(session_dir, num_cpus, resources=None, object_store_memory=None,
     if not embedded:
         cmd.append("--detached")
     if embedded:
-        cmd.append("--embedded")
+        life_r, life_w = os.pipe()  # both close-on-exec; pass_fds hands life_r to the node
+        cmd += ["--lifeline-fd", str(life_r)]
         out = None
     else:
         out = open(os.path.join(session_dir, "logs", "raylet.out"), "ab")
     try:
-        proc = subprocess.Popen(cmd, pass_fds=[w], stdin=subprocess.DEVNULL, stdout=out,
+        proc = subprocess.Popen(cmd, pass_fds=[w] + ([life_r] if embedded else []),
+                                stdin=subprocess.DEVNULL, stdout=out,
                                 stderr=subprocess.STDOUT if out else None,
-                                start_new_session=not embedded)
+                                start_new_session=True)
     finally:
         os.close(w)
+        if life_r is not None:
+            os.close(life_r)
         if out is not None:
             out.close()
     line = b""
@@ -65,8 +73,10 @@ def launch_node(session_dir, num_cpus, resources=None, object_store_memory=None,
                               f"its output is above or in {session_dir}/logs") from None
     if "error" in msg:
         proc.wait(timeout=10)
+        if life_w is not None:
+            os.close(life_w)
         raise ActorScoopError(f"the node could not start: {msg['error']}")
-    return proc, msg["ready"]
+    return proc, msg["ready"], life_w
 
 
 def pid_alive(pid) -> bool:

@@ -153,3 +153,21 @@ def test_driver_killed_with_sigkill_takes_its_node_down(tmp_path):
                           psutil.Process(p).status() != psutil.STATUS_ZOMBIE], 20,
              what="the orphaned node to exit")
     assert not shm_of(pids)
+
+
+def test_node_survives_the_init_thread_and_ctrl_c(tmp_path):
+    script = tmp_path / "t.py"
+    script.write_text(textwrap.dedent("""
+        import os, signal, threading, actorscoop as asc
+        t = threading.Thread(target=lambda: asc.init(num_cpus=1))
+        t.start(); t.join()   # the thread that started the node is gone
+        f = asc.remote(lambda: 1)
+        print("A", asc.get(f.remote(), timeout=30), flush=True)
+        signal.signal(signal.SIGINT, lambda *_: print("driver got SIGINT", flush=True))
+        os.killpg(os.getpgrp(), signal.SIGINT)  # what Ctrl-C in a terminal does
+        print("B", asc.get(f.remote(), timeout=30), flush=True)
+    """))
+    r = subprocess.run([PY, str(script)], capture_output=True, text=True, timeout=90,
+                       start_new_session=True)
+    assert r.returncode == 0, r.stderr
+    assert "A 1" in r.stdout and "B 1" in r.stdout

@@ -7,7 +7,6 @@ import argparse
 import json
 import logging
 import os
-import signal
 import sys
 
 
@@ -21,17 +20,12 @@ def main(argv=None):
     p.add_argument("--head", action="store_true")
     p.add_argument("--config", default="{}")
     p.add_argument("--ready-fd", type=int, default=None)
-    p.add_argument("--embedded", action="store_true", help="die with the parent process")
+    p.add_argument("--embedded", action="store_true", help="started by init() in a driver")
+    p.add_argument("--lifeline-fd", type=int, default=None,
+                   help="stop when this pipe closes (the driver that owns the node exited)")
     p.add_argument("--detached", action="store_true", help="started by `actorscoop start`")
     a = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="raylet %(levelname)s %(name)s: %(message)s")
-    if a.embedded:
-        from ._proc import die_with_parent
-        die_with_parent(signal.SIGTERM)
-    try:
-        import uvloop  # noqa: F401  (kept as a dependency for the head's services)
-    except ImportError:
-        pass
     ready = os.fdopen(a.ready_fd, "w") if a.ready_fd is not None else None
     try:
         from .. import _session
@@ -40,6 +34,8 @@ def main(argv=None):
                    port=a.port, head=a.head, config=json.loads(a.config))
         r.start_store()
         r.install_signal_handlers()
+        if a.lifeline_fd is not None:
+            r.watch_lifeline(a.lifeline_fd)
         _session.write_node_file({**r.node_info(), "embedded": not a.detached})
         r.prestart_workers(int(max(1, a.num_cpus)))
     except Exception as exc:

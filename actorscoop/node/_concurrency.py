@@ -12,7 +12,7 @@ class Concurrency:
     def __init__(self, core, max_concurrency, is_async):
         self.core = core
         if is_async:
-            self.loop = asyncio.new_event_loop()
+            self.loop = _new_loop()
             self.sem = None
             self.limit = max_concurrency
             threading.Thread(target=self._run_loop, name="actorscoop-actor-loop", daemon=True).start()
@@ -59,3 +59,12 @@ class Concurrency:
                     spec.name, exc, core.node_hex, core.pid, phase))
                 retryable = core._retryable(spec, exc)
             core._finish(spec, results, retryable)
+
+
+def _new_loop():
+    """uvloop when installed (faster), else asyncio's own loop."""
+    try:
+        import uvloop
+        return uvloop.new_event_loop()
+    except ImportError:
+        return asyncio.new_event_loop()

@@ -171,6 +171,13 @@ class Raylet:
         signal.set_wakeup_fd(wake_w)
         self.loop.add(self.wake_fd, lambda: _drain_fd(self.wake_fd))
 
+    def watch_lifeline(self, fd):
+        """Stop when ``fd`` (a pipe whose write end the owning driver holds) closes."""
+        def owner_gone():
+            self.running = False
+            self.loop.remove(fd)
+        self.loop.add(fd, owner_gone)
+
     def serve(self):
         """Run until StopNode or SIGTERM."""
         poll = self.loop.poll
