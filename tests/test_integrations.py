@@ -1,5 +1,6 @@
 """Libraries that parallelize through a map function or an Executor, run unchanged on
-actorscoop: dask (scheduler=executor), emcee/dynesty (pool=), nevergrad (executor=),
+actorscoop: SciPy (workers=futures.map), dask (scheduler=executor), emcee/dynesty
+(pool=), nevergrad (executor=),
 DEAP (toolbox.register("map", futures.map)), joblib and scikit-learn (the joblib backend).
 Each test is skipped, with the reason, when its library is not installed."""
 import operator
@@ -42,6 +43,15 @@ def one_max(individual):
 def inner_parallel(n):
     from joblib import Parallel, delayed
     return sum(Parallel(n_jobs=2)(delayed(operator.mul)(i, i) for i in range(n)))
+
+
+def test_scipy_differential_evolution_workers(node):
+    optimize = pytest.importorskip("scipy.optimize")
+    kwargs = dict(maxiter=20, seed=1, polish=False, updating="deferred")
+    parallel = optimize.differential_evolution(optimize.rosen, [(0, 2)] * 3,
+                                               workers=futures.map, **kwargs)
+    serial = optimize.differential_evolution(optimize.rosen, [(0, 2)] * 3, **kwargs)
+    assert parallel.nfev == serial.nfev and np.allclose(parallel.x, serial.x)
 
 
 def test_dask_compute_with_an_executor(node):
