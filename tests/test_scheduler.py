@@ -221,3 +221,37 @@ def test_random_event_orders_keep_invariants(data):
             apply(ObjectFailed(rng.choice(waiting)))
     live = set(s.tasks)
     assert not (live & ended), "a task both ended and is still tracked"
+
+
+def test_blocked_worker_hands_back_unstarted_tasks():
+    s = make(cpus=1.0, pipeline_depth=4)
+    run(s, WorkerStarted(w(1)))
+    for i in range(4):
+        run(s, TaskSubmitted(t(i), CPU1, ()))
+    assert s.workers[w(1)].tasks == [t(0), t(1), t(2)]  # pipelined
+    out = run(s, WorkerBlocked(w(1), (t(2),), (t(1), t(2))))
+    assert out[0] == Dispatch(t(2), w(1), True)  # the awaited one comes back inline
+    assert list(s.ready)[0] == t(1)  # the other one is first in line again
+
+
+def test_worker_death_blames_only_started_tasks():
+    s = make(cpus=1.0, pipeline_depth=4)
+    run(s, WorkerStarted(w(1)))
+    for i in range(3):
+        run(s, TaskSubmitted(t(i), CPU1, ()))
+    assert s.workers[w(1)].tasks == [t(0), t(1)]
+    out = run(s, WorkerDied(w(1)))
+    assert TaskLost(t(0), w(1)) in out and TaskLost(t(1), w(1)) not in out
+    assert t(1) in s.ready
+
+
+def test_worker_cap_reached_with_all_blocked_runs_queued_work_inline():
+    s = make(cpus=1.0, max_workers=2)
+    run(s, WorkerStarted(w(1)))
+    run(s, WorkerStarted(w(2)))
+    run(s, TaskSubmitted(t(1), CPU1, ()))
+    run(s, WorkerBlocked(w(1), (b"x" * 16,)))
+    run(s, TaskSubmitted(t(2), CPU1, ()))
+    run(s, WorkerBlocked(w(2), (b"y" * 16,)))
+    out = run(s, TaskSubmitted(t(3), CPU1, ()))  # no idle worker, none can start
+    assert out and out[0].inline and out[0].task_id == t(3)

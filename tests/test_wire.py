@@ -73,7 +73,7 @@ def test_raylet_survives_bad_input(node):
     bad = [b"garbage", msgpack.packb({"a": 1}),
            P.encode([P.SubmitTask(b"x", b"y", "n", None, None, [], [], 1, {}, 0, False, None, None)]),
            P.encode([P.GetObjects([b"nope" * 5]), P.RefDelta([b"a" * 20], [b"b" * 20]),
-                     P.TaskDone(b"z" * 16, [[1, 2]], False, False), P.ReturnAddress("/etc/passwd"), P.Blocked(["x"]),
+                     P.TaskDone(b"z" * 16, [[1, 2]], False, False), P.ReturnAddress("/etc/passwd"), P.Blocked(["x"], [b"y"]),
                      P.SubmitTask(os.urandom(16), os.urandom(16), "n", b"\0", None, [b"q"], [], 1,
                                   {"CPU": "lots"}, 0, False, None, None),
                      P.SubmitTask(os.urandom(16), b"", "m", b"\0", None, [], [], 1, {}, 0, False,

@@ -414,7 +414,7 @@ class Raylet:
         self._delete_plasma()
 
     def _on_blocked(self, ident, rec):
-        self._feed([S.WorkerBlocked(ident, tuple(rec.awaited_tasks))])
+        self._feed([S.WorkerBlocked(ident, tuple(rec.awaited_tasks), tuple(rec.returned))])
 
     def _on_unblocked(self, ident, rec):
         self._feed([S.WorkerUnblocked(ident)])
@@ -572,9 +572,9 @@ class Raylet:
 
     # ------------------------------------------------------------------ instructions
     def _do_dispatch(self, d):
-        self._dispatch_to(self.workers.by_id[d.worker_id], self.tasks[d.task_id])
+        self._dispatch_to(self.workers.by_id[d.worker_id], self.tasks[d.task_id], inline=d.inline)
 
-    def _dispatch_to(self, w, task, concurrency=0):
+    def _dispatch_to(self, w, task, concurrency=0, inline=False):
         """Send a task (or an actor's constructor or method call) to a worker."""
         spec = task.spec
         task.started = True
@@ -593,7 +593,7 @@ class Raylet:
         self._send(w.worker_id, P.ExecuteTask(
             spec.task_id, spec.function_id, spec.name, blob, path, spec.args, spec.args_object, deps,
             spec.num_returns, spec.retry_exceptions, task.job, task.attempts,
-            spec.actor_id, spec.method, concurrency, reply_to))
+            spec.actor_id, spec.method, concurrency, reply_to, inline))
 
     def _do_start_worker(self, _instr):
         self._start_worker_process()

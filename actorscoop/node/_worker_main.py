@@ -148,13 +148,18 @@ class WorkerCore(CoreClient):
         blocked = False
         try:
             while not satisfied():
-                if self._queue:
-                    self._run_one(self._queue.popleft())  # our own queue first: work-first
+                inline = [s for s in self._queue if s.inline]
+                if inline:  # handed to us to run inside this wait
+                    self._queue.remove(inline[0])
+                    self._run_one(inline[0])
                     blocked = False
                     continue
-                if not blocked:
+                if not blocked or self._queue:
+                    # Tasks queued on us that we have not started go back to the raylet.
+                    returned = [s.task_id for s in self._queue]
+                    self._queue.clear()
                     awaited = list(dict.fromkeys(o[:16] for o in oids if o not in values))
-                    self._send([P.Blocked(awaited)])
+                    self._send([P.Blocked(awaited, returned)])
                     blocked = True
                 if deadline is None:
                     self._recv_and_handle(1000)

@@ -102,8 +102,10 @@ class RefDelta(NamedTuple):
 
 
 class Blocked(NamedTuple):
-    """A worker waits in get/wait for these tasks' results."""
+    """A worker waits in get/wait for these tasks' results. It hands back the tasks
+    queued on it that it has not started (``returned``): they may run elsewhere."""
     awaited_tasks: list
+    returned: list
 
 
 class Unblocked(NamedTuple):
@@ -194,6 +196,7 @@ class ExecuteTask(NamedTuple):
     method: Optional[str]
     concurrency: int  # with method "__init__": the actor's max_concurrency
     reply_to: Optional[str]  # a socket of the submitter: send the results there directly
+    inline: bool  # handed to a worker blocked in get(): run it now, inside the wait
 
 
 class ObjectValue(NamedTuple):

@@ -39,6 +39,7 @@ class TaskFinished(NamedTuple):
 class WorkerBlocked(NamedTuple):
     worker_id: bytes
     awaited_tasks: tuple
+    returned: tuple = ()  # queued on it, never started: back to the ready queue
 
 
 class WorkerUnblocked(NamedTuple):

@@ -34,6 +34,7 @@ class _Task:
     name: str
     state: TaskState = None
     pipelinable: bool = True
+    inline: bool = False  # running inside a blocked worker's wait
     missing: set = field(default_factory=set)
     worker: bytes = None
 
@@ -193,7 +194,12 @@ class Scheduler:
             self._wake(w)
         if w.lease is not None:
             _give(self.available, w.lease)
-        for tid in w.tasks:
+        # Only the task it was running, and those run inline inside its waits, were
+        # started; tasks queued behind them go back to the queue, blameless.
+        started = [tid for i, tid in enumerate(w.tasks)
+                   if i == 0 or (tid in self.tasks and self.tasks[tid].inline)]
+        self._requeue(w, [tid for tid in w.tasks if tid not in started], "its worker died first")
+        for tid in started:
             task = self.tasks.pop(tid, None)
             if task is not None:
                 self._out.append(ins.TaskLost(tid, e.worker_id))
@@ -221,6 +227,8 @@ class Scheduler:
         w = self.workers.get(e.worker_id)
         if w is None or w.state is WorkerState.IDLE:
             return
+        if e.returned:
+            self._requeue(w, e.returned, "handed back by a blocked worker")
         for tid in e.awaited_tasks:
             if tid in self.ready and self._inlinable(self.tasks[tid]):
                 if w.state is WorkerState.BLOCKED:
@@ -240,6 +248,20 @@ class Scheduler:
         w.awaited = tuple(e.awaited_tasks)
         for tid in w.awaited:
             self.awaited_by[tid] = w.worker_id
+
+    def _requeue(self, w, task_ids, cause):
+        """Tasks assigned to ``w`` that never started go back to the front of the queue."""
+        back = []
+        for tid in task_ids:
+            task = self.tasks.get(tid)
+            if task is None or task.worker != w.worker_id or tid not in w.tasks:
+                continue
+            w.tasks.remove(tid)
+            self._move(task, TaskState.READY, cause)
+            task.worker = None
+            back.append(tid)
+        if back:
+            self.ready = {**dict.fromkeys(back), **self.ready}
 
     def _on_unblocked(self, e):
         w = self.workers.get(e.worker_id)
@@ -299,6 +321,7 @@ class Scheduler:
     def _assign(self, task, w, inline=False):
         self._move(task, TaskState.RUNNING, "dispatch")
         task.worker = w.worker_id
+        task.inline = inline
         w.tasks.append(task.task_id)
         self._out.append(ins.Dispatch(task.task_id, w.worker_id, inline))
 
@@ -351,6 +374,19 @@ class Scheduler:
         for _ in range(max(0, want)):
             self.starting += 1
             self._out.append(ins.StartWorker())
+        if self.ready and not self.idle and live >= self.config.max_workers:
+            self._lend_to_blocked()
+
+    def _lend_to_blocked(self):
+        """At the worker cap with every worker busy or blocked, queued tasks could wait
+        forever for tasks that wait for them: blocked workers run them inline instead."""
+        for w in [w for w in self.workers.values() if w.state is WorkerState.BLOCKED]:
+            tid = next((t for t in self.ready if self._inlinable(self.tasks[t])), None)
+            if tid is None:
+                return
+            self._wake(w)
+            del self.ready[tid]
+            self._assign(self.tasks[tid], w, inline=True)
 
     @staticmethod
     def _inlinable(task):
@@ -364,7 +400,8 @@ class Scheduler:
         if depth <= 1 or not task.pipelinable or len(self.ready) <= len(self.workers):
             return False
         for w in self.workers.values():
-            if w.state is WorkerState.BUSY and len(w.tasks) < depth and w.lease == task.resources:
+            if w.state is WorkerState.BUSY and len(w.tasks) < depth and w.lease == task.resources \
+                    and not any(self.tasks[t].inline for t in w.tasks):  # not one inside a wait
                 self._assign(task, w)
                 return True
         return False

@@ -18,4 +18,5 @@ class WorkerState(enum.Enum):
 TASK_TRANSITIONS = {
     (None, TaskState.WAITING), (None, TaskState.READY), (None, TaskState.INFEASIBLE),
     (TaskState.WAITING, TaskState.READY), (TaskState.READY, TaskState.RUNNING),
+    (TaskState.RUNNING, TaskState.READY),  # handed back unstarted by a worker
 }
