@@ -224,15 +224,15 @@ def test_future_inside_a_task(node):
 
 def test_on_start_callback_fires_when_a_worker_takes_the_task(node):
     import threading
-    gate = threading.Event()
-    blockers = [sleep_then.remote(i, 1.0) for i in range(2)]  # both CPUs busy
-    later = sleep_then.remote("later", 0)
-    asc._context.current().on_start(later, gate.set)
-    assert not gate.wait(0.3)  # still queued behind the blockers
-    assert asc.get(later, timeout=30) == "later"
-    assert gate.is_set()
+    blockers = [sleep_then.remote(i, 1.5) for i in range(2)]  # both CPUs busy
+    later = sleep_then.remote("later", 3)
+    started = threading.Event()
+    asc._context.current().on_start(later, started.set)
+    assert started.wait(30)  # it starts once a blocker is done, and runs 3 s
+    ready, _ = asc.wait([later], timeout=0)
+    assert not ready  # still running when the notice came
     asc.get(blockers)
-
+    assert asc.get(later, timeout=30) == "later"
 
 def test_results_reach_the_driver_directly_and_through_the_raylet(node):
     """Workers send a driver's results to its own socket; the raylet keeps them too."""

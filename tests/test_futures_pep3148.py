@@ -148,8 +148,6 @@ def test_cancel_of_a_queued_task(node):
     assert not holders[0].cancel()  # done futures cannot be cancelled
 
 
-@pytest.mark.xfail(strict=True, reason="running() needs a 'task started' notification from "
-                                        "the raylet (not in the protocol yet)")
 def test_running_once_a_worker_starts_it(node):
     started, release = Gate(), Gate()
     fut = futures.submit(blocker, started, release)

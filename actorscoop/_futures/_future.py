@@ -13,9 +13,8 @@ class Future(concurrent.futures.Future):
     """The future of one task (PEP 3148).
 
     ``cancel()`` removes a queued task from the node's scheduler, after which ``done()``
-    and ``cancelled()`` are True. actorscoop does not yet learn when a task starts, so
-    ``running()`` stays False until the task is done, and ``cancel()`` of a task that has
-    already started interrupts it (PEP 3148 would leave it running and return False).
+    and ``cancelled()`` are True. ``running()`` becomes True when the node hands the task
+    to a worker; ``cancel()`` of a running task returns False and leaves it running.
     A failed task's exception is an instance of the original type and of
     ``actorscoop.exceptions.TaskError``; ``.remote_traceback`` holds the worker's traceback.
     """
@@ -29,6 +28,13 @@ class Future(concurrent.futures.Future):
         # worker's) completes only while someone serves the socket: see _serve().
         self._serves = type(inner) is not concurrent.futures.Future
         inner.add_done_callback(self._settle)
+        _context.current().on_start(ref, self._mark_running)
+
+    def _mark_running(self):
+        try:
+            self.set_running_or_notify_cancel()
+        except RuntimeError:
+            pass  # done already
 
     @property
     def ref(self) -> ObjectRef:
@@ -36,8 +42,12 @@ class Future(concurrent.futures.Future):
         return self._ref
 
     def _settle(self, inner):
-        if not self.set_running_or_notify_cancel():
+        with self._condition:
+            state = self._state
+        if state == "PENDING" and not self.set_running_or_notify_cancel():
             return  # cancelled here first: the value is dropped
+        if state in ("CANCELLED", "CANCELLED_AND_NOTIFIED", "FINISHED"):
+            return
         exc = inner.exception()
         if exc is None:
             self.set_result(inner.result())

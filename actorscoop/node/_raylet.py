@@ -438,6 +438,11 @@ class Raylet:
                 self.objects.unpin(oid)
             self._delete_plasma()
             return
+        sw = self.scheduler.workers.get(ident)
+        if sw is not None and len(sw.tasks) > 1 and sw.tasks[0] == rec.task_id:
+            nxt = self.tasks.get(sw.tasks[1])  # the worker starts its next queued task now
+            if nxt is not None:
+                self._mark_started(nxt)
         events = [S.TaskFinished(rec.task_id, ident)]
         spec = task.spec
         if rec.retryable and task.attempts < spec.max_retries and not task.cancelled:
@@ -577,9 +582,9 @@ class Raylet:
     def _dispatch_to(self, w, task, concurrency=0, inline=False):
         """Send a task (or an actor's constructor or method call) to a worker."""
         spec = task.spec
-        task.started = True
-        if task.watched:
-            self._send(task.submitter, P.TaskStarted(spec.task_id))
+        sw = self.scheduler.workers.get(w.worker_id)
+        if inline or sw is None or not sw.tasks or sw.tasks[0] == spec.task_id:
+            self._mark_started(task)  # not queued behind another task on that worker
         blob = path = None
         if spec.function_id and spec.function_id not in w.functions:
             _name, blob, path = self.functions[spec.function_id]
@@ -594,6 +599,13 @@ class Raylet:
             spec.task_id, spec.function_id, spec.name, blob, path, spec.args, spec.args_object, deps,
             spec.num_returns, spec.retry_exceptions, task.job, task.attempts,
             spec.actor_id, spec.method, concurrency, reply_to, inline))
+
+    def _mark_started(self, task):
+        """The task runs now: tell its submitter if it asked (WatchStart)."""
+        if not task.started:
+            task.started = True
+            if task.watched:
+                self._send(task.submitter, P.TaskStarted(task.spec.task_id))
 
     def _do_start_worker(self, _instr):
         self._start_worker_process()

@@ -235,6 +235,10 @@ class WorkerCore(CoreClient):
     def _run_one(self, spec):
         if spec.task_id in self._cancelled:
             self._cancelled.discard(spec.task_id)
+            try:  # the raylet counts the function as sent: keep it for later tasks
+                self._load(spec)
+            except BaseException:
+                pass
             self._finish(spec, self._error_results(spec, _errors.pack_exception(
                 TaskCancelledError(f"task {spec.name}() was cancelled before it started"))), False)
             return
