@@ -20,7 +20,20 @@ _IPC_PATH_MAX = 100  # sockaddr_un allows 107 bytes; keep a margin
 def root_dir() -> str:
     root = os.environ.get("ACTORSCOOP_TMPDIR") or f"/tmp/actorscoop-{os.getuid()}"
     os.makedirs(root, mode=0o700, exist_ok=True)
+    _check_private(root)
     return root
+
+
+def _check_private(path):
+    """Refuse a directory someone else made or can write: in /tmp, another user could
+    create it first and plant a node file pointing at their own socket."""
+    import stat
+    st = os.lstat(path)
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid() or st.st_mode & 0o077:
+        raise ActorScoopError(
+            f"{path} is not a private directory of this user (owner uid {st.st_uid}, mode "
+            f"{oct(st.st_mode & 0o777)}): actorscoop will not trust it. Remove it, or set "
+            "ACTORSCOOP_TMPDIR to a directory only you can open (mode 0700).")
 
 
 def new_session_dir() -> str:
@@ -62,13 +75,14 @@ def cleanup_session(path):
 def nodes_dir() -> str:
     path = os.path.join(root_dir(), "nodes")
     os.makedirs(path, mode=0o700, exist_ok=True)
+    _check_private(path)
     return path
 
 
 def write_node_file(info: dict) -> str:
     path = os.path.join(nodes_dir(), f"{info['node_id']}.json")
-    tmp = path + ".tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    tmp = f"{path}.{os.getpid()}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
     with os.fdopen(fd, "w") as f:
         json.dump(info, f)
     os.replace(tmp, path)

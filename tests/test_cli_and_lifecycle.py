@@ -171,3 +171,12 @@ def test_node_survives_the_init_thread_and_ctrl_c(tmp_path):
                        start_new_session=True)
     assert r.returncode == 0, r.stderr
     assert "A 1" in r.stdout and "B 1" in r.stdout
+
+
+def test_a_shared_or_foreign_tmpdir_is_refused(tmp_path, monkeypatch):
+    root = tmp_path / "open"
+    root.mkdir(mode=0o777)
+    os.chmod(root, 0o777)
+    monkeypatch.setenv("ACTORSCOOP_TMPDIR", str(root))
+    with pytest.raises(asc.exceptions.ActorScoopError, match="not a private directory"):
+        asc.init(address="auto")
