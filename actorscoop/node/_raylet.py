@@ -648,6 +648,11 @@ class Raylet:
                 f"task {spec.name}() was cancelled; its worker (pid {pid}) was killed")))
         if spec.task_id in self.scheduler.tasks:
             return None  # already queued again (its retry raced with the worker's death)
+        # The dead attempt may have sealed some results in the store: clear them, so a
+        # retry can write them again (and a failed task leaves nothing behind).
+        self.objects.plasma_to_delete.extend(
+            spec.task_id + i.to_bytes(4, "big") for i in range(1, spec.num_returns + 1))
+        self._delete_plasma()
         if task.attempts < spec.max_retries:
             task.attempts += 1
             log.warning("worker pid %s running %s() %s; retrying (attempt %d of %d)",
