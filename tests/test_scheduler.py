@@ -9,6 +9,7 @@ from actorscoop.scheduler import (
     CancelRequested, Dispatch, FailTask, IllegalTransition, InterruptTask, KillWorker,
     ObjectFailed, ObjectReady, Scheduler, SchedulerConfig, StartWorker, TaskFinished, TaskLost,
     TaskSubmitted, WarnInfeasible, WorkerBlocked, WorkerDied, WorkerStarted, WorkerUnblocked,
+    RetireWorker,
 )
 
 CPU1 = {"CPU": 1.0}
@@ -255,3 +256,13 @@ def test_worker_cap_reached_with_all_blocked_runs_queued_work_inline():
     run(s, WorkerBlocked(w(2), (b"y" * 16,)))
     out = run(s, TaskSubmitted(t(3), CPU1, ()))  # no idle worker, none can start
     assert out and out[0].inline and out[0].task_id == t(3)
+
+
+def test_retire_only_idle_workers():
+    s = make(cpus=1.0)
+    run(s, WorkerStarted(w(1)))
+    run(s, WorkerStarted(w(2)))
+    run(s, TaskSubmitted(t(1), CPU1, ()))
+    assert run(s, RetireWorker(w(1))) == []  # busy: kept
+    assert run(s, RetireWorker(w(2))) == [KillWorker(w(2))]
+    assert w(2) not in s.workers

@@ -75,6 +75,7 @@ class Raylet:
         self.kv = {}  # key -> (data, contained object ids)
         self.kv_waiters = collections.defaultdict(list)  # key -> [(client, request id)]
         self.dead_workers = {}  # worker id -> (pid, exit code), the most recent ones
+        self.idle_seen = {}  # worker id -> when it was first seen idle
         self.warned_infeasible = set()
         sockets = os.path.realpath(os.path.join(session_dir, "sockets"))  # may be a short symlink
         self.sock_path = os.path.join(sockets, "raylet.sock")
@@ -746,6 +747,24 @@ class Raylet:
             if t in self.clients:
                 self._send(t, P.LogLines(prefix, text))
 
+    def _retire_idle_workers(self):
+        """Workers beyond num_cpus (started while others were blocked) stop after
+        ``idle_worker_timeout`` seconds without work."""
+        now = time.monotonic()
+        idle = self.scheduler.idle
+        self.idle_seen = {w: t for w, t in self.idle_seen.items() if w in idle}
+        for wid in idle:
+            self.idle_seen.setdefault(wid, now)
+        extra = len(self.scheduler.workers) - max(1, int(self.num_cpus))
+        timeout = float(self.config.get("idle_worker_timeout", 10.0))
+        for wid, since in list(self.idle_seen.items()):
+            if extra <= 0:
+                return
+            if now - since >= timeout:
+                self._feed([S.RetireWorker(wid)])
+                del self.idle_seen[wid]
+                extra -= 1
+
     def _delete_plasma(self):
         pending = self.objects.plasma_to_delete
         if pending and self.store is not None:
@@ -757,6 +776,7 @@ class Raylet:
 
     def _tick(self):
         self.actors.forget_dead()
+        self._retire_idle_workers()
         if self.store is not None and not self._store_dead_logged and not self.store.alive():
             self._store_dead_logged = True
             log.error("the plasma store process died; large objects are lost")

@@ -6,7 +6,7 @@ The raylet feeds it events and carries out the instructions it returns.
 from ._events import (
     TaskSubmitted, ObjectReady, ObjectFailed, WorkerStarted, WorkerDied, TaskFinished,
     WorkerBlocked, WorkerUnblocked, CancelRequested, WorkerStartFailed, ReserveResources,
-    ReleaseResources,
+    ReleaseResources, RetireWorker,
 )
 from ._instructions import (
     Dispatch, StartWorker, FailTask, TaskLost, InterruptTask, KillWorker, WarnInfeasible, Reserved,
@@ -19,5 +19,5 @@ __all__ = [
     "TaskSubmitted", "ObjectReady", "ObjectFailed", "WorkerStarted", "WorkerDied",
     "TaskFinished", "WorkerBlocked", "WorkerUnblocked", "CancelRequested", "WorkerStartFailed",
     "Dispatch", "StartWorker", "FailTask", "TaskLost", "InterruptTask", "KillWorker",
-    "WarnInfeasible", "Reserved", "ReserveResources", "ReleaseResources",
+    "WarnInfeasible", "Reserved", "ReserveResources", "ReleaseResources", "RetireWorker",
 ]

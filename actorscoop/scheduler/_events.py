@@ -27,6 +27,11 @@ class WorkerStartFailed(NamedTuple):
     reason: str
 
 
+class RetireWorker(NamedTuple):
+    """An extra worker has been idle long enough: stop it if it still is."""
+    worker_id: bytes
+
+
 class WorkerDied(NamedTuple):
     worker_id: bytes
 

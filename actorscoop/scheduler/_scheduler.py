@@ -90,6 +90,7 @@ class Scheduler:
             ev.WorkerBlocked: self._on_blocked, ev.WorkerUnblocked: self._on_unblocked,
             ev.CancelRequested: self._on_cancel,
             ev.ReserveResources: self._on_reserve, ev.ReleaseResources: self._on_release,
+            ev.RetireWorker: self._on_retire,
         }
 
     # ------------------------------------------------------------------ interface
@@ -203,6 +204,14 @@ class Scheduler:
             task = self.tasks.pop(tid, None)
             if task is not None:
                 self._out.append(ins.TaskLost(tid, e.worker_id))
+
+    def _on_retire(self, e):
+        w = self.workers.get(e.worker_id)
+        if w is None or w.state is not WorkerState.IDLE:
+            return  # it got work meanwhile
+        del self.workers[e.worker_id]
+        del self.idle[e.worker_id]
+        self._out.append(ins.KillWorker(e.worker_id))
 
     def _on_finished(self, e):
         task = self.tasks.get(e.task_id)
