@@ -266,3 +266,11 @@ def test_retire_only_idle_workers():
     assert run(s, RetireWorker(w(1))) == []  # busy: kept
     assert run(s, RetireWorker(w(2))) == [KillWorker(w(2))]
     assert w(2) not in s.workers
+
+
+def test_a_burst_starts_no_more_workers_than_resources_allow():
+    s = make(cpus=2.0, max_workers=8)
+    out = s.prestart(2)
+    for i in range(200):
+        out += run(s, TaskSubmitted(bytes([i]) * 16, CPU1, ()))
+    assert out.count(StartWorker()) == 2  # the two pre-started ones, no extra

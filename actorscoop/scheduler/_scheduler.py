@@ -343,7 +343,8 @@ class Scheduler:
         if not self.ready:
             return
         skipped = 0
-        demand = 0
+        demand = 0  # tasks that could run now if a worker were free
+        claimed = {}  # the resources those tasks would take
         avail = self.available
         # Look at no more of the queue than could possibly be placed now.
         room = len(self.idle) + len(self.awaited_by) + self.config.scan_limit
@@ -370,8 +371,9 @@ class Scheduler:
                 del self.ready[tid]
                 self._assign(task, w, inline=True)
                 continue
-            if fits:
+            if fits and _fits(need, {k: v - claimed.get(k, 0.0) for k, v in avail.items()}):
                 demand += 1
+                _give(claimed, need)
             elif self._pipeline(task):
                 del self.ready[tid]
                 continue
