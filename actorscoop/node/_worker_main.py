@@ -9,6 +9,7 @@ actor runs them concurrently (see _concurrency.py) while the main thread keeps t
 """
 import collections
 import concurrent.futures
+import contextlib
 import logging
 import os
 import pickle
@@ -71,6 +72,7 @@ class WorkerCore(CoreClient):
         self._status_replies = []
         self._reply_conns = {}  # driver socket path -> Connection, for direct results
         self._send_lock = threading.Lock()
+        self._in_user_code = False  # SIGINT may raise a cancel only while this is True
         self._ctrl_fd = command.get("ctrl_fd")
         self.node_hex = self.node_id.hex()
         self.pid = os.getpid()
@@ -84,11 +86,27 @@ class WorkerCore(CoreClient):
     # ------------------------------------------------------------------ transport
     def _send(self, records):
         """Any thread may send (the connection has a write lock)."""
+        with self._protected():
+            try:
+                with self._send_lock:  # changes taken and sent in one step (see _driver)
+                    self._conn.send(P.encode(_refcount.frame(records)))
+            except ConnectionClosed:
+                raise SystemExit(0) from None  # the raylet is gone: so are we
+
+    @contextlib.contextmanager
+    def _protected(self):
+        """No cancel is raised inside: a frame is never cut in half. A cancel that
+        came meanwhile is raised on the way out, at a safe point."""
+        if threading.get_ident() != self._main_thread or not self._in_user_code:
+            yield
+            return
+        self._in_user_code = False
         try:
-            with self._send_lock:  # changes taken and sent in one step (see _driver)
-                self._conn.send(P.encode(_refcount.frame(records)))
-        except ConnectionClosed:
-            raise SystemExit(0) from None  # the raylet is gone: so are we
+            yield
+        finally:
+            self._in_user_code = True
+        if self._running and self._running[-1].task_id in self._cancelled:
+            raise _Cancelled()
 
     def _recv_and_handle(self, timeout_ms):
         """Handle every frame that arrives within ``timeout_ms`` (-1: wait); the main
@@ -133,6 +151,10 @@ class WorkerCore(CoreClient):
     def _block_until(self, oids, num, deadline):
         if threading.get_ident() != self._main_thread:
             return self._block_in_thread(oids, num, deadline)
+        with self._protected():
+            return self._block_main(oids, num, deadline)
+
+    def _block_main(self, oids, num, deadline):
         values = self._values
 
         def satisfied():
@@ -228,8 +250,8 @@ class WorkerCore(CoreClient):
                     self._cancelled.add(data[i:i + 16])
             except BlockingIOError:
                 pass
-        if self._running and self._running[-1].task_id in self._cancelled:
-            raise _Cancelled()
+        if self._in_user_code and self._running and self._running[-1].task_id in self._cancelled:
+            raise _Cancelled()  # only while user code runs: never inside our socket I/O
 
     # ------------------------------------------------------------------ running a task
     def _run_one(self, spec):
@@ -264,10 +286,19 @@ class WorkerCore(CoreClient):
             phase = "unpickling the arguments"
             args, kwargs = self._arguments(spec)
             phase = "executing"
-            if call is not None:
-                value = call(fn, args, kwargs)
-            else:
-                value = fn(*args, **kwargs) if kwargs else fn(*args)
+            main = threading.get_ident() == self._main_thread
+            if main:
+                outer, self._in_user_code = self._in_user_code, True
+            try:
+                if spec.task_id in self._cancelled:
+                    raise _Cancelled()
+                if call is not None:
+                    value = call(fn, args, kwargs)
+                else:
+                    value = fn(*args, **kwargs) if kwargs else fn(*args)
+            finally:
+                if main:
+                    self._in_user_code = outer
             if spec.method == "__init__":
                 self.actor, self.actor_id, value = value, spec.actor_id, None
             phase = "pickling the result"
