@@ -180,3 +180,13 @@ def test_a_shared_or_foreign_tmpdir_is_refused(tmp_path, monkeypatch):
     monkeypatch.setenv("ACTORSCOOP_TMPDIR", str(root))
     with pytest.raises(asc.exceptions.ActorScoopError, match="not a private directory"):
         asc.init(address="auto")
+
+
+def test_launcher_exit_codes(tmp_path):
+    ok = tmp_path / "ok.py"
+    ok.write_text("import sys\nsys.exit(3)\n")
+    bad = tmp_path / "bad.py"
+    bad.write_text("raise RuntimeError('script failed')\n")
+    assert cli(str(ok)).returncode == 3
+    r = cli(str(bad))
+    assert r.returncode == 1 and "script failed" in r.stderr
