@@ -148,7 +148,7 @@ def request(node, what, timeout=10.0):
     conn, _welcome, _ = connect(node["raylet_socket"], P.KIND_CLI, os.getpid(),
                                 os.urandom(16), "cli", timeout)
     try:
-        conn.send(P.encode([P.StatusRequest(what)]))
+        conn.send(P.encode([P.StatusRequest(1, what)]))
         deadline = time.monotonic() + timeout
         while True:
             frame = conn.recv(max(0.0, deadline - time.monotonic()))

@@ -360,6 +360,10 @@ class CoreClient:
         finally:
             self._calls.pop(rid, None)
 
+    def request_status(self, what, timeout):
+        """The raylet's report ("status" or "memory") as a dict."""
+        return self._call(lambda rid: P.StatusRequest(rid, what), timeout).body
+
     def call(self, make, timeout=30.0):
         """Public form of _call: ``make(request_id) -> record``; returns the reply."""
         return self._call(make, timeout)

@@ -11,7 +11,6 @@ send the results of its tasks straight there, one hop instead of two through the
 """
 import logging
 import os
-import queue
 import select
 import sys
 import threading
@@ -20,7 +19,7 @@ import time
 from . import _refcount
 from . import protocol as P
 from ._core import CoreClient
-from .exceptions import GetTimeoutError, NodeDiedError
+from .exceptions import NodeDiedError
 from .transport import Connection, ConnectionClosed, Listener
 
 log = logging.getLogger("actorscoop")
@@ -65,7 +64,6 @@ class DriverCore(CoreClient):
         self._dead = None  # a NodeDiedError once the raylet is gone
         self._stopping = False
         self._warned = set()
-        self._replies = queue.Queue()
         self._listener = self._listen(welcome)
         self._peers = {}  # fd -> Peer: workers sending results straight here
         self._pump = threading.Thread(target=self._pump_main, name="actorscoop-pump", daemon=True)
@@ -115,14 +113,6 @@ class DriverCore(CoreClient):
             return None
         self._send([P.ReturnAddress(path)])
         return listener
-
-    def request_status(self, what, timeout):
-        """Ask the raylet for a status report (dict); raises GetTimeoutError on timeout."""
-        self._send([P.StatusRequest(what)])
-        try:
-            return self._replies.get(timeout=timeout)
-        except queue.Empty:
-            raise GetTimeoutError(f"the raylet did not answer a status request within {timeout} s") from None
 
     def close(self):
         """Say goodbye (the raylet releases everything we held) and stop the pump."""
@@ -211,10 +201,8 @@ class DriverCore(CoreClient):
             self._on_started(rec.task_id)
         elif type(rec) is P.LogLines:
             _print_remote(rec.prefix, rec.text)
-        elif type(rec) is P.KVReply or type(rec) is P.ActorReply:
+        elif type(rec) is P.KVReply or type(rec) is P.ActorReply or type(rec) is P.StatusReply:
             self._on_reply(rec)
-        elif type(rec) is P.StatusReply:
-            self._replies.put(rec.body)
         elif type(rec) is P.Warning_:
             if rec.message not in self._warned:
                 self._warned.add(rec.message)

@@ -501,10 +501,10 @@ class Raylet:
     def _on_status(self, ident, rec):
         from ._status import node_status, memory_status
         body = memory_status(self) if rec.what == "memory" else node_status(self)
-        self._send(ident, P.StatusReply(body))
+        self._send(ident, P.StatusReply(rec.request_id, body))
 
     def _on_stop(self, ident, rec):
-        self._send(ident, P.StatusReply({"stopping": True}))
+        self._send(ident, P.StatusReply(0, {"stopping": True}))
         self.running = False
 
     def _on_kv_put(self, ident, rec):

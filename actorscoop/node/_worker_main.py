@@ -69,7 +69,6 @@ class WorkerCore(CoreClient):
         self._running = []  # main thread: stack of ExecuteTask being run (inline ones on top)
         self._tls = threading.local()  # .spec: the task this thread runs
         self._cancelled = set()
-        self._status_replies = []
         self._reply_conns = {}  # driver socket path -> Connection, for direct results
         self._send_lock = threading.Lock()
         self._in_user_code = False  # SIGINT may raise a cancel only while this is True
@@ -137,12 +136,10 @@ class WorkerCore(CoreClient):
                 self._queue.append(rec)
         elif t is P.ObjectValue:
             self._on_value(rec.object_id, rec.kind, rec.data)
-        elif t is P.KVReply or t is P.ActorReply:
+        elif t is P.KVReply or t is P.ActorReply or t is P.StatusReply:
             self._on_reply(rec)
         elif t is P.TaskStarted:
             self._on_started(rec.task_id)
-        elif t is P.StatusReply:
-            self._status_replies.append(rec.body)
         elif t is P.StopNode:
             raise SystemExit(0)
         else:
@@ -221,17 +218,6 @@ class WorkerCore(CoreClient):
                 raise GetTimeoutError(f"no answer from the raylet within {timeout} s")
             self._recv_and_handle(1000 if left is None else max(1, int(left * 1000)))
         return fut.result()
-
-    def request_status(self, what, timeout):
-        self._send([P.StatusRequest(what)])
-        deadline = time.monotonic() + timeout
-        while not self._status_replies:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                from ..exceptions import GetTimeoutError
-                raise GetTimeoutError(f"the raylet did not answer a status request within {timeout} s")
-            self._recv_and_handle(max(1, int(left * 1000)))
-        return self._status_replies.pop(0)
 
     # ------------------------------------------------------------------ main loop
     def serve(self):

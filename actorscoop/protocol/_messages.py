@@ -126,7 +126,8 @@ class CancelTask(NamedTuple):
 
 
 class StatusRequest(NamedTuple):
-    what: str  # "status" | "memory" | "nodes"
+    request_id: int
+    what: str  # "status" | "memory"
 
 
 class StopNode(NamedTuple):
@@ -215,6 +216,7 @@ class Warning_(NamedTuple):
 
 
 class StatusReply(NamedTuple):
+    request_id: int
     body: dict
 
 
