@@ -8,7 +8,7 @@ import threading
 
 from . import _context, _refcount, _session
 from ._ids import random_id
-from ._launcher import launch_node, pid_alive
+from ._launcher import launch_node
 from ._object_ref import ObjectRef
 from ._remote_function import RemoteFunction
 
@@ -42,7 +42,7 @@ def init(address=None, *, num_cpus=None, num_gpus=None, resources=None,
                                  "on `actorscoop start` instead")
             info = _session.find_node(address)
             pid = info["pid"]
-            alive = lambda: pid_alive(pid)  # noqa: E731
+            alive = lambda: _session.pid_alive(pid)  # noqa: E731
         else:
             if num_cpus is None:
                 num_cpus = float(os.environ.get("ACTORSCOOP_NUM_CPUS") or len(os.sched_getaffinity(0)))

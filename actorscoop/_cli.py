@@ -119,7 +119,7 @@ def cmd_stop(args):
     deadline = time.monotonic() + 30
     left = nodes
     while left and time.monotonic() < deadline:
-        left = [n for n in left if _alive(n["pid"])]
+        left = [n for n in left if _session.pid_alive(n["pid"])]
         time.sleep(0.05)
     for n in nodes:
         if args.force:
@@ -131,14 +131,6 @@ def cmd_stop(args):
         return 1
     print(f"Stopped {len(nodes)} node(s).")
     return 0
-
-
-def _alive(pid):
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
 
 
 # ---------------------------------------------------------------------- status / memory

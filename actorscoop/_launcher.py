@@ -78,12 +78,3 @@ def launch_node(session_dir, num_cpus, resources=None, object_store_memory=None,
         raise ActorScoopError(f"the node could not start: {msg['error']}")
     return proc, msg["ready"], life_w
 
-
-def pid_alive(pid) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

@@ -96,7 +96,8 @@ def remove_node_file(node_id_hex: str):
         pass
 
 
-def _alive(pid) -> bool:
+def pid_alive(pid) -> bool:
+    """Whether a process with this pid exists (it may be another user's)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -119,7 +120,7 @@ def list_nodes() -> list:
                 info = json.load(f)
         except (OSError, ValueError):
             continue
-        if _alive(info.get("pid", -1)):
+        if pid_alive(info.get("pid", -1)):
             out.append(info)
         else:
             try:
