@@ -815,13 +815,18 @@ class _Loop:
     def poll(self, timeout):
         for fd, ev in self.ep.poll(timeout):
             if ev & (select.EPOLLIN | select.EPOLLHUP | select.EPOLLERR):
-                cb = self.readers.get(fd)
-                if cb is not None:
-                    cb()
+                self._call(self.readers.get(fd))
             if ev & select.EPOLLOUT:
-                cb = self.writers.get(fd)
-                if cb is not None:
-                    cb()
+                self._call(self.writers.get(fd))
+
+    @staticmethod
+    def _call(cb):
+        if cb is None:
+            return
+        try:
+            cb()
+        except Exception:  # one bad event must not take the node down
+            log.exception("an event handler failed; the node goes on")
 
 
 def _who(peer):
