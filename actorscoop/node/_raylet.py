@@ -8,7 +8,6 @@ import os
 import signal
 import time
 
-import select
 import threading
 
 from .. import _errors, _session
@@ -17,6 +16,8 @@ from .. import scheduler as S
 from .._ids import random_id
 from ..exceptions import ObjectLostError, TaskCancelledError, WorkerCrashedError
 from ._actors import ActorManager
+from ._kv import KVStore
+from ._loop import Loop, drain_fd, who
 from ._objects import ObjectTable, ObjState
 from ._proc import describe_exit
 from ._workers import WorkerTable
@@ -72,8 +73,7 @@ class Raylet:
         self.tasks = {}
         self.outbox = collections.defaultdict(list)
         self.events = []  # scheduler events of this loop turn
-        self.kv = {}  # key -> (data, contained object ids)
-        self.kv_waiters = collections.defaultdict(list)  # key -> [(client, request id)]
+        self.kv = KVStore(self)
         self.dead_workers = {}  # worker id -> (pid, exit code), the most recent ones
         self.idle_seen = {}  # worker id -> when it was first seen idle
         self.warned_infeasible = set()
@@ -83,7 +83,7 @@ class Raylet:
         self.object_store_memory = object_store_memory
         self.running = True
         self.started = time.time()
-        self.loop = _Loop()
+        self.loop = Loop()
         self.listener = Listener(self.sock_path)
         os.chmod(self.sock_path, 0o600)
         self.loop.add(self.listener.fd, self._on_accept)
@@ -103,7 +103,7 @@ class Raylet:
             P.Blocked: self._on_blocked, P.Unblocked: self._on_unblocked,
             P.TaskDone: self._on_done, P.CancelTask: self._on_cancel,
             P.StatusRequest: self._on_status, P.StopNode: self._on_stop,
-            P.Goodbye: self._on_goodbye, P.KVPut: self._on_kv_put, P.KVGet: self._on_kv_get,
+            P.Goodbye: self._on_goodbye, P.KVPut: self.kv.put, P.KVGet: self.kv.get,
             P.CreateActor: self.actors.on_create, P.GetActor: self.actors.get,
             P.KillActor: lambda ident, rec: self.actors.kill(rec.actor_id, rec.no_restart),
             P.WatchStart: self._on_watch_start, P.ReturnAddress: self._on_return_address,
@@ -170,7 +170,7 @@ class Raylet:
         signal.signal(signal.SIGINT, stop)
         self.wake_fd, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         signal.set_wakeup_fd(wake_w)
-        self.loop.add(self.wake_fd, lambda: _drain_fd(self.wake_fd))
+        self.loop.add(self.wake_fd, lambda: drain_fd(self.wake_fd))
 
     def watch_lifeline(self, fd):
         """Stop when ``fd`` (a pipe whose write end the owning driver holds) closes."""
@@ -223,7 +223,7 @@ class Raylet:
             try:
                 records = P.decode(frame)
             except P.ProtocolError as exc:
-                log.warning("dropped a malformed frame from %s: %s", _who(peer), exc)
+                log.warning("dropped a malformed frame from %s: %s", who(peer), exc)
                 continue
             for rec in records:
                 if peer.ident is None:
@@ -236,11 +236,11 @@ class Raylet:
                 try:
                     self._handlers[type(rec)](peer.ident, rec)
                 except KeyError:
-                    log.warning("dropped unexpected %s from %s", type(rec).__name__, _who(peer))
+                    log.warning("dropped unexpected %s from %s", type(rec).__name__, who(peer))
                 except Exception:
-                    log.exception("error handling %s from %s; dropped", type(rec).__name__, _who(peer))
+                    log.exception("error handling %s from %s; dropped", type(rec).__name__, who(peer))
         if frames is None:
-            log.debug("connection from %s closed: %s", _who(peer), why)
+            log.debug("connection from %s closed: %s", who(peer), why)
             self._close_peer(peer)
 
     def _close_peer(self, peer):
@@ -507,32 +507,6 @@ class Raylet:
         self._send(ident, P.StatusReply(0, {"stopping": True}))
         self.running = False
 
-    def _on_kv_put(self, ident, rec):
-        if rec.key in self.kv and not rec.overwrite:
-            self._send(ident, P.KVReply(rec.request_id, True, None, f"key {rec.key!r} is already set"))
-            return
-        old = self.kv.get(rec.key)
-        for oid in rec.contained:
-            self.objects.pin(oid)
-        self.kv[rec.key] = (rec.data, list(rec.contained))
-        if old is not None:
-            for oid in old[1]:
-                self.objects.unpin(oid)
-            self._delete_plasma()
-        self._send(ident, P.KVReply(rec.request_id, True, None, ""))
-        for client, rid in self.kv_waiters.pop(rec.key, ()):
-            if client in self.clients:
-                self._send(client, P.KVReply(rid, True, rec.data, ""))
-
-    def _on_kv_get(self, ident, rec):
-        entry = self.kv.get(rec.key)
-        if entry is not None:
-            self._send(ident, P.KVReply(rec.request_id, True, entry[0], ""))
-        elif rec.wait:
-            self.kv_waiters[rec.key].append((ident, rec.request_id))
-        else:
-            self._send(ident, P.KVReply(rec.request_id, False, None, ""))
-
     def _on_return_address(self, ident, rec):
         c = self.clients.get(ident)
         sockets = os.path.dirname(self.sock_path)
@@ -780,65 +754,6 @@ class Raylet:
         if self.store is not None and not self._store_dead_logged and not self.store.alive():
             self._store_dead_logged = True
             log.error("the plasma store process died; large objects are lost")
-
-
-class _Loop:
-    """An epoll loop: fd -> callback for input, and optional callbacks for output."""
-
-    def __init__(self):
-        self.ep = select.epoll()
-        self.readers = {}
-        self.writers = {}
-
-    def add(self, fd, callback):
-        self.readers[fd] = callback
-        self.ep.register(fd, select.EPOLLIN)
-
-    def remove(self, fd):
-        if self.readers.pop(fd, None) is not None or self.writers.pop(fd, None) is not None:
-            try:
-                self.ep.unregister(fd)
-            except (OSError, ValueError):
-                pass
-
-    def want_write(self, fd, callback):
-        """Call ``callback`` when ``fd`` can take output (None: stop asking)."""
-        if fd not in self.readers:
-            return
-        if callback is None:
-            self.writers.pop(fd, None)
-            self.ep.modify(fd, select.EPOLLIN)
-        else:
-            self.writers[fd] = callback
-            self.ep.modify(fd, select.EPOLLIN | select.EPOLLOUT)
-
-    def poll(self, timeout):
-        for fd, ev in self.ep.poll(timeout):
-            if ev & (select.EPOLLIN | select.EPOLLHUP | select.EPOLLERR):
-                self._call(self.readers.get(fd))
-            if ev & select.EPOLLOUT:
-                self._call(self.writers.get(fd))
-
-    @staticmethod
-    def _call(cb):
-        if cb is None:
-            return
-        try:
-            cb()
-        except Exception:  # one bad event must not take the node down
-            log.exception("an event handler failed; the node goes on")
-
-
-def _who(peer):
-    return peer.ident.hex()[:8] if peer.ident else f"fd {peer.fd}"
-
-
-def _drain_fd(fd):
-    try:
-        while os.read(fd, 4096):
-            pass
-    except BlockingIOError:
-        pass
 
 
 def _resources(requested):
