@@ -13,5 +13,6 @@ def fib(n):
 def test_extra_workers_retire_when_idle(fresh_node):
     fresh_node(num_cpus=1, _system_config={"idle_worker_timeout": 1.0})
     assert asc.get(fib.remote(8), timeout=60) == 21  # blocked workers make extra ones
+    assert len(asc._api.status()["workers"]) > 1, "the nested run started no extra worker"
     wait_for(lambda: len(asc._api.status()["workers"]) == 1, 30, what="extra workers to retire")
     assert asc.get(fib.remote(5), timeout=60) == 5
