@@ -240,11 +240,7 @@ class Scheduler:
             self._requeue(w, e.returned, "handed back by a blocked worker")
         for tid in e.awaited_tasks:
             if tid in self.ready and self._inlinable(self.tasks[tid]):
-                if w.state is WorkerState.BLOCKED:
-                    self._wake(w)
-                task = self.tasks[tid]
-                del self.ready[tid]
-                self._assign(task, w, inline=True)
+                self._hand_inline(self.tasks[tid], w)
                 return
         # Nothing to run inline now: lend the CPU out until the worker unblocks, and
         # remember what it waits for, to hand it over if it is still queued later.
@@ -350,10 +346,14 @@ class Scheduler:
         room = len(self.idle) + len(self.awaited_by) + self.config.scan_limit
         if self.config.pipeline_depth > 1:
             room += self.config.pipeline_depth * len(self.workers)
+        # Within one pass resources, idle workers and queue room only shrink: a resource
+        # shape that found no place once finds none later in the pass either.
+        stuck = set()
         for tid in list(itertools.islice(self.ready, room)):
             task = self.tasks[tid]
             need = task.resources
-            fits = _fits(need, avail)
+            shape = frozenset(need.items())
+            fits = shape not in stuck and _fits(need, avail)
             if fits and self.idle:
                 wid = next(iter(self.idle))
                 del self.idle[wid]
@@ -366,17 +366,18 @@ class Scheduler:
                 continue
             waiter = self.awaited_by.get(tid)
             if waiter is not None and self._inlinable(task):
-                w = self.workers[waiter]
-                self._wake(w)
-                del self.ready[tid]
-                self._assign(task, w, inline=True)
+                self._hand_inline(task, self.workers[waiter])
                 continue
-            if fits and _fits(need, {k: v - claimed.get(k, 0.0) for k, v in avail.items()}):
+            if shape in stuck:
+                pass
+            elif fits and _fits(need, {k: v - claimed.get(k, 0.0) for k, v in avail.items()}):
                 demand += 1
                 _give(claimed, need)
             elif self._pipeline(task):
                 del self.ready[tid]
                 continue
+            else:
+                stuck.add(shape)
             skipped += 1
             if skipped >= self.config.scan_limit:
                 break
@@ -395,9 +396,14 @@ class Scheduler:
             tid = next((t for t in self.ready if self._inlinable(self.tasks[t])), None)
             if tid is None:
                 return
+            self._hand_inline(self.tasks[tid], w)
+
+    def _hand_inline(self, task, w):
+        """Run a queued task inside the wait of blocked (or busy-waiting) worker ``w``."""
+        if w.state is WorkerState.BLOCKED:
             self._wake(w)
-            del self.ready[tid]
-            self._assign(self.tasks[tid], w, inline=True)
+        del self.ready[task.task_id]
+        self._assign(task, w, inline=True)
 
     @staticmethod
     def _inlinable(task):
