@@ -20,7 +20,6 @@ def main(argv=None):
     p.add_argument("--head", action="store_true")
     p.add_argument("--config", default="{}")
     p.add_argument("--ready-fd", type=int, default=None)
-    p.add_argument("--embedded", action="store_true", help="started by init() in a driver")
     p.add_argument("--lifeline-fd", type=int, default=None,
                    help="stop when this pipe closes (the driver that owns the node exited)")
     p.add_argument("--detached", action="store_true", help="started by `actorscoop start`")
