@@ -5,7 +5,6 @@ import concurrent.futures
 import inspect
 import threading
 
-from .. import _errors
 
 
 class Concurrency:
@@ -55,9 +54,7 @@ class Concurrency:
                 phase = "pickling the result"
                 results, retryable = core._store(spec, value), False
             except BaseException as exc:
-                results = core._error_results(spec, _errors.pack_task_error(
-                    spec.name, exc, core.node_hex, core.pid, phase))
-                retryable = core._retryable(spec, exc)
+                results, retryable = core.failure(spec, exc, phase)
             core._finish(spec, results, retryable)
 
 

@@ -260,10 +260,8 @@ class WorkerCore(CoreClient):
         if spec.method == "__init__" and self.actor is not None:
             self._maybe_concurrent(spec.concurrency)
 
-    def execute(self, spec, call=None):
-        """Run one task in phases; return (results, retryable). Any thread.
-
-        ``call(fn, args, kwargs)`` runs the function (async actors pass their own)."""
+    def execute(self, spec):
+        """Run one task in phases; return (results, retryable). Any thread."""
         prev = getattr(self._tls, "spec", None)
         self._tls.spec = spec
         phase = "loading the function"
@@ -278,10 +276,7 @@ class WorkerCore(CoreClient):
             try:
                 if spec.task_id in self._cancelled:
                     raise _Cancelled()
-                if call is not None:
-                    value = call(fn, args, kwargs)
-                else:
-                    value = fn(*args, **kwargs) if kwargs else fn(*args)
+                value = fn(*args, **kwargs) if kwargs else fn(*args)
             finally:
                 if main:
                     self._in_user_code = outer
@@ -295,8 +290,7 @@ class WorkerCore(CoreClient):
         except BaseException as exc:  # SystemExit too: the worker survives a task's sys.exit
             if isinstance(exc, KeyboardInterrupt) and spec.task_id in self._cancelled:
                 exc = TaskCancelledError(f"task {spec.name}() was cancelled while running")
-            return self._error_results(spec, _errors.pack_task_error(
-                spec.name, exc, self.node_hex, self.pid, phase)), self._retryable(spec, exc)
+            return self.failure(spec, exc, phase)
         finally:
             self._tls.spec = prev
 
@@ -382,6 +376,11 @@ class WorkerCore(CoreClient):
             kind, data, size, contained = self.serialize_value(oid, v)
             out.append([oid, kind, data, size, contained])
         return out
+
+    def failure(self, spec, exc, phase):
+        """(results, retryable) of a task that raised ``exc`` while in ``phase``."""
+        return (self._error_results(spec, _errors.pack_task_error(
+            spec.name, exc, self.node_hex, self.pid, phase)), self._retryable(spec, exc))
 
     def _error_results(self, spec, err):
         return [[spec.task_id + i.to_bytes(4, "big"), P.VALUE_ERROR, err, 0, []]
