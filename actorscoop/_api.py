@@ -1,5 +1,6 @@
 """The public calls: init, shutdown, remote, get, put, wait, cancel, and cluster info."""
 import atexit
+import importlib
 import inspect
 import os
 import signal
@@ -35,6 +36,9 @@ def init(address=None, *, num_cpus=None, num_gpus=None, resources=None,
             raise RuntimeError("actorscoop.init() was already called in this process; call "
                                "actorscoop.shutdown() first, or pass ignore_reinit_error=True")
         address = address or os.environ.get("ACTORSCOOP_ADDRESS") or None
+        # The store client's imports (numpy, zmq: ~0.1 s) overlap the node's start.
+        threading.Thread(target=importlib.import_module, args=("actorscoop.plasma._client",),
+                         name="actorscoop-preimport", daemon=True).start()
         if address is not None:
             if num_cpus is not None or resources is not None or object_store_memory is not None:
                 raise ValueError("num_cpus/resources/object_store_memory describe a new node; "
@@ -60,6 +64,7 @@ def init(address=None, *, num_cpus=None, num_gpus=None, resources=None,
         except Exception:
             _stop_embedded()
             raise
+        core.prepare_store()
         _context.set_current(core)
         if not _atexit_installed:
             atexit.register(shutdown)

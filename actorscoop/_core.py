@@ -22,15 +22,22 @@ _SIMPLE = (type(None), bool, int, float, str, bytes)
 
 def _wait_for_path(path, timeout):
     """The node starts its store in the background: a client that needs it at once
-    waits (a fraction of a second) for its socket to appear."""
+    waits (a fraction of a second) for its socket to appear, or for the raylet's
+    note (``<socket>.error``) that the store could not start."""
     deadline = time.monotonic() + timeout
-    delay = 0.002
+    delay = 0.001
     while not os.path.exists(path):
+        try:
+            with open(path + ".error") as f:
+                raise ObjectLostError(f"the node's object store could not start: {f.read()}; "
+                                      "see the raylet's log in the session directory")
+        except FileNotFoundError:
+            pass
         if time.monotonic() > deadline:
             raise ObjectLostError(f"the node's object store did not start within {timeout} s "
                                   f"(no socket at {path}); see the raylet's log")
         time.sleep(delay)
-        delay = min(delay * 2, 0.05)
+        delay = min(delay * 2, 0.01)
 
 
 def _import_path():

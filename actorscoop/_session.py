@@ -79,13 +79,18 @@ def nodes_dir() -> str:
     return path
 
 
-def write_node_file(info: dict) -> str:
-    path = os.path.join(nodes_dir(), f"{info['node_id']}.json")
+def write_private(path: str, text: str) -> None:
+    """Write a file readable only by this user, atomically (readers see all of it or nothing)."""
     tmp = f"{path}.{os.getpid()}.tmp"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
     with os.fdopen(fd, "w") as f:
-        json.dump(info, f)
+        f.write(text)
     os.replace(tmp, path)
+
+
+def write_node_file(info: dict) -> str:
+    path = os.path.join(nodes_dir(), f"{info['node_id']}.json")
+    write_private(path, json.dumps(info))
     return path
 
 

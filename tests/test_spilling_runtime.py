@@ -2,6 +2,7 @@
 import gc
 
 import numpy as np
+import pytest
 
 import actorscoop as asc
 
@@ -40,3 +41,19 @@ def test_object_larger_than_the_store_still_works(fresh_node):
     big = np.arange(4_000_000, dtype=np.int64)  # 32 MB > 16 MB store
     back = asc.get(asc.put(big))
     assert np.array_equal(back, big) and not back.flags.writeable
+
+
+def test_init_connects_the_store_so_the_first_put_needs_no_wait(fresh_node):
+    fresh_node(num_cpus=1, object_store_memory=64 << 20)
+    from actorscoop import _context
+    client = _context.current_or_none()._plasma_client
+    assert client is not None, "init() returned before the driver was connected to the store"
+    assert not client._prefault.is_alive(), "init() returned before the driver's pages were faulted in"
+
+
+def test_a_store_that_cannot_start_is_reported_at_once(fresh_node):
+    """No 30 s wait for a socket that never comes: the first large put names the cause."""
+    asc = fresh_node(num_cpus=1, object_store_memory=1)
+    assert asc.get(asc.put(7)) == 7  # small objects do not need the store
+    with pytest.raises(asc.exceptions.ObjectLostError, match="at least 64 bytes"):
+        asc.put(np.zeros(1_000_000))

@@ -118,32 +118,44 @@ class Raylet:
 
     # ------------------------------------------------------------------ lifecycle
     def start_store(self):
-        """Start the plasma store in the background: nothing waits for it but large
-        objects, whose clients connect when they first need it (and wait for it then)."""
+        """Start the plasma store process now, from the main thread (it lives as long as the
+        raylet: Linux signals the store's parent-death signal when the thread that started
+        it exits); a background thread waits for it to be ready and connects. The node
+        serves small tasks at once; a driver's init() and any first large object wait for
+        the store's socket."""
+        from ..plasma._launch import spawn_store
         capacity = int(self.object_store_memory or _default_store_size())
-        self._store_thread = threading.Thread(target=self._start_store, args=(capacity,),
-                                              name="actorscoop-store-start", daemon=True)
+        # Pre-faulting costs ~0.7-1.8 s of CPU per GiB in the store's background thread:
+        # 256 MiB makes first puts of a few hundred MB fast without stealing a core
+        # from the first seconds of work on a small machine.
+        prefault = self.config.get("prefault_bytes", os.environ.get("ACTORSCOOP_PREFAULT_BYTES", 256 << 20))
+        try:
+            launch = spawn_store(self.plasma_path, capacity, spill_dir=os.path.join(self.session_dir, "spill"),
+                                 prefault_bytes=None if prefault is None else int(prefault))
+        except Exception as exc:
+            self._store_failed(exc)
+            return
+        self._store_thread = threading.Thread(target=self._connect_store, args=(launch,),
+                                              name="actorscoop-store", daemon=True)
         self._store_thread.start()
 
-    def _start_store(self, capacity):
-        """Runs in its own thread for the node's lifetime: Linux signals the store's
-        parent-death signal when the thread that started it exits."""
-        from ..plasma import PlasmaClient, start_store
+    def _store_failed(self, exc):
+        self.store_error = f"{type(exc).__name__}: {exc}"
+        log.error("the plasma store could not start: %s; large objects will fail", self.store_error)
+        try:  # clients waiting for the store's socket read this instead of timing out
+            _session.write_private(self.plasma_path + ".error", self.store_error)
+        except OSError:
+            pass
+
+    def _connect_store(self, launch):
+        """Wait for the store, connect, and keep it until the node stops."""
+        from ..plasma import PlasmaClient
         try:
-            # Pre-faulting costs ~1.8 s of CPU per GiB in the store's background thread:
-            # 256 MiB makes first puts of a few hundred MB fast without stealing a core
-            # from the first seconds of work on a small machine.
-            prefault = self.config.get("prefault_bytes",
-                                       os.environ.get("ACTORSCOOP_PREFAULT_BYTES", 256 << 20))
-            store = start_store(self.plasma_path, capacity,
-                                spill_dir=os.path.join(self.session_dir, "spill"),
-                                prefault_bytes=None if prefault is None else int(prefault))
+            store = launch.wait_ready()
             self.plasma = PlasmaClient(self.plasma_path)
             self.store = store  # set last: the loop uses the store once this is set
         except Exception as exc:
-            self.store_error = f"{type(exc).__name__}: {exc}"
-            log.error("the plasma store could not start: %s; large objects will fail",
-                      self.store_error)
+            self._store_failed(exc)
             return
         self._store_stop.wait()
         try:

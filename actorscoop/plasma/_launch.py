@@ -11,7 +11,6 @@ import subprocess
 import sys
 import time
 
-from ._arena import socket_in_use, unlink_quietly
 from ._errors import PlasmaError
 
 _MAX_IPC_PATH = 107  # sun_path is 108 bytes including the NUL
@@ -43,6 +42,7 @@ class StoreHandle:
                 self._proc.wait(timeout)
         if self._proc.stdout is not None:
             self._proc.stdout.close()
+        from ._arena import socket_in_use, unlink_quietly  # numpy: only when stopping
         unlink_quietly(self.arena_path)
         if not socket_in_use(self.socket_path):  # a newer store may serve the same path by now
             unlink_quietly(self.socket_path)
@@ -69,6 +69,37 @@ def start_store(socket_path: str, capacity: int, spill_dir: str | None = None, t
     The store gets SIGTERM when the *thread* that started it exits (PR_SET_PDEATHSIG),
     so call this from a thread that lives as long as the store should.
     """
+    return spawn_store(socket_path, capacity, spill_dir, prefault_bytes=prefault_bytes,
+                       validate=validate).wait_ready(timeout)
+
+
+class StoreLaunch:
+    """A store process that was started and may not be ready yet (``spawn_store``)."""
+
+    def __init__(self, proc: subprocess.Popen, socket_path: str):
+        self.proc = proc
+        self.socket_path = socket_path
+
+    def wait_ready(self, timeout: float = 10.0) -> StoreHandle:
+        """Wait for the store to accept connections (any thread may wait);
+        raise PlasmaError (and kill the process) if it fails or takes longer than ``timeout``."""
+        proc = self.proc
+        line = _read_line(proc, timeout)
+        if line.startswith("READY "):
+            paths = json.loads(line[6:])
+            return StoreHandle(proc, self.socket_path, paths["arena_path"], paths["spill_path"])
+        _kill(proc)
+        if line.startswith("ERROR "):
+            raise PlasmaError(f"object store failed to start: {line[6:]}")
+        raise PlasmaError(f"object store (pid {proc.pid}) did not become ready within {timeout}s "
+                          f"(exit code {proc.returncode}, output {line!r}); see its stderr above")
+
+
+def spawn_store(socket_path: str, capacity: int, spill_dir: str | None = None, *,
+                prefault_bytes: int | None = None, validate: bool = False) -> StoreLaunch:
+    """Start a store process and return at once; ``wait_ready()`` on the result gives the
+    StoreHandle.  Same arguments and parent-death rule as ``start_store``: it is the calling
+    thread whose exit stops the store."""
     socket_path = os.path.abspath(socket_path)
     if len(socket_path.encode()) > _MAX_IPC_PATH:
         raise PlasmaError(f"socket path {socket_path!r} is {len(socket_path)} bytes long, the limit for an "
@@ -86,15 +117,7 @@ def start_store(socket_path: str, capacity: int, spill_dir: str | None = None, t
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (_PACKAGE_ROOT, env.get("PYTHONPATH")) if p)
     proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, env=env, close_fds=True)
-    line = _read_line(proc, timeout)
-    if line.startswith("READY "):
-        paths = json.loads(line[6:])
-        return StoreHandle(proc, socket_path, paths["arena_path"], paths["spill_path"])
-    _kill(proc)
-    if line.startswith("ERROR "):
-        raise PlasmaError(f"object store failed to start: {line[6:]}")
-    raise PlasmaError(f"object store (pid {proc.pid}) did not become ready within {timeout}s "
-                      f"(exit code {proc.returncode}, output {line!r}); see its stderr above")
+    return StoreLaunch(proc, socket_path)
 
 
 def _read_line(proc: subprocess.Popen, timeout: float) -> str:
