@@ -548,9 +548,10 @@ STORE_NOTES = [
     "for rates: above 1× actorscoop is better.",
     "- Both systems run with `num_cpus=2` and the same `object_store_memory`; Ray otherwise with "
     "its defaults (dashboard on, `log_to_driver=False`, `RAY_USAGE_STATS_ENABLED=0`).",
-    "- actorscoop's store pre-faults the first 1 GiB of its arena in the background at start "
-    "(docs/plasma.md), so that memory is resident in the *before* sample of S3 and a put "
-    "into it adds no PSS; Ray's plasma pages become resident when first written.",
+    "- actorscoop's store pre-faults the first 256 MiB of its arena as the node starts, and "
+    "`init()` returns once the driver has mapped those pages (docs/plasma.md), so that memory "
+    "is resident in the *before* sample of S3 and a put into it adds no PSS; Ray's plasma "
+    "pages become resident when first written.",
 ]
 
 STORE_SUITE = {
