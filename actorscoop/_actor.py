@@ -1,8 +1,9 @@
 """@remote on a class: ActorClass, ActorHandle, ActorMethod (the caller's side of actors).
 
-An actor is an instance of the class living in its own worker process. Calls go through
-the raylet, which sends them to that process in the order it received them, so the calls
-of one caller run in submission order.
+An actor is an instance of the class living in its own worker process. A driver's calls
+go straight to that process once it is up (see _direct.py); other calls go through the
+raylet, which sends them on in the order it received them. Either way one caller's
+calls run in submission order.
 """
 import inspect
 import os

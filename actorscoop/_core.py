@@ -14,6 +14,7 @@ import time
 from . import _errors, _refcount, _serialization
 from . import protocol as P
 from ._ids import new_task_id, object_id, task_of
+from ._direct import eligible as _direct_eligible
 from ._object_ref import ObjectRef
 from .exceptions import GetTimeoutError, ObjectLostError
 
@@ -84,6 +85,7 @@ class CoreClient:
         self._registered = set()  # function ids this process has sent to the raylet
         self._plasma_client = None
         self._plasma_lock = threading.Lock()
+        self._direct = None  # a driver's DirectCalls (direct actor calls)
         self._futures = {}  # object id -> (ref, [Future]) not yet completed
         self._futures_lock = threading.Lock()
         self._waiters = []  # threads blocked in get/wait, woken by the reading thread
@@ -266,9 +268,16 @@ class CoreClient:
         # The refs exist before the submit leaves: a fast result must find them held.
         refs = [ObjectRef(object_id(task_id, i), _owned_new=True) for i in range(1, num_returns + 1)]
         self._requested.update(r.id for r in refs)  # results are pushed to their submitter
-        self._send([*before, P.SubmitTask(task_id, function_id, name, wire_args, args_object, deps,
-                                          nested, num_returns, resources, max_retries,
-                                          retry_exceptions, actor_id, method)])
+        rec = P.SubmitTask(task_id, function_id, name, wire_args, args_object, deps, nested,
+                           num_returns, resources, max_retries, retry_exceptions, actor_id, method)
+        direct = self._direct
+        if direct is not None:
+            for oid in deps:
+                direct.promote(oid)  # the raylet must know an argument before the call
+            if actor_id is not None and method != "__init__" and not before and direct.submit(
+                    rec, _direct_eligible(deps, nested, args_object, retry_exceptions), (args, kwargs)):
+                return refs
+        self._send([*before, rec])
         return refs
 
     def put(self, value):

@@ -16,9 +16,10 @@ import sys
 import threading
 import time
 
-from . import _refcount
+from . import _refcount, _serialization
 from . import protocol as P
 from ._core import CoreClient, _wait_for_path
+from ._ids import task_of
 from .exceptions import NodeDiedError
 from .transport import Connection, ConnectionClosed, Listener
 
@@ -66,8 +67,38 @@ class DriverCore(CoreClient):
         self._warned = set()
         self._listener = self._listen(welcome)
         self._peers = {}  # fd -> Peer: workers sending results straight here
+        # epoll, not poll: other threads add connections (direct actor calls) while the
+        # pump waits, and epoll sees them at once.
+        self._epoll = select.epoll()
+        from ._direct import DirectCalls
+        self._direct = DirectCalls(self, os.path.dirname(welcome.plasma_socket))
+        _serialization.pickled_hooks.append(self._direct.promote)
         self._pump = threading.Thread(target=self._pump_main, name="actorscoop-pump", daemon=True)
         self._pump.start()
+
+    def watch_fd(self, fd, writable=False):
+        """Have the pump read ``fd`` (and, with ``writable``, flush it when it can take more)."""
+        mask = select.EPOLLIN | (select.EPOLLOUT if writable else 0)
+        try:
+            self._epoll.modify(fd, mask)
+        except FileNotFoundError:
+            self._epoll.register(fd, mask)
+
+    def unwatch_fd(self, fd):
+        try:
+            self._epoll.unregister(fd)
+        except (FileNotFoundError, ValueError, OSError):
+            pass
+
+    def _forget(self, oid):
+        super()._forget(oid)
+        direct = getattr(self, "_direct", None)  # None while __init__ runs
+        if direct is not None:
+            direct.forget(oid)
+
+    def cancel(self, ref, force):
+        if not self._direct.cancel(task_of(ref.id)):
+            super().cancel(ref, force)
 
     def prepare_store(self, timeout=10.0):
         """Connect to the node's object store and fault in this process's view of its
@@ -137,6 +168,10 @@ class DriverCore(CoreClient):
                 pass
         self._stopping = True
         self._pump.join(timeout=5)
+        if self._direct.promote in _serialization.pickled_hooks:
+            _serialization.pickled_hooks.remove(self._direct.promote)
+        self._direct.close()
+        self._epoll.close()
         self._close_plasma()
         self._conn.close()
         for peer in self._peers.values():
@@ -151,20 +186,26 @@ class DriverCore(CoreClient):
     # ------------------------------------------------------------------ pump thread
     def _pump_main(self):
         conn = self._conn
-        poller = select.poll()
-        poller.register(conn.fileno(), select.POLLIN)
+        poller = self._epoll
+        poller.register(conn.fileno(), select.EPOLLIN)
         lfd = None
         if self._listener is not None:
             lfd = self._listener.fd
-            poller.register(lfd, select.POLLIN)
+            poller.register(lfd, select.EPOLLIN)
+        direct = self._direct
         last_flush = last_check = time.monotonic()
         try:
             while not self._stopping:
-                for fd, _ev in poller.poll(_FLUSH_INTERVAL * 1000):
-                    if fd == lfd:
+                for fd, ev in poller.poll(_FLUSH_INTERVAL):
+                    if fd in direct.by_fd:
+                        if ev & select.EPOLLOUT:
+                            direct.writable(fd)
+                        if ev & ~select.EPOLLOUT:
+                            direct.readable(fd)
+                    elif fd == lfd:
                         for peer in self._listener.accept():
                             self._peers[peer.fd] = peer
-                            poller.register(peer.fd, select.POLLIN)
+                            poller.register(peer.fd, select.EPOLLIN)
                     elif fd in self._peers:
                         self._read_peer(poller, self._peers[fd])
                 frame = conn.recv(0)  # the raylet's connection (it may hold buffered frames)
@@ -198,17 +239,14 @@ class DriverCore(CoreClient):
             self._handle_frame(frame)
 
     def _handle_frame(self, frame):
-        try:
-            records = P.decode(frame)
-        except P.ProtocolError as exc:
-            log.warning("dropped a malformed frame from the raylet: %s", exc)
-            return
-        for rec in records:
+        for rec in P.decode_or_log(frame, log, "the raylet"):
             self._handle(rec)
 
     def _handle(self, rec):
         if type(rec) is P.ObjectValue:
             self._on_value(rec.object_id, rec.kind, rec.data)
+            if rec.object_id in self._direct.watch:
+                self._direct.raylet_value(rec.object_id)
         elif type(rec) is P.TaskStarted:
             self._on_started(rec.task_id)
         elif type(rec) is P.LogLines:

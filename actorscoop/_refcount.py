@@ -14,6 +14,7 @@ _lock = threading.Lock()
 _counts = {}
 _added = {}
 _removed = {}
+_front = []  # records that must reach the raylet before anything else (Promote)
 _forget_hooks = []  # called with an id whose count reached zero
 
 
@@ -43,9 +44,29 @@ def decr(oid):
         hook(oid)
 
 
+def push_front(record):
+    """Send ``record`` at the head of the next frame (before the refs it makes valid)."""
+    with _lock:
+        _front.append(record)
+
+
+def discard_removal(oid):
+    """Do not report that ``oid`` was dropped (the raylet never knew it)."""
+    with _lock:
+        _removed.pop(oid, None)
+
+
+def release_unheld(oid):
+    """Report ``oid`` as dropped although this process holds no ref to it now (the raylet
+    was told of it on this process's behalf after its last ref died)."""
+    with _lock:
+        if oid not in _counts:
+            _removed[oid] = None
+
+
 def pending() -> bool:
     """Whether changes wait to be reported."""
-    return bool(_added or _removed)
+    return bool(_added or _removed or _front)
 
 
 def held(oid) -> bool:
@@ -53,16 +74,18 @@ def held(oid) -> bool:
 
 
 def frame(records):
-    """Wrap records with the pending changes: additions first, removals last."""
-    global _added, _removed
-    if not _added and not _removed:
+    """Wrap records with the pending changes: promotions, then additions first, removals last."""
+    global _added, _removed, _front
+    if not _added and not _removed and not _front:
         return records
     with _lock:
-        a, r = _added, _removed
-        _added, _removed = {}, {}
+        a, r, f = _added, _removed, _front
+        _added, _removed, _front = {}, {}, []
     out = list(records)
     if a:
         out.insert(0, P.RefDelta(list(a), []))
+    if f:
+        out[0:0] = f
     if r:
         if out and type(out[-1]) is P.Goodbye:
             out.insert(len(out) - 1, P.RefDelta([], list(r)))
@@ -73,7 +96,7 @@ def frame(records):
 
 def reset():
     """Forget everything (after shutdown, or in a freshly forked worker)."""
-    global _added, _removed
+    global _added, _removed, _front
     with _lock:
         _counts.clear()
-        _added, _removed = {}, {}
+        _added, _removed, _front = {}, {}, []

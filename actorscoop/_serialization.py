@@ -14,8 +14,13 @@ _local = threading.local()
 _SIMPLE = (type(None), bool, int, float, str, bytes)
 
 
+pickled_hooks = []  # called with the id of every ref that is pickled (it may leave the process)
+
+
 def note_contained(object_id):
     """Called by ObjectRef.__reduce__ while a value is being serialized."""
+    for hook in pickled_hooks:
+        hook(object_id)
     acc = getattr(_local, "contained", None)
     if acc is not None:
         acc.append(object_id)

@@ -41,6 +41,7 @@ class _Actor:
         self.inflight = {}  # task id -> None, in send order
         self.attempts = {}  # task id -> times sent
         self.death = ""  # why it died
+        self.last_death = ""  # why its previous process died (kept across a restart)
         self.creation_error = None  # serialized error of a constructor that raised
         self.no_restart = False
 
@@ -132,11 +133,41 @@ class ActorManager:
             self.r._fail_returns(task, self._dead_error(a, task.spec))
             return
         tid = task.spec.task_id
+        if task.spec.previous_pid and self._resent(a, task):
+            return
         a.queue.append(tid)
         task.missing = set(missing)
         for oid in missing:
             self.waiting_on[oid].add(a.id)
         self._pump(a)
+
+    def _resent(self, a, task):
+        """A call the driver sent straight to the actor's process (pid ``previous_pid``),
+        whose connection broke before it answered: the call may have run. True if handled
+        here; False to queue it as a retry."""
+        tid = task.spec.task_id
+        if a.pid == task.spec.previous_pid and a.state is ActorState.ALIVE:
+            # We have not seen that process exit yet: treat the call as running there,
+            # so its exit retries or fails it like any call in flight.
+            a.inflight[tid] = None
+            a.attempts[tid] = 1
+            return True
+        if a.spec.max_task_retries < 1:
+            del self.r.tasks[tid]
+            self.r._fail_returns(task, _errors.pack_exception(ActorDiedError(
+                f"{a.label} died while running {task.spec.name}(): "
+                f"{a.last_death or a.death or 'its process exited'}. This call was not retried "
+                f"(max_task_retries={a.spec.max_task_retries}).")))
+            return True
+        a.attempts[tid] = 1  # the attempt that broke; _pump counts this one
+        return False
+
+    def interrupt(self, actor_id, task_id):
+        """Cancel a direct call: its process drops it if queued, interrupts it if running."""
+        a = self.actors.get(actor_id)
+        w = self.r.workers.by_id.get(a.worker_id) if a is not None else None
+        if w is not None and a.state is ActorState.ALIVE:
+            self.r._do_interrupt(S.InterruptTask(task_id, w.worker_id))
 
     def object_ready(self, oid):
         for aid in self.waiting_on.pop(oid, ()):
@@ -207,6 +238,7 @@ class ActorManager:
         if a is None:
             return
         cause = a.death or f"its process (pid {w.pid}) {describe_exit(exit_code)}"
+        a.last_death = cause
         if a.state is ActorState.DEAD:
             return
         if not a.no_restart and a.restarts < a.spec.max_restarts and a.creation_error is None:

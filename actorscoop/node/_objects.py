@@ -6,10 +6,20 @@ to, which plasma objects to delete).
 An object lives while any of these holds it: a process that holds an ObjectRef
 (``holders``), a pending task that takes it as an argument (``pins``), or another
 live object whose value contains a ref to it (``pins`` too).
+
+Results of direct actor calls (driver -> actor process, no raylet hop) reach this table
+late, or never: only when the caller promotes them (a ref leaves its process) or the
+actor's process adopts them for the caller (plasma values, values holding refs). The
+caller may drop such a ref before the adoption arrives (two streams, no order between
+them), so a release of an unknown id is remembered for a while (``_early``) and an
+adoption that finds it does not hold the object for that caller.
 """
+import collections
 import enum
 
 from .. import protocol as P
+
+_EARLY_PER_HOLDER = 65536  # releases of not-yet-known ids remembered per process
 
 
 class ObjState(enum.Enum):
@@ -40,6 +50,7 @@ class ObjectTable:
         self.held_by = {}  # client identity -> set(object ids)
         self.plasma_to_delete = []  # drained by the raylet
         self.plasma_bytes = 0
+        self._early = {}  # holder -> OrderedDict of ids it released before we knew them
 
     # ------------------------------------------------------------------ creation
     def expect(self, oid, holder, producer):
@@ -53,6 +64,28 @@ class ObjectTable:
         self.entries[oid] = e
         self._hold(oid, e, holder)
         self._set(oid, e, kind, data, size, contained)
+
+    def adopt(self, oid, holder, kind, data, size, contained):
+        """A direct actor call's result, reported by its caller (Promote) or by the actor's
+        process (AdoptResults), maybe both. Returns (entry or None, recipients) like resolve."""
+        e = self.entries.get(oid)
+        early = self._early.get(holder)
+        released = early is not None and early.pop(oid, 0) is None
+        if e is None:
+            e = self.entries[oid] = _Entry("actor call")
+            if not released:
+                self._hold(oid, e, holder)
+        elif not released:
+            self._hold(oid, e, holder)
+        if e.state is not ObjState.PENDING:  # the other report came first
+            if kind == P.VALUE_PLASMA and e.kind != P.VALUE_PLASMA:
+                self.plasma_to_delete.append(oid)
+            self._maybe_free(oid, e)
+            return None, ()
+        self._set(oid, e, kind, data, size, contained)
+        recipients = e.subscribers
+        e.subscribers = set()
+        return e, recipients
 
     def resolve(self, oid, kind, data, size, contained):
         """A task's result arrived. Returns (entry or None, recipients)."""
@@ -92,6 +125,12 @@ class ObjectTable:
     def remove_holder(self, oid, holder):
         e = self.entries.get(oid)
         if e is None:
+            early = self._early.get(holder)
+            if early is None:
+                early = self._early[holder] = collections.OrderedDict()
+            early[oid] = None
+            if len(early) > _EARLY_PER_HOLDER:
+                early.popitem(last=False)
             return
         e.holders.discard(holder)
         e.subscribers.discard(holder)
@@ -102,6 +141,7 @@ class ObjectTable:
 
     def drop_client(self, holder):
         """A process went away: release everything it held."""
+        self._early.pop(holder, None)
         for oid in self.held_by.pop(holder, ()):
             e = self.entries.get(oid)
             if e is not None:

@@ -107,6 +107,8 @@ class Raylet:
             P.CreateActor: self.actors.on_create, P.GetActor: self.actors.get,
             P.KillActor: lambda ident, rec: self.actors.kill(rec.actor_id, rec.no_restart),
             P.WatchStart: self._on_watch_start, P.ReturnAddress: self._on_return_address,
+            P.Promote: self._on_promote, P.AdoptResults: self._on_adopt,
+            P.InterruptCall: self._on_interrupt_call,
         }
         self._instr = {
             S.Dispatch: self._do_dispatch, S.StartWorker: self._do_start_worker,
@@ -477,18 +479,54 @@ class Raylet:
         submitter = None if delivered else task.submitter
         for oid, kind, data, size, contained in results:
             e, recipients = self.objects.resolve(oid, kind, data, size, contained)
-            if e is None:
-                continue
-            value = P.ObjectValue(oid, kind, data)
-            if submitter in e.holders:
-                self._send(submitter, value)
-            for r in recipients:
-                if r != submitter or submitter not in e.holders:
-                    self._send(r, value)
-            events.append(S.ObjectFailed(oid) if kind == P.VALUE_ERROR else S.ObjectReady(oid))
-            if self.actors.waiting_on:
-                self.actors.object_ready(oid)
+            if e is not None:
+                self._publish(oid, e, kind, data, recipients, submitter, events)
         return events
+
+    def _publish(self, oid, e, kind, data, recipients, submitter, events):
+        """An object got its value: send it to the submitter (if it still holds it) and to
+        whoever asked; add the scheduler's event."""
+        value = P.ObjectValue(oid, kind, data)
+        if submitter is not None and submitter in e.holders:
+            self._send(submitter, value)
+        for r in recipients:
+            if r != submitter or submitter not in e.holders:
+                self._send(r, value)
+        events.append(S.ObjectFailed(oid) if kind == P.VALUE_ERROR else S.ObjectReady(oid))
+        if self.actors.waiting_on:
+            self.actors.object_ready(oid)
+
+    # ------------------------------------------------------------------ direct actor calls
+    def _on_promote(self, ident, rec):
+        """A driver's direct-call results that a ref is taking out of its process."""
+        for oid in rec.pending:
+            if oid in self.objects.entries:
+                self.objects.add_holder(oid, ident)
+            else:
+                self.objects.expect(oid, ident, "actor call")
+        self._adopt(ident, rec.ready)
+
+    def _on_adopt(self, ident, rec):
+        """An actor's process registers a direct call's results for the caller."""
+        if rec.holder not in self.clients:  # the caller is gone: nobody can ever use them
+            self.objects.plasma_to_delete.extend(
+                oid for oid, kind, *_ in rec.results if kind == P.VALUE_PLASMA)
+            self._delete_plasma()
+            return
+        self._adopt(rec.holder, rec.results)
+
+    def _adopt(self, holder, results):
+        events = []
+        for oid, kind, data, size, contained in results:
+            e, recipients = self.objects.adopt(oid, holder, kind, data, size, contained)
+            if e is not None:
+                self._publish(oid, e, kind, data, recipients, None, events)
+        self._delete_plasma()
+        if events:
+            self._feed(events)
+
+    def _on_interrupt_call(self, ident, rec):
+        self.actors.interrupt(rec.actor_id, rec.task_id)
 
     def _fail_returns(self, task, err):
         spec = task.spec

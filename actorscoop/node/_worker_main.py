@@ -78,6 +78,7 @@ class WorkerCore(CoreClient):
         self.actor = None  # the instance, in an actor's worker
         self.actor_id = None
         self._concurrency = None  # a Concurrency once a threaded/async actor is made
+        self._direct_server = None  # an actor's DirectServer once its constructor succeeded
         self._main_thread = threading.get_ident()
         for rec in early:
             self._handle(rec)
@@ -108,8 +109,14 @@ class WorkerCore(CoreClient):
             raise _Cancelled()
 
     def _recv_and_handle(self, timeout_ms):
-        """Handle every frame that arrives within ``timeout_ms`` (-1: wait); the main
-        thread only. False if nothing came."""
+        """Handle every frame that arrives within ``timeout_ms`` (-1: wait) from the raylet
+        or, in an actor, from drivers calling it directly; the main thread only. False if
+        nothing came."""
+        if self._direct_server is not None:
+            return self._direct_server.poll(timeout_ms, self._raylet_frames)
+        return self._raylet_frames(timeout_ms)
+
+    def _raylet_frames(self, timeout_ms):
         try:
             frame = self._conn.recv(None if timeout_ms < 0 else timeout_ms / 1000)
             if frame is None:
@@ -256,6 +263,8 @@ class WorkerCore(CoreClient):
         finally:
             self._running.pop()
             self._cancelled.discard(spec.task_id)
+        if spec.method == "__init__" and self.actor is not None and self._direct_server is None:
+            self._listen_direct(spec.actor_id)  # before the raylet hears the actor is up
         self._finish(spec, results, retryable)
         if spec.method == "__init__" and self.actor is not None:
             self._maybe_concurrent(spec.concurrency)
@@ -324,10 +333,20 @@ class WorkerCore(CoreClient):
             sys.stderr.flush()
         except (OSError, ValueError):
             pass
+        if self._direct_server is not None and self._direct_server.owns(spec.task_id):
+            self._direct_server.answer(spec, results)
+            return
         delivered = False
         if spec.reply_to and not retryable:  # a retried task's error must not reach it
             delivered = self._deliver(spec.reply_to, results)
         self._send([P.TaskDone(spec.task_id, results, retryable, delivered)])
+
+    def _listen_direct(self, actor_id):
+        from ._direct_server import DirectServer, socket_path
+        try:
+            self._direct_server = DirectServer(self, socket_path(os.path.dirname(self.plasma_socket), actor_id))
+        except OSError as exc:  # calls keep coming through the raylet
+            log.warning("actor cannot take direct calls (%s); they go through the raylet", exc)
 
     def _deliver(self, path, results):
         """Send results straight to the submitting driver; False if it cannot be reached
@@ -417,6 +436,8 @@ def main(command) -> int:
     except SystemExit:
         return 0
     finally:
+        if core._direct_server is not None:
+            core._direct_server.close()
         try:
             core._conn.close()
         except Exception:

@@ -5,9 +5,9 @@ frame holding a msgpack array of *records*; each record is ``[tag, field, ...]``
 maps to one of the NamedTuple classes in :mod:`._messages`. Batching is therefore
 free: a busy sender packs many records into one frame.
 """
-from ._codec import ProtocolError, decode, encode
+from ._codec import ProtocolError, decode, decode_or_log, encode
 from ._messages import *  # noqa: F401,F403
 from ._messages import MESSAGE_TYPES, PROTOCOL_VERSION
 
-__all__ = ["ProtocolError", "decode", "encode", "MESSAGE_TYPES", "PROTOCOL_VERSION"]
+__all__ = ["ProtocolError", "decode", "decode_or_log", "encode", "MESSAGE_TYPES", "PROTOCOL_VERSION"]
 __all__ += [cls.__name__ for cls in MESSAGE_TYPES]

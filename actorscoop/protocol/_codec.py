@@ -38,3 +38,12 @@ def decode(frame) -> list:
             raise ProtocolError(f"unknown tag or wrong arity in record {rec!r:.80}")
         out.append(MESSAGE_TYPES[tag]._make(rec[1:]))
     return out
+
+
+def decode_or_log(frame, log, source) -> list:
+    """Decode a frame; a malformed one is logged (naming ``source``) and gives no records."""
+    try:
+        return decode(frame)
+    except ProtocolError as exc:
+        log.warning("dropped a malformed frame from %s: %s", source, exc)
+        return []

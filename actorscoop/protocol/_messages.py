@@ -6,7 +6,7 @@ by :mod:`actorscoop._serialization` (``bytes`` or a list ``[stream, *buffers]``)
 """
 from typing import Any, NamedTuple, Optional
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
 
 # How a value travels.
 VALUE_INLINE = 0  # data holds the serialized value
@@ -51,6 +51,9 @@ class SubmitTask(NamedTuple):
     retry_exceptions: Any  # bool, or serialized tuple of exception types
     actor_id: Optional[bytes]  # an actor method call (or, with method "__init__", its creation)
     method: Optional[str]
+    # An actor call first sent straight to the actor's process (pid), whose connection
+    # broke before the result came: it may have run there (max_task_retries decides).
+    previous_pid: int = 0
 
 
 class CreateActor(NamedTuple):
@@ -123,6 +126,27 @@ class TaskDone(NamedTuple):
 class CancelTask(NamedTuple):
     task_id: bytes
     force: bool
+
+
+class InterruptCall(NamedTuple):
+    """Cancel a call sent straight to an actor's process (the raylet never saw it)."""
+    actor_id: bytes
+    task_id: bytes
+
+
+class Promote(NamedTuple):
+    """A driver hands the raylet objects it kept to itself (results of direct actor calls),
+    because a ref to them is leaving the process: ``pending`` ids have no value yet (it
+    follows in a later Promote); ``ready``: [[object_id, kind, data, size, contained], ...]."""
+    pending: list
+    ready: list
+
+
+class AdoptResults(NamedTuple):
+    """An actor's process stores the results of a direct call that the raylet must manage
+    (in plasma, or holding refs), on behalf of the caller ``holder``."""
+    holder: bytes
+    results: list
 
 
 class StatusRequest(NamedTuple):
@@ -243,12 +267,27 @@ class Interrupt(NamedTuple):
     task_id: bytes
 
 
+# ---------------------------------------------------------------- driver <-> actor process, direct
+
+class DirectHello(NamedTuple):
+    """First frame a driver sends on a direct connection to an actor's process."""
+    caller: bytes  # the driver's identity at the raylet (its job id)
+
+
+class CallDone(NamedTuple):
+    """An actor's process answers a direct call. results as in TaskDone; ``adopted``:
+    the process registered them with the raylet (AdoptResults) for the caller."""
+    task_id: bytes
+    results: list
+    adopted: bool
+
+
 MESSAGE_TYPES = (
     Hello, RegisterFunction, SubmitTask, PutObject, GetObjects, RefDelta, Blocked,
     Unblocked, TaskDone, CancelTask, StatusRequest, StopNode, Goodbye,
     Welcome, Refused, ExecuteTask, ObjectValue, LogLines, Warning_, StatusReply, Interrupt,
     KVPut, KVGet, KVReply, CreateActor, KillActor, GetActor, ActorReply, WatchStart, TaskStarted,
-    ReturnAddress,
+    ReturnAddress, InterruptCall, Promote, AdoptResults, DirectHello, CallDone,
 )
 
 __all__ = [c.__name__ for c in MESSAGE_TYPES] + [
