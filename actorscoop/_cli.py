@@ -5,6 +5,7 @@ import json
 import os
 import runpy
 import signal
+import socket
 import sys
 import time
 
@@ -63,35 +64,57 @@ def _parser():
 # ---------------------------------------------------------------------- start / stop
 def cmd_start(args):
     from ._launcher import launch_node
-    if not args.head:
-        raise ActorScoopError(
-            "joining a head (--address/--token) needs multi-node support, which this version "
-            "does not have yet; start a single node with `actorscoop start --head`")
-    if args.host not in ("127.0.0.1", "localhost"):
-        raise ActorScoopError("binding a non-local address needs the authenticated cluster "
-                              "transport, which this version does not have yet")
-    port = args.port or DEFAULT_PORT
-    for n in _session.list_nodes():
-        if n.get("port") == port:
-            raise ActorScoopError(f"a node already serves port {port} here (pid {n['pid']}); "
-                                  "stop it with `actorscoop stop` or choose --port")
+    from .transport import _secure
+    if args.head == bool(args.address):
+        raise ActorScoopError("say --head to start a new cluster, or --address HOST:PORT "
+                              "--token T to join one")
     num_cpus = args.num_cpus if args.num_cpus is not None else len(os.sched_getaffinity(0))
     resources = json.loads(args.resources)
     if args.num_gpus:
         resources["GPU"] = args.num_gpus
     session_dir = _session.new_session_dir()
-    print(f"Starting the head node (session {session_dir}) ...", flush=True)
-    proc, info, _ = launch_node(session_dir, num_cpus, resources, args.object_store_memory,
-                                port=port, head=True, embedded=False)
-    address = f"{args.host}:{port}"
-    print(f"actorscoop head node started: node {info['node_id'][:12]}, pid {info['pid']}, "
-          f"{num_cpus:g} CPUs.\n\n"
-          f"  Connect a driver on this machine:\n"
-          f"      import actorscoop as asc; asc.init(address=\"auto\")\n"
-          f"    or: ACTORSCOOP_ADDRESS={address} python script.py\n"
-          f"  See what it does:   actorscoop status\n"
-          f"  Stop it:            actorscoop stop\n"
-          f"  Logs:               {session_dir}/logs\n", flush=True)
+    if args.head:
+        port = DEFAULT_PORT if args.port is None else args.port
+        for n in _session.list_nodes():
+            if port and n.get("port") == port:
+                raise ActorScoopError(f"a node already serves port {port} here (pid {n['pid']}); "
+                                      "stop it with `actorscoop stop` or choose --port")
+        creds = _secure.new_credentials()
+        print(f"Starting the head node on {args.host}:{port} (session {session_dir}) ...", flush=True)
+        proc, info, _ = launch_node(session_dir, num_cpus, resources, args.object_store_memory,
+                                    port=port, head=True, embedded=False,
+                                    cluster={"token": creds.token, "host": args.host})
+        _secure.save(creds, f"cluster-{info['port']}")
+        address = f"{args.host}:{info['port']}"
+        join_host = socket.gethostname() if args.host in ("0.0.0.0", "::") else args.host
+        print(f"actorscoop head node started: node {info['node_id'][:12]}, pid {info['pid']}, "
+              f"{num_cpus:g} CPUs, serving nodes on {address}.\n\n"
+              f"  Join it from another machine (the token is a secret; quote it):\n"
+              f"      actorscoop start --address {join_host}:{info['port']} --token '{creds.token}'\n"
+              f"  Connect a driver on this machine:\n"
+              f"      import actorscoop as asc; asc.init(address=\"auto\")\n"
+              f"    or: ACTORSCOOP_ADDRESS={address} python script.py\n"
+              f"  See what it does:   actorscoop status\n"
+              f"  Stop it:            actorscoop stop\n"
+              f"  Credentials:        {_secure.credentials_dir()} (0600)\n"
+              f"  Logs:               {session_dir}/logs\n", flush=True)
+    else:
+        token = args.token or os.environ.get("ACTORSCOOP_TOKEN")
+        if not token:
+            raise ActorScoopError("joining a cluster needs its token: --token T or ACTORSCOOP_TOKEN "
+                                  "(`actorscoop start --head` printed it)")
+        try:
+            _secure.Credentials.from_token(token)
+        except ValueError as exc:
+            raise ActorScoopError(str(exc)) from None
+        print(f"Joining the head at {args.address} (session {session_dir}) ...", flush=True)
+        proc, info, _ = launch_node(session_dir, num_cpus, resources, args.object_store_memory,
+                                    head=False, embedded=False,
+                                    cluster={"token": token, "join": args.address})
+        print(f"actorscoop node started and joined {args.address}: node {info['node_id'][:12]}, "
+              f"pid {info['pid']}, {num_cpus:g} CPUs.\n"
+              f"  Leave the cluster:  actorscoop stop --node {info['node_id'][:12]}\n"
+              f"  Logs:               {session_dir}/logs\n", flush=True)
     if not args.block:
         return 0
     try:
@@ -188,6 +211,17 @@ def format_status(r) -> str:
     if st and "capacity" in st:
         lines.append(f"  object store: {_mb(st.get('used', 0))} of {_mb(st['capacity'])} used"
                      + (f", {_mb(st.get('spilled_bytes', 0))} spilled" if st.get("spilled_bytes") else ""))
+    cl = r.get("cluster")
+    if cl and cl.get("nodes"):
+        lines.append(f"  cluster (head, serving {cl['address']}): {len(cl['nodes'])} nodes")
+        for n in cl["nodes"]:
+            tot, av = n["resources"], n["available"]
+            cpu = f"CPU {tot.get('CPU', 0) - av.get('CPU', 0):g}/{tot.get('CPU', 0):g}" if av else ""
+            lines.append(f"    {n['node_id'][:12]} {n['host']} pid {n['pid']} "
+                         f"{'alive' if n['alive'] else 'DEAD'} {cpu} backlog {n['backlog']} "
+                         f"placed {n['placed']}")
+    elif cl:
+        lines.append(f"  member of the cluster at {cl['address']}")
     if r["infeasible"]:
         lines.append("  pending, no node can run them:")
         for i in r["infeasible"][:10]:

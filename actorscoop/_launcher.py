@@ -10,7 +10,7 @@ from .exceptions import ActorScoopError
 
 
 def launch_node(session_dir, num_cpus, resources=None, object_store_memory=None, port=None,
-                head=True, embedded=True, config=None, timeout=60.0):
+                head=True, embedded=True, config=None, timeout=60.0, cluster=None):
     """Start ``python -m actorscoop.node``; return (Popen, node info dict).
 
     Every node starts in its own session (a Ctrl-C in the terminal does not reach it).
@@ -18,6 +18,10 @@ def launch_node(session_dir, num_cpus, resources=None, object_store_memory=None,
     write end only this process has, and stops when that end closes (the process exited,
     whichever thread started the node). Returns (Popen, info, lifeline fd or None).
     Others log to the session's logs/raylet.out.
+
+    ``cluster``: None for a node of its own, else a dict: ``{"token": T, "host": H}`` makes
+    it the head of a cluster serving H:port (port 0: any free one, reported in the info),
+    ``{"token": T, "join": "HOST:PORT"}`` makes it join that head.
     """
     r, w = os.pipe()
     life_r = life_w = None
@@ -32,6 +36,13 @@ def launch_node(session_dir, num_cpus, resources=None, object_store_memory=None,
         cmd.append("--head")
     if not embedded:
         cmd.append("--detached")
+    env = None
+    if cluster is not None:
+        env = dict(os.environ, ACTORSCOOP_TOKEN=cluster["token"])  # not argv: ps shows argv
+        if cluster.get("join"):
+            cmd += ["--join", cluster["join"]]
+        else:
+            cmd += ["--cluster", "--host", cluster.get("host", "127.0.0.1")]
     if embedded:
         life_r, life_w = os.pipe()  # both close-on-exec; pass_fds hands life_r to the node
         cmd += ["--lifeline-fd", str(life_r)]
@@ -39,7 +50,7 @@ def launch_node(session_dir, num_cpus, resources=None, object_store_memory=None,
     else:
         out = open(os.path.join(session_dir, "logs", "raylet.out"), "ab")
     try:
-        proc = subprocess.Popen(cmd, pass_fds=[w] + ([life_r] if embedded else []),
+        proc = subprocess.Popen(cmd, pass_fds=[w] + ([life_r] if embedded else []), env=env,
                                 stdin=subprocess.DEVNULL, stdout=out,
                                 stderr=subprocess.STDOUT if out else None,
                                 start_new_session=True)

@@ -153,8 +153,11 @@ def find_node(address: str) -> dict:
     host, _, port = address.rpartition(":")
     if not port.isdigit():
         raise ActorScoopError(f"address {address!r} is not HOST:PORT or 'auto'")
+    for n in nodes:  # the head serving that port, else a node that joined it
+        if n.get("head") and int(n.get("port") or -1) == int(port):
+            return n
     for n in nodes:
-        if int(n.get("port", -1)) == int(port):
+        if n.get("cluster") == address or int(n.get("port") or -1) == int(port):
             return n
     raise ActorScoopError(
         f"no node of this machine serves {address}. A driver connects through a node "

@@ -23,6 +23,10 @@ def main(argv=None):
     p.add_argument("--lifeline-fd", type=int, default=None,
                    help="stop when this pipe closes (the driver that owns the node exited)")
     p.add_argument("--detached", action="store_true", help="started by `actorscoop start`")
+    p.add_argument("--cluster", action="store_true",
+                   help="head of a cluster: serve other nodes on --host:--port (token in ACTORSCOOP_TOKEN)")
+    p.add_argument("--host", default="127.0.0.1", help="address the head binds (with --cluster)")
+    p.add_argument("--join", default=None, help="HOST:PORT of the head to join (token in ACTORSCOOP_TOKEN)")
     a = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="raylet %(levelname)s %(name)s: %(message)s")
     ready = os.fdopen(a.ready_fd, "w") if a.ready_fd is not None else None
@@ -31,6 +35,12 @@ def main(argv=None):
         from ._raylet import Raylet
         r = Raylet(a.session_dir, a.num_cpus, json.loads(a.resources), a.object_store_memory,
                    port=a.port, head=a.head, config=json.loads(a.config))
+        if a.cluster or a.join:
+            from ..transport._secure import Credentials
+            token = os.environ.pop("ACTORSCOOP_TOKEN", "")
+            if not token:
+                raise ValueError("a cluster node needs the cluster token in ACTORSCOOP_TOKEN")
+            r.attach_cluster(Credentials.from_token(token), join=a.join, host=a.host, port=a.port)
         r.start_store()
         r.install_signal_handlers()
         if a.lifeline_fd is not None:

@@ -37,7 +37,7 @@ class _Client:
 
 class _TaskRecord:
     __slots__ = ("spec", "submitter", "attempts", "cancelled", "pins", "missing", "watched",
-                 "started", "job")
+                 "started", "job", "owner", "remote", "forwarded")
 
     def __init__(self, spec, submitter, pins):
         self.spec = spec
@@ -49,6 +49,9 @@ class _TaskRecord:
         self.watched = False  # the submitter wants a TaskStarted
         self.job = submitter  # the driver whose work this is (set by the raylet)
         self.started = False
+        self.owner = None  # node id of the node that owns it, when run here for another node
+        self.remote = False  # ours, spilled: another node runs it
+        self.forwarded = False  # placed by the head: never spilled again
 
 
 class Raylet:
@@ -96,6 +99,7 @@ class Raylet:
         self._store_stop = threading.Event()
         self._store_dead_logged = False
         self.wake_fd = None
+        self.cluster = None  # a ClusterLink when this node is part of a cluster (attach_cluster)
         self._handlers = {
             P.Hello: self._on_hello, P.RegisterFunction: self._on_register,
             P.SubmitTask: self._on_submit, P.PutObject: self._on_put,
@@ -166,11 +170,21 @@ class Raylet:
             pass
         store.stop()
 
+    def attach_cluster(self, creds, join=None, host="127.0.0.1", port=0):
+        """Become the head of a cluster (``join`` None) or join the head at ``join``."""
+        from ._cluster import ClusterLink
+        self.cluster = ClusterLink(self, creds, join=join, host=host, port=port or 0)
+        if self.cluster.port is not None:
+            self.port = self.cluster.port
+
     def node_info(self):
-        return {"node_id": self.node_id.hex(), "pid": os.getpid(), "head": self.head,
+        info = {"node_id": self.node_id.hex(), "pid": os.getpid(), "head": self.head,
                 "port": self.port, "session_dir": self.session_dir,
                 "raylet_socket": self.sock_path, "num_cpus": self.num_cpus,
                 "started": self.started}
+        if self.cluster is not None:
+            info["cluster"] = self.cluster.address
+        return info
 
     def prestart_workers(self, n):
         for _ in self.scheduler.prestart(n):
@@ -199,6 +213,8 @@ class Raylet:
         next_tick = time.monotonic() + 1.0
         while self.running:
             poll(max(0.0, next_tick - time.monotonic()))
+            if self.cluster is not None:
+                self.cluster.drain()  # ZeroMQ signals its fd edge-style: look every turn
             if self.events:
                 self._run_scheduler()
             self._flush()
@@ -208,6 +224,8 @@ class Raylet:
         self.shutdown()
 
     def shutdown(self):
+        if self.cluster is not None:
+            self.cluster.close()
         self.workers.kill_all()
         if self._store_thread is not None:
             self._store_stop.set()
@@ -390,8 +408,33 @@ class Raylet:
                 self._fail_returns(task, _errors.pack_exception(ObjectLostError(
                     f"{spec.name}: no CreateActor came before the actor's constructor")))
             return
+        if self.cluster is not None and self.cluster.wants(task, missing):
+            self.cluster.spill(task)
+            return
         self._feed([S.TaskSubmitted(tid, _resources(spec.resources), tuple(missing), spec.name,
                                     self.clients[ident].kind != P.KIND_WORKER)])
+
+    # ------------------------------------------------------------------ cluster (see _cluster.py)
+    def new_task(self, spec, submitter, pins):
+        task = self.tasks[spec.task_id] = _TaskRecord(spec, submitter, pins)
+        return task
+
+    def submit_local(self, task):
+        """Queue a task here (one that came from, or came back from, the cluster)."""
+        spec = task.spec
+        missing = tuple(o for o in spec.deps if self.objects.entries[o].state is ObjState.PENDING)
+        self._feed([S.TaskSubmitted(spec.task_id, _resources(spec.resources), missing, spec.name, True)])
+
+    def finish_remote(self, task, results, err=None):
+        """One of our tasks that another node ran (or lost) is over."""
+        if err is not None:
+            self._fail_returns(task, err)
+            return
+        events = self._resolve(task, results)
+        for oid in task.pins:
+            self.objects.unpin(oid)
+        self._delete_plasma()
+        self._feed(events)
 
     def _job_of(self, ident):
         """A driver is its own job; a worker works for the job of the task it runs."""
@@ -475,6 +518,9 @@ class Raylet:
     def _resolve(self, task, results, delivered=False):
         """Store a task's results, tell whoever waits; return scheduler events.
         ``delivered``: the worker sent them to the submitter already."""
+        if task.owner is not None:  # run here for another node: the results go home
+            self.cluster.send_result(task, results)
+            return []
         events = []
         submitter = None if delivered else task.submitter
         for oid, kind, data, size, contained in results:
@@ -543,6 +589,8 @@ class Raylet:
         if task is None:
             return
         task.cancelled = True
+        if task.remote:
+            return  # running on another node: cancelling there is not supported yet
         if task.spec.actor_id is not None:
             self.actors.cancel(task, rec.force)
             return
@@ -799,6 +847,8 @@ class Raylet:
                 log.exception("could not delete %d objects from the plasma store", len(pending))
 
     def _tick(self):
+        if self.cluster is not None:
+            self.cluster.tick()
         self.actors.forget_dead()
         self._retire_idle_workers()
         if self.store is not None and not self._store_dead_logged and not self.store.alive():

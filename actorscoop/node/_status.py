@@ -20,7 +20,7 @@ def node_status(r) -> dict:
             store = r.plasma.stats()
         except Exception as exc:
             store = {"error": str(exc)}
-    return {
+    body = {
         "node_id": r.node_id.hex(), "pid": os.getpid(), "head": r.head, "port": r.port,
         "session_dir": r.session_dir,
         "resources_total": dict(sch.total), "resources_available": dict(sch.available),
@@ -29,6 +29,9 @@ def node_status(r) -> dict:
         "workers": workers, "drivers": drivers,
         "objects": r.objects.summary(), "store": store, "actors": r.actors.report(),
     }
+    if r.cluster is not None:
+        body["cluster"] = r.cluster.report()
+    return body
 
 
 def memory_status(r) -> dict:

@@ -282,12 +282,83 @@ class CallDone(NamedTuple):
     adopted: bool
 
 
+# ---------------------------------------------------------------- raylet <-> head (TCP, CURVE)
+
+class NodeJoin(NamedTuple):
+    """A raylet joins the cluster (first message on its link to the head)."""
+    version: int
+    node_id: bytes
+    host: str
+    pid: int
+    resources: dict  # totals, CPU included
+
+
+class JoinReply(NamedTuple):
+    ok: bool
+    reason: str  # why it was refused ("" when ok)
+    head_node_id: bytes
+
+
+class Heartbeat(NamedTuple):
+    """Every second: the node's load, for placement and failure detection."""
+    node_id: bytes
+    available: dict
+    backlog: int  # tasks ready to run that wait for a worker or resources
+    running: int
+    store_used: int
+
+
+class SpillTask(NamedTuple):
+    """A task its owner node wants run elsewhere (or placed by the head: the head may hand
+    it back to its owner). ``spec`` is the SubmitTask's fields; ``deps`` the values of its
+    ref arguments [[object_id, kind, data], ...]; ``function``: [name, blob, sys_path]."""
+    owner: bytes  # node id of the node that owns the task's results
+    spec: list
+    deps: list
+    function: list
+
+
+class RunTask(NamedTuple):
+    """The head hands a spilled task to a node (fields as SpillTask)."""
+    owner: bytes
+    spec: list
+    deps: list
+    function: list
+
+
+class TaskResult(NamedTuple):
+    """A spilled task finished on ``node``: its results, on their way back to ``owner``.
+    results: [[object_id, kind, data, size, contained], ...] (plasma values travel inline)."""
+    owner: bytes
+    node: bytes
+    task_id: bytes
+    results: list
+
+
+class TaskLost(NamedTuple):
+    """The node running a spilled task died: its owner retries or fails it."""
+    owner: bytes
+    task_id: bytes
+    reason: str
+
+
+class ClusterStatusRequest(NamedTuple):
+    request_id: int
+
+
+class ClusterStatusReply(NamedTuple):
+    request_id: int
+    nodes: list  # one dict per node
+
+
 MESSAGE_TYPES = (
     Hello, RegisterFunction, SubmitTask, PutObject, GetObjects, RefDelta, Blocked,
     Unblocked, TaskDone, CancelTask, StatusRequest, StopNode, Goodbye,
     Welcome, Refused, ExecuteTask, ObjectValue, LogLines, Warning_, StatusReply, Interrupt,
     KVPut, KVGet, KVReply, CreateActor, KillActor, GetActor, ActorReply, WatchStart, TaskStarted,
     ReturnAddress, InterruptCall, Promote, AdoptResults, DirectHello, CallDone,
+    NodeJoin, JoinReply, Heartbeat, SpillTask, RunTask, TaskResult, TaskLost,
+    ClusterStatusRequest, ClusterStatusReply,
 )
 
 __all__ = [c.__name__ for c in MESSAGE_TYPES] + [

@@ -121,6 +121,15 @@ class Scheduler:
             by_state[t.state.value] += 1
         return by_state
 
+    def backlog(self) -> int:
+        """Tasks here that have not started: waiting, ready, or queued behind a worker's
+        current task (pipelined)."""
+        return max(0, len(self.tasks) - self.running())
+
+    def running(self) -> int:
+        """Tasks being run now (one per busy worker)."""
+        return sum(1 for w in self.workers.values() if w.tasks)
+
     def infeasible(self) -> list:
         return [(t.task_id, t.name, t.resources) for t in self.tasks.values()
                 if t.state is TaskState.INFEASIBLE]

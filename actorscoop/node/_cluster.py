@@ -1,0 +1,274 @@
+"""A raylet's link to its cluster: join the head, heartbeat, spill tasks, run spilled ones.
+
+Every link is a ZeroMQ socket over TCP with CURVE (transport/_secure.py): the head binds a
+ROUTER, each other node connects a DEALER with the cluster token. A peer without the token
+fails the handshake and nothing it sends is ever decoded, let alone unpickled.
+
+The ZeroMQ socket joins the raylet's epoll loop through its notification fd; ZeroMQ
+signals that fd edge-style, so the raylet also drains the socket once per loop turn.
+
+Spilling (DESIGN.md section 6): a task whose node can never run it, or that arrives when
+the node's backlog passes ``spill_threshold`` ready tasks per CPU, goes to the head with
+the values of its arguments; the head places it (maybe back on its owner). The node that
+runs it keeps the task's arguments and results only until it sends the results back
+(``TaskResult``, plasma values inline); the owner resolves them as if it had run the task.
+"""
+import logging
+import os
+import socket
+
+import zmq
+
+from .. import _errors
+from .. import protocol as P
+from .. import scheduler as S
+from .._serialization import pack_inline
+from ..exceptions import ActorScoopError, NodeDiedError
+from ..transport import _secure
+from ._head import HeadService
+
+log = logging.getLogger("actorscoop.cluster")
+
+REMOTE = b"\x00remote:"  # prefix of the holder identity of a task run for another node
+
+
+class ClusterLink:
+    def __init__(self, raylet, creds, join=None, host="127.0.0.1", port=0, join_timeout=10.0):
+        self.r = raylet
+        self.host = socket.gethostname()
+        self.pid = os.getpid()
+        cfg = raylet.config
+        self.spill_threshold = float(cfg.get("spill_threshold", 2.0))
+        self.ctx = zmq.Context()
+        self.auth = None
+        self.head = None
+        try:
+            if join is None:
+                self.auth = _secure.Authenticator(self.ctx, creds).start()
+                self.sock, self.port = _secure.server_socket(self.ctx, zmq.ROUTER, creds, host, port)
+                self.address = f"{host}:{self.port}"
+                totals = dict(raylet.scheduler.total)
+                self.head = HeadService(self, raylet.node_id, totals,
+                                        float(cfg.get("node_timeout", 5.0)))
+            else:
+                self.address = join
+                self.port = None
+                self.sock = _secure.client_socket(self.ctx, zmq.DEALER, creds, f"tcp://{join}")
+                self._join(join_timeout)
+        except BaseException:
+            self.close()
+            raise
+        self.fd = self.sock.getsockopt(zmq.FD)
+        raylet.loop.add(self.fd, self.drain)
+
+    def _join(self, timeout):
+        """Join the head; fail fast (and say why) on a refused handshake or no answer."""
+        import zmq.utils.monitor as zmon
+        endpoint = f"inproc://join-monitor-{id(self)}"
+        self.sock.monitor(endpoint, zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
+                          | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL | zmq.EVENT_HANDSHAKE_FAILED_AUTH)
+        monitor = self.ctx.socket(zmq.PAIR)
+        monitor.connect(endpoint)
+        try:
+            self.sock.send(P.encode([self._join_record()]))
+            poller = zmq.Poller()
+            poller.register(self.sock, zmq.POLLIN)
+            poller.register(monitor, zmq.POLLIN)
+            ready = dict(poller.poll(timeout * 1000))
+            if monitor in ready and self.sock not in ready:
+                event = zmon.recv_monitor_message(monitor)["event"]
+                raise ActorScoopError(
+                    f"the head at {self.address} refused this node's handshake "
+                    f"({'authentication failed' if event == zmq.EVENT_HANDSHAKE_FAILED_AUTH else 'it could not decrypt it'}): "
+                    "the token is not this cluster's. Copy the token `actorscoop start --head` printed "
+                    "(in single quotes) or set ACTORSCOOP_TOKEN")
+            if self.sock not in ready:
+                raise ActorScoopError(
+                    f"the head at {self.address} did not answer within {timeout:g} s: check the "
+                    "address and that `actorscoop start --head` runs there (and that no firewall "
+                    "blocks the port)")
+        finally:
+            self.sock.monitor(None, 0)
+            monitor.close(linger=0)
+        for rec in P.decode_or_log(self.sock.recv(), log, "the head"):
+            if type(rec) is P.JoinReply:
+                if not rec.ok:
+                    raise ActorScoopError(f"the head at {self.address} refused this node: {rec.reason}")
+                self.head_node_id = rec.head_node_id
+                return
+        raise ActorScoopError(f"the head at {self.address} answered the join with something else")
+
+    def _join_record(self):
+        return P.NodeJoin(P.PROTOCOL_VERSION, self.r.node_id, self.host, self.pid,
+                          dict(self.r.scheduler.total))
+
+    # ------------------------------------------------------------------ I/O
+    def to_head(self, rec):
+        if self.head is not None:
+            self.head.handle(None, rec)
+        else:
+            self.sock.send(P.encode([rec]), zmq.NOBLOCK)
+
+    def send_to(self, ident, rec):
+        """The head's send: to a node's routing identity, or to its own raylet (None)."""
+        if ident is None:
+            self.deliver(rec)
+        else:
+            try:
+                self.sock.send_multipart([ident, P.encode([rec])], zmq.NOBLOCK)
+            except zmq.Again:
+                log.warning("the link to a node is full: dropped a %s", type(rec).__name__)
+
+    def drain(self):
+        """Handle every message waiting on the socket (called on its fd and every loop turn)."""
+        sock = self.sock
+        while sock.getsockopt(zmq.EVENTS) & zmq.POLLIN:
+            parts = sock.recv_multipart(zmq.NOBLOCK)
+            if self.head is not None:
+                if len(parts) != 2:
+                    log.warning("dropped a message of %d parts from a node", len(parts))
+                    continue
+                ident, frame = parts
+                for rec in P.decode_or_log(frame, log, "a node"):
+                    if type(rec) is P.Heartbeat and self.head._node_of(ident) is None:
+                        self.send_to(ident, P.JoinReply(False, "rejoin", self.r.node_id))
+                        continue
+                    self.head.handle(ident, rec)
+            else:
+                for frame in parts:
+                    for rec in P.decode_or_log(frame, log, "the head"):
+                        self.deliver(rec)
+
+    def deliver(self, rec):
+        """A message from the head to this raylet."""
+        t = type(rec)
+        if t is P.RunTask:
+            self.run(rec)
+        elif t is P.TaskResult:
+            self.result(rec)
+        elif t is P.TaskLost:
+            self.lost(rec)
+        elif t is P.JoinReply:
+            if not rec.ok and rec.reason == "rejoin":  # the head restarted: join it again
+                log.warning("the head at %s does not know this node any more: joining again", self.address)
+                self.sock.send(P.encode([self._join_record()]), zmq.NOBLOCK)
+        elif t is P.ClusterStatusReply:
+            pass
+        else:
+            log.warning("dropped an unexpected %s from the head", t.__name__)
+
+    def tick(self):
+        r = self.r
+        store_used = 0
+        self.to_head(P.Heartbeat(r.node_id, dict(r.scheduler.available), r.scheduler.backlog(),
+                                 r.scheduler.running(), store_used))
+        if self.head is not None:
+            self.head.tick()
+
+    def size(self):
+        """Live nodes in the cluster, as far as this node knows (the head knows best)."""
+        return self.head.size() if self.head is not None else 2
+
+    # ------------------------------------------------------------------ owner side
+    def wants(self, task, missing):
+        """Whether this newly submitted task should leave this node."""
+        spec = task.spec
+        if missing or spec.args_object is not None or spec.nested or task.forwarded:
+            return False  # its inputs are not all here as plain values yet (object transfer: to do)
+        for oid in spec.deps:
+            e = self.r.objects.entries.get(oid)
+            if e is None or e.kind != P.VALUE_INLINE:
+                return False
+        sched = self.r.scheduler
+        # + events not yet fed to the scheduler: a burst of submits arrives in one loop turn
+        return S.should_spill(spec.resources, sched.total, sched.backlog() + len(self.r.events),
+                              sched.total.get("CPU", 0.0), self.spill_threshold, self.size())
+
+    def spill(self, task):
+        spec = task.spec
+        entries = self.r.objects.entries
+        deps = [[oid, entries[oid].kind, entries[oid].data] for oid in spec.deps]
+        name, blob, path = self.r.functions[spec.function_id]
+        task.remote = True
+        self.to_head(P.SpillTask(self.r.node_id, list(spec), deps, [name, blob, path]))
+
+    def result(self, rec):
+        task = self.r.tasks.pop(rec.task_id, None)
+        if task is None:
+            return
+        self.r.finish_remote(task, rec.results)
+
+    def lost(self, rec):
+        task = self.r.tasks.get(rec.task_id)
+        if task is None:
+            return
+        if task.attempts < task.spec.max_retries:
+            task.attempts += 1
+            task.remote = False
+            task.forwarded = True  # run it here this time: no second trip to the dead node
+            self.r.submit_local(task)
+            return
+        del self.r.tasks[rec.task_id]
+        self.r.finish_remote(task, None, _errors.pack_exception(NodeDiedError(
+            f"task {task.spec.name}() was lost: {rec.reason} while it ran there, and it has "
+            f"no retries left (max_retries={task.spec.max_retries})")))
+
+    # ------------------------------------------------------------------ runner side
+    def run(self, rec):
+        """Run a task another node spilled (or take back one of ours the head returned)."""
+        spec = P.SubmitTask(*rec.spec)
+        r = self.r
+        if rec.owner == r.node_id and spec.task_id in r.tasks:  # ours: run it here after all
+            task = r.tasks[spec.task_id]
+            task.remote = False
+            task.forwarded = True
+            r.submit_local(task)
+            return
+        name, blob, path = rec.function
+        if spec.function_id not in r.functions:
+            r.functions[spec.function_id] = (name, blob, path)
+        holder = REMOTE + spec.task_id
+        for oid, kind, data in rec.deps:
+            if oid not in r.objects.entries:
+                r.objects.put(oid, holder, kind, data, 0, ())
+            r.objects.pin(oid)
+        for i in range(1, spec.num_returns + 1):
+            r.objects.expect(spec.task_id + i.to_bytes(4, "big"), holder, spec.name)
+        task = r.new_task(spec, holder, list(spec.deps))
+        task.owner = rec.owner
+        task.forwarded = True
+        r.submit_local(task)
+
+    def send_result(self, task, results):
+        """A task run for another node ended: send the results home, forget them here."""
+        out = [self._portable(res) for res in results]
+        self.to_head(P.TaskResult(task.owner, self.r.node_id, task.spec.task_id, out))
+        self.r.objects.drop_client(REMOTE + task.spec.task_id)
+
+    def _portable(self, res):
+        oid, kind, data, size, contained = res
+        if kind == P.VALUE_PLASMA:  # no object transfer yet: the value travels inline
+            try:
+                _meta, stream, buffers = self.r.plasma.get_parts(oid, timeout=10.0)
+                data = pack_inline(bytes(stream), buffers)
+                del stream, buffers
+                kind = P.VALUE_INLINE
+            except Exception as exc:
+                kind, data = P.VALUE_ERROR, _errors.pack_exception(ActorScoopError(
+                    f"the result {oid.hex()} could not be read on the node that made it: {exc}"))
+        return [oid, kind, data, size, list(contained)]
+
+    # ------------------------------------------------------------------ status, shutdown
+    def report(self):
+        out = {"address": self.address, "head": self.head is not None}
+        if self.head is not None:
+            out["nodes"] = self.head.table()
+        return out
+
+    def close(self):
+        sock = getattr(self, "sock", None)
+        if sock is not None:
+            sock.close(linger=0)
+        if self.auth is not None:
+            self.auth.stop()
+        self.ctx.term()

@@ -1,0 +1,138 @@
+"""Head services, in the head's raylet: the node table and the global scheduler.
+
+Nodes join over the head's CURVE-authenticated TCP socket (see _cluster.py), report their
+load every second, and spill tasks here; the head places each spilled task on the live
+node with the lowest expected wait (scheduler/_placement.py), which may be its owner, and
+routes the result back to the owner. A node silent for ``node_timeout`` seconds is dead:
+the owners of the tasks placed on it are told (TaskLost) and retry them.
+
+The head's own raylet is a node like the others, reached by a direct call instead of a
+socket (its routing identity is None).
+"""
+import logging
+import time
+
+from .. import protocol as P
+from .. import scheduler as S
+
+log = logging.getLogger("actorscoop.head")
+
+
+class _Node:
+    __slots__ = ("load", "ident", "host", "pid", "last_seen", "joined")
+
+    def __init__(self, load, ident, host, pid, now):
+        self.load, self.ident, self.host, self.pid = load, ident, host, pid
+        self.last_seen = self.joined = now
+
+
+class HeadService:
+    def __init__(self, link, node_id, totals, node_timeout):
+        self.link = link  # sends to a node: link.send_to(ident, record)
+        self.node_id = node_id
+        self.node_timeout = node_timeout
+        now = time.monotonic()
+        self.nodes = {node_id: _Node(S.NodeLoad(node_id, dict(totals)), None, link.host, link.pid, now)}
+        self.placed = {}  # task id -> (owner node id, node id it runs on)
+
+    # ------------------------------------------------------------------ messages
+    def handle(self, ident, rec):
+        t = type(rec)
+        if t is P.NodeJoin:
+            self._join(ident, rec)
+            return
+        node = self._node_of(ident)
+        if node is None:
+            log.warning("dropped %s from a peer that has not joined", t.__name__)
+            return
+        node.last_seen = time.monotonic()
+        if t is P.Heartbeat:
+            load = node.load
+            load.available, load.backlog, load.running = rec.available, rec.backlog, rec.running
+            if not load.alive:
+                log.warning("node %s is back", rec.node_id.hex()[:8])
+                load.alive = True
+        elif t is P.SpillTask:
+            self._place(rec)
+        elif t is P.TaskResult:
+            self._done(rec)
+        elif t is P.ClusterStatusRequest:
+            self.link.send_to(ident, P.ClusterStatusReply(rec.request_id, self.table()))
+        else:
+            log.warning("head ignored an unexpected %s", t.__name__)
+
+    def _join(self, ident, rec):
+        if rec.version != P.PROTOCOL_VERSION:
+            reason = (f"this node speaks protocol version {rec.version} and the head "
+                      f"version {P.PROTOCOL_VERSION}: install the same actorscoop version everywhere")
+            log.warning("refused node %s at %s: %s", rec.node_id.hex()[:8], rec.host, reason)
+            self.link.send_to(ident, P.JoinReply(False, reason, self.node_id))
+            return
+        now = time.monotonic()
+        old = self.nodes.get(rec.node_id)
+        self.nodes[rec.node_id] = _Node(S.NodeLoad(rec.node_id, dict(rec.resources)), ident,
+                                        rec.host, rec.pid, now)
+        if old is None:
+            log.info("node %s joined from %s with %s", rec.node_id.hex()[:8], rec.host, rec.resources)
+        self.link.send_to(ident, P.JoinReply(True, "", self.node_id))
+
+    def _node_of(self, ident):
+        if ident is None:
+            return self.nodes[self.node_id]
+        for node in self.nodes.values():  # a handful of nodes: a scan is fine
+            if node.ident == ident:
+                return node
+        return None
+
+    def _place(self, rec):
+        resources = rec.spec[8]  # SubmitTask.resources
+        target = S.pick_node([n.load for n in self.nodes.values()], resources, rec.owner)
+        if target is None:
+            target = rec.owner  # nobody can: it waits, infeasible, at its owner (with a warning)
+        node = self.nodes.get(target)
+        if node is None:
+            return
+        node.load.placed += 1
+        self.placed[rec.spec[0]] = (rec.owner, target)
+        self.link.send_to(node.ident, P.RunTask(rec.owner, rec.spec, rec.deps, rec.function))
+
+    def _done(self, rec):
+        where = self.placed.pop(rec.task_id, None)
+        if where is not None:
+            node = self.nodes.get(where[1])
+            if node is not None:
+                node.load.placed = max(0, node.load.placed - 1)
+        owner = self.nodes.get(rec.owner)
+        if owner is None or not owner.load.alive:
+            return  # its owner is gone: nobody wants the result
+        self.link.send_to(owner.ident, rec)
+
+    # ------------------------------------------------------------------ time
+    def tick(self, now=None):
+        """Declare silent nodes dead; their placed tasks go back to their owners."""
+        now = time.monotonic() if now is None else now
+        for node_id, node in self.nodes.items():
+            if node.ident is None or not node.load.alive or now - node.last_seen < self.node_timeout:
+                continue
+            node.load.alive = False
+            reason = (f"node {node_id.hex()[:8]} at {node.host} sent no heartbeat for "
+                      f"{self.node_timeout:g} s")
+            log.warning("%s: declared dead", reason)
+            for task_id, (owner, target) in list(self.placed.items()):
+                if target == node_id:
+                    del self.placed[task_id]
+                    owner_node = self.nodes.get(owner)
+                    if owner_node is not None and owner_node.load.alive:
+                        self.link.send_to(owner_node.ident, P.TaskLost(owner, task_id, reason))
+
+    def table(self):
+        now = time.monotonic()
+        return [{"node_id": n.load.node_id.hex(), "host": n.host, "pid": n.pid,
+                 "head": n.ident is None, "alive": n.load.alive, "resources": n.load.total,
+                 "available": n.load.available, "backlog": n.load.backlog,
+                 "running": n.load.running, "placed": n.load.placed,
+                 "seconds_since_heartbeat": round(now - n.last_seen, 1)}
+                for n in self.nodes.values()]
+
+    def size(self):
+        return sum(1 for n in self.nodes.values() if n.load.alive)

@@ -1,0 +1,54 @@
+"""Cluster placement, pure: when a node spills a task, and which node the head picks.
+
+DESIGN.md section 6: local first; a task spills up to the head when its node can never
+run it or when the node's backlog passes a threshold (ready tasks per CPU). The head picks
+a feasible node with the lowest expected wait; a task it placed is never spilled again
+(no ping-pong). No I/O, no clock: the raylet and the head feed in what they know.
+"""
+from dataclasses import dataclass, field
+
+
+@dataclass
+class NodeLoad:
+    """What the head knows of one node."""
+    node_id: bytes
+    total: dict
+    available: dict = field(default_factory=dict)
+    backlog: int = 0  # ready tasks waiting at its last heartbeat
+    running: int = 0
+    placed: int = 0  # tasks the head sent it that it has not finished yet
+    alive: bool = True
+
+    def expected_wait(self) -> float:
+        """Tasks ahead of a new one, per CPU (lower is better)."""
+        cpus = max(self.total.get("CPU", 0.0), 1e-9)
+        return (self.backlog + self.placed + self.running) / cpus
+
+
+def fits(need: dict, have: dict) -> bool:
+    return all(have.get(k, 0.0) + 1e-9 >= v for k, v in need.items() if v)
+
+
+def should_spill(need: dict, local_total: dict, backlog: int, local_cpus: float,
+                 threshold: float, cluster_size: int) -> bool:
+    """Whether a new task leaves its node: never alone; always if the node can never run
+    it; else once ``backlog`` ready tasks per CPU already wait here."""
+    if cluster_size < 2:
+        return False
+    if not fits(need, local_total):
+        return True
+    return backlog >= threshold * max(local_cpus, 1.0)
+
+
+def pick_node(nodes, need: dict, owner: bytes):
+    """The live node that can run ``need`` with the lowest expected wait; the owner wins
+    ties (its data is local). None if no live node can ever run it."""
+    best = None
+    best_key = None
+    for n in nodes:
+        if not n.alive or not fits(need, n.total):
+            continue
+        key = (n.expected_wait(), n.node_id != owner)
+        if best_key is None or key < best_key:
+            best, best_key = n, key
+    return None if best is None else best.node_id

@@ -1,0 +1,80 @@
+"""Start a cluster of several nodes on this machine, for tests and trials.
+
+    from actorscoop.testing import Cluster
+    with Cluster(nodes=[{"num_cpus": 1}, {"num_cpus": 2, "resources": {"gpu_box": 1}}]) as c:
+        asc.init(address=c.address)       # a driver on the head node
+        ...
+        c.kill_node(1)                    # SIGKILL a node (not the head)
+
+Each node is a real raylet with its own session directory, plasma store and workers; the
+head serves the others over CURVE-authenticated TCP on 127.0.0.1 and an ephemeral port.
+Every node started here stops with this process (they hold its lifeline pipe).
+"""
+import os
+import signal
+
+from . import _session
+from ._launcher import launch_node
+from .transport._secure import new_credentials
+
+
+class Cluster:
+    def __init__(self, nodes=({"num_cpus": 1},), config=None, object_store_memory=64 << 20):
+        """``nodes``: one dict of ``launch_node`` options per node (num_cpus, resources);
+        the first is the head."""
+        self.creds = new_credentials()
+        self.config = dict(config or {})
+        self.object_store_memory = object_store_memory
+        self.nodes = []  # (Popen, info, lifeline fd)
+        try:
+            head, *rest = nodes
+            self._start(head, {"token": self.creds.token, "host": "127.0.0.1"}, head=True)
+            self.address = f"127.0.0.1:{self.nodes[0][1]['port']}"
+            for spec in rest:
+                self.add_node(**spec)
+        except BaseException:
+            self.shutdown()
+            raise
+
+    def add_node(self, num_cpus=1, resources=None):
+        """Start one more node that joins the head; returns its index."""
+        self._start({"num_cpus": num_cpus, "resources": resources},
+                    {"token": self.creds.token, "join": self.address}, head=False)
+        return len(self.nodes) - 1
+
+    def _start(self, spec, cluster, head):
+        proc, info, lifeline = launch_node(
+            _session.new_session_dir(), spec.get("num_cpus", 1), spec.get("resources"),
+            self.object_store_memory, port=0 if head else None, head=head, embedded=True,
+            config=self.config, cluster=cluster)
+        self.nodes.append((proc, info, lifeline))
+
+    def info(self, index):
+        return self.nodes[index][1]
+
+    def kill_node(self, index):
+        """SIGKILL a node's raylet (its workers and store follow it) and remove what it
+        could not: its socket files and its node file."""
+        proc, info, _ = self.nodes[index]
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(30)
+        _session.cleanup_session(info["session_dir"])
+        _session.remove_node_file(info["node_id"])
+
+    def shutdown(self):
+        for proc, _info, lifeline in reversed(self.nodes):
+            if lifeline is not None:
+                os.close(lifeline)  # the node stops when its lifeline closes
+        for proc, _info, _lifeline in self.nodes:
+            try:
+                proc.wait(30)
+            except Exception:
+                proc.kill()
+                proc.wait(10)
+        self.nodes = []
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.shutdown()

@@ -1,0 +1,163 @@
+"""Several nodes on this machine, each its own raylet, store, session and port, joined over
+CURVE-authenticated TCP: spillover, custom resources, nested tasks, results crossing
+nodes, a node killed mid-work, refused joins, status."""
+import os
+import time
+
+import numpy as np
+import pytest
+import zmq
+
+import actorscoop as asc
+from actorscoop import protocol as P
+from actorscoop._launcher import launch_node
+from actorscoop import _session
+from actorscoop.exceptions import ActorScoopError
+from actorscoop.testing import Cluster
+from actorscoop.transport import _secure
+from conftest import LeakCheck, wait_for
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    leaks = LeakCheck()
+    c = Cluster(nodes=[{"num_cpus": 1}, {"num_cpus": 1}, {"num_cpus": 1, "resources": {"special": 1}}],
+                config={"node_timeout": 1.5})
+    try:
+        asc.init(address=c.address)
+        leaks.snapshot()
+        yield c
+    finally:
+        leaks.snapshot()
+        asc.shutdown()
+        c.shutdown()
+    leaks.assert_clean()
+
+
+@asc.remote
+def node_of(seconds=0.0):
+    time.sleep(seconds)
+    return asc.get_runtime_context().get_node_id()
+
+
+@asc.remote(resources={"special": 1})
+def special():
+    return asc.get_runtime_context().get_node_id()
+
+
+@asc.remote
+def tree_sum(depth):
+    """Nested tasks: each level submits two children and waits for them."""
+    if depth == 0:
+        return 1, {asc.get_runtime_context().get_node_id()}
+    left, right = asc.get([tree_sum.remote(depth - 1), tree_sum.remote(depth - 1)])
+    return left[0] + right[0], left[1] | right[1]
+
+
+@asc.remote
+def array_of(n, seed):
+    return np.random.default_rng(seed).random(n)
+
+
+def test_tasks_spread_when_the_first_node_is_saturated(cluster):
+    nodes = asc.get([node_of.remote(0.05) for _ in range(60)], timeout=120)
+    ids = {cluster.info(i)["node_id"] for i in range(3)}
+    assert set(nodes) <= ids
+    assert len(set(nodes)) == 3, f"only {len(set(nodes))} of 3 nodes ran tasks: {set(nodes)}"
+
+
+def test_custom_resource_places_the_task_on_the_only_node_that_has_it(cluster):
+    assert asc.get(special.remote(), timeout=60) == cluster.info(2)["node_id"]
+
+
+def test_nested_tasks_across_nodes(cluster):
+    total, where = asc.get(tree_sum.remote(4), timeout=120)
+    assert total == 16
+    assert len(where) >= 2
+
+
+def test_results_and_arguments_cross_nodes_byte_identical(cluster):
+    refs = [array_of.options(resources={"special": 1}).remote(500_000, s) for s in range(3)]
+    for s, arr in enumerate(asc.get(refs, timeout=120)):  # 4 MB each, made on node 2
+        assert np.array_equal(arr, np.random.default_rng(s).random(500_000))
+
+    @asc.remote(resources={"special": 1})
+    def checksum(values):
+        return sum(values)
+    data = list(range(5000))  # a plain argument travels with the spilled task
+    assert asc.get(checksum.remote(data), timeout=60) == sum(data)
+    ref = asc.put(list(range(10)))  # a ref argument: its value travels too
+    assert asc.get(checksum.remote(ref), timeout=60) == 45
+
+
+def test_status_on_the_head_lists_every_node(cluster):
+    def listed():
+        nodes = asc._api.status().get("cluster", {}).get("nodes", [])
+        return len([n for n in nodes if n["alive"]]) >= 3
+    wait_for(listed, 30, what="3 live nodes in the head's status")
+    from actorscoop._cli import format_status
+    text = format_status(asc._api.status())
+    assert "cluster (head" in text and cluster.info(2)["node_id"][:12] in text
+
+
+def test_a_wrong_token_is_refused_fast_with_a_clear_error(cluster, tmp_path, monkeypatch):
+    monkeypatch.setenv("ACTORSCOOP_TMPDIR", str(tmp_path))
+    wrong = _secure.new_credentials()
+    started = time.monotonic()
+    with pytest.raises(ActorScoopError, match="refused this node's handshake"):
+        launch_node(_session.new_session_dir(), 1, cluster={"token": wrong.token, "join": cluster.address},
+                    head=False)
+    assert time.monotonic() - started < 8
+
+
+def test_another_protocol_version_is_refused_naming_both(cluster):
+    ctx = zmq.Context()
+    try:
+        sock = _secure.client_socket(ctx, zmq.DEALER, cluster.creds, f"tcp://{cluster.address}")
+        sock.send(P.encode([P.NodeJoin(P.PROTOCOL_VERSION + 7, os.urandom(16), "elsewhere", 1, {"CPU": 1.0})]))
+        assert sock.poll(10_000), "the head did not answer"
+        reply, = P.decode(sock.recv())
+        assert not reply.ok
+        assert str(P.PROTOCOL_VERSION + 7) in reply.reason and str(P.PROTOCOL_VERSION) in reply.reason
+        sock.close(0)
+    finally:
+        ctx.term()
+
+
+def test_a_plaintext_peer_gets_nothing_and_the_head_keeps_serving(cluster):
+    ctx = zmq.Context()
+    try:
+        sock = ctx.socket(zmq.DEALER)
+        sock.linger = 0
+        sock.connect(f"tcp://{cluster.address}")
+        sock.send(P.encode([P.NodeJoin(P.PROTOCOL_VERSION, os.urandom(16), "plain", 1, {"CPU": 1.0})]))
+        assert not sock.poll(1500), "an unauthenticated peer got an answer"
+        sock.close(0)
+    finally:
+        ctx.term()
+    assert asc.get(special.remote(), timeout=60) == cluster.info(2)["node_id"]
+
+
+def test_killed_node_tasks_finish_elsewhere_and_cluster_goes_on(cluster):
+    """Last in the module: it kills a node. Tasks placed on it are retried by their owner."""
+    victim = cluster.add_node(num_cpus=1, resources={"victim": 1})
+    victim_id = cluster.info(victim)["node_id"]
+
+    @asc.remote
+    def slow(i, path):
+        if asc.get_runtime_context().get_node_id() == victim_id:
+            open(path, "a").close()
+            time.sleep(60)
+        return i
+
+    wait_for(lambda: any(n["node_id"] == victim_id and n["alive"] for n in
+                         asc._api.status().get("cluster", {}).get("nodes", [])), 30,
+             what="the new node to join")
+    path = os.path.join(cluster.info(0)["session_dir"], "victim-started")
+    refs = [slow.remote(i, path) for i in range(40)]
+    wait_for(lambda: os.path.exists(path), 60, what="a task to start on the victim node")
+    cluster.kill_node(victim)
+    assert asc.get(refs, timeout=120) == list(range(40))
+    wait_for(lambda: any(n["node_id"] == victim_id and not n["alive"] for n in
+                         asc._api.status()["cluster"]["nodes"]), 30, what="the head to declare it dead")
+    assert asc.get(special.remote(), timeout=60) == cluster.info(2)["node_id"]
