@@ -46,12 +46,14 @@ def special():
 
 
 @asc.remote
-def tree_sum(depth):
-    """Nested tasks: each level submits two children and waits for them."""
+def fan_out(depth, width=6):
+    """Nested tasks: each level submits ``width`` children at once and waits for them, so a
+    1-CPU node's backlog passes the spill threshold and children run on other nodes."""
     if depth == 0:
+        time.sleep(0.05)
         return 1, {asc.get_runtime_context().get_node_id()}
-    left, right = asc.get([tree_sum.remote(depth - 1), tree_sum.remote(depth - 1)])
-    return left[0] + right[0], left[1] | right[1]
+    parts = asc.get([fan_out.remote(depth - 1, width) for _ in range(width)])
+    return sum(p[0] for p in parts), set().union(*(p[1] for p in parts))
 
 
 @asc.remote
@@ -71,9 +73,9 @@ def test_custom_resource_places_the_task_on_the_only_node_that_has_it(cluster):
 
 
 def test_nested_tasks_across_nodes(cluster):
-    total, where = asc.get(tree_sum.remote(4), timeout=120)
-    assert total == 16
-    assert len(where) >= 2
+    total, where = asc.get(fan_out.remote(2), timeout=120)
+    assert total == 36
+    assert len(where) >= 2, "nested tasks never left their node"
 
 
 def test_results_and_arguments_cross_nodes_byte_identical(cluster):
@@ -88,6 +90,21 @@ def test_results_and_arguments_cross_nodes_byte_identical(cluster):
     assert asc.get(checksum.remote(data), timeout=60) == sum(data)
     ref = asc.put(list(range(10)))  # a ref argument: its value travels too
     assert asc.get(checksum.remote(ref), timeout=60) == 45
+
+
+def test_large_arguments_are_pulled_store_to_store(cluster):
+    import hashlib
+    big = np.random.default_rng(7).random(8_000_000)  # 64 MB: in the driver node's store
+
+    @asc.remote(resources={"special": 1})
+    def digest(a):
+        return hashlib.sha256(a.tobytes()).hexdigest(), asc.get_runtime_context().get_node_id()
+    ref = asc.put(big)
+    got, where = asc.get(digest.remote(ref), timeout=120)
+    assert where == cluster.info(2)["node_id"]
+    assert got == hashlib.sha256(big.tobytes()).hexdigest()
+    back = asc.get(array_of.options(resources={"special": 1}).remote(8_000_000, 3), timeout=120)
+    assert np.array_equal(back, np.random.default_rng(3).random(8_000_000))  # and pulled back
 
 
 def test_status_on_the_head_lists_every_node(cluster):
@@ -148,6 +165,7 @@ def test_killed_node_tasks_finish_elsewhere_and_cluster_goes_on(cluster):
         if asc.get_runtime_context().get_node_id() == victim_id:
             open(path, "a").close()
             time.sleep(60)
+        time.sleep(0.1)  # a backlog builds up, so the idle victim node gets its share
         return i
 
     wait_for(lambda: any(n["node_id"] == victim_id and n["alive"] for n in

@@ -22,14 +22,27 @@ import zmq
 from .. import _errors
 from .. import protocol as P
 from .. import scheduler as S
-from .._serialization import pack_inline
-from ..exceptions import ActorScoopError, NodeDiedError
+from ..exceptions import ActorScoopError, NodeDiedError, ObjectLostError
 from ..transport import _secure
 from ._head import HeadService
 
 log = logging.getLogger("actorscoop.cluster")
 
 REMOTE = b"\x00remote:"  # prefix of the holder identity of a task run for another node
+SERVE = b"\x00serve:"  # ... of its results kept in our store until the owner pulled them
+
+
+def _route_to(address):
+    """This machine's address on the route to ``address`` (what other nodes can reach)."""
+    host, _, port = address.rpartition(":")
+    probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        probe.connect((host, int(port)))  # no packet is sent: this only picks the route
+        return probe.getsockname()[0]
+    except OSError:
+        return "127.0.0.1"
+    finally:
+        probe.close()
 
 
 class ClusterLink:
@@ -42,9 +55,10 @@ class ClusterLink:
         self.ctx = zmq.Context()
         self.auth = None
         self.head = None
+        self.transfer = None
         try:
+            self.auth = _secure.Authenticator(self.ctx, creds).start()
             if join is None:
-                self.auth = _secure.Authenticator(self.ctx, creds).start()
                 self.sock, self.port = _secure.server_socket(self.ctx, zmq.ROUTER, creds, host, port)
                 self.address = f"{host}:{self.port}"
                 totals = dict(raylet.scheduler.total)
@@ -55,6 +69,9 @@ class ClusterLink:
                 self.port = None
                 self.sock = _secure.client_socket(self.ctx, zmq.DEALER, creds, f"tcp://{join}")
                 self._join(join_timeout)
+                host = _route_to(join)
+            from ._transfer import Transfer
+            self.transfer = Transfer(raylet, self.ctx, creds, host)
         except BaseException:
             self.close()
             raise
@@ -138,6 +155,8 @@ class ClusterLink:
                 for frame in parts:
                     for rec in P.decode_or_log(frame, log, "the head"):
                         self.deliver(rec)
+        if self.transfer is not None:
+            self.transfer.drain()
 
     def deliver(self, rec):
         """A message from the head to this raylet."""
@@ -152,6 +171,9 @@ class ClusterLink:
             if not rec.ok and rec.reason == "rejoin":  # the head restarted: join it again
                 log.warning("the head at %s does not know this node any more: joining again", self.address)
                 self.sock.send(P.encode([self._join_record()]), zmq.NOBLOCK)
+        elif t is P.FreeRemote:
+            self.r.objects.drop_client(SERVE + rec.key)
+            self.r._delete_plasma()
         elif t is P.ClusterStatusReply:
             pass
         else:
@@ -164,6 +186,7 @@ class ClusterLink:
                                  r.scheduler.running(), store_used))
         if self.head is not None:
             self.head.tick()
+        self.transfer.tick()
 
     def size(self):
         """Live nodes in the cluster, as far as this node knows (the head knows best)."""
@@ -174,10 +197,10 @@ class ClusterLink:
         """Whether this newly submitted task should leave this node."""
         spec = task.spec
         if missing or spec.args_object is not None or spec.nested or task.forwarded:
-            return False  # its inputs are not all here as plain values yet (object transfer: to do)
+            return False  # its inputs are not all here yet, or refs hide inside its arguments
         for oid in spec.deps:
             e = self.r.objects.entries.get(oid)
-            if e is None or e.kind != P.VALUE_INLINE:
+            if e is None or e.kind not in (P.VALUE_INLINE, P.VALUE_PLASMA):
                 return False
         sched = self.r.scheduler
         # + events not yet fed to the scheduler: a burst of submits arrives in one loop turn
@@ -187,16 +210,53 @@ class ClusterLink:
     def spill(self, task):
         spec = task.spec
         entries = self.r.objects.entries
-        deps = [[oid, entries[oid].kind, entries[oid].data] for oid in spec.deps]
+        deps = []
+        for oid in spec.deps:
+            e = entries[oid]
+            if e.kind == P.VALUE_PLASMA:  # the runner pulls it from our store
+                deps.append([oid, P.VALUE_REMOTE, [self.r.node_id, self.transfer.address, b""]])
+            else:
+                deps.append([oid, e.kind, e.data])
         name, blob, path = self.r.functions[spec.function_id]
         task.remote = True
-        self.to_head(P.SpillTask(self.r.node_id, list(spec), deps, [name, blob, path]))
+        backlog = self.r.scheduler.backlog() + len(self.r.events)
+        self.to_head(P.SpillTask(self.r.node_id, list(spec), deps, [name, blob, path], backlog))
 
     def result(self, rec):
         task = self.r.tasks.pop(rec.task_id, None)
         if task is None:
             return
-        self.r.finish_remote(task, rec.results)
+        remote = [res for res in rec.results if res[1] == P.VALUE_REMOTE]
+        if not remote:
+            self.r.finish_remote(task, rec.results)
+            return
+        # Results in the runner's store: pull them into ours, then let the runner free them.
+        results = [list(res) for res in rec.results]
+        left = {res[0] for res in remote}
+        errors = []
+
+        def pulled(oid, error):
+            left.discard(oid)
+            if error is not None:
+                errors.append(f"{oid.hex()}: {error}")
+            if left:
+                return
+            node_id, key = remote[0][2][0], remote[0][2][2]
+            self.to_head(P.FreeRemote(node_id, key))
+            if errors:
+                self.r.tasks[task.spec.task_id] = task
+                self.lost(P.TaskLost(self.r.node_id, task.spec.task_id,
+                                     "its results could not be fetched from the node that ran it ("
+                                     + "; ".join(errors) + ")"))
+                return
+            for res in results:
+                if res[1] == P.VALUE_REMOTE:
+                    res[1], res[2] = P.VALUE_PLASMA, None
+            self.r.finish_remote(task, results)
+
+        for res in remote:
+            oid, address = res[0], res[2][1]
+            self.transfer.pull(oid, address, lambda error, oid=oid: pulled(oid, error))
 
     def lost(self, rec):
         task = self.r.tasks.get(rec.task_id)
@@ -229,7 +289,12 @@ class ClusterLink:
             r.functions[spec.function_id] = (name, blob, path)
         holder = REMOTE + spec.task_id
         for oid, kind, data in rec.deps:
-            if oid not in r.objects.entries:
+            if oid in r.objects.entries:
+                r.objects.add_holder(oid, holder)
+            elif kind == P.VALUE_REMOTE:  # in the owner's store: pull it before the task runs
+                r.objects.expect(oid, holder, "pull")
+                self.transfer.pull(oid, data[1], lambda error, oid=oid: self._dep_pulled(oid, error))
+            else:
                 r.objects.put(oid, holder, kind, data, 0, ())
             r.objects.pin(oid)
         for i in range(1, spec.num_returns + 1):
@@ -239,24 +304,32 @@ class ClusterLink:
         task.forwarded = True
         r.submit_local(task)
 
-    def send_result(self, task, results):
-        """A task run for another node ended: send the results home, forget them here."""
-        out = [self._portable(res) for res in results]
-        self.to_head(P.TaskResult(task.owner, self.r.node_id, task.spec.task_id, out))
-        self.r.objects.drop_client(REMOTE + task.spec.task_id)
+    def _dep_pulled(self, oid, error):
+        r = self.r
+        if error is None:
+            e, recipients = r.objects.resolve(oid, P.VALUE_PLASMA, None, 0, ())
+        else:
+            e, recipients = r.objects.resolve(oid, P.VALUE_ERROR, _errors.pack_exception(
+                ObjectLostError(f"argument {oid.hex()} could not be fetched from its owner: {error}")), 0, ())
+        if e is not None:
+            events = []
+            r._publish(oid, e, e.kind, e.data, recipients, None, events)
+            r._feed(events)
 
-    def _portable(self, res):
-        oid, kind, data, size, contained = res
-        if kind == P.VALUE_PLASMA:  # no object transfer yet: the value travels inline
-            try:
-                _meta, stream, buffers = self.r.plasma.get_parts(oid, timeout=10.0)
-                data = pack_inline(bytes(stream), buffers)
-                del stream, buffers
-                kind = P.VALUE_INLINE
-            except Exception as exc:
-                kind, data = P.VALUE_ERROR, _errors.pack_exception(ActorScoopError(
-                    f"the result {oid.hex()} could not be read on the node that made it: {exc}"))
-        return [oid, kind, data, size, list(contained)]
+    def send_result(self, task, results):
+        """A task run for another node ended: send the results home. Values in our store stay
+        here, held for the owner until it has pulled them (FreeRemote); the rest is forgotten."""
+        tid = task.spec.task_id
+        out = []
+        for oid, kind, data, size, contained in results:
+            self.r.objects.resolve(oid, kind, data, size, contained)  # so dropping frees it
+            if kind == P.VALUE_PLASMA:
+                self.r.objects.add_holder(oid, SERVE + tid)
+                data, kind = [self.r.node_id, self.transfer.address, tid], P.VALUE_REMOTE
+            out.append([oid, kind, data, size, list(contained)])
+        self.to_head(P.TaskResult(task.owner, self.r.node_id, tid, out))
+        self.r.objects.drop_client(REMOTE + tid)
+        self.r._delete_plasma()
 
     # ------------------------------------------------------------------ status, shutdown
     def report(self):
@@ -266,6 +339,8 @@ class ClusterLink:
         return out
 
     def close(self):
+        if self.transfer is not None:
+            self.transfer.close()
         sock = getattr(self, "sock", None)
         if sock is not None:
             sock.close(linger=0)

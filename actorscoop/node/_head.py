@@ -56,6 +56,10 @@ class HeadService:
             self._place(rec)
         elif t is P.TaskResult:
             self._done(rec)
+        elif t is P.FreeRemote:
+            target = self.nodes.get(rec.node)
+            if target is not None and target.load.alive:
+                self.link.send_to(target.ident, rec)
         elif t is P.ClusterStatusRequest:
             self.link.send_to(ident, P.ClusterStatusReply(rec.request_id, self.table()))
         else:
@@ -86,14 +90,18 @@ class HeadService:
 
     def _place(self, rec):
         resources = rec.spec[8]  # SubmitTask.resources
+        owner = self.nodes.get(rec.owner)
+        if owner is not None:
+            owner.load.backlog = rec.owner_backlog
         target = S.pick_node([n.load for n in self.nodes.values()], resources, rec.owner)
         if target is None:
             target = rec.owner  # nobody can: it waits, infeasible, at its owner (with a warning)
         node = self.nodes.get(target)
         if node is None:
             return
-        node.load.placed += 1
-        self.placed[rec.spec[0]] = (rec.owner, target)
+        if target != rec.owner:  # handed back to its owner, a task shows in the owner's own load
+            node.load.placed += 1
+            self.placed[rec.spec[0]] = (rec.owner, target)
         self.link.send_to(node.ident, P.RunTask(rec.owner, rec.spec, rec.deps, rec.function))
 
     def _done(self, rec):
@@ -118,6 +126,7 @@ class HeadService:
             reason = (f"node {node_id.hex()[:8]} at {node.host} sent no heartbeat for "
                       f"{self.node_timeout:g} s")
             log.warning("%s: declared dead", reason)
+            node.load.placed = 0  # what it had is going back to the owners
             for task_id, (owner, target) in list(self.placed.items()):
                 if target == node_id:
                     del self.placed[task_id]

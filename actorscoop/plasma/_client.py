@@ -117,6 +117,25 @@ class PlasmaClient:
         """Serialize ``obj`` with pickle protocol 5 (buffers out-of-band) and put it."""
         return self.put_parts(object_id, *serialize(obj))
 
+    def create_block(self, object_id: bytes, size: int):
+        """Create an object of ``size`` raw bytes and return a writable uint8 view of its
+        block, to be filled (e.g. with another store's block, chunk by chunk) and then
+        sealed with ``seal`` or dropped with ``abort``."""
+        _check_id(object_id)
+        located = self._request(P.Create(0, object_id, int(size), float(self.full_store_wait)),
+                                timeout=self.timeout + self.full_store_wait)
+        if located.warning:
+            _warn_fallback(located.warning)
+        mapping = self._mapping(located.path)
+        mapping.populate(located.offset, int(size), write=True)
+        return mapping.array[located.offset:located.offset + int(size)]
+
+    def seal(self, object_id: bytes) -> None:
+        self._request(P.Seal(0, object_id))
+
+    def abort(self, object_id: bytes) -> None:
+        self._request(P.Abort(0, object_id))
+
     # -- reading ---------------------------------------------------------------
 
     def get_parts(self, object_id: bytes, timeout: float | None = None) -> tuple[bytes, memoryview, list]:
@@ -139,6 +158,19 @@ class PlasmaClient:
         layout = _layout.read(block)
         metadata = bytes(_part(block, layout.meta))
         return metadata, _part(block, layout.stream), [_part(block, b) for b in layout.buffers]
+
+    def get_block(self, object_id: bytes) -> memoryview:
+        """The whole block of a sealed object, raw (header and parts), read-only and pinned
+        while the view lives: what another store copies to hold the same object."""
+        _check_id(object_id)
+        located = self._request(P.Get(0, object_id, None))
+        try:
+            mapping = self._mapping(located.path)
+        except BaseException:
+            self._releases.push(object_id)
+            raise
+        return _view(mapping.address + located.offset, located.size,
+                     _Pin(object_id, mapping, self._releases))
 
     def get(self, object_id: bytes, timeout: float | None = None, copy: bool = False):
         """Get and deserialize an object.  Arrays in it are read-only views of shared memory

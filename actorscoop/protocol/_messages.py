@@ -12,6 +12,7 @@ PROTOCOL_VERSION = 2
 VALUE_INLINE = 0  # data holds the serialized value
 VALUE_PLASMA = 1  # the value is in the node's plasma store under its object id
 VALUE_ERROR = 2  # data holds a serialized exception
+VALUE_REMOTE = 3  # between nodes only: data is [node_id, object_address, key] of a node whose store holds it
 
 # Client kinds in Hello.
 KIND_DRIVER = "driver"
@@ -316,6 +317,7 @@ class SpillTask(NamedTuple):
     spec: list
     deps: list
     function: list
+    owner_backlog: int  # tasks waiting at the owner now (fresher than its last heartbeat)
 
 
 class RunTask(NamedTuple):
@@ -342,6 +344,29 @@ class TaskLost(NamedTuple):
     reason: str
 
 
+class FreeRemote(NamedTuple):
+    """The owner pulled (or no longer needs) the results that ``node`` keeps for it under ``key``."""
+    node: bytes
+    key: bytes
+
+
+class PullRequest(NamedTuple):
+    """Node to node (object transfer socket): send ``length`` bytes of an object's block
+    from ``offset``. The answer is a PullChunk record followed by one raw payload frame."""
+    object_id: bytes
+    offset: int
+    length: int
+
+
+class PullChunk(NamedTuple):
+    """Header of a chunk of an object's block; ``total`` is the block's size, or -1 if the
+    object is not in this node's store (``error`` says why)."""
+    object_id: bytes
+    offset: int
+    total: int
+    error: str
+
+
 class ClusterStatusRequest(NamedTuple):
     request_id: int
 
@@ -358,10 +383,10 @@ MESSAGE_TYPES = (
     KVPut, KVGet, KVReply, CreateActor, KillActor, GetActor, ActorReply, WatchStart, TaskStarted,
     ReturnAddress, InterruptCall, Promote, AdoptResults, DirectHello, CallDone,
     NodeJoin, JoinReply, Heartbeat, SpillTask, RunTask, TaskResult, TaskLost,
-    ClusterStatusRequest, ClusterStatusReply,
+    ClusterStatusRequest, ClusterStatusReply, FreeRemote, PullRequest, PullChunk,
 )
 
 __all__ = [c.__name__ for c in MESSAGE_TYPES] + [
-    "PROTOCOL_VERSION", "VALUE_INLINE", "VALUE_PLASMA", "VALUE_ERROR",
+    "PROTOCOL_VERSION", "VALUE_INLINE", "VALUE_PLASMA", "VALUE_ERROR", "VALUE_REMOTE",
     "KIND_DRIVER", "KIND_WORKER", "KIND_CLI", "KIND_DRIVER_TX",
 ]

@@ -1,0 +1,189 @@
+"""Objects between nodes: each raylet serves its store's objects, and pulls others'.
+
+Pull, in chunks, straight from one store's arena into the other's: the puller creates the
+object's block in its own store and asks the holder for ``CHUNK`` bytes at a time, at most
+``WINDOW`` chunks in flight per object (so bytes in flight are bounded), writing each chunk
+where it belongs as it arrives; the last one seals the block. Both ends are ZeroMQ
+sockets over TCP with CURVE (the cluster's token), in the raylet's loop: a ROUTER that
+serves, and one DEALER per remote node that pulls. Payload frames are sent and received
+without copies in pyzmq; the one copy on each side is between the arena and the socket.
+"""
+import logging
+import time
+
+import zmq
+
+from .. import protocol as P
+from ..transport import _secure
+
+log = logging.getLogger("actorscoop.transfer")
+
+CHUNK = 8 << 20
+WINDOW = 4
+STALL_TIMEOUT = 30.0
+
+
+class _Pull:
+    __slots__ = ("object_id", "address", "callbacks", "block", "total", "next_offset",
+                 "received", "inflight", "last")
+
+    def __init__(self, object_id, address, callback):
+        self.object_id, self.address = object_id, address
+        self.callbacks = [callback]
+        self.block = None  # writable view of our copy, once the size is known
+        self.total = None
+        self.next_offset = 0
+        self.received = 0
+        self.inflight = 0
+        self.last = time.monotonic()  # when data last came
+
+
+class Transfer:
+    def __init__(self, raylet, ctx, creds, host):
+        self.r = raylet
+        self.ctx = ctx
+        self.creds = creds
+        self.server, port = _secure.server_socket(ctx, zmq.ROUTER, creds, host, 0)
+        self.address = f"{host}:{port}"
+        self.serving = {}  # object id -> (read-only block view, last use)
+        self.links = {}  # address -> DEALER
+        self.pulls = {}  # object id -> _Pull
+        self.bytes_pulled = 0
+        raylet.loop.add(self.server.getsockopt(zmq.FD), self.drain)
+
+    # ------------------------------------------------------------------ pulling
+    def pull(self, object_id, address, callback):
+        """Copy ``object_id`` from the store of the node at ``address`` into ours; then call
+        ``callback(None)``, or ``callback(error text)``. Several asks, one transfer."""
+        p = self.pulls.get(object_id)
+        if p is not None:
+            p.callbacks.append(callback)
+            return
+        p = self.pulls[object_id] = _Pull(object_id, address, callback)
+        self._ask(p, 0, CHUNK)
+
+    def _link(self, address):
+        sock = self.links.get(address)
+        if sock is None:
+            sock = self.links[address] = _secure.client_socket(self.ctx, zmq.DEALER, self.creds,
+                                                               f"tcp://{address}")
+            self.r.loop.add(sock.getsockopt(zmq.FD), self.drain)
+        return sock
+
+    def _ask(self, p, offset, length):
+        p.inflight += 1
+        self._link(p.address).send(P.encode([P.PullRequest(p.object_id, offset, length)]), zmq.NOBLOCK)
+        p.next_offset = offset + length
+
+    def _on_chunk(self, head, payload):
+        p = self.pulls.get(head.object_id)
+        if p is None:
+            return
+        p.inflight -= 1
+        p.last = time.monotonic()
+        if head.total < 0:
+            self._finish(p, head.error or "the holder does not have it")
+            return
+        try:
+            if p.block is None:
+                p.total = head.total
+                p.block = self.r.plasma.create_block(p.object_id, head.total)
+            n = len(payload)
+            p.block[head.offset:head.offset + n] = memoryview(payload).cast("B")
+            p.received += n
+        except Exception as exc:
+            self._finish(p, f"could not store it here: {type(exc).__name__}: {exc}")
+            return
+        if p.received >= p.total:
+            try:
+                p.block = None
+                self.r.plasma.seal(p.object_id)
+            except Exception as exc:
+                self._finish(p, f"could not seal it here: {exc}")
+                return
+            self.bytes_pulled += p.total
+            self._finish(p, None)
+            return
+        while p.inflight < WINDOW and p.next_offset < p.total:
+            self._ask(p, p.next_offset, min(CHUNK, p.total - p.next_offset))
+
+    def _finish(self, p, error):
+        del self.pulls[p.object_id]
+        if error is not None and p.block is not None:
+            p.block = None
+            try:
+                self.r.plasma.abort(p.object_id)
+            except Exception:
+                pass
+        for cb in p.callbacks:
+            cb(error)
+
+    def fail_pulls_from(self, address, reason):
+        """The node at ``address`` died: its transfers will never finish."""
+        for p in [p for p in self.pulls.values() if p.address == address]:
+            self._finish(p, reason)
+        sock = self.links.pop(address, None)
+        if sock is not None:
+            self.r.loop.remove(sock.getsockopt(zmq.FD))
+            sock.close(linger=0)
+
+    # ------------------------------------------------------------------ serving
+    def _serve(self, ident, req):
+        entry = self.serving.get(req.object_id)
+        if entry is None:
+            try:
+                view = self.r.plasma.get_block(req.object_id)
+            except Exception as exc:
+                self.server.send_multipart([ident, P.encode([P.PullChunk(
+                    req.object_id, req.offset, -1, f"{type(exc).__name__}: {exc}")]), b""])
+                return
+        else:
+            view = entry[0]
+        total = len(view)
+        end = min(total, req.offset + max(0, req.length))
+        if end >= total:
+            self.serving.pop(req.object_id, None)  # the last chunk: let the pin go
+        else:
+            self.serving[req.object_id] = (view, time.monotonic())
+        self.server.send_multipart([ident, P.encode([P.PullChunk(req.object_id, req.offset, total, "")]),
+                                    view[req.offset:end]], copy=False)
+
+    # ------------------------------------------------------------------ loop
+    def drain(self):
+        server = self.server
+        while server.getsockopt(zmq.EVENTS) & zmq.POLLIN:
+            parts = server.recv_multipart(zmq.NOBLOCK)
+            if len(parts) != 2:
+                log.warning("dropped a pull request of %d parts", len(parts))
+                continue
+            for rec in P.decode_or_log(parts[1], log, "a node pulling"):
+                if type(rec) is P.PullRequest:
+                    self._serve(parts[0], rec)
+        for sock in list(self.links.values()):
+            while sock.getsockopt(zmq.EVENTS) & zmq.POLLIN:
+                parts = sock.recv_multipart(zmq.NOBLOCK, copy=False)
+                if len(parts) != 2:
+                    log.warning("dropped a chunk of %d parts", len(parts))
+                    continue
+                recs = P.decode_or_log(parts[0].bytes, log, "a node serving")
+                if recs and type(recs[0]) is P.PullChunk:
+                    self._on_chunk(recs[0], parts[1].buffer)
+
+    def tick(self, now=None):
+        """Let go of blocks whose puller stopped asking a while ago; give up on pulls whose
+        holder stopped answering (it died, or the link is cut)."""
+        now = time.monotonic() if now is None else now
+        for oid, (_view, used) in list(self.serving.items()):
+            if now - used > 60:
+                del self.serving[oid]
+        for p in list(self.pulls.values()):
+            if now - p.last > STALL_TIMEOUT:
+                self._finish(p, f"the node at {p.address} sent nothing for {STALL_TIMEOUT:g} s")
+
+    def close(self):
+        self.serving.clear()
+        for p in list(self.pulls.values()):
+            p.block = None
+        for sock in self.links.values():
+            sock.close(linger=0)
+        self.server.close(linger=0)
