@@ -21,7 +21,8 @@ from conftest import LeakCheck, wait_for
 @pytest.fixture(scope="module")
 def cluster():
     leaks = LeakCheck()
-    c = Cluster(nodes=[{"num_cpus": 1}, {"num_cpus": 1}, {"num_cpus": 1, "resources": {"special": 1}}],
+    c = Cluster(nodes=[{"num_cpus": 1}, {"num_cpus": 1},
+                       {"num_cpus": 2, "resources": {"special": 1, "actor_slot": 1}}],
                 config={"node_timeout": 1.5})
     try:
         asc.init(address=c.address)
@@ -105,6 +106,42 @@ def test_large_arguments_are_pulled_store_to_store(cluster):
     assert got == hashlib.sha256(big.tobytes()).hexdigest()
     back = asc.get(array_of.options(resources={"special": 1}).remote(8_000_000, 3), timeout=120)
     assert np.array_equal(back, np.random.default_rng(3).random(8_000_000))  # and pulled back
+
+
+@asc.remote(resources={"actor_slot": 1})
+class FarCounter:
+    def __init__(self, start):
+        self.n = start
+
+    def incr(self, k=1):
+        self.n += k
+        return self.n
+
+    def where(self):
+        return asc.get_runtime_context().get_node_id()
+
+    def size(self, blob):
+        return len(blob)
+
+
+@asc.remote
+def call_from_a_task(handle, k):
+    return asc.get(handle.incr.remote(k))
+
+
+def test_actors_live_where_their_resources_are_and_are_called_from_anywhere(cluster):
+    c = FarCounter.options(name="far-counter").remote(10)
+    assert asc.get(c.where.remote(), timeout=60) == cluster.info(2)["node_id"]
+    refs = [c.incr.remote() for _ in range(300)]
+    assert asc.get(refs, timeout=60) == list(range(11, 311))  # order holds across nodes
+    same = asc.get_actor("far-counter")  # found through the head's directory
+    assert asc.get(same.incr.remote(), timeout=30) == 311
+    assert asc.get(call_from_a_task.remote(c, 5), timeout=60) == 316  # a handle in a task
+    big = asc.put(bytes(300_000))  # a plasma argument: pulled by the actor's node
+    assert asc.get(c.size.remote(big), timeout=60) == 300_000
+    asc.kill(c)
+    with pytest.raises(asc.exceptions.ActorDiedError, match="killed"):
+        asc.get(c.incr.remote(), timeout=30)
 
 
 def test_status_on_the_head_lists_every_node(cluster):

@@ -30,6 +30,7 @@ def main(argv=None):
     a = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="raylet %(levelname)s %(name)s: %(message)s")
     ready = os.fdopen(a.ready_fd, "w") if a.ready_fd is not None else None
+    r = None
     try:
         from .. import _session
         from ._raylet import Raylet
@@ -51,6 +52,10 @@ def main(argv=None):
         if ready is not None:
             ready.write(json.dumps({"error": f"{type(exc).__name__}: {exc}"}) + "\n")
             ready.close()
+        if r is not None:  # leave nothing behind: workers, store, socket files
+            r.shutdown()
+        from .. import _session as s
+        s.cleanup_session(a.session_dir)
         raise
     if ready is not None:
         ready.write(json.dumps({"ready": r.node_info()}) + "\n")

@@ -25,6 +25,7 @@ class ActorState(enum.Enum):
     ALIVE = "alive"
     RESTARTING = "restarting"
     DEAD = "dead"
+    REMOTE = "remote"  # lives on another node: calls go there through the head
 
 
 class _Actor:
@@ -83,11 +84,19 @@ class ActorManager:
             self.r._send(ident, P.ActorReply(request_id, actor_id, meta, error))
 
     def on_creation_task(self, task):
-        """The actor's __init__ task arrived: reserve resources, then start its process."""
+        """The actor's __init__ task arrived: reserve resources, then start its process (or,
+        when this node can never host it, hand it to the cluster)."""
         a = self.actors.get(task.spec.actor_id)
         if a is None:
             return False
         a.creation = task
+        cluster = self.r.cluster
+        if cluster is not None:
+            if not task.forwarded and not task.missing and not S.fits(a.spec.resources, self.r.scheduler.total):
+                a.state = ActorState.REMOTE
+                cluster.spill_actor(a, task)
+                return True
+            cluster.hosted(a)
         for oid in task.missing:
             self.waiting_on[oid].add(a.id)
         if a.spec.hold_resources:
@@ -128,6 +137,8 @@ class ActorManager:
     # ------------------------------------------------------------------ calls
     def submit(self, task, missing):
         a = self.actors.get(task.spec.actor_id)
+        if a is None and self.r.cluster is not None and not task.forwarded:
+            a = self._remote(task)  # made elsewhere: its calls go through the head
         if a is None or a.state is ActorState.DEAD:
             self.r.tasks.pop(task.spec.task_id, None)
             self.r._fail_returns(task, self._dead_error(a, task.spec))
@@ -183,8 +194,25 @@ class ActorManager:
                     t.missing.discard(oid)
             self._pump(a)
 
+    def _remote(self, task):
+        cls, _, _ = task.spec.name.partition(".")
+        a = _Actor(P.CreateActor(0, task.spec.actor_id, cls, "", "", False, False, 0, 0, 1, {}, False, b""), None)
+        a.state = ActorState.REMOTE
+        self.actors[a.id] = a
+        return a
+
     def _pump(self, a):
-        """Send queued calls whose arguments are ready, in order, while the actor is alive."""
+        """Send queued calls whose arguments are ready, in order, while the actor is alive
+        (or, for an actor on another node, route them there in order)."""
+        if a.state is ActorState.REMOTE:
+            while a.queue:
+                task = self.r.tasks.get(a.queue[0])
+                if task is not None and task.missing:
+                    return
+                a.queue.popleft()
+                if task is not None:
+                    self.r.cluster.route_call(task)
+            return
         if a.state is not ActorState.ALIVE:
             return
         w = self.r.workers.by_id.get(a.worker_id)
@@ -268,6 +296,8 @@ class ActorManager:
     def _die(self, a, cause, kill):
         a.state = ActorState.DEAD
         a.death = cause
+        if self.r.cluster is not None:
+            self.r.cluster.to_head(P.ActorGone(a.id))
         if a.spec.name:
             self.names.pop((a.spec.namespace, a.spec.name), None)
         if a.spec.hold_resources:
@@ -303,8 +333,12 @@ class ActorManager:
             f"{a.label} is dead: {a.death}. Its pending and later calls, like "
             f"{spec.name}(), fail. Give it max_restarts=N to restart it automatically."))
 
-    def kill(self, actor_id, no_restart):
+    def kill(self, actor_id, no_restart, route=True):
+        """``route``: an actor this node does not host is killed where it lives."""
         a = self.actors.get(actor_id)
+        if route and self.r.cluster is not None and (a is None or a.state is ActorState.REMOTE):
+            self.r.cluster.to_head(P.RouteKill(actor_id, no_restart))
+            return
         if a is None or a.state is ActorState.DEAD:
             return
         cause = "it was killed with actorscoop.kill()"
@@ -330,6 +364,9 @@ class ActorManager:
     def get(self, ident, rec):
         aid = self.names.get((rec.namespace, rec.name))
         a = self.actors.get(aid) if aid else None
+        if (a is None or a.state is ActorState.DEAD) and self.r.cluster is not None:
+            self.r.cluster.lookup(ident, rec)  # maybe another node hosts it
+            return
         if a is None or a.state is ActorState.DEAD:
             ns = f" in namespace {rec.namespace!r}" if rec.namespace else ""
             self.r._send(ident, P.ActorReply(rec.request_id, None, None,

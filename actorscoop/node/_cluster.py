@@ -22,9 +22,10 @@ import zmq
 from .. import _errors
 from .. import protocol as P
 from .. import scheduler as S
-from ..exceptions import ActorScoopError, NodeDiedError, ObjectLostError
+from ..exceptions import ActorDiedError, ActorScoopError, NodeDiedError, ObjectLostError
 from ..transport import _secure
 from ._head import HeadService
+from ._objects import ObjState
 
 log = logging.getLogger("actorscoop.cluster")
 
@@ -56,6 +57,8 @@ class ClusterLink:
         self.auth = None
         self.head = None
         self.transfer = None
+        self._lookups = {}  # head request id -> (client, client's request id)
+        self._request_ids = iter(range(1, 1 << 62))
         try:
             self.auth = _secure.Authenticator(self.ctx, creds).start()
             if join is None:
@@ -168,12 +171,23 @@ class ClusterLink:
         elif t is P.TaskLost:
             self.lost(rec)
         elif t is P.JoinReply:
-            if not rec.ok and rec.reason == "rejoin":  # the head restarted: join it again
-                log.warning("the head at %s does not know this node any more: joining again", self.address)
+            if not rec.ok and rec.reason == "rejoin":  # the head restarted, or declared us dead
+                log.warning("the head at %s does not count this node in: dropping the work other "
+                            "nodes gave it (they run it elsewhere) and joining again", self.address)
+                self.r.fence_foreign_tasks()
                 self.sock.send(P.encode([self._join_record()]), zmq.NOBLOCK)
         elif t is P.FreeRemote:
             self.r.objects.drop_client(SERVE + rec.key)
             self.r._delete_plasma()
+        elif t is P.RunActor:
+            self.run_actor(rec)
+        elif t is P.RouteKill:
+            self.r.actors.kill(rec.actor_id, rec.no_restart, route=False)
+        elif t is P.ActorFound:
+            ident, request_id = self._lookups.pop(rec.request_id, (None, 0))
+            if ident is not None:
+                error = "" if rec.actor_id else "no live actor of that name in the cluster"
+                self.r._send(ident, P.ActorReply(request_id, rec.actor_id, rec.meta, error))
         elif t is P.ClusterStatusReply:
             pass
         else:
@@ -207,20 +221,59 @@ class ClusterLink:
         return S.should_spill(spec.resources, sched.total, sched.backlog() + len(self.r.events),
                               sched.total.get("CPU", 0.0), self.spill_threshold, self.size())
 
-    def spill(self, task):
-        spec = task.spec
-        entries = self.r.objects.entries
+    def _portable_deps(self, spec):
+        """Argument values as they travel: inline values as they are, plasma values as a
+        place to pull them from (our store)."""
         deps = []
         for oid in spec.deps:
-            e = entries[oid]
-            if e.kind == P.VALUE_PLASMA:  # the runner pulls it from our store
+            e = self.r.objects.entries[oid]
+            if e.kind == P.VALUE_PLASMA:
                 deps.append([oid, P.VALUE_REMOTE, [self.r.node_id, self.transfer.address, b""]])
             else:
                 deps.append([oid, e.kind, e.data])
+        return deps
+
+    def spill(self, task):
+        spec = task.spec
         name, blob, path = self.r.functions[spec.function_id]
         task.remote = True
         backlog = self.r.scheduler.backlog() + len(self.r.events)
-        self.to_head(P.SpillTask(self.r.node_id, list(spec), deps, [name, blob, path], backlog))
+        self.to_head(P.SpillTask(self.r.node_id, list(spec), self._portable_deps(spec), [name, blob, path],
+                                 backlog))
+
+    # ------------------------------------------------------------------ actors on other nodes
+    def spill_actor(self, a, task):
+        """This node can never host the actor: the head places it on one that can."""
+        spec = task.spec
+        name, blob, path = self.r.functions[spec.function_id]
+        task.remote = True
+        self.r.tasks[spec.task_id] = task  # its __init__ result comes back as a TaskResult
+        self.to_head(P.SpillActor(self.r.node_id, list(a.spec), list(spec), self._portable_deps(spec),
+                                  [name, blob, path]))
+
+    def hosted(self, a):
+        self.to_head(P.ActorHosted(a.id, self.r.node_id, a.spec.name, a.spec.namespace, a.spec.meta))
+
+    def route_call(self, task):
+        task.remote = True
+        self.to_head(P.RouteCall(self.r.node_id, list(task.spec), self._portable_deps(task.spec)))
+
+    def lookup(self, ident, rec):
+        rid = next(self._request_ids)
+        self._lookups[rid] = (ident, rec.request_id)
+        self.to_head(P.ActorLookup(rid, rec.name, rec.namespace))
+
+    def run_actor(self, rec):
+        """Host an actor another node could not."""
+        r = self.r
+        create = P.CreateActor(*rec.create)
+        spec = P.SubmitTask(*rec.spec)
+        holder = REMOTE + create.actor_id
+        r.actors.on_create(holder, create._replace(request_id=0, get_if_exists=True))
+        task = self._take(rec, spec)
+        del r.tasks[spec.task_id]  # the actor keeps its creation task itself
+        task.missing = {o for o in spec.deps if r.objects.entries[o].state is not ObjState.READY}
+        r.actors.on_creation_task(task)
 
     def result(self, rec):
         task = self.r.tasks.pop(rec.task_id, None)
@@ -262,6 +315,11 @@ class ClusterLink:
         task = self.r.tasks.get(rec.task_id)
         if task is None:
             return
+        if task.spec.actor_id is not None:
+            del self.r.tasks[rec.task_id]
+            self.r.finish_remote(task, None, _errors.pack_exception(ActorDiedError(
+                f"{task.spec.name}(): the actor is gone: {rec.reason}")))
+            return
         if task.attempts < task.spec.max_retries:
             task.attempts += 1
             task.remote = False
@@ -284,8 +342,18 @@ class ClusterLink:
             task.forwarded = True
             r.submit_local(task)
             return
+        task = self._take(rec, spec)
+        if spec.actor_id is not None:  # a call to an actor we host
+            r.actors.submit(task, [o for o in spec.deps if r.objects.entries[o].state is ObjState.PENDING])
+        else:
+            r.submit_local(task)
+
+    def _take(self, rec, spec):
+        """Make a task another node sent us ours to run: its function, its arguments (pulled
+        if they are in the owner's store), its results expected here until they go home."""
+        r = self.r
         name, blob, path = rec.function
-        if spec.function_id not in r.functions:
+        if name and spec.function_id not in r.functions:
             r.functions[spec.function_id] = (name, blob, path)
         holder = REMOTE + spec.task_id
         for oid, kind, data in rec.deps:
@@ -302,7 +370,7 @@ class ClusterLink:
         task = r.new_task(spec, holder, list(spec.deps))
         task.owner = rec.owner
         task.forwarded = True
-        r.submit_local(task)
+        return task
 
     def _dep_pulled(self, oid, error):
         r = self.r
@@ -320,6 +388,12 @@ class ClusterLink:
         """A task run for another node ended: send the results home. Values in our store stay
         here, held for the owner until it has pulled them (FreeRemote); the rest is forgotten."""
         tid = task.spec.task_id
+        if task.cancelled:  # fenced: its owner runs it elsewhere; forget what it made
+            for oid, kind, data, size, contained in results:
+                self.r.objects.resolve(oid, kind, data, size, contained)
+            self.r.objects.drop_client(REMOTE + tid)
+            self.r._delete_plasma()
+            return
         out = []
         for oid, kind, data, size, contained in results:
             self.r.objects.resolve(oid, kind, data, size, contained)  # so dropping frees it
@@ -333,7 +407,8 @@ class ClusterLink:
 
     # ------------------------------------------------------------------ status, shutdown
     def report(self):
-        out = {"address": self.address, "head": self.head is not None}
+        out = {"address": self.address, "head": self.head is not None,
+               "transfer": self.transfer.report() if self.transfer is not None else None}
         if self.head is not None:
             out["nodes"] = self.head.table()
         return out

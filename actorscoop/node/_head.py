@@ -34,6 +34,8 @@ class HeadService:
         now = time.monotonic()
         self.nodes = {node_id: _Node(S.NodeLoad(node_id, dict(totals)), None, link.host, link.pid, now)}
         self.placed = {}  # task id -> (owner node id, node id it runs on)
+        self.actors = {}  # actor id -> node id hosting it (actors placed by the head)
+        self.names = {}  # (namespace, name) -> (actor id, meta)
 
     # ------------------------------------------------------------------ messages
     def handle(self, ident, rec):
@@ -48,14 +50,38 @@ class HeadService:
         node.last_seen = time.monotonic()
         if t is P.Heartbeat:
             load = node.load
-            load.available, load.backlog, load.running = rec.available, rec.backlog, rec.running
             if not load.alive:
-                log.warning("node %s is back", rec.node_id.hex()[:8])
-                load.alive = True
+                # Declared dead, its tasks went back to their owners: it must drop them
+                # (fence) and join again before it gets any work.
+                log.warning("node %s is back after being declared dead: it must rejoin", rec.node_id.hex()[:8])
+                self.link.send_to(ident, P.JoinReply(False, "rejoin", self.node_id))
+                return
+            load.available, load.backlog, load.running = rec.available, rec.backlog, rec.running
         elif t is P.SpillTask:
             self._place(rec)
         elif t is P.TaskResult:
             self._done(rec)
+        elif t is P.SpillActor:
+            self._place_actor(rec)
+        elif t is P.ActorHosted:
+            self.actors[rec.actor_id] = rec.node_id
+            if rec.name:
+                self.names.setdefault((rec.namespace, rec.name), (rec.actor_id, rec.meta))
+        elif t is P.ActorGone:
+            self.actors.pop(rec.actor_id, None)
+            for key, (aid, _meta) in list(self.names.items()):
+                if aid == rec.actor_id:
+                    del self.names[key]
+        elif t is P.RouteCall:
+            self._route_call(rec)
+        elif t is P.RouteKill:
+            node = self.nodes.get(self.actors.get(rec.actor_id))
+            if node is not None and node.load.alive:
+                self.link.send_to(node.ident, rec)
+        elif t is P.ActorLookup:
+            found = self.names.get((rec.namespace, rec.name))
+            aid, meta = found if found and self._actor_alive(found[0]) else (None, None)
+            self.link.send_to(ident, P.ActorFound(rec.request_id, aid, meta))
         elif t is P.FreeRemote:
             target = self.nodes.get(rec.node)
             if target is not None and target.load.alive:
@@ -103,6 +129,37 @@ class HeadService:
             node.load.placed += 1
             self.placed[rec.spec[0]] = (rec.owner, target)
         self.link.send_to(node.ident, P.RunTask(rec.owner, rec.spec, rec.deps, rec.function))
+
+    def _place_actor(self, rec):
+        create = P.CreateActor(*rec.create)
+        target = S.pick_node([n.load for n in self.nodes.values() if n.load.node_id != rec.owner],
+                             create.resources, rec.owner)
+        node = self.nodes.get(target)
+        if node is None:  # nowhere: its owner keeps it pending (and warns)
+            node = self.nodes.get(rec.owner)
+            if node is None:
+                return
+        self.actors[create.actor_id] = node.load.node_id
+        if create.name:
+            self.names[(create.namespace, create.name)] = (create.actor_id, create.meta)
+        self.link.send_to(node.ident, P.RunActor(rec.owner, rec.create, rec.spec, rec.deps, rec.function))
+
+    def _actor_alive(self, actor_id):
+        node = self.nodes.get(self.actors.get(actor_id))
+        return node is not None and node.load.alive
+
+    def _route_call(self, rec):
+        actor_id = rec.spec[11]  # SubmitTask.actor_id
+        node = self.nodes.get(self.actors.get(actor_id))
+        owner = self.nodes.get(rec.owner)
+        if node is None or not node.load.alive:
+            if owner is not None:
+                why = "the node it lived on died" if node is not None else "no node of the cluster hosts it"
+                self.link.send_to(owner.ident, P.TaskLost(rec.owner, rec.spec[0], f"actor call: {why}"))
+            return
+        node.load.placed += 1
+        self.placed[rec.spec[0]] = (rec.owner, node.load.node_id)
+        self.link.send_to(node.ident, P.RunTask(rec.owner, rec.spec, rec.deps, ["", b"", []]))
 
     def _done(self, rec):
         where = self.placed.pop(rec.task_id, None)

@@ -425,6 +425,17 @@ class Raylet:
         missing = tuple(o for o in spec.deps if self.objects.entries[o].state is ObjState.PENDING)
         self._feed([S.TaskSubmitted(spec.task_id, _resources(spec.resources), missing, spec.name, True)])
 
+    def fence_foreign_tasks(self):
+        """The head counted this node dead and gave the tasks other nodes sent here back to
+        their owners: cancel them (queued ones are dropped, running ones' results discarded)."""
+        events = []
+        for tid, task in list(self.tasks.items()):
+            if task.owner is not None and not task.cancelled:
+                task.cancelled = True
+                if task.spec.actor_id is None:
+                    events.append(S.CancelRequested(tid, False))
+        self._feed(events)
+
     def finish_remote(self, task, results, err=None):
         """One of our tasks that another node ran (or lost) is over."""
         if err is not None:

@@ -25,7 +25,7 @@ STALL_TIMEOUT = 30.0
 
 class _Pull:
     __slots__ = ("object_id", "address", "callbacks", "block", "total", "next_offset",
-                 "received", "inflight", "last")
+                 "received", "inflight", "last", "started")
 
     def __init__(self, object_id, address, callback):
         self.object_id, self.address = object_id, address
@@ -35,7 +35,7 @@ class _Pull:
         self.next_offset = 0
         self.received = 0
         self.inflight = 0
-        self.last = time.monotonic()  # when data last came
+        self.last = self.started = time.monotonic()  # when data last came; when asked
 
 
 class Transfer:
@@ -48,7 +48,11 @@ class Transfer:
         self.serving = {}  # object id -> (read-only block view, last use)
         self.links = {}  # address -> DEALER
         self.pulls = {}  # object id -> _Pull
+        self.deferred = []  # pulls waiting for our store to start
         self.bytes_pulled = 0
+        self.pull_seconds = 0.0  # summed over pulls, from first request to seal
+        self.pulls_done = 0
+        self.bytes_served = 0
         raylet.loop.add(self.server.getsockopt(zmq.FD), self.drain)
 
     # ------------------------------------------------------------------ pulling
@@ -60,6 +64,12 @@ class Transfer:
             p.callbacks.append(callback)
             return
         p = self.pulls[object_id] = _Pull(object_id, address, callback)
+        if self.r.store is None:  # our store is still starting: ask once it is up (drain)
+            if self.r.store_error is not None:
+                self._finish(p, f"this node's object store could not start: {self.r.store_error}")
+            else:
+                self.deferred.append(p)
+            return
         self._ask(p, 0, CHUNK)
 
     def _link(self, address):
@@ -102,6 +112,8 @@ class Transfer:
                 self._finish(p, f"could not seal it here: {exc}")
                 return
             self.bytes_pulled += p.total
+            self.pull_seconds += time.monotonic() - p.started
+            self.pulls_done += 1
             self._finish(p, None)
             return
         while p.inflight < WINDOW and p.next_offset < p.total:
@@ -132,6 +144,8 @@ class Transfer:
         entry = self.serving.get(req.object_id)
         if entry is None:
             try:
+                if self.r.store is None:
+                    raise LookupError("this node's object store is not up")
                 view = self.r.plasma.get_block(req.object_id)
             except Exception as exc:
                 self.server.send_multipart([ident, P.encode([P.PullChunk(
@@ -147,9 +161,24 @@ class Transfer:
             self.serving[req.object_id] = (view, time.monotonic())
         self.server.send_multipart([ident, P.encode([P.PullChunk(req.object_id, req.offset, total, "")]),
                                     view[req.offset:end]], copy=False)
+        self.bytes_served += max(0, end - req.offset)
+
+    def report(self):
+        rate = self.bytes_pulled / self.pull_seconds if self.pull_seconds else 0.0
+        return {"address": self.address, "pulls": self.pulls_done, "bytes_pulled": self.bytes_pulled,
+                "bytes_served": self.bytes_served, "pull_rate_bytes_per_s": round(rate),
+                "pulls_in_progress": len(self.pulls)}
 
     # ------------------------------------------------------------------ loop
     def drain(self):
+        if self.deferred and (self.r.store is not None or self.r.store_error is not None):
+            deferred, self.deferred = self.deferred, []
+            for p in deferred:
+                if self.r.store is None:
+                    self._finish(p, f"this node's object store could not start: {self.r.store_error}")
+                else:
+                    p.last = time.monotonic()
+                    self._ask(p, 0, CHUNK)
         server = self.server
         while server.getsockopt(zmq.EVENTS) & zmq.POLLIN:
             parts = server.recv_multipart(zmq.NOBLOCK)
@@ -177,7 +206,7 @@ class Transfer:
             if now - used > 60:
                 del self.serving[oid]
         for p in list(self.pulls.values()):
-            if now - p.last > STALL_TIMEOUT:
+            if p not in self.deferred and now - p.last > STALL_TIMEOUT:
                 self._finish(p, f"the node at {p.address} sent nothing for {STALL_TIMEOUT:g} s")
 
     def close(self):

@@ -344,6 +344,65 @@ class TaskLost(NamedTuple):
     reason: str
 
 
+class SpillActor(NamedTuple):
+    """An actor its owner node cannot host: the head places it by its resources.
+    ``create``: the CreateActor's fields; the rest as in SpillTask (its __init__ call)."""
+    owner: bytes
+    create: list
+    spec: list
+    deps: list
+    function: list
+
+
+class RunActor(NamedTuple):
+    """The head hands an actor to the node that will host it (fields as SpillActor)."""
+    owner: bytes
+    create: list
+    spec: list
+    deps: list
+    function: list
+
+
+class RouteCall(NamedTuple):
+    """A call to an actor that lives on another node: the head sends it on (as RunTask) to
+    that node, in the order calls reach it. deps as in SpillTask."""
+    owner: bytes
+    spec: list
+    deps: list
+
+
+class ActorHosted(NamedTuple):
+    """A node tells the head it hosts an actor (so calls and lookups from anywhere find it)."""
+    actor_id: bytes
+    node_id: bytes
+    name: str
+    namespace: str
+    meta: bytes
+
+
+class ActorGone(NamedTuple):
+    """The actor died for good: the head forgets where it lived and its name."""
+    actor_id: bytes
+
+
+class RouteKill(NamedTuple):
+    actor_id: bytes
+    no_restart: bool
+
+
+class ActorLookup(NamedTuple):
+    """A node asks the head for a named actor (get_actor) it does not host itself."""
+    request_id: int
+    name: str
+    namespace: str
+
+
+class ActorFound(NamedTuple):
+    request_id: int
+    actor_id: Optional[bytes]
+    meta: Optional[bytes]
+
+
 class FreeRemote(NamedTuple):
     """The owner pulled (or no longer needs) the results that ``node`` keeps for it under ``key``."""
     node: bytes
@@ -384,6 +443,8 @@ MESSAGE_TYPES = (
     ReturnAddress, InterruptCall, Promote, AdoptResults, DirectHello, CallDone,
     NodeJoin, JoinReply, Heartbeat, SpillTask, RunTask, TaskResult, TaskLost,
     ClusterStatusRequest, ClusterStatusReply, FreeRemote, PullRequest, PullChunk,
+    SpillActor, RunActor, RouteCall, RouteKill, ActorLookup, ActorFound, ActorHosted,
+    ActorGone,
 )
 
 __all__ = [c.__name__ for c in MESSAGE_TYPES] + [

@@ -11,7 +11,7 @@ from ._events import (
 from ._instructions import (
     Dispatch, StartWorker, FailTask, TaskLost, InterruptTask, KillWorker, WarnInfeasible, Reserved,
 )
-from ._placement import NodeLoad, pick_node, should_spill
+from ._placement import NodeLoad, fits, pick_node, should_spill
 from ._scheduler import Scheduler, SchedulerConfig, IllegalTransition
 from ._state import TaskState, WorkerState
 
@@ -21,5 +21,5 @@ __all__ = [
     "TaskFinished", "WorkerBlocked", "WorkerUnblocked", "CancelRequested", "WorkerStartFailed",
     "Dispatch", "StartWorker", "FailTask", "TaskLost", "InterruptTask", "KillWorker",
     "WarnInfeasible", "Reserved", "ReserveResources", "ReleaseResources", "RetireWorker",
-    "NodeLoad", "pick_node", "should_spill",
+    "NodeLoad", "fits", "pick_node", "should_spill",
 ]
