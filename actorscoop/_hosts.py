@@ -408,8 +408,12 @@ class RemoteLauncher:
         return subprocess.Popen(cmd, env=local_env, **popen_kwargs)
 
     def run(self, host, argv: Sequence[str], timeout: float, env: Mapping | None = None,
-            *, check: bool = False) -> subprocess.CompletedProcess:
+            *, check: bool = False, input: str | None = None) -> subprocess.CompletedProcess:
         """Run ``argv`` on ``host`` to completion; its stdout and stderr come back as text.
+
+        ``input``: text written to the command's standard input, which is then closed
+        (ssh forwards it to the remote command); a secret sent this way stays out of
+        every command line. Without it, stdin is /dev/null.
 
         Raises RemoteTimeoutError (a subprocess.TimeoutExpired) after ``timeout``
         seconds, having killed the command's whole process group; with ``check``,
@@ -418,10 +422,11 @@ class RemoteLauncher:
         name, argv = _name_of(host), _check_argv(argv)
         via = ("on this machine, without ssh" if self.is_local(name)
                else f"via {shlex.join(self.ssh)}")
-        proc = self.launch(name, argv, env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                           text=True, start_new_session=True)
+        stdin = subprocess.DEVNULL if input is None else subprocess.PIPE
+        proc = self.launch(name, argv, env, stdin=stdin, stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True, start_new_session=True)
         try:
-            out, err = proc.communicate(timeout=timeout)
+            out, err = proc.communicate(input, timeout=timeout)
         except subprocess.TimeoutExpired:
             out, err = _kill_group(proc)
             raise RemoteTimeoutError(name, argv, timeout, proc.pid, out, err, via) from None
