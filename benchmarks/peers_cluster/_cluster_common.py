@@ -1,0 +1,293 @@
+"""Multi-node workloads (issue 6), shared by the cluster runners.
+
+Each runner (``<system>_cluster_peer.py``) defines a small adapter and calls
+:func:`main`. ``benchmarks/cluster_bench.py`` starts one fresh runner process per
+(system, workload, repetition); the runner starts its own loopback cluster, measures,
+prints exactly one line starting with ``RESULT_MARK`` and a JSON object, then shuts the
+cluster down and prints ``teardown_done`` (or ``teardown_error``).
+
+Adapter interface (node 0 is the head; the driver runs on it):
+
+- ``name``, ``version()``
+- ``start(nodes, object_store_memory=None, node_timeout=None)`` -> node ids (hex
+  strings) in the order of ``nodes`` (each a dict with ``num_cpus`` and optional
+  ``resources``); ``object_store_memory`` applies to every node; ``node_timeout`` is the
+  heartbeat timeout where the system has one to set (None: its default)
+- ``driver_node()`` -> the driver's node id; ``shutdown()``: driver and every node
+- ``where()`` -> ref of a no-op task that returns the id of the node it ran on
+- ``probe(i, victim, marker_dir, short_s)`` -> ref of a task running :func:`probe_body`
+- ``make(nbytes, seed)`` -> ref of a task that needs ``{"b": 1}`` and returns
+  :func:`make_body`'s tuple
+- ``wait(refs, num_returns, timeout)`` -> (ready, not_ready), without fetching values
+- ``get(refs, timeout)``
+- ``kill_node(index)``: SIGKILL that node's raylet and reap it
+- ``node_dead(index)`` -> whether the control plane reports that node dead
+- ``heartbeat`` (text): how dead nodes are detected, for the notes
+"""
+
+from __future__ import annotations
+
+import argparse
+import faulthandler
+import json
+import os
+import shutil
+import signal
+import sys
+import tempfile
+import time
+import traceback
+from collections import Counter
+
+RESULT_MARK = "@@BENCH_RESULT "
+PROGRESS_MARK = "@@BENCH_MARK "
+WORKLOADS = ["throughput", "transfer", "deadnode"]
+
+MiB = 2**20
+GB = 1e9
+LETTERS = "ABCD"                 # node 0 (head, the driver's node) is A
+MIN_SHARE = 0.05                 # "every node does a share": each runs >= 5% of the tasks
+TASKS = (20_000, 2_000)          # C1 (full, quick)
+WARMUP_TASKS = (500, 200)
+TRANSFER_MIB = (1024, 64)        # C2 (full, quick)
+STORE_HEADROOM = 256 * MiB       # C2 store size per node = object + this
+ASC_NODE_TIMEOUT = 2.0           # C3: actorscoop's heartbeat timeout for the run
+WARMUP_ROUNDS = 10               # rounds of 8 sleeping tasks until every node has run one
+PROBES = 12                      # C3: tasks per round
+PROBE_SHORT_S = 0.3              # C3: a probe's sleep away from the victim (first attempts)
+PROBE_ROUNDS = 5                 # C3: rounds tried before giving up on a victim start
+VICTIM_START_DEADLINE_S = 60.0
+AFTER_KILL_DEADLINE_S = 60.0     # C3: how long to wait for results and the death report
+WAIT_TIMEOUT_S = 600.0           # blocking calls; the driver's watchdog normally ends sooner
+
+
+# --- task bodies (run in the workers of both systems) ------------------------------------
+
+def make_body(nbytes, seed, node):
+    """A random uint8 array of ``nbytes``, its crc32, the node and the wall time of return."""
+    import zlib
+
+    import numpy as np
+    a = np.random.default_rng(seed).integers(0, 256, nbytes, dtype=np.uint8)
+    return a, zlib.crc32(a), node, time.time()
+
+
+def probe_body(i, node, victim, marker_dir, short_s):
+    """On the victim node: leave ``started-<i>-<pid>`` in ``marker_dir`` and sleep (to be
+    killed there); elsewhere: sleep ``short_s``, except for the retry of an attempt that
+    started on the victim, which returns at once (so the time to its result is the time
+    to detect the loss and run it again). Returns ``(i, node)``."""
+    if node == victim:
+        open(os.path.join(marker_dir, f"started-{i}-{os.getpid()}"), "w").close()
+        time.sleep(300)
+    elif not marker_dir or not any(n.startswith(f"started-{i}-") for n in markers(marker_dir)):
+        time.sleep(short_s)
+    return i, node
+
+
+# --- pure helpers -----------------------------------------------------------------------
+
+def node_counts(results, ids):
+    """Tasks per node, in node order, and how many came from a node not in ``ids``."""
+    c = Counter(results)
+    return [c.get(i, 0) for i in ids], sum(v for k, v in c.items() if k not in ids)
+
+
+def share_metrics(counts, min_share=MIN_SHARE):
+    """Per-node counts and shares as flat metrics (letters A, B, ... in node order)."""
+    total = sum(counts) or 1
+    out = {}
+    for letter, n in zip(LETTERS, counts):
+        out[f"tasks_{letter}"] = n
+        out[f"share_{letter}_pct"] = 100.0 * n / total
+    out["nodes_used"] = sum(1 for n in counts if n)
+    out["min_share_pct"] = 100.0 * min(counts) / total if counts else 0.0
+    out["every_node_shares"] = bool(counts) and min(counts) >= min_share * total
+    return out
+
+
+def markers(marker_dir):
+    try:
+        return [n for n in os.listdir(marker_dir) if n.startswith("started-")]
+    except OSError:
+        return []
+
+
+def now():
+    return time.perf_counter()
+
+
+def warm_up(ad, ids):
+    """Rounds of 8 tasks sleeping 0.2 s until every node has run one (workers started, the
+    node known to the scheduler), at most WARMUP_ROUNDS; returns (rounds, nodes seen)."""
+    seen = set()
+    for rounds in range(1, WARMUP_ROUNDS + 1):
+        seen.update(n for _, n in ad.get([ad.probe(i, "", "", 0.2) for i in range(8)], WAIT_TIMEOUT_S))
+        if seen >= set(ids):
+            break
+    return rounds, len(seen & set(ids))
+
+
+# --- workloads --------------------------------------------------------------------------
+
+def w_throughput(ad, o):
+    """C1: 4 nodes of 1 CPU; submit n no-op tasks from the driver on A, then get them all."""
+    ids = ad.start([{"num_cpus": 1}] * 4)
+    driver_on_a = ad.driver_node() == ids[0]
+    warm_rounds, warm_nodes = warm_up(ad, ids)
+    warm, _ = node_counts(ad.get([ad.where() for _ in range(o.warmup)], WAIT_TIMEOUT_S), ids)
+    t0 = now()
+    refs = [ad.where() for _ in range(o.tasks)]
+    submit = now() - t0
+    results = ad.get(refs, WAIT_TIMEOUT_S)
+    total = now() - t0
+    counts, unknown = node_counts(results, ids)
+    if unknown:
+        raise RuntimeError(f"{unknown} task(s) reported a node id outside the cluster")
+    return {"value": o.tasks / total, "n_tasks": o.tasks, "total_s": total, "submit_s": submit,
+            "driver_on_A": driver_on_a, "warmup_rounds": warm_rounds, "warmup_nodes": warm_nodes,
+            "warmup_counts": warm, **share_metrics(counts)}
+
+
+def w_transfer(ad, o):
+    """C2: a random uint8 array made on node B (resource "b"), fetched by the driver on A."""
+    import zlib
+    nbytes = o.transfer_mib * MiB
+    ids = ad.start([{"num_cpus": 1}, {"num_cpus": 1, "resources": {"b": 1}}],
+                   object_store_memory=nbytes + STORE_HEADROOM)
+    driver_on_a = ad.driver_node() == ids[0]
+    ad.get(ad.make(1000, 0), WAIT_TIMEOUT_S)          # warm: B's worker, numpy imported
+    ref = ad.make(nbytes, 1)
+    ready, _ = ad.wait([ref], 1, WAIT_TIMEOUT_S)
+    t_wait = time.time()
+    if not ready:
+        raise RuntimeError(f"the {o.transfer_mib} MiB task was not ready after {WAIT_TIMEOUT_S:.0f} s")
+    arr, crc_b, node, t_return = ad.get(ref, WAIT_TIMEOUT_S)
+    t_get = time.time()
+    crc_a = zlib.crc32(arr)
+    ok = bool(crc_a == crc_b and arr.nbytes == nbytes)
+    del arr, ref
+    total = t_get - t_return
+    return {"value": nbytes / GB / total, "nbytes": nbytes, "return_to_usable_s": total,
+            "return_to_ready_s": t_wait - t_return, "ready_to_got_s": t_get - t_wait,
+            "get_after_wait_GBps": nbytes / GB / max(t_get - t_wait, 1e-9),
+            "bytes_identical": ok, "made_on_B": node == ids[1], "driver_on_A": driver_on_a}
+
+
+def w_deadnode(ad, o):
+    """C3: SIGKILL the raylet of node D while one of a batch of tasks sleeps there; time
+    until every task has finished on the surviving nodes (retried by default)."""
+    ids = ad.start([{"num_cpus": 1}] * 4, node_timeout=o.node_timeout)
+    victim = 3
+    marker_dir = tempfile.mkdtemp(prefix="cluster-bench-")
+    try:
+        warm_rounds, warm_nodes = warm_up(ad, ids)
+        refs, rounds = None, 0
+        while not markers(marker_dir):
+            if rounds == PROBE_ROUNDS:
+                raise RuntimeError(f"no task started on the victim node in {PROBE_ROUNDS} rounds "
+                                   f"of {PROBES} tasks")
+            rounds += 1
+            refs = [ad.probe(i, ids[victim], marker_dir, PROBE_SHORT_S) for i in range(PROBES)]
+            deadline = time.monotonic() + VICTIM_START_DEADLINE_S
+            while not markers(marker_dir):
+                _, pending = ad.wait(refs, len(refs), 0.01)
+                if not pending:
+                    break  # all done without touching the victim: another round
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"no task finished or started on the victim within "
+                                       f"{VICTIM_START_DEADLINE_S:.0f} s")
+        _, pending = ad.wait(refs, len(refs), 0)
+        t_kill = time.monotonic()
+        ad.kill_node(victim)
+        kill_call = time.monotonic() - t_kill
+        killed = sorted({int(n.split("-")[1]) for n in markers(marker_dir)})
+        victims = [refs[i] for i in killed]  # the tasks running on the victim when it died
+        done_s = dead_s = retried_s = None
+        next_poll = 0.0
+        while time.monotonic() - t_kill < AFTER_KILL_DEADLINE_S:
+            if done_s is None:
+                _, left = ad.wait(refs, len(refs), 0.05)
+                if retried_s is None and not ad.wait(victims, len(victims), 0)[1]:
+                    retried_s = time.monotonic() - t_kill
+                if not left:
+                    done_s = time.monotonic() - t_kill
+            else:
+                time.sleep(0.05)
+            if dead_s is None and time.monotonic() >= next_poll:
+                if ad.node_dead(victim):
+                    dead_s = time.monotonic() - t_kill
+                next_poll = time.monotonic() + 0.1
+            if done_s is not None and dead_s is not None:
+                break
+        if done_s is None:
+            raise RuntimeError(
+                f"tasks not all finished {AFTER_KILL_DEADLINE_S:.0f} s after the kill; node "
+                + (f"reported dead after {dead_s:.1f} s" if dead_s is not None else "never reported dead"))
+        results = ad.get(refs, 30.0)
+        counts, unknown = node_counts([n for _, n in results], ids)
+        out = {"value": done_s, "retried_s": retried_s, "kill_call_s": kill_call, "rounds": rounds,
+               "warmup_rounds": warm_rounds, "warmup_nodes": warm_nodes,
+               "unfinished_at_kill": len(pending), "running_on_victim_at_kill": len(killed),
+               "results_in_order": [i for i, _ in results] == list(range(PROBES)),
+               "finished_elsewhere": counts[victim] == 0 and unknown == 0,
+               "dead_reported": dead_s is not None,
+               "tasks_A": counts[0], "tasks_B": counts[1], "tasks_C": counts[2]}
+        if dead_s is not None:
+            out["dead_report_s"] = dead_s
+        return out
+    finally:
+        shutil.rmtree(marker_dir, ignore_errors=True)
+
+
+FUNCS = {"throughput": w_throughput, "transfer": w_transfer, "deadnode": w_deadnode}
+
+
+def parse_args(argv=None, default_node_timeout=None):
+    p = argparse.ArgumentParser()
+    p.add_argument("--workload", required=True, choices=WORKLOADS)
+    p.add_argument("--quick", action="store_true")
+    p.add_argument("--tasks", type=int, default=None, help="C1 tasks (default 20,000, quick 2,000)")
+    p.add_argument("--transfer-mb", dest="transfer_mib", type=int, default=None,
+                   help="C2 array size in MiB (default 1024, quick 64)")
+    p.add_argument("--node-timeout", type=float, default=default_node_timeout,
+                   help="C3 heartbeat timeout, s, where the system has one to set")
+    o = p.parse_args(argv)
+    q = 1 if o.quick else 0
+    o.tasks = o.tasks or TASKS[q]
+    o.warmup = WARMUP_TASKS[q]
+    o.transfer_mib = o.transfer_mib or TRANSFER_MIB[q]
+    return o
+
+
+def emit(payload):
+    sys.stdout.flush()
+    sys.stdout.write(RESULT_MARK + json.dumps(payload) + "\n")
+    sys.stdout.flush()
+
+
+def main(ad, argv=None, default_node_timeout=None):
+    # On the watchdog's SIGTERM (timeout), leave every thread's stack in the cell's log.
+    faulthandler.register(signal.SIGTERM, all_threads=True, chain=True)
+    o = parse_args(argv, default_node_timeout)
+    payload = {"system": ad.name, "workload": o.workload, "quick": o.quick,
+               "loadavg_start": os.getloadavg()[0],
+               "options": {"tasks": o.tasks, "transfer_mib": o.transfer_mib,
+                           "node_timeout": o.node_timeout, "heartbeat": ad.heartbeat}}
+    try:
+        payload["version"] = ad.version()
+        payload["metrics"] = FUNCS[o.workload](ad, o)
+        payload["status"] = "ok"
+    except BaseException as exc:
+        first = (str(exc).strip().splitlines() or [""])[0]
+        payload["status"] = "error"
+        payload["error"] = f"{type(exc).__name__}: {first}"[:300]
+        payload["traceback"] = traceback.format_exc()[-4000:]
+    payload["loadavg_end"] = os.getloadavg()[0]
+    emit(payload)
+    try:
+        ad.shutdown()
+    except Exception as exc:
+        print(f"{PROGRESS_MARK}teardown_error {type(exc).__name__}: {exc}"[:400], flush=True)
+    print(f"{PROGRESS_MARK}teardown_done", flush=True)
+    return 0

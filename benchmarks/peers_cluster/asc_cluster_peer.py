@@ -1,0 +1,88 @@
+"""actorscoop cluster runner: ``actorscoop.testing.Cluster`` (one raylet per node on
+127.0.0.1), the driver on the head via ``asc.init(address=c.address)``."""
+import sys
+
+import _cluster_common as C
+
+_IMPORT_ERROR = None
+try:
+    import actorscoop as asc
+    from actorscoop.testing import Cluster
+
+    def _node():
+        return asc.get_runtime_context().get_node_id()
+
+    @asc.remote
+    def where():
+        return _node()
+
+    @asc.remote
+    def probe(i, victim, marker_dir, short_s):
+        return C.probe_body(i, _node(), victim, marker_dir, short_s)
+
+    @asc.remote(resources={"b": 1})
+    def make(nbytes, seed):
+        return C.make_body(nbytes, seed, _node())
+except Exception as exc:  # reported as the cell's error
+    _IMPORT_ERROR = exc
+
+
+class Adapter:
+    name = "actorscoop"
+    heartbeat = "heartbeat timeout `node_timeout` set for the run"
+
+    def __init__(self):
+        self.cluster = None
+
+    def version(self):
+        if _IMPORT_ERROR is not None:
+            raise _IMPORT_ERROR
+        return getattr(asc, "__version__", "dev")
+
+    def start(self, nodes, object_store_memory=None, node_timeout=None):
+        kw = {"config": {"node_timeout": node_timeout} if node_timeout else None}
+        if object_store_memory:
+            kw["object_store_memory"] = int(object_store_memory)
+        self.cluster = Cluster(nodes=list(nodes), **kw)
+        asc.init(address=self.cluster.address)
+        return [self.cluster.info(i)["node_id"] for i in range(len(nodes))]
+
+    def driver_node(self):
+        return _node()
+
+    def shutdown(self):
+        try:
+            if asc.is_initialized():
+                asc.shutdown()
+        finally:
+            if self.cluster is not None:
+                self.cluster.shutdown()
+                self.cluster = None
+
+    def where(self):
+        return where.remote()
+
+    def probe(self, i, victim, marker_dir, short_s):
+        return probe.remote(i, victim, marker_dir, short_s)
+
+    def make(self, nbytes, seed):
+        return make.remote(nbytes, seed)
+
+    def wait(self, refs, num_returns, timeout):
+        return asc.wait(refs, num_returns=num_returns, timeout=timeout, fetch_local=False)
+
+    def get(self, refs, timeout):
+        return asc.get(refs, timeout=timeout)
+
+    def kill_node(self, index):
+        self.cluster.kill_node(index)
+
+    def node_dead(self, index):
+        # The head's node table (what `actorscoop status` prints); no public API yet.
+        node_id = self.cluster.info(index)["node_id"]
+        nodes = asc._api.status().get("cluster", {}).get("nodes", [])
+        return any(n["node_id"] == node_id and not n["alive"] for n in nodes)
+
+
+if __name__ == "__main__":
+    sys.exit(C.main(Adapter(), default_node_timeout=C.ASC_NODE_TIMEOUT))
