@@ -210,18 +210,37 @@ def status(what="status", timeout=10.0) -> dict:
 
 
 def nodes() -> list:
-    """One dict per node: id, alive, resources."""
+    """One dict per node of the cluster (or the one node): id, alive, resources, address."""
     s = status()
-    return [{"NodeID": s["node_id"], "Alive": True, "Resources": s["resources_total"],
-             "NodeManagerAddress": "127.0.0.1", "head": s["head"], "pid": s["pid"]}]
+    table = (s.get("cluster") or {}).get("nodes")
+    if not table:
+        return [{"NodeID": s["node_id"], "Alive": True, "Resources": s["resources_total"],
+                 "NodeManagerAddress": "127.0.0.1", "head": s["head"], "pid": s["pid"]}]
+    return [{"NodeID": n["node_id"], "Alive": n["alive"], "Resources": n["resources"],
+             "Available": n["available"], "NodeManagerAddress": n["address"].rpartition(":")[0],
+             "head": n["head"], "pid": n["pid"], "host": n["host"]} for n in table]
+
+
+def _summed(key):
+    total = {}
+    for n in nodes():
+        if n["Alive"]:
+            for k, v in n.get(key, {}).items():
+                total[k] = total.get(k, 0.0) + v
+    return total
 
 
 def cluster_resources() -> dict:
-    return dict(status()["resources_total"])
+    """Resources of every live node, summed."""
+    return _summed("Resources")
 
 
 def available_resources() -> dict:
-    return {k: v for k, v in status()["resources_available"].items() if v > 0}
+    """Free resources of every live node, summed (as of their last heartbeat in a cluster)."""
+    s = status()
+    if not (s.get("cluster") or {}).get("nodes"):
+        return {k: v for k, v in s["resources_available"].items() if v > 0}
+    return {k: v for k, v in _summed("Available").items() if v > 0}
 
 
 class RuntimeContext:

@@ -42,7 +42,10 @@ def _parser():
     s = sub.add_parser("start", help="start a node on this machine")
     s.add_argument("--head", action="store_true", help="start the head node of a new cluster")
     s.add_argument("--address", help="HOST:PORT of the head to join")
-    s.add_argument("--token", help="the cluster's join token (printed by start --head)")
+    s.add_argument("--token", help="the cluster's join token (printed by start --head; better: "
+                                   "ACTORSCOOP_TOKEN or --token-stdin, which ps does not show)")
+    s.add_argument("--node-timeout", type=float, default=None,
+                   help="with --head: seconds without a heartbeat after which a node is dead (default 5)")
     s.add_argument("--token-stdin", action="store_true",
                    help="read the join token from the first line of standard input instead "
                         "(it then stays out of `ps`; `actorscoop up` joins nodes this way)")
@@ -107,8 +110,9 @@ def cmd_start(args):
     if args.head:
         port = DEFAULT_PORT if args.port is None else args.port
         say = (lambda *a, **k: None) if args.json else print
+        config = {"node_timeout": args.node_timeout} if args.node_timeout else None
         proc, info, creds = start_head_node(args.host, port, num_cpus, resources,
-                                            args.object_store_memory, say)
+                                            args.object_store_memory, say, config)
         session_dir = info["session_dir"]
         address = f"{args.host}:{info['port']}"
         if args.json:
@@ -117,8 +121,11 @@ def cmd_start(args):
         join_host = socket.gethostname() if args.host in ("0.0.0.0", "::") else args.host
         print(f"actorscoop head node started: node {info['node_id'][:12]}, pid {info['pid']}, "
               f"{num_cpus:g} CPUs, serving nodes on {address}.\n\n"
-              f"  Join it from another machine (the token is a secret; quote it):\n"
-              f"      actorscoop start --address {join_host}:{info['port']} --token '{creds.token}'\n"
+              f"  Join it from another machine (the token is a secret: keep it out of\n"
+              f"  shell history and `ps`, e.g. pass it in the environment):\n"
+              f"      ACTORSCOOP_TOKEN='{creds.token}' \\\n"
+              f"          actorscoop start --address {join_host}:{info['port']}\n"
+              f"    (on this machine the token is found by itself: it is saved below)\n"
               f"  Connect a driver on this machine:\n"
               f"      import actorscoop as asc; asc.init(address=\"auto\")\n"
               f"    or: ACTORSCOOP_ADDRESS={address} python script.py\n"
@@ -128,7 +135,7 @@ def cmd_start(args):
               f"  Logs:               {session_dir}/logs\n", flush=True)
     else:
         token = _read_token_stdin() if args.token_stdin else (
-            args.token or os.environ.get("ACTORSCOOP_TOKEN"))
+            args.token or os.environ.get("ACTORSCOOP_TOKEN") or _saved_token(args.address))
         if not token:
             raise ActorScoopError("joining a cluster needs its token: --token T, "
                                   "--token-stdin or ACTORSCOOP_TOKEN "
@@ -153,7 +160,19 @@ def cmd_start(args):
     return _block(proc) if args.block else 0
 
 
-def start_head_node(host, port, num_cpus, resources, object_store_memory=None, say=print):
+def _saved_token(address):
+    """The token of a head of this machine serving ``address``'s port (saved by start --head)."""
+    from .transport import _secure
+    port = address.rpartition(":")[2]
+    try:
+        creds = _secure.load(f"cluster-{port}") if port.isdigit() else None
+    except ActorScoopError:
+        return None
+    return creds.token if creds is not None else None
+
+
+def start_head_node(host, port, num_cpus, resources, object_store_memory=None, say=print,
+                    config=None):
     """Start a detached head node serving other nodes on ``host:port`` (port 0: any free
     one) with new credentials, saved as ``cluster-<port>``; return (Popen, info, creds).
     Raises ActorScoopError when a node of this machine already serves ``port``."""
@@ -168,7 +187,7 @@ def start_head_node(host, port, num_cpus, resources, object_store_memory=None, s
     say(f"Starting the head node on {host}:{port or 'any free port'} (session {session_dir}) ...",
         flush=True)
     proc, info, _ = launch_node(session_dir, num_cpus, resources, object_store_memory,
-                                port=port, head=True, embedded=False,
+                                port=port, head=True, embedded=False, config=config,
                                 cluster={"token": creds.token, "host": host})
     _secure.save(creds, f"cluster-{info['port']}")
     return proc, info, creds

@@ -168,7 +168,7 @@ def test_another_protocol_version_is_refused_naming_both(cluster):
     ctx = zmq.Context()
     try:
         sock = _secure.client_socket(ctx, zmq.DEALER, cluster.creds, f"tcp://{cluster.address}")
-        sock.send(P.encode([P.NodeJoin(P.PROTOCOL_VERSION + 7, os.urandom(16), "elsewhere", 1, {"CPU": 1.0})]))
+        sock.send(P.encode([P.NodeJoin(P.PROTOCOL_VERSION + 7, os.urandom(16), "elsewhere", 1, {"CPU": 1.0}, "")]))
         assert sock.poll(10_000), "the head did not answer"
         reply, = P.decode(sock.recv())
         assert not reply.ok
@@ -184,7 +184,7 @@ def test_a_plaintext_peer_gets_nothing_and_the_head_keeps_serving(cluster):
         sock = ctx.socket(zmq.DEALER)
         sock.linger = 0
         sock.connect(f"tcp://{cluster.address}")
-        sock.send(P.encode([P.NodeJoin(P.PROTOCOL_VERSION, os.urandom(16), "plain", 1, {"CPU": 1.0})]))
+        sock.send(P.encode([P.NodeJoin(P.PROTOCOL_VERSION, os.urandom(16), "plain", 1, {"CPU": 1.0}, "")]))
         assert not sock.poll(1500), "an unauthenticated peer got an answer"
         sock.close(0)
     finally:

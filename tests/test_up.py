@@ -292,7 +292,8 @@ def test_start_head_on_port_0_prints_the_port_it_got(env):
         port = node["port"]
         assert port > 0
         assert f"serving nodes on 127.0.0.1:{port}." in r.stdout
-        assert f"actorscoop start --address 127.0.0.1:{port} --token 'asc1." in r.stdout
+        assert f"actorscoop start --address 127.0.0.1:{port}\n" in r.stdout
+        assert "ACTORSCOOP_TOKEN='asc1." in r.stdout  # in the environment, not in argv
     finally:
         assert cli("stop").returncode == 0
 
@@ -395,3 +396,24 @@ def test_launcher_options_for_hosts_need_a_hostfile(env, tmp_path):
     r = cli("--allocation", *COMMON, str(script))  # outside a batch job
     assert r.returncode == 1 and "no hosts to start nodes on" in r.stderr
     assert "ran" not in r.stdout
+
+
+def test_a_node_of_the_heads_machine_joins_with_the_saved_token(env):
+    r = cli("start", "--head", "--port", "0", "--num-cpus", "1", "--node-timeout", "3")
+    assert r.returncode == 0, r.stderr
+    try:
+        (head,) = _session.list_nodes()
+        env.snapshot()
+        j = cli("start", "--address", f"127.0.0.1:{head['port']}", "--num-cpus", "1",
+                "--resources", '{"extra": 1}')  # no --token: found in the credentials saved here
+        assert j.returncode == 0, j.stderr
+        env.snapshot()
+        script = ("import actorscoop as asc; asc.init(address='auto'); "
+                  "from conftest import wait_for; "
+                  "wait_for(lambda: len(asc.nodes()) == 2, 30, what='2 nodes'); "
+                  "r = asc.cluster_resources(); print('CPU', r['CPU'], 'extra', r.get('extra'))")
+        out = subprocess.run([PY, "-c", script], capture_output=True, text=True, timeout=120,
+                             cwd=os.path.dirname(__file__))
+        assert "CPU 2.0 extra 1.0" in out.stdout, out.stderr
+    finally:
+        assert cli("stop").returncode == 0

@@ -58,6 +58,7 @@ class ClusterLink:
         self.head = None
         self.transfer = None
         self._lookups = {}  # head request id -> (client, client's request id)
+        self.table = []  # the head's node table, as of its last answer (members ask every tick)
         self._request_ids = iter(range(1, 1 << 62))
         try:
             self.auth = _secure.Authenticator(self.ctx, creds).start()
@@ -120,7 +121,11 @@ class ClusterLink:
 
     def _join_record(self):
         return P.NodeJoin(P.PROTOCOL_VERSION, self.r.node_id, self.host, self.pid,
-                          dict(self.r.scheduler.total))
+                          dict(self.r.scheduler.total), self.object_address())
+
+    def object_address(self):
+        t = getattr(self, "transfer", None)
+        return t.address if t is not None else _route_to(self.address)
 
     # ------------------------------------------------------------------ I/O
     def to_head(self, rec):
@@ -189,7 +194,7 @@ class ClusterLink:
                 error = "" if rec.actor_id else "no live actor of that name in the cluster"
                 self.r._send(ident, P.ActorReply(request_id, rec.actor_id, rec.meta, error))
         elif t is P.ClusterStatusReply:
-            pass
+            self.table = rec.nodes
         else:
             log.warning("dropped an unexpected %s from the head", t.__name__)
 
@@ -200,6 +205,8 @@ class ClusterLink:
                                  r.scheduler.running(), store_used))
         if self.head is not None:
             self.head.tick()
+        else:
+            self.to_head(P.ClusterStatusRequest(0))
         self.transfer.tick()
 
     def size(self):
@@ -409,8 +416,7 @@ class ClusterLink:
     def report(self):
         out = {"address": self.address, "head": self.head is not None,
                "transfer": self.transfer.report() if self.transfer is not None else None}
-        if self.head is not None:
-            out["nodes"] = self.head.table()
+        out["nodes"] = self.head.table() if self.head is not None else self.table
         return out
 
     def close(self):

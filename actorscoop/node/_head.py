@@ -19,11 +19,13 @@ log = logging.getLogger("actorscoop.head")
 
 
 class _Node:
-    __slots__ = ("load", "ident", "host", "pid", "last_seen", "joined")
+    __slots__ = ("load", "ident", "host", "pid", "last_seen", "joined", "address")
 
-    def __init__(self, load, ident, host, pid, now):
+    def __init__(self, load, ident, host, pid, now, address=""):
         self.load, self.ident, self.host, self.pid = load, ident, host, pid
+        self.load.available = dict(load.total)  # until its first heartbeat
         self.last_seen = self.joined = now
+        self.address = address
 
 
 class HeadService:
@@ -101,7 +103,7 @@ class HeadService:
         now = time.monotonic()
         old = self.nodes.get(rec.node_id)
         self.nodes[rec.node_id] = _Node(S.NodeLoad(rec.node_id, dict(rec.resources)), ident,
-                                        rec.host, rec.pid, now)
+                                        rec.host, rec.pid, now, rec.address)
         if old is None:
             log.info("node %s joined from %s with %s", rec.node_id.hex()[:8], rec.host, rec.resources)
         self.link.send_to(ident, P.JoinReply(True, "", self.node_id))
@@ -194,6 +196,7 @@ class HeadService:
     def table(self):
         now = time.monotonic()
         return [{"node_id": n.load.node_id.hex(), "host": n.host, "pid": n.pid,
+                 "address": n.address or self.link.object_address(),
                  "head": n.ident is None, "alive": n.load.alive, "resources": n.load.total,
                  "available": n.load.available, "backlog": n.load.backlog,
                  "running": n.load.running, "placed": n.load.placed,

@@ -292,6 +292,7 @@ class NodeJoin(NamedTuple):
     host: str
     pid: int
     resources: dict  # totals, CPU included
+    address: str  # where its store serves objects (HOST:PORT): how other nodes reach it
 
 
 class JoinReply(NamedTuple):
