@@ -258,7 +258,7 @@ class NetnsCluster:
             raise AssertionError(f"start --head exited {p.returncode}:\n{p.stdout}\n{p.stderr}\n"
                                  + self.logs())
         serving = re.search(r"serving nodes on (\S+):(\d+)\.", p.stdout)
-        token = re.search(r"--token '([^']+)'", p.stdout)
+        token = re.search(r"ACTORSCOOP_TOKEN='([^']+)'", p.stdout)
         started = re.search(r"node ([0-9a-f]+), pid (\d+)", p.stdout)
         assert serving and token and started, f"unexpected start --head output:\n{p.stdout}"
         self.join_address = f"{serving.group(1)}:{serving.group(2)}"
