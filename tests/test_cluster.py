@@ -216,3 +216,16 @@ def test_killed_node_tasks_finish_elsewhere_and_cluster_goes_on(cluster):
     wait_for(lambda: any(n["node_id"] == victim_id and not n["alive"] for n in
                          asc._api.status()["cluster"]["nodes"]), 30, what="the head to declare it dead")
     assert asc.get(special.remote(), timeout=60) == cluster.info(2)["node_id"]
+
+
+def test_a_node_that_loses_the_head_says_so_and_goes_on(tmp_path):
+    """Killing the head: a member counts it lost within 2x the node timeout (work it sent
+    away fails instead of hanging) and keeps serving its own clients."""
+    from actorscoop._cli import request
+    with Cluster(nodes=[{"num_cpus": 1}, {"num_cpus": 1}], config={"node_timeout": 1.0}) as c:
+        member = c.info(1)
+        wait_for(lambda: request(member, "status")["cluster"]["nodes"], 30, what="the member's table")
+        c.kill_node(0)
+        wait_for(lambda: request(member, "status")["cluster"]["head_lost"], 30,
+                 what="the member to count the head lost")
+        assert request(member, "status")["resources_total"]["CPU"] == 1.0  # still serving

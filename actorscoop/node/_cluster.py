@@ -16,6 +16,7 @@ runs it keeps the task's arguments and results only until it sends the results b
 import logging
 import os
 import socket
+import time
 
 import zmq
 
@@ -58,6 +59,9 @@ class ClusterLink:
         self.head = None
         self.transfer = None
         self._lookups = {}  # head request id -> (client, client's request id)
+        self.head_lost = False
+        self.last_heard = time.monotonic()
+        self.head_timeout = 2 * float(cfg.get("node_timeout", 5.0))
         self.table = []  # the head's node table, as of its last answer (members ask every tick)
         self._request_ids = iter(range(1, 1 << 62))
         try:
@@ -131,8 +135,13 @@ class ClusterLink:
     def to_head(self, rec):
         if self.head is not None:
             self.head.handle(None, rec)
-        else:
+            return
+        try:
             self.sock.send(P.encode([rec]), zmq.NOBLOCK)
+        except zmq.Again:  # the head is unreachable and the queue to it is full
+            if not self.head_lost:
+                log.warning("the link to the head at %s is full: dropped a %s", self.address,
+                            type(rec).__name__)
 
     def send_to(self, ident, rec):
         """The head's send: to a node's routing identity, or to its own raylet (None)."""
@@ -160,6 +169,7 @@ class ClusterLink:
                         continue
                     self.head.handle(ident, rec)
             else:
+                self.last_heard = time.monotonic()
                 for frame in parts:
                     for rec in P.decode_or_log(frame, log, "the head"):
                         self.deliver(rec)
@@ -176,7 +186,10 @@ class ClusterLink:
         elif t is P.TaskLost:
             self.lost(rec)
         elif t is P.JoinReply:
-            if not rec.ok and rec.reason == "rejoin":  # the head restarted, or declared us dead
+            if rec.ok and self.head_lost:
+                self.head_lost = False
+                log.warning("rejoined the head at %s", self.address)
+            elif not rec.ok and rec.reason == "rejoin":  # the head restarted, or declared us dead
                 log.warning("the head at %s does not count this node in: dropping the work other "
                             "nodes gave it (they run it elsewhere) and joining again", self.address)
                 self.r.fence_foreign_tasks()
@@ -206,12 +219,35 @@ class ClusterLink:
         if self.head is not None:
             self.head.tick()
         else:
-            self.to_head(P.ClusterStatusRequest(0))
+            self.to_head(P.ClusterStatusRequest(0))  # its answer also tells us the head lives
+            self._watch_head()
         self.transfer.tick()
+
+    def _watch_head(self):
+        """A member that has not heard from the head for 2x the node timeout counts it lost:
+        work it sent away fails with NodeDiedError (no hang), it keeps its own work, and it
+        keeps asking to join until the head answers."""
+        silent = time.monotonic() - self.last_heard
+        if not self.head_lost and silent > self.head_timeout:
+            self.head_lost = True
+            log.error("no word from the head at %s for %.0f s: counting it lost; work sent to "
+                      "other nodes fails, this node goes on alone and keeps trying to rejoin",
+                      self.address, silent)
+            err = _errors.pack_exception(NodeDiedError(
+                f"the cluster's head at {self.address} is unreachable (silent for {silent:.0f} s): "
+                "this task was running on another node and its result cannot come back"))
+            for tid, task in list(self.r.tasks.items()):
+                if task.remote:
+                    del self.r.tasks[tid]
+                    self.r.finish_remote(task, None, err)
+        if self.head_lost:
+            self.to_head(self._join_record())
 
     def size(self):
         """Live nodes in the cluster, as far as this node knows (the head knows best)."""
-        return self.head.size() if self.head is not None else 2
+        if self.head is not None:
+            return self.head.size()
+        return 1 if self.head_lost else max(2, sum(1 for n in self.table if n.get("alive")))
 
     # ------------------------------------------------------------------ owner side
     def wants(self, task, missing):
@@ -414,7 +450,7 @@ class ClusterLink:
 
     # ------------------------------------------------------------------ status, shutdown
     def report(self):
-        out = {"address": self.address, "head": self.head is not None,
+        out = {"address": self.address, "head": self.head is not None, "head_lost": self.head_lost,
                "transfer": self.transfer.report() if self.transfer is not None else None}
         out["nodes"] = self.head.table() if self.head is not None else self.table
         return out
