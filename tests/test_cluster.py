@@ -229,3 +229,16 @@ def test_a_node_that_loses_the_head_says_so_and_goes_on(tmp_path):
         wait_for(lambda: request(member, "status")["cluster"]["head_lost"], 30,
                  what="the member to count the head lost")
         assert request(member, "status")["resources_total"]["CPU"] == 1.0  # still serving
+
+
+def test_shared_constants_are_cluster_wide(cluster):
+    from actorscoop import shared
+    shared.setConst(cluster_greeting="hello from the head")
+
+    @asc.remote(resources={"special": 1})
+    def read_and_set():
+        value = shared.getConst("cluster_greeting")
+        shared.setConst(answer_from_node_2=asc.get_runtime_context().get_node_id())
+        return value
+    assert asc.get(read_and_set.remote(), timeout=60) == "hello from the head"
+    assert shared.getConst("answer_from_node_2", timeout=30) == cluster.info(2)["node_id"]

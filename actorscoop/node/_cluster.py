@@ -201,6 +201,10 @@ class ClusterLink:
             self.run_actor(rec)
         elif t is P.RouteKill:
             self.r.actors.kill(rec.actor_id, rec.no_restart, route=False)
+        elif t is P.KVReply:
+            ident, request_id = self._lookups.pop(rec.request_id, (None, 0))
+            if ident is not None and ident in self.r.clients:
+                self.r._send(ident, rec._replace(request_id=request_id))
         elif t is P.ActorFound:
             ident, request_id = self._lookups.pop(rec.request_id, (None, 0))
             if ident is not None:
@@ -300,6 +304,12 @@ class ClusterLink:
     def route_call(self, task):
         task.remote = True
         self.to_head(P.RouteCall(self.r.node_id, list(task.spec), self._portable_deps(task.spec)))
+
+    def kv_forward(self, ident, rec):
+        """A client's key-value request, to the head (its answer comes back to the client)."""
+        rid = next(self._request_ids)
+        self._lookups[rid] = (ident, rec.request_id)
+        self.to_head(rec._replace(request_id=rid))
 
     def lookup(self, ident, rec):
         rid = next(self._request_ids)

@@ -88,6 +88,10 @@ class HeadService:
             target = self.nodes.get(rec.node)
             if target is not None and target.load.alive:
                 self.link.send_to(target.ident, rec)
+        elif t is P.KVPut:
+            self.link.r.kv.put(("node", ident) if ident is not None else None, rec)
+        elif t is P.KVGet:
+            self.link.r.kv.get(("node", ident) if ident is not None else None, rec)
         elif t is P.ClusterStatusRequest:
             self.link.send_to(ident, P.ClusterStatusReply(rec.request_id, self.table()))
         else:

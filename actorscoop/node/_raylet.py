@@ -107,7 +107,7 @@ class Raylet:
             P.Blocked: self._on_blocked, P.Unblocked: self._on_unblocked,
             P.TaskDone: self._on_done, P.CancelTask: self._on_cancel,
             P.StatusRequest: self._on_status, P.StopNode: self._on_stop,
-            P.Goodbye: self._on_goodbye, P.KVPut: self.kv.put, P.KVGet: self.kv.get,
+            P.Goodbye: self._on_goodbye, P.KVPut: self._on_kv, P.KVGet: self._on_kv,
             P.CreateActor: self.actors.on_create, P.GetActor: self.actors.get,
             P.KillActor: lambda ident, rec: self.actors.kill(rec.actor_id, rec.no_restart),
             P.WatchStart: self._on_watch_start, P.ReturnAddress: self._on_return_address,
@@ -615,6 +615,14 @@ class Raylet:
     def _on_stop(self, ident, rec):
         self._send(ident, P.StatusReply(0, {"stopping": True}))
         self.running = False
+
+    def _on_kv(self, ident, rec):
+        if self.cluster is not None and self.cluster.head is None:
+            self.cluster.kv_forward(ident, rec)  # the head keeps the cluster's key-value store
+        elif type(rec) is P.KVPut:
+            self.kv.put(ident, rec)
+        else:
+            self.kv.get(ident, rec)
 
     def _on_return_address(self, ident, rec):
         c = self.clients.get(ident)
