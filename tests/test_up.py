@@ -329,7 +329,7 @@ def test_this_machine_in_a_hostfile_gets_no_second_node():
 
 # ---------------------------------------------------------------------- the launcher
 SCRIPT = textwrap.dedent("""
-    import json, os, sys, psutil
+    import json, os, sys, time, psutil
     import actorscoop as asc
     from actorscoop import _session
 
@@ -345,8 +345,10 @@ SCRIPT = textwrap.dedent("""
     print("ARGS", sys.argv[1:], "ADDRESS", os.environ["ACTORSCOOP_ADDRESS"], flush=True)
     if sys.argv[1] == "interrupt":
         os.kill(os.getpid(), 2)  # what Ctrl-C does
+        time.sleep(30)  # the signal's handler runs here at the latest
     elif sys.argv[1] == "sigterm":
         os.kill(os.getpid(), 15)  # what a batch system does at the end of a job
+        time.sleep(30)
     elif sys.argv[1] == "raise":
         raise RuntimeError("the script failed")
 """)
