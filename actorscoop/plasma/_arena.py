@@ -184,3 +184,16 @@ def socket_in_use(path: str) -> bool:
         return False
     finally:
         probe.close()
+
+
+def populate_range_in_background(mapping: Mapping, offset: int, length: int) -> threading.Thread:
+    """Fault in [offset, offset+length) for writing in a daemon thread, front to back, while
+    the caller fills it (a page it reaches first simply faults as usual)."""
+    def run():
+        try:
+            mapping.populate(offset, length, write=True)
+        except Exception:
+            log.debug("background populate of %s failed", mapping.path, exc_info=True)
+    thread = threading.Thread(target=run, name="plasma-populate", daemon=True)
+    thread.start()
+    return thread

@@ -18,7 +18,7 @@ import weakref
 
 from . import _layout
 from . import _protocol as P
-from ._arena import Mapping, populate_in_background
+from ._arena import Mapping, populate_in_background, populate_range_in_background
 from ._connection import Connection, ReleaseQueue
 from ._errors import (IllegalTransitionError, ObjectExistsError, ObjectNotFoundError, ObjectStoreFullError,
                       PlasmaError, ProtocolError, StoreUnavailableError)
@@ -117,17 +117,22 @@ class PlasmaClient:
         """Serialize ``obj`` with pickle protocol 5 (buffers out-of-band) and put it."""
         return self.put_parts(object_id, *serialize(obj))
 
-    def create_block(self, object_id: bytes, size: int):
+    def create_block(self, object_id: bytes, size: int, populate: str = "now"):
         """Create an object of ``size`` raw bytes and return a writable uint8 view of its
         block, to be filled (e.g. with another store's block, chunk by chunk) and then
-        sealed with ``seal`` or dropped with ``abort``."""
+        sealed with ``seal`` or dropped with ``abort``. ``populate``: fault its pages in
+        "now", or in a "background" thread (the caller writes meanwhile, e.g. as chunks
+        arrive from the network), or "no"."""
         _check_id(object_id)
         located = self._request(P.Create(0, object_id, int(size), float(self.full_store_wait)),
                                 timeout=self.timeout + self.full_store_wait)
         if located.warning:
             _warn_fallback(located.warning)
         mapping = self._mapping(located.path)
-        mapping.populate(located.offset, int(size), write=True)
+        if populate == "now":
+            mapping.populate(located.offset, int(size), write=True)
+        elif populate == "background":
+            populate_range_in_background(mapping, located.offset, int(size))
         return mapping.array[located.offset:located.offset + int(size)]
 
     def seal(self, object_id: bytes) -> None:
