@@ -242,3 +242,19 @@ def test_shared_constants_are_cluster_wide(cluster):
         return value
     assert asc.get(read_and_set.remote(), timeout=60) == "hello from the head"
     assert shared.getConst("answer_from_node_2", timeout=30) == cluster.info(2)["node_id"]
+
+
+def test_print_in_a_task_on_another_node_reaches_the_driver(cluster, capfd):
+    @asc.remote(resources={"special": 1})
+    def shout():
+        print("shouting from node 2", flush=True)
+        return asc.get_runtime_context().get_node_id()
+    assert asc.get(shout.remote(), timeout=60) == cluster.info(2)["node_id"]
+    seen = []
+
+    def printed():
+        seen.append(capfd.readouterr().out)
+        return "shouting from node 2" in "".join(seen)
+    wait_for(printed, 30, what="the print from node 2 in the driver's output")
+    line = next(x for x in "".join(seen).splitlines() if "shouting from node 2" in x)
+    assert f"node={cluster.info(2)['node_id'][:8]}" in line

@@ -201,6 +201,10 @@ class ClusterLink:
             self.run_actor(rec)
         elif t is P.RouteKill:
             self.r.actors.kill(rec.actor_id, rec.no_restart, route=False)
+        elif t is P.RemoteLog:
+            task = self.r.tasks.get(rec.task_id)
+            if task is not None and task.job in self.r.clients:
+                self.r._send(task.job, P.LogLines(rec.prefix, rec.text))
         elif t is P.KVReply:
             ident, request_id = self._lookups.pop(rec.request_id, (None, 0))
             if ident is not None and ident in self.r.clients:

@@ -84,6 +84,10 @@ class HeadService:
             found = self.names.get((rec.namespace, rec.name))
             aid, meta = found if found and self._actor_alive(found[0]) else (None, None)
             self.link.send_to(ident, P.ActorFound(rec.request_id, aid, meta))
+        elif t is P.RemoteLog:
+            owner = self.nodes.get(rec.owner)
+            if owner is not None and owner.load.alive:
+                self.link.send_to(owner.ident, rec)
         elif t is P.FreeRemote:
             target = self.nodes.get(rec.node)
             if target is not None and target.load.alive:

@@ -824,6 +824,7 @@ class Raylet:
             return
         text = "\n".join(lines)
         actor = self.actors.log_target(w.worker_id) if w.actor_id is not None else None
+        task = None
         if actor is not None:
             name, target = actor
             targets = [target]
@@ -834,6 +835,11 @@ class Raylet:
             targets = [task.job] if task is not None else \
                 [i for i, c in self.clients.items() if c.kind == P.KIND_DRIVER and i == c.ident]
         prefix = f"{name} pid={w.pid}"
+        if actor is None and task is not None and task.owner is not None:
+            # a task run for another node: its output goes to its owner's driver
+            self.cluster.to_head(P.RemoteLog(task.owner, task.spec.task_id,
+                                             f"{prefix}, node={self.node_id.hex()[:8]}", text))
+            return
         for t in targets:
             if t in self.clients:
                 self._send(t, P.LogLines(prefix, text))

@@ -404,6 +404,14 @@ class ActorFound(NamedTuple):
     meta: Optional[bytes]
 
 
+class RemoteLog(NamedTuple):
+    """Output of a task run for another node, on its way to its owner's driver."""
+    owner: bytes
+    task_id: bytes
+    prefix: str
+    text: str
+
+
 class FreeRemote(NamedTuple):
     """The owner pulled (or no longer needs) the results that ``node`` keeps for it under ``key``."""
     node: bytes
@@ -445,7 +453,7 @@ MESSAGE_TYPES = (
     NodeJoin, JoinReply, Heartbeat, SpillTask, RunTask, TaskResult, TaskLost,
     ClusterStatusRequest, ClusterStatusReply, FreeRemote, PullRequest, PullChunk,
     SpillActor, RunActor, RouteCall, RouteKill, ActorLookup, ActorFound, ActorHosted,
-    ActorGone,
+    ActorGone, RemoteLog,
 )
 
 __all__ = [c.__name__ for c in MESSAGE_TYPES] + [
