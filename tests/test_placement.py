@@ -47,3 +47,12 @@ def test_pick_is_feasible_live_and_minimal(specs, need):
     chosen = next(n for n in nodes if n.node_id == got)
     assert chosen in ok
     assert chosen.expected_wait() == min(n.expected_wait() for n in ok)
+
+
+def test_a_node_holding_large_arguments_gets_a_bonus():
+    nodes = [NodeLoad(A, {"CPU": 1}, backlog=2), NodeLoad(B, {"CPU": 1}, backlog=0)]
+    assert pick_node(nodes, {"CPU": 1}, owner=B) == B
+    assert pick_node(nodes, {"CPU": 1}, owner=B, holding={A: 300 << 20}) == A  # 3 tasks' worth
+    assert pick_node(nodes, {"CPU": 1}, owner=B, holding={A: 50 << 20}) == B  # not enough
+    nodes[0].backlog = 40
+    assert pick_node(nodes, {"CPU": 1}, owner=B, holding={A: 10 << 30}) == B  # capped at 4

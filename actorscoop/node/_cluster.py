@@ -279,7 +279,7 @@ class ClusterLink:
         for oid in spec.deps:
             e = self.r.objects.entries[oid]
             if e.kind == P.VALUE_PLASMA:
-                deps.append([oid, P.VALUE_REMOTE, [self.r.node_id, self.transfer.address, b""]])
+                deps.append([oid, P.VALUE_REMOTE, [self.r.node_id, self.transfer.address, b"", e.size]])
             else:
                 deps.append([oid, e.kind, e.data])
         return deps

@@ -129,7 +129,8 @@ class HeadService:
         owner = self.nodes.get(rec.owner)
         if owner is not None:
             owner.load.backlog = rec.owner_backlog
-        target = S.pick_node([n.load for n in self.nodes.values()], resources, rec.owner)
+        target = S.pick_node([n.load for n in self.nodes.values()], resources, rec.owner,
+                             _holding(rec.deps))
         if target is None:
             target = rec.owner  # nobody can: it waits, infeasible, at its owner (with a warning)
         node = self.nodes.get(target)
@@ -213,3 +214,12 @@ class HeadService:
 
     def size(self):
         return sum(1 for n in self.nodes.values() if n.load.alive)
+
+
+def _holding(deps):
+    """node id -> bytes of a task's arguments in that node's store (its locations)."""
+    out = {}
+    for _oid, kind, data in deps:
+        if kind == P.VALUE_REMOTE and len(data) > 3:
+            out[data[0]] = out.get(data[0], 0) + int(data[3] or 0)
+    return out
