@@ -258,3 +258,41 @@ def test_print_in_a_task_on_another_node_reaches_the_driver(cluster, capfd):
     wait_for(printed, 30, what="the print from node 2 in the driver's output")
     line = next(x for x in "".join(seen).splitlines() if "shouting from node 2" in x)
     assert f"node={cluster.info(2)['node_id'][:8]}" in line
+
+
+def test_cancel_reaches_a_task_running_on_another_node(cluster, tmp_path):
+    started = tmp_path / "started"
+
+    @asc.remote(resources={"special": 1})
+    def nap(path):
+        open(path, "w").close()
+        time.sleep(60)
+    ref = nap.remote(str(started))
+    wait_for(started.exists, 60, what="the task to start on node 2")
+    asc.cancel(ref)
+    with pytest.raises(asc.exceptions.TaskCancelledError):
+        asc.get(ref, timeout=30)
+
+
+def test_an_actor_on_another_node_dies_with_the_driver_that_made_it(cluster, tmp_path):
+    import subprocess
+    import sys
+    from actorscoop._cli import request
+    script = tmp_path / "maker.py"
+    script.write_text(
+        "import sys, actorscoop as asc\n"
+        f"asc.init(address={cluster.address!r})\n"
+        "@asc.remote(resources={'actor_slot': 1})\n"
+        "class Held:\n"
+        "    def pid(self):\n"
+        "        import os; return os.getpid()\n"
+        "h = Held.remote()\n"
+        "print('PID', asc.get(h.pid.remote(), timeout=60), flush=True)\n")
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    pid = int(out.stdout.split("PID ")[1].split()[0])
+    import psutil
+    wait_for(lambda: not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE,
+             30, what="the actor's process on node 2 to exit with its driver")
+    states = [a["state"] for a in request(cluster.info(2), "status")["actors"] if a["pid"] == pid]
+    assert states == ["dead"]

@@ -294,9 +294,12 @@ class ActorManager:
         self._die(a, cause, kill=False)
 
     def _die(self, a, cause, kill):
+        remote = a.state is ActorState.REMOTE
         a.state = ActorState.DEAD
         a.death = cause
         if self.r.cluster is not None:
+            if remote and kill:  # it lives on another node: kill it there first
+                self.r.cluster.to_head(P.RouteKill(a.id, True))
             self.r.cluster.to_head(P.ActorGone(a.id))
         if a.spec.name:
             self.names.pop((a.spec.namespace, a.spec.name), None)

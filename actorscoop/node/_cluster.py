@@ -201,6 +201,10 @@ class ClusterLink:
             self.run_actor(rec)
         elif t is P.RouteKill:
             self.r.actors.kill(rec.actor_id, rec.no_restart, route=False)
+        elif t is P.CancelTask:  # the owner cancels a task it sent here
+            task = self.r.tasks.get(rec.task_id)
+            if task is not None and task.owner is not None:
+                self.r._on_cancel(None, rec)
         elif t is P.RemoteLog:
             task = self.r.tasks.get(rec.task_id)
             if task is not None and task.job in self.r.clients:
@@ -445,7 +449,7 @@ class ClusterLink:
         """A task run for another node ended: send the results home. Values in our store stay
         here, held for the owner until it has pulled them (FreeRemote); the rest is forgotten."""
         tid = task.spec.task_id
-        if task.cancelled:  # fenced: its owner runs it elsewhere; forget what it made
+        if task.fenced:  # its owner runs it elsewhere; forget what it made here
             for oid, kind, data, size, contained in results:
                 self.r.objects.resolve(oid, kind, data, size, contained)
             self.r.objects.drop_client(REMOTE + tid)

@@ -84,6 +84,11 @@ class HeadService:
             found = self.names.get((rec.namespace, rec.name))
             aid, meta = found if found and self._actor_alive(found[0]) else (None, None)
             self.link.send_to(ident, P.ActorFound(rec.request_id, aid, meta))
+        elif t is P.CancelTask:
+            where = self.placed.get(rec.task_id)
+            node = self.nodes.get(where[1]) if where is not None else None
+            if node is not None and node.load.alive:
+                self.link.send_to(node.ident, rec)
         elif t is P.RemoteLog:
             owner = self.nodes.get(rec.owner)
             if owner is not None and owner.load.alive:

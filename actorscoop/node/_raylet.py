@@ -37,7 +37,7 @@ class _Client:
 
 class _TaskRecord:
     __slots__ = ("spec", "submitter", "attempts", "cancelled", "pins", "missing", "watched",
-                 "started", "job", "owner", "remote", "forwarded")
+                 "started", "job", "owner", "remote", "forwarded", "fenced")
 
     def __init__(self, spec, submitter, pins):
         self.spec = spec
@@ -52,6 +52,7 @@ class _TaskRecord:
         self.owner = None  # node id of the node that owns it, when run here for another node
         self.remote = False  # ours, spilled: another node runs it
         self.forwarded = False  # placed by the head: never spilled again
+        self.fenced = False  # run for a node that gave it to another since: drop its results
 
 
 class Raylet:
@@ -430,8 +431,8 @@ class Raylet:
         their owners: cancel them (queued ones are dropped, running ones' results discarded)."""
         events = []
         for tid, task in list(self.tasks.items()):
-            if task.owner is not None and not task.cancelled:
-                task.cancelled = True
+            if task.owner is not None and not task.fenced:
+                task.cancelled = task.fenced = True
                 if task.spec.actor_id is None:
                     events.append(S.CancelRequested(tid, False))
         self._feed(events)
@@ -600,8 +601,9 @@ class Raylet:
         if task is None:
             return
         task.cancelled = True
-        if task.remote:
-            return  # running on another node: cancelling there is not supported yet
+        if task.remote:  # running on another node: the head passes the cancel on to it
+            self.cluster.to_head(rec)
+            return
         if task.spec.actor_id is not None:
             self.actors.cancel(task, rec.force)
             return
