@@ -296,3 +296,32 @@ def test_an_actor_on_another_node_dies_with_the_driver_that_made_it(cluster, tmp
              30, what="the actor's process on node 2 to exit with its driver")
     states = [a["state"] for a in request(cluster.info(2), "status")["actors"] if a["pid"] == pid]
     assert states == ["dead"]
+
+
+def test_an_actor_restarts_on_another_node_when_its_node_dies():
+    with Cluster(nodes=[{"num_cpus": 1}, {"num_cpus": 1, "resources": {"slot": 1}},
+                        {"num_cpus": 1, "resources": {"slot": 1}}], config={"node_timeout": 1.0}) as c:
+        asc.init(address=c.address)
+        try:
+            @asc.remote(resources={"slot": 1}, max_restarts=1)
+            class Keeper:
+                def __init__(self, start):
+                    self.n = start
+
+                def incr(self):
+                    self.n += 1
+                    return self.n, asc.get_runtime_context().get_node_id()
+            k = Keeper.remote(100)
+            n, first = asc.get(k.incr.remote(), timeout=60)
+            assert n == 101
+            c.kill_node(next(i for i in (1, 2) if c.info(i)["node_id"] == first))
+
+            def moved():
+                try:
+                    return asc.get(k.incr.remote(), timeout=10)
+                except asc.exceptions.ActorDiedError:
+                    return None  # calls made while it restarts fail
+            n, second = wait_for(moved, 60, what="the actor to answer from another node")
+            assert second != first and n == 101  # the constructor ran again
+        finally:
+            asc.shutdown()

@@ -36,7 +36,8 @@ class HeadService:
         now = time.monotonic()
         self.nodes = {node_id: _Node(S.NodeLoad(node_id, dict(totals)), None, link.host, link.pid, now)}
         self.placed = {}  # task id -> (owner node id, node id it runs on)
-        self.actors = {}  # actor id -> node id hosting it (actors placed by the head)
+        self.actors = {}  # actor id -> node id hosting it
+        self.actor_specs = {}  # actor id -> SpillActor of an actor the head placed (to restart it)
         self.names = {}  # (namespace, name) -> (actor id, meta)
 
     # ------------------------------------------------------------------ messages
@@ -71,6 +72,7 @@ class HeadService:
                 self.names.setdefault((rec.namespace, rec.name), (rec.actor_id, rec.meta))
         elif t is P.ActorGone:
             self.actors.pop(rec.actor_id, None)
+            self.actor_specs.pop(rec.actor_id, None)
             for key, (aid, _meta) in list(self.names.items()):
                 if aid == rec.actor_id:
                     del self.names[key]
@@ -156,6 +158,7 @@ class HeadService:
             if node is None:
                 return
         self.actors[create.actor_id] = node.load.node_id
+        self.actor_specs[create.actor_id] = rec
         if create.name:
             self.names[(create.namespace, create.name)] = (create.actor_id, create.meta)
         self.link.send_to(node.ident, P.RunActor(rec.owner, rec.create, rec.spec, rec.deps, rec.function))
@@ -206,6 +209,24 @@ class HeadService:
                     owner_node = self.nodes.get(owner)
                     if owner_node is not None and owner_node.load.alive:
                         self.link.send_to(owner_node.ident, P.TaskLost(owner, task_id, reason))
+            self._restart_actors_of(node_id, reason)
+
+    def _restart_actors_of(self, node_id, reason):
+        """Actors the head placed on a dead node start again elsewhere while they have
+        restarts left (their constructor reruns with its arguments); the others are gone."""
+        for actor_id, where in list(self.actors.items()):
+            if where != node_id:
+                continue
+            rec = self.actor_specs.get(actor_id)
+            create = P.CreateActor(*rec.create) if rec is not None else None
+            owner = self.nodes.get(rec.owner) if rec is not None else None
+            if create is None or create.max_restarts < 1 or owner is None or not owner.load.alive:
+                del self.actors[actor_id]
+                self.actor_specs.pop(actor_id, None)
+                continue
+            log.warning("restarting actor %s of class %s elsewhere: %s", actor_id.hex()[:12],
+                        create.class_name, reason)
+            self._place_actor(rec._replace(create=list(create._replace(max_restarts=create.max_restarts - 1))))
 
     def table(self):
         now = time.monotonic()
