@@ -265,11 +265,11 @@ class ClusterLink:
     def wants(self, task, missing):
         """Whether this newly submitted task should leave this node."""
         spec = task.spec
-        if missing or spec.args_object is not None or spec.nested or task.forwarded:
-            return False  # its inputs are not all here yet, or refs hide inside its arguments
-        for oid in spec.deps:
+        if missing or spec.args_object is not None or task.forwarded:
+            return False  # its inputs are not all here yet
+        for oid in (*spec.deps, *spec.nested):  # refs inside the arguments travel too
             e = self.r.objects.entries.get(oid)
-            if e is None or e.kind not in (P.VALUE_INLINE, P.VALUE_PLASMA):
+            if e is None or e.state is not ObjState.READY or e.kind not in (P.VALUE_INLINE, P.VALUE_PLASMA):
                 return False
         sched = self.r.scheduler
         # + events not yet fed to the scheduler: a burst of submits arrives in one loop turn
@@ -278,10 +278,14 @@ class ClusterLink:
 
     def _portable_deps(self, spec):
         """Argument values as they travel: inline values as they are, plasma values as a
-        place to pull them from (our store)."""
+        place to pull them from (our store). Refs found inside the arguments (``nested``)
+        travel the same way, so the node that runs the task can resolve them while it runs;
+        a nested ref whose value is not ready here is not sent (a get of it there fails)."""
         deps = []
-        for oid in spec.deps:
-            e = self.r.objects.entries[oid]
+        for oid in dict.fromkeys((*spec.deps, *spec.nested)):
+            e = self.r.objects.entries.get(oid)
+            if e is None or e.state is not ObjState.READY:
+                continue
             if e.kind == P.VALUE_PLASMA:
                 deps.append([oid, P.VALUE_REMOTE, [self.r.node_id, self.transfer.address, b"", e.size]])
             else:
@@ -428,7 +432,7 @@ class ClusterLink:
             r.objects.pin(oid)
         for i in range(1, spec.num_returns + 1):
             r.objects.expect(spec.task_id + i.to_bytes(4, "big"), holder, spec.name)
-        task = r.new_task(spec, holder, list(spec.deps))
+        task = r.new_task(spec, holder, [dep[0] for dep in rec.deps])
         task.owner = rec.owner
         task.forwarded = True
         return task

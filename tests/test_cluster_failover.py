@@ -1,0 +1,48 @@
+"""Cluster failures that need a cluster of their own: a node that loses the head, an
+actor restarted on another node when its node dies."""
+
+import actorscoop as asc
+from actorscoop.testing import Cluster
+from conftest import wait_for
+
+
+def test_a_node_that_loses_the_head_says_so_and_goes_on(tmp_path):
+    """Killing the head: a member counts it lost within 2x the node timeout (work it sent
+    away fails instead of hanging) and keeps serving its own clients."""
+    from actorscoop._cli import request
+    with Cluster(nodes=[{"num_cpus": 1}, {"num_cpus": 1}], config={"node_timeout": 1.0}) as c:
+        member = c.info(1)
+        wait_for(lambda: request(member, "status")["cluster"]["nodes"], 30, what="the member's table")
+        c.kill_node(0)
+        wait_for(lambda: request(member, "status")["cluster"]["head_lost"], 30,
+                 what="the member to count the head lost")
+        assert request(member, "status")["resources_total"]["CPU"] == 1.0  # still serving
+
+
+def test_an_actor_restarts_on_another_node_when_its_node_dies():
+    with Cluster(nodes=[{"num_cpus": 1}, {"num_cpus": 1, "resources": {"slot": 1}},
+                        {"num_cpus": 1, "resources": {"slot": 1}}], config={"node_timeout": 1.0}) as c:
+        asc.init(address=c.address)
+        try:
+            @asc.remote(resources={"slot": 1}, max_restarts=1)
+            class Keeper:
+                def __init__(self, start):
+                    self.n = start
+
+                def incr(self):
+                    self.n += 1
+                    return self.n, asc.get_runtime_context().get_node_id()
+            k = Keeper.remote(100)
+            n, first = asc.get(k.incr.remote(), timeout=60)
+            assert n == 101
+            c.kill_node(next(i for i in (1, 2) if c.info(i)["node_id"] == first))
+
+            def moved():
+                try:
+                    return asc.get(k.incr.remote(), timeout=10)
+                except asc.exceptions.ActorDiedError:
+                    return None  # calls made while it restarts fail
+            n, second = wait_for(moved, 60, what="the actor to answer from another node")
+            assert second != first and n == 101  # the constructor ran again
+        finally:
+            asc.shutdown()
