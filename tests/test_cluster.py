@@ -297,3 +297,14 @@ def test_refs_inside_arguments_resolve_on_the_node_that_runs_the_task(cluster):
     c = FarCounter.remote(0)
     assert asc.get(c.size.remote([small]), timeout=60) == 1  # an actor call on node 2
     asc.kill(c)
+
+
+def test_refs_returned_from_another_node_stay_alive_where_the_result_goes(cluster):
+    @asc.remote(resources={"special": 1})
+    def make_box():
+        inner = asc.put(np.arange(300_000))  # 2.4 MB: in node 2's store
+        return [asc.put("small inner"), inner, asc.put([inner])]
+    small, big, nested = asc.get(make_box.remote(), timeout=60)
+    assert asc.get(small, timeout=30) == "small inner"
+    assert int(asc.get(big, timeout=30).sum()) == int(np.arange(300_000).sum())
+    assert asc.get(asc.get(nested, timeout=30)[0], timeout=30).shape == (300_000,)

@@ -344,12 +344,13 @@ class ClusterLink:
         task = self.r.tasks.pop(rec.task_id, None)
         if task is None:
             return
-        remote = [res for res in rec.results if res[1] == P.VALUE_REMOTE]
-        if not remote:
-            self.r.finish_remote(task, rec.results)
-            return
-        # Results in the runner's store: pull them into ours, then let the runner free them.
         results = [list(res) for res in rec.results]
+        extras = [list(res) for res in rec.extras]
+        remote = [res for res in results + extras if res[1] == P.VALUE_REMOTE]
+        if not remote:
+            self._finish_with_extras(task, results, extras)
+            return
+        # Values in the runner's store: pull them into ours, then let the runner free them.
         left = {res[0] for res in remote}
         errors = []
 
@@ -367,14 +368,25 @@ class ClusterLink:
                                      "its results could not be fetched from the node that ran it ("
                                      + "; ".join(errors) + ")"))
                 return
-            for res in results:
+            for res in results + extras:
                 if res[1] == P.VALUE_REMOTE:
                     res[1], res[2] = P.VALUE_PLASMA, None
-            self.r.finish_remote(task, results)
+            self._finish_with_extras(task, results, extras)
 
         for res in remote:
             oid, address = res[0], res[2][1]
             self.transfer.pull(oid, address, lambda error, oid=oid: pulled(oid, error))
+
+    def _finish_with_extras(self, task, results, extras):
+        """Resolve a task's results; objects they refer to (extras) exist first, held until
+        the results pin them."""
+        objects = self.r.objects
+        for oid, kind, data, size, contained in extras:
+            objects.keep(oid, kind, data, size, contained)
+        self.r.finish_remote(task, results)
+        for oid, *_ in extras:
+            objects.unpin(oid)
+        self.r._delete_plasma()
 
     def lost(self, rec):
         task = self.r.tasks.get(rec.task_id)
@@ -437,6 +449,14 @@ class ClusterLink:
         task.forwarded = True
         return task
 
+    def _outgoing(self, oid, kind, data, size, contained, tid):
+        """A value as it goes home: plasma values stay here, held for the owner until it
+        has pulled them (FreeRemote ``tid``), and travel as their location."""
+        if kind == P.VALUE_PLASMA:
+            self.r.objects.add_holder(oid, SERVE + tid)
+            data, kind = [self.r.node_id, self.transfer.address, tid], P.VALUE_REMOTE
+        return [oid, kind, data, size, list(contained)]
+
     def _dep_pulled(self, oid, error):
         r = self.r
         if error is None:
@@ -462,11 +482,18 @@ class ClusterLink:
         out = []
         for oid, kind, data, size, contained in results:
             self.r.objects.resolve(oid, kind, data, size, contained)  # so dropping frees it
-            if kind == P.VALUE_PLASMA:
-                self.r.objects.add_holder(oid, SERVE + tid)
-                data, kind = [self.r.node_id, self.transfer.address, tid], P.VALUE_REMOTE
-            out.append([oid, kind, data, size, list(contained)])
-        self.to_head(P.TaskResult(task.owner, self.r.node_id, tid, out))
+            out.append(self._outgoing(oid, kind, data, size, contained, tid))
+        extras, seen = [], set()
+        pending = [c for res in results for c in res[4]]
+        while pending:  # the objects the results refer to, and those they refer to
+            oid = pending.pop()
+            e = self.r.objects.entries.get(oid)
+            if oid in seen or e is None or e.state is not ObjState.READY:
+                continue
+            seen.add(oid)
+            extras.append(self._outgoing(oid, e.kind, e.data, e.size, e.contained, tid))
+            pending.extend(e.contained)
+        self.to_head(P.TaskResult(task.owner, self.r.node_id, tid, out, extras))
         self.r.objects.drop_client(REMOTE + tid)
         self.r._delete_plasma()
 

@@ -87,6 +87,17 @@ class ObjectTable:
         e.subscribers = set()
         return e, recipients
 
+    def keep(self, oid, kind, data, size, contained):
+        """An object that arrives from another node inside a result: held by one temporary
+        pin until the result that refers to it pins it (then call ``unpin``)."""
+        e = self.entries.get(oid)
+        if e is None:
+            e = self.entries[oid] = _Entry("from another node")
+            e.pins = 1
+            self._set(oid, e, kind, data, size, contained)
+        else:
+            e.pins += 1
+
     def resolve(self, oid, kind, data, size, contained):
         """A task's result arrived. Returns (entry or None, recipients)."""
         e = self.entries.get(oid)

@@ -331,11 +331,14 @@ class RunTask(NamedTuple):
 
 class TaskResult(NamedTuple):
     """A spilled task finished on ``node``: its results, on their way back to ``owner``.
-    results: [[object_id, kind, data, size, contained], ...] (plasma values travel inline)."""
+    results: [[object_id, kind, data, size, contained], ...], plasma values as locations
+    (VALUE_REMOTE) the owner pulls; ``extras``: the same for the objects the results hold
+    refs to (made on ``node``), so they live on where the results go."""
     owner: bytes
     node: bytes
     task_id: bytes
     results: list
+    extras: list
 
 
 class TaskLost(NamedTuple):
