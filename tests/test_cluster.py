@@ -15,7 +15,7 @@ from actorscoop import _session
 from actorscoop.exceptions import ActorScoopError
 from actorscoop.testing import Cluster
 from actorscoop.transport import _secure
-from conftest import LeakCheck, wait_for
+from conftest import LeakCheck, exited, wait_for
 
 
 @pytest.fixture(scope="module")
@@ -278,9 +278,7 @@ def test_an_actor_on_another_node_dies_with_the_driver_that_made_it(cluster, tmp
     out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     pid = int(out.stdout.split("PID ")[1].split()[0])
-    import psutil
-    wait_for(lambda: not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE,
-             30, what="the actor's process on node 2 to exit with its driver")
+    wait_for(lambda: exited(pid), 30, what="the actor's process on node 2 to exit with its driver")
     states = [a["state"] for a in request(cluster.info(2), "status")["actors"] if a["pid"] == pid]
     assert states == ["dead"]
 

@@ -1,5 +1,6 @@
-"""Cluster failures that need a cluster of their own: a node that loses the head, an
-actor restarted on another node when its node dies."""
+"""Cluster cases that need a cluster of their own: a node that loses the head, an actor
+restarted on another node when its node dies, many objects moving at once."""
+import numpy as np
 
 import actorscoop as asc
 from actorscoop.testing import Cluster
@@ -44,5 +45,24 @@ def test_an_actor_restarts_on_another_node_when_its_node_dies():
                     return None  # calls made while it restarts fail
             n, second = wait_for(moved, 60, what="the actor to answer from another node")
             assert second != first and n == 101  # the constructor ran again
+        finally:
+            asc.shutdown()
+
+
+def test_many_objects_pulled_at_once_stay_within_the_bound():
+    from actorscoop.node import _transfer
+    with Cluster(nodes=[{"num_cpus": 1}, {"num_cpus": 2, "resources": {"b": 1}}],
+                 object_store_memory=512 << 20) as c:
+        asc.init(address=c.address)
+        try:
+            @asc.remote(resources={"b": 1})
+            def block(seed):
+                return np.random.default_rng(seed).random(1_500_000)  # 12 MB: 3 chunks
+            refs = [block.remote(s) for s in range(10)]  # 30 chunks want to move at once
+            for s, ref in enumerate(refs):
+                assert np.array_equal(asc.get(ref, timeout=120), np.random.default_rng(s).random(1_500_000))
+            report = asc._api.status()["cluster"]["transfer"]
+            assert report["pulls"] >= 10
+            assert _transfer.WINDOW < report["peak_chunks_in_flight"] <= _transfer.MAX_IN_FLIGHT, report
         finally:
             asc.shutdown()

@@ -2,7 +2,8 @@
 
 Pull, in chunks, straight from one store's arena into the other's: the puller creates the
 object's block in its own store and asks the holder for ``CHUNK`` bytes at a time, at most
-``WINDOW`` chunks in flight per object (so bytes in flight are bounded), writing each chunk
+``WINDOW`` chunks in flight per object and ``MAX_IN_FLIGHT`` for all objects together (so
+bytes in flight are bounded however many objects move at once), writing each chunk
 where it belongs as it arrives; the last one seals the block. Both ends are ZeroMQ
 sockets over TCP with CURVE (the cluster's token), in the raylet's loop: a ROUTER that
 serves, and one DEALER per remote node that pulls. Payload frames are sent and received
@@ -19,7 +20,8 @@ from ..transport import _secure
 log = logging.getLogger("actorscoop.transfer")
 
 CHUNK = 4 << 20
-WINDOW = 4
+WINDOW = 4  # chunks in flight per object
+MAX_IN_FLIGHT = 16  # chunks in flight for all pulls together: at most 64 MiB on the way
 STALL_TIMEOUT = 30.0
 
 
@@ -49,6 +51,8 @@ class Transfer:
         self.links = {}  # address -> DEALER
         self.pulls = {}  # object id -> _Pull
         self.deferred = []  # pulls waiting for our store to start
+        self.inflight = 0  # chunks asked for and not received, all pulls together
+        self.peak_inflight = 0
         self.bytes_pulled = 0
         self.pull_seconds = 0.0  # summed over pulls, from first request to seal
         self.pulls_done = 0
@@ -70,7 +74,7 @@ class Transfer:
             else:
                 self.deferred.append(p)
             return
-        self._ask(p, 0, CHUNK)
+        self._fill()
 
     def _link(self, address):
         sock = self.links.get(address)
@@ -81,15 +85,38 @@ class Transfer:
         return sock
 
     def _ask(self, p, offset, length):
+        if not p.inflight:
+            p.last = time.monotonic()  # its stall clock starts when it is asked for
         p.inflight += 1
+        self.inflight += 1
+        self.peak_inflight = max(self.peak_inflight, self.inflight)
         self._link(p.address).send(P.encode([P.PullRequest(p.object_id, offset, length)]), zmq.NOBLOCK)
         p.next_offset = offset + length
 
+    def _fill(self):
+        """Ask for more chunks, a turn per pull, while the bounds allow."""
+        asked = True
+        while asked and self.inflight < MAX_IN_FLIGHT:
+            asked = False
+            for p in self.pulls.values():
+                if self.inflight >= MAX_IN_FLIGHT:
+                    return
+                if p in self.deferred or p.inflight >= WINDOW:
+                    continue
+                if p.total is None:  # size unknown until its first chunk comes
+                    if p.next_offset == 0:
+                        self._ask(p, 0, CHUNK)
+                        asked = True
+                elif p.next_offset < p.total:
+                    self._ask(p, p.next_offset, min(CHUNK, p.total - p.next_offset))
+                    asked = True
+
     def _on_chunk(self, head, payload):
         p = self.pulls.get(head.object_id)
-        if p is None:
-            return
+        if p is None or p.inflight == 0:
+            return  # a pull that ended meanwhile (its chunks were counted off then)
         p.inflight -= 1
+        self.inflight -= 1
         p.last = time.monotonic()
         if head.total < 0:
             self._finish(p, head.error or "the holder does not have it")
@@ -118,11 +145,12 @@ class Transfer:
             self.pulls_done += 1
             self._finish(p, None)
             return
-        while p.inflight < WINDOW and p.next_offset < p.total:
-            self._ask(p, p.next_offset, min(CHUNK, p.total - p.next_offset))
+        self._fill()
 
     def _finish(self, p, error):
         del self.pulls[p.object_id]
+        self.inflight -= p.inflight
+        p.inflight = 0
         if error is not None and p.block is not None:
             p.block = None
             try:
@@ -131,6 +159,7 @@ class Transfer:
                 pass
         for cb in p.callbacks:
             cb(error)
+        self._fill()  # its share of the bound goes to the others
 
     def fail_pulls_from(self, address, reason):
         """The node at ``address`` died: its transfers will never finish."""
@@ -169,7 +198,8 @@ class Transfer:
         rate = self.bytes_pulled / self.pull_seconds if self.pull_seconds else 0.0
         return {"address": self.address, "pulls": self.pulls_done, "bytes_pulled": self.bytes_pulled,
                 "bytes_served": self.bytes_served, "pull_rate_bytes_per_s": round(rate),
-                "pulls_in_progress": len(self.pulls)}
+                "pulls_in_progress": len(self.pulls), "peak_chunks_in_flight": self.peak_inflight,
+                "chunk_bytes": CHUNK}
 
     # ------------------------------------------------------------------ loop
     def drain(self):
@@ -180,7 +210,7 @@ class Transfer:
                     self._finish(p, f"this node's object store could not start: {self.r.store_error}")
                 else:
                     p.last = time.monotonic()
-                    self._ask(p, 0, CHUNK)
+            self._fill()
         server = self.server
         while server.getsockopt(zmq.EVENTS) & zmq.POLLIN:
             parts = server.recv_multipart(zmq.NOBLOCK)
@@ -208,7 +238,7 @@ class Transfer:
             if now - used > 60:
                 del self.serving[oid]
         for p in list(self.pulls.values()):
-            if p not in self.deferred and now - p.last > STALL_TIMEOUT:
+            if p not in self.deferred and p.inflight and now - p.last > STALL_TIMEOUT:
                 self._finish(p, f"the node at {p.address} sent nothing for {STALL_TIMEOUT:g} s")
 
     def close(self):
