@@ -27,6 +27,17 @@ def wait_for(predicate, timeout=10.0, interval=0.01, what="condition"):
         time.sleep(interval)
 
 
+def exited(pid):
+    """Whether process ``pid`` has exited (gone, or a zombie nobody reaped yet).
+
+    One question to psutil: ``pid_exists(p) and Process(p).status()`` raises NoSuchProcess
+    when the process exits between the two calls."""
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _own_tmpdir():
     """Each pytest worker gets its own ACTORSCOOP_TMPDIR (short: ipc paths are limited)."""
@@ -58,10 +69,9 @@ class LeakCheck:
             self.session_dirs.add(n["session_dir"])
 
     def assert_clean(self, timeout=15.0):
-        def gone():
-            return [p for p in self.pids if psutil.pid_exists(p) and
-                    psutil.Process(p).status() != psutil.STATUS_ZOMBIE]
-        wait_for(lambda: not gone(), timeout, what=f"processes {gone()} to exit")
+        def left():
+            return [p for p in self.pids if not exited(p)]
+        wait_for(lambda: not left(), timeout, what=f"processes {left()} to exit")
         shm = [f for f in os.listdir("/dev/shm")
                if f.startswith("actorscoop") and any(f"-{pid}-" in f for pid in self.pids)]
         assert not shm, f"/dev/shm files left behind: {shm}"

@@ -76,6 +76,12 @@ def process_alive(pid) -> bool:
         return False
 
 
+def _store_files():
+    """Plasma arenas in /dev/shm and temporary spill directories in /tmp (named by pid)."""
+    return [f"/dev/shm/{f}" for f in os.listdir("/dev/shm") if f.startswith("actorscoop")] + \
+        [f"/tmp/{f}" for f in os.listdir("/tmp") if f.startswith("actorscoop-plasma-spill-")]
+
+
 def sweep_stale():
     """Delete namespaces a killed earlier run of these tests left behind: only ours (by
     name), only if their creator is gone and no process is inside."""
@@ -206,6 +212,9 @@ class NetnsCluster:
         self.envs = []  # NodeEnv, head first
         self.pids = {}  # pid -> what printed it (node raylets), plus everything seen in our namespaces
         self.socket_dirs = set()  # where our nodes' socket files live (maybe /tmp/asc-sock-*)
+        # Store files are named by pid, and pids get reused: files that an earlier process
+        # with one of our pids left before we started are not ours.
+        self.files_before = set(_store_files())
         self.head_output = None  # what `actorscoop start --head` printed, once it started
         self.b = None  # NodeEnv of the node the tests call "b", if they start one
         self.join_address = None
@@ -388,11 +397,10 @@ class NetnsCluster:
             nodes = os.path.join(env.tmpdir, "nodes")
             if os.path.isdir(nodes) and os.listdir(nodes):
                 found.append(f"node files in {nodes}: {os.listdir(nodes)}")
+        files = [f for f in _store_files() if f not in self.files_before]
         for pid in self.pids:
-            found += [f"/dev/shm/{f}" for f in os.listdir("/dev/shm")
-                      if f.startswith("actorscoop") and f"-{pid}-" in f]
-            found += [f"/tmp/{f}" for f in os.listdir("/tmp")
-                      if f.startswith(f"actorscoop-plasma-spill-{pid}-")]
+            found += [f for f in files if (f.startswith("/dev/shm/") and f"-{pid}-" in f) or
+                      f.startswith(f"/tmp/actorscoop-plasma-spill-{pid}-")]
         return found
 
     def teardown(self, stop=True):

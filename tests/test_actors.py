@@ -8,13 +8,12 @@ import textwrap
 import threading
 import time
 
-import psutil
 import pytest
 
 import actorscoop as asc
 from actorscoop.exceptions import ActorDiedError, TaskError
 from actorscoop.util import ActorPool
-from conftest import wait_for
+from conftest import exited, wait_for
 
 
 @asc.remote
@@ -332,8 +331,7 @@ def test_no_actor_processes_left_after_kill(node):
     c = Counter.remote()
     pid = asc.get(c.pid.remote())
     asc.kill(c)
-    wait_for(lambda: not psutil.pid_exists(pid) or psutil.Process(pid).status() == "zombie", 10,
-             what="the actor process to exit")
+    wait_for(lambda: exited(pid), 10, what="the actor process to exit")
 
 
 def test_actor_killed_while_starting_leaves_nothing_pending(node):

@@ -86,7 +86,8 @@ def test_start_status_connect_stop(tmp_path):
         stop = cli("stop", env=env)
     assert stop.returncode == 0, stop.stderr
     assert "Stopped 1 node" in stop.stdout
-    assert not psutil.pid_exists(raylet_pid) or psutil.Process(raylet_pid).status() == "zombie"
+    from conftest import exited
+    assert exited(raylet_pid)
     assert cli("status", "--json", env=env).stdout.strip() == "[]"
 
 
@@ -148,10 +149,8 @@ def test_driver_killed_with_sigkill_takes_its_node_down(tmp_path):
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait(10)
-    from conftest import wait_for
-    wait_for(lambda: not [p for p in pids if psutil.pid_exists(p) and
-                          psutil.Process(p).status() != psutil.STATUS_ZOMBIE], 20,
-             what="the orphaned node to exit")
+    from conftest import exited, wait_for
+    wait_for(lambda: all(exited(p) for p in pids), 20, what="the orphaned node to exit")
     assert not shm_of(pids)
 
 

@@ -15,6 +15,7 @@ import pytest
 import actorscoop as asc
 from actorscoop import _context, futures
 from actorscoop.exceptions import TaskError
+from conftest import wait_for
 
 
 class Gate:
@@ -61,6 +62,15 @@ def mark_and_wait(marks, i, release):
 
 def idle():
     return sum(asc._api.status()["tasks"].values()) == 0
+
+
+@pytest.fixture(autouse=True)
+def _free_cpus(node):
+    """Tests here count on both CPUs being free when they start. A task an earlier test
+    left running (its gate opened, or its future cancelled, and it has not ended yet) holds
+    one, and the node then queues a new task behind a busy worker: behind a task that waits
+    for a gate, it would never start."""
+    wait_for(idle, timeout=60, what="the tasks of the previous test to end")
 
 
 def occupy_both_cpus(release):
@@ -328,7 +338,6 @@ def test_closing_map_early_cancels_pending_calls(node):
     marks[1].wait(60)  # both CPUs are busy with items 0 and 1; 2..7 are queued
     it.close()
     release.open()
-    from conftest import wait_for
     wait_for(idle, timeout=60, what="the node to be idle")
     assert not any(m.is_open() for m in marks[2:])
     with pytest.raises(StopIteration):
@@ -343,6 +352,5 @@ def test_dropping_a_map_iterator_cancels_it(node):
     marks[1].wait(60)
     del it
     release.open()
-    from conftest import wait_for
     wait_for(idle, timeout=60, what="the node to be idle")
     assert not any(m.is_open() for m in marks[2:])

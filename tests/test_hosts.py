@@ -18,7 +18,7 @@ from actorscoop._hosts import (
     batch_system, expand_cpus_per_node, expand_nodelist, hosts_from_environment,
     parse_hostfile, parse_hostfile_text, shell_command,
 )
-from conftest import wait_for
+from conftest import exited, wait_for
 
 import ssh_standin
 
@@ -455,8 +455,7 @@ def test_timeout_names_host_and_command_and_leaves_nothing(launcher, ssh_log, tm
     wait_for(lambda: not _group_members(err.pid), 10, what=f"process group {err.pid} to die")
     if pidfile.exists():  # the command got as far as writing its pid
         pid = int(pidfile.read_text())
-        wait_for(lambda: not psutil.pid_exists(pid) or
-                 psutil.Process(pid).status() == psutil.STATUS_ZOMBIE, 10, what=f"pid {pid} to die")
+        wait_for(lambda: exited(pid), 10, what=f"pid {pid} to die")
     assert not psutil.Process().children(recursive=True)
 
 

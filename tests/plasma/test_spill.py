@@ -85,7 +85,11 @@ def test_put_waits_for_readers_to_release(stores):
     assert np.array_equal(reader.get(oid(2)), data(2, 2 * MB))
 
 
-def test_object_larger_than_the_store_goes_to_a_fallback_file(stores):
+def test_object_larger_than_the_store_goes_to_a_fallback_file(stores, monkeypatch):
+    # The client warns once per process: another test of this pytest worker may have had
+    # its warning already.
+    from actorscoop.plasma import _client
+    monkeypatch.setattr(_client, "_warned_fallback", False)
     store = stores.start(capacity=2 * MB)
     c = stores.client(store)
     with pytest.warns(UserWarning, match=r"of \d+ bytes is larger than the whole object store \(2097152 bytes\)"):
