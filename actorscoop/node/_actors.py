@@ -340,7 +340,11 @@ class ActorManager:
         """``route``: an actor this node does not host is killed where it lives."""
         a = self.actors.get(actor_id)
         if route and self.r.cluster is not None and (a is None or a.state is ActorState.REMOTE):
-            self.r.cluster.to_head(P.RouteKill(actor_id, no_restart))
+            if a is not None and no_restart:  # dead here too, at once: later calls say why
+                a.no_restart = True
+                self._die(a, "it was killed with actorscoop.kill()", kill=True)
+            else:
+                self.r.cluster.to_head(P.RouteKill(actor_id, no_restart))
             return
         if a is None or a.state is ActorState.DEAD:
             return

@@ -23,7 +23,7 @@ import zmq
 from .. import _errors
 from .. import protocol as P
 from .. import scheduler as S
-from ..exceptions import ActorDiedError, ActorScoopError, NodeDiedError, ObjectLostError
+from ..exceptions import ActorDiedError, ActorScoopError, NodeDiedError, ObjectLostError, TaskCancelledError
 from ..transport import _secure
 from ._head import HeadService
 from ._objects import ObjState
@@ -396,6 +396,11 @@ class ClusterLink:
             del self.r.tasks[rec.task_id]
             self.r.finish_remote(task, None, _errors.pack_exception(ActorDiedError(
                 f"{task.spec.name}(): the actor is gone: {rec.reason}")))
+            return
+        if task.cancelled:  # cancelled meanwhile: nothing to retry
+            del self.r.tasks[rec.task_id]
+            self.r.finish_remote(task, None, _errors.pack_exception(TaskCancelledError(
+                f"task {task.spec.name}() was cancelled (and {rec.reason})")))
             return
         if task.attempts < task.spec.max_retries:
             task.attempts += 1

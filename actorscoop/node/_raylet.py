@@ -101,6 +101,7 @@ class Raylet:
         self._store_dead_logged = False
         self.wake_fd = None
         self.cluster = None  # a ClusterLink when this node is part of a cluster (attach_cluster)
+        self._unknown = []  # (client, object id) of gets for ids not known yet (see _on_get)
         self._handlers = {
             P.Hello: self._on_hello, P.RegisterFunction: self._on_register,
             P.SubmitTask: self._on_submit, P.PutObject: self._on_put,
@@ -214,6 +215,8 @@ class Raylet:
         next_tick = time.monotonic() + 1.0
         while self.running:
             poll(max(0.0, next_tick - time.monotonic()))
+            while self._unknown:
+                self._check_unknown()
             if self.cluster is not None:
                 self.cluster.drain()  # ZeroMQ signals its fd edge-style: look every turn
             if self.events:
@@ -468,6 +471,21 @@ class Raylet:
 
     def _on_get(self, ident, rec):
         for oid in rec.object_ids:
+            e = self.objects.subscribe(oid, ident)
+            if e is None:
+                # Not known (yet?): the worker that made it may have sent its PutObject just
+                # before handing a ref to it straight to this client, on another connection
+                # we have not read yet. Decide at the end of this loop turn (_check_unknown).
+                self._unknown.append((ident, oid))
+            elif e.state is not ObjState.PENDING:
+                self._send(ident, P.ObjectValue(oid, e.kind, e.data))
+
+    def _check_unknown(self):
+        """Read what every connection has already sent, then answer the gets of ids still
+        unknown: those objects are gone."""
+        asked, self._unknown = self._unknown, []
+        self.loop.poll(0)
+        for ident, oid in asked:
             e = self.objects.subscribe(oid, ident)
             if e is None:
                 self._send(ident, P.ObjectValue(oid, P.VALUE_ERROR, _errors.pack_exception(ObjectLostError(

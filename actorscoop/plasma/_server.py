@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import shutil
 import time
 
 import zmq
@@ -45,8 +46,14 @@ class StoreServer:
         _claim_socket_path(socket_path)
         remove_stale_arenas()
         self.spill = SpillDir(spill_dir)
-        self.arena_path = create_arena(capacity, spill_dir)
-        self.arena = Mapping(self.arena_path, capacity)
+        self.arena_path = None
+        try:
+            self.arena_path = create_arena(capacity, spill_dir)
+            self.arena = Mapping(self.arena_path, capacity)
+        except BaseException:  # leave nothing behind: no spill directory, no arena file
+            unlink_quietly(self.arena_path)
+            shutil.rmtree(self.spill.path, ignore_errors=True)
+            raise
         self.prefault_bytes = min(prefault_bytes, capacity) if self.arena_path.startswith(SHM_DIR + "/") else 0
         populate_in_background(self.arena, write=True, name="plasma-prefault", length=self.prefault_bytes)
         self.store = ObjectStore(capacity)
