@@ -8,6 +8,7 @@ can run in parallel; a fixture checks that every process a cluster had is gone.
 import json
 import os
 import shlex
+import signal
 import socket
 import stat
 import subprocess
@@ -361,7 +362,10 @@ def test_launcher_runs_a_script_on_the_hosts_and_stops_them(env, how, code):
     script = env.tmp / "compute.py"
     script.write_text(SCRIPT)
     hf = env.hostfile("h1 1\nh2 1\n")
-    r = cli("--hostfile", hf, "-n", "1", *COMMON, str(script), how)
+    # As from a terminal: a shell's background job (CI's, say) starts with SIGINT ignored,
+    # and Python then never turns it into KeyboardInterrupt.
+    r = cli("--hostfile", hf, "-n", "1", *COMMON, str(script), how,
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     assert r.returncode == code, r.stdout + r.stderr
     pids = json.loads(r.stdout.split("PIDS ")[1].splitlines()[0])
     env.seen |= set(pids)
