@@ -66,3 +66,12 @@ def test_many_objects_pulled_at_once_stay_within_the_bound():
             assert _transfer.WINDOW < report["peak_chunks_in_flight"] <= _transfer.MAX_IN_FLIGHT, report
         finally:
             asc.shutdown()
+
+
+def test_a_head_bound_to_every_interface_is_reached_where_the_member_joined_it():
+    """`actorscoop up` binds the head to 0.0.0.0, which its object server then advertises:
+    a member pulls from the address it joined the head by instead."""
+    from actorscoop.node._cluster import reachable
+    assert reachable("0.0.0.0:4100", "10.1.2.3:6380") == "10.1.2.3:4100"
+    assert reachable(":4100", "head.lan:6380") == "head.lan:4100"
+    assert reachable("10.9.9.9:4100", "10.1.2.3:6380") == "10.9.9.9:4100"  # a real address stays

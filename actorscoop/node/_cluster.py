@@ -34,6 +34,15 @@ REMOTE = b"\x00remote:"  # prefix of the holder identity of a task run for anoth
 SERVE = b"\x00serve:"  # ... of its results kept in our store until the owner pulled them
 
 
+def reachable(address, joined):
+    """A store's address as a member can reach it: a head bound to every interface
+    (0.0.0.0) advertises that, and is reached at the address the member joined it by."""
+    host, _, port = address.rpartition(":")
+    if host in ("0.0.0.0", "::", "[::]", ""):
+        host = joined.rpartition(":")[0]
+    return f"{host}:{port}"
+
+
 def _route_to(address):
     """This machine's address on the route to ``address`` (what other nodes can reach)."""
     host, _, port = address.rpartition(":")
@@ -374,7 +383,7 @@ class ClusterLink:
             self._finish_with_extras(task, results, extras)
 
         for res in remote:
-            oid, address = res[0], res[2][1]
+            oid, address = res[0], self._reachable(res[2][1])
             self.transfer.pull(oid, address, lambda error, oid=oid: pulled(oid, error))
 
     def _finish_with_extras(self, task, results, extras):
@@ -443,7 +452,8 @@ class ClusterLink:
                 r.objects.add_holder(oid, holder)
             elif kind == P.VALUE_REMOTE:  # in the owner's store: pull it before the task runs
                 r.objects.expect(oid, holder, "pull")
-                self.transfer.pull(oid, data[1], lambda error, oid=oid: self._dep_pulled(oid, error))
+                self.transfer.pull(oid, self._reachable(data[1]),
+                                   lambda error, oid=oid: self._dep_pulled(oid, error))
             else:
                 r.objects.put(oid, holder, kind, data, 0, ())
             r.objects.pin(oid)
@@ -461,6 +471,9 @@ class ClusterLink:
             self.r.objects.add_holder(oid, SERVE + tid)
             data, kind = [self.r.node_id, self.transfer.address, tid], P.VALUE_REMOTE
         return [oid, kind, data, size, list(contained)]
+
+    def _reachable(self, address):
+        return address if self.head is not None else reachable(address, self.address)
 
     def _dep_pulled(self, oid, error):
         r = self.r
