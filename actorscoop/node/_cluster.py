@@ -13,6 +13,7 @@ the values of its arguments; the head places it (maybe back on its owner). The n
 runs it keeps the task's arguments and results only until it sends the results back
 (``TaskResult``, plasma values inline); the owner resolves them as if it had run the task.
 """
+import itertools
 import logging
 import os
 import socket
@@ -72,7 +73,7 @@ class ClusterLink:
         self.last_heard = time.monotonic()
         self.head_timeout = 2 * float(cfg.get("node_timeout", 5.0))
         self.table = []  # the head's node table, as of its last answer (members ask every tick)
-        self._request_ids = iter(range(1, 1 << 62))
+        self._request_ids = itertools.count(1)
         try:
             self.auth = _secure.Authenticator(self.ctx, creds).start()
             if join is None:
@@ -346,7 +347,7 @@ class ClusterLink:
         r.actors.on_create(holder, create._replace(request_id=0, get_if_exists=True))
         task = self._take(rec, spec)
         del r.tasks[spec.task_id]  # the actor keeps its creation task itself
-        task.missing = {o for o in spec.deps if r.objects.entries[o].state is not ObjState.READY}
+        task.missing = set(r.missing_deps(spec))
         r.actors.on_creation_task(task)
 
     def result(self, rec):
@@ -413,9 +414,7 @@ class ClusterLink:
             return
         if task.attempts < task.spec.max_retries:
             task.attempts += 1
-            task.remote = False
-            task.forwarded = True  # run it here this time: no second trip to the dead node
-            self.r.submit_local(task)
+            self._run_here(task)  # this time: no second trip to the dead node
             return
         del self.r.tasks[rec.task_id]
         self.r.finish_remote(task, None, _errors.pack_exception(NodeDiedError(
@@ -428,16 +427,19 @@ class ClusterLink:
         spec = P.SubmitTask(*rec.spec)
         r = self.r
         if rec.owner == r.node_id and spec.task_id in r.tasks:  # ours: run it here after all
-            task = r.tasks[spec.task_id]
-            task.remote = False
-            task.forwarded = True
-            r.submit_local(task)
+            self._run_here(r.tasks[spec.task_id])
             return
         task = self._take(rec, spec)
         if spec.actor_id is not None:  # a call to an actor we host
-            r.actors.submit(task, [o for o in spec.deps if r.objects.entries[o].state is ObjState.PENDING])
+            r.actors.submit(task, list(r.missing_deps(spec)))
         else:
             r.submit_local(task)
+
+    def _run_here(self, task):
+        """One of our tasks runs on this node after all; the head placed it: never spill it."""
+        task.remote = False
+        task.forwarded = True
+        self.r.submit_local(task)
 
     def _take(self, rec, spec):
         """Make a task another node sent us ours to run: its function, its arguments (pulled

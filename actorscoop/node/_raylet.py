@@ -423,11 +423,15 @@ class Raylet:
         task = self.tasks[spec.task_id] = _TaskRecord(spec, submitter, pins)
         return task
 
+    def missing_deps(self, spec):
+        """The arguments of a task that have no value yet (all are in the object table)."""
+        return tuple(o for o in spec.deps if self.objects.entries[o].state is ObjState.PENDING)
+
     def submit_local(self, task):
         """Queue a task here (one that came from, or came back from, the cluster)."""
         spec = task.spec
-        missing = tuple(o for o in spec.deps if self.objects.entries[o].state is ObjState.PENDING)
-        self._feed([S.TaskSubmitted(spec.task_id, _resources(spec.resources), missing, spec.name, True)])
+        self._feed([S.TaskSubmitted(spec.task_id, _resources(spec.resources), self.missing_deps(spec),
+                                    spec.name, True)])
 
     def fence_foreign_tasks(self):
         """The head counted this node dead and gave the tasks other nodes sent here back to
@@ -471,14 +475,11 @@ class Raylet:
 
     def _on_get(self, ident, rec):
         for oid in rec.object_ids:
-            e = self.objects.subscribe(oid, ident)
-            if e is None:
+            if not self._answer_get(ident, oid):
                 # Not known (yet?): the worker that made it may have sent its PutObject just
                 # before handing a ref to it straight to this client, on another connection
                 # we have not read yet. Decide at the end of this loop turn (_check_unknown).
                 self._unknown.append((ident, oid))
-            elif e.state is not ObjState.PENDING:
-                self._send(ident, P.ObjectValue(oid, e.kind, e.data))
 
     def _check_unknown(self):
         """Read what every connection has already sent, then answer the gets of ids still
@@ -486,13 +487,20 @@ class Raylet:
         asked, self._unknown = self._unknown, []
         self.loop.poll(0)
         for ident, oid in asked:
-            e = self.objects.subscribe(oid, ident)
-            if e is None:
+            if not self._answer_get(ident, oid):
                 self._send(ident, P.ObjectValue(oid, P.VALUE_ERROR, _errors.pack_exception(ObjectLostError(
                     f"object {oid.hex()} does not exist on this node: it was freed because no "
                     "reference to it remained, or it was created by another session"))))
-            elif e.state is not ObjState.PENDING:
-                self._send(ident, P.ObjectValue(oid, e.kind, e.data))
+
+    def _answer_get(self, ident, oid):
+        """Send the value if there is one, else remember who waits; False if ``oid`` is not
+        in the table at all."""
+        e = self.objects.subscribe(oid, ident)
+        if e is None:
+            return False
+        if e.state is not ObjState.PENDING:
+            self._send(ident, P.ObjectValue(oid, e.kind, e.data))
+        return True
 
     def _on_refdelta(self, ident, rec):
         for oid in rec.added:
