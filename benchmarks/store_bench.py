@@ -52,8 +52,7 @@ sys.path.insert(0, HERE)
 import _sysinfo  # noqa: E402
 import _watchdog  # noqa: E402
 
-RESULT_MARK = "@@BENCH_RESULT "
-PROGRESS_MARK = "@@BENCH_MARK "
+from _cell import PROGRESS_MARK, RESULT_MARK  # the marks cell processes print
 SYSTEMS = ["actorscoop", "ray"]
 LABEL = {"actorscoop": "actorscoop", "ray": "Ray"}
 SHM = "/dev/shm"

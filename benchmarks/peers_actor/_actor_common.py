@@ -17,25 +17,16 @@ Adapter interface:
 from __future__ import annotations
 
 import argparse
-import faulthandler
-import json
 import os
-import signal
 import statistics
 import sys
 import time
-import traceback
 
-RESULT_MARK = "@@BENCH_RESULT "
-PROGRESS_MARK = "@@BENCH_MARK "
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # benchmarks/
+from _cell import PROGRESS_MARK, RESULT_MARK, emit, run_cell  # noqa: E402,F401
 WORKLOADS = ["sequential", "pipelined", "one_to_n", "n_to_n"]
 N_ACTORS = 4
 
-
-def emit(payload):
-    sys.stdout.flush()
-    sys.stdout.write(RESULT_MARK + json.dumps(payload) + "\n")
-    sys.stdout.flush()
 
 
 def w_sequential(ad, quick):
@@ -121,29 +112,14 @@ FUNCS = {"sequential": w_sequential, "pipelined": w_pipelined, "one_to_n": w_one
 
 
 def main(ad, argv=None):
-    # On the watchdog's SIGTERM (timeout), leave every thread's stack in the cell's log.
-    faulthandler.register(signal.SIGTERM, all_threads=True, chain=True)
     p = argparse.ArgumentParser()
     p.add_argument("--workload", required=True, choices=WORKLOADS)
     p.add_argument("--quick", action="store_true")
     args = p.parse_args(argv)
-    payload = {"system": ad.name, "workload": args.workload, "quick": args.quick,
-               "loadavg_start": os.getloadavg()[0]}
-    try:
+    payload = {"system": ad.name, "workload": args.workload, "quick": args.quick}
+
+    def measure():
         payload["version"] = ad.version()
         ad.setup()
-        payload["metrics"] = FUNCS[args.workload](ad, args.quick)
-        payload["status"] = "ok"
-    except BaseException as exc:
-        first = (str(exc).strip().splitlines() or [""])[0]
-        payload["status"] = "error"
-        payload["error"] = f"{type(exc).__name__}: {first}"[:300]
-        payload["traceback"] = traceback.format_exc()[-4000:]
-    payload["loadavg_end"] = os.getloadavg()[0]
-    emit(payload)
-    try:
-        ad.teardown()
-    except Exception as exc:
-        print(f"{PROGRESS_MARK}teardown_error {type(exc).__name__}: {exc}"[:400], flush=True)
-    print(f"{PROGRESS_MARK}teardown_done", flush=True)
-    return 0
+        return FUNCS[args.workload](ad, args.quick)
+    return run_cell(payload, measure, ad.teardown)

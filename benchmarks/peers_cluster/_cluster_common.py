@@ -28,19 +28,15 @@ Adapter interface (node 0 is the head; the driver runs on it):
 from __future__ import annotations
 
 import argparse
-import faulthandler
-import json
 import os
 import shutil
-import signal
 import sys
 import tempfile
 import time
-import traceback
 from collections import Counter
 
-RESULT_MARK = "@@BENCH_RESULT "
-PROGRESS_MARK = "@@BENCH_MARK "
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # benchmarks/
+from _cell import PROGRESS_MARK, RESULT_MARK, emit, run_cell  # noqa: E402,F401
 WORKLOADS = ["throughput", "transfer", "deadnode"]
 
 MiB = 2**20
@@ -260,34 +256,14 @@ def parse_args(argv=None, default_node_timeout=None):
     return o
 
 
-def emit(payload):
-    sys.stdout.flush()
-    sys.stdout.write(RESULT_MARK + json.dumps(payload) + "\n")
-    sys.stdout.flush()
-
 
 def main(ad, argv=None, default_node_timeout=None):
-    # On the watchdog's SIGTERM (timeout), leave every thread's stack in the cell's log.
-    faulthandler.register(signal.SIGTERM, all_threads=True, chain=True)
     o = parse_args(argv, default_node_timeout)
     payload = {"system": ad.name, "workload": o.workload, "quick": o.quick,
-               "loadavg_start": os.getloadavg()[0],
                "options": {"tasks": o.tasks, "transfer_mib": o.transfer_mib,
                            "node_timeout": o.node_timeout, "heartbeat": ad.heartbeat}}
-    try:
+
+    def measure():
         payload["version"] = ad.version()
-        payload["metrics"] = FUNCS[o.workload](ad, o)
-        payload["status"] = "ok"
-    except BaseException as exc:
-        first = (str(exc).strip().splitlines() or [""])[0]
-        payload["status"] = "error"
-        payload["error"] = f"{type(exc).__name__}: {first}"[:300]
-        payload["traceback"] = traceback.format_exc()[-4000:]
-    payload["loadavg_end"] = os.getloadavg()[0]
-    emit(payload)
-    try:
-        ad.shutdown()
-    except Exception as exc:
-        print(f"{PROGRESS_MARK}teardown_error {type(exc).__name__}: {exc}"[:400], flush=True)
-    print(f"{PROGRESS_MARK}teardown_done", flush=True)
-    return 0
+        return FUNCS[o.workload](ad, o)
+    return run_cell(payload, measure, ad.shutdown)

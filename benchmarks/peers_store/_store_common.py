@@ -25,23 +25,19 @@ Adapter interface:
 from __future__ import annotations
 
 import argparse
-import faulthandler
 import gc
 import glob
-import json
 import os
-import signal
 import shutil
 import statistics
 import sys
 import tempfile
 import time
-import traceback
 
 import numpy as np
 
-RESULT_MARK = "@@BENCH_RESULT "
-PROGRESS_MARK = "@@BENCH_MARK "
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # benchmarks/
+from _cell import PROGRESS_MARK, RESULT_MARK, emit, run_cell  # noqa: E402,F401
 MB = 10**6
 MiB = 2**20
 GiB = 2**30
@@ -49,11 +45,6 @@ HOLD_DEADLINE_S = 60.0
 
 WORKLOADS = ["put", "get", "share8", "small", "spill"]
 
-
-def emit(payload):
-    sys.stdout.flush()
-    sys.stdout.write(RESULT_MARK + json.dumps(payload) + "\n")
-    sys.stdout.flush()
 
 
 def now():
@@ -361,28 +352,13 @@ FUNCS = {"put": w_put, "get": w_get, "share8": w_share8, "small": w_small, "spil
 
 
 def main(ad, argv=None):
-    # On the watchdog's SIGTERM (timeout), leave every thread's stack in the cell's log.
-    faulthandler.register(signal.SIGTERM, all_threads=True, chain=True)
     p = argparse.ArgumentParser()
     p.add_argument("--workload", required=True, choices=WORKLOADS)
     p.add_argument("--quick", action="store_true")
     args = p.parse_args(argv)
-    payload = {"system": ad.name, "workload": args.workload, "quick": args.quick,
-               "loadavg_start": os.getloadavg()[0]}
-    try:
+    payload = {"system": ad.name, "workload": args.workload, "quick": args.quick}
+
+    def measure():
         payload["version"] = ad.version()
-        payload["metrics"] = FUNCS[args.workload](ad, args.quick)
-        payload["status"] = "ok"
-    except BaseException as exc:
-        first = (str(exc).strip().splitlines() or [""])[0]
-        payload["status"] = "error"
-        payload["error"] = f"{type(exc).__name__}: {first}"[:300]
-        payload["traceback"] = traceback.format_exc()[-4000:]
-    payload["loadavg_end"] = os.getloadavg()[0]
-    emit(payload)
-    try:
-        ad.teardown()
-    except Exception as exc:
-        print(f"{PROGRESS_MARK}teardown_error {type(exc).__name__}: {exc}"[:400], flush=True)
-    print(f"{PROGRESS_MARK}teardown_done", flush=True)
-    return 0
+        return FUNCS[args.workload](ad, args.quick)
+    return run_cell(payload, measure, ad.teardown)
