@@ -4,6 +4,7 @@
 ``no_leaks`` check runs when it stops: no descendant process, no plasma arena of its
 store in /dev/shm, no socket file in its session directory.
 """
+import contextlib
 import os
 import shutil
 import tempfile
@@ -79,6 +80,24 @@ class LeakCheck:
             socks = os.path.join(d, "sockets")
             left = os.listdir(socks) if os.path.isdir(socks) else []
             assert not left, f"socket files left in {socks}: {left}"
+
+
+@contextlib.contextmanager
+def driver_on_cluster(**cluster_options):
+    """A ``testing.Cluster(**cluster_options)`` with this process as a driver on its head;
+    after both stop, nothing they started may be left."""
+    from actorscoop.testing import Cluster
+    leaks = LeakCheck()
+    c = Cluster(**cluster_options)
+    try:
+        asc.init(address=c.address)
+        leaks.snapshot()
+        yield c
+    finally:
+        leaks.snapshot()
+        asc.shutdown()
+        c.shutdown()
+    leaks.assert_clean()
 
 
 def asc_session():

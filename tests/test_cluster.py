@@ -13,26 +13,16 @@ from actorscoop import protocol as P
 from actorscoop._launcher import launch_node
 from actorscoop import _session
 from actorscoop.exceptions import ActorScoopError
-from actorscoop.testing import Cluster
 from actorscoop.transport import _secure
-from conftest import LeakCheck, exited, wait_for
+from conftest import driver_on_cluster, exited, wait_for
 
 
 @pytest.fixture(scope="module")
 def cluster():
-    leaks = LeakCheck()
-    c = Cluster(nodes=[{"num_cpus": 1}, {"num_cpus": 1},
-                       {"num_cpus": 2, "resources": {"special": 1, "actor_slot": 1}}],
-                config={"node_timeout": 1.5})
-    try:
-        asc.init(address=c.address)
-        leaks.snapshot()
+    with driver_on_cluster(nodes=[{"num_cpus": 1}, {"num_cpus": 1},
+                                  {"num_cpus": 2, "resources": {"special": 1, "actor_slot": 1}}],
+                           config={"node_timeout": 1.5}) as c:
         yield c
-    finally:
-        leaks.snapshot()
-        asc.shutdown()
-        c.shutdown()
-    leaks.assert_clean()
 
 
 @asc.remote

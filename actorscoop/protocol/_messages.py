@@ -6,7 +6,7 @@ by :mod:`actorscoop._serialization` (``bytes`` or a list ``[stream, *buffers]``)
 """
 from typing import Any, NamedTuple, Optional
 
-PROTOCOL_VERSION = 2
+PROTOCOL_VERSION = 3  # 3: object transfers sealed with AES-GCM (transport/_sealed.py)
 
 # How a value travels.
 VALUE_INLINE = 0  # data holds the serialized value
@@ -422,8 +422,9 @@ class FreeRemote(NamedTuple):
 
 
 class PullRequest(NamedTuple):
-    """Node to node (object transfer socket): send ``length`` bytes of an object's block
-    from ``offset``. The answer is a PullChunk record followed by one raw payload frame."""
+    """Node to node (object transfer socket, every frame sealed: transport/_sealed.py): send
+    ``length`` bytes of an object's block from ``offset``. The answer is a PullChunk record
+    followed by one payload frame, the chunk's ciphertext and tag."""
     object_id: bytes
     offset: int
     length: int
@@ -431,11 +432,13 @@ class PullRequest(NamedTuple):
 
 class PullChunk(NamedTuple):
     """Header of a chunk of an object's block; ``total`` is the block's size, or -1 if the
-    object is not in this node's store (``error`` says why)."""
+    object is not in this node's store (``error`` says why). ``nonce`` seals the payload;
+    its associated data is the object id, offset and total (node/_transfer.py)."""
     object_id: bytes
     offset: int
     total: int
     error: str
+    nonce: bytes
 
 
 class ClusterStatusRequest(NamedTuple):
