@@ -134,6 +134,63 @@ def test_actors_live_where_their_resources_are_and_are_called_from_anywhere(clus
         asc.get(c.incr.remote(), timeout=30)
 
 
+@asc.remote(resources={"actor_slot": 1})
+class Keeper:
+    """Keeps the refs it is given beyond the call that gave them."""
+    def __init__(self):
+        self.refs = []
+
+    def keep(self, refs):
+        self.refs.extend(refs)
+        return len(self.refs)
+
+    def values(self):
+        return [asc.get(r, timeout=30) for r in self.refs]
+
+
+@asc.remote
+def later(x, path):
+    wait_for(lambda: os.path.exists(path), 60, what="the go file")
+    return x * 2
+
+
+def test_refs_an_actor_on_another_node_keeps_outlive_the_callers_refs(cluster, tmp_path):
+    """Ownership across nodes: the actor's node holds its own copies of what the actor
+    keeps, so the caller dropping its refs (and the owner freeing them) loses nothing —
+    also for a ref whose task had not finished when the call was made."""
+    import gc
+    keeper = Keeper.remote()
+    go = str(tmp_path / "go")
+    big, small, pending = asc.put(np.arange(200_000)), asc.put("five"), later.remote(21, go)
+    call = keeper.keep.remote([big, small, pending])  # waits (in order) for `pending`
+    open(go, "w").close()
+    assert asc.get(call, timeout=60) == 3
+    del big, small, pending
+    gc.collect()
+    wait_for(lambda: asc._api.status()["objects"]["objects"] <= 1, 30, interval=0.05,
+             what="the caller's node to free the objects once its refs are gone")
+    value, text, answer = asc.get(keeper.values.remote(), timeout=60)
+    assert np.array_equal(value, np.arange(200_000)) and text == "five" and answer == 42
+    asc.kill(keeper)
+
+
+@asc.remote(resources={"special": 1})
+def hands_back_refs(path):
+    """Returns refs to objects made on its node: one put, one a task still running."""
+    return [later.remote(4, path), asc.put(np.arange(50_000))]
+
+
+def test_results_bring_home_the_objects_they_refer_to_even_unfinished_ones(cluster, tmp_path):
+    go = str(tmp_path / "go")
+    ref = hands_back_refs.remote(go)
+    ready, _ = asc.wait([ref], timeout=1.0)
+    assert not ready  # the result waits for the object its value refers to
+    open(go, "w").close()
+    running, made = asc.get(ref, timeout=60)
+    assert asc.get(running, timeout=30) == 8
+    assert np.array_equal(asc.get(made, timeout=30), np.arange(50_000))
+
+
 def test_status_on_the_head_lists_every_node(cluster):
     def listed():
         nodes = asc._api.status().get("cluster", {}).get("nodes", [])

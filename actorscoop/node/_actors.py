@@ -147,6 +147,8 @@ class ActorManager:
         if task.spec.previous_pid and self._resent(a, task):
             return
         a.queue.append(tid)
+        if a.state is ActorState.REMOTE:  # refs inside its arguments travel only when ready
+            missing = (*missing, *self.r.cluster.pending_nested(task.spec))
         task.missing = set(missing)
         for oid in missing:
             self.waiting_on[oid].add(a.id)

@@ -69,6 +69,7 @@ class ClusterLink:
         self.head = None
         self.transfer = None
         self._lookups = {}  # head request id -> (client, client's request id)
+        self.results_waiting = {}  # object id -> results of tasks run here that refer to it
         self.head_lost = False
         self.last_heard = time.monotonic()
         self.head_timeout = 2 * float(cfg.get("node_timeout", 5.0))
@@ -286,6 +287,15 @@ class ClusterLink:
         return S.should_spill(spec.resources, sched.total, sched.backlog() + len(self.r.events),
                               sched.total.get("CPU", 0.0), self.spill_threshold, self.size())
 
+    def pending_nested(self, spec):
+        """Refs inside a call's arguments whose values this node is still waiting for: a
+        call to an actor on another node waits for them (in its caller's order), so that
+        they travel with it and the actor's node keeps its own copy for as long as the
+        actor holds the refs, whatever the owner's driver drops meanwhile."""
+        entries = self.r.objects.entries
+        return [oid for oid in spec.nested
+                if oid in entries and entries[oid].state is ObjState.PENDING]
+
     def _portable_deps(self, spec):
         """Argument values as they travel: inline values as they are, plasma values as a
         place to pull them from (our store). Refs found inside the arguments (``nested``)
@@ -499,23 +509,42 @@ class ClusterLink:
             self.r.objects.drop_client(REMOTE + tid)
             self.r._delete_plasma()
             return
-        out = []
         for oid, kind, data, size, contained in results:
             self.r.objects.resolve(oid, kind, data, size, contained)  # so dropping frees it
-            out.append(self._outgoing(oid, kind, data, size, contained, tid))
-        extras, seen = [], set()
+        self._send_when_ready(task, results)
+
+    def _send_when_ready(self, task, results):
+        """Results travel home with the objects they refer to (and those these refer to):
+        if one is still being made here (a task the task submitted), the results wait for
+        it, so the owner gets a value, not a ref to an object it cannot reach."""
+        tid = task.spec.task_id
+        extras, seen, making = [], set(), []
         pending = [c for res in results for c in res[4]]
-        while pending:  # the objects the results refer to, and those they refer to
+        while pending:
             oid = pending.pop()
             e = self.r.objects.entries.get(oid)
-            if oid in seen or e is None or e.state is not ObjState.READY:
+            if oid in seen or e is None:
                 continue
             seen.add(oid)
+            if e.state is ObjState.PENDING:
+                making.append(oid)
+                continue
             extras.append(self._outgoing(oid, e.kind, e.data, e.size, e.contained, tid))
             pending.extend(e.contained)
+        if making:
+            for oid in making:
+                self.results_waiting.setdefault(oid, []).append((task, results))
+            return
+        out = [self._outgoing(*res, tid) for res in results]
         self.to_head(P.TaskResult(task.owner, self.r.node_id, tid, out, extras))
         self.r.objects.drop_client(REMOTE + tid)
         self.r._delete_plasma()
+
+    def object_ready(self, oid):
+        """An object got its value: results that waited for it go home (or wait for the next)."""
+        for task, results in self.results_waiting.pop(oid, ()):
+            if not any(task in (t for t, _ in waiting) for waiting in self.results_waiting.values()):
+                self._send_when_ready(task, results)
 
     # ------------------------------------------------------------------ status, shutdown
     def report(self):

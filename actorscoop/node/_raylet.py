@@ -583,6 +583,8 @@ class Raylet:
         events.append(S.ObjectFailed(oid) if kind == P.VALUE_ERROR else S.ObjectReady(oid))
         if self.actors.waiting_on:
             self.actors.object_ready(oid)
+        if self.cluster is not None and self.cluster.results_waiting:
+            self.cluster.object_ready(oid)
 
     # ------------------------------------------------------------------ direct actor calls
     def _on_promote(self, ident, rec):
