@@ -56,3 +56,40 @@ def test_a_node_holding_large_arguments_gets_a_bonus():
     assert pick_node(nodes, {"CPU": 1}, owner=B, holding={A: 50 << 20}) == B  # not enough
     nodes[0].backlog = 40
     assert pick_node(nodes, {"CPU": 1}, owner=B, holding={A: 10 << 30}) == B  # capped at 4
+
+
+class _Sent:
+    """The head's link, recorded: what it sends to which node."""
+    host, pid = "here", 1
+
+    def __init__(self):
+        self.sent = []
+
+    def send_to(self, ident, rec):
+        self.sent.append((ident, rec))
+
+
+def test_the_head_keeps_the_function_table_and_sends_each_node_a_function_once():
+    from actorscoop import protocol as P
+    from actorscoop.node._head import HeadService
+    link = _Sent()
+    head = HeadService(link, A, {"CPU": 1}, node_timeout=5)
+    for node_id, ident in ((B, b"ib"), (C, b"ic")):
+        head.handle(ident, P.NodeJoin(P.PROTOCOL_VERSION, node_id, "h", 2, {"CPU": 4}, "h:1"))
+    link.sent.clear()
+
+    def spill(task_id, blob):
+        spec = P.SubmitTask(task_id, b"f" * 16, "f", b"", None, [], [], 1, {"CPU": 1}, 3, False, None, None)
+        head.handle(None, P.SpillTask(A, list(spec), [], ["f", blob, "/p"], 10))  # the head's own node
+        return link.sent[-1]
+
+    first = spill(b"1" * 16, b"PICKLE")
+    assert type(first[1]) is P.RunTask and first[1].function == ["f", b"PICKLE", "/p"]
+    runs = [spill(bytes([i]) * 16, b"") for i in range(2, 12)]  # later spills: by name only
+    by_node = {}
+    for ident, rec in [first, *runs]:
+        by_node.setdefault(ident, []).append(rec.function[1])
+    assert len(by_node) == 2, by_node  # both members got work
+    for blobs in by_node.values():  # each got the pickle with its first task, never again
+        assert blobs[0] == b"PICKLE" and not any(blobs[1:]), blobs
+    assert head.functions[b"f" * 16] == ["f", b"PICKLE", "/p"]

@@ -70,6 +70,7 @@ class ClusterLink:
         self.transfer = None
         self._lookups = {}  # head request id -> (client, client's request id)
         self.results_waiting = {}  # object id -> results of tasks run here that refer to it
+        self.functions_at_head = set()  # ids of the functions sent to the head's function table
         self.head_lost = False
         self.last_heard = time.monotonic()
         self.head_timeout = 2 * float(cfg.get("node_timeout", 5.0))
@@ -312,23 +313,30 @@ class ClusterLink:
                 deps.append([oid, e.kind, e.data])
         return deps
 
+    def _function(self, function_id):
+        """A function as it goes to the head: whole the first time, then by name only (the
+        head's function table has it)."""
+        name, blob, path = self.r.functions[function_id]
+        if function_id in self.functions_at_head:
+            return [name, b"", ""]
+        self.functions_at_head.add(function_id)
+        return [name, blob, path]
+
     def spill(self, task):
         spec = task.spec
-        name, blob, path = self.r.functions[spec.function_id]
         task.remote = True
         backlog = self.r.scheduler.backlog() + len(self.r.events)
-        self.to_head(P.SpillTask(self.r.node_id, list(spec), self._portable_deps(spec), [name, blob, path],
-                                 backlog))
+        self.to_head(P.SpillTask(self.r.node_id, list(spec), self._portable_deps(spec),
+                                 self._function(spec.function_id), backlog))
 
     # ------------------------------------------------------------------ actors on other nodes
     def spill_actor(self, a, task):
         """This node can never host the actor: the head places it on one that can."""
         spec = task.spec
-        name, blob, path = self.r.functions[spec.function_id]
         task.remote = True
         self.r.tasks[spec.task_id] = task  # its __init__ result comes back as a TaskResult
         self.to_head(P.SpillActor(self.r.node_id, list(a.spec), list(spec), self._portable_deps(spec),
-                                  [name, blob, path]))
+                                  self._function(spec.function_id)))
 
     def hosted(self, a):
         self.to_head(P.ActorHosted(a.id, self.r.node_id, a.spec.name, a.spec.namespace, a.spec.meta))
@@ -456,7 +464,7 @@ class ClusterLink:
         if they are in the owner's store), its results expected here until they go home."""
         r = self.r
         name, blob, path = rec.function
-        if name and spec.function_id not in r.functions:
+        if blob and spec.function_id not in r.functions:
             r.functions[spec.function_id] = (name, blob, path)
         holder = REMOTE + spec.task_id
         for oid, kind, data in rec.deps:

@@ -18,14 +18,18 @@ from .. import scheduler as S
 log = logging.getLogger("actorscoop.head")
 
 
+_FUNCTION_ID = P.SubmitTask._fields.index("function_id")
+
+
 class _Node:
-    __slots__ = ("load", "ident", "host", "pid", "last_seen", "joined", "address")
+    __slots__ = ("load", "ident", "host", "pid", "last_seen", "joined", "address", "functions")
 
     def __init__(self, load, ident, host, pid, now, address=""):
         self.load, self.ident, self.host, self.pid = load, ident, host, pid
         self.load.available = dict(load.total)  # until its first heartbeat
         self.last_seen = self.joined = now
         self.address = address
+        self.functions = set()  # ids of the functions the head has sent it
 
 
 class HeadService:
@@ -39,6 +43,7 @@ class HeadService:
         self.actors = {}  # actor id -> node id hosting it
         self.actor_specs = {}  # actor id -> SpillActor of an actor the head placed (to restart it)
         self.names = {}  # (namespace, name) -> (actor id, meta)
+        self.functions = {}  # function id -> [name, pickled function, sys.path entry]
 
     # ------------------------------------------------------------------ messages
     def handle(self, ident, rec):
@@ -146,7 +151,7 @@ class HeadService:
         if target != rec.owner:  # handed back to its owner, a task shows in the owner's own load
             node.load.placed += 1
             self.placed[rec.spec[0]] = (rec.owner, target)
-        self.link.send_to(node.ident, P.RunTask(rec.owner, rec.spec, rec.deps, rec.function))
+        self.link.send_to(node.ident, P.RunTask(rec.owner, rec.spec, rec.deps, self._function_for(node, rec)))
 
     def _place_actor(self, rec):
         create = P.CreateActor(*rec.create)
@@ -161,7 +166,25 @@ class HeadService:
         self.actor_specs[create.actor_id] = rec
         if create.name:
             self.names[(create.namespace, create.name)] = (create.actor_id, create.meta)
-        self.link.send_to(node.ident, P.RunActor(rec.owner, rec.create, rec.spec, rec.deps, rec.function))
+        self.link.send_to(node.ident, P.RunActor(rec.owner, rec.create, rec.spec, rec.deps,
+                                                 self._function_for(node, rec)))
+
+    def _function_for(self, node, rec):
+        """The function table: a function's pickle crosses to the head once per owner node
+        (later spills carry its name only) and to each node once; the head keeps it."""
+        fid = rec.spec[_FUNCTION_ID]
+        name, blob, path = rec.function
+        if blob:
+            self.functions[fid] = rec.function
+            owner = self.nodes.get(rec.owner)
+            if owner is not None:
+                owner.functions.add(fid)
+        elif fid in self.functions:
+            name, blob, path = self.functions[fid]
+        if fid in node.functions or not blob:
+            return [name, b"", ""]
+        node.functions.add(fid)
+        return [name, blob, path]
 
     def _actor_alive(self, actor_id):
         node = self.nodes.get(self.actors.get(actor_id))
