@@ -75,3 +75,40 @@ def test_a_head_bound_to_every_interface_is_reached_where_the_member_joined_it()
     assert reachable("0.0.0.0:4100", "10.1.2.3:6380") == "10.1.2.3:4100"
     assert reachable(":4100", "head.lan:6380") == "head.lan:4100"
     assert reachable("10.9.9.9:4100", "10.1.2.3:6380") == "10.9.9.9:4100"  # a real address stays
+
+
+def test_a_detached_actor_a_node_made_itself_restarts_elsewhere_when_that_node_dies():
+    """Not placed by the head: created by a task on node X, where it fits. It is detached
+    with restarts left, so X told the head how to start it again."""
+    with Cluster(nodes=[{"num_cpus": 1}, {"num_cpus": 1, "resources": {"maker": 1, "slot": 1}},
+                        {"num_cpus": 1, "resources": {"slot": 1}}], config={"node_timeout": 1.0}) as c:
+        asc.init(address=c.address)
+        try:
+            @asc.remote(resources={"slot": 1}, max_restarts=1, lifetime="detached", name="survivor")
+            class Survivor:
+                def __init__(self, start):
+                    self.n = start
+
+                def incr(self):
+                    self.n += 1
+                    return self.n, asc.get_runtime_context().get_node_id()
+
+            @asc.remote(resources={"maker": 1})
+            def make():
+                s = Survivor.remote(7)
+                return asc.get(s.incr.remote(), timeout=60)
+
+            n, first = asc.get(make.remote(), timeout=60)
+            assert n == 8 and first == c.info(1)["node_id"]  # it lives where it was made
+            c.kill_node(1)
+
+            def moved():
+                try:
+                    return asc.get(asc.get_actor("survivor").incr.remote(), timeout=10)
+                except (asc.exceptions.ActorDiedError, ValueError):
+                    return None  # not found, or failing, while it restarts
+            n, second = wait_for(moved, 60, what="the detached actor to answer from node 2")
+            assert second == c.info(2)["node_id"] and n == 8  # its constructor ran again
+            asc.kill(asc.get_actor("survivor"))
+        finally:
+            asc.shutdown()

@@ -256,6 +256,9 @@ class ActorManager:
                 self._die(a, "its constructor raised", kill=True)
             else:
                 a.state = ActorState.ALIVE
+                if self.r.cluster is not None and a.spec.detached and a.spec.max_restarts > 0 \
+                        and not task.forwarded:  # (the head keeps the spec of those it placed)
+                    self.r.cluster.restartable(a)
                 self._pump(a)
             return True
         a.inflight.pop(tid, None)

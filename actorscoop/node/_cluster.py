@@ -338,6 +338,12 @@ class ClusterLink:
         self.to_head(P.SpillActor(self.r.node_id, list(a.spec), list(spec), self._portable_deps(spec),
                                   self._function(spec.function_id)))
 
+    def restartable(self, a):
+        """A detached actor we host may outlive this node: the head learns how to restart it."""
+        spec = a.creation.spec
+        self.to_head(P.ActorRestartSpec(self.r.node_id, list(a.spec), list(spec), self._portable_deps(spec),
+                                        self._function(spec.function_id)))
+
     def hosted(self, a):
         self.to_head(P.ActorHosted(a.id, self.r.node_id, a.spec.name, a.spec.namespace, a.spec.meta))
 

@@ -19,6 +19,7 @@ log = logging.getLogger("actorscoop.head")
 
 
 _FUNCTION_ID = P.SubmitTask._fields.index("function_id")
+_ACTOR_ID = P.SubmitTask._fields.index("actor_id")
 
 
 class _Node:
@@ -75,6 +76,11 @@ class HeadService:
             self.actors[rec.actor_id] = rec.node_id
             if rec.name:
                 self.names.setdefault((rec.namespace, rec.name), (rec.actor_id, rec.meta))
+        elif t is P.ActorRestartSpec:
+            if self.actors.get(rec.spec[_ACTOR_ID]) == rec.owner:  # still there, not killed
+                self._learn_function(rec)
+                self.actor_specs[rec.spec[_ACTOR_ID]] = P.SpillActor(self.node_id, rec.create, rec.spec,
+                                                                     rec.deps, rec.function)
         elif t is P.ActorGone:
             self.actors.pop(rec.actor_id, None)
             self.actor_specs.pop(rec.actor_id, None)
@@ -169,18 +175,22 @@ class HeadService:
         self.link.send_to(node.ident, P.RunActor(rec.owner, rec.create, rec.spec, rec.deps,
                                                  self._function_for(node, rec)))
 
-    def _function_for(self, node, rec):
-        """The function table: a function's pickle crosses to the head once per owner node
-        (later spills carry its name only) and to each node once; the head keeps it."""
+    def _learn_function(self, rec):
+        """A spill's function, whole: from the record, into the table; or from the table."""
         fid = rec.spec[_FUNCTION_ID]
-        name, blob, path = rec.function
-        if blob:
+        if rec.function[1]:
             self.functions[fid] = rec.function
             owner = self.nodes.get(rec.owner)
             if owner is not None:
                 owner.functions.add(fid)
-        elif fid in self.functions:
-            name, blob, path = self.functions[fid]
+            return rec.function
+        return self.functions.get(fid, rec.function)
+
+    def _function_for(self, node, rec):
+        """The function table: a function's pickle crosses to the head once per owner node
+        (later spills carry its name only) and to each node once; the head keeps it."""
+        name, blob, path = self._learn_function(rec)
+        fid = rec.spec[_FUNCTION_ID]
         if fid in node.functions or not blob:
             return [name, b"", ""]
         node.functions.add(fid)

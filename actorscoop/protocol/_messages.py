@@ -384,6 +384,17 @@ class ActorHosted(NamedTuple):
     meta: bytes
 
 
+class ActorRestartSpec(NamedTuple):
+    """A node hosts a detached actor with restarts left that it created itself: how to
+    start it elsewhere should the node die (fields as SpillActor; the head becomes the
+    owner of its constructor's result)."""
+    owner: bytes
+    create: list
+    spec: list
+    deps: list
+    function: list
+
+
 class ActorGone(NamedTuple):
     """The actor died for good: the head forgets where it lived and its name."""
     actor_id: bytes
@@ -459,7 +470,7 @@ MESSAGE_TYPES = (
     NodeJoin, JoinReply, Heartbeat, SpillTask, RunTask, TaskResult, TaskLost,
     ClusterStatusRequest, ClusterStatusReply, FreeRemote, PullRequest, PullChunk,
     SpillActor, RunActor, RouteCall, RouteKill, ActorLookup, ActorFound, ActorHosted,
-    ActorGone, RemoteLog,
+    ActorGone, RemoteLog, ActorRestartSpec,
 )
 
 __all__ = [c.__name__ for c in MESSAGE_TYPES] + [
