@@ -16,3 +16,28 @@ def test_extra_workers_retire_when_idle(fresh_node):
     assert len(asc._api.status()["workers"]) > 1, "the nested run started no extra worker"
     wait_for(lambda: len(asc._api.status()["workers"]) == 1, 30, what="extra workers to retire")
     assert asc.get(fib.remote(5), timeout=60) == 5
+
+
+def test_a_function_sent_with_a_queued_task_serves_a_task_run_before_it():
+    """The raylet sends a function's pickle once per worker, with the first task of it; a
+    later task of it may run first (inline, while the worker waits in get), so the worker
+    keeps the pickle from the moment it arrives. (Found by benchmarks/reliability.py's
+    chaos run: TypeError loading the function.)"""
+    import collections
+    import cloudpickle
+    from actorscoop import protocol as P
+    from actorscoop.node._worker_main import WorkerCore
+
+    def task(spec_id, blob, inline):
+        return P.ExecuteTask(spec_id, b"f" * 16, "double", blob, [] if blob else None, None, None, [],
+                             1, False, b"j" * 16, 1, None, None, 0, None, inline)
+
+    core = WorkerCore.__new__(WorkerCore)  # its receiving half, without a raylet
+    core._functions, core._blobs, core._registered = {}, {}, set()
+    core._queue, core._concurrency = collections.deque(), None
+    first = task(b"1" * 16, cloudpickle.dumps(lambda x: 2 * x), False)
+    core._handle(first)  # queued behind a task that blocks in get
+    inline = task(b"2" * 16, None, True)  # runs now, inside that get
+    assert core._load(inline)(21) == 42
+    assert core._load(first)(1) == 2
+    assert not core._blobs

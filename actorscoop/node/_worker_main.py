@@ -66,6 +66,7 @@ class WorkerCore(CoreClient):
         self._conn = sock
         self._queue = collections.deque()
         self._functions = {}  # function id -> callable
+        self._blobs = {}  # function id -> (pickle, sys.path entries) received, not yet loaded
         self._running = []  # main thread: stack of ExecuteTask being run (inline ones on top)
         self._tls = threading.local()  # .spec: the task this thread runs
         self._cancelled = set()
@@ -137,6 +138,10 @@ class WorkerCore(CoreClient):
     def _handle(self, rec):
         t = type(rec)
         if t is P.ExecuteTask:
+            if rec.function_blob is not None and rec.function_id not in self._functions:
+                # The raylet sends a function once; a task of it may run before this one
+                # (inline, while a task waits in get), so keep the pickle from now on.
+                self._blobs[rec.function_id] = (rec.function_blob, rec.sys_path)
             if self._concurrency is not None and rec.method != "__init__":
                 self._concurrency.submit(rec)
             else:
@@ -310,10 +315,14 @@ class WorkerCore(CoreClient):
             return getattr(self.actor, spec.method)
         fn = self._functions.get(spec.function_id)
         if fn is None:
-            for p in spec.sys_path or ():
+            blob, path = self._blobs.pop(spec.function_id, (spec.function_blob, spec.sys_path))
+            if blob is None:
+                raise RuntimeError(f"{spec.name}: the raylet sent this worker no pickle of the function "
+                                   f"(a bug in actorscoop: please report it)")
+            for p in path or ():
                 if p not in sys.path:
                     sys.path.append(p)
-            fn = pickle.loads(spec.function_blob)
+            fn = pickle.loads(blob)
             self._functions[spec.function_id] = fn
             self._registered.add(spec.function_id)  # the raylet has it: it sent it
         return fn
