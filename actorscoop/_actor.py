@@ -52,6 +52,10 @@ class ActorClass:
             raise ValueError("lifetime must be None, 'detached' or 'non_detached'")
         if o["get_if_exists"] and not o["name"]:
             raise ValueError("get_if_exists=True needs a name=")
+        for key in ("max_restarts", "max_task_retries"):
+            n = o[key]
+            if not isinstance(n, int) or isinstance(n, bool) or n < -1:
+                raise ValueError(f"{key} must be an int >= 0, or -1 for no limit; got {n!r}")
         mc = o["max_concurrency"]
         if mc is not None and (not isinstance(mc, int) or mc < 1):
             raise ValueError(f"max_concurrency must be an int >= 1, got {mc!r}")

@@ -244,13 +244,15 @@ def _victims(cluster, rng):
 
 def part_chaos(rounds, seed):
     rng = random.Random(seed)
-    cluster = Cluster(nodes=[{"num_cpus": 1}] * 4, config={"node_timeout": 2.0})
+    # actors need a "box", which only the non-head nodes have: their processes can be killed
+    cluster = Cluster(nodes=[{"num_cpus": 1}] + [{"num_cpus": 1, "resources": {"box": 4}}] * 3,
+                      config={"node_timeout": 2.0})
     outcomes = {"right": 0, "wrong": 0, "retriable failed": 0}
     kills = {"process": 0, "node": 0}
     typed = {}
     asc.init(address=cluster.address)
     try:
-        counters = [Counter.remote() for _ in range(3)]
+        counters = [Counter.options(num_cpus=0, resources={"box": 1}).remote() for _ in range(3)]
         for r in range(rounds):
             refs = [(square.remote(i, 0.02), i * i, True) for i in range(60)]
             refs += [(tree.remote(i, 2), 4 * i + 4, True) for i in range(6)]
@@ -263,7 +265,7 @@ def part_chaos(rounds, seed):
                 try:
                     if kind == "node":
                         cluster.kill_node(what)
-                        cluster.add_node(num_cpus=1)  # keep four nodes
+                        cluster.add_node(num_cpus=1, resources={"box": 4})  # keep four nodes
                     else:
                         os.kill(what, 9)
                     kills[kind] += 1
@@ -287,7 +289,7 @@ def part_chaos(rounds, seed):
     return "\n".join([
         f"### Chaos: {rounds} rounds on a 4-node loopback cluster (seed {seed})\n",
         f"- each round: 60 tasks, 6 nested task trees (7 tasks each), 30 calls to 3 actors "
-        f"(max_restarts=-1, max_task_retries=-1), 10 tasks with max_retries=0; then one random "
+        f"(max_restarts=-1, max_task_retries=-1, on the non-head nodes), 10 tasks with max_retries=0; then one random "
         f"SIGKILL (a worker or actor process, or one time in five a whole node) 0-0.3 s in",
         f"- kills: {kills['process']} worker/actor processes, {kills['node']} nodes (each replaced)",
         f"- outcomes of {total:,} results: {outcomes['right']:,} right, {outcomes['wrong']} wrong, "

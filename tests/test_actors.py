@@ -239,6 +239,21 @@ def test_sigkill_mid_call_restarts_and_reruns_constructor(node):
         asc.get(c.get.remote(), timeout=30)
 
 
+def test_max_restarts_minus_one_restarts_without_limit(node):
+    c = Counter.options(max_restarts=-1, max_task_retries=-1).remote(3)
+    pids = set()
+    for _ in range(4):
+        pid = wait_for(lambda: _alive_pid(c), 30, what="the actor to be up")
+        assert pid not in pids
+        pids.add(pid)
+        os.kill(pid, signal.SIGKILL)
+    assert asc.get(c.get.remote(), timeout=30) == 3  # still restarting, state rebuilt
+    with pytest.raises(ValueError, match="max_restarts must be an int >= 0, or -1"):
+        Counter.options(max_restarts=-2).remote(0)
+    with pytest.raises(ValueError, match="max_task_retries"):
+        Counter.options(max_task_retries=1.5).remote(0)
+
+
 def _alive_pid(handle):
     try:
         return asc.get(handle.pid.remote(), timeout=10)

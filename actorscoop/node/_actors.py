@@ -165,7 +165,7 @@ class ActorManager:
             a.inflight[tid] = None
             a.attempts[tid] = 1
             return True
-        if a.spec.max_task_retries < 1:
+        if a.spec.max_task_retries == 0:
             del self.r.tasks[tid]
             self.r._fail_returns(task, _errors.pack_exception(ActorDiedError(
                 f"{a.label} died while running {task.spec.name}(): "
@@ -256,7 +256,7 @@ class ActorManager:
                 self._die(a, "its constructor raised", kill=True)
             else:
                 a.state = ActorState.ALIVE
-                if self.r.cluster is not None and a.spec.detached and a.spec.max_restarts > 0 \
+                if self.r.cluster is not None and a.spec.detached and a.spec.max_restarts != 0 \
                         and not task.forwarded:  # (the head keeps the spec of those it placed)
                     self.r.cluster.restartable(a)
                 self._pump(a)
@@ -274,16 +274,16 @@ class ActorManager:
         a.last_death = cause
         if a.state is ActorState.DEAD:
             return
-        if not a.no_restart and a.restarts < a.spec.max_restarts and a.creation_error is None:
+        if not a.no_restart and _left(a.restarts, a.spec.max_restarts) and a.creation_error is None:
             a.restarts += 1
-            log.warning("%s died (%s); restarting it (%d of %d)", a.label, cause, a.restarts,
-                        a.spec.max_restarts)
+            log.warning("%s died (%s); restarting it (%d of %s)", a.label, cause, a.restarts,
+                        "no limit" if a.spec.max_restarts < 0 else a.spec.max_restarts)
             retry = []
             for tid in list(a.inflight):
                 task = self.r.tasks.get(tid)
                 if task is None:
                     continue
-                if a.attempts.get(tid, 1) <= a.spec.max_task_retries:
+                if _left(a.attempts.get(tid, 1) - 1, a.spec.max_task_retries):
                     retry.append(tid)
                 else:
                     del self.r.tasks[tid]
@@ -437,3 +437,8 @@ class ActorManager:
 
     def pids(self):
         return [a.pid for a in self.actors.values() if a.pid and a.state is not ActorState.DEAD]
+
+
+def _left(used, limit):
+    """Whether another restart (or retry) is allowed after ``used``: ``limit`` -1 means no limit."""
+    return limit < 0 or used < limit

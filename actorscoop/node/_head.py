@@ -253,13 +253,14 @@ class HeadService:
             rec = self.actor_specs.get(actor_id)
             create = P.CreateActor(*rec.create) if rec is not None else None
             owner = self.nodes.get(rec.owner) if rec is not None else None
-            if create is None or create.max_restarts < 1 or owner is None or not owner.load.alive:
+            if create is None or create.max_restarts == 0 or owner is None or not owner.load.alive:
                 del self.actors[actor_id]
                 self.actor_specs.pop(actor_id, None)
                 continue
             log.warning("restarting actor %s of class %s elsewhere: %s", actor_id.hex()[:12],
                         create.class_name, reason)
-            self._place_actor(rec._replace(create=list(create._replace(max_restarts=create.max_restarts - 1))))
+            left = create.max_restarts - 1 if create.max_restarts > 0 else -1  # -1: no limit
+            self._place_actor(rec._replace(create=list(create._replace(max_restarts=left))))
 
     def table(self):
         now = time.monotonic()
