@@ -9,7 +9,7 @@ from actorscoop.scheduler import (
     CancelRequested, Dispatch, FailTask, IllegalTransition, InterruptTask, KillWorker,
     ObjectFailed, ObjectReady, Scheduler, SchedulerConfig, StartWorker, TaskFinished, TaskLost,
     TaskSubmitted, WarnInfeasible, WorkerBlocked, WorkerDied, WorkerStarted, WorkerUnblocked,
-    RetireWorker,
+    RetireWorker, TasksReturned,
 )
 
 CPU1 = {"CPU": 1.0}
@@ -181,7 +181,7 @@ def test_random_event_orders_keep_invariants(data):
             choices.append("start")
         running = [(tid, wid) for wid, wk in s.workers.items() for tid in wk.tasks]
         if running:
-            choices += ["finish", "finish", "block", "unblock", "cancel"]
+            choices += ["finish", "finish", "block", "unblock", "cancel", "return"]
         if s.workers:
             choices.append("die")
         waiting = list(s.waiting_on)
@@ -214,6 +214,9 @@ def test_random_event_orders_keep_invariants(data):
         elif c == "cancel":
             tid, wid = rng.choice(running)
             apply(CancelRequested(tid, rng.random() < 0.5))
+        elif c == "return":  # a worker hands back what is queued behind its first task
+            tid, wid = rng.choice(running)
+            apply(TasksReturned(wid, tuple(s.workers[wid].tasks[1:])))
         elif c == "die":
             apply(WorkerDied(rng.choice(sorted(s.workers))))
         elif c == "ready":
@@ -274,3 +277,33 @@ def test_a_burst_starts_no_more_workers_than_resources_allow():
     for i in range(200):
         out += run(s, TaskSubmitted(bytes([i]) * 16, CPU1, ()))
     assert out.count(StartWorker()) == 2  # the two pre-started ones, no extra
+
+
+def test_tasks_queued_behind_a_long_task_come_back_when_a_worker_idles():
+    s = make(cpus=2.0, pipeline_depth=4)
+    run(s, WorkerStarted(w(1)))
+    run(s, WorkerStarted(w(2)))
+    s.handle_many([TaskSubmitted(t(i), CPU1, ()) for i in range(8)])  # a burst
+    s.validate()
+    one, two = s.workers[w(1)].tasks, s.workers[w(2)].tasks
+    assert len(one) == 4 and two  # pipelined
+    assert s.stuck_queues() == []  # nobody idles
+    while two:  # w2 runs its tasks and what was still queued; t(0) on w1 runs on and on
+        run(s, TaskFinished(two[0], w(2)))
+    assert not s.ready and s.stuck_queues() == [(w(1), one[0])]  # w2 idles, 3 wait behind t(0)
+    queued = tuple(one[1:])
+    out = run(s, TasksReturned(w(1), queued))
+    assert [d.task_id for d in out if isinstance(d, Dispatch) and d.worker_id == w(2)] == [queued[0]]
+    assert s.workers[w(1)].tasks == [t(0)]
+    assert s.stuck_queues() == []
+
+
+def test_a_worker_that_finished_before_handing_back_goes_idle():
+    s = make(cpus=1.0, pipeline_depth=3)
+    run(s, WorkerStarted(w(1)))
+    for i in range(3):
+        run(s, TaskSubmitted(t(i), CPU1, ()))
+    run(s, TaskFinished(t(0), w(1)))  # its TaskDone came before its ReturnTasks
+    out = run(s, TasksReturned(w(1), (t(1), t(2))))
+    assert [d.task_id for d in out if isinstance(d, Dispatch)] == [t(1)]  # to the same, now idle
+    assert s.available == {"CPU": 0.0}

@@ -41,3 +41,27 @@ def test_a_function_sent_with_a_queued_task_serves_a_task_run_before_it():
     assert core._load(inline)(21) == 42
     assert core._load(first)(1) == 2
     assert not core._blobs
+
+
+def test_tasks_queued_behind_a_long_task_run_elsewhere_when_a_worker_idles(fresh_node, tmp_path):
+    """A burst pipelines tasks behind busy workers; one of them then runs long. Once the
+    other worker idles, the tasks waiting behind the long one are taken back and run
+    there: they all finish while the long task is still running (it waits for them)."""
+    import os
+    fresh_node(num_cpus=2)
+    gate = str(tmp_path / "gate")
+
+    @asc.remote
+    def job(i, long):
+        if long:
+            wait_for(lambda: os.path.exists(gate), 120, what="the gate")
+        return i
+
+    refs = [job.remote(i, i == 0) for i in range(40)]  # one burst: 0 runs long
+    short = refs[1:]
+    ready, _ = asc.wait(short, num_returns=len(short), timeout=60)
+    assert len(ready) == len(short), "tasks stayed queued behind the long task"
+    assert asc.get(short) == list(range(1, 40))
+    assert not asc.wait([refs[0]], timeout=0)[0]  # the long one still runs
+    open(gate, "w").close()
+    assert asc.get(refs[0], timeout=60) == 0

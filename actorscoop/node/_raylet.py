@@ -37,7 +37,7 @@ class _Client:
 
 class _TaskRecord:
     __slots__ = ("spec", "submitter", "attempts", "cancelled", "pins", "missing", "watched",
-                 "started", "job", "owner", "remote", "forwarded", "fenced")
+                 "started", "started_at", "job", "owner", "remote", "forwarded", "fenced")
 
     def __init__(self, spec, submitter, pins):
         self.spec = spec
@@ -49,6 +49,7 @@ class _TaskRecord:
         self.watched = False  # the submitter wants a TaskStarted
         self.job = submitter  # the driver whose work this is (set by the raylet)
         self.started = False
+        self.started_at = None  # time.monotonic() when it started on a worker
         self.owner = None  # node id of the node that owns it, when run here for another node
         self.remote = False  # ours, spilled: another node runs it
         self.forwarded = False  # placed by the head: never spilled again
@@ -106,7 +107,7 @@ class Raylet:
             P.Hello: self._on_hello, P.RegisterFunction: self._on_register,
             P.SubmitTask: self._on_submit, P.PutObject: self._on_put,
             P.GetObjects: self._on_get, P.RefDelta: self._on_refdelta,
-            P.Blocked: self._on_blocked, P.Unblocked: self._on_unblocked,
+            P.Blocked: self._on_blocked, P.Unblocked: self._on_unblocked, P.ReturnTasks: self._on_return_tasks,
             P.TaskDone: self._on_done, P.CancelTask: self._on_cancel,
             P.StatusRequest: self._on_status, P.StopNode: self._on_stop,
             P.Goodbye: self._on_goodbye, P.KVPut: self._on_kv, P.KVGet: self._on_kv,
@@ -321,6 +322,8 @@ class Raylet:
     def _run_scheduler(self):
         """Hand queued events to the scheduler and carry out what it says, to a fixed point."""
         queue, self.events = self.events, []
+        if not queue:
+            return
         while queue:
             instructions = self.scheduler.handle_many(queue)
             queue = []
@@ -332,6 +335,7 @@ class Raylet:
                     continue
                 if more:
                     queue.extend(more)
+        self._reclaim_stuck()
 
     # ------------------------------------------------------------------ handlers
     def _on_hello(self, peer, rec):
@@ -518,6 +522,31 @@ class Raylet:
 
     def _on_unblocked(self, ident, rec):
         self._feed([S.WorkerUnblocked(ident)])
+
+    def _on_return_tasks(self, ident, rec):
+        w = self.workers.by_id.get(ident)
+        if w is not None:
+            w.reclaiming = False
+        self._feed([S.TasksReturned(ident, tuple(rec.task_ids))])
+
+    def _reclaim_stuck(self):
+        """Tasks queued behind a task that has run for a while, while a worker idles: ask
+        for them back (the worker hands back those it has not started; they start on the
+        idle one). Pipelining keeps busy workers fed in a burst; this keeps a burst's last
+        tasks from waiting for a long one."""
+        now = time.monotonic()
+        for wid, running in self.scheduler.stuck_queues():
+            w = self.workers.by_id.get(wid)
+            task = self.tasks.get(running)
+            if w is None or w.reclaiming or task is None or task.started_at is None \
+                    or now - task.started_at < RECLAIM_AFTER:
+                continue
+            w.reclaiming = True
+            try:
+                os.write(w.ctrl_fd, P.RECLAIM)
+            except OSError:
+                continue
+            self.workers.signal(w, signal.SIGINT)
 
     def _on_done(self, ident, rec):
         w = self.workers.by_id.get(ident)
@@ -728,6 +757,7 @@ class Raylet:
 
     def _mark_started(self, task):
         """The task runs now: tell its submitter if it asked (WatchStart)."""
+        task.started_at = time.monotonic()
         if not task.started:
             task.started = True
             if task.watched:
@@ -910,9 +940,13 @@ class Raylet:
             self.cluster.tick()
         self.actors.forget_dead()
         self._retire_idle_workers()
+        self._reclaim_stuck()
         if self.store is not None and not self._store_dead_logged and not self.store.alive():
             self._store_dead_logged = True
             log.error("the plasma store process died; large objects are lost")
+
+
+RECLAIM_AFTER = 0.25  # s a task runs before the tasks queued behind it may be taken back
 
 
 def _resources(requested):

@@ -67,6 +67,7 @@ class WorkerCore(CoreClient):
         self._queue = collections.deque()
         self._functions = {}  # function id -> callable
         self._blobs = {}  # function id -> (pickle, sys.path entries) received, not yet loaded
+        self._reclaim = False  # the raylet asked for the queued tasks back (P.RECLAIM)
         self._running = []  # main thread: stack of ExecuteTask being run (inline ones on top)
         self._tls = threading.local()  # .spec: the task this thread runs
         self._cancelled = set()
@@ -232,10 +233,23 @@ class WorkerCore(CoreClient):
         return fut.result()
 
     # ------------------------------------------------------------------ main loop
+    def _take_queued(self):
+        """The tasks queued here that have not started (inline ones excepted), taken out."""
+        self._reclaim = False
+        back = [s for s in self._queue if not s.inline]
+        for spec in back:
+            self._queue.remove(spec)
+        return [spec.task_id for spec in back]
+
     def serve(self):
         while True:
             while self._queue:
+                if self._reclaim:  # asked between two tasks: hand back what waits
+                    self._send([P.ReturnTasks(self._take_queued())])
+                    continue
                 self._run_one(self._queue.popleft())
+            if self._reclaim:
+                self._send([P.ReturnTasks(self._take_queued())])
             if _refcount.pending():
                 self._send([])  # refs the finished task dropped: report them now
             self._recv_and_handle(1000)
@@ -245,9 +259,23 @@ class WorkerCore(CoreClient):
             try:
                 data = os.read(self._ctrl_fd, 65536)
                 for i in range(0, len(data) - 15, 16):
-                    self._cancelled.add(data[i:i + 16])
+                    if data[i:i + 16] == P.RECLAIM:
+                        self._reclaim = True
+                    else:
+                        self._cancelled.add(data[i:i + 16])
             except BlockingIOError:
                 pass
+        if self._reclaim and self._in_user_code:
+            # The main thread runs a task's code, so it reads nothing from the raylet: take
+            # in what has come (tasks queued on us may still be in the socket), then answer
+            # from a thread: this handler may have interrupted code holding a lock _send needs.
+            self._in_user_code = False
+            try:
+                self._recv_and_handle(0)
+            finally:
+                self._in_user_code = True
+            threading.Thread(target=self._send, args=([P.ReturnTasks(self._take_queued())],),
+                             name="actorscoop-return", daemon=True).start()
         if self._in_user_code and self._running and self._running[-1].task_id in self._cancelled:
             raise _Cancelled()  # only while user code runs: never inside our socket I/O
 

@@ -7,7 +7,7 @@ from .._ids import random_id
 
 class WorkerProc:
     __slots__ = ("worker_id", "pid", "log_fd", "ctrl_fd", "functions", "connected",
-                 "log_file", "partial", "exit_code", "actor_id", "log_eof")
+                 "log_file", "partial", "exit_code", "actor_id", "log_eof", "reclaiming")
 
     def __init__(self, worker_id, log_fd, ctrl_fd):
         self.worker_id = worker_id
@@ -21,6 +21,7 @@ class WorkerProc:
         self.exit_code = None
         self.actor_id = None  # set for an actor's dedicated process
         self.log_eof = False  # its output pipe is closed (the process is gone)
+        self.reclaiming = False  # asked to hand back its queued tasks (ReturnTasks pending)
 
 
 class WorkerTable:

@@ -19,6 +19,9 @@ KIND_DRIVER = "driver"
 KIND_WORKER = "worker"
 KIND_CLI = "cli"
 KIND_DRIVER_TX = "driver-tx"  # a driver's sending socket; worker_id names its driver
+# Written to a worker's control pipe (where cancelled task ids go) before a SIGINT: hand
+# back the tasks queued on you that you have not started (answer: ReturnTasks).
+RECLAIM = b"\xff" * 16
 
 
 # ---------------------------------------------------------------- client -> raylet
@@ -114,6 +117,12 @@ class Blocked(NamedTuple):
 
 class Unblocked(NamedTuple):
     pass
+
+
+class ReturnTasks(NamedTuple):
+    """A busy worker hands back the tasks queued on it that it has not started (asked by
+    the raylet through its control pipe: a worker idles while they wait)."""
+    task_ids: list
 
 
 class TaskDone(NamedTuple):
@@ -470,10 +479,10 @@ MESSAGE_TYPES = (
     NodeJoin, JoinReply, Heartbeat, SpillTask, RunTask, TaskResult, TaskLost,
     ClusterStatusRequest, ClusterStatusReply, FreeRemote, PullRequest, PullChunk,
     SpillActor, RunActor, RouteCall, RouteKill, ActorLookup, ActorFound, ActorHosted,
-    ActorGone, RemoteLog, ActorRestartSpec,
+    ActorGone, RemoteLog, ActorRestartSpec, ReturnTasks,
 )
 
 __all__ = [c.__name__ for c in MESSAGE_TYPES] + [
     "PROTOCOL_VERSION", "VALUE_INLINE", "VALUE_PLASMA", "VALUE_ERROR", "VALUE_REMOTE",
-    "KIND_DRIVER", "KIND_WORKER", "KIND_CLI", "KIND_DRIVER_TX",
+    "KIND_DRIVER", "KIND_WORKER", "KIND_CLI", "KIND_DRIVER_TX", "RECLAIM",
 ]

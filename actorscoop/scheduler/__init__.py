@@ -6,7 +6,7 @@ The raylet feeds it events and carries out the instructions it returns.
 from ._events import (
     TaskSubmitted, ObjectReady, ObjectFailed, WorkerStarted, WorkerDied, TaskFinished,
     WorkerBlocked, WorkerUnblocked, CancelRequested, WorkerStartFailed, ReserveResources,
-    ReleaseResources, RetireWorker,
+    ReleaseResources, RetireWorker, TasksReturned,
 )
 from ._instructions import (
     Dispatch, StartWorker, FailTask, TaskLost, InterruptTask, KillWorker, WarnInfeasible, Reserved,
@@ -20,6 +20,6 @@ __all__ = [
     "TaskSubmitted", "ObjectReady", "ObjectFailed", "WorkerStarted", "WorkerDied",
     "TaskFinished", "WorkerBlocked", "WorkerUnblocked", "CancelRequested", "WorkerStartFailed",
     "Dispatch", "StartWorker", "FailTask", "TaskLost", "InterruptTask", "KillWorker",
-    "WarnInfeasible", "Reserved", "ReserveResources", "ReleaseResources", "RetireWorker",
+    "WarnInfeasible", "Reserved", "ReserveResources", "ReleaseResources", "RetireWorker", "TasksReturned",
     "NodeLoad", "fits", "pick_node", "should_spill",
 ]

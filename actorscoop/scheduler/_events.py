@@ -47,6 +47,13 @@ class WorkerBlocked(NamedTuple):
     returned: tuple = ()  # queued on it, never started: back to the ready queue
 
 
+class TasksReturned(NamedTuple):
+    """A busy worker handed back tasks queued on it that it had not started (the raylet
+    asked it to: a worker went idle while they waited behind a long task)."""
+    worker_id: bytes
+    task_ids: tuple
+
+
 class WorkerUnblocked(NamedTuple):
     worker_id: bytes
 

@@ -90,7 +90,7 @@ class Scheduler:
             ev.WorkerBlocked: self._on_blocked, ev.WorkerUnblocked: self._on_unblocked,
             ev.CancelRequested: self._on_cancel,
             ev.ReserveResources: self._on_reserve, ev.ReleaseResources: self._on_release,
-            ev.RetireWorker: self._on_retire,
+            ev.RetireWorker: self._on_retire, ev.TasksReturned: self._on_returned,
         }
 
     # ------------------------------------------------------------------ interface
@@ -133,6 +133,16 @@ class Scheduler:
     def infeasible(self) -> list:
         return [(t.task_id, t.name, t.resources) for t in self.tasks.values()
                 if t.state is TaskState.INFEASIBLE]
+
+    def stuck_queues(self):
+        """While a worker idles and nothing is ready: the busy workers with tasks queued
+        behind the one they run (pipelined), as (worker id, id of the running task). Those
+        tasks could start now elsewhere; the raylet asks for them back (TasksReturned)."""
+        if not self.idle or self.ready:
+            return []
+        return [(w.worker_id, w.tasks[0]) for w in self.workers.values()
+                if w.state is WorkerState.BUSY and len(w.tasks) > 1
+                and not any(self.tasks[t].inline for t in w.tasks if t in self.tasks)]
 
     def worker_of(self, task_id):
         t = self.tasks.get(task_id)
@@ -276,6 +286,18 @@ class Scheduler:
             back.append(tid)
         if back:
             self.ready = {**dict.fromkeys(back), **self.ready}
+
+    def _on_returned(self, e):
+        w = self.workers.get(e.worker_id)
+        if w is None:
+            return
+        self._requeue(w, e.task_ids, "reclaimed from a busy worker")
+        if not w.tasks and w.state is WorkerState.BUSY:  # it finished its own meanwhile
+            if w.lease is not None:
+                _give(self.available, w.lease)
+            w.lease = None
+            w.state = WorkerState.IDLE
+            self.idle[w.worker_id] = None
 
     def _on_unblocked(self, e):
         w = self.workers.get(e.worker_id)
