@@ -1,0 +1,120 @@
+"""A memory-limited cgroup for one test: a child of this process's own memory cgroup
+(cgroup v1 or v2), with its own limit, removed afterwards.
+
+Processes enter it through a launcher, so nothing else of the test run is limited:
+``python cgroup_helpers.py enter CGROUP_PROCS_FILE -- PROGRAM ARGS`` writes its own pid
+into the cgroup, then execs PROGRAM (its children are in the cgroup too).
+"""
+import itertools
+import os
+import signal
+import sys
+import time
+
+from actorscoop.node._memory import memory_cgroup_dirs
+
+_counter = itertools.count()
+
+
+def _own_memory_cgroup():
+    """(version, directory) of this process's memory cgroup, or None."""
+    with open("/proc/self/cgroup") as f:
+        proc_cgroup = f.read()
+    with open("/proc/self/mountinfo") as f:
+        mountinfo = f.read()
+    dirs = memory_cgroup_dirs(proc_cgroup, mountinfo)
+    return dirs[0] if dirs else None
+
+
+class MemoryCgroup:
+    """A child cgroup limited to ``limit`` bytes; ``close()`` kills what is left in it
+    (only processes this test put there) and removes it."""
+
+    def __init__(self, limit):
+        own = _own_memory_cgroup()
+        if own is None:
+            raise OSError("this process is in no memory cgroup")
+        self.version, parent = own
+        self.path = os.path.join(parent, f"asc-limits-{os.getpid()}-{next(_counter)}")
+        if self.version == 2:
+            with open(os.path.join(parent, "cgroup.subtree_control"), "w") as f:
+                f.write("+memory")  # EBUSY when the parent holds processes itself
+        os.mkdir(self.path)
+        try:
+            limit_file = "memory.max" if self.version == 2 else "memory.limit_in_bytes"
+            with open(os.path.join(self.path, limit_file), "w") as f:
+                f.write(str(int(limit)))
+            if self.version == 2:
+                with open(os.path.join(self.path, "memory.swap.max"), "w") as f:
+                    f.write("0")  # no swap: the limit is the memory there is
+        except BaseException:
+            os.rmdir(self.path)
+            raise
+        self.limit = limit
+        self.procs_file = os.path.join(self.path, "cgroup.procs")
+
+    def launcher(self, argv):
+        """The argv that runs ``argv`` inside this cgroup."""
+        return [sys.executable, os.path.abspath(__file__), "enter", self.procs_file, "--", *argv]
+
+    def pids(self):
+        try:
+            with open(self.procs_file) as f:
+                return [int(p) for p in f.read().split()]
+        except FileNotFoundError:
+            return []
+
+    def kernel_oom_kills(self):
+        """How many processes the kernel's OOM killer killed in this cgroup."""
+        name = "memory.events" if self.version == 2 else "memory.oom_control"
+        with open(os.path.join(self.path, name)) as f:
+            for line in f:
+                key, _, value = line.partition(" ")
+                if key == "oom_kill":
+                    return int(value)
+        return 0
+
+    def close(self, timeout=15.0):
+        deadline = time.monotonic() + timeout
+        while self.pids() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        for pid in self.pids():  # only processes the test started are in here
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        while True:
+            try:
+                os.rmdir(self.path)
+                return
+            except FileNotFoundError:
+                return
+            except OSError:  # busy until the killed processes are gone
+                if time.monotonic() > deadline + 10:
+                    raise
+                time.sleep(0.05)
+
+
+def unavailable_reason():
+    """Why a memory-limited cgroup cannot be made here, or None when it can."""
+    if os.geteuid() != 0:
+        return f"creating cgroups needs root (euid {os.geteuid()})"
+    try:
+        if _own_memory_cgroup() is None:
+            return "no memory cgroup controller is mounted (v1 or v2) for this process"
+        MemoryCgroup(64 << 20).close()
+    except OSError as exc:
+        return f"cannot create a child memory cgroup: {exc}"
+    return None
+
+
+def _enter(procs_file, argv):
+    with open(procs_file, "w") as f:
+        f.write(str(os.getpid()))
+    os.execv(argv[0], argv)
+
+
+if __name__ == "__main__":
+    if len(sys.argv) < 5 or sys.argv[1] != "enter" or sys.argv[3] != "--":
+        sys.exit("usage: cgroup_helpers.py enter CGROUP_PROCS_FILE -- PROGRAM ARGS")
+    _enter(sys.argv[2], sys.argv[4:])
