@@ -51,8 +51,9 @@ def choose(candidates) -> "Choice | None":
     n = len(members)
     if retry:
         reason = f"it started last of the {n} tasks and actors of its caller running here"
-    elif owner is _FINAL:
+    elif n > 1:  # the group of those that cannot run again (no other group is larger)
         reason = f"it started last of the {n} tasks and actors running here that cannot run again"
-    else:
-        reason = "it is its caller's only task or actor running here, and started last of those"
+    else:  # every group has one member: it started last of all
+        reason = "it started last of all tasks and actors running here, and " + (
+            "has no retries or restarts left" if owner is _FINAL else "is its caller's only one here")
     return Choice(victim, retry, reason)

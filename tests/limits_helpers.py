@@ -1,14 +1,19 @@
-"""A memory-limited cgroup for one test: a child of this process's own memory cgroup
-(cgroup v1 or v2), with its own limit, removed afterwards.
+"""Small, real resource limits for one test, removed afterwards (both need root):
 
-Processes enter it through a launcher, so nothing else of the test run is limited:
-``python cgroup_helpers.py enter CGROUP_PROCS_FILE -- PROGRAM ARGS`` writes its own pid
-into the cgroup, then execs PROGRAM (its children are in the cgroup too).
+- ``MemoryCgroup(limit)``: a child of this process's own memory cgroup (v1 or v2) with a
+  memory limit. Processes enter it through a launcher, so nothing else of the test run is
+  limited: ``python limits_helpers.py enter CGROUP_PROCS_FILE -- PROGRAM ARGS`` writes its
+  own pid into the cgroup, then execs PROGRAM (its children are in the cgroup too).
+- ``small_tmpfs(size)``: a tmpfs of ``size`` bytes mounted on a fresh directory: a file
+  system that fills up at once, without touching the machine's disks.
 """
+import contextlib
 import itertools
 import os
 import signal
+import subprocess
 import sys
+import tempfile
 import time
 
 from actorscoop.node._memory import memory_cgroup_dirs
@@ -95,7 +100,7 @@ class MemoryCgroup:
                 time.sleep(0.05)
 
 
-def unavailable_reason():
+def cgroup_unavailable_reason():
     """Why a memory-limited cgroup cannot be made here, or None when it can."""
     if os.geteuid() != 0:
         return f"creating cgroups needs root (euid {os.geteuid()})"
@@ -108,6 +113,41 @@ def unavailable_reason():
     return None
 
 
+@contextlib.contextmanager
+def small_tmpfs(size):
+    """Mount a tmpfs of ``size`` bytes on a fresh directory; unmount and remove it after."""
+    path = tempfile.mkdtemp(prefix="asc-tmpfs-", dir="/tmp")
+    try:
+        subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={int(size)},mode=0700", "tmpfs", path],
+                       check=True, capture_output=True, text=True, timeout=30)
+    except BaseException:
+        os.rmdir(path)
+        raise
+    try:
+        yield path
+    finally:
+        deadline = time.monotonic() + 15
+        while subprocess.run(["umount", path], capture_output=True, timeout=30).returncode:
+            if time.monotonic() > deadline:  # still busy: detach it, the kernel frees it later
+                subprocess.run(["umount", "-l", path], capture_output=True, timeout=30)
+                break
+            time.sleep(0.05)
+        os.rmdir(path)
+
+
+def tmpfs_unavailable_reason():
+    """Why a small tmpfs cannot be mounted here, or None when it can."""
+    if os.geteuid() != 0:
+        return f"mounting a tmpfs needs root (euid {os.geteuid()})"
+    try:
+        with small_tmpfs(1 << 20):
+            pass
+    except (OSError, subprocess.SubprocessError) as exc:
+        detail = getattr(exc, "stderr", "") or exc
+        return f"cannot mount a tmpfs: {str(detail).strip()}"
+    return None
+
+
 def _enter(procs_file, argv):
     with open(procs_file, "w") as f:
         f.write(str(os.getpid()))
@@ -116,5 +156,5 @@ def _enter(procs_file, argv):
 
 if __name__ == "__main__":
     if len(sys.argv) < 5 or sys.argv[1] != "enter" or sys.argv[3] != "--":
-        sys.exit("usage: cgroup_helpers.py enter CGROUP_PROCS_FILE -- PROGRAM ARGS")
+        sys.exit("usage: limits_helpers.py enter CGROUP_PROCS_FILE -- PROGRAM ARGS")
     _enter(sys.argv[2], sys.argv[4:])
