@@ -80,10 +80,13 @@ class MemoryCgroup:
         return 0
 
     def close(self, timeout=15.0):
+        """Wait up to ``timeout`` for the processes in it to exit, kill those left, remove
+        it; returns the pids it had to kill."""
         deadline = time.monotonic() + timeout
         while self.pids() and time.monotonic() < deadline:
             time.sleep(0.05)
-        for pid in self.pids():  # only processes the test started are in here
+        left = self.pids()
+        for pid in left:  # only processes the test started are in here
             try:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
@@ -91,9 +94,9 @@ class MemoryCgroup:
         while True:
             try:
                 os.rmdir(self.path)
-                return
+                return left
             except FileNotFoundError:
-                return
+                return left
             except OSError:  # busy until the killed processes are gone
                 if time.monotonic() > deadline + 10:
                     raise

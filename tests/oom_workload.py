@@ -95,7 +95,9 @@ def main(workdir, threshold, cap):
     except Exception as exc:
         out["actor"] = error_fields(exc)
     out["actor_pid_after"] = asc.get(actor.pid.remote(), timeout=60)
-    out["status_memory"] = asc._api.status()["memory"]
+    status = asc._api.status()
+    out["status_memory"] = status["memory"]
+    out["node_pids"] = [status["pid"], status["store"].get("store_pid")]
     asc.shutdown()
     print("RESULT " + json.dumps(out), flush=True)
 

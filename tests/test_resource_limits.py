@@ -273,6 +273,10 @@ def test_a_task_that_outgrows_the_node_is_killed_with_out_of_memory_error(memory
     assert out["actor_pid_after"] != out["actor_pid_before"]  # restarted (max_restarts=1)
     assert out["status_memory"]["kills"] == 3 and out["status_memory"]["total"] == 768 * MiB
     assert memory_cgroup.kernel_oom_kills() == 0  # the monitor acted first, every time
+    assert memory_cgroup.close() == []  # everything in it exited by itself
+    raylet, store = out["node_pids"]
+    assert store and not psutil.pid_exists(raylet) and not psutil.pid_exists(store)
+    assert not [f for f in os.listdir("/dev/shm") if f.startswith(f"actorscoop-plasma-{store}-")]
     assert issubclass(ActorDiedError, ActorScoopError)
 
 

@@ -67,10 +67,13 @@ class Kill:
     def describe(self):
         u = self.usage
         worker = "an unknown amount" if self.rss is None else mib(self.rss)
+        others = ("" if self.rss is None or self.rss * 4 >= u.used else
+                  " (most of the node's memory is used by others: other tasks, drivers, the "
+                  "object store, or programs outside actorscoop)")
         return (f"the memory monitor killed its worker (pid {self.pid}) on node {self.node[:8]}: "
                 f"the node used {mib(u.used)} of {mib(u.total)} ({u.used / u.total:.0%}, "
                 f"{u.source}), above the threshold of {self.threshold:.0%}; the worker used "
-                f"{worker}, and was chosen as {self.reason}")
+                f"{worker}{others}, and was chosen as {self.reason}")
 
     def error(self, task_name, tries, max_retries):
         if tries <= max_retries and not self.retry:
