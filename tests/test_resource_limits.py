@@ -269,7 +269,7 @@ def test_a_task_that_outgrows_the_node_is_killed_with_out_of_memory_error(memory
     assert out["fresh"] == 2
     actor = out["actor"]
     assert actor["type"] == "ActorDiedError" and "memory monitor" in actor["text"], actor
-    assert "restarting" in actor["text"]
+    assert "Hungry.eat()" in actor["text"] and "max_task_retries=0" in actor["text"]
     assert out["actor_pid_after"] != out["actor_pid_before"]  # restarted (max_restarts=1)
     assert out["status_memory"]["kills"] == 3 and out["status_memory"]["total"] == 768 * MiB
     assert memory_cgroup.kernel_oom_kills() == 0  # the monitor acted first, every time
