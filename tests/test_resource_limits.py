@@ -217,6 +217,8 @@ def test_a_node_above_its_threshold_kills_the_running_task(fresh_node):
     assert "/proc/meminfo" in text or "cgroup" in text
     assert "num_cpus" in text and "ACTORSCOOP_MEMORY_USAGE_THRESHOLD" in text
     assert status["memory"]["enabled"] and status["memory"]["kills"] == 1
+    from actorscoop._cli import format_status
+    assert "monitor kills above 0% (1 so far)" in format_status(status)
 
 
 def test_the_monitor_can_be_turned_off(fresh_node):
@@ -228,8 +230,10 @@ def test_the_monitor_can_be_turned_off(fresh_node):
         return os.getpid()
 
     assert asc.get(quick.remote(), timeout=60) > 0
-    assert asc._api.status()["memory"] == {"enabled": False, "threshold": 0.001, "refresh_ms": 0.0,
-                                          "kills": 0}
+    status = asc._api.status()
+    assert status["memory"] == {"enabled": False, "threshold": 0.001, "refresh_ms": 0.0, "kills": 0}
+    from actorscoop._cli import format_status
+    assert "memory monitor: off" in format_status(status)
 
 
 @pytest.fixture

@@ -203,7 +203,7 @@ class MemoryMonitor:
             outcome = "it restarts" if choice.victim.retriable else "it dies"
             log.warning("memory monitor: killed %s, pid %d (%s); %s", name, pid, kill.summary(), outcome)
         else:
-            retried = choice.retry and choice.victim.retriable
+            retried = choice.retry  # (a retry is then left: see _oom_policy)
             outcome = "its task is retried" if retried else "its task fails with OutOfMemoryError"
             log.warning("memory monitor: killed the worker of %s(), pid %d (%s); %s", name, pid,
                         kill.summary(), outcome)
