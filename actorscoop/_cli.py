@@ -317,6 +317,12 @@ def format_status(r) -> str:
     if st and "capacity" in st:
         lines.append(f"  object store: {_mb(st.get('used', 0))} of {_mb(st['capacity'])} used"
                      + (f", {_mb(st.get('spilled_bytes', 0))} spilled" if st.get("spilled_bytes") else ""))
+    mem = r.get("memory") or {}
+    if mem.get("total"):
+        lines.append(f"  memory: {_mb(mem['used'])} of {_mb(mem['total'])} used; monitor kills above "
+                     f"{mem['threshold']:.0%} ({mem['kills']} so far)")
+    elif mem and not mem.get("enabled"):
+        lines.append("  memory monitor: off")
     cl = r.get("cluster")
     if cl and cl.get("nodes"):
         lines.append(f"  cluster (head, serving {cl['address']}): {len(cl['nodes'])} nodes")

@@ -7,7 +7,7 @@ import builtins
 __all__ = [
     "ActorScoopError", "TaskError", "GetTimeoutError", "WorkerCrashedError",
     "TaskCancelledError", "ObjectLostError", "NodeDiedError", "RuntimeNotInitializedError",
-    "ActorDiedError", "ObjectStoreFullError",
+    "ActorDiedError", "ObjectStoreFullError", "OutOfMemoryError",
 ]
 
 
@@ -134,3 +134,32 @@ class ActorDiedError(ActorScoopError):
 
     def __init__(self, message=""):
         super().__init__(message)
+
+
+class OutOfMemoryError(ActorScoopError):
+    """The node's memory monitor killed the worker running a task, because the node's
+    memory use passed its threshold, and the task was not run again: it had used up its
+    ``max_retries``, or it was the only task of its caller running on that node (run
+    alone again, it would most likely run out of memory again). See docs/limits.md.
+
+    The message says which task, node and worker pid, how much memory the worker and the
+    node used, and what to do. Fields: ``function_name``, ``node`` (id, hex), ``pid``,
+    ``worker_memory`` (bytes the worker used for itself), ``node_memory_used`` and
+    ``node_memory_total`` (bytes: the node's cgroup limit, or the machine's memory), and
+    ``threshold`` (the fraction of it that triggers the monitor)."""
+
+    def __init__(self, message="", function_name="", node="", pid=0, worker_memory=0,
+                 node_memory_used=0, node_memory_total=0, threshold=0.0):
+        super().__init__(message, function_name, node, pid, worker_memory, node_memory_used,
+                         node_memory_total, threshold)
+        self.message = message
+        self.function_name = function_name
+        self.node = node
+        self.pid = pid
+        self.worker_memory = worker_memory
+        self.node_memory_used = node_memory_used
+        self.node_memory_total = node_memory_total
+        self.threshold = threshold
+
+    def __str__(self):
+        return self.message

@@ -18,6 +18,7 @@ from ..exceptions import ObjectLostError, TaskCancelledError, WorkerCrashedError
 from ._actors import ActorManager
 from ._kv import KVStore
 from ._loop import Loop, drain_fd, who
+from ._memory_monitor import MemoryMonitor
 from ._objects import ObjectTable, ObjState
 from ._proc import describe_exit
 from ._workers import WorkerTable
@@ -49,7 +50,7 @@ class _TaskRecord:
         self.watched = False  # the submitter wants a TaskStarted
         self.job = submitter  # the driver whose work this is (set by the raylet)
         self.started = False
-        self.started_at = None  # time.monotonic() when it started on a worker
+        self.started_at = None  # time.monotonic() its current attempt started on a worker
         self.owner = None  # node id of the node that owns it, when run here for another node
         self.remote = False  # ours, spilled: another node runs it
         self.forwarded = False  # placed by the head: never spilled again
@@ -82,6 +83,7 @@ class Raylet:
         self.dead_workers = {}  # worker id -> (pid, exit code), the most recent ones
         self.idle_seen = {}  # worker id -> when it was first seen idle
         self.warned_infeasible = set()
+        self.memory = MemoryMonitor(self, self.config)
         sockets = os.path.realpath(os.path.join(session_dir, "sockets"))  # may be a short symlink
         self.sock_path = os.path.join(sockets, "raylet.sock")
         self.plasma_path = os.path.join(sockets, "plasma.sock")
@@ -143,7 +145,9 @@ class Raylet:
         default = (1 << 30) if self.cluster is not None else (256 << 20)
         prefault = self.config.get("prefault_bytes", os.environ.get("ACTORSCOOP_PREFAULT_BYTES", default))
         try:
-            launch = spawn_store(self.plasma_path, capacity, spill_dir=os.path.join(self.session_dir, "spill"),
+            spill_dir = (self.config.get("spill_dir") or os.environ.get("ACTORSCOOP_SPILL_DIR")
+                         or os.path.join(self.session_dir, "spill"))
+            launch = spawn_store(self.plasma_path, capacity, spill_dir=spill_dir,
                                  prefault_bytes=None if prefault is None else int(prefault))
         except Exception as exc:
             self._store_failed(exc)
@@ -218,16 +222,20 @@ class Raylet:
         """Run until StopNode or SIGTERM."""
         poll = self.loop.poll
         next_tick = time.monotonic() + 1.0
+        memory = self.memory
         while self.running:
-            poll(max(0.0, next_tick - time.monotonic()))
+            poll(max(0.0, min(next_tick, memory.due) - time.monotonic()))
             while self._unknown:
                 self._check_unknown()
             if self.cluster is not None:
                 self.cluster.drain()  # ZeroMQ signals its fd edge-style: look every turn
             if self.events:
                 self._run_scheduler()
+            now = time.monotonic()
+            if now >= memory.due:
+                memory.check(now)
             self._flush()
-            if time.monotonic() >= next_tick:
+            if now >= next_tick:
                 next_tick = time.monotonic() + 1.0
                 self._tick()
         self.shutdown()
@@ -809,12 +817,17 @@ class Raylet:
         self.objects.plasma_to_delete.extend(
             spec.task_id + i.to_bytes(4, "big") for i in range(1, spec.num_returns + 1))
         self._delete_plasma()
-        if task.attempts < spec.max_retries:
+        oom = self.memory.kill_of(lost.worker_id)  # killed by the memory monitor?
+        if task.attempts < spec.max_retries and (oom is None or oom.retry):
             task.attempts += 1
-            log.warning("worker pid %s running %s() %s; retrying (attempt %d of %d)",
-                        pid, spec.name, how, task.attempts + 1, spec.max_retries + 1)
+            log.warning("worker pid %s running %s() %s; retrying (attempt %d of %d)", pid, spec.name,
+                        how if oom is None else "was killed by the memory monitor",
+                        task.attempts + 1, spec.max_retries + 1)
             return [S.TaskSubmitted(spec.task_id, _resources(spec.resources), (), spec.name)]
         del self.tasks[lost.task_id]
+        if oom is not None:
+            return self._fail_returns(task, _errors.pack_exception(
+                oom.error(spec.name, task.attempts + 1, spec.max_retries)))
         return self._fail_returns(task, _errors.pack_exception(WorkerCrashedError(
             f"the worker process (pid {pid}) running task {spec.name}() {how}. It was tried "
             f"{task.attempts + 1} time(s) (max_retries={spec.max_retries}). If the task uses a "

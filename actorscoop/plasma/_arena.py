@@ -10,6 +10,7 @@ the kernel to populate its page tables (MADV_POPULATE_*, Linux >= 5.14).
 from __future__ import annotations
 
 import ctypes
+import errno
 import logging
 import mmap
 import os
@@ -95,8 +96,11 @@ class Mapping:
                 os.posix_fallocate(fd, start, n)
             finally:
                 os.close(fd)
-        except OSError:  # no room, or a file system without it: faulting in will tell
-            pass
+        except OSError as exc:
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):  # writing there would raise SIGBUS
+                raise OSError(exc.errno, f"no space left on the file system of {self.path} for "
+                              f"{n} bytes of its pages") from None
+            # a file system without fallocate: faulting the pages in will do
 
     def _populate_range(self, start: int, n: int, write: bool) -> None:
         if write:
@@ -104,7 +108,11 @@ class Mapping:
         # through ctypes, which releases the GIL (mmap.madvise holds it: ~100 ms per 64 MB populated)
         if _libc.madvise(ctypes.c_void_p(self.address + start), ctypes.c_size_t(n),
                          _MADV_POPULATE_WRITE if write else _MADV_POPULATE_READ) != 0:
-            # kernel older than 5.14: touch one byte per page
+            err = ctypes.get_errno()
+            if err in (errno.EFAULT, errno.ENOMEM):  # touching them would raise SIGBUS
+                raise OSError(err, f"cannot back {n} bytes of {self.path} with memory "
+                              f"({os.strerror(err)}): is its file system full?")
+            # kernel older than 5.14 (EINVAL): touch one byte per page
             page = mmap.PAGESIZE
             if write:
                 self.array[start:start + n:page] = self.array[start:start + n:page]

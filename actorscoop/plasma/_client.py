@@ -101,7 +101,7 @@ class PlasmaClient:
             _warn_fallback(located.warning)
         try:
             mapping = self._mapping(located.path)
-            mapping.populate(located.offset, layout.total, write=True)
+            _populate(mapping, located, object_id)
             dst = mapping.array[located.offset:located.offset + layout.total]
             _layout.write(dst, layout, metadata, stream, views)
         except BaseException:
@@ -130,7 +130,11 @@ class PlasmaClient:
             _warn_fallback(located.warning)
         mapping = self._mapping(located.path)
         if populate == "now":
-            mapping.populate(located.offset, int(size), write=True)
+            try:
+                _populate(mapping, located, object_id)
+            except BaseException:
+                self._request(P.Abort(0, object_id))
+                raise
         elif populate == "background":
             populate_range_in_background(mapping, located.offset, int(size))
         return mapping.array[located.offset:located.offset + int(size)]
@@ -265,6 +269,19 @@ def _view(address: int, size: int, pin: _Pin) -> memoryview:
 def _part(block: memoryview, part: tuple[int, int]) -> memoryview:
     offset, n = part
     return block[offset:offset + n]
+
+
+def _populate(mapping: Mapping, located: P.Located, object_id: bytes) -> None:
+    """Back an object's block with memory before it is written, or raise ObjectStoreFullError:
+    writing pages its file system has no room for would kill this process with SIGBUS."""
+    try:
+        mapping.populate(located.offset, located.size, write=True)
+    except OSError as exc:
+        raise ObjectStoreFullError(
+            f"cannot write object {object_id.hex()} ({located.size} bytes): {exc.strerror}. It goes to "
+            f"{os.path.dirname(located.path)}: if that is /dev/shm, free shared memory there, or start the "
+            "store with a smaller capacity (docker: --shm-size); if it is the spill directory, free space "
+            "there, or spill to a larger file system.", object_id=object_id) from exc
 
 
 def _check_id(object_id) -> None:

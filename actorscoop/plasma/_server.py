@@ -23,7 +23,7 @@ from ._arena import (DEFAULT_PREFAULT, SHM_DIR, Mapping, create_arena, populate_
 from ._clients import ClientTable
 from ._errors import (IllegalTransitionError, ObjectNotFoundError, ObjectStoreFullError, PlasmaError,
                       ProtocolError)
-from ._spill import SpillDir
+from ._spill import SpillDir, is_full
 from ._store import Entry, ObjectStore, State, Where
 
 log = logging.getLogger("actorscoop.plasma")
@@ -203,9 +203,9 @@ class StoreServer:
         if entry is not None and entry.state is State.SEALED:
             try:
                 return self._located(identity, m)
-            except ObjectStoreFullError:  # spilled, and no room to restore it
-                if not m.timeout:
-                    raise
+            except ObjectStoreFullError as exc:  # spilled, and no room to restore it
+                if not m.timeout or getattr(exc, "spill_failed", False):
+                    raise  # a full disk does not empty itself while we wait
                 self.blocked.append(_Waiter(identity, m, time.monotonic() + m.timeout))
                 return None
         if entry is None or entry.state is State.CREATED:
@@ -270,7 +270,16 @@ class StoreServer:
 
     def _create_fallback(self, identity, m: P.Create) -> P.Located:
         self.store.check_new(m.object_id)
-        path = self.spill.create_fallback(m.object_id, m.size)
+        try:
+            path = self.spill.create_fallback(m.object_id, m.size)
+        except OSError as exc:
+            why = (f"that file system is full ({self.spill.free_bytes()} bytes free)" if is_full(exc)
+                   else f"creating it failed: {exc}")
+            raise ObjectStoreFullError(
+                f"object {m.object_id.hex()} of {m.size} bytes is larger than the whole object store "
+                f"({self.store.capacity} bytes), so it goes to a file in the spill directory "
+                f"{self.spill.path}, but {why}. {_SPILL_ADVICE}",
+                object_id=m.object_id, spill_dir=self.spill.path, spill_failed=True) from exc
         self.store.create_fallback(m.object_id, m.size, identity, path)
         warning = (f"object {m.object_id.hex()} of {m.size} bytes is larger than the whole object store "
                    f"({self.store.capacity} bytes): it is kept in a disk-backed file in {self.spill.path} "
@@ -303,10 +312,16 @@ class StoreServer:
             try:
                 path = self.spill.spill(object_id, self.arena.array[entry.offset:entry.offset + entry.size])
             except OSError as exc:
+                if is_full(exc):
+                    why = (f"the spill directory {self.spill.path} is full ({self.spill.free_bytes()} "
+                           f"bytes free on its file system; spilling object {object_id.hex()} needs "
+                           f"{entry.size})")
+                else:
+                    why = f"spilling object {object_id.hex()} to {self.spill.path} failed ({exc})"
                 raise ObjectStoreFullError(
-                    f"object store full and spilling {object_id.hex()} ({entry.size} bytes) to {self.spill.path} "
-                    f"failed: {exc}. Free disk space there, or start the store with a larger capacity.",
-                    object_id=object_id) from exc
+                    f"the object store ({self.store.capacity} bytes) is full and cannot spill to disk: "
+                    f"{why}. {_SPILL_ADVICE}",
+                    object_id=object_id, spill_dir=self.spill.path, spill_failed=True) from exc
         self.store.spilled(object_id, path)
 
     def _located(self, identity, m: P.Get) -> P.Located:
@@ -365,7 +380,9 @@ class StoreServer:
                 else:
                     try:
                         reply = self._located(w.identity, w.msg)
-                    except ObjectStoreFullError:
+                    except ObjectStoreFullError as exc:
+                        if getattr(exc, "spill_failed", False):
+                            raise
                         reply = None  # still no room: keep waiting
             except PlasmaError as exc:
                 reply = P.Error(w.msg.rid, type(exc).__name__, str(exc))
@@ -427,6 +444,11 @@ class StoreServer:
         self.clients.close()
         self.sock.close(linger=0)
         self._ctx.term()
+
+
+_SPILL_ADVICE = ("Free space there, delete objects you no longer need (drop their references), start "
+                 "the store with a larger capacity, or spill to a larger file system (actorscoop: "
+                 "ACTORSCOOP_SPILL_DIR, or spill_dir in the node config).")
 
 
 def _read_nonblocking(fd: int) -> bytes:

@@ -7,6 +7,7 @@ Without a spill_dir the store uses a fresh temporary directory.
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import tempfile
@@ -45,14 +46,37 @@ class SpillDir:
             raise OSError(f"spill file {path} holds {n} bytes, expected {len(dst)}")
 
     def create_fallback(self, object_id: bytes, size: int) -> str:
-        """Create a sparse file of ``size`` bytes for an object too large for the arena."""
+        """Create a file of ``size`` bytes for an object too large for the arena. Its space
+        is reserved now (an OSError if the file system is full): a writer filling a sparse
+        file on a full file system would be killed by SIGBUS instead."""
         path = os.path.join(self.path, f"{object_id.hex()}.fallback")
         fd = os.open(path, os.O_CREAT | os.O_TRUNC | os.O_RDWR, 0o600)
         try:
-            os.ftruncate(fd, size)
-        finally:
+            try:
+                os.posix_fallocate(fd, 0, size)
+            except OSError as exc:
+                if is_full(exc) or exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL):
+                    raise
+                os.ftruncate(fd, size)  # a file system that cannot reserve space
+        except BaseException:
             os.close(fd)
+            unlink_quietly(path)
+            raise
+        os.close(fd)
         return path
+
+    def free_bytes(self) -> int | None:
+        """Bytes free for this user on the spill directory's file system (None if unknown)."""
+        try:
+            st = os.statvfs(self.path)
+        except OSError:
+            return None
+        return st.f_bavail * st.f_frsize
 
     def remove_all(self) -> None:
         shutil.rmtree(self.path, ignore_errors=True)
+
+
+def is_full(exc: OSError) -> bool:
+    """Whether an OSError means "no space left" (or over quota)."""
+    return exc.errno in (errno.ENOSPC, errno.EDQUOT)
