@@ -182,7 +182,7 @@ class MemoryMonitor:
             w = r.workers.by_id.get(wid)
             if w is None or w.pid is None or a.creation is None:
                 continue
-            retriable = not a.no_restart and a.restarts < a.spec.max_restarts and a.creation_error is None
+            retriable = not a.no_restart and (a.spec.max_restarts < 0 or a.restarts < a.spec.max_restarts) and a.creation_error is None
             out.append(Candidate(wid, a.owner, retriable, a.creation.started_at or 0.0))
             what[wid] = (a.label, w.pid, None, a)
         return out, what
