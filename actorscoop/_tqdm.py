@@ -107,12 +107,12 @@ class _TaskBar(tqdm):
         bound.arguments["file"] = _SINK
         given = bound.arguments.get("mininterval", 0.1)
         bound.arguments["mininterval"] = max(float(given), UPDATE_INTERVAL)
+        super().__init__(*bound.args[1:], **bound.kwargs)
         if self._task is not None:
             _open_task_bars.setdefault(self._task, []).append(self)
             _tasks_with_bars.add(self._task)
             if _close_task_bars not in core.task_end_hooks:
                 core.task_end_hooks.append(_close_task_bars)
-        super().__init__(*bound.args[1:], **bound.kwargs)
 
     def display(self, msg=None, pos=None):
         if not self._closing:
@@ -131,12 +131,11 @@ class _TaskBar(tqdm):
         self._closing = True
         super().close()
         self._send(True)
-        if self._task is not None:
-            bars = _open_task_bars.get(self._task)
-            if bars is not None and self in bars:
-                bars.remove(self)
-                if not bars:
-                    del _open_task_bars[self._task]
+        bars = _open_task_bars.get(self._task) if self._task is not None else None
+        if bars is not None:
+            bars[:] = [b for b in bars if b is not self]  # by identity: tqdm's == compares positions
+            if not bars:
+                del _open_task_bars[self._task]
 
     def _send(self, closed):
         line = encode_state({
