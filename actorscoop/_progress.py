@@ -38,13 +38,17 @@ def bar_options(progress, **defaults):
 
 def new_bar(options):
     """A bar made with ``options``; TypeError (naming them) if tqdm refuses them."""
-    from ._tqdm import tqdm
+    from ._remote_output import patch_print
+    from ._tqdm import tqdm, _worker_core
     try:
-        return tqdm(**options)
+        bar = tqdm(**options)
     except (TypeError, KeyError) as exc:
         raise TypeError(f"progress={options!r}: tqdm refused these options ({exc}); pass "
                         "True, or a dict of tqdm's keyword arguments such as "
                         "{'desc': 'fitting', 'unit': 'fit'}") from None
+    if _worker_core() is None:  # drawn here: print() in the loop prints above it
+        patch_print()
+    return bar
 
 
 class RefProgress:

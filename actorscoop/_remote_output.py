@@ -11,9 +11,16 @@ forwards it, across nodes too). Two kinds of line are special:
   last state is printed, as a terminal would show it, so the prefix is not overwritten.
 
 Other lines are printed to stdout as ``(prefix) line``, above any bars drawn.
+
+While this driver draws bars, ``print`` to stdout or stderr is made to print above them
+too (as Ray does with its remote bars): ``patch_print`` replaces ``builtins.print`` (unless
+``ACTORSCOOP_PATCH_PRINT=0``, or something else replaced it already) until the driver
+disconnects.
 """
+import builtins
 import collections
 import json
+import os
 import sys
 import threading
 import time
@@ -112,6 +119,7 @@ class RemoteOutput:
 
     def _new_bar(self, bar_id, desc, state):
         from ._tqdm import tqdm
+        patch_print()
         options = {"desc": desc, "total": state.get("total"), "unit": state.get("unit") or "it",
                    "mininterval": 0, "miniters": 0, "dynamic_ncols": True}
         if state.get("unit_scale"):
@@ -186,6 +194,31 @@ class RemoteOutput:
             for bar_id in list(self._bars):
                 self._close(bar_id)
             self._ended.clear()
+        unpatch_print()
+
+
+_print = builtins.print
+
+
+def _print_above_bars(*args, sep=" ", end="\n", file=None, flush=False):
+    """``print``, above the bars this process draws when it prints where they are."""
+    out = sys.stdout if file is None else file
+    if (out is sys.stdout or out is sys.stderr) and _bars_drawn():
+        from tqdm.std import tqdm
+        with tqdm.external_write_mode(file=out):
+            _print(*args, sep=sep, end=end, file=out, flush=True)
+    else:
+        _print(*args, sep=sep, end=end, file=file, flush=flush)
+
+
+def patch_print():
+    if builtins.print is _print and os.environ.get("ACTORSCOOP_PATCH_PRINT", "1") != "0":
+        builtins.print = _print_above_bars
+
+
+def unpatch_print():
+    if builtins.print is _print_above_bars:
+        builtins.print = _print
 
 
 def _bars_drawn():

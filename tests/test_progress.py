@@ -204,6 +204,44 @@ def test_remote_bar_of_a_task_on_another_node(tmp_path, terminal):
     assert re.search(rf"^\(far_away pid=\d+, node={node}\) far-loop: 100%\|█+\| 40/40 \[", line), line
 
 
+def test_print_in_the_driver_goes_above_remote_bars(tmp_path, terminal):
+    """While a task's bar is drawn, the driver prints: each line lands above the bar,
+    whole, and the bar is drawn again below."""
+    script = _script(tmp_path, """
+        import fcntl, sys
+        import actorscoop as asc
+        from conftest import wait_for
+
+        @asc.remote
+        def hold(gate):
+            bar = asc.tqdm(total=3, desc="held-bar")
+            bar.update(1)
+            with open(gate) as f:  # until the driver lets go of its lock
+                fcntl.flock(f, fcntl.LOCK_SH)
+            bar.update(2)
+            bar.close()
+
+        asc.init(num_cpus=1)
+        with open(sys.argv[1]) as held:
+            fcntl.flock(held, fcntl.LOCK_EX)
+            ref = hold.remote(sys.argv[1])
+            output = asc._context.current()._output
+            wait_for(lambda: output._bars, 30, what="the task's bar")
+            for i in range(3):
+                print("LINE", i)
+        asc.get(ref)
+        print("END")
+    """)
+    gate = tmp_path / "gate"
+    gate.write_text("")
+    t = terminal(script, gate, env={"PYTHONPATH": os.path.dirname(__file__)})
+    t.finish()
+    lines = t.screen()
+    assert [x for x in lines if "LINE" in x] == ["LINE 0", "LINE 1", "LINE 2"], lines
+    assert re.search(r"^\(hold pid=\d+\) held-bar: 100%\|█+\| 3/3 \[", _bar_line(lines, "held-bar")), lines
+    assert lines[-1] == "END", lines
+
+
 def test_plain_tqdm_in_a_task_shows_its_last_state(tmp_path, terminal):
     """tqdm itself in a task is not drawn live, but its redraws do not garble the
     driver's terminal: its final state shows once, with the task's prefix."""
