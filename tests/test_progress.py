@@ -1,6 +1,7 @@
 """Progress bars: ``progress=`` of get/wait and futures.map, and ``actorscoop.tqdm`` in
 tasks drawn by the driver. The terminal tests run a driver on a pseudo-terminal and read
 what it drew, through a terminal emulator (pyte) for the final screen."""
+import concurrent.futures
 import fcntl
 import io
 import os
@@ -339,6 +340,22 @@ def test_get_with_progress_times_out_like_get(node, tmp_path):
         ready, not_ready = asc.wait([ref], timeout=0.3, progress=True)
         assert (ready, not_ready) == ([], [ref])
     assert asc.get(ref, timeout=30) == 1
+
+
+def test_map_with_progress_times_out_like_map(node, tmp_path):
+    gate = tmp_path / "gate"
+    gate.write_text("")
+
+    def blocked(path):
+        with open(path) as f:
+            fcntl.flock(f, fcntl.LOCK_SH)
+        return 1
+    with open(gate) as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        start = time.monotonic()
+        with pytest.raises(concurrent.futures.TimeoutError, match="not ready 2.0 s after"):
+            list(futures.map(blocked, [str(gate)], timeout=2.0, progress=True))
+        assert time.monotonic() - start < 3.9  # the bar's waits count in the timeout
 
 
 def test_map_relatives_with_progress(node, capsys):

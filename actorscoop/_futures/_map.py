@@ -183,6 +183,7 @@ class MapIterator:
             ref = self._pending[0]
             if progress is not None:  # wait in slices, redrawing the bar between them
                 progress.pace(lambda s: self._core.wait([ref], 1, s)[0] or None, self._end)
+                remaining = self._remaining()
         else:
             if progress is None:
                 ref = self._completions.next(remaining)
