@@ -20,10 +20,13 @@ disconnects.
 import builtins
 import collections
 import json
+import logging
 import os
 import sys
 import threading
 import time
+
+log = logging.getLogger("actorscoop")
 
 MARK = "@@actorscoop-tqdm@@ "  # starts a bar state (readable where logs are read raw)
 #: seconds after a task's result during which its open bars may still send their close
@@ -109,11 +112,18 @@ class RemoteOutput:
             bar_id = state["id"]
             if bar_id in self._closed:
                 return
-            bar = self._bars.get(bar_id)
-            desc = f"({prefix}) {state.get('desc') or ''}".rstrip()
-            if bar is None:
-                bar = self._new_bar(bar_id, desc, state)
-            _update(bar, desc, state)
+            try:
+                bar = self._bars.get(bar_id)
+                desc = f"({prefix}) {state.get('desc') or ''}".rstrip()
+                if bar is None:
+                    bar = self._new_bar(bar_id, desc, state)
+                _update(bar, desc, state)
+            except Exception as exc:  # noqa: BLE001 (a bad state must not stop the I/O thread)
+                log.warning("dropped a progress bar from %s: its state %s is not valid (%s)",
+                            prefix, state, exc)
+                if bar_id in self._bars:
+                    self._close(bar_id, False)
+                return
             if state.get("closed"):
                 self._close(bar_id, state.get("leave", True))
 

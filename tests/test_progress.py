@@ -473,6 +473,7 @@ def test_remote_output_lines_bars_and_redraws(capsys):
     out.show("f pid=1", _state(n=3).rstrip("\n"))  # late, for a closed bar: ignored
     assert bars.getvalue() == drawn and not out._bars
     out.show("f pid=1", _remote_output.MARK + "{not json")
+    out.show("f pid=1", _state(id="b3", total="many").rstrip("\n"))  # logged, dropped
     assert not out._bars
     out.close()
 
