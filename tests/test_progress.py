@@ -487,3 +487,13 @@ def test_remote_output_closes_a_task_bar_after_the_grace(monkeypatch):
     out.task_done(tid + (1).to_bytes(4, "big"))
     wait_for(lambda: not out._bars and not out.tasks, 5, what="the bar to be reaped")
     out.close()
+
+
+def test_an_unfinished_redrawn_line_keeps_only_its_last_state():
+    """The raylet holds a worker's unfinished line until its newline: a plain tqdm's
+    redraws must not make it grow for as long as the bar runs."""
+    from actorscoop.node._workers import _last_redraw
+    assert _last_redraw(b"  0%|\r 50%|#####\r 90%|#########") == b"\r 90%|#########"
+    assert _last_redraw(b"a line ending in CR\r") == b"a line ending in CR\r"  # CRLF to come
+    assert _last_redraw(b"\rone state") == b"\rone state"
+    assert _last_redraw(b"") == b""
