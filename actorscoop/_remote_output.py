@@ -21,6 +21,7 @@ import builtins
 import collections
 import json
 import logging
+import math
 import os
 import sys
 import threading
@@ -40,13 +41,25 @@ def encode_state(state):
     return MARK + json.dumps(state, separators=(",", ":")) + "\n"
 
 
+_NUMBER = (int, float)
+#: what each field of a state may be (checked before tqdm sees it: tqdm leaves its lock
+#: held when drawing raises, and every bar of the process then hangs)
+_FIELDS = {"id": (str,), "desc": (str, type(None)), "n": _NUMBER,
+           "total": _NUMBER + (type(None),), "unit": (str, type(None)),
+           "unit_scale": (bool,) + _NUMBER, "postfix": (str, type(None)), "leave": (bool,),
+           "closed": (bool,), "task": (str, type(None))}
+
+
 def decode_state(text):
     """The state in a line that holds MARK, or None if it is not a valid state."""
     try:
         state = json.loads(text[text.index(MARK) + len(MARK):])
     except ValueError:
         return None
-    if not isinstance(state, dict) or not isinstance(state.get("id"), str):
+    if not isinstance(state, dict) or not all(
+            isinstance(state.get(k), t) for k, t in _FIELDS.items() if k in state or k in ("id", "n")):
+        return None
+    if not math.isfinite(state["n"]):
         return None
     return state
 
@@ -246,9 +259,7 @@ def _update(bar, desc, state):
     total = state.get("total")
     if total != bar.total:
         bar.total = total
-    n = state.get("n")
-    if not isinstance(n, (int, float)):
-        n = bar.n
+    n = state["n"]
     if n < bar.n:
         bar.reset(total)
     bar.update(n - bar.n)  # draws: the bar's miniters and mininterval are 0

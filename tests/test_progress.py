@@ -296,66 +296,68 @@ def test_get_and_wait_with_progress_return_what_they_would_without(node, capsys)
     assert "20/20" in err and "waiting: 100%" in err
 
 
-def test_get_bar_advances_as_values_arrive(node, tmp_path):
+class Gate:
+    """A lock file: while the test holds it, tasks that call ``wait_at(path)`` wait."""
+
+    def __init__(self, path):
+        self.path = str(path)
+        open(self.path, "w").close()
+        self._held = open(self.path)
+        fcntl.flock(self._held, fcntl.LOCK_EX)
+
+    def let_go(self):
+        if not self._held.closed:
+            self._held.close()
+
+
+def wait_at(path, value=None):
+    with open(path) as f:
+        fcntl.flock(f, fcntl.LOCK_SH)
+    return value
+
+
+@pytest.fixture
+def gate(tmp_path):
+    g = Gate(tmp_path / "gate")
+    yield g
+    g.let_go()
+
+
+def test_get_bar_advances_as_values_arrive(node, gate):
     """Three of five tasks finish, two wait on a lock this test holds: the bar drawn
     by a get() still waiting shows 3/5."""
-    gate = tmp_path / "gate"
-    gate.write_text("")
-
     @asc.remote
     def maybe_blocked(i, path):
-        if i >= 3:
-            with open(path) as f:
-                fcntl.flock(f, fcntl.LOCK_SH)
-        return i
+        return wait_at(path, i) if i >= 3 else i
     drawn = io.StringIO()
     got = []
-    with open(gate) as held:
-        fcntl.flock(held, fcntl.LOCK_EX)
-        refs = [maybe_blocked.remote(i, str(gate)) for i in range(5)]
-        getter = threading.Thread(target=lambda: got.append(
-            asc.get(refs, timeout=60, progress={"file": drawn, "desc": "five"})))
-        getter.start()
-        wait_for(lambda: "3/5" in drawn.getvalue(), 30, what="the bar at 3/5")
-        assert not got
+    refs = [maybe_blocked.remote(i, gate.path) for i in range(5)]
+    getter = threading.Thread(target=lambda: got.append(
+        asc.get(refs, timeout=60, progress={"file": drawn, "desc": "five"})))
+    getter.start()
+    wait_for(lambda: "3/5" in drawn.getvalue(), 30, what="the bar at 3/5")
+    assert not got
+    gate.let_go()
     getter.join(60)
     assert got == [[0, 1, 2, 3, 4]]
     assert re.search(r"five: 100%.*5/5", drawn.getvalue())
 
 
-def test_get_with_progress_times_out_like_get(node, tmp_path):
-    gate = tmp_path / "gate"
-    gate.write_text("")
-
-    @asc.remote
-    def blocked(path):
-        with open(path) as f:
-            fcntl.flock(f, fcntl.LOCK_SH)
-        return 1
-    with open(gate) as held:
-        fcntl.flock(held, fcntl.LOCK_EX)
-        ref = blocked.remote(str(gate))
-        with pytest.raises(GetTimeoutError, match="timed out after 0.3 s with 1 of 1"):
-            asc.get([ref], timeout=0.3, progress=True)
-        ready, not_ready = asc.wait([ref], timeout=0.3, progress=True)
-        assert (ready, not_ready) == ([], [ref])
+def test_get_with_progress_times_out_like_get(node, gate):
+    ref = asc.remote(wait_at).remote(gate.path, 1)
+    with pytest.raises(GetTimeoutError, match="timed out after 0.3 s with 1 of 1"):
+        asc.get([ref], timeout=0.3, progress=True)
+    ready, not_ready = asc.wait([ref], timeout=0.3, progress=True)
+    assert (ready, not_ready) == ([], [ref])
+    gate.let_go()
     assert asc.get(ref, timeout=30) == 1
 
 
-def test_map_with_progress_times_out_like_map(node, tmp_path):
-    gate = tmp_path / "gate"
-    gate.write_text("")
-
-    def blocked(path):
-        with open(path) as f:
-            fcntl.flock(f, fcntl.LOCK_SH)
-        return 1
-    with open(gate) as held:
-        fcntl.flock(held, fcntl.LOCK_EX)
-        start = time.monotonic()
-        with pytest.raises(concurrent.futures.TimeoutError, match="not ready 2.0 s after"):
-            list(futures.map(blocked, [str(gate)], timeout=2.0, progress=True))
-        assert time.monotonic() - start < 3.9  # the bar's waits count in the timeout
+def test_map_with_progress_times_out_like_map(node, gate):
+    start = time.monotonic()
+    with pytest.raises(concurrent.futures.TimeoutError, match="not ready 2.0 s after"):
+        list(futures.map(wait_at, [gate.path], timeout=2.0, progress=True))
+    assert time.monotonic() - start < 3.9  # the bar's waits count in the timeout
 
 
 def test_map_relatives_with_progress(node, capsys):
@@ -473,9 +475,15 @@ def test_remote_output_lines_bars_and_redraws(capsys):
     out.show("f pid=1", _state(n=3).rstrip("\n"))  # late, for a closed bar: ignored
     assert bars.getvalue() == drawn and not out._bars
     out.show("f pid=1", _remote_output.MARK + "{not json")
-    out.show("f pid=1", _state(id="b3", total="many").rstrip("\n"))  # logged, dropped
+    for bad in ({"total": "many"}, {"n": float("nan")}, {"desc": 3}, {"id": None}):
+        out.show("f pid=1", _state(**{"id": "b3", **bad}).rstrip("\n"))  # dropped
     assert not out._bars
     out.close()
+    # and tqdm's lock is free (a bar whose drawing raised would have kept it)
+    other = threading.Thread(target=lambda: asc.tqdm(total=1, file=io.StringIO()).close())
+    other.start()
+    other.join(30)
+    assert not other.is_alive()
 
 
 def test_remote_output_closes_a_task_bar_after_the_grace(monkeypatch):
