@@ -23,5 +23,12 @@ __all__ = [
     "init", "shutdown", "is_initialized", "remote", "get", "put", "wait", "cancel",
     "get_runtime_context", "RuntimeContext", "nodes", "cluster_resources",
     "available_resources", "ObjectRef", "RemoteFunction", "exceptions", "__version__",
-    "ActorClass", "ActorHandle", "get_actor", "kill", "method",
+    "ActorClass", "ActorHandle", "get_actor", "kill", "method", "tqdm",
 ]
+
+
+def __getattr__(name):
+    if name == "tqdm":  # imported on first use (tqdm takes ~35 ms to import)
+        from ._tqdm import tqdm
+        return tqdm
+    raise AttributeError(f"module 'actorscoop' has no attribute {name!r}")

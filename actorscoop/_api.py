@@ -7,7 +7,7 @@ import signal
 import sys
 import threading
 
-from . import _context, _refcount, _session
+from . import _context, _progress, _refcount, _session
 from ._ids import random_id
 from ._launcher import launch_node
 from ._object_ref import ObjectRef
@@ -152,14 +152,17 @@ def _check_not_in_event_loop(what):
                        "`await ref` (or `await asyncio.gather(*refs)`) instead")
 
 
-def get(refs, *, timeout=None, copy=False):
+def get(refs, *, timeout=None, copy=False, progress=None):
     """The value(s) of ``refs`` (an ObjectRef or a list of them), waiting if needed.
 
     Raises GetTimeoutError after ``timeout`` seconds, and the task's error (a TaskError
     that is also an instance of the original exception type) if it failed. Large arrays
     come back as read-only views of shared memory; ``copy=True`` gives writable copies.
+    ``progress=True`` (or a dict of tqdm options) draws a bar of the values received.
     """
     if isinstance(refs, ObjectRef):
+        if progress is not None and progress is not False:
+            return get([refs], timeout=timeout, copy=copy, progress=progress)[0]
         _check_not_in_event_loop("get()")
         return _context.current().get([refs], timeout, copy)[0]
     if not isinstance(refs, (list, tuple)):
@@ -170,6 +173,8 @@ def get(refs, *, timeout=None, copy=False):
     _check_not_in_event_loop("get()")
     if not refs:
         return []
+    if progress is not None and progress is not False:
+        return _progress.get(_context.current(), list(refs), timeout, copy, progress)
     return _context.current().get(list(refs), timeout, copy)
 
 
@@ -180,10 +185,11 @@ def put(value) -> ObjectRef:
     return _context.current().put(value)
 
 
-def wait(refs, *, num_returns=1, timeout=None, fetch_local=True):
+def wait(refs, *, num_returns=1, timeout=None, fetch_local=True, progress=None):
     """Wait until ``num_returns`` of ``refs`` are ready or ``timeout`` passes.
 
     Returns ``(ready, not_ready)``, both in the order of ``refs``. Never raises on timeout.
+    ``progress=True`` (or a dict of tqdm options) draws a bar of the refs ready.
     """
     if not isinstance(refs, (list, tuple)) or not all(isinstance(r, ObjectRef) for r in refs):
         raise TypeError("wait() takes a list of ObjectRefs")
@@ -194,6 +200,8 @@ def wait(refs, *, num_returns=1, timeout=None, fetch_local=True):
     _check_not_in_event_loop("wait()")
     if not refs:
         return [], []
+    if progress is not None and progress is not False:
+        return _progress.wait(_context.current(), list(refs), num_returns, timeout, progress)
     return _context.current().wait(list(refs), num_returns, timeout)
 
 

@@ -20,6 +20,7 @@ from . import _refcount, _serialization
 from . import protocol as P
 from ._core import CoreClient, _wait_for_path
 from ._ids import task_of
+from ._remote_output import RemoteOutput
 from .exceptions import NodeDiedError
 from .transport import Connection, ConnectionClosed, Listener
 
@@ -65,6 +66,7 @@ class DriverCore(CoreClient):
         self._dead = None  # a NodeDiedError once the raylet is gone
         self._stopping = False
         self._warned = set()
+        self._output = RemoteOutput()  # workers' prints and progress bars, shown here
         self._listener = self._listen(welcome)
         self._peers = {}  # fd -> Peer: workers sending results straight here
         # epoll, not poll: other threads add connections (direct actor calls) while the
@@ -168,6 +170,7 @@ class DriverCore(CoreClient):
                 pass
         self._stopping = True
         self._pump.join(timeout=5)
+        self._output.close()
         if self._direct.promote in _serialization.pickled_hooks:
             _serialization.pickled_hooks.remove(self._direct.promote)
         self._direct.close()
@@ -247,10 +250,12 @@ class DriverCore(CoreClient):
             self._on_value(rec.object_id, rec.kind, rec.data)
             if rec.object_id in self._direct.watch:
                 self._direct.raylet_value(rec.object_id)
+            if self._output.tasks:  # a task with a progress bar drawn here may be done
+                self._output.task_done(rec.object_id)
         elif type(rec) is P.TaskStarted:
             self._on_started(rec.task_id)
         elif type(rec) is P.LogLines:
-            _print_remote(rec.prefix, rec.text)
+            self._output.show(rec.prefix, rec.text)
         elif type(rec) is P.KVReply or type(rec) is P.ActorReply or type(rec) is P.StatusReply:
             self._on_reply(rec)
         elif type(rec) is P.Warning_:
@@ -272,11 +277,3 @@ class DriverCore(CoreClient):
             for fut in fut_list[1]:
                 if not fut.done() and fut.set_running_or_notify_cancel():
                     fut.set_exception(err)
-
-
-def _print_remote(prefix, text):
-    try:
-        sys.stdout.write("".join(f"({prefix}) {line}\n" for line in text.splitlines()))
-        sys.stdout.flush()
-    except (OSError, ValueError):
-        pass

@@ -34,7 +34,7 @@ def submit(func, *args, **kwargs):
     return _executor.default_executor().submit(func, *args, **kwargs)
 
 
-def map(func, *iterables, timeout=None, chunksize=None):  # noqa: A001 (SCOOP's name)
+def map(func, *iterables, timeout=None, chunksize=None, progress=None):  # noqa: A001 (SCOOP's name)
     """Like the builtin ``map``, in parallel: an iterator of ``func``'s results in input
     order, stopping at the shortest iterable.
 
@@ -44,30 +44,36 @@ def map(func, *iterables, timeout=None, chunksize=None):  # noqa: A001 (SCOOP's 
     ``concurrent.futures.TimeoutError`` when a result is not ready ``timeout`` seconds
     after this call. Either, ``close()``, or dropping the iterator cancels the calls not
     yet done.
+
+    ``progress=True``, or a dict of tqdm options (``{"desc": "fit", "unit": "fit"}``),
+    draws a progress bar of the calls done, with count, rate and ETA; it advances as
+    chunks finish, while the iterator is being read (see docs/progress.md).
     """
     return _executor.default_executor().map(func, *iterables, timeout=timeout,
-                                             chunksize=chunksize)
+                                             chunksize=chunksize, progress=progress)
 
 
-def map_as_completed(func, *iterables, timeout=None, chunksize=None):
+def map_as_completed(func, *iterables, timeout=None, chunksize=None, progress=None):
     """Like map(), but results come as soon as they are ready, in any order."""
     return _executor.default_executor().map_as_completed(func, *iterables, timeout=timeout,
-                                                         chunksize=chunksize)
+                                                         chunksize=chunksize, progress=progress)
 
 
-def mapReduce(mapFunc, reductionOp, *iterables, timeout=None, chunksize=None):  # noqa: N802
+def mapReduce(mapFunc, reductionOp, *iterables, timeout=None, chunksize=None,  # noqa: N802
+              progress=None):
     """Map, then fold the results with ``reductionOp`` (associative) into one value.
     Folding starts in the tasks; the result is ``functools.reduce(reductionOp,
     map(mapFunc, *iterables))``. Raises TypeError when the iterables are empty."""
     return _executor.map_reduce(mapFunc, reductionOp, *iterables, timeout=timeout,
-                                chunksize=chunksize)
+                                chunksize=chunksize, progress=progress)
 
 
-def mapScan(mapFunc, reductionOp, *iterables, timeout=None, chunksize=None):  # noqa: N802
+def mapScan(mapFunc, reductionOp, *iterables, timeout=None, chunksize=None,  # noqa: N802
+            progress=None):
     """Map, then return every prefix reduction, in order:
     ``list(itertools.accumulate(map(mapFunc, *iterables), reductionOp))``."""
     return _executor.map_scan(mapFunc, reductionOp, *iterables, timeout=timeout,
-                              chunksize=chunksize)
+                              chunksize=chunksize, progress=progress)
 
 
 def shutdown(wait=True, cancel_futures=False):

@@ -80,7 +80,7 @@ class Executor(concurrent.futures.Executor):
         fut.add_done_callback(lambda f: futures.pop(f, None))
         return fut
 
-    def map(self, fn, *iterables, timeout=None, chunksize=None, buffersize=None):
+    def map(self, fn, *iterables, timeout=None, chunksize=None, buffersize=None, progress=None):
         """``fn`` over the zipped iterables, as an iterator of results in input order.
 
         The input is sent in chunks of ``chunksize`` calls, one task each (default: about
@@ -88,17 +88,20 @@ class Executor(concurrent.futures.Executor):
         more input is read as results are taken. The iterator raises the first failed
         call's exception, and ``concurrent.futures.TimeoutError`` if a result is not ready
         ``timeout`` seconds after this call; either, or closing the iterator, cancels the
-        remaining chunks.
+        remaining chunks. ``progress=True`` (or a dict of tqdm options) draws a bar of the
+        calls done, advancing as chunks finish.
         """
         if self._stopped:
             raise RuntimeError("cannot schedule new futures after shutdown")
-        return MapIterator(fn, iterables, timeout, chunksize, owner=self, window=buffersize)
+        return MapIterator(fn, iterables, timeout, chunksize, owner=self, window=buffersize,
+                           progress=progress)
 
-    def map_as_completed(self, fn, *iterables, timeout=None, chunksize=None):
+    def map_as_completed(self, fn, *iterables, timeout=None, chunksize=None, progress=None):
         """Like map(), but results come in the order the chunks finish."""
         if self._stopped:
             raise RuntimeError("cannot schedule new futures after shutdown")
-        return MapIterator(fn, iterables, timeout, chunksize, ordered=False, owner=self)
+        return MapIterator(fn, iterables, timeout, chunksize, ordered=False, owner=self,
+                           progress=progress)
 
     def _track(self, iterator):
         self._maps.add(iterator)
@@ -160,14 +163,14 @@ def shutdown(wait=True, cancel_futures=False):
         ex.shutdown(wait=wait, cancel_futures=cancel_futures)
 
 
-def map_reduce(map_fn, reduce_fn, *iterables, timeout=None, chunksize=None):
+def map_reduce(map_fn, reduce_fn, *iterables, timeout=None, chunksize=None, progress=None):
     """``functools.reduce(reduce_fn, map(map_fn, *iterables))``, in parallel: each chunk
     is mapped and folded in its task, and the chunks' partial results are folded here,
     in input order (so ``reduce_fn`` must be associative, need not be commutative).
     Raises TypeError for empty input."""
     ex = default_executor()
     it = MapIterator(map_fn, iterables, timeout, chunksize, owner=ex,
-                     kind=_runner.REDUCE, reduce_op=reduce_fn)
+                     kind=_runner.REDUCE, reduce_op=reduce_fn, progress=progress)
     with it:
         partials = list(it)
     if not partials:
@@ -175,9 +178,9 @@ def map_reduce(map_fn, reduce_fn, *iterables, timeout=None, chunksize=None):
     return functools.reduce(reduce_fn, partials)
 
 
-def map_scan(map_fn, reduce_fn, *iterables, timeout=None, chunksize=None):
+def map_scan(map_fn, reduce_fn, *iterables, timeout=None, chunksize=None, progress=None):
     """The list of prefix reductions of ``map(map_fn, *iterables)``:
     ``[v0, f(v0, v1), f(f(v0, v1), v2), ...]`` (``itertools.accumulate``)."""
     ex = default_executor()
-    with MapIterator(map_fn, iterables, timeout, chunksize, owner=ex) as it:
+    with MapIterator(map_fn, iterables, timeout, chunksize, owner=ex, progress=progress) as it:
         return list(itertools.accumulate(it, reduce_fn))

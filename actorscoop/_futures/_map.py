@@ -11,7 +11,7 @@ import concurrent.futures
 import itertools
 import time
 
-from .. import _context
+from .. import _context, _progress
 from ..exceptions import GetTimeoutError, TaskCancelledError
 from . import _runner
 
@@ -57,6 +57,14 @@ def plan(iterables, chunksize, core):
     return args, guided_sizes(n, GUIDED * cpus), WINDOW
 
 
+def _length(iterables):
+    """How many calls a map makes, if its inputs tell (None for iterators)."""
+    try:
+        return min(len(it) for it in iterables)
+    except TypeError:
+        return None
+
+
 def guided_sizes(n, parts):
     """Chunk sizes for n items: each ceil(remaining / parts), until none remain."""
     remaining = n
@@ -76,7 +84,7 @@ class MapIterator:
     """
 
     def __init__(self, fn, iterables, timeout=None, chunksize=None, ordered=True,
-                 owner=None, kind=_runner.CHUNK, reduce_op=None, window=None):
+                 owner=None, kind=_runner.CHUNK, reduce_op=None, window=None, progress=None):
         if not iterables:
             raise TypeError("map() needs at least one iterable")
         if not callable(fn):
@@ -100,6 +108,10 @@ class MapIterator:
         self._closed = False
         # map_as_completed: refs reported as they finish
         self._completions = None if ordered else _Completions(self._core)
+        self._progress = None  # a RefProgress counting items as their chunks finish
+        options = _progress.bar_options(progress, total=_length(iterables))
+        if options is not None:
+            self._progress = _progress.RefProgress(self._core, _progress.new_bar(options))
         self._owner = owner
         if owner is not None:
             owner._track(self)
@@ -117,6 +129,8 @@ class MapIterator:
             payload = chunk if self._reduce_op is None else (chunk, self._reduce_op)
             blob, extra = _runner.pack(payload)
             ref = self._rf.remote(blob, extra)
+            if self._progress is not None:
+                self._progress.add(ref, len(chunk))
             if self._completions is None:
                 pending.append(ref)
             else:
@@ -138,6 +152,7 @@ class MapIterator:
             raise err
         if self._closed or (not self._pending and self._exhausted):
             self._closed = True
+            self._end_progress()
             raise StopIteration
         try:
             value = self._next_value()
@@ -163,10 +178,17 @@ class MapIterator:
         first to finish. Raises TimeoutError at the deadline, CancelledError for a
         cancelled chunk."""
         remaining = self._remaining()
+        progress = self._progress
         if self._ordered:
             ref = self._pending[0]
+            if progress is not None:  # wait in slices, redrawing the bar between them
+                progress.pace(lambda s: self._core.wait([ref], 1, s)[0] or None, self._end)
+                remaining = self._remaining()
         else:
-            ref = self._completions.next(remaining)
+            if progress is None:
+                ref = self._completions.next(remaining)
+            else:
+                ref = progress.pace(self._completions.next, self._end)
             if ref is None:
                 self._timed_out()
         try:
@@ -212,6 +234,12 @@ class MapIterator:
                 _runner.registry.forget(self._rf)
         if self._completions is not None:
             self._completions.close()
+        self._end_progress()
+
+    def _end_progress(self):
+        progress, self._progress = self._progress, None
+        if progress is not None:
+            progress.close()
 
     def _cancel_pending(self):
         """Executor.shutdown(cancel_futures=True): the chunks not done fail as cancelled."""

@@ -82,6 +82,9 @@ class WorkerCore(CoreClient):
         self._concurrency = None  # a Concurrency once a threaded/async actor is made
         self._direct_server = None  # an actor's DirectServer once its constructor succeeded
         self._main_thread = threading.get_ident()
+        # Called with each task's spec as it ends; True: the result goes through the
+        # raylet, after the task's output (_tqdm.py: a task's last progress-bar states).
+        self.task_end_hooks = []
         for rec in early:
             self._handle(rec)
 
@@ -365,6 +368,10 @@ class WorkerCore(CoreClient):
                 self._concurrency.submit(self._queue.popleft())
 
     def _finish(self, spec, results, retryable):
+        direct = True
+        for hook in self.task_end_hooks:
+            if hook(spec):
+                direct = False
         try:
             sys.stdout.flush()
             sys.stderr.flush()
@@ -374,7 +381,7 @@ class WorkerCore(CoreClient):
             self._direct_server.answer(spec, results)
             return
         delivered = False
-        if spec.reply_to and not retryable:  # a retried task's error must not reach it
+        if spec.reply_to and not retryable and direct:  # a retried task's error must not reach it
             delivered = self._deliver(spec.reply_to, results)
         self._send([P.TaskDone(spec.task_id, results, retryable, delivered)])
 

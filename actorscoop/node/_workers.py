@@ -84,7 +84,7 @@ class WorkerTable:
         if w.log_file is not None:
             w.log_file.write(b"".join(chunks))
         head, sep, tail = data.rpartition(b"\n")
-        w.partial = tail
+        w.partial = _last_redraw(tail)
         if not sep:
             return []
         return head.decode("utf-8", "replace").split("\n")
@@ -99,3 +99,10 @@ class WorkerTable:
     def kill_all(self):
         for w in list(self.by_id.values()):
             self.signal(w, signal.SIGKILL)
+
+
+def _last_redraw(tail):
+    """An unfinished line redrawn with carriage returns (a plain tqdm bar in a task):
+    only its last state, so it does not grow for as long as the bar runs."""
+    cut = tail.rfind(b"\r", 0, len(tail) - 1)
+    return tail[cut:] if cut > 0 else tail
