@@ -28,6 +28,7 @@ from ..exceptions import ActorDiedError, ActorScoopError, NodeDiedError, ObjectL
 from ..transport import _secure
 from ._head import HeadService
 from ._objects import ObjState
+from ._stats import node_stats
 
 log = logging.getLogger("actorscoop.cluster")
 
@@ -235,9 +236,8 @@ class ClusterLink:
 
     def tick(self):
         r = self.r
-        store_used = 0
         self.to_head(P.Heartbeat(r.node_id, dict(r.scheduler.available), r.scheduler.backlog(),
-                                 r.scheduler.running(), store_used))
+                                 r.scheduler.running(), node_stats(r)))
         if self.head is not None:
             self.head.tick()
         else:

@@ -2,6 +2,7 @@
 import os
 
 from .. import protocol as P
+from ._stats import node_stats
 
 
 def node_status(r) -> dict:
@@ -28,6 +29,7 @@ def node_status(r) -> dict:
         "infeasible": [{"task_id": t.hex(), "name": n, "resources": res} for t, n, res in sch.infeasible()],
         "workers": workers, "drivers": drivers,
         "objects": r.objects.summary(), "store": store, "actors": r.actors.report(),
+        "stats": node_stats(r, store),
     }
     if r.cluster is not None:
         body["cluster"] = r.cluster.report()

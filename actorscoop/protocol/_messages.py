@@ -307,7 +307,7 @@ class Heartbeat(NamedTuple):
     available: dict
     backlog: int  # tasks ready to run that wait for a worker or resources
     running: int
-    store_used: int
+    stats: dict  # node_stats(): workers, memory, store use (shown by the dashboard)
 
 
 class SpillTask(NamedTuple):
