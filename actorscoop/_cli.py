@@ -58,7 +58,8 @@ def _parser():
     s.add_argument("--block", action="store_true", help="stay in the foreground until interrupted")
     s.add_argument("--json", action="store_true",
                    help="print the started node's info as one JSON line (node_id, pid, port, "
-                        "num_cpus, session_dir, host, cluster) instead of the text")
+                        "num_cpus, session_dir, host, cluster, dashboard) instead of the text")
+    _add_dashboard_options(s)
     s.set_defaults(func=cmd_start)
     s = sub.add_parser("stop", help="stop the nodes started on this machine")
     s.add_argument("--force", action="store_true", help="SIGKILL instead of a clean stop")
@@ -93,6 +94,37 @@ def _parser():
     return p
 
 
+def _add_dashboard_options(s):
+    from .dashboard import DEFAULT_PORT as DASHBOARD_PORT
+    s.add_argument("--dashboard-host", default="127.0.0.1", metavar="H",
+                   help="with --head: the address the dashboard binds (default 127.0.0.1; "
+                        "any other address needs the cluster token to open it)")
+    s.add_argument("--dashboard-port", type=int, default=None, metavar="P",
+                   help=f"with --head: the dashboard's port (default {DASHBOARD_PORT}, or "
+                        "any free port when it is taken; 0: any free port)")
+    s.add_argument("--no-dashboard", action="store_true", help="with --head: serve no dashboard")
+
+
+def _dashboard_option(args):
+    """start_head_node's ``dashboard`` for ``start --head``'s options."""
+    if args.no_dashboard:
+        return None
+    return {"host": args.dashboard_host, "port": args.dashboard_port}
+
+
+def _dashboard_line(info) -> str:
+    """The dashboard's address for the start-up text (with what to know about it)."""
+    url = info.get("dashboard")
+    if not url:
+        return "off (--no-dashboard)"
+    from .dashboard._auth import is_loopback
+    notes = [info.get("dashboard_note")]
+    if not is_loopback(url.rpartition(":")[0][len("http://"):]):
+        notes.append(f"it asks for the token: open {url}/?token=<the token above> once")
+    notes = [n for n in notes if n]
+    return url + (f"  ({'; '.join(notes)})" if notes else "")
+
+
 # ---------------------------------------------------------------------- start / stop
 def cmd_start(args):
     from ._launcher import launch_node
@@ -112,7 +144,8 @@ def cmd_start(args):
         say = (lambda *a, **k: None) if args.json else print
         config = {"node_timeout": args.node_timeout} if args.node_timeout else None
         proc, info, creds = start_head_node(args.host, port, num_cpus, resources,
-                                            args.object_store_memory, say, config)
+                                            args.object_store_memory, say, config,
+                                            dashboard=_dashboard_option(args))
         session_dir = info["session_dir"]
         address = f"{args.host}:{info['port']}"
         if args.json:
@@ -129,6 +162,7 @@ def cmd_start(args):
               f"  Connect a driver on this machine:\n"
               f"      import actorscoop as asc; asc.init(address=\"auto\")\n"
               f"    or: ACTORSCOOP_ADDRESS={address} python script.py\n"
+              f"  Dashboard:          {_dashboard_line(info)}\n"
               f"  See what it does:   actorscoop status\n"
               f"  Stop it:            actorscoop stop\n"
               f"  Credentials:        {_secure.credentials_dir()} (0600)\n"
@@ -172,9 +206,10 @@ def _saved_token(address):
 
 
 def start_head_node(host, port, num_cpus, resources, object_store_memory=None, say=print,
-                    config=None):
+                    config=None, dashboard=None):
     """Start a detached head node serving other nodes on ``host:port`` (port 0: any free
     one) with new credentials, saved as ``cluster-<port>``; return (Popen, info, creds).
+    ``dashboard``: None, or launch_node's ``{"host": H, "port": P}``.
     Raises ActorScoopError when a node of this machine already serves ``port``."""
     from ._launcher import launch_node
     from .transport import _secure
@@ -188,7 +223,7 @@ def start_head_node(host, port, num_cpus, resources, object_store_memory=None, s
         flush=True)
     proc, info, _ = launch_node(session_dir, num_cpus, resources, object_store_memory,
                                 port=port, head=True, embedded=False, config=config,
-                                cluster={"token": creds.token, "host": host})
+                                cluster={"token": creds.token, "host": host}, dashboard=dashboard)
     _secure.save(creds, f"cluster-{info['port']}")
     return proc, info, creds
 
@@ -207,7 +242,7 @@ def _read_token_stdin():
 
 
 def _print_node_json(info, cluster):
-    keys = ("node_id", "pid", "port", "num_cpus", "session_dir", "head")
+    keys = ("node_id", "pid", "port", "num_cpus", "session_dir", "head", "dashboard")
     print(json.dumps({**{k: info.get(k) for k in keys}, "host": socket.gethostname(),
                       "cluster": cluster}), flush=True)
 

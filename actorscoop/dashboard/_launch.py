@@ -36,9 +36,11 @@ class Dashboard:
 def start(host, port, raylet_socket, token, log_path) -> Dashboard:
     """Serve a dashboard for the raylet at ``raylet_socket`` on ``host:port``. ``port``
     None: the default (8265), or any free port when that one is taken; an explicit port
-    that is taken raises ActorScoopError saying what to do. ``token``: the cluster token,
-    required when ``host`` is not a loopback address."""
-    if token is None and not is_loopback(host):
+    that is taken raises ActorScoopError saying what to do. ``token``: the cluster token
+    (or None); a dashboard on a loopback address asks for none, any other needs it."""
+    if is_loopback(host):
+        token = None
+    elif token is None:
         raise ActorScoopError(
             f"a dashboard bound to {host} needs the cluster token, and this node has none: "
             "keep the dashboard on 127.0.0.1 (and reach it through `ssh -L 8265:127.0.0.1:8265 "
@@ -74,17 +76,16 @@ def bind(host, port):
     except OSError as exc:
         if exc.errno == errno.EADDRINUSE and port is None:
             sock = _listen(host, 0)
-            note = (f"port {wanted} is in use (another dashboard?): the dashboard serves on "
-                    f"port {sock.getsockname()[1]} instead")
+            note = f"port {wanted} is taken, so it serves on a free port"
         elif exc.errno == errno.EADDRINUSE:
             raise ActorScoopError(
                 f"the dashboard cannot serve on {host}:{wanted}: the port is in use. Choose "
-                "another with --dashboard-port P (0: any free port), or start without a "
-                "dashboard (--no-dashboard)") from None
+                "another port (--dashboard-port P, or init(dashboard_port=P); 0: any free "
+                "port), or start without a dashboard (--no-dashboard)") from None
         elif exc.errno == errno.EADDRNOTAVAIL:
             raise ActorScoopError(
                 f"the dashboard cannot serve on {host}: no interface of this machine has "
-                "that address (--dashboard-host)") from None
+                "that address (--dashboard-host, or init(dashboard_host=...))") from None
         else:
             raise ActorScoopError(f"the dashboard cannot serve on {host}:{wanted}: {exc}") from None
     return sock, note
