@@ -6,7 +6,7 @@ by :mod:`actorscoop._serialization` (``bytes`` or a list ``[stream, *buffers]``)
 """
 from typing import Any, NamedTuple, Optional
 
-PROTOCOL_VERSION = 2
+PROTOCOL_VERSION = 3
 
 # How a value travels.
 VALUE_INLINE = 0  # data holds the serialized value
@@ -122,6 +122,16 @@ class TaskDone(NamedTuple):
     results: list
     retryable: bool  # an application error that retry_exceptions allows to retry
     delivered: bool  # the results went straight to the submitter (ExecuteTask.reply_to)
+    start: float  # when the worker started it and when it was done (time.time()), for
+    end: float  # the task events (status, timeline)
+    error: Optional[list]  # a failure: [error type, message, traceback text]; else None
+
+
+class CallsDone(NamedTuple):
+    """An actor's process tells its raylet about the direct calls it ran (the raylet never
+    saw them), in batches: [[task_id, name, start, end, error, caller], ...], ``error`` as in
+    TaskDone, ``caller`` the calling driver's identity at the raylet."""
+    calls: list
 
 
 class CancelTask(NamedTuple):
@@ -152,7 +162,7 @@ class AdoptResults(NamedTuple):
 
 class StatusRequest(NamedTuple):
     request_id: int
-    what: str  # "status" | "memory"
+    what: str  # "status" | "memory" | "tasks" | "timeline"
 
 
 class StopNode(NamedTuple):
@@ -438,6 +448,21 @@ class PullChunk(NamedTuple):
     error: str
 
 
+class TaskEvents(NamedTuple):
+    """A member's task events since its last batch (about once a second), for the head's
+    cluster-wide view (node/_event_view.py). ``rows``: finished attempts, each
+    [task_id, name, worker_id, pid, submit, start, end, state, submitter_node,
+    submitter_pid, error]; ``counts``: {name: [finished, failed]} of every attempt in the
+    batch (rows may be cut to the newest); ``origins``: [[task_id, submit, submitter_pid]]
+    of tasks it sent to run elsewhere; ``current``: what it runs and holds now (queued and
+    running counts by function, running tasks, actors, pending demands, store, memory)."""
+    node_id: bytes
+    rows: list
+    counts: dict
+    origins: list
+    current: dict
+
+
 class ClusterStatusRequest(NamedTuple):
     request_id: int
 
@@ -456,7 +481,7 @@ MESSAGE_TYPES = (
     NodeJoin, JoinReply, Heartbeat, SpillTask, RunTask, TaskResult, TaskLost,
     ClusterStatusRequest, ClusterStatusReply, FreeRemote, PullRequest, PullChunk,
     SpillActor, RunActor, RouteCall, RouteKill, ActorLookup, ActorFound, ActorHosted,
-    ActorGone, RemoteLog,
+    ActorGone, RemoteLog, CallsDone, TaskEvents,
 )
 
 __all__ = [c.__name__ for c in MESSAGE_TYPES] + [
