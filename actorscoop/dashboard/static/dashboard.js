@@ -63,10 +63,10 @@ function replaceRows(table, rows, emptyText, columns) {
     : [el("tr", {}, el("td", { class: "empty", colspan: String(columns) }, emptyText))]));
 }
 
-function hue(name) {  // a stable colour per function name
+function hue(name) {  // a stable colour per function name, never red (red is for failures)
   let h = 0;
   for (let i = 0; i < name.length; i++) h = (h * 31 + name.charCodeAt(i)) >>> 0;
-  return h % 360;
+  return 35 + h % 280;
 }
 function fnColor(name, alpha) { return `hsla(${hue(name)}, 62%, 52%, ${alpha === undefined ? 1 : alpha})`; }
 
