@@ -124,7 +124,7 @@ def test_api_status_and_nodes(cluster):
 
     def members_reported():  # a member's stats come with its heartbeats (once a second)
         view = get_json(url + "/api/nodes")
-        return view if all(n["workers"] > 0 and n["store_capacity"] > 0 for n in view["nodes"]) else None
+        return view if all((n["workers"] or 0) > 0 and n["store_capacity"] and n["memory_total"] for n in view["nodes"]) else None
     view = wait_for(members_reported, 30, interval=0.2, what="both nodes' stats")
     by_id = {n["node_id"]: n for n in view["nodes"]}
     assert set(by_id) == {cluster.info(i)["node_id"] for i in (0, 1)}
@@ -290,25 +290,32 @@ def test_guard_with_a_token():
 STATUS_ONE = {"node_id": "ab" * 16, "pid": 10, "head": True, "resources_total": {"CPU": 4.0, "GPU": 1.0},
               "resources_available": {"CPU": 1.5, "GPU": 1.0},
               "tasks": {"waiting": 2, "ready": 3, "infeasible": 1, "running": 2},
-              "stats": {"workers": 5, "workers_busy": 2, "memory_total": 100, "memory_used": 40,
-                        "store_capacity": 1000, "store_used": 10, "spilled_bytes": 7}}
+              "workers": [{"state": "busy"}, {"state": "blocked"}, {"state": "idle"}, {"state": "idle"},
+                          {"state": "starting"}],
+              "memory": {"total": 100, "available": 60},
+              "store": {"capacity": 1000, "used": 10, "spilled_bytes": 7, "num_objects": 3}}
 
 
 def test_nodes_view_of_a_single_node_and_of_a_cluster():
     one = _views.nodes_view(STATUS_ONE, 5.0)["nodes"]
     assert len(one) == 1 and one[0]["cpus_used"] == 2.5 and one[0]["cpus_total"] == 4.0
     assert one[0]["backlog"] == 6 and one[0]["running"] == 2 and one[0]["spilled_bytes"] == 7
+    assert (one[0]["workers"], one[0]["workers_busy"]) == (5, 2)
+    assert (one[0]["memory_used"], one[0]["memory_total"]) == (40, 100)
+    assert (one[0]["store_used"], one[0]["store_capacity"]) == (10, 1000)
     member = {"node_id": "cd" * 16, "host": "m1", "pid": 20, "head": False, "alive": False,
               "resources": {"CPU": 2.0}, "available": {"CPU": 2.0}, "backlog": 4, "running": 0,
-              "stats": {"workers": 2, "store_capacity": 50}, "seconds_since_heartbeat": 9.0}
+              "workers": 2, "busy_workers": 1, "store": {"capacity": 50, "used": 5},
+              "seconds_since_heartbeat": 9.0}
     head_row = {"node_id": "ab" * 16, "host": "h", "pid": 10, "head": True, "alive": True,
-                "resources": {"CPU": 4.0}, "available": {"CPU": 4.0}, "stats": {}}
+                "resources": {"CPU": 4.0}, "available": {"CPU": 4.0}}
     status = {**STATUS_ONE, "cluster": {"nodes": [head_row, member]}}
     rows = _views.nodes_view(status, 5.0)["nodes"]
     assert [r["host"] for r in rows] == ["h", "m1"]
     assert rows[0]["cpus_used"] == 2.5 and rows[0]["workers"] == 5  # the head: its own, fresh report
     assert rows[1]["alive"] is False and rows[1]["backlog"] == 4 and rows[1]["store_capacity"] == 50
-    assert rows[1]["memory_total"] == 0  # not reported yet
+    assert (rows[1]["workers"], rows[1]["workers_busy"]) == (2, 1)
+    assert rows[1]["memory_total"] is None and rows[1]["memory_used"] is None  # not reported
 
 
 def test_metrics_text_is_valid_and_escapes_labels():
@@ -330,3 +337,7 @@ def test_metrics_text_is_valid_and_escapes_labels():
     assert samples[("actorscoop_tasks_infeasible", ())] == 1
     without = parse_exposition(_metrics.metrics_text(nodes, None))
     assert not [k for k in without if k[0].startswith("actorscoop_tasks")]
+    nodes["nodes"][0].update(memory_total=None, workers=None)  # not reported: no sample
+    unknown = parse_exposition(_metrics.metrics_text(nodes, None))
+    assert not [k for k in unknown if k[0] in ("actorscoop_memory_bytes", "actorscoop_workers")]
+    assert [k for k in unknown if k[0] == "actorscoop_memory_used_bytes"]

@@ -31,11 +31,12 @@ def metrics_text(nodes: dict, tasks) -> str:
            [({"state": "alive"}, alive), ({"state": "dead"}, len(rows) - alive)])
     live = [n for n in rows if n["alive"]]
     ids = [{"node": n["node_id"][:12], "host": n["host"]} for n in live]
-    for name, help_text, key in _NODE_GAUGES:
-        metric(name, "gauge", help_text, [(i, n[key]) for i, n in zip(ids, live)])
+    for name, help_text, key in _NODE_GAUGES:  # a number a node has not reported yet: no sample
+        metric(name, "gauge", help_text, [(i, n[key]) for i, n in zip(ids, live) if n[key] is not None])
     metric("actorscoop_workers", "gauge", "worker processes, by state",
-           [s for i, n in zip(ids, live) for s in (({**i, "state": "busy"}, n["workers_busy"]),
-                                                   ({**i, "state": "idle"}, n["workers"] - n["workers_busy"]))])
+           [s for i, n in zip(ids, live) if n["workers"] is not None and n["workers_busy"] is not None
+            for s in (({**i, "state": "busy"}, n["workers_busy"]),
+                      ({**i, "state": "idle"}, n["workers"] - n["workers_busy"]))])
     metric("actorscoop_resource_capacity", "gauge", "resources of the node, by name",
            [({**i, "resource": k}, v) for i, n in zip(ids, live) for k, v in sorted(n["resources"].items())])
     metric("actorscoop_resource_used", "gauge", "resources in use, by name",

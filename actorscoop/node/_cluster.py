@@ -28,7 +28,6 @@ from ..exceptions import ActorDiedError, ActorScoopError, NodeDiedError, ObjectL
 from ..transport import _secure
 from ._head import HeadService
 from ._objects import ObjState
-from ._stats import node_stats
 
 log = logging.getLogger("actorscoop.cluster")
 
@@ -238,8 +237,9 @@ class ClusterLink:
         """Every second: heartbeat; a member also sends its task events (``events``: the
         batch its raylet just folded) and what it runs now."""
         r = self.r
+        store_used = 0
         self.to_head(P.Heartbeat(r.node_id, dict(r.scheduler.available), r.scheduler.backlog(),
-                                 r.scheduler.running(), node_stats(r)))
+                                 r.scheduler.running(), store_used))
         if self.head is not None:
             self.head.tick()
         else:

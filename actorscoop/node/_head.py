@@ -20,14 +20,13 @@ log = logging.getLogger("actorscoop.head")
 
 
 class _Node:
-    __slots__ = ("load", "ident", "host", "pid", "last_seen", "joined", "address", "stats")
+    __slots__ = ("load", "ident", "host", "pid", "last_seen", "joined", "address")
 
     def __init__(self, load, ident, host, pid, now, address=""):
         self.load, self.ident, self.host, self.pid = load, ident, host, pid
         self.load.available = dict(load.total)  # until its first heartbeat
         self.last_seen = self.joined = now
         self.address = address
-        self.stats = {}  # node_stats() of its last heartbeat
 
 
 class HeadService:
@@ -62,7 +61,6 @@ class HeadService:
                 self.link.send_to(ident, P.JoinReply(False, "rejoin", self.node_id))
                 return
             load.available, load.backlog, load.running = rec.available, rec.backlog, rec.running
-            node.stats = rec.stats if isinstance(rec.stats, dict) else {}
         elif t is P.SpillTask:
             self._place(rec)
         elif t is P.TaskResult:
@@ -255,7 +253,7 @@ class HeadService:
                  "address": n.address or self.link.object_address(),
                  "head": n.ident is None, "alive": n.load.alive, "resources": n.load.total,
                  "available": n.load.available, "backlog": n.load.backlog,
-                 "running": n.load.running, "placed": n.load.placed, "stats": n.stats,
+                 "running": n.load.running, "placed": n.load.placed,
                  "seconds_since_heartbeat": round(now - n.last_seen, 1)}
                 for n in self.nodes.values()]
 

@@ -6,7 +6,6 @@ import time
 
 from .. import protocol as P
 from ._events import current
-from ._stats import node_stats
 
 
 def answer(r, what) -> dict:
@@ -64,7 +63,6 @@ def node_status(r) -> dict:
         "infeasible": [{"task_id": t.hex(), "name": n, "resources": res} for t, n, res in sch.infeasible()],
         "workers": workers, "drivers": drivers,
         "objects": r.objects.summary(), "store": store, "actors": r.actors.report(),
-        "stats": node_stats(r, store),
     }
     if r.cluster is not None:
         body["cluster"] = report = r.cluster.report()

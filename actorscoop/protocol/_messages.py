@@ -317,7 +317,7 @@ class Heartbeat(NamedTuple):
     available: dict
     backlog: int  # tasks ready to run that wait for a worker or resources
     running: int
-    stats: dict  # node_stats(): workers, memory, store use (shown by the dashboard)
+    store_used: int
 
 
 class SpillTask(NamedTuple):

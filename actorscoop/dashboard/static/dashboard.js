@@ -38,7 +38,10 @@ function num(n) { return (Math.round((Number(n) || 0) * 100) / 100).toLocaleStri
 function short(id) { return String(id || "").slice(0, 12); }
 function serverNow() { return Date.now() / 1000 + state.clockOffset; }
 
+function known(v) { return v !== null && v !== undefined; }
+
 function meter(used, total, text) {
+  if (!known(used) || !known(total)) text = "–";  // not reported (yet)
   const frac = total > 0 ? Math.min(1, used / total) : 0;
   const fill = el("div", { class: "fill" + (frac > 0.9 ? " high" : "") });
   fill.style.width = (frac * 100).toFixed(1) + "%";
@@ -170,10 +173,10 @@ function renderNodes(nodes) {
     el("td", {}, n.host, n.pid ? el("span", { class: "muted" }, ` pid ${n.pid}`) : null),
     el("td", {}, el("span", { class: "badge " + (n.alive ? "alive" : "dead") }, n.alive ? "alive" : "dead")),
     el("td", {}, meter(n.cpus_used, n.cpus_total, `${num(n.cpus_used)} / ${num(n.cpus_total)}`)),
-    el("td", { class: "num" }, `${n.workers_busy} busy / ${n.workers}`),
+    el("td", { class: "num" }, known(n.workers) ? `${n.workers_busy} busy / ${n.workers}` : "–"),
     el("td", {}, meter(n.memory_used, n.memory_total, `${bytes(n.memory_used)} / ${bytes(n.memory_total)}`)),
     el("td", {}, meter(n.store_used, n.store_capacity, `${bytes(n.store_used)} / ${bytes(n.store_capacity)}`)),
-    el("td", { class: "num" }, bytes(n.spilled_bytes)),
+    el("td", { class: "num" }, known(n.spilled_bytes) ? bytes(n.spilled_bytes) : "–"),
     el("td", { class: "num" }, `${num(n.backlog || 0)} · ${num(n.running || 0)}`)));
   replaceRows(table, rows, "no node", 9);
 }
