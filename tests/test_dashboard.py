@@ -300,6 +300,7 @@ def test_nodes_view_of_a_single_node_and_of_a_cluster():
     one = _views.nodes_view(STATUS_ONE, 5.0)["nodes"]
     assert len(one) == 1 and one[0]["cpus_used"] == 2.5 and one[0]["cpus_total"] == 4.0
     assert one[0]["backlog"] == 6 and one[0]["running"] == 2 and one[0]["spilled_bytes"] == 7
+    assert _views.nodes_view({**STATUS_ONE, "tasks": {"running": 5, "ready": 1}}, 5.0)["nodes"][0]["backlog"] == 4
     assert (one[0]["workers"], one[0]["workers_busy"]) == (5, 2)
     assert (one[0]["memory_used"], one[0]["memory_total"]) == (40, 100)
     assert (one[0]["store_used"], one[0]["store_capacity"]) == (10, 1000)

@@ -9,13 +9,14 @@ def nodes_view(status: dict, now: float) -> dict:
     """``status``: the raylet's "status" report. On a cluster's head, the node table
     (members as of their last report, the head as of now); else the node itself."""
     workers = status.get("workers") or []
-    tasks = status.get("tasks") or {}
+    busy = sum(1 for w in workers if w.get("state") in _BUSY)
     own = _row(status["node_id"], socket.gethostname(), status.get("pid"), True, True,
                status.get("resources_total") or {}, status.get("resources_available") or {},
-               len(workers), sum(1 for w in workers if w.get("state") in _BUSY),
-               status.get("memory"), status.get("store"))
-    own["backlog"] = sum(v for k, v in tasks.items() if k != "running")
-    own["running"] = tasks.get("running", 0)
+               len(workers), busy, status.get("memory"), status.get("store"))
+    # as a member's heartbeat counts them: running = busy workers, backlog = the rest
+    # (a task queued behind another on its worker counts as "running" in the scheduler)
+    own["running"] = busy
+    own["backlog"] = max(0, sum((status.get("tasks") or {}).values()) - busy)
     rows = []
     for n in (status.get("cluster") or {}).get("nodes") or ():
         if n["node_id"] == status["node_id"]:

@@ -36,14 +36,16 @@ function bytes(n) {
 
 function num(n) { return (Math.round((Number(n) || 0) * 100) / 100).toLocaleString(); }
 function short(id) { return String(id || "").slice(0, 12); }
+// a task id is its job's id then a counter: show both ends
+function shortTask(id) { id = String(id || ""); return id.length > 16 ? id.slice(0, 6) + "…" + id.slice(-6) : id; }
 function serverNow() { return Date.now() / 1000 + state.clockOffset; }
 
 function known(v) { return v !== null && v !== undefined; }
 
-function meter(used, total, text) {
+function meter(used, total, text, warnAbove) {
   if (!known(used) || !known(total)) text = "–";  // not reported (yet)
   const frac = total > 0 ? Math.min(1, used / total) : 0;
-  const fill = el("div", { class: "fill" + (frac > 0.9 ? " high" : "") });
+  const fill = el("div", { class: "fill" + (warnAbove && frac > warnAbove ? " high" : "") });
   fill.style.width = (frac * 100).toFixed(1) + "%";
   return el("div", { class: "meter" }, fill, el("div", { class: "text" }, text));
 }
@@ -174,8 +176,8 @@ function renderNodes(nodes) {
     el("td", {}, el("span", { class: "badge " + (n.alive ? "alive" : "dead") }, n.alive ? "alive" : "dead")),
     el("td", {}, meter(n.cpus_used, n.cpus_total, `${num(n.cpus_used)} / ${num(n.cpus_total)}`)),
     el("td", { class: "num" }, known(n.workers) ? `${n.workers_busy} busy / ${n.workers}` : "–"),
-    el("td", {}, meter(n.memory_used, n.memory_total, `${bytes(n.memory_used)} / ${bytes(n.memory_total)}`)),
-    el("td", {}, meter(n.store_used, n.store_capacity, `${bytes(n.store_used)} / ${bytes(n.store_capacity)}`)),
+    el("td", {}, meter(n.memory_used, n.memory_total, `${bytes(n.memory_used)} / ${bytes(n.memory_total)}`, 0.9)),
+    el("td", {}, meter(n.store_used, n.store_capacity, `${bytes(n.store_used)} / ${bytes(n.store_capacity)}`, 0.9)),
     el("td", { class: "num" }, known(n.spilled_bytes) ? bytes(n.spilled_bytes) : "–"),
     el("td", { class: "num" }, `${num(n.backlog || 0)} · ${num(n.running || 0)}`)));
   replaceRows(table, rows, "no node", 9);
@@ -244,7 +246,7 @@ function renderFailures() {
       el("span", { class: "mono" }, f.name),
       el("span", { class: "err" }, f.error_type),
       el("span", {}, f.message),
-      el("span", { class: "muted mono", title: f.task_id }, `task ${short(f.task_id)} · node ${short(f.node_id)} · pid ${f.pid}`)),
+      el("span", { class: "muted mono", title: f.task_id }, `task ${shortTask(f.task_id)} · node ${short(f.node_id)} · pid ${f.pid}`)),
     details(f.traceback, i < 3))));
 }
 
@@ -343,7 +345,7 @@ function onStreamMove(ev) {
   const e = hit.e;
   const end = e.end === null || e.end === undefined ? serverNow() : e.end;
   tip.textContent = `${e.name}  (${e.state})\nran ${(end - e.start).toFixed(3)} s, waited ${(e.start - e.submit).toFixed(3)} s\n` +
-    `task ${short(e.task_id)} · node ${short(e.node_id)} · pid ${e.pid}`;
+    `task ${shortTask(e.task_id)} · node ${short(e.node_id)} · pid ${e.pid}`;
   tip.hidden = false;
   tip.style.left = Math.min(px + 12, r.width - 300) + "px";
   tip.style.top = (py + 14) + "px";
