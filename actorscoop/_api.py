@@ -221,6 +221,21 @@ def status(what="status", timeout=10.0) -> dict:
     return _context.current().request_status(what, timeout)
 
 
+def timeline(filename=None) -> list:
+    """The recent tasks as Chrome trace events (open the file in chrome://tracing or
+    https://ui.perfetto.dev): one row per worker, a bar per task, arrows from the
+    submitting process to each execution. Writes them to ``filename`` (JSON) when given.
+
+    Covers the last 10 minutes, at most the last 100,000 tasks; cluster-wide when this
+    process is connected to the head node (else the tasks of its own node). Raises
+    RuntimeNotInitializedError when not connected."""
+    from . import _timeline
+    trace = _timeline.chrome_trace(status("timeline", timeout=60.0))
+    if filename is not None:
+        _timeline.write(trace, filename)
+    return trace
+
+
 def nodes() -> list:
     """One dict per node of the cluster (or the one node): id, alive, resources, address."""
     s = status()

@@ -7,7 +7,9 @@ import threading
 import time
 
 from .. import protocol as P
-from ..transport import Connection, ConnectionClosed
+from .._driver import connect
+from ..exceptions import NodeDiedError
+from ..transport import ConnectionClosed
 
 
 class RayletUnavailable(Exception):
@@ -56,22 +58,15 @@ class Source:
                     request_id = next(self._request_ids)
                     conn.send(P.encode([P.StatusRequest(request_id, what)]))
                     return self._reply(conn, request_id)
-                except (ConnectionClosed, OSError, RayletUnavailable) as exc:
+                except (ConnectionClosed, OSError, NodeDiedError, RayletUnavailable) as exc:
                     self.close_connection()
                     if attempt == 2:
                         raise RayletUnavailable(f"cannot ask the raylet for {what!r}: {exc}") from None
 
     def _connect(self):
         if self._conn is None:
-            conn = Connection(self.socket_path, self.timeout)
-            conn.send(P.encode([P.Hello(P.PROTOCOL_VERSION, P.KIND_CLI, os.getpid(),
-                                        os.urandom(16), "dashboard")]))
-            frame = conn.recv(self.timeout)
-            reply = P.decode(frame)[0] if frame is not None else None
-            if not isinstance(reply, P.Welcome):
-                conn.close()
-                raise RayletUnavailable(f"the raylet did not welcome the dashboard: {reply}")
-            self._conn = conn
+            self._conn, _welcome, _ = connect(self.socket_path, P.KIND_CLI, os.getpid(),
+                                              os.urandom(16), "dashboard", self.timeout)
         return self._conn
 
     def _reply(self, conn, request_id):

@@ -246,8 +246,9 @@ class ClusterLink:
             self.to_head(P.ClusterStatusRequest(0))  # its answer also tells us the head lives
             if not self.head_lost:
                 from ._events import current
-                self.to_head(P.TaskEvents(r.node_id, events["rows"], events["counts"],
-                                          events["origins"], current(r)))
+                self.to_head(P.TaskEvents(r.node_id, events["rows"], events["n"], events["newest"],
+                                          events["counts"], events["failures"], events["origins"],
+                                          current(r)))
             self._watch_head()
         self.transfer.tick()
 

@@ -5,11 +5,14 @@ dashboard's /api/tasks and /api/timeline, and the timeline file).
 Pure bookkeeping: batches go in (``ingest``, ``set_current``; see node/_events.py for
 their form), JSON-ready dicts come out; the caller passes the clock.
 
-Bounds: the last ``max_rows`` task attempts that ended within ``horizon`` seconds, the
-last ``max_failures`` failures, per-function counters (one entry per function name), and
-per node the latest snapshot of what it runs now.
+Bounds: the attempts that ended within ``horizon`` seconds, at most the last
+``max_rows`` of them (kept as the packed rows of each batch: a few objects per batch,
+unpacked only to answer "timeline"), the last ``max_failures`` failures, per-function
+counters (one entry per function name), and per node the latest snapshot of what it runs.
 """
 import collections
+
+import msgpack
 
 from ._events import FAILED, FINISHED, RETRIED, STATE_NAMES
 
@@ -17,34 +20,51 @@ HORIZON = 600.0  # seconds of history the timeline keeps
 MAX_ROWS = 100_000
 MAX_FAILURES = 50
 MAX_ORIGINS = 100_000
+NOT_LISTED = ("TaskCancelledError",)  # counted as failed, not listed among the failures
+
+
+class _Chunk:
+    __slots__ = ("node_id", "n", "newest", "blob", "trusted")
+
+    def __init__(self, node_id, n, newest, blob, trusted):
+        self.node_id, self.n, self.newest, self.blob, self.trusted = node_id, n, newest, blob, trusted
 
 
 class EventView:
     def __init__(self, horizon=HORIZON, max_rows=MAX_ROWS, max_failures=MAX_FAILURES):
         self.horizon = horizon
-        # (task_id, name, node_id, worker_id, pid, submit, start, end, state, submitter_node, submitter_pid)
-        self.rows = collections.deque(maxlen=max_rows)
+        self.max_rows = max_rows
+        self.chunks = collections.deque()  # _Chunk, oldest first
+        self.n_rows = 0  # rows in the chunks
         self.counts = {}  # function name -> [finished, failed], since the view started
         self.failures = collections.deque(maxlen=max_failures)
         self.origins = {}  # task id -> (submit, submitter pid): tasks that ran on another node
         self.current = {}  # node id -> its latest snapshot (node/_events.current)
 
     # ------------------------------------------------------------------ in
-    def ingest(self, node_id, rows, counts, origins, now, trusted=True) -> int:
-        """A node's batch: ended attempts, their counts by function, and the submit times
-        of its tasks that other nodes ran. A batch from another process (``trusted=False``)
-        is checked first; returns how many malformed entries were dropped."""
+    def ingest(self, node_id, batch, now, trusted=True) -> int:
+        """A node's batch (node/_events.TaskLog.take). A batch from another process
+        (``trusted=False``) is checked first (its rows when they are unpacked); returns how
+        many malformed entries were dropped."""
         dropped = 0
+        counts, failures, origins = batch["counts"], batch["failures"], batch["origins"]
+        n, newest, blob = batch["n"], batch["newest"], batch["rows"]
         if not trusted:
-            rows, counts, origins, dropped = _checked(rows, counts, origins)
-        out = self.rows
-        for tid, name, wid, pid, submit, start, end, state, sub_node, sub_pid, error in rows:
-            out.append((tid, name, node_id, wid, pid, submit, start, end, state, sub_node, sub_pid))
-            if state == FAILED and error:
-                etype, message, tb = error
-                self.failures.append({
-                    "task_id": tid.hex(), "name": name, "node_id": node_id.hex(), "pid": pid,
-                    "error_type": etype, "message": message, "traceback": tb, "time": end})
+            failures, dropped = _checked_rows(node_id, failures)
+            counts, origins, more = _checked(counts, origins)
+            dropped += more
+            try:
+                n, newest = int(n), float(newest)
+                if type(blob) is not bytes:
+                    raise TypeError("rows are packed bytes")
+            except (TypeError, ValueError):
+                n, dropped = 0, dropped + 1
+        if n > 0:
+            self.chunks.append(_Chunk(node_id, n, newest, blob, trusted))
+            self.n_rows += n
+        for row in failures:
+            if row[8] == FAILED and row[11] and row[11][0] not in NOT_LISTED:
+                self.failures.append(_failure(row))
         for name, (finished, failed) in counts.items():
             c = self.counts.get(name)
             if c is None:
@@ -55,17 +75,13 @@ class EventView:
             self.origins[tid] = (submit, pid)
         while len(self.origins) > MAX_ORIGINS:
             del self.origins[next(iter(self.origins))]
-        cutoff = now - self.horizon
-        while out and out[0][7] < cutoff:
-            out.popleft()
+        chunks, cutoff = self.chunks, now - self.horizon
+        while chunks and (chunks[0].newest < cutoff or self.n_rows - chunks[0].n >= self.max_rows):
+            self.n_rows -= chunks.popleft().n
         return dropped
 
     def set_current(self, node_id, snapshot):
         self.current[node_id] = snapshot
-
-    def forget_node(self, node_id):
-        """A node left: what it ran *now* no longer counts (its history stays)."""
-        self.current.pop(node_id, None)
 
     # ------------------------------------------------------------------ out
     def tasks(self, now, alive=None) -> dict:
@@ -93,8 +109,13 @@ class EventView:
         the running tasks, oldest first."""
         cutoff = now - self.horizon
         origins = self.origins
+        rows = []
+        for chunk in self.chunks:
+            if chunk.newest >= cutoff:
+                rows.extend(_unpacked(chunk))
+        rows = rows[-self.max_rows:]
         events = []
-        for tid, name, node, wid, pid, submit, start, end, state, sub_node, sub_pid in self.rows:
+        for tid, name, node, wid, pid, submit, start, end, state, sub_node, sub_pid, _err in rows:
             if end < cutoff or not wid:
                 continue
             if not sub_pid and tid in origins:
@@ -118,29 +139,52 @@ class EventView:
         return [(n, s) for n, s in self.current.items() if alive is None or n in alive]
 
 
-def _checked(rows, counts, origins):
-    """The well-formed entries of a batch from another process, and how many were not."""
-    good_rows, good_counts, good_origins, dropped = [], {}, [], 0
-    for row in rows:
+def _failure(row):
+    tid, name, node, _wid, pid, _submit, _start, end, _state, _sn, _sp, (etype, message, tb) = row
+    return {"task_id": tid.hex(), "name": name, "node_id": node.hex(), "pid": pid,
+            "error_type": etype, "message": message, "traceback": tb, "time": end}
+
+
+def _unpacked(chunk):
+    """The rows of a chunk (a chunk from another process: its well-formed rows)."""
+    try:
+        rows = msgpack.unpackb(chunk.blob, raw=False, use_list=False, strict_map_key=False)
+    except Exception:  # msgpack raises several unrelated types
+        return []
+    if chunk.trusted:
+        return rows
+    return _checked_rows(chunk.node_id, rows if isinstance(rows, tuple) else ())[0]
+
+
+def _checked_rows(node_id, rows):
+    """The well-formed rows from another process, and how many were not."""
+    good, dropped = [], 0
+    for row in rows if isinstance(rows, (list, tuple)) else ():
         try:
-            tid, name, wid, pid, submit, start, end, state, sub_node, sub_pid, error = row
+            tid, name, node, wid, pid, submit, start, end, state, sub_node, sub_pid, error = row
             if not (type(tid) is bytes and type(wid) is bytes and type(sub_node) is bytes
-                    and state in (FINISHED, FAILED, RETRIED)):
+                    and node == node_id and state in (FINISHED, FAILED, RETRIED)):
                 raise TypeError("bad ids or state")
             if error is not None:
                 error = [str(e) for e in error]
                 if len(error) != 3:
                     raise ValueError("an error is [type, message, traceback]")
-            good_rows.append((tid, str(name), wid, int(pid or 0), float(submit), float(start),
-                              float(end), state, sub_node, int(sub_pid or 0), error))
+            good.append((tid, str(name), node_id, wid, int(pid or 0), float(submit), float(start),
+                         float(end), state, sub_node, int(sub_pid or 0), error))
         except (TypeError, ValueError):
             dropped += 1
+    return good, dropped
+
+
+def _checked(counts, origins):
+    """The well-formed counts and origins from another process, and how many were not."""
+    good_counts, good_origins, dropped = {}, [], 0
     for name, pair in counts.items() if isinstance(counts, dict) else ():
         try:
             good_counts[str(name)] = (int(pair[0]), int(pair[1]))
         except (TypeError, ValueError, IndexError, KeyError):
             dropped += 1
-    for origin in origins:
+    for origin in origins if isinstance(origins, (list, tuple)) else ():
         try:
             tid, submit, pid = origin
             if type(tid) is not bytes:
@@ -148,7 +192,7 @@ def _checked(rows, counts, origins):
             good_origins.append((tid, float(submit), int(pid)))
         except (TypeError, ValueError):
             dropped += 1
-    return good_rows, good_counts, good_origins, dropped
+    return good_counts, good_origins, dropped
 
 
 EMPTY_SNAPSHOT = {"by_function": {}, "running": [], "actors": [], "infeasible": [], "resources": {},

@@ -1,26 +1,36 @@
 """Task events, as a raylet sees them: each task attempt that ends is one row, appended on
-the hot path (one tuple, no lookups); about once a second (and when someone asks) the rows
-become a *batch* for the node's view and, on a member, for the head (``TaskEvents``).
+the hot path (one tuple); about once a second (and when someone asks) the rows since the
+last time become a *batch* for the node's view and, on a member, for the head
+(protocol ``TaskEvents``). A row::
 
-A row, as the raylet appends it (``TaskLog.ended``)::
+    (task_id, name, node_id, worker_id, pid, submit, start, end, state,
+     submitter_node, submitter_pid, error)
 
-    (task_id, name, worker_id, pid, submit, start, end, state, submitter, owner, error)
-
-``submit`` is when this raylet got the task, ``start``/``end`` when the worker ran it
-(time.time()); ``state`` one of FINISHED, FAILED, RETRIED (a failed attempt that runs
-again); ``submitter`` the client's identity here; ``owner`` the node that owns the task
-when this node runs it for another one (else None); ``error`` None or [type, message,
-traceback]. A task that never reached a worker (cancelled, lost, its argument failed)
-has an empty ``worker_id`` and ``start == end``.
+``node_id``/``worker_id``/``pid``: where it ran; ``submit``: when this raylet got the task;
+``start``/``end``: when the worker ran it (time.time()); ``state``: FINISHED, FAILED or
+RETRIED (a failed attempt that runs again); ``submitter_node``/``submitter_pid``: the
+process that submitted it (pid 0 when another node did: that node reports the task's
+``origins``); ``error``: None or [type, message, traceback]. A task that never reached a
+worker (cancelled, lost, its argument failed) has an empty ``worker_id``, pid 0, and
+``start == end``.
 
 What a node runs and holds *now* (queued and running counts, running tasks, actors,
 pending demands) is not recorded as it changes: ``current(r)`` reads it from the raylet's
 tables when needed.
 """
+import collections
+from operator import itemgetter
+
+import msgpack
+
 FINISHED, FAILED, RETRIED = 0, 1, 2
 STATE_NAMES = ("finished", "failed", "failed")  # a retried attempt shows as failed
 MAX_ROWS_PER_BATCH = 20_000  # the newest rows of a second go to the head; counts are exact
+MAX_FAILURES_PER_BATCH = 50
 MAX_RUNNING = 2_000  # running tasks listed per node
+MAX_DEAD_ACTORS = 50
+_name, _end, _state, _error = itemgetter(1), itemgetter(7), itemgetter(8), itemgetter(11)
+_pack = msgpack.Packer(use_bin_type=True).pack
 
 
 class TaskLog:
@@ -28,37 +38,30 @@ class TaskLog:
 
     def __init__(self, node_id: bytes):
         self.node_id = node_id
-        self.ended = []  # rows; the raylet appends to this very list (see module doc)
-        self.origins = []  # [task_id, submit, submitter] of our tasks run by other nodes
+        self.ended = []  # rows; the raylet appends to this very list
+        self.origins = []  # (task_id, submit, submitter) of our tasks run by other nodes
 
     def take(self, pid_of) -> dict:
-        """The batch of rows since the last call: ``{"rows", "counts", "origins"}`` in wire
-        form (see protocol TaskEvents). ``pid_of(ident)``: a client's pid, or 0."""
+        """The batch since the last call (the fields of protocol TaskEvents): ``rows``, the
+        rows packed into one msgpack blob (a few objects kept for thousands of rows, not
+        thousands of tuples: cheap to hold and to ship); ``n`` and ``newest`` (latest end);
+        ``counts``, {name: [finished, failed]}; ``failures``, the rows of failed tasks;
+        ``origins``. ``pid_of(ident)``: a client's pid, or 0."""
         ended = self.ended
-        rows, counts = [], {}
-        node = self.node_id
-        pids = {}
-        skip = max(0, len(ended) - MAX_ROWS_PER_BATCH)
-        for i, (tid, name, wid, pid, submit, start, end, state, who, owner, error) in enumerate(ended):
+        rows = ended[-MAX_ROWS_PER_BATCH:] if len(ended) > MAX_ROWS_PER_BATCH else ended
+        pairs = collections.Counter(zip(map(_name, ended), map(_state, ended)))  # C loops
+        counts = {}
+        for (name, state), n in pairs.items():
             if state != RETRIED:
-                c = counts.get(name)
-                if c is None:
-                    c = counts[name] = [0, 0]
-                c[state] += 1
-            if i < skip:
-                continue
-            if owner is not None:
-                sub_node, sub_pid = owner, 0  # the owner knows: see origins
-            else:
-                sub_pid = pids.get(who)
-                if sub_pid is None:
-                    sub_pid = pids[who] = pid_of(who)
-                sub_node = node
-            rows.append([tid, name, wid, pid or 0, submit, start, end, state, sub_node, sub_pid, error])
+                counts.setdefault(name, [0, 0])[state] += n
+        failures = [r for r in ended if r[8] == FAILED and r[11]] if any(map(_error, ended)) else []
+        batch = {"rows": _pack(rows) if rows else b"", "n": len(rows),
+                 "newest": max(map(_end, rows)) if rows else 0.0, "counts": counts,
+                 "failures": failures[-MAX_FAILURES_PER_BATCH:],
+                 "origins": [(tid, submit, pid_of(who)) for tid, submit, who in self.origins]}
         ended.clear()
-        origins = [[tid, submit, pid_of(who)] for tid, submit, who in self.origins]
         self.origins = []
-        return {"rows": rows, "counts": counts, "origins": origins}
+        return batch
 
 
 def current(r) -> dict:
@@ -100,15 +103,23 @@ def current(r) -> dict:
     return {
         "by_function": by_function,
         "running": running,
-        "actors": [[a.id, a.spec.class_name, a.spec.name or None, a.state.value, a.pid]
-                   for a in actors.values()],
+        "actors": _actors(actors),
         "infeasible": [[name, dict(res), n] for (name, res), n in infeasible.items()],
         "resources": dict(r.scheduler.total),
         "workers": len(r.workers.by_id),
         "busy_workers": sum(1 for w in sched_workers.values() if w.tasks),
         "store": _store(r),
-        "memory": _memory(),
+        "memory": memory(),
     }
+
+
+def _actors(actors):
+    """[[actor_id, class_name, name, state, pid]]: the live actors, and the last dead ones."""
+    live, dead = [], []
+    for a in actors.values():
+        (dead if a.state.value == "dead" else live).append(
+            [a.id, a.spec.class_name, a.spec.name or None, a.state.value, a.pid])
+    return live + dead[-MAX_DEAD_ACTORS:]
 
 
 def _store(r):
@@ -121,7 +132,8 @@ def _store(r):
     return {k: s.get(k, 0) for k in ("capacity", "used", "num_objects", "spilled_bytes")}
 
 
-def _memory():
+def memory() -> dict:
+    """This machine's memory: total and available bytes."""
     import psutil
     vm = psutil.virtual_memory()
     return {"total": vm.total, "available": vm.available}

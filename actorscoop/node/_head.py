@@ -119,9 +119,8 @@ class HeadService:
             return
         view = self.link.r.task_view
         try:
-            dropped = view.ingest(rec.node_id, rec.rows, rec.counts, rec.origins, time.time(),
-                                  trusted=False)
-        except TypeError as exc:  # not lists at all
+            dropped = view.ingest(rec.node_id, rec._asdict(), time.time(), trusted=False)
+        except (TypeError, AttributeError) as exc:  # not a batch at all
             dropped = str(exc)
         if dropped:
             log.warning("dropped malformed task events from node %s (%s)", rec.node_id.hex()[:8], dropped)

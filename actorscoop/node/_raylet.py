@@ -74,7 +74,8 @@ class Raylet:
             pipeline_depth=int(self.config.get("pipeline_depth", 8))))
         self.objects = ObjectTable()
         self.actors = ActorManager(self)
-        self.workers = WorkerTable(os.path.join(session_dir, "logs"))
+        self.workers = WorkerTable(os.path.join(session_dir, "logs"),
+                                   int(self.config.get("worker_log_max_bytes", 64 << 20)))
         self.clients = {}
         self.functions = {}
         self.tasks = {}
@@ -83,7 +84,8 @@ class Raylet:
         self.kv = KVStore(self)
         self.task_log = TaskLog(self.node_id)  # task events (see _events.py): the rows of
         self._ended = self.task_log.ended  # ended attempts, appended on the hot path
-        self.task_view = EventView()  # ... folded once a second (on the head: the cluster's)
+        self.task_view = EventView(max_rows=int(self.config.get("task_event_rows", 100_000)))
+        # ... folded into the view once a second (on the head: the cluster's view)
         self.dead_workers = {}  # worker id -> (pid, exit code), the most recent ones
         self.idle_seen = {}  # worker id -> when it was first seen idle
         self.warned_infeasible = set()
@@ -530,9 +532,8 @@ class Raylet:
         if task is None:
             creation = self.actors.creation_of(ident, rec.task_id)
             if creation is not None:
-                self._ended.append((rec.task_id, creation.spec.name, ident, pid, creation.submitted,
-                                    rec.start, rec.end, FINISHED if rec.error is None else FAILED,
-                                    creation.submitter, creation.owner, rec.error))
+                self._record(creation, ident, pid, rec.start, rec.end,
+                             FINISHED if rec.error is None else FAILED, rec.error)
                 self._resolve(creation, rec.results, rec.delivered)
                 self.actors.call_done(creation, rec)
             return
@@ -542,8 +543,7 @@ class Raylet:
             state = RETRIED
         else:
             state = FINISHED if rec.error is None else FAILED
-        self._ended.append((rec.task_id, spec.name, ident, pid, task.submitted, rec.start, rec.end,
-                            state, task.submitter, task.owner, rec.error))
+        self._record(task, ident, pid, rec.start, rec.end, state, rec.error)
         if spec.actor_id is not None:
             del self.tasks[rec.task_id]
             self._resolve(task, rec.results, rec.delivered)
@@ -641,8 +641,17 @@ class Raylet:
             except (TypeError, ValueError):
                 log.warning("dropped a malformed direct call report from %s", ident.hex()[:8])
                 continue
-            self._ended.append((tid, name, ident, pid, start, start, end,
-                                FINISHED if error is None else FAILED, caller, None, error))
+            c = self.clients.get(caller)
+            self._ended.append((tid, name, self.node_id, ident, pid, start, start, end,
+                                FINISHED if error is None else FAILED, self.node_id,
+                                c.pid if c is not None else 0, error))
+
+    def _record(self, task, worker_id, pid, start, end, state, error):
+        """One ended attempt of ``task``, as a row of the task events (see _events.py)."""
+        c = self.clients.get(task.submitter)
+        self._ended.append((task.spec.task_id, task.spec.name, self.node_id, worker_id, pid,
+                            task.submitted, start, end, state, task.owner or self.node_id,
+                            c.pid if c is not None else 0, error))
 
     def fold_events(self):
         """Move the rows of ended attempts into this node's view; returns the batch."""
@@ -652,7 +661,7 @@ class Raylet:
             c = clients.get(ident)
             return c.pid if c is not None else 0
         batch = self.task_log.take(pid_of)
-        self.task_view.ingest(self.node_id, batch["rows"], batch["counts"], batch["origins"], time.time())
+        self.task_view.ingest(self.node_id, batch, time.time())
         return batch
 
     def _fail_returns(self, task, err, ran_on=(b"", 0)):
@@ -660,9 +669,8 @@ class Raylet:
         (worker id, pid) of the worker it was running on, if any)."""
         spec = task.spec
         now = time.time()
-        self._ended.append((spec.task_id, spec.name, ran_on[0], ran_on[1], task.submitted,
-                            task.started or now if ran_on[0] else now, now, FAILED,
-                            task.submitter, task.owner, _errors.describe(err, trusted=False)))
+        self._record(task, ran_on[0], ran_on[1], task.started or now if ran_on[0] else now, now,
+                     FAILED, _errors.describe(err, trusted=False))
         for oid in task.pins:
             self.objects.unpin(oid)
         results = [[spec.task_id + i.to_bytes(4, "big"), P.VALUE_ERROR, err, 0, []]
@@ -826,9 +834,8 @@ class Raylet:
             log.warning("worker pid %s running %s() %s; retrying (attempt %d of %d)",
                         pid, spec.name, how, task.attempts + 1, spec.max_retries + 1)
             now = time.time()
-            self._ended.append((spec.task_id, spec.name, lost.worker_id, pid if pid != "?" else 0,
-                                task.submitted, task.started or now, now, RETRIED, task.submitter,
-                                task.owner, ["WorkerCrashedError", f"its worker {how}", ""]))
+            self._record(task, lost.worker_id, pid if pid != "?" else 0, task.started or now, now,
+                         RETRIED, ["WorkerCrashedError", f"its worker {how}", ""])
             return [S.TaskSubmitted(spec.task_id, _resources(spec.resources), (), spec.name)]
         del self.tasks[lost.task_id]
         ran_on = (lost.worker_id, pid if pid != "?" else 0)
@@ -957,7 +964,7 @@ class Raylet:
             batch = self.fold_events()
         except Exception:  # the node goes on without these events
             log.exception("could not fold the task events of the last second")
-            batch = {"rows": [], "counts": {}, "origins": []}
+            batch = {"rows": b"", "n": 0, "newest": 0.0, "counts": {}, "failures": [], "origins": []}
         if self.cluster is not None:
             self.cluster.tick(batch)
         self.actors.forget_dead()

@@ -5,7 +5,7 @@ import os
 import time
 
 from .. import protocol as P
-from ._events import current
+from ._events import current, memory
 
 
 def answer(r, what) -> dict:
@@ -63,6 +63,7 @@ def node_status(r) -> dict:
         "infeasible": [{"task_id": t.hex(), "name": n, "resources": res} for t, n, res in sch.infeasible()],
         "workers": workers, "drivers": drivers,
         "objects": r.objects.summary(), "store": store, "actors": r.actors.report(),
+        "memory": memory(),
     }
     if r.cluster is not None:
         body["cluster"] = report = r.cluster.report()

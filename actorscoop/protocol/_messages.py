@@ -450,15 +450,20 @@ class PullChunk(NamedTuple):
 
 class TaskEvents(NamedTuple):
     """A member's task events since its last batch (about once a second), for the head's
-    cluster-wide view (node/_event_view.py). ``rows``: finished attempts, each
-    [task_id, name, worker_id, pid, submit, start, end, state, submitter_node,
-    submitter_pid, error]; ``counts``: {name: [finished, failed]} of every attempt in the
-    batch (rows may be cut to the newest); ``origins``: [[task_id, submit, submitter_pid]]
-    of tasks it sent to run elsewhere; ``current``: what it runs and holds now (queued and
-    running counts by function, running tasks, actors, pending demands, store, memory)."""
+    cluster-wide view (node/_event_view.py). ``rows``: the ended attempts, msgpack-packed,
+    each [task_id, name, node_id, worker_id, pid, submit, start, end, state,
+    submitter_node, submitter_pid, error] (node/_events.py), ``n`` of them, the latest
+    ending at ``newest``; ``counts``: {name: [finished, failed]} of the batch (the rows may
+    be cut to the newest, the counts are not); ``failures``: the rows of failed attempts;
+    ``origins``: [[task_id, submit, submitter_pid]] of its tasks that other nodes ran;
+    ``current``: what it runs and holds now (queued and running counts by function,
+    running tasks, actors, pending demands, resources, workers, store, memory)."""
     node_id: bytes
-    rows: list
+    rows: bytes
+    n: int
+    newest: float
     counts: dict
+    failures: list
     origins: list
     current: dict
 
