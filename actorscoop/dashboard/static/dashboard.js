@@ -247,7 +247,7 @@ function renderFailures() {
       el("span", { class: "err" }, f.error_type),
       el("span", {}, f.message),
       el("span", { class: "muted mono", title: f.task_id }, `task ${shortTask(f.task_id)} · node ${short(f.node_id)} · pid ${f.pid}`)),
-    details(f.traceback, i < 3))));
+    details(f.traceback, i === 0))));
 }
 
 function details(text, open) {
