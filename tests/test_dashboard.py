@@ -122,9 +122,10 @@ def test_api_status_and_nodes(cluster):
     assert status["node_id"] == cluster.info(0)["node_id"] and status["head"]
     assert len(status["cluster"]["nodes"]) == 2
 
-    def members_reported():  # a member's stats come with its heartbeats (once a second)
+    def members_reported():  # a member's numbers come with its task events (once a second)
         view = get_json(url + "/api/nodes")
-        return view if all((n["workers"] or 0) > 0 and n["store_capacity"] and n["memory_total"] for n in view["nodes"]) else None
+        done = all(n["workers"] and n["store_capacity"] and n["memory_total"] for n in view["nodes"])
+        return view if done else None
     view = wait_for(members_reported, 30, interval=0.2, what="both nodes' stats")
     by_id = {n["node_id"]: n for n in view["nodes"]}
     assert set(by_id) == {cluster.info(i)["node_id"] for i in (0, 1)}
@@ -144,7 +145,8 @@ def test_cpus_used_follow_running_tasks(cluster):
     member = cluster.info(1)["node_id"]
 
     def member_cpus():
-        return next(n["cpus_used"] for n in get_json(url + "/api/nodes")["nodes"] if n["node_id"] == member)
+        rows = get_json(url + "/api/nodes")["nodes"]
+        return next(n["cpus_used"] for n in rows if n["node_id"] == member)
     wait_for(lambda: member_cpus() == 1.0, 30, interval=0.2, what="the member's CPU in use")
     asc.cancel(ref, force=True)
     wait_for(lambda: member_cpus() == 0.0, 30, interval=0.2, what="the member's CPU freed")
@@ -300,7 +302,8 @@ def test_nodes_view_of_a_single_node_and_of_a_cluster():
     one = _views.nodes_view(STATUS_ONE, 5.0)["nodes"]
     assert len(one) == 1 and one[0]["cpus_used"] == 2.5 and one[0]["cpus_total"] == 4.0
     assert one[0]["backlog"] == 6 and one[0]["running"] == 2 and one[0]["spilled_bytes"] == 7
-    assert _views.nodes_view({**STATUS_ONE, "tasks": {"running": 5, "ready": 1}}, 5.0)["nodes"][0]["backlog"] == 4
+    pipelined = {**STATUS_ONE, "tasks": {"running": 5, "ready": 1}}  # 3 wait behind busy workers
+    assert _views.nodes_view(pipelined, 5.0)["nodes"][0]["backlog"] == 4
     assert (one[0]["workers"], one[0]["workers_busy"]) == (5, 2)
     assert (one[0]["memory_used"], one[0]["memory_total"]) == (40, 100)
     assert (one[0]["store_used"], one[0]["store_capacity"]) == (10, 1000)

@@ -81,8 +81,8 @@ def test_dashboard_dies_with_a_killed_head():
 
 
 def test_init_with_dashboard_starts_and_stops_it(fresh_node):
-    info = fresh_node(num_cpus=1, include_dashboard=True, dashboard_port=0)
-    url = info.init(ignore_reinit_error=True)["dashboard_url"]
+    fresh_node(num_cpus=1, include_dashboard=True, dashboard_port=0)
+    url = asc.init(ignore_reinit_error=True)["dashboard_url"]
     assert get_json(url + "/health")["ok"]
     node_pid = _api.status()["pid"]
     pid = dashboard_pid(node_pid)
@@ -104,7 +104,8 @@ def test_a_taken_port():
         s.bind(("127.0.0.1", 0))
         s.listen(1)
         port = s.getsockname()[1]
-        with pytest.raises(ActorScoopError, match=f"127.0.0.1:{port}: the port is in use.*dashboard_port"):
+        taken = f"127.0.0.1:{port}: the port is in use.*dashboard_port"
+        with pytest.raises(ActorScoopError, match=taken):
             asc.init(num_cpus=1, include_dashboard=True, dashboard_port=port)
         assert not asc.is_initialized()
 
@@ -142,7 +143,8 @@ def test_start_head_prints_and_stops_the_dashboard(tmp_path):
         assert get_json(m.group(1) + "/health")["ok"]
         node = json.loads(cli("status", "--json", env=env).stdout)[0]
         pid = dashboard_pid(node["pid"])
-        off = cli("start", "--head", "--port", "0", "--num-cpus", "1", "--no-dashboard", "--json", env=env)
+        off = cli("start", "--head", "--port", "0", "--num-cpus", "1", "--no-dashboard", "--json",
+                  env=env)
         assert off.returncode == 0, off.stderr
         assert json.loads(off.stdout)["dashboard"] is None
     finally:
@@ -158,7 +160,8 @@ def test_start_head_on_a_taken_dashboard_port_says_what_to_do(tmp_path):
         s.bind(("127.0.0.1", 0))
         s.listen(1)
         port = s.getsockname()[1]
-        r = cli("start", "--head", "--port", "0", "--num-cpus", "1", "--dashboard-port", str(port), env=env)
+        r = cli("start", "--head", "--port", "0", "--num-cpus", "1", "--dashboard-port", str(port),
+                env=env)
     assert r.returncode == 1
     assert f"127.0.0.1:{port}: the port is in use" in r.stderr and "--no-dashboard" in r.stderr
     assert json.loads(cli("status", "--json", env=env).stdout) == []

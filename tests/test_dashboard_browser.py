@@ -19,11 +19,12 @@ try:
 except ImportError:
     selenium = None
 
-if not (CHROMIUM and CHROMEDRIVER and selenium):
+_MISSING = [name for name, found in (("chromium", CHROMIUM), ("chromedriver", CHROMEDRIVER),
+                                     ("selenium", selenium)) if not found]
+if _MISSING:
     pytest.skip("the browser test needs Debian's chromium and chromedriver "
                 "(apt-get install -y chromium chromium-driver) and selenium (the test extras); "
-                f"missing: {', '.join(n for n, ok in (('chromium', CHROMIUM), ('chromedriver', CHROMEDRIVER), ('selenium', selenium)) if not ok)}",
-                allow_module_level=True)
+                f"missing: {', '.join(_MISSING)}", allow_module_level=True)
 
 from selenium import webdriver  # noqa: E402
 from selenium.webdriver.chrome.service import Service  # noqa: E402
@@ -86,7 +87,8 @@ def function_row(driver, name):
 
 
 def test_dashboard_in_a_browser(fresh_node, browser, tmp_path):
-    info = fresh_node(num_cpus=2, include_dashboard=True, dashboard_port=0).init(ignore_reinit_error=True)
+    fresh_node(num_cpus=2, include_dashboard=True, dashboard_port=0)
+    info = asc.init(ignore_reinit_error=True)  # the node's info, with its dashboard's address
     url, node_id = info["dashboard_url"], info["node_id"]
     asc.get([quick.remote(i) for i in range(20)])
     tally = Tally.options(name="tally").remote()
@@ -108,8 +110,8 @@ def test_dashboard_in_a_browser(fresh_node, browser, tmp_path):
         "return state.drawn.filter(d => d.e.state === 'running').map(d => d.e.name).join()")
     assert "0 busy / " not in text_of(browser, "#nodes tbody")
     wait.until(lambda d: (function_row(d, "quick") or [""] * 6)[4] == "20")  # finished
-    wait.until(lambda d: "Tally" in text_of(d, "#actors tbody") and "alive" in text_of(d, "#actors tbody"))
-    wait.until(lambda d: "no such key: x" in text_of(d, "#failures") and "KeyError" in text_of(d, "#failures"))
+    wait.until(lambda d: all(s in text_of(d, "#actors tbody") for s in ("Tally", "alive")))
+    wait.until(lambda d: all(s in text_of(d, "#failures") for s in ("no such key: x", "KeyError")))
     assert "live" in text_of(browser, "#conn")
     shot = save_screenshot(browser, tmp_path, "dashboard-running.png")
 

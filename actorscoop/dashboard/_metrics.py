@@ -38,7 +38,8 @@ def metrics_text(nodes: dict, tasks) -> str:
             for s in (({**i, "state": "busy"}, n["workers_busy"]),
                       ({**i, "state": "idle"}, n["workers"] - n["workers_busy"]))])
     metric("actorscoop_resource_capacity", "gauge", "resources of the node, by name",
-           [({**i, "resource": k}, v) for i, n in zip(ids, live) for k, v in sorted(n["resources"].items())])
+           [({**i, "resource": k}, v)
+            for i, n in zip(ids, live) for k, v in sorted(n["resources"].items())])
     metric("actorscoop_resource_used", "gauge", "resources in use, by name",
            [({**i, "resource": k}, v - n["available"].get(k, v))
             for i, n in zip(ids, live) for k, v in sorted(n["resources"].items())])
@@ -53,7 +54,8 @@ def metrics_text(nodes: dict, tasks) -> str:
         actors = {}
         for a in tasks.get("actors") or ():
             actors[a.get("state", "?")] = actors.get(a.get("state", "?"), 0) + 1
-        metric("actorscoop_actors", "gauge", "actors, by state", [({"state": s}, c) for s, c in sorted(actors.items())])
+        metric("actorscoop_actors", "gauge", "actors, by state",
+               [({"state": s}, c) for s, c in sorted(actors.items())])
         metric("actorscoop_tasks_infeasible", "gauge", "pending tasks no node can run",
                [({}, len(tasks.get("infeasible") or ()))])
     return "\n".join(out) + "\n"

@@ -43,8 +43,12 @@ class DashboardServer(ThreadingHTTPServer):
         self.server_address = sock.getsockname()
         self.source = source
         self.guard = guard
-        self.static = {name: os.path.join(STATIC_DIR, name) for name in os.listdir(STATIC_DIR)
-                       if os.path.splitext(name)[1] in _TYPES}
+        self.static = {}  # name -> (content type, bytes): the page is small, keep it in memory
+        for name in os.listdir(STATIC_DIR):
+            kind = _TYPES.get(os.path.splitext(name)[1])
+            if kind is not None:
+                with open(os.path.join(STATIC_DIR, name), "rb") as f:
+                    self.static[name] = (kind, f.read())
 
     # -- the reports -------------------------------------------------------------------
     def report(self, what):
@@ -101,6 +105,12 @@ class Handler(BaseHTTPRequestHandler):
             self._json(503, {"error": str(exc), "no_task_data": True}, cookie, head)
         except RayletUnavailable as exc:
             self._json(503, {"error": str(exc)}, cookie, head)
+        except (ConnectionError, TimeoutError):
+            raise  # the viewer went away: http.server drops the connection
+        except Exception as exc:  # a bug here must not look like a network failure to the page
+            log.exception("GET %s failed", url.path)
+            self._json(500, {"error": f"{type(exc).__name__}: {exc} (see the dashboard's log)"},
+                       cookie, head)
 
     def _route(self, path, query, extra, head):
         s = self.server
@@ -132,9 +142,8 @@ class Handler(BaseHTTPRequestHandler):
 
     # -- replies -------------------------------------------------------------------------
     def _file(self, name, extra, head):
-        with open(self.server.static[name], "rb") as f:
-            body = f.read()
-        self._send(200, body, _TYPES[os.path.splitext(name)[1]], extra, head)
+        kind, body = self.server.static[name]
+        self._send(200, body, kind, extra, head)
 
     def _json(self, status, body, extra=None, head=False):
         self._send(status, json.dumps(body, separators=(",", ":")).encode(),

@@ -37,11 +37,11 @@ def _row(node_id, host, pid, head, alive, total, available, workers, busy, memor
     cpus = float(total.get("CPU", 0))
     memory, store = memory or {}, store or {}
     mem_total, mem_free = memory.get("total"), memory.get("available")
+    mem_used = mem_total - mem_free if mem_total is not None and mem_free is not None else None
     return {"node_id": node_id, "host": host, "pid": pid, "head": bool(head), "alive": bool(alive),
             "cpus_total": cpus, "cpus_used": max(0.0, cpus - float(available.get("CPU", cpus))),
             "resources": dict(total), "available": dict(available),
             "workers": workers, "workers_busy": busy,
-            "memory_total": mem_total,
-            "memory_used": mem_total - mem_free if mem_total is not None and mem_free is not None else None,
+            "memory_total": mem_total, "memory_used": mem_used,
             "store_capacity": store.get("capacity"), "store_used": store.get("used"),
             "spilled_bytes": store.get("spilled_bytes")}
