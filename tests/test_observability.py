@@ -108,6 +108,10 @@ def test_timeline_events_name_where_and_who(node, tmp_path):
     assert len(by_name["square"]) == 5 and len(by_name["leaf"]) == 3
     assert {e["submitter_pid"] for e in by_name["square"]} == {os.getpid()}
     assert {e["submitter_pid"] for e in by_name["leaf"]} == {pid}  # submitted by parent's worker
+    newer = _api.status(f"timeline:{min(e['end'] for e in by_name['square'])}")["events"]
+    assert {e["task_id"] for e in by_name["square"]} <= {e["task_id"] for e in newer}
+    assert not {e["task_id"] for e in by_name["leaf"]} & {e["task_id"] for e in newer}
+    assert "error" in _api.status("timeline:yesterday")
     trace = asc.timeline(str(tmp_path / "trace.json"))
     assert json.loads((tmp_path / "trace.json").read_text()) == trace
     tasks = check_trace(trace)

@@ -89,6 +89,8 @@ def test_timeline_events_running_tasks_and_origins():
                        "worker_id": WORKER.hex(), "pid": 43, "submit": 99.0, "start": 99.5, "end": None,
                        "state": "running", "submitter_node": NODE.hex(), "submitter_pid": 7}
     assert view.timeline(now=101.0, alive={OTHER})["events"] == [done]  # a dead node's running tasks go
+    assert view.timeline(now=101.0, since=100.5)["events"] == [running]  # only what is newer
+    assert view.timeline(now=101.0, since=100.25)["events"] == [done, running]
     json.dumps(tl)
 
 

@@ -104,10 +104,11 @@ class EventView:
                 "failures": list(self.failures), "actors": _actors(snaps),
                 "infeasible": _infeasible(snaps)}
 
-    def timeline(self, now, alive=None) -> dict:
+    def timeline(self, now, alive=None, since=None) -> dict:
         """The ``what="timeline"`` answer: recent ended attempts that ran on a worker, and
-        the running tasks, oldest first."""
-        cutoff = now - self.horizon
+        the running tasks, oldest first; with ``since``, only the attempts that ended then
+        or later (and the running tasks)."""
+        cutoff = now - self.horizon if since is None else max(now - self.horizon, since)
         origins = self.origins
         rows = []
         for chunk in self.chunks:

@@ -47,7 +47,9 @@ class TaskLog:
         thousands of tuples: cheap to hold and to ship); ``n`` and ``newest`` (latest end);
         ``counts``, {name: [finished, failed]}; ``failures``, the rows of failed tasks;
         ``origins``. ``pid_of(ident)``: a client's pid, or 0."""
-        ended = self.ended
+        ended = self.ended[:]
+        self.ended.clear()  # first: whatever happens below, the list does not grow forever
+        origins, self.origins = self.origins, []
         rows = ended[-MAX_ROWS_PER_BATCH:] if len(ended) > MAX_ROWS_PER_BATCH else ended
         pairs = collections.Counter(zip(map(_name, ended), map(_state, ended)))  # C loops
         counts = {}
@@ -58,9 +60,7 @@ class TaskLog:
         batch = {"rows": _pack(rows) if rows else b"", "n": len(rows),
                  "newest": max(map(_end, rows)) if rows else 0.0, "counts": counts,
                  "failures": failures[-MAX_FAILURES_PER_BATCH:],
-                 "origins": [(tid, submit, pid_of(who)) for tid, submit, who in self.origins]}
-        ended.clear()
-        self.origins = []
+                 "origins": [(tid, submit, pid_of(who)) for tid, submit, who in origins]}
         return batch
 
 

@@ -86,6 +86,7 @@ class Raylet:
         self._ended = self.task_log.ended  # ended attempts, appended on the hot path
         self.task_view = EventView(max_rows=int(self.config.get("task_event_rows", 100_000)))
         # ... folded into the view once a second (on the head: the cluster's view)
+        self._described = {}  # packed error -> its description (see _describe)
         self.dead_workers = {}  # worker id -> (pid, exit code), the most recent ones
         self.idle_seen = {}  # worker id -> when it was first seen idle
         self.warned_infeasible = set()
@@ -653,6 +654,18 @@ class Raylet:
                             task.submitted, start, end, state, task.owner or self.node_id,
                             c.pid if c is not None else 0, error))
 
+    def _describe(self, err):
+        """An error's [type, message, traceback] for the task events; the same error for
+        many tasks (a driver left, its queued tasks are cancelled) is read once."""
+        cached = self._described.get(err) if type(err) is bytes else None
+        if cached is None:
+            cached = _errors.describe(err, trusted=False)
+            if type(err) is bytes:
+                if len(self._described) >= 64:
+                    self._described.clear()
+                self._described[err] = cached
+        return cached
+
     def fold_events(self):
         """Move the rows of ended attempts into this node's view; returns the batch."""
         clients = self.clients
@@ -670,7 +683,7 @@ class Raylet:
         spec = task.spec
         now = time.time()
         self._record(task, ran_on[0], ran_on[1], task.started or now if ran_on[0] else now, now,
-                     FAILED, _errors.describe(err, trusted=False))
+                     FAILED, self._describe(err))
         for oid in task.pins:
             self.objects.unpin(oid)
         results = [[spec.task_id + i.to_bytes(4, "big"), P.VALUE_ERROR, err, 0, []]

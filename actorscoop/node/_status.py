@@ -15,6 +15,12 @@ def answer(r, what) -> dict:
         return tasks_status(r)
     if what == "timeline":
         return timeline_status(r)
+    if isinstance(what, str) and what.startswith("timeline:"):  # "timeline:<since>": newer only
+        try:
+            since = float(what.partition(":")[2])
+        except ValueError:
+            return {"error": f"{what!r}: say timeline:<time.time() seconds>"}
+        return timeline_status(r, since)
     return node_status(r)
 
 
@@ -34,9 +40,9 @@ def tasks_status(r) -> dict:
     return view.tasks(time.time(), alive)
 
 
-def timeline_status(r) -> dict:
+def timeline_status(r, since=None) -> dict:
     view, alive = _fresh_view(r)
-    return view.timeline(time.time(), alive)
+    return view.timeline(time.time(), alive, since)
 
 
 def node_status(r) -> dict:

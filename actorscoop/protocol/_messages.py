@@ -162,7 +162,7 @@ class AdoptResults(NamedTuple):
 
 class StatusRequest(NamedTuple):
     request_id: int
-    what: str  # "status" | "memory" | "tasks" | "timeline"
+    what: str  # "status" | "memory" | "tasks" | "timeline" | "timeline:<since>" (node/_status.py)
 
 
 class StopNode(NamedTuple):
