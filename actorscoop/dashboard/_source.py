@@ -24,28 +24,29 @@ class Source:
         self.cost_factor = cost_factor
         self._conn = None
         self._conn_lock = threading.Lock()  # one request on the connection at a time
-        self._cache = {}  # what -> (fetched at (monotonic), valid for (s), body)
-        self._locks = {}  # what -> lock: concurrent viewers wait for one fetch
+        self._cache = {}  # key -> (fetched at (monotonic), valid for (s), body)
+        self._locks = {}  # key -> lock: concurrent viewers wait for one fetch
         self._request_ids = iter(range(1, 1 << 62))
 
-    def get(self, what: str) -> dict:
-        """The raylet's report ``what`` ("status", "tasks", "timeline"), at most a little
-        old. Raises RayletUnavailable."""
-        hit = self._fresh(what)
+    def get(self, key: str, what=None) -> dict:
+        """The raylet's report ``key`` ("status", "tasks", "timeline"), at most a little
+        old; ``what``: when the request is not the key itself, a callable that makes it at
+        the time of asking (e.g. "timeline:<now - 60 s>"). Raises RayletUnavailable."""
+        hit = self._fresh(key)
         if hit is not None:
             return hit
-        with self._locks.setdefault(what, threading.Lock()):
-            hit = self._fresh(what)
+        with self._locks.setdefault(key, threading.Lock()):
+            hit = self._fresh(key)
             if hit is not None:
                 return hit
             start = time.monotonic()
-            body = self._ask(what)
+            body = self._ask(what() if what is not None else key)
             cost = time.monotonic() - start
-            self._cache[what] = (time.monotonic(), max(self.min_interval, self.cost_factor * cost), body)
+            self._cache[key] = (time.monotonic(), max(self.min_interval, self.cost_factor * cost), body)
             return body
 
-    def _fresh(self, what):
-        entry = self._cache.get(what)
+    def _fresh(self, key):
+        entry = self._cache.get(key)
         if entry is not None and time.monotonic() - entry[0] < entry[1]:
             return entry[2]
         return None
