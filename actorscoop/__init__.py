@@ -11,7 +11,7 @@
 from . import exceptions
 from ._api import (
     RuntimeContext, available_resources, cancel, cluster_resources, get, get_runtime_context,
-    init, is_initialized, nodes, put, remote, shutdown, wait,
+    init, is_initialized, nodes, put, remote, shutdown, timeline, wait,
 )
 from ._actor import ActorClass, ActorHandle, get_actor, kill, method
 from ._object_ref import ObjectRef
@@ -23,7 +23,7 @@ __all__ = [
     "init", "shutdown", "is_initialized", "remote", "get", "put", "wait", "cancel",
     "get_runtime_context", "RuntimeContext", "nodes", "cluster_resources",
     "available_resources", "ObjectRef", "RemoteFunction", "exceptions", "__version__",
-    "ActorClass", "ActorHandle", "get_actor", "kill", "method", "tqdm",
+    "ActorClass", "ActorHandle", "get_actor", "kill", "method", "timeline", "tqdm",
 ]
 
 

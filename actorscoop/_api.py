@@ -20,13 +20,18 @@ _atexit_installed = False
 
 
 def init(address=None, *, num_cpus=None, num_gpus=None, resources=None,
-         object_store_memory=None, ignore_reinit_error=False, _system_config=None):
+         object_store_memory=None, ignore_reinit_error=False, include_dashboard=False,
+         dashboard_host="127.0.0.1", dashboard_port=None, _system_config=None):
     """Connect this process to a node, starting an embedded local one if needed.
 
     ``address``: None (or unset ``ACTORSCOOP_ADDRESS``) starts an embedded node that
     lives as long as this process; ``"auto"`` or ``"HOST:PORT"`` connects to a node
     started with ``actorscoop start``. Raises RuntimeError when already initialized,
     unless ``ignore_reinit_error=True``.
+
+    ``include_dashboard=True`` makes the embedded node serve the dashboard on
+    ``dashboard_host:dashboard_port`` (default 127.0.0.1:8265, or any free port when 8265
+    is taken; 0: any free port); its address is the ``"dashboard_url"`` of the returned dict.
     """
     global _node, _atexit_installed
     with _state_lock:
@@ -44,6 +49,10 @@ def init(address=None, *, num_cpus=None, num_gpus=None, resources=None,
                 raise ValueError("num_cpus/resources/object_store_memory describe a new node; "
                                  "when connecting to an existing one (address=...), set them "
                                  "on `actorscoop start` instead")
+            if include_dashboard:
+                raise ValueError("include_dashboard starts a dashboard with a new node; a node "
+                                 "started with `actorscoop start --head` serves one already "
+                                 "(see `actorscoop status`)")
             info = _session.find_node(address)
             pid = info["pid"]
             alive = lambda: _session.pid_alive(pid)  # noqa: E731
@@ -54,8 +63,10 @@ def init(address=None, *, num_cpus=None, num_gpus=None, resources=None,
             if num_gpus:
                 res["GPU"] = float(num_gpus)
             session_dir = _session.new_session_dir()
+            dashboard = {"host": dashboard_host, "port": dashboard_port} if include_dashboard else None
             proc, info, lifeline = launch_node(session_dir, num_cpus, res, object_store_memory,
-                                               head=True, embedded=True, config=_system_config)
+                                               head=True, embedded=True, config=_system_config,
+                                               dashboard=dashboard)
             _node = (proc, lifeline)
             alive = lambda: proc.poll() is None  # noqa: E731
         from ._driver import DriverCore
@@ -65,6 +76,7 @@ def init(address=None, *, num_cpus=None, num_gpus=None, resources=None,
             _stop_embedded()
             raise
         core.prepare_store()
+        core.dashboard_url = info.get("dashboard")
         _context.set_current(core)
         if not _atexit_installed:
             atexit.register(shutdown)
@@ -81,7 +93,7 @@ def _auto_init():
 def _info():
     core = _context.current_or_none()
     return {"node_id": core.node_id.hex(), "session_dir": core.session_dir,
-            "num_cpus": core.num_cpus}
+            "num_cpus": core.num_cpus, "dashboard_url": getattr(core, "dashboard_url", None)}
 
 
 def is_initialized() -> bool:
@@ -215,6 +227,21 @@ def cancel(ref, *, force=False):
 
 def status(what="status", timeout=10.0) -> dict:
     return _context.current().request_status(what, timeout)
+
+
+def timeline(filename=None) -> list:
+    """The recent tasks as Chrome trace events (open the file in chrome://tracing or
+    https://ui.perfetto.dev): one row per worker, a bar per task, arrows from the
+    submitting process to each execution. Writes them to ``filename`` (JSON) when given.
+
+    Covers the last 10 minutes, at most the last 100,000 tasks; cluster-wide when this
+    process is connected to the head node (else the tasks of its own node). Raises
+    RuntimeNotInitializedError when not connected."""
+    from . import _timeline
+    trace = _timeline.chrome_trace(status("timeline", timeout=60.0))
+    if filename is not None:
+        _timeline.write(trace, filename)
+    return trace
 
 
 def nodes() -> list:

@@ -1,5 +1,6 @@
-"""The ``actorscoop`` command: start, stop, status, memory, up, down; and the script
-launcher ``python -m actorscoop [-n N] [--address A | --hostfile F] script.py [args]``."""
+"""The ``actorscoop`` command: start, stop, status, memory, timeline, logs, up, down; and
+the script launcher ``python -m actorscoop [-n N] [--address A | --hostfile F] script.py
+[args]``."""
 import argparse
 import json
 import os
@@ -14,7 +15,7 @@ from . import protocol as P
 from .exceptions import ActorScoopError
 
 DEFAULT_PORT = 6380
-_COMMANDS = ("start", "stop", "status", "memory", "up", "down")
+_COMMANDS = ("start", "stop", "status", "memory", "timeline", "logs", "up", "down")
 _LAUNCHER_OPTIONS = ("-n", "--num-cpus", "--address", "--hostfile", "--allocation", "--ssh",
                      "--python", "--port", "--host", "--head-address", "--timeout")
 
@@ -58,7 +59,8 @@ def _parser():
     s.add_argument("--block", action="store_true", help="stay in the foreground until interrupted")
     s.add_argument("--json", action="store_true",
                    help="print the started node's info as one JSON line (node_id, pid, port, "
-                        "num_cpus, session_dir, host, cluster) instead of the text")
+                        "num_cpus, session_dir, host, cluster, dashboard) instead of the text")
+    _add_dashboard_options(s)
     s.set_defaults(func=cmd_start)
     s = sub.add_parser("stop", help="stop the nodes started on this machine")
     s.add_argument("--force", action="store_true", help="SIGKILL instead of a clean stop")
@@ -67,12 +69,28 @@ def _parser():
                    help="stop only the nodes that joined the head at HOST:PORT (as written "
                         "in their --address)")
     s.set_defaults(func=cmd_stop)
-    s = sub.add_parser("status", help="nodes, resources, tasks, workers, store use")
-    s.add_argument("--json", action="store_true")
+    s = sub.add_parser("status", help="nodes, resources, tasks by state and function, actors, "
+                                      "store use, pending demands")
+    s.add_argument("--json", action="store_true",
+                   help="one JSON report per node of this machine, for scripts")
     s.set_defaults(func=cmd_status)
     s = sub.add_parser("memory", help="objects: ids, sizes, where they are, references")
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_memory)
+    s = sub.add_parser("timeline", help="write the recent tasks as a Chrome trace (open it in "
+                                        "chrome://tracing or https://ui.perfetto.dev)")
+    s.add_argument("-o", "--output", default="timeline.json", metavar="FILE",
+                   help="where to write it (default timeline.json)")
+    s.add_argument("--node", metavar="ID", help="ask this node (id prefix) instead of the head: "
+                                                "its own tasks only")
+    s.set_defaults(func=cmd_timeline)
+    s = sub.add_parser("logs", help="what the workers of this machine's nodes printed")
+    s.add_argument("--node", metavar="ID", help="only this node (id prefix)")
+    s.add_argument("-f", "--follow", action="store_true",
+                   help="then print new lines as they come, until Ctrl-C")
+    s.add_argument("-n", "--tail", type=int, default=50, metavar="N",
+                   help="lines of each log to show first (default 50)")
+    s.set_defaults(func=cmd_logs)
     from . import _up
     s = sub.add_parser("up", help="start a head here and a node on every host of a hostfile "
                                   "or of the batch job (over ssh)")
@@ -91,6 +109,24 @@ def _parser():
                    help=f"give up on a host after this long (default {_up.DEFAULT_TIMEOUT:g})")
     s.set_defaults(func=_up.cmd_down)
     return p
+
+
+def _add_dashboard_options(s):
+    from .dashboard import DEFAULT_PORT as DASHBOARD_PORT
+    s.add_argument("--dashboard-host", default="127.0.0.1", metavar="H",
+                   help="with --head: the address the dashboard binds (default 127.0.0.1; "
+                        "any other address needs the cluster token to open it)")
+    s.add_argument("--dashboard-port", type=int, default=None, metavar="P",
+                   help=f"with --head: the dashboard's port (default {DASHBOARD_PORT}, or "
+                        "any free port when it is taken; 0: any free port)")
+    s.add_argument("--no-dashboard", action="store_true", help="with --head: serve no dashboard")
+
+
+def _dashboard_option(args):
+    """start_head_node's ``dashboard`` for ``start --head``'s options."""
+    if args.no_dashboard:
+        return None
+    return {"host": args.dashboard_host, "port": args.dashboard_port}
 
 
 # ---------------------------------------------------------------------- start / stop
@@ -112,7 +148,8 @@ def cmd_start(args):
         say = (lambda *a, **k: None) if args.json else print
         config = {"node_timeout": args.node_timeout} if args.node_timeout else None
         proc, info, creds = start_head_node(args.host, port, num_cpus, resources,
-                                            args.object_store_memory, say, config)
+                                            args.object_store_memory, say, config,
+                                            dashboard=_dashboard_option(args))
         session_dir = info["session_dir"]
         address = f"{args.host}:{info['port']}"
         if args.json:
@@ -120,19 +157,8 @@ def cmd_start(args):
             return _block(proc) if args.block else 0
         join_host = socket.gethostname() if args.host in ("0.0.0.0", "::") else args.host
         print(f"actorscoop head node started: node {info['node_id'][:12]}, pid {info['pid']}, "
-              f"{num_cpus:g} CPUs, serving nodes on {address}.\n\n"
-              f"  Join it from another machine (the token is a secret: keep it out of\n"
-              f"  shell history and `ps`, e.g. pass it in the environment):\n"
-              f"      ACTORSCOOP_TOKEN='{creds.token}' \\\n"
-              f"          actorscoop start --address {join_host}:{info['port']}\n"
-              f"    (on this machine the token is found by itself: it is saved below)\n"
-              f"  Connect a driver on this machine:\n"
-              f"      import actorscoop as asc; asc.init(address=\"auto\")\n"
-              f"    or: ACTORSCOOP_ADDRESS={address} python script.py\n"
-              f"  See what it does:   actorscoop status\n"
-              f"  Stop it:            actorscoop stop\n"
-              f"  Credentials:        {_secure.credentials_dir()} (0600)\n"
-              f"  Logs:               {session_dir}/logs\n", flush=True)
+              f"{num_cpus:g} CPUs, serving nodes on {address}.\n", flush=True)
+        print(next_steps_head(info, address, join_host, creds.token, session_dir), flush=True)
     else:
         token = _read_token_stdin() if args.token_stdin else (
             args.token or os.environ.get("ACTORSCOOP_TOKEN") or _saved_token(args.address))
@@ -155,9 +181,48 @@ def cmd_start(args):
         else:
             print(f"actorscoop node started and joined {args.address}: node {info['node_id'][:12]}, "
                   f"pid {info['pid']}, {num_cpus:g} CPUs.\n"
+                  f"  Connect a driver on this machine (its tasks may run on any node):\n"
+                  f"      import actorscoop as asc; asc.init(address=\"auto\")\n"
+                  f"  See the cluster:    actorscoop status (on the head's machine; here: this node)\n"
+                  f"  Worker output:      actorscoop logs [--follow]\n"
                   f"  Leave the cluster:  actorscoop stop --node {info['node_id'][:12]}\n"
                   f"  Logs:               {session_dir}/logs\n", flush=True)
     return _block(proc) if args.block else 0
+
+
+def dashboard_line(info) -> str:
+    """The line `start --head` prints about the dashboard ("" when it serves none): its
+    address, with what to know about it."""
+    from .dashboard._auth import is_loopback
+    url = info.get("dashboard")
+    if not url:
+        return ""
+    notes = [info.get("dashboard_note")]
+    if not is_loopback(url.rpartition(":")[0][len("http://"):]):
+        notes.append(f"it asks for the token: open {url}/?token=<the token above> once")
+    notes = [n for n in notes if n]
+    return f"Dashboard:          {url}" + (f"  ({'; '.join(notes)})" if notes else "")
+
+
+def next_steps_head(info, address, join_host, token, session_dir) -> str:
+    """What to do with a head node just started, as `ray start` prints it."""
+    from .transport import _secure
+    dashboard = dashboard_line(info)
+    return (f"  Join it from another machine (the token is a secret: keep it out of\n"
+            f"  shell history and `ps`, e.g. pass it in the environment):\n"
+            f"      ACTORSCOOP_TOKEN='{token}' \\\n"
+            f"          actorscoop start --address {join_host}:{info['port']}\n"
+            f"    (on this machine the token is found by itself: it is saved below)\n"
+            f"  Connect a driver on this machine:\n"
+            f"      import actorscoop as asc; asc.init(address=\"auto\")\n"
+            f"    or: ACTORSCOOP_ADDRESS={address} python script.py\n"
+            + (f"  {dashboard}\n" if dashboard else "")
+            + f"  See what it does:   actorscoop status\n"
+            f"  Worker output:      actorscoop logs [--follow]\n"
+            f"  Recent tasks:       actorscoop timeline -o trace.json (chrome://tracing, Perfetto)\n"
+            f"  Stop it:            actorscoop stop\n"
+            f"  Credentials:        {_secure.credentials_dir()} (0600)\n"
+            f"  Logs:               {session_dir}/logs\n")
 
 
 def _saved_token(address):
@@ -172,9 +237,10 @@ def _saved_token(address):
 
 
 def start_head_node(host, port, num_cpus, resources, object_store_memory=None, say=print,
-                    config=None):
+                    config=None, dashboard=None):
     """Start a detached head node serving other nodes on ``host:port`` (port 0: any free
     one) with new credentials, saved as ``cluster-<port>``; return (Popen, info, creds).
+    ``dashboard``: None, or launch_node's ``{"host": H, "port": P}``.
     Raises ActorScoopError when a node of this machine already serves ``port``."""
     from ._launcher import launch_node
     from .transport import _secure
@@ -188,7 +254,7 @@ def start_head_node(host, port, num_cpus, resources, object_store_memory=None, s
         flush=True)
     proc, info, _ = launch_node(session_dir, num_cpus, resources, object_store_memory,
                                 port=port, head=True, embedded=False, config=config,
-                                cluster={"token": creds.token, "host": host})
+                                cluster={"token": creds.token, "host": host}, dashboard=dashboard)
     _secure.save(creds, f"cluster-{info['port']}")
     return proc, info, creds
 
@@ -207,7 +273,7 @@ def _read_token_stdin():
 
 
 def _print_node_json(info, cluster):
-    keys = ("node_id", "pid", "port", "num_cpus", "session_dir", "head")
+    keys = ("node_id", "pid", "port", "num_cpus", "session_dir", "head", "dashboard")
     print(json.dumps({**{k: info.get(k) for k in keys}, "host": socket.gethostname(),
                       "cluster": cluster}), flush=True)
 
@@ -247,6 +313,9 @@ def stop_nodes(nodes, force=False, timeout=30.0):
             pass
     deadline = time.monotonic() + timeout
     left = nodes
+    if not force:
+        print(f"Waiting up to {timeout:g} s for {len(nodes)} node(s) to stop their workers and "
+              "object stores ...", flush=True)
     while left and time.monotonic() < deadline:
         left = [n for n in left if _session.pid_alive(n["pid"])]
         time.sleep(0.05)
@@ -283,62 +352,30 @@ def request(node, what, timeout=10.0):
 
 
 def cmd_status(args):
-    nodes = _session.list_nodes()
-    reports = [request(n, "status") for n in nodes]
+    from ._status_text import format_status
+    reports, silent = [], []
+    for n in _session.list_nodes():
+        try:
+            report = request(n, "status")
+            report["task_events"] = request(n, "tasks")
+        except ActorScoopError as exc:  # it stopped meanwhile, or hangs: say so, show the rest
+            silent.append(f"node {n['node_id'][:12]} (pid {n['pid']}): {exc}")
+            continue
+        reports.append(report)
     if args.json:
         print(json.dumps(reports, indent=2))
-        return 0
-    if not reports:
+        return 1 if silent else 0
+    if not reports and not silent:
         print("No actorscoop node runs on this machine. Start one: actorscoop start --head")
         return 0
-    for r in reports:
-        print(format_status(r))
-    return 0
-
-
-def format_status(r) -> str:
-    tot, av = r["resources_total"], r["resources_available"]
-    res = ", ".join(f"{k} {tot[k] - av.get(k, 0):g}/{tot[k]:g}" for k in sorted(tot))
-    t = r["tasks"]
-    ws = {}
-    for w in r["workers"]:
-        ws[w["state"]] = ws.get(w["state"], 0) + 1
-    st = r.get("store") or {}
-    lines = [
-        f"Node {r['node_id'][:12]}  pid {r['pid']}  {'head' if r['head'] else 'worker'}"
-        + (f"  port {r['port']}" if r.get("port") else ""),
-        f"  resources used: {res}",
-        "  tasks: " + ", ".join(f"{k} {v}" for k, v in t.items()),
-        f"  workers: {len(r['workers'])} (" + ", ".join(f"{k} {v}" for k, v in sorted(ws.items())) + ")",
-        f"  drivers: {len(r['drivers'])}",
-        f"  objects: {r['objects']['objects']} "
-        f"(inline {_mb(r['objects']['inline_bytes'])}, shared memory {_mb(r['objects']['plasma_bytes'])})",
-    ]
-    if st and "capacity" in st:
-        lines.append(f"  object store: {_mb(st.get('used', 0))} of {_mb(st['capacity'])} used"
-                     + (f", {_mb(st.get('spilled_bytes', 0))} spilled" if st.get("spilled_bytes") else ""))
-    mem = r.get("memory") or {}
-    if mem.get("total"):
-        lines.append(f"  memory: {_mb(mem['used'])} of {_mb(mem['total'])} used; monitor kills above "
-                     f"{mem['threshold']:.0%} ({mem['kills']} so far)")
-    elif mem and not mem.get("enabled"):
-        lines.append("  memory monitor: off")
-    cl = r.get("cluster")
-    if cl and cl.get("nodes"):
-        lines.append(f"  cluster (head, serving {cl['address']}): {len(cl['nodes'])} nodes")
-        for n in cl["nodes"]:
-            tot, av = n["resources"], n["available"]
-            cpu = f"CPU {tot.get('CPU', 0) - av.get('CPU', 0):g}/{tot.get('CPU', 0):g}" if av else ""
-            lines.append(f"    {n['node_id'][:12]} {n['host']} pid {n['pid']} "
-                         f"{'alive' if n['alive'] else 'DEAD'} {cpu} backlog {n['backlog']} "
-                         f"placed {n['placed']}")
-    elif cl:
-        lines.append(f"  member of the cluster at {cl['address']}")
-    if r["infeasible"]:
-        lines.append("  pending, no node can run them:")
-        for i in r["infeasible"][:10]:
-            lines.append(f"    {i['name']}() needs {i['resources']}")
-    return "\n".join(lines)
+    # A head shows its whole cluster; the nodes of this machine in that cluster are in it.
+    heads = [r for r in reports if (r.get("cluster") or {}).get("head")]
+    covered = {n["node_id"] for h in heads for n in h["cluster"].get("nodes", ())}
+    shown = heads + [r for r in reports if r not in heads and r["node_id"] not in covered]
+    print("\n\n".join(format_status(r, r.get("task_events")) for r in shown))
+    for line in silent:
+        print(f"actorscoop: no answer from {line}", file=sys.stderr)
+    return 1 if silent else 0
 
 
 def _mb(n):
@@ -360,6 +397,27 @@ def cmd_memory(args):
         print(f"  total: {s['objects']} objects, inline {_mb(s['inline_bytes'])}, "
               f"shared memory {_mb(s['plasma_bytes'])}")
     return 0
+
+
+def cmd_timeline(args):
+    from . import _timeline
+    from ._logs import select_nodes
+    nodes = select_nodes(args.node)
+    node = nodes[0] if args.node else next((n for n in nodes if n.get("head") and not n.get("embedded")),
+                                           next((n for n in nodes if n.get("head")), nodes[0]))
+    print(f"Asking node {node['node_id'][:12]} (pid {node['pid']}) for the recent tasks ...", flush=True)
+    timeline = request(node, "timeline", timeout=60.0)
+    trace = _timeline.chrome_trace(timeline)
+    _timeline.write(trace, args.output)
+    tasks = sum(1 for e in trace if e["ph"] == "X" and e["cat"] == "task")
+    print(f"Wrote {tasks:,} tasks to {args.output}: open it in chrome://tracing or "
+          "https://ui.perfetto.dev", flush=True)
+    return 0
+
+
+def cmd_logs(args):
+    from ._logs import cmd_logs as show
+    return show(args)
 
 
 # ---------------------------------------------------------------------- launcher

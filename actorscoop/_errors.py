@@ -1,5 +1,6 @@
 """Error values as they travel: building them in workers and raylets, raising them in
 readers. Only this module knows their wire form."""
+import io
 import pickle
 import traceback
 
@@ -75,3 +76,53 @@ def unpack(data) -> BaseException:
 
 def is_actorscoop_error(exc) -> bool:
     return isinstance(exc, ActorScoopError)
+
+
+# ---------------------------------------------------------------- describing (task events)
+_MAX_MESSAGE, _MAX_TRACEBACK = 2000, 20000
+
+
+def describe(data, trusted=True) -> list:
+    """[error type, message, traceback text] of an error value, for task events.
+
+    ``trusted=False`` (in a raylet) never imports or runs user code: only actorscoop's
+    and Python's built-in exception classes are rebuilt; any other error is described
+    as a TaskError without details."""
+    if isinstance(data, list) and data and data[0] == "dep":
+        _, _task_name, upstream_oid, upstream = data
+        up_type, up_message, up_tb = describe(upstream, trusted)
+        return ["TaskError", _cut(f"argument object {upstream_oid.hex()[:12]} failed upstream "
+                                  f"({up_type}: {up_message}), so this task did not run",
+                                  _MAX_MESSAGE), up_tb]
+    try:
+        exc = pickle.loads(data) if trusted else _SafeUnpickler(io.BytesIO(data)).load()
+    except Exception:
+        return ["TaskError", "(an error this node cannot read; the task's result holds it)", ""]
+    if isinstance(exc, TaskError):
+        cause = exc.cause
+        tb = exc.remote_traceback or ""
+        if cause is not None:
+            return [type(cause).__name__, _cut(str(cause), _MAX_MESSAGE), _cut(tb, _MAX_TRACEBACK)]
+        last = tb.rstrip().rpartition("\n")[2]
+        kind, sep, message = last.partition(": ")
+        return [kind if sep else "TaskError", _cut(message if sep else last, _MAX_MESSAGE),
+                _cut(tb, _MAX_TRACEBACK)]
+    if isinstance(exc, BaseException):
+        return [type(exc).__name__, _cut(str(exc), _MAX_MESSAGE), ""]
+    return ["TaskError", _cut(repr(exc), _MAX_MESSAGE), ""]
+
+
+def _cut(text, limit):
+    return text if len(text) <= limit else text[:limit] + f"... ({len(text) - limit} more characters)"
+
+
+class _SafeUnpickler(pickle.Unpickler):
+    """Rebuilds only actorscoop's errors and Python's built-in exceptions."""
+
+    def find_class(self, module, name):
+        import builtins
+        if module == "actorscoop.exceptions" or (
+                module == "builtins" and isinstance(getattr(builtins, name, None), type)
+                and issubclass(getattr(builtins, name), BaseException)):
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"{module}.{name} is not rebuilt in a raylet")

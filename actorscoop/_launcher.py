@@ -10,7 +10,8 @@ from .exceptions import ActorScoopError
 
 
 def launch_node(session_dir, num_cpus, resources=None, object_store_memory=None, port=None,
-                head=True, embedded=True, config=None, timeout=60.0, cluster=None):
+                head=True, embedded=True, config=None, timeout=60.0, cluster=None,
+                dashboard=None):
     """Start ``python -m actorscoop.node``; return (Popen, node info dict).
 
     Every node starts in its own session (a Ctrl-C in the terminal does not reach it).
@@ -22,6 +23,10 @@ def launch_node(session_dir, num_cpus, resources=None, object_store_memory=None,
     ``cluster``: None for a node of its own, else a dict: ``{"token": T, "host": H}`` makes
     it the head of a cluster serving H:port (port 0: any free one, reported in the info),
     ``{"token": T, "join": "HOST:PORT"}`` makes it join that head.
+
+    ``dashboard``: None for none, else ``{"host": H, "port": P}`` (port None: 8265, or any
+    free port when it is taken); the info then holds its ``dashboard`` URL and a
+    ``dashboard_note`` to show (a default port that was taken), maybe ''.
     """
     r, w = os.pipe()
     life_r = life_w = None
@@ -36,6 +41,10 @@ def launch_node(session_dir, num_cpus, resources=None, object_store_memory=None,
         cmd.append("--head")
     if not embedded:
         cmd.append("--detached")
+    if dashboard is not None:
+        cmd += ["--dashboard-host", dashboard.get("host") or "127.0.0.1"]
+        if dashboard.get("port") is not None:
+            cmd += ["--dashboard-port", str(int(dashboard["port"]))]
     env = None
     if cluster is not None:
         env = dict(os.environ, ACTORSCOOP_TOKEN=cluster["token"])  # not argv: ps shows argv

@@ -19,17 +19,24 @@ from .transport._secure import new_credentials
 
 
 class Cluster:
-    def __init__(self, nodes=({"num_cpus": 1},), config=None, object_store_memory=64 << 20):
+    def __init__(self, nodes=({"num_cpus": 1},), config=None, object_store_memory=64 << 20,
+                 include_dashboard=False, dashboard_host="127.0.0.1", dashboard_port=0):
         """``nodes``: one dict of ``launch_node`` options per node (num_cpus, resources);
-        the first is the head."""
+        the first is the head. ``include_dashboard``: the head serves the dashboard on
+        ``dashboard_host:dashboard_port`` (default: any free port of 127.0.0.1); its
+        address is ``dashboard_url``, and a dashboard not bound to loopback needs the
+        cluster token, ``creds.token``."""
         self.creds = new_credentials()
         self.config = dict(config or {})
         self.object_store_memory = object_store_memory
         self.nodes = []  # (Popen, info, lifeline fd)
+        dashboard = {"host": dashboard_host, "port": dashboard_port} if include_dashboard else None
         try:
             head, *rest = nodes
-            self._start(head, {"token": self.creds.token, "host": "127.0.0.1"}, head=True)
+            self._start(head, {"token": self.creds.token, "host": "127.0.0.1"}, head=True,
+                        dashboard=dashboard)
             self.address = f"127.0.0.1:{self.nodes[0][1]['port']}"
+            self.dashboard_url = self.nodes[0][1].get("dashboard")
             for spec in rest:
                 self.add_node(**spec)
         except BaseException:
@@ -42,11 +49,11 @@ class Cluster:
                     {"token": self.creds.token, "join": self.address}, head=False)
         return len(self.nodes) - 1
 
-    def _start(self, spec, cluster, head):
+    def _start(self, spec, cluster, head, dashboard=None):
         proc, info, lifeline = launch_node(
             _session.new_session_dir(), spec.get("num_cpus", 1), spec.get("resources"),
             self.object_store_memory, port=0 if head else None, head=head, embedded=True,
-            config=self.config, cluster=cluster)
+            config=self.config, cluster=cluster, dashboard=dashboard)
         self.nodes.append((proc, info, lifeline))
 
     def info(self, index):

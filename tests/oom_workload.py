@@ -96,7 +96,7 @@ def main(workdir, threshold, cap):
         out["actor"] = error_fields(exc)
     out["actor_pid_after"] = asc.get(actor.pid.remote(), timeout=60)
     status = asc._api.status()
-    out["status_memory"] = status["memory"]
+    out["status_memory"] = status["memory_monitor"]
     out["node_pids"] = [status["pid"], status["store"].get("store_pid")]
     asc.shutdown()
     print("RESULT " + json.dumps(out), flush=True)

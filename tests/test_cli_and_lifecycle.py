@@ -77,7 +77,7 @@ def test_start_status_connect_stop(tmp_path):
             assert d.returncode == 0, d.stderr
             assert "RESULT 42" in d.stdout and nodes[0]["node_id"] in d.stdout
         text = cli("status", env=env)
-        assert "CPU 0/1" in text.stdout and "workers:" in text.stdout
+        assert "CPU 0/1" in text.stdout and "WORKERS" in text.stdout and "Tasks:" in text.stdout
         mem = cli("memory", env=env)
         assert mem.returncode == 0 and "total:" in mem.stdout
         again = cli("start", "--head", "--port", str(port), env=env)
@@ -117,7 +117,7 @@ def test_public_names_are_pinned():
         "init", "shutdown", "is_initialized", "remote", "get", "put", "wait", "cancel",
         "get_runtime_context", "RuntimeContext", "nodes", "cluster_resources",
         "available_resources", "ObjectRef", "RemoteFunction", "exceptions", "__version__",
-        "ActorClass", "ActorHandle", "get_actor", "kill", "method", "tqdm"])
+        "ActorClass", "ActorHandle", "get_actor", "kill", "method", "timeline", "tqdm"])
     assert sorted(asc.exceptions.__all__) == sorted([
         "ActorScoopError", "TaskError", "GetTimeoutError", "WorkerCrashedError",
         "TaskCancelledError", "ObjectLostError", "NodeDiedError", "RuntimeNotInitializedError",

@@ -196,9 +196,9 @@ def test_status_on_the_head_lists_every_node(cluster):
         nodes = asc._api.status().get("cluster", {}).get("nodes", [])
         return len([n for n in nodes if n["alive"]]) >= 3
     wait_for(listed, 30, what="3 live nodes in the head's status")
-    from actorscoop._cli import format_status
-    text = format_status(asc._api.status())
-    assert "cluster (head" in text and cluster.info(2)["node_id"][:12] in text
+    from actorscoop._status_text import format_status
+    text = format_status(asc._api.status(), asc._api.status("tasks"))
+    assert "Cluster at" in text and cluster.info(2)["node_id"][:12] in text
 
 
 def test_a_wrong_token_is_refused_fast_with_a_clear_error(cluster, tmp_path, monkeypatch):

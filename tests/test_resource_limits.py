@@ -216,9 +216,9 @@ def test_a_node_above_its_threshold_kills_the_running_task(fresh_node):
     assert "not retried (max_retries=2)" in text and "caller's only task" in text
     assert "/proc/meminfo" in text or "cgroup" in text
     assert "num_cpus" in text and "ACTORSCOOP_MEMORY_USAGE_THRESHOLD" in text
-    assert status["memory"]["enabled"] and status["memory"]["kills"] == 1
-    from actorscoop._cli import format_status
-    assert "monitor kills above 0% (1 so far)" in format_status(status)
+    assert status["memory_monitor"]["enabled"] and status["memory_monitor"]["kills"] == 1
+    from actorscoop._status_text import format_status
+    assert "kills a worker above 0% (1 so far)" in format_status(status)
 
 
 def test_the_monitor_can_be_turned_off(fresh_node):
@@ -231,9 +231,9 @@ def test_the_monitor_can_be_turned_off(fresh_node):
 
     assert asc.get(quick.remote(), timeout=60) > 0
     status = asc._api.status()
-    assert status["memory"] == {"enabled": False, "threshold": 0.001, "refresh_ms": 0.0, "kills": 0}
-    from actorscoop._cli import format_status
-    assert "memory monitor: off" in format_status(status)
+    assert status["memory_monitor"] == {"enabled": False, "threshold": 0.001, "refresh_ms": 0.0, "kills": 0}
+    from actorscoop._status_text import format_status
+    assert "Memory monitor: off" in format_status(status)
 
 
 @pytest.fixture

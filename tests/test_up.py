@@ -144,7 +144,7 @@ def test_up_starts_a_node_per_host_and_down_stops_everything(env):
     members = {n["node_id"] for n in head["cluster"]["nodes"] if n["alive"]}
     assert members == {state["head"]["node_id"], nodes["h1"]["node_id"], nodes["h2"]["node_id"]}
     text = cli("status").stdout
-    assert f"cluster (head, serving 127.0.0.1:{port}): 3 nodes" in text
+    assert f"Cluster at 127.0.0.1:{port}: 3 nodes alive" in text
 
     # Each node has a host:<name> resource: a task asking for it runs on that host.
     driver = textwrap.dedent("""

@@ -27,10 +27,15 @@ def main(argv=None):
                    help="head of a cluster: serve other nodes on --host:--port (token in ACTORSCOOP_TOKEN)")
     p.add_argument("--host", default="127.0.0.1", help="address the head binds (with --cluster)")
     p.add_argument("--join", default=None, help="HOST:PORT of the head to join (token in ACTORSCOOP_TOKEN)")
+    p.add_argument("--dashboard-host", default=None,
+                   help="serve the dashboard on this address (default: no dashboard)")
+    p.add_argument("--dashboard-port", type=int, default=None,
+                   help="with --dashboard-host: its port (default 8265, or any free port when "
+                        "8265 is taken; 0: any free port)")
     a = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="raylet %(levelname)s %(name)s: %(message)s")
     ready = os.fdopen(a.ready_fd, "w") if a.ready_fd is not None else None
-    r = None
+    r = dashboard = None
     try:
         from .. import _session
         from ._raylet import Raylet
@@ -42,23 +47,33 @@ def main(argv=None):
             if not token:
                 raise ValueError("a cluster node needs the cluster token in ACTORSCOOP_TOKEN")
             r.attach_cluster(Credentials.from_token(token), join=a.join, host=a.host, port=a.port)
+        if a.dashboard_host is not None:
+            from ..dashboard import _launch
+            dashboard = _launch.start(a.dashboard_host, a.dashboard_port, r.sock_path,
+                                      token if a.cluster else None,
+                                      os.path.join(a.session_dir, "logs", "dashboard.log"))
         r.start_store()
         r.install_signal_handlers()
         if a.lifeline_fd is not None:
             r.watch_lifeline(a.lifeline_fd)
-        _session.write_node_file({**r.node_info(), "embedded": not a.detached})
+        info = r.node_info()
+        if dashboard is not None:
+            info.update(dashboard=dashboard.url, dashboard_note=dashboard.note)
+        _session.write_node_file({**info, "embedded": not a.detached})
         r.prestart_workers(int(max(1, a.num_cpus)))
     except Exception as exc:
         if ready is not None:
             ready.write(json.dumps({"error": f"{type(exc).__name__}: {exc}"}) + "\n")
             ready.close()
+        if dashboard is not None:
+            dashboard.stop()
         if r is not None:  # leave nothing behind: workers, store, socket files
             r.shutdown()
         from .. import _session as s
         s.cleanup_session(a.session_dir)
         raise
     if ready is not None:
-        ready.write(json.dumps({"ready": r.node_info()}) + "\n")
+        ready.write(json.dumps({"ready": info}) + "\n")
         ready.close()
     profile = os.environ.get("ACTORSCOOP_PROFILE_RAYLET")  # a path: cProfile stats go there
     try:
@@ -68,6 +83,8 @@ def main(argv=None):
         else:
             r.serve()
     finally:
+        if dashboard is not None:
+            dashboard.stop()
         from .. import _session as s
         s.cleanup_session(a.session_dir)
     return 0

@@ -235,7 +235,9 @@ class ClusterLink:
         else:
             log.warning("dropped an unexpected %s from the head", t.__name__)
 
-    def tick(self):
+    def tick(self, events):
+        """Every second: heartbeat; a member also sends its task events (``events``: the
+        batch its raylet just folded) and what it runs now."""
         r = self.r
         store_used = 0
         self.to_head(P.Heartbeat(r.node_id, dict(r.scheduler.available), r.scheduler.backlog(),
@@ -244,6 +246,11 @@ class ClusterLink:
             self.head.tick()
         else:
             self.to_head(P.ClusterStatusRequest(0))  # its answer also tells us the head lives
+            if not self.head_lost:
+                from ._events import current
+                self.to_head(P.TaskEvents(r.node_id, events["rows"], events["n"], events["newest"],
+                                          events["counts"], events["failures"], events["origins"],
+                                          current(r)))
             self._watch_head()
         self.transfer.tick()
 
@@ -325,6 +332,7 @@ class ClusterLink:
     def spill(self, task):
         spec = task.spec
         task.remote = True
+        self.r.task_log.origins.append((spec.task_id, task.submitted, task.submitter))
         backlog = self.r.scheduler.backlog() + len(self.r.events)
         self.to_head(P.SpillTask(self.r.node_id, list(spec), self._portable_deps(spec),
                                  self._function(spec.function_id), backlog))
@@ -349,6 +357,7 @@ class ClusterLink:
 
     def route_call(self, task):
         task.remote = True
+        self.r.task_log.origins.append((task.spec.task_id, task.submitted, task.submitter))
         self.to_head(P.RouteCall(self.r.node_id, list(task.spec), self._portable_deps(task.spec)))
 
     def kv_forward(self, ident, rec):

@@ -4,7 +4,7 @@ import asyncio
 import concurrent.futures
 import inspect
 import threading
-
+import time
 
 
 class Concurrency:
@@ -28,8 +28,9 @@ class Concurrency:
             self.pool.submit(self._run_thread, spec)
 
     def _run_thread(self, spec):
+        start = time.time()
         results, retryable = self.core.execute(spec)
-        self.core._finish(spec, results, retryable)
+        self.core._finish(spec, results, retryable, start)
 
     def _run_loop(self):
         asyncio.set_event_loop(self.loop)
@@ -42,6 +43,7 @@ class Concurrency:
             self.sem = asyncio.Semaphore(self.limit)
         core = self.core
         async with self.sem:
+            start = time.time()
             phase = "loading the function"
             try:
                 fn = core._load(spec)
@@ -55,7 +57,7 @@ class Concurrency:
                 results, retryable = core._store(spec, value), False
             except BaseException as exc:
                 results, retryable = core.failure(spec, exc, phase)
-            core._finish(spec, results, retryable)
+            core._finish(spec, results, retryable, start)
 
 
 def _new_loop():

@@ -93,10 +93,10 @@ class DirectServer:
     def answer(self, spec, results):
         """Send a direct call's results to its caller. Results the raylet must manage (in
         plasma, or holding refs) are first registered with it for the caller; if the caller
-        is gone, plasma results are deleted."""
+        is gone, plasma results are deleted. Returns the caller's identity (b"" if unknown)."""
         peer = self.origin.pop(spec.task_id, None)
         if peer is None:
-            return
+            return b""
         caller = self.callers.get(peer.fd)
         adopt = any(kind == P.VALUE_PLASMA or contained for _o, kind, _d, _s, contained in results)
         if adopt and caller is not None:
@@ -111,6 +111,7 @@ class DirectServer:
         except ConnectionClosed:
             if adopt and caller is None:
                 self._delete_plasma(results)
+        return caller or b""
 
     def _flush_blocking(self, peer, timeout_s=30.0):
         """The caller reads slowly: wait until the socket takes the rest of the answer."""

@@ -14,6 +14,7 @@ import time
 
 from .. import protocol as P
 from .. import scheduler as S
+from ._event_view import checked_snapshot
 
 log = logging.getLogger("actorscoop.head")
 
@@ -114,10 +115,27 @@ class HeadService:
             self.link.r.kv.put(("node", ident) if ident is not None else None, rec)
         elif t is P.KVGet:
             self.link.r.kv.get(("node", ident) if ident is not None else None, rec)
+        elif t is P.TaskEvents:
+            self._task_events(node, rec)
         elif t is P.ClusterStatusRequest:
             self.link.send_to(ident, P.ClusterStatusReply(rec.request_id, self.table()))
         else:
             log.warning("head ignored an unexpected %s", t.__name__)
+
+    def _task_events(self, node, rec):
+        """A member's task events join the cluster's view (what="tasks", "timeline")."""
+        if rec.node_id != node.load.node_id:
+            log.warning("dropped task events sent for node %s by node %s", rec.node_id.hex()[:8],
+                        node.load.node_id.hex()[:8])
+            return
+        view = self.link.r.task_view
+        try:
+            dropped = view.ingest(rec.node_id, rec._asdict(), time.time(), trusted=False)
+        except (TypeError, AttributeError) as exc:  # not a batch at all
+            dropped = str(exc)
+        if dropped:
+            log.warning("dropped malformed task events from node %s (%s)", rec.node_id.hex()[:8], dropped)
+        view.set_current(rec.node_id, checked_snapshot(rec.current))
 
     def _join(self, ident, rec):
         if rec.version != P.PROTOCOL_VERSION:

@@ -16,6 +16,8 @@ from .. import scheduler as S
 from .._ids import random_id
 from ..exceptions import ObjectLostError, TaskCancelledError, WorkerCrashedError
 from ._actors import ActorManager
+from ._event_view import EventView
+from ._events import FAILED, FINISHED, RETRIED, TaskLog
 from ._kv import KVStore
 from ._loop import Loop, drain_fd, who
 from ._memory_monitor import MemoryMonitor
@@ -38,18 +40,19 @@ class _Client:
 
 class _TaskRecord:
     __slots__ = ("spec", "submitter", "attempts", "cancelled", "pins", "missing", "watched",
-                 "started", "started_at", "job", "owner", "remote", "forwarded", "fenced")
+                 "started", "started_at", "job", "owner", "remote", "forwarded", "fenced", "submitted")
 
     def __init__(self, spec, submitter, pins):
         self.spec = spec
         self.submitter = submitter
+        self.submitted = time.time()  # for the task events (node/_events.py)
         self.attempts = 0
         self.cancelled = False
         self.pins = pins  # object ids this task keeps alive until it ends
         self.missing = ()  # actor calls: argument ids not ready yet
         self.watched = False  # the submitter wants a TaskStarted
         self.job = submitter  # the driver whose work this is (set by the raylet)
-        self.started = False
+        self.started = 0.0  # when it started running (time.time()), 0 until then
         self.started_at = None  # time.monotonic() its current attempt started on a worker
         self.owner = None  # node id of the node that owns it, when run here for another node
         self.remote = False  # ours, spilled: another node runs it
@@ -73,13 +76,19 @@ class Raylet:
             pipeline_depth=int(self.config.get("pipeline_depth", 8))))
         self.objects = ObjectTable()
         self.actors = ActorManager(self)
-        self.workers = WorkerTable(os.path.join(session_dir, "logs"))
+        self.workers = WorkerTable(os.path.join(session_dir, "logs"),
+                                   int(self.config.get("worker_log_max_bytes", 64 << 20)))
         self.clients = {}
         self.functions = {}
         self.tasks = {}
         self.outbox = collections.defaultdict(list)
         self.events = []  # scheduler events of this loop turn
         self.kv = KVStore(self)
+        self.task_log = TaskLog(self.node_id)  # task events (see _events.py): the rows of
+        self._ended = self.task_log.ended  # ended attempts, appended on the hot path
+        self.task_view = EventView(max_rows=int(self.config.get("task_event_rows", 100_000)))
+        # ... folded into the view once a second (on the head: the cluster's view)
+        self._described = {}  # packed error -> its description (see _describe)
         self.dead_workers = {}  # worker id -> (pid, exit code), the most recent ones
         self.idle_seen = {}  # worker id -> when it was first seen idle
         self.warned_infeasible = set()
@@ -117,7 +126,7 @@ class Raylet:
             P.KillActor: lambda ident, rec: self.actors.kill(rec.actor_id, rec.no_restart),
             P.WatchStart: self._on_watch_start, P.ReturnAddress: self._on_return_address,
             P.Promote: self._on_promote, P.AdoptResults: self._on_adopt,
-            P.InterruptCall: self._on_interrupt_call,
+            P.InterruptCall: self._on_interrupt_call, P.CallsDone: self._on_calls_done,
         }
         self._instr = {
             S.Dispatch: self._do_dispatch, S.StartWorker: self._do_start_worker,
@@ -561,13 +570,23 @@ class Raylet:
         if w is not None:
             self._forward_log(w)
         task = self.tasks.get(rec.task_id)
+        pid = w.pid if w is not None else 0
         if task is None:
             creation = self.actors.creation_of(ident, rec.task_id)
             if creation is not None:
+                self._record(creation, ident, pid, rec.start, rec.end,
+                             FINISHED if rec.error is None else FAILED, rec.error)
                 self._resolve(creation, rec.results, rec.delivered)
                 self.actors.call_done(creation, rec)
             return
-        if task.spec.actor_id is not None:
+        spec = task.spec
+        if rec.retryable and task.attempts < spec.max_retries and not task.cancelled \
+                and spec.actor_id is None:
+            state = RETRIED
+        else:
+            state = FINISHED if rec.error is None else FAILED
+        self._record(task, ident, pid, rec.start, rec.end, state, rec.error)
+        if spec.actor_id is not None:
             del self.tasks[rec.task_id]
             self._resolve(task, rec.results, rec.delivered)
             self.actors.call_done(task, rec)
@@ -581,8 +600,7 @@ class Raylet:
             if nxt is not None:
                 self._mark_started(nxt)
         events = [S.TaskFinished(rec.task_id, ident)]
-        spec = task.spec
-        if rec.retryable and task.attempts < spec.max_retries and not task.cancelled:
+        if state == RETRIED:
             task.attempts += 1
             events.append(S.TaskSubmitted(rec.task_id, _resources(spec.resources), (), spec.name))
             self._feed(events)
@@ -655,8 +673,60 @@ class Raylet:
     def _on_interrupt_call(self, ident, rec):
         self.actors.interrupt(rec.actor_id, rec.task_id)
 
-    def _fail_returns(self, task, err):
+    # ------------------------------------------------------------------ task events (_events.py)
+    def _on_calls_done(self, ident, rec):
+        """An actor's process ran these direct calls (this raylet never saw them)."""
+        w = self.workers.by_id.get(ident)
+        pid = w.pid if w is not None else 0
+        for call in rec.calls:
+            try:
+                tid, name, start, end, error, caller = call
+                start, end = float(start), float(end)
+            except (TypeError, ValueError):
+                log.warning("dropped a malformed direct call report from %s", ident.hex()[:8])
+                continue
+            c = self.clients.get(caller)
+            self._ended.append((tid, name, self.node_id, ident, pid, start, start, end,
+                                FINISHED if error is None else FAILED, self.node_id,
+                                c.pid if c is not None else 0, error))
+
+    def _record(self, task, worker_id, pid, start, end, state, error):
+        """One ended attempt of ``task``, as a row of the task events (see _events.py)."""
+        c = self.clients.get(task.submitter)
+        self._ended.append((task.spec.task_id, task.spec.name, self.node_id, worker_id, pid,
+                            task.submitted, start, end, state, task.owner or self.node_id,
+                            c.pid if c is not None else 0, error))
+
+    def _describe(self, err):
+        """An error's [type, message, traceback] for the task events; the same error for
+        many tasks (a driver left, its queued tasks are cancelled) is read once."""
+        cached = self._described.get(err) if type(err) is bytes else None
+        if cached is None:
+            cached = _errors.describe(err, trusted=False)
+            if type(err) is bytes:
+                if len(self._described) >= 64:
+                    self._described.clear()
+                self._described[err] = cached
+        return cached
+
+    def fold_events(self):
+        """Move the rows of ended attempts into this node's view; returns the batch."""
+        clients = self.clients
+
+        def pid_of(ident):
+            c = clients.get(ident)
+            return c.pid if c is not None else 0
+        batch = self.task_log.take(pid_of)
+        self.task_view.ingest(self.node_id, batch, time.time())
+        return batch
+
+    def _fail_returns(self, task, err, ran_on=(b"", 0)):
+        """Fail a task's returns with ``err`` (it ended without a worker's answer; ``ran_on``:
+        (worker id, pid) of the worker it was running on, if any)."""
         spec = task.spec
+        now = time.time()
+        self._record(task, ran_on[0], ran_on[1], task.started or now if ran_on[0] else now, now,
+                     FAILED, self._describe(err))
         for oid in task.pins:
             self.objects.unpin(oid)
         results = [[spec.task_id + i.to_bytes(4, "big"), P.VALUE_ERROR, err, 0, []]
@@ -679,9 +749,8 @@ class Raylet:
         self._feed([S.CancelRequested(rec.task_id, rec.force)])
 
     def _on_status(self, ident, rec):
-        from ._status import node_status, memory_status
-        body = memory_status(self) if rec.what == "memory" else node_status(self)
-        self._send(ident, P.StatusReply(rec.request_id, body))
+        from ._status import answer
+        self._send(ident, P.StatusReply(rec.request_id, answer(self, rec.what)))
 
     def _on_stop(self, ident, rec):
         self._send(ident, P.StatusReply(0, {"stopping": True}))
@@ -767,7 +836,7 @@ class Raylet:
         """The task runs now: tell its submitter if it asked (WatchStart)."""
         task.started_at = time.monotonic()
         if not task.started:
-            task.started = True
+            task.started = time.time()
             if task.watched:
                 self._send(task.submitter, P.TaskStarted(task.spec.task_id))
 
@@ -823,16 +892,21 @@ class Raylet:
             log.warning("worker pid %s running %s() %s; retrying (attempt %d of %d)", pid, spec.name,
                         how if oom is None else "was killed by the memory monitor",
                         task.attempts + 1, spec.max_retries + 1)
+            now = time.time()
+            self._record(task, lost.worker_id, pid if pid != "?" else 0, task.started or now, now,
+                         RETRIED, ["WorkerCrashedError" if oom is None else "OutOfMemoryError",
+                                   f"its worker {how}" if oom is None else "killed by the memory monitor", ""])
             return [S.TaskSubmitted(spec.task_id, _resources(spec.resources), (), spec.name)]
         del self.tasks[lost.task_id]
+        ran_on = (lost.worker_id, pid if pid != "?" else 0)
         if oom is not None:
             return self._fail_returns(task, _errors.pack_exception(
-                oom.error(spec.name, task.attempts + 1, spec.max_retries)))
+                oom.error(spec.name, task.attempts + 1, spec.max_retries)), ran_on)
         return self._fail_returns(task, _errors.pack_exception(WorkerCrashedError(
             f"the worker process (pid {pid}) running task {spec.name}() {how}. It was tried "
             f"{task.attempts + 1} time(s) (max_retries={spec.max_retries}). If the task uses a "
             "lot of memory, give it fewer or smaller inputs; if native code crashes, check "
-            f"the worker log in {os.path.join(self.session_dir, 'logs')}")))
+            f"the worker log in {os.path.join(self.session_dir, 'logs')}")), ran_on)
 
     def _do_interrupt(self, instr):
         w = self.workers.by_id.get(instr.worker_id)
@@ -949,8 +1023,13 @@ class Raylet:
                 log.exception("could not delete %d objects from the plasma store", len(pending))
 
     def _tick(self):
+        try:
+            batch = self.fold_events()
+        except Exception:  # the node goes on without these events
+            log.exception("could not fold the task events of the last second")
+            batch = {"rows": b"", "n": 0, "newest": 0.0, "counts": {}, "failures": [], "origins": []}
         if self.cluster is not None:
-            self.cluster.tick()
+            self.cluster.tick(batch)
         self.actors.forget_dead()
         self._retire_idle_workers()
         self._reclaim_stuck()

@@ -1,7 +1,48 @@
-"""What `actorscoop status` and `actorscoop memory` report about a raylet."""
+"""What a raylet answers to ``StatusRequest(what)``: "status" and "memory" (`actorscoop
+status`, `actorscoop memory`), "tasks" and "timeline" (the task events: node/_events.py;
+on the head they are the whole cluster's)."""
 import os
+import time
 
 from .. import protocol as P
+from ._events import current, memory
+
+
+def answer(r, what) -> dict:
+    if what == "memory":
+        return memory_status(r)
+    if what == "tasks":
+        return tasks_status(r)
+    if what == "timeline":
+        return timeline_status(r)
+    if isinstance(what, str) and what.startswith("timeline:"):  # "timeline:<since>": newer only
+        try:
+            since = float(what.partition(":")[2])
+        except ValueError:
+            return {"error": f"{what!r}: say timeline:<time.time() seconds>"}
+        return timeline_status(r, since)
+    return node_status(r)
+
+
+def _fresh_view(r):
+    """This node's view with everything up to now in it; the live node ids whose snapshots
+    count (None: this node alone)."""
+    r.fold_events()
+    r.task_view.set_current(r.node_id, current(r))
+    head = r.cluster.head if r.cluster is not None else None
+    if head is None:
+        return r.task_view, None
+    return r.task_view, {nid for nid, n in head.nodes.items() if n.load.alive}
+
+
+def tasks_status(r) -> dict:
+    view, alive = _fresh_view(r)
+    return view.tasks(time.time(), alive)
+
+
+def timeline_status(r, since=None) -> dict:
+    view, alive = _fresh_view(r)
+    return view.timeline(time.time(), alive, since)
 
 
 def node_status(r) -> dict:
@@ -28,10 +69,14 @@ def node_status(r) -> dict:
         "infeasible": [{"task_id": t.hex(), "name": n, "resources": res} for t, n, res in sch.infeasible()],
         "workers": workers, "drivers": drivers,
         "objects": r.objects.summary(), "store": store, "actors": r.actors.report(),
-        "memory": r.memory.report(),
+        "memory": memory(), "memory_monitor": r.memory.report(),
     }
     if r.cluster is not None:
-        body["cluster"] = r.cluster.report()
+        body["cluster"] = report = r.cluster.report()
+        if report.get("nodes") and r.cluster.head is not None:
+            r.task_view.set_current(r.node_id, current(r))
+            extras = r.task_view.node_extras()  # workers, store, memory of each node
+            report["nodes"] = [{**n, **extras.get(n["node_id"], {})} for n in report["nodes"]]
     return body
 
 

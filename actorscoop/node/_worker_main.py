@@ -85,6 +85,8 @@ class WorkerCore(CoreClient):
         # Called with each task's spec as it ends; True: the result goes through the
         # raylet, after the task's output (_tqdm.py: a task's last progress-bar states).
         self.task_end_hooks = []
+        self._direct_calls = collections.deque()  # direct calls run, not yet reported to the raylet
+        self._direct_reported = time.monotonic()
         for rec in early:
             self._handle(rec)
 
@@ -255,7 +257,9 @@ class WorkerCore(CoreClient):
                 self._send([P.ReturnTasks(self._take_queued())])
             if _refcount.pending():
                 self._send([])  # refs the finished task dropped: report them now
-            self._recv_and_handle(1000)
+            if self._direct_calls:
+                self._report_direct_calls()
+            self._recv_and_handle(1000 if not self._direct_calls else 500)
 
     def on_sigint(self, signum, frame):
         if self._ctrl_fd is not None:
@@ -284,6 +288,7 @@ class WorkerCore(CoreClient):
 
     # ------------------------------------------------------------------ running a task
     def _run_one(self, spec):
+        start = time.time()
         if spec.task_id in self._cancelled:
             self._cancelled.discard(spec.task_id)
             try:  # the raylet counts the function as sent: keep it for later tasks
@@ -291,7 +296,7 @@ class WorkerCore(CoreClient):
             except BaseException:
                 pass
             self._finish(spec, self._error_results(spec, _errors.pack_exception(
-                TaskCancelledError(f"task {spec.name}() was cancelled before it started"))), False)
+                TaskCancelledError(f"task {spec.name}() was cancelled before it started"))), False, start)
             return
         self._running.append(spec)
         try:
@@ -301,7 +306,7 @@ class WorkerCore(CoreClient):
             self._cancelled.discard(spec.task_id)
         if spec.method == "__init__" and self.actor is not None and self._direct_server is None:
             self._listen_direct(spec.actor_id)  # before the raylet hears the actor is up
-        self._finish(spec, results, retryable)
+        self._finish(spec, results, retryable, start)
         if spec.method == "__init__" and self.actor is not None:
             self._maybe_concurrent(spec.concurrency)
 
@@ -367,7 +372,8 @@ class WorkerCore(CoreClient):
             while self._queue:  # calls that arrived with the constructor
                 self._concurrency.submit(self._queue.popleft())
 
-    def _finish(self, spec, results, retryable):
+    def _finish(self, spec, results, retryable, start):
+        """Send a task's results (``start``: when it started, time.time())."""
         direct = True
         for hook in self.task_end_hooks:
             if hook(spec):
@@ -377,13 +383,25 @@ class WorkerCore(CoreClient):
             sys.stderr.flush()
         except (OSError, ValueError):
             pass
+        error = _errors.describe(results[0][2]) if results and results[0][1] == P.VALUE_ERROR else None
         if self._direct_server is not None and self._direct_server.owns(spec.task_id):
-            self._direct_server.answer(spec, results)
+            caller = self._direct_server.answer(spec, results)
+            self._direct_calls.append([spec.task_id, spec.name, start, time.time(), error, caller])
             return
         delivered = False
         if spec.reply_to and not retryable and direct:  # a retried task's error must not reach it
             delivered = self._deliver(spec.reply_to, results)
-        self._send([P.TaskDone(spec.task_id, results, retryable, delivered)])
+        self._send([P.TaskDone(spec.task_id, results, retryable, delivered, start, time.time(), error)])
+
+    def _report_direct_calls(self):
+        """Tell the raylet about the direct calls run since the last report: at most about
+        twice a second, or when many piled up (any thread may append to the list)."""
+        now = time.monotonic()
+        calls = self._direct_calls
+        if calls and (len(calls) >= 1000 or now - self._direct_reported >= 0.5):
+            self._direct_reported = now
+            batch = [calls.popleft() for _ in range(len(calls))]  # threads may append meanwhile
+            self._send([P.CallsDone(batch)])
 
     def _listen_direct(self, actor_id):
         from ._direct_server import DirectServer, socket_path

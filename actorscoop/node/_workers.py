@@ -1,4 +1,8 @@
-"""The raylet's table of worker processes: ids, pids, log and control pipes."""
+"""The raylet's table of worker processes: ids, pids, log and control pipes.
+
+What a worker prints goes to its raylet through a pipe; the raylet forwards it to the
+driver and keeps it in ``<session>/logs/worker-<pid>.log`` (`actorscoop logs`), which
+rotates to ``worker-<pid>.log.1`` when it passes ``log_max_bytes``."""
 import os
 import signal
 
@@ -7,7 +11,7 @@ from .._ids import random_id
 
 class WorkerProc:
     __slots__ = ("worker_id", "pid", "log_fd", "ctrl_fd", "functions", "connected",
-                 "log_file", "partial", "exit_code", "actor_id", "log_eof", "reclaiming")
+                 "log_file", "partial", "exit_code", "actor_id", "log_eof", "log_bytes", "reclaiming")
 
     def __init__(self, worker_id, log_fd, ctrl_fd):
         self.worker_id = worker_id
@@ -17,6 +21,7 @@ class WorkerProc:
         self.functions = set()  # function ids it has been sent
         self.connected = False
         self.log_file = None
+        self.log_bytes = 0  # written to log_file
         self.partial = b""
         self.exit_code = None
         self.actor_id = None  # set for an actor's dedicated process
@@ -25,8 +30,9 @@ class WorkerProc:
 
 
 class WorkerTable:
-    def __init__(self, log_dir):
+    def __init__(self, log_dir, log_max_bytes=64 << 20):
         self.log_dir = log_dir
+        self.log_max_bytes = log_max_bytes
         self.by_id = {}
         self.by_pid = {}
         self.by_log_fd = {}
@@ -48,8 +54,11 @@ class WorkerTable:
         if w is not None and w.pid is None:
             w.pid = pid
             self.by_pid[pid] = w
-            w.log_file = open(os.path.join(self.log_dir, f"worker-{pid}.log"), "ab", buffering=0)
+            w.log_file = open(self._log_path(pid), "ab", buffering=0)
         return w
+
+    def _log_path(self, pid):
+        return os.path.join(self.log_dir, f"worker-{pid}.log")
 
     def remove(self, w):
         self.by_id.pop(w.worker_id, None)
@@ -82,12 +91,28 @@ class WorkerTable:
             return []
         data = w.partial + b"".join(chunks)
         if w.log_file is not None:
-            w.log_file.write(b"".join(chunks))
+            self._keep(w, b"".join(chunks))
         head, sep, tail = data.rpartition(b"\n")
         w.partial = _last_redraw(tail)
         if not sep:
             return []
         return head.decode("utf-8", "replace").split("\n")
+
+    def _keep(self, w, data):
+        """Append a worker's output to its log file; past the bound, start a new file (the
+        old one stays as ``.1``, replacing an older ``.1``)."""
+        try:
+            if w.log_bytes + len(data) > self.log_max_bytes and w.log_bytes:
+                w.log_file.close()
+                path = self._log_path(w.pid)
+                os.replace(path, path + ".1")
+                w.log_file = open(path, "ab", buffering=0)
+                w.log_bytes = 0
+            w.log_file.write(data)
+            w.log_bytes += len(data)
+        except (OSError, ValueError):  # a full disk must not stop the node (the driver still
+            # sees the output); ValueError: the file could not be opened again after a rotation
+            pass
 
     def signal(self, w, sig):
         if w.pid is not None:

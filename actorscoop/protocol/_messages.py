@@ -6,7 +6,7 @@ by :mod:`actorscoop._serialization` (``bytes`` or a list ``[stream, *buffers]``)
 """
 from typing import Any, NamedTuple, Optional
 
-PROTOCOL_VERSION = 3  # 3: object transfers sealed with AES-GCM (transport/_sealed.py)
+PROTOCOL_VERSION = 4  # 3: object transfers sealed with AES-GCM (transport/_sealed.py); 4: task events
 
 # How a value travels.
 VALUE_INLINE = 0  # data holds the serialized value
@@ -131,6 +131,16 @@ class TaskDone(NamedTuple):
     results: list
     retryable: bool  # an application error that retry_exceptions allows to retry
     delivered: bool  # the results went straight to the submitter (ExecuteTask.reply_to)
+    start: float  # when the worker started it and when it was done (time.time()), for
+    end: float  # the task events (status, timeline)
+    error: Optional[list]  # a failure: [error type, message, traceback text]; else None
+
+
+class CallsDone(NamedTuple):
+    """An actor's process tells its raylet about the direct calls it ran (the raylet never
+    saw them), in batches: [[task_id, name, start, end, error, caller], ...], ``error`` as in
+    TaskDone, ``caller`` the calling driver's identity at the raylet."""
+    calls: list
 
 
 class CancelTask(NamedTuple):
@@ -161,7 +171,7 @@ class AdoptResults(NamedTuple):
 
 class StatusRequest(NamedTuple):
     request_id: int
-    what: str  # "status" | "memory"
+    what: str  # "status" | "memory" | "tasks" | "timeline" | "timeline:<since>" (node/_status.py)
 
 
 class StopNode(NamedTuple):
@@ -461,6 +471,26 @@ class PullChunk(NamedTuple):
     nonce: bytes
 
 
+class TaskEvents(NamedTuple):
+    """A member's task events since its last batch (about once a second), for the head's
+    cluster-wide view (node/_event_view.py). ``rows``: the ended attempts, msgpack-packed,
+    each [task_id, name, node_id, worker_id, pid, submit, start, end, state,
+    submitter_node, submitter_pid, error] (node/_events.py), ``n`` of them, the latest
+    ending at ``newest``; ``counts``: {name: [finished, failed]} of the batch (the rows may
+    be cut to the newest, the counts are not); ``failures``: the rows of failed attempts;
+    ``origins``: [[task_id, submit, submitter_pid]] of its tasks that other nodes ran;
+    ``current``: what it runs and holds now (queued and running counts by function,
+    running tasks, actors, pending demands, resources, workers, store, memory)."""
+    node_id: bytes
+    rows: bytes
+    n: int
+    newest: float
+    counts: dict
+    failures: list
+    origins: list
+    current: dict
+
+
 class ClusterStatusRequest(NamedTuple):
     request_id: int
 
@@ -479,7 +509,7 @@ MESSAGE_TYPES = (
     NodeJoin, JoinReply, Heartbeat, SpillTask, RunTask, TaskResult, TaskLost,
     ClusterStatusRequest, ClusterStatusReply, FreeRemote, PullRequest, PullChunk,
     SpillActor, RunActor, RouteCall, RouteKill, ActorLookup, ActorFound, ActorHosted,
-    ActorGone, RemoteLog, ActorRestartSpec, ReturnTasks,
+    ActorGone, RemoteLog, ActorRestartSpec, ReturnTasks, CallsDone, TaskEvents,
 )
 
 __all__ = [c.__name__ for c in MESSAGE_TYPES] + [
