@@ -6,9 +6,10 @@ Pure bookkeeping: batches go in (``ingest``, ``set_current``; see node/_events.p
 their form), JSON-ready dicts come out; the caller passes the clock.
 
 Bounds: the attempts that ended within ``horizon`` seconds, at most the last
-``max_rows`` of them (kept as the packed rows of each batch: a few objects per batch,
-unpacked only to answer "timeline"), the last ``max_failures`` failures, per-function
-counters (one entry per function name), and per node the latest snapshot of what it runs.
+``max_rows`` of them (kept per batch: this node's rows as they are, another node's as
+the msgpack blob it sent, unpacked only to answer "timeline"), the last ``max_failures``
+failures, per-function counters (one entry per function name), and per node the latest
+snapshot of what it runs.
 """
 import collections
 
@@ -24,10 +25,11 @@ NOT_LISTED = ("TaskCancelledError",)  # counted as failed, not listed among the 
 
 
 class _Chunk:
-    __slots__ = ("node_id", "n", "newest", "blob", "trusted")
+    __slots__ = ("node_id", "n", "newest", "rows", "trusted")
 
-    def __init__(self, node_id, n, newest, blob, trusted):
-        self.node_id, self.n, self.newest, self.blob, self.trusted = node_id, n, newest, blob, trusted
+    def __init__(self, node_id, n, newest, rows, trusted):
+        # rows: a list of row tuples (trusted), or the msgpack blob another process sent
+        self.node_id, self.n, self.newest, self.rows, self.trusted = node_id, n, newest, rows, trusted
 
 
 class EventView:
@@ -48,19 +50,19 @@ class EventView:
         many malformed entries were dropped."""
         dropped = 0
         counts, failures, origins = batch["counts"], batch["failures"], batch["origins"]
-        n, newest, blob = batch["n"], batch["newest"], batch["rows"]
+        n, newest, rows = batch["n"], batch["newest"], batch["rows"]
         if not trusted:
             failures, dropped = _checked_rows(node_id, failures)
             counts, origins, more = _checked(counts, origins)
             dropped += more
             try:
                 n, newest = int(n), float(newest)
-                if type(blob) is not bytes:
+                if type(rows) is not bytes:
                     raise TypeError("rows are packed bytes")
             except (TypeError, ValueError):
                 n, dropped = 0, dropped + 1
         if n > 0:
-            self.chunks.append(_Chunk(node_id, n, newest, blob, trusted))
+            self.chunks.append(_Chunk(node_id, n, newest, rows, trusted))
             self.n_rows += n
         for row in failures:
             if row[8] == FAILED and row[11] and row[11][0] not in NOT_LISTED:
@@ -147,13 +149,13 @@ def _failure(row):
 
 
 def _unpacked(chunk):
-    """The rows of a chunk (a chunk from another process: its well-formed rows)."""
+    """The rows of a chunk (of a chunk another process sent: its well-formed rows)."""
+    if chunk.trusted:
+        return chunk.rows
     try:
-        rows = msgpack.unpackb(chunk.blob, raw=False, use_list=False, strict_map_key=False)
+        rows = msgpack.unpackb(chunk.rows, raw=False, use_list=False, strict_map_key=False)
     except Exception:  # msgpack raises several unrelated types
         return []
-    if chunk.trusted:
-        return rows
     return _checked_rows(chunk.node_id, rows if isinstance(rows, tuple) else ())[0]
 
 

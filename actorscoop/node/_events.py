@@ -42,11 +42,10 @@ class TaskLog:
         self.origins = []  # (task_id, submit, submitter) of our tasks run by other nodes
 
     def take(self, pid_of) -> dict:
-        """The batch since the last call (the fields of protocol TaskEvents): ``rows``, the
-        rows packed into one msgpack blob (a few objects kept for thousands of rows, not
-        thousands of tuples: cheap to hold and to ship); ``n`` and ``newest`` (latest end);
-        ``counts``, {name: [finished, failed]}; ``failures``, the rows of failed tasks;
-        ``origins``. ``pid_of(ident)``: a client's pid, or 0."""
+        """The batch since the last call (the fields of protocol TaskEvents, but ``rows``
+        still a list: ``pack`` makes the blob a member sends): ``n`` rows, the latest ending
+        at ``newest``; ``counts``, {name: [finished, failed]}; ``failures``, the rows of
+        failed tasks; ``origins``. ``pid_of(ident)``: a client's pid, or 0."""
         ended = self.ended[:]
         self.ended.clear()  # first: whatever happens below, the list does not grow forever
         origins, self.origins = self.origins, []
@@ -57,11 +56,16 @@ class TaskLog:
             if state != RETRIED:
                 counts.setdefault(name, [0, 0])[state] += n
         failures = [r for r in ended if r[8] == FAILED and r[11]] if any(map(_error, ended)) else []
-        batch = {"rows": _pack(rows) if rows else b"", "n": len(rows),
+        batch = {"rows": rows, "n": len(rows),
                  "newest": max(map(_end, rows)) if rows else 0.0, "counts": counts,
                  "failures": failures[-MAX_FAILURES_PER_BATCH:],
                  "origins": [(tid, submit, pid_of(who)) for tid, submit, who in origins]}
         return batch
+
+
+def pack(rows) -> bytes:
+    """A batch's rows as they travel to the head: one msgpack blob."""
+    return _pack(rows) if rows else b""
 
 
 def current(r) -> dict:

@@ -977,7 +977,7 @@ class Raylet:
             batch = self.fold_events()
         except Exception:  # the node goes on without these events
             log.exception("could not fold the task events of the last second")
-            batch = {"rows": b"", "n": 0, "newest": 0.0, "counts": {}, "failures": [], "origins": []}
+            batch = {"rows": [], "n": 0, "newest": 0.0, "counts": {}, "failures": [], "origins": []}
         if self.cluster is not None:
             self.cluster.tick(batch)
         self.actors.forget_dead()
