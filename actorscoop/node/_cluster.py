@@ -245,8 +245,8 @@ class ClusterLink:
         else:
             self.to_head(P.ClusterStatusRequest(0))  # its answer also tells us the head lives
             if not self.head_lost:
-                from ._events import current, pack
-                self.to_head(P.TaskEvents(r.node_id, pack(events["rows"]), events["n"], events["newest"],
+                from ._events import current
+                self.to_head(P.TaskEvents(r.node_id, events["rows"], events["n"], events["newest"],
                                           events["counts"], events["failures"], events["origins"],
                                           current(r)))
             self._watch_head()

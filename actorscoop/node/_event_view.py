@@ -6,16 +6,13 @@ Pure bookkeeping: batches go in (``ingest``, ``set_current``; see node/_events.p
 their form), JSON-ready dicts come out; the caller passes the clock.
 
 Bounds: the attempts that ended within ``horizon`` seconds, at most the last
-``max_rows`` of them (kept per batch: this node's rows as they are, another node's as
-the msgpack blob it sent, unpacked only to answer "timeline"), the last ``max_failures``
-failures, per-function counters (one entry per function name), and per node the latest
-snapshot of what it runs.
+``max_rows`` of them (kept packed, as the batches bring them, and unpacked only to answer
+"timeline"), the last ``max_failures`` failures, per-function counters (one entry per
+function name), and per node the latest snapshot of what it runs.
 """
 import collections
 
-import msgpack
-
-from ._events import FAILED, FINISHED, RETRIED, STATE_NAMES
+from ._events import FAILED, FINISHED, RETRIED, STATE_NAMES, rows_of, unpacked
 
 HORIZON = 600.0  # seconds of history the timeline keeps
 MAX_ROWS = 100_000
@@ -28,7 +25,7 @@ class _Chunk:
     __slots__ = ("node_id", "n", "newest", "rows", "trusted")
 
     def __init__(self, node_id, n, newest, rows, trusted):
-        # rows: a list of row tuples (trusted), or the msgpack blob another process sent
+        # rows: [[count, msgpack blob of the flat fields of rows], ...] (node/_events.py)
         self.node_id, self.n, self.newest, self.rows, self.trusted = node_id, n, newest, rows, trusted
 
 
@@ -57,8 +54,9 @@ class EventView:
             dropped += more
             try:
                 n, newest = int(n), float(newest)
-                if type(rows) is not bytes:
-                    raise TypeError("rows are packed bytes")
+                if not isinstance(rows, list) or not all(
+                        isinstance(p, (list, tuple)) and len(p) == 2 and type(p[1]) is bytes for p in rows):
+                    raise TypeError("rows are [[count, packed bytes], ...]")
             except (TypeError, ValueError):
                 n, dropped = 0, dropped + 1
         if n > 0:
@@ -150,19 +148,23 @@ def _failure(row):
 
 def _unpacked(chunk):
     """The rows of a chunk (of a chunk another process sent: its well-formed rows)."""
-    if chunk.trusted:
-        return chunk.rows
-    try:
-        rows = msgpack.unpackb(chunk.rows, raw=False, use_list=False, strict_map_key=False)
-    except Exception:  # msgpack raises several unrelated types
-        return []
-    return _checked_rows(chunk.node_id, rows if isinstance(rows, tuple) else ())[0]
+    out = []
+    for _count, blob in chunk.rows:
+        try:
+            flat = unpacked(blob)
+        except Exception:  # msgpack raises several unrelated types
+            continue
+        if chunk.trusted:
+            out.extend(rows_of(flat))
+        elif isinstance(flat, tuple):
+            out.extend(_checked_rows(chunk.node_id, rows_of(flat))[0])
+    return out
 
 
 def _checked_rows(node_id, rows):
     """The well-formed rows from another process, and how many were not."""
     good, dropped = [], 0
-    for row in rows if isinstance(rows, (list, tuple)) else ():
+    for row in rows if isinstance(rows, (list, tuple, zip)) else ():
         try:
             tid, name, node, wid, pid, submit, start, end, state, sub_node, sub_pid, error = row
             if not (type(tid) is bytes and type(wid) is bytes and type(sub_node) is bytes

@@ -17,7 +17,7 @@ from .._ids import random_id
 from ..exceptions import ObjectLostError, TaskCancelledError, WorkerCrashedError
 from ._actors import ActorManager
 from ._event_view import EventView
-from ._events import FAILED, FINISHED, RETRIED, TaskLog
+from ._events import FAILED, FINISHED, FOLD_FIELDS, RETRIED, TaskLog, merged
 from ._kv import KVStore
 from ._loop import Loop, drain_fd, who
 from ._objects import ObjectTable, ObjState
@@ -83,10 +83,11 @@ class Raylet:
         self.events = []  # scheduler events of this loop turn
         self.kv = KVStore(self)
         self.task_log = TaskLog(self.node_id)  # task events (see _events.py): the rows of
-        self._ended = self.task_log.ended  # ended attempts, appended on the hot path
+        self._ended = self.task_log.ended  # ended attempts, added on the hot path
         self.task_view = EventView(max_rows=int(self.config.get("task_event_rows", 100_000)))
         # ... folded into the view once a second (on the head: the cluster's view)
         self._described = {}  # packed error -> its description (see _describe)
+        self._unshipped = []  # a member's batches of task events not sent to the head yet
         self.dead_workers = {}  # worker id -> (pid, exit code), the most recent ones
         self.idle_seen = {}  # worker id -> when it was first seen idle
         self.warned_infeasible = set()
@@ -231,6 +232,8 @@ class Raylet:
             if self.events:
                 self._run_scheduler()
             self._flush()
+            if len(self._ended) >= FOLD_FIELDS:  # keep it short: see _events.py
+                self._fold_safely()
             if time.monotonic() >= next_tick:
                 next_tick = time.monotonic() + 1.0
                 self._tick()
@@ -643,16 +646,16 @@ class Raylet:
                 log.warning("dropped a malformed direct call report from %s", ident.hex()[:8])
                 continue
             c = self.clients.get(caller)
-            self._ended.append((tid, name, self.node_id, ident, pid, start, start, end,
+            self._ended.extend((tid, name, self.node_id, ident, pid, start, start, end,
                                 FINISHED if error is None else FAILED, self.node_id,
-                                c.pid if c is not None else 0, error))
+                                c.pid if c is not None else 0, error if error is None else tuple(error)))
 
     def _record(self, task, worker_id, pid, start, end, state, error):
         """One ended attempt of ``task``, as a row of the task events (see _events.py)."""
         c = self.clients.get(task.submitter)
-        self._ended.append((task.spec.task_id, task.spec.name, self.node_id, worker_id, pid,
+        self._ended.extend((task.spec.task_id, task.spec.name, self.node_id, worker_id, pid,
                             task.submitted, start, end, state, task.owner or self.node_id,
-                            c.pid if c is not None else 0, error))
+                            c.pid if c is not None else 0, error if error is None else tuple(error)))
 
     def _describe(self, err):
         """An error's [type, message, traceback] for the task events; the same error for
@@ -667,7 +670,8 @@ class Raylet:
         return cached
 
     def fold_events(self):
-        """Move the rows of ended attempts into this node's view; returns the batch."""
+        """Move the rows of ended attempts into this node's view (and, on a member, into
+        the next batch for the head)."""
         clients = self.clients
 
         def pid_of(ident):
@@ -675,7 +679,8 @@ class Raylet:
             return c.pid if c is not None else 0
         batch = self.task_log.take(pid_of)
         self.task_view.ingest(self.node_id, batch, time.time())
-        return batch
+        if self.cluster is not None and self.cluster.head is None:
+            self._unshipped.append(batch)  # for the head, with the next heartbeat
 
     def _fail_returns(self, task, err, ran_on=(b"", 0)):
         """Fail a task's returns with ``err`` (it ended without a worker's answer; ``ran_on``:
@@ -972,14 +977,17 @@ class Raylet:
             except Exception:
                 log.exception("could not delete %d objects from the plasma store", len(pending))
 
-    def _tick(self):
+    def _fold_safely(self):
         try:
-            batch = self.fold_events()
+            self.fold_events()
         except Exception:  # the node goes on without these events
             log.exception("could not fold the task events of the last second")
-            batch = {"rows": [], "n": 0, "newest": 0.0, "counts": {}, "failures": [], "origins": []}
+
+    def _tick(self):
+        self._fold_safely()
         if self.cluster is not None:
-            self.cluster.tick(batch)
+            unshipped, self._unshipped = self._unshipped, []
+            self.cluster.tick(merged(unshipped))
         self.actors.forget_dead()
         self._retire_idle_workers()
         if self.store is not None and not self._store_dead_logged and not self.store.alive():
