@@ -16,12 +16,12 @@ from .. import scheduler as S
 from .._ids import random_id
 from ..exceptions import ObjectLostError, TaskCancelledError, WorkerCrashedError
 from ._actors import ActorManager
-from ._event_view import EventView
-from ._events import FAILED, FINISHED, FOLD_FIELDS, RETRIED, TaskLog, merged
+from ._events import FAILED, FINISHED, RETRIED
 from ._kv import KVStore
 from ._loop import Loop, drain_fd, who
 from ._objects import ObjectTable, ObjState
 from ._proc import describe_exit
+from ._recorder import Recorder
 from ._workers import WorkerTable
 from ._zygote import ZygoteHandle
 from ..transport import ConnectionClosed, Listener
@@ -82,12 +82,8 @@ class Raylet:
         self.outbox = collections.defaultdict(list)
         self.events = []  # scheduler events of this loop turn
         self.kv = KVStore(self)
-        self.task_log = TaskLog(self.node_id)  # task events (see _events.py): the rows of
-        self._ended = self.task_log.ended  # ended attempts, added on the hot path
-        self.task_view = EventView(max_rows=int(self.config.get("task_event_rows", 100_000)))
-        # ... folded into the view once a second (on the head: the cluster's view)
-        self._described = {}  # packed error -> its description (see _describe)
-        self._unshipped = []  # a member's batches of task events not sent to the head yet
+        # task events (see _events.py): what each task did, for status and the timeline
+        self.recorder = Recorder(self, int(self.config.get("task_event_rows", 100_000)))
         self.dead_workers = {}  # worker id -> (pid, exit code), the most recent ones
         self.idle_seen = {}  # worker id -> when it was first seen idle
         self.warned_infeasible = set()
@@ -124,7 +120,7 @@ class Raylet:
             P.KillActor: lambda ident, rec: self.actors.kill(rec.actor_id, rec.no_restart),
             P.WatchStart: self._on_watch_start, P.ReturnAddress: self._on_return_address,
             P.Promote: self._on_promote, P.AdoptResults: self._on_adopt,
-            P.InterruptCall: self._on_interrupt_call, P.CallsDone: self._on_calls_done,
+            P.InterruptCall: self._on_interrupt_call, P.CallsDone: self.recorder.calls_done,
         }
         self._instr = {
             S.Dispatch: self._do_dispatch, S.StartWorker: self._do_start_worker,
@@ -232,8 +228,7 @@ class Raylet:
             if self.events:
                 self._run_scheduler()
             self._flush()
-            if len(self._ended) >= FOLD_FIELDS:  # keep it short: see _events.py
-                self._fold_safely()
+            self.recorder.fold_if_long()
             if time.monotonic() >= next_tick:
                 next_tick = time.monotonic() + 1.0
                 self._tick()
@@ -536,8 +531,8 @@ class Raylet:
         if task is None:
             creation = self.actors.creation_of(ident, rec.task_id)
             if creation is not None:
-                self._record(creation, ident, pid, rec.start, rec.end,
-                             FINISHED if rec.error is None else FAILED, rec.error)
+                self.recorder.record(creation, ident, pid, rec.start, rec.end,
+                                     FINISHED if rec.error is None else FAILED, rec.error)
                 self._resolve(creation, rec.results, rec.delivered)
                 self.actors.call_done(creation, rec)
             return
@@ -547,7 +542,7 @@ class Raylet:
             state = RETRIED
         else:
             state = FINISHED if rec.error is None else FAILED
-        self._record(task, ident, pid, rec.start, rec.end, state, rec.error)
+        self.recorder.record(task, ident, pid, rec.start, rec.end, state, rec.error)
         if spec.actor_id is not None:
             del self.tasks[rec.task_id]
             self._resolve(task, rec.results, rec.delivered)
@@ -633,62 +628,13 @@ class Raylet:
     def _on_interrupt_call(self, ident, rec):
         self.actors.interrupt(rec.actor_id, rec.task_id)
 
-    # ------------------------------------------------------------------ task events (_events.py)
-    def _on_calls_done(self, ident, rec):
-        """An actor's process ran these direct calls (this raylet never saw them)."""
-        w = self.workers.by_id.get(ident)
-        pid = w.pid if w is not None else 0
-        for call in rec.calls:
-            try:
-                tid, name, start, end, error, caller = call
-                start, end = float(start), float(end)
-            except (TypeError, ValueError):
-                log.warning("dropped a malformed direct call report from %s", ident.hex()[:8])
-                continue
-            c = self.clients.get(caller)
-            self._ended.extend((tid, name, self.node_id, ident, pid, start, start, end,
-                                FINISHED if error is None else FAILED, self.node_id,
-                                c.pid if c is not None else 0, error if error is None else tuple(error)))
-
-    def _record(self, task, worker_id, pid, start, end, state, error):
-        """One ended attempt of ``task``, as a row of the task events (see _events.py)."""
-        c = self.clients.get(task.submitter)
-        self._ended.extend((task.spec.task_id, task.spec.name, self.node_id, worker_id, pid,
-                            task.submitted, start, end, state, task.owner or self.node_id,
-                            c.pid if c is not None else 0, error if error is None else tuple(error)))
-
-    def _describe(self, err):
-        """An error's [type, message, traceback] for the task events; the same error for
-        many tasks (a driver left, its queued tasks are cancelled) is read once."""
-        cached = self._described.get(err) if type(err) is bytes else None
-        if cached is None:
-            cached = _errors.describe(err, trusted=False)
-            if type(err) is bytes:
-                if len(self._described) >= 64:
-                    self._described.clear()
-                self._described[err] = cached
-        return cached
-
-    def fold_events(self):
-        """Move the rows of ended attempts into this node's view (and, on a member, into
-        the next batch for the head)."""
-        clients = self.clients
-
-        def pid_of(ident):
-            c = clients.get(ident)
-            return c.pid if c is not None else 0
-        batch = self.task_log.take(pid_of)
-        self.task_view.ingest(self.node_id, batch, time.time())
-        if self.cluster is not None and self.cluster.head is None:
-            self._unshipped.append(batch)  # for the head, with the next heartbeat
-
     def _fail_returns(self, task, err, ran_on=(b"", 0)):
         """Fail a task's returns with ``err`` (it ended without a worker's answer; ``ran_on``:
         (worker id, pid) of the worker it was running on, if any)."""
         spec = task.spec
         now = time.time()
-        self._record(task, ran_on[0], ran_on[1], task.started or now if ran_on[0] else now, now,
-                     FAILED, self._describe(err))
+        self.recorder.record(task, ran_on[0], ran_on[1], task.started or now if ran_on[0] else now,
+                             now, FAILED, self.recorder.describe(err))
         for oid in task.pins:
             self.objects.unpin(oid)
         results = [[spec.task_id + i.to_bytes(4, "big"), P.VALUE_ERROR, err, 0, []]
@@ -852,8 +798,8 @@ class Raylet:
             log.warning("worker pid %s running %s() %s; retrying (attempt %d of %d)",
                         pid, spec.name, how, task.attempts + 1, spec.max_retries + 1)
             now = time.time()
-            self._record(task, lost.worker_id, pid if pid != "?" else 0, task.started or now, now,
-                         RETRIED, ["WorkerCrashedError", f"its worker {how}", ""])
+            self.recorder.record(task, lost.worker_id, pid if pid != "?" else 0, task.started or now,
+                                 now, RETRIED, ["WorkerCrashedError", f"its worker {how}", ""])
             return [S.TaskSubmitted(spec.task_id, _resources(spec.resources), (), spec.name)]
         del self.tasks[lost.task_id]
         ran_on = (lost.worker_id, pid if pid != "?" else 0)
@@ -977,17 +923,11 @@ class Raylet:
             except Exception:
                 log.exception("could not delete %d objects from the plasma store", len(pending))
 
-    def _fold_safely(self):
-        try:
-            self.fold_events()
-        except Exception:  # the node goes on without these events
-            log.exception("could not fold the task events of the last second")
-
     def _tick(self):
-        self._fold_safely()
         if self.cluster is not None:
-            unshipped, self._unshipped = self._unshipped, []
-            self.cluster.tick(merged(unshipped))
+            self.cluster.tick(self.recorder.for_head())
+        else:
+            self.recorder.fold_safely()
         self.actors.forget_dead()
         self._retire_idle_workers()
         if self.store is not None and not self._store_dead_logged and not self.store.alive():
