@@ -76,7 +76,11 @@ def test_finished_failed_and_actor_calls_are_counted_with_their_errors(node):
     acc = Acc.remote()
     assert asc.get(acc.add.remote(1), timeout=60) == 1
     assert asc.get([acc.add.remote(1) for _ in range(9)], timeout=60)[-1] == 10  # direct calls
+    # A result can reach the driver (straight from the worker) just before the raylet
+    # hears the task ended: wait for the counts.
     wait_for(lambda: tasks_of("Acc.add").get("finished") == 10, 20, what="10 Acc.add calls counted")
+    wait_for(lambda: tasks_of("square").get("finished") == 20 and tasks_of("fails").get("failed") == 1,
+             20, what="20 square() and 1 fails() counted")
     t = _api.status("tasks")
     assert t["by_function"]["square"] == {"queued": 0, "running": 0, "finished": 20, "failed": 0}
     assert t["by_function"]["fails"]["failed"] == 1 and t["by_function"]["Acc.__init__"]["finished"] == 1
@@ -96,7 +100,12 @@ def test_timeline_events_name_where_and_who(node, tmp_path):
     (pid, total), = asc.get([parent.remote(3)], timeout=60)
     assert total == 3
     asc.get([square.remote(i) for i in range(5)], timeout=60)
-    events = [e for e in _api.status("timeline")["events"] if e["end"] and e["end"] >= before]
+
+    def recent():
+        events = [e for e in _api.status("timeline")["events"] if e["end"] and e["end"] >= before]
+        names = [e["name"] for e in events]
+        return events if names.count("square") == 5 and names.count("leaf") == 3 else None
+    events = wait_for(recent, 20, what="the 5 square() and 3 leaf() tasks in the timeline")
     node_id = asc.get_runtime_context().get_node_id()
     for e in events:
         assert e["node_id"] == node_id and e["state"] == "finished" and len(e["worker_id"]) == 32
@@ -228,13 +237,15 @@ def test_cli_start_status_timeline_logs_and_stop(tmp_path):
             except ZeroDivisionError:
                 pass
         """, env)
+        def counted():  # the driver may have its last result before the raylet heard the end
+            reports = json.loads(cli("status", "--json", env=env).stdout)
+            return reports[0]["task_events"]["by_function"].get("shout", {}).get("finished") == 4
+        wait_for(counted, 30, what="4 shout() tasks in `status --json`")
         text = cli("status", env=env)
         assert text.returncode == 0, text.stderr
         for expected in ("Cluster at 127.0.0.1:", "1 node alive", "Nodes", "OBJECT STORE", "CPU 0/2",
                          "finished", "FUNCTION", "shout", "ZeroDivisionError: nothing to divide"):
             assert expected in text.stdout, f"{expected!r} not in:\n{text.stdout}"
-        reports = json.loads(cli("status", "--json", env=env).stdout)
-        assert reports[0]["task_events"]["by_function"]["shout"]["finished"] == 4
         out = tmp_path / "trace.json"
         tl = cli("timeline", "-o", str(out), env=env)
         assert tl.returncode == 0 and "open it in chrome://tracing" in tl.stdout, tl.stderr

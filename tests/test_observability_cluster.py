@@ -59,9 +59,13 @@ def test_the_head_sees_the_whole_cluster(tmp_path):
             flows = {e["id"]: e for e in trace if e["ph"] == "s"}
             arrows = [e for e in trace if e["ph"] == "f" and e["pid"] == runs[0]["pid"]]
             assert arrows and {flows[a["id"]]["pid"] for a in arrows} != {runs[0]["pid"]}  # across nodes
+            def member_row():  # its store reports once it is up (it starts in the background)
+                rows = {n["node_id"]: n for n in _api.status()["cluster"]["nodes"]}
+                return rows[member] if "capacity" in (rows[member].get("store") or {}) else None
+            row = wait_for(member_row, 30, what="the member's store use at the head")
+            assert row["workers"] >= 1 and row["store"]["capacity"] == 64 << 20
+            assert row["memory"]["total"] > 0
             status = _api.status()
-            rows = {n["node_id"]: n for n in status["cluster"]["nodes"]}
-            assert rows[member]["workers"] >= 1 and rows[member]["store"]["capacity"] > 0
             text = format_status(status, t)
             assert "2 nodes alive" in text and member[:12] in text and "on_member" in text
             asc.kill(actor)

@@ -10,6 +10,7 @@ import pytest
 from actorscoop import _errors, _status_text, _timeline
 from actorscoop.exceptions import TaskCancelledError, WorkerCrashedError
 from actorscoop.node._event_view import EventView, checked_snapshot, infeasible_reason
+from actorscoop.node import _events
 from actorscoop.node._events import FAILED, FINISHED, RETRIED, TaskLog
 
 NODE, OTHER, WORKER, DRIVER = b"n" * 16, b"o" * 16, b"w" * 16, b"d" * 16
@@ -23,7 +24,8 @@ def row(i, name="f", state=FINISHED, node=NODE, start=100.0, error=None, sub_nod
 
 def batch(rows, origins=(), node=NODE):
     log = TaskLog(node)
-    log.ended.extend(rows)
+    for r in rows:
+        log.ended.extend(r)  # as the raylet adds them: flat
     log.origins.extend(origins)
     return log.take(lambda ident: {DRIVER: 99}.get(ident, 0))
 
@@ -65,12 +67,30 @@ def test_memory_is_bounded_rows_failures_and_horizon():
 
 
 def test_a_batch_keeps_the_newest_rows_but_counts_all(monkeypatch):
-    from actorscoop.node import _events
     monkeypatch.setattr(_events, "MAX_ROWS_PER_BATCH", 10)
     b = batch([row(i) for i in range(25)])
-    rows = msgpack.unpackb(b["rows"])
-    assert b["n"] == len(rows) == 10 and rows[-1][0] == (24).to_bytes(16, "big")
+    (count, blob), = b["rows"]  # packed, as a member sends them
+    rows = list(_events.rows_of(_events.unpacked(blob)))
+    assert b["n"] == count == len(rows) == 10 and rows[-1][0] == (24).to_bytes(16, "big")
     assert b["counts"] == {"f": [25, 0]} and b["newest"] == 100.25
+
+
+def test_batches_of_a_second_merge_into_one_for_the_head():
+    from actorscoop.node._events import merged
+    one = batch([row(1), row(2, state=FAILED, error=("E", "m", "t"))])
+    two = batch([row(3, name="g")], origins=[((9).to_bytes(16, "big"), 1.0, DRIVER)])
+    both = merged([one, two])
+    assert both["n"] == 3 and both["counts"] == {"f": [1, 1], "g": [1, 0]}
+    assert [count for count, _blob in both["rows"]] == [2, 1]
+    flat = [f for _count, blob in both["rows"] for f in _events.unpacked(blob)]
+    assert [r[0] for r in _events.rows_of(flat)] == [i.to_bytes(16, "big") for i in (1, 2, 3)]
+    assert len(both["failures"]) == 1 and both["origins"] == [((9).to_bytes(16, "big"), 1.0, 99)]
+    assert merged([])["n"] == 0
+    view = EventView()
+    view.ingest(OTHER, both, now=101.0, trusted=False)
+    assert len(view.timeline(now=101.0)["events"]) == 0  # rows of NODE, sent as OTHER's: dropped
+    view.ingest(NODE, both, now=101.0, trusted=False)
+    assert len(view.timeline(now=101.0)["events"]) == 3 and view.counts == {"f": [2, 2], "g": [2, 0]}
 
 
 def test_timeline_events_running_tasks_and_origins():
@@ -106,17 +126,20 @@ def test_tasks_that_never_ran_count_but_are_not_in_the_timeline():
 def test_malformed_batches_from_other_nodes_are_dropped_not_raised():
     view = EventView()
     good = row(1, node=OTHER)
-    rows = [good, ["short"], (b"x", "f", OTHER, "not-bytes", 1, 0, 0, 0, 0, OTHER, 0, None),
+    rows = [good, (b"x", "f", OTHER, "not-bytes", 1, 0, 0, 0, 0, OTHER, 0, None),
             row(2, node=NODE),  # claims to come from another node
-            row(3, node=OTHER, state=7)]
+            row(3, node=OTHER, state=7), ("a", "row", "cut", "short")]
+    flat = [field for r in rows for field in r]
     bad_failure = row(4, node=OTHER, state=FAILED, error=["only two", "x"])
-    dropped = view.ingest(OTHER, {"rows": msgpack.packb(rows), "n": len(rows), "newest": 100.25,
+    dropped = view.ingest(OTHER, {"rows": [[len(rows), msgpack.packb(flat)], [1, b"\xc1"]], "n": len(rows) + 1,
+                                  "newest": 100.25,
                                   "counts": {"f": [1, 0], "g": "x"}, "failures": [bad_failure, 5],
                                   "origins": [[b"t" * 16, 1.0, 5], ["bad"]]}, now=101.0, trusted=False)
     assert dropped == 4 and view.counts == {"f": [1, 0]} and not view.failures
     assert [e["task_id"] for e in view.timeline(now=101.0)["events"]] == [good[0].hex()]
     for junk in ({"rows": "junk", "n": "many", "newest": 0, "counts": [], "failures": None, "origins": None},
-                 {"rows": b"\xc1", "n": 3, "newest": 101.0, "counts": {}, "failures": [], "origins": []}):
+                 {"rows": b"\xc1", "n": 3, "newest": 101.0, "counts": {}, "failures": [], "origins": []},
+                 {"rows": [[1, "not bytes"]], "n": 1, "newest": 101.0, "counts": {}, "failures": [], "origins": []}):
         view.ingest(OTHER, junk, 101.0, trusted=False)
     assert len(view.timeline(now=101.0)["events"]) == 1
     snap = checked_snapshot({"by_function": {"f": [1, 2]}, "running": [["bad"]], "actors": 5, "workers": "3"})

@@ -332,7 +332,7 @@ class ClusterLink:
     def spill(self, task):
         spec = task.spec
         task.remote = True
-        self.r.task_log.origins.append((spec.task_id, task.submitted, task.submitter))
+        self.r.recorder.log.origins.append((spec.task_id, task.submitted, task.submitter))
         backlog = self.r.scheduler.backlog() + len(self.r.events)
         self.to_head(P.SpillTask(self.r.node_id, list(spec), self._portable_deps(spec),
                                  self._function(spec.function_id), backlog))
@@ -357,7 +357,7 @@ class ClusterLink:
 
     def route_call(self, task):
         task.remote = True
-        self.r.task_log.origins.append((task.spec.task_id, task.submitted, task.submitter))
+        self.r.recorder.log.origins.append((task.spec.task_id, task.submitted, task.submitter))
         self.to_head(P.RouteCall(self.r.node_id, list(task.spec), self._portable_deps(task.spec)))
 
     def kv_forward(self, ident, rec):

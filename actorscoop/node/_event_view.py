@@ -6,15 +6,13 @@ Pure bookkeeping: batches go in (``ingest``, ``set_current``; see node/_events.p
 their form), JSON-ready dicts come out; the caller passes the clock.
 
 Bounds: the attempts that ended within ``horizon`` seconds, at most the last
-``max_rows`` of them (kept as the packed rows of each batch: a few objects per batch,
-unpacked only to answer "timeline"), the last ``max_failures`` failures, per-function
-counters (one entry per function name), and per node the latest snapshot of what it runs.
+``max_rows`` of them (kept packed, as the batches bring them, and unpacked only to answer
+"timeline"), the last ``max_failures`` failures, per-function counters (one entry per
+function name), and per node the latest snapshot of what it runs.
 """
 import collections
 
-import msgpack
-
-from ._events import FAILED, FINISHED, RETRIED, STATE_NAMES
+from ._events import FAILED, FINISHED, RETRIED, STATE_NAMES, rows_of, unpacked
 
 HORIZON = 600.0  # seconds of history the timeline keeps
 MAX_ROWS = 100_000
@@ -24,10 +22,11 @@ NOT_LISTED = ("TaskCancelledError",)  # counted as failed, not listed among the 
 
 
 class _Chunk:
-    __slots__ = ("node_id", "n", "newest", "blob", "trusted")
+    __slots__ = ("node_id", "n", "newest", "rows", "trusted")
 
-    def __init__(self, node_id, n, newest, blob, trusted):
-        self.node_id, self.n, self.newest, self.blob, self.trusted = node_id, n, newest, blob, trusted
+    def __init__(self, node_id, n, newest, rows, trusted):
+        # rows: [[count, msgpack blob of the flat fields of rows], ...] (node/_events.py)
+        self.node_id, self.n, self.newest, self.rows, self.trusted = node_id, n, newest, rows, trusted
 
 
 class EventView:
@@ -48,19 +47,20 @@ class EventView:
         many malformed entries were dropped."""
         dropped = 0
         counts, failures, origins = batch["counts"], batch["failures"], batch["origins"]
-        n, newest, blob = batch["n"], batch["newest"], batch["rows"]
+        n, newest, rows = batch["n"], batch["newest"], batch["rows"]
         if not trusted:
             failures, dropped = _checked_rows(node_id, failures)
             counts, origins, more = _checked(counts, origins)
             dropped += more
             try:
                 n, newest = int(n), float(newest)
-                if type(blob) is not bytes:
-                    raise TypeError("rows are packed bytes")
+                if not isinstance(rows, list) or not all(
+                        isinstance(p, (list, tuple)) and len(p) == 2 and type(p[1]) is bytes for p in rows):
+                    raise TypeError("rows are [[count, packed bytes], ...]")
             except (TypeError, ValueError):
                 n, dropped = 0, dropped + 1
         if n > 0:
-            self.chunks.append(_Chunk(node_id, n, newest, blob, trusted))
+            self.chunks.append(_Chunk(node_id, n, newest, rows, trusted))
             self.n_rows += n
         for row in failures:
             if row[8] == FAILED and row[11] and row[11][0] not in NOT_LISTED:
@@ -147,20 +147,24 @@ def _failure(row):
 
 
 def _unpacked(chunk):
-    """The rows of a chunk (a chunk from another process: its well-formed rows)."""
-    try:
-        rows = msgpack.unpackb(chunk.blob, raw=False, use_list=False, strict_map_key=False)
-    except Exception:  # msgpack raises several unrelated types
-        return []
-    if chunk.trusted:
-        return rows
-    return _checked_rows(chunk.node_id, rows if isinstance(rows, tuple) else ())[0]
+    """The rows of a chunk (of a chunk another process sent: its well-formed rows)."""
+    out = []
+    for _count, blob in chunk.rows:
+        try:
+            flat = unpacked(blob)
+        except Exception:  # msgpack raises several unrelated types
+            continue
+        if chunk.trusted:
+            out.extend(rows_of(flat))
+        elif isinstance(flat, tuple):
+            out.extend(_checked_rows(chunk.node_id, rows_of(flat))[0])
+    return out
 
 
 def _checked_rows(node_id, rows):
     """The well-formed rows from another process, and how many were not."""
     good, dropped = [], 0
-    for row in rows if isinstance(rows, (list, tuple)) else ():
+    for row in rows if isinstance(rows, (list, tuple, zip)) else ():
         try:
             tid, name, node, wid, pid, submit, start, end, state, sub_node, sub_pid, error = row
             if not (type(tid) is bytes and type(wid) is bytes and type(sub_node) is bytes

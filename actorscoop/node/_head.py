@@ -128,7 +128,7 @@ class HeadService:
             log.warning("dropped task events sent for node %s by node %s", rec.node_id.hex()[:8],
                         node.load.node_id.hex()[:8])
             return
-        view = self.link.r.task_view
+        view = self.link.r.recorder.view
         try:
             dropped = view.ingest(rec.node_id, rec._asdict(), time.time(), trusted=False)
         except (TypeError, AttributeError) as exc:  # not a batch at all

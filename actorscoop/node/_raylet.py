@@ -16,13 +16,13 @@ from .. import scheduler as S
 from .._ids import random_id
 from ..exceptions import ObjectLostError, TaskCancelledError, WorkerCrashedError
 from ._actors import ActorManager
-from ._event_view import EventView
-from ._events import FAILED, FINISHED, RETRIED, TaskLog
+from ._events import FAILED, FINISHED, RETRIED
 from ._kv import KVStore
 from ._loop import Loop, drain_fd, who
 from ._memory_monitor import MemoryMonitor
 from ._objects import ObjectTable, ObjState
 from ._proc import describe_exit
+from ._recorder import Recorder
 from ._workers import WorkerTable
 from ._zygote import ZygoteHandle
 from ..transport import ConnectionClosed, Listener
@@ -84,11 +84,8 @@ class Raylet:
         self.outbox = collections.defaultdict(list)
         self.events = []  # scheduler events of this loop turn
         self.kv = KVStore(self)
-        self.task_log = TaskLog(self.node_id)  # task events (see _events.py): the rows of
-        self._ended = self.task_log.ended  # ended attempts, appended on the hot path
-        self.task_view = EventView(max_rows=int(self.config.get("task_event_rows", 100_000)))
-        # ... folded into the view once a second (on the head: the cluster's view)
-        self._described = {}  # packed error -> its description (see _describe)
+        # task events (see _events.py): what each task did, for status and the timeline
+        self.recorder = Recorder(self, int(self.config.get("task_event_rows", 100_000)))
         self.dead_workers = {}  # worker id -> (pid, exit code), the most recent ones
         self.idle_seen = {}  # worker id -> when it was first seen idle
         self.warned_infeasible = set()
@@ -126,7 +123,7 @@ class Raylet:
             P.KillActor: lambda ident, rec: self.actors.kill(rec.actor_id, rec.no_restart),
             P.WatchStart: self._on_watch_start, P.ReturnAddress: self._on_return_address,
             P.Promote: self._on_promote, P.AdoptResults: self._on_adopt,
-            P.InterruptCall: self._on_interrupt_call, P.CallsDone: self._on_calls_done,
+            P.InterruptCall: self._on_interrupt_call, P.CallsDone: self.recorder.calls_done,
         }
         self._instr = {
             S.Dispatch: self._do_dispatch, S.StartWorker: self._do_start_worker,
@@ -244,6 +241,7 @@ class Raylet:
             if now >= memory.due:
                 memory.check(now)
             self._flush()
+            self.recorder.fold_if_long()
             if now >= next_tick:
                 next_tick = time.monotonic() + 1.0
                 self._tick()
@@ -574,8 +572,8 @@ class Raylet:
         if task is None:
             creation = self.actors.creation_of(ident, rec.task_id)
             if creation is not None:
-                self._record(creation, ident, pid, rec.start, rec.end,
-                             FINISHED if rec.error is None else FAILED, rec.error)
+                self.recorder.record(creation, ident, pid, rec.start, rec.end,
+                                     FINISHED if rec.error is None else FAILED, rec.error)
                 self._resolve(creation, rec.results, rec.delivered)
                 self.actors.call_done(creation, rec)
             return
@@ -585,7 +583,7 @@ class Raylet:
             state = RETRIED
         else:
             state = FINISHED if rec.error is None else FAILED
-        self._record(task, ident, pid, rec.start, rec.end, state, rec.error)
+        self.recorder.record(task, ident, pid, rec.start, rec.end, state, rec.error)
         if spec.actor_id is not None:
             del self.tasks[rec.task_id]
             self._resolve(task, rec.results, rec.delivered)
@@ -673,60 +671,13 @@ class Raylet:
     def _on_interrupt_call(self, ident, rec):
         self.actors.interrupt(rec.actor_id, rec.task_id)
 
-    # ------------------------------------------------------------------ task events (_events.py)
-    def _on_calls_done(self, ident, rec):
-        """An actor's process ran these direct calls (this raylet never saw them)."""
-        w = self.workers.by_id.get(ident)
-        pid = w.pid if w is not None else 0
-        for call in rec.calls:
-            try:
-                tid, name, start, end, error, caller = call
-                start, end = float(start), float(end)
-            except (TypeError, ValueError):
-                log.warning("dropped a malformed direct call report from %s", ident.hex()[:8])
-                continue
-            c = self.clients.get(caller)
-            self._ended.append((tid, name, self.node_id, ident, pid, start, start, end,
-                                FINISHED if error is None else FAILED, self.node_id,
-                                c.pid if c is not None else 0, error))
-
-    def _record(self, task, worker_id, pid, start, end, state, error):
-        """One ended attempt of ``task``, as a row of the task events (see _events.py)."""
-        c = self.clients.get(task.submitter)
-        self._ended.append((task.spec.task_id, task.spec.name, self.node_id, worker_id, pid,
-                            task.submitted, start, end, state, task.owner or self.node_id,
-                            c.pid if c is not None else 0, error))
-
-    def _describe(self, err):
-        """An error's [type, message, traceback] for the task events; the same error for
-        many tasks (a driver left, its queued tasks are cancelled) is read once."""
-        cached = self._described.get(err) if type(err) is bytes else None
-        if cached is None:
-            cached = _errors.describe(err, trusted=False)
-            if type(err) is bytes:
-                if len(self._described) >= 64:
-                    self._described.clear()
-                self._described[err] = cached
-        return cached
-
-    def fold_events(self):
-        """Move the rows of ended attempts into this node's view; returns the batch."""
-        clients = self.clients
-
-        def pid_of(ident):
-            c = clients.get(ident)
-            return c.pid if c is not None else 0
-        batch = self.task_log.take(pid_of)
-        self.task_view.ingest(self.node_id, batch, time.time())
-        return batch
-
     def _fail_returns(self, task, err, ran_on=(b"", 0)):
         """Fail a task's returns with ``err`` (it ended without a worker's answer; ``ran_on``:
         (worker id, pid) of the worker it was running on, if any)."""
         spec = task.spec
         now = time.time()
-        self._record(task, ran_on[0], ran_on[1], task.started or now if ran_on[0] else now, now,
-                     FAILED, self._describe(err))
+        self.recorder.record(task, ran_on[0], ran_on[1], task.started or now if ran_on[0] else now,
+                             now, FAILED, self.recorder.describe(err))
         for oid in task.pins:
             self.objects.unpin(oid)
         results = [[spec.task_id + i.to_bytes(4, "big"), P.VALUE_ERROR, err, 0, []]
@@ -893,9 +844,9 @@ class Raylet:
                         how if oom is None else "was killed by the memory monitor",
                         task.attempts + 1, spec.max_retries + 1)
             now = time.time()
-            self._record(task, lost.worker_id, pid if pid != "?" else 0, task.started or now, now,
-                         RETRIED, ["WorkerCrashedError" if oom is None else "OutOfMemoryError",
-                                   f"its worker {how}" if oom is None else "killed by the memory monitor", ""])
+            self.recorder.record(task, lost.worker_id, pid if pid != "?" else 0, task.started or now, now,
+                                 RETRIED, ["WorkerCrashedError" if oom is None else "OutOfMemoryError",
+                                           f"its worker {how}" if oom is None else "killed by the memory monitor", ""])
             return [S.TaskSubmitted(spec.task_id, _resources(spec.resources), (), spec.name)]
         del self.tasks[lost.task_id]
         ran_on = (lost.worker_id, pid if pid != "?" else 0)
@@ -1023,13 +974,10 @@ class Raylet:
                 log.exception("could not delete %d objects from the plasma store", len(pending))
 
     def _tick(self):
-        try:
-            batch = self.fold_events()
-        except Exception:  # the node goes on without these events
-            log.exception("could not fold the task events of the last second")
-            batch = {"rows": b"", "n": 0, "newest": 0.0, "counts": {}, "failures": [], "origins": []}
         if self.cluster is not None:
-            self.cluster.tick(batch)
+            self.cluster.tick(self.recorder.for_head())
+        else:
+            self.recorder.fold_safely()
         self.actors.forget_dead()
         self._retire_idle_workers()
         self._reclaim_stuck()

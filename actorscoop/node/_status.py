@@ -27,12 +27,13 @@ def answer(r, what) -> dict:
 def _fresh_view(r):
     """This node's view with everything up to now in it; the live node ids whose snapshots
     count (None: this node alone)."""
-    r.fold_events()
-    r.task_view.set_current(r.node_id, current(r))
+    r.recorder.fold()
+    view = r.recorder.view
+    view.set_current(r.node_id, current(r))
     head = r.cluster.head if r.cluster is not None else None
     if head is None:
-        return r.task_view, None
-    return r.task_view, {nid for nid, n in head.nodes.items() if n.load.alive}
+        return view, None
+    return view, {nid for nid, n in head.nodes.items() if n.load.alive}
 
 
 def tasks_status(r) -> dict:
@@ -74,8 +75,8 @@ def node_status(r) -> dict:
     if r.cluster is not None:
         body["cluster"] = report = r.cluster.report()
         if report.get("nodes") and r.cluster.head is not None:
-            r.task_view.set_current(r.node_id, current(r))
-            extras = r.task_view.node_extras()  # workers, store, memory of each node
+            r.recorder.view.set_current(r.node_id, current(r))
+            extras = r.recorder.view.node_extras()  # workers, store, memory of each node
             report["nodes"] = [{**n, **extras.get(n["node_id"], {})} for n in report["nodes"]]
     return body
 

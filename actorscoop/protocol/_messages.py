@@ -473,16 +473,16 @@ class PullChunk(NamedTuple):
 
 class TaskEvents(NamedTuple):
     """A member's task events since its last batch (about once a second), for the head's
-    cluster-wide view (node/_event_view.py). ``rows``: the ended attempts, msgpack-packed,
-    each [task_id, name, node_id, worker_id, pid, submit, start, end, state,
-    submitter_node, submitter_pid, error] (node/_events.py), ``n`` of them, the latest
-    ending at ``newest``; ``counts``: {name: [finished, failed]} of the batch (the rows may
+    cluster-wide view (node/_event_view.py). ``rows``: the ended attempts, as
+    [[count, msgpack blob], ...], each blob the flat fields of rows [task_id, name, node_id,
+    worker_id, pid, submit, start, end, state, submitter_node, submitter_pid, error]
+    (node/_events.py), ``n`` rows in all, the latest ending at ``newest``; ``counts``: {name: [finished, failed]} of the batch (the rows may
     be cut to the newest, the counts are not); ``failures``: the rows of failed attempts;
     ``origins``: [[task_id, submit, submitter_pid]] of its tasks that other nodes ran;
     ``current``: what it runs and holds now (queued and running counts by function,
     running tasks, actors, pending demands, resources, workers, store, memory)."""
     node_id: bytes
-    rows: bytes
+    rows: list
     n: int
     newest: float
     counts: dict
