@@ -81,6 +81,11 @@ class Mapping:
             self._populated[g:run_end + 1] = b"\x01" * (run_end + 1 - g)
             g = run_end + 1
 
+    def allocate(self, start: int, n: int) -> None:
+        """Give [start, start+n) of the file its memory now (see ``_allocate``)."""
+        if n > 0:
+            self._allocate(start, min(n, self.size - start))
+
     def _allocate(self, start: int, n: int) -> None:
         """Give the file's pages in [start, start+n) their memory with fallocate, unless they
         all have it (mincore). On tmpfs that is ~3x cheaper than faulting fresh pages in one
