@@ -19,12 +19,14 @@ from .transport._secure import new_credentials
 
 
 class Cluster:
-    def __init__(self, nodes=({"num_cpus": 1},), config=None, object_store_memory=64 << 20):
+    def __init__(self, nodes=({"num_cpus": 1},), config=None, object_store_memory=64 << 20, output=None):
         """``nodes``: one dict of ``launch_node`` options per node (num_cpus, resources);
-        the first is the head."""
+        the first is the head. ``output``: a directory; node i then writes its log to
+        ``node<i>.log`` there instead of this process's stderr."""
         self.creds = new_credentials()
         self.config = dict(config or {})
         self.object_store_memory = object_store_memory
+        self.output = output
         self.nodes = []  # (Popen, info, lifeline fd)
         try:
             head, *rest = nodes
@@ -46,7 +48,8 @@ class Cluster:
         proc, info, lifeline = launch_node(
             _session.new_session_dir(), spec.get("num_cpus", 1), spec.get("resources"),
             self.object_store_memory, port=0 if head else None, head=head, embedded=True,
-            config=self.config, cluster=cluster)
+            config=self.config, cluster=cluster,
+            output=None if self.output is None else os.path.join(self.output, f"node{len(self.nodes)}.log"))
         self.nodes.append((proc, info, lifeline))
 
     def info(self, index):

@@ -365,12 +365,19 @@ class ActorManager:
             self.r.workers.signal(w, signal.SIGKILL)
 
     def owner_gone(self, ident):
-        """A process that created non-detached actors went away: they go too."""
+        """A process that created non-detached actors went away: they go too. So do its
+        detached actors whose constructor call never came (it can no longer come)."""
         for a in list(self.actors.values()):
-            if a.owner == ident and not a.spec.detached and a.state is not ActorState.DEAD:
+            if a.owner != ident or a.state is ActorState.DEAD:
+                continue
+            if not a.spec.detached:
                 a.no_restart = True
                 self._die(a, "the process that created it exited (use lifetime='detached' "
                              "to keep it)", kill=True)
+            elif a.creation is None and a.state is ActorState.PENDING:
+                a.no_restart = True
+                self._die(a, "the process that created it exited before sending its constructor call",
+                          kill=False)
 
     # ------------------------------------------------------------------ lookup and report
     def get(self, ident, rec):

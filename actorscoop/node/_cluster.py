@@ -26,6 +26,7 @@ from .. import protocol as P
 from .. import scheduler as S
 from ..exceptions import ActorDiedError, ActorScoopError, NodeDiedError, ObjectLostError, TaskCancelledError
 from ..transport import _secure
+from ._drops import Drops
 from ._head import HeadService
 from ._objects import ObjState
 
@@ -75,6 +76,8 @@ class ClusterLink:
         self.last_heard = time.monotonic()
         self.head_timeout = 2 * float(cfg.get("node_timeout", 5.0))
         self.table = []  # the head's node table, as of its last answer (members ask every tick)
+        self.drops = Drops(log)  # bad input from other nodes (or the head), counted by kind
+        self.received = 0  # messages read from the cluster socket
         self._request_ids = itertools.count(1)
         try:
             self.auth = _secure.Authenticator(self.ctx, creds).start()
@@ -170,23 +173,46 @@ class ClusterLink:
         sock = self.sock
         while sock.getsockopt(zmq.EVENTS) & zmq.POLLIN:
             parts = sock.recv_multipart(zmq.NOBLOCK)
+            self.received += 1
             if self.head is not None:
                 if len(parts) != 2:
-                    log.warning("dropped a message of %d parts from a node", len(parts))
+                    self.drops.drop("message of several frames", f"{len(parts)} frames from a node")
                     continue
                 ident, frame = parts
-                for rec in P.decode_or_log(frame, log, "a node"):
+                for rec in self._records(frame, "a node"):
                     if type(rec) is P.Heartbeat and self.head._node_of(ident) is None:
                         self.send_to(ident, P.JoinReply(False, "rejoin", self.r.node_id))
                         continue
-                    self.head.handle(ident, rec)
+                    self._handle(self.head.handle, ident, rec, "a node")
             else:
                 self.last_heard = time.monotonic()
                 for frame in parts:
-                    for rec in P.decode_or_log(frame, log, "the head"):
-                        self.deliver(rec)
+                    for rec in self._records(frame, "the head"):
+                        self._handle(lambda _ident, rec: self.deliver(rec), None, rec, "the head")
         if self.transfer is not None:
             self.transfer.drain()
+
+    def _records(self, frame, source):
+        """The records of a frame from ``source``; none (dropped, counted) if it is malformed."""
+        try:
+            records = P.decode(frame)
+        except P.ProtocolError as exc:
+            self.drops.drop("malformed frame", f"from {source}: {exc}")
+            return ()
+        for rec in records:
+            why = P.cluster_record_error(rec)
+            if why is not None:
+                self.drops.drop(f"malformed {type(rec).__name__}", f"from {source}: {why}")
+                return ()
+        return records
+
+    def _handle(self, handler, ident, rec, source):
+        """Handle one record; one that makes its handler raise is dropped (and counted)."""
+        try:
+            handler(ident, rec)
+        except Exception as exc:
+            self.drops.drop(f"{type(rec).__name__} that broke its handler",
+                            f"from {source}: {type(exc).__name__}: {exc}", exc_info=True)
 
     def deliver(self, rec):
         """A message from the head to this raylet."""
@@ -233,7 +259,7 @@ class ClusterLink:
         elif t is P.ClusterStatusReply:
             self.table = rec.nodes
         else:
-            log.warning("dropped an unexpected %s from the head", t.__name__)
+            self.drops.drop(f"unexpected {t.__name__}", "from the head")
 
     def tick(self):
         r = self.r
@@ -563,6 +589,7 @@ class ClusterLink:
     # ------------------------------------------------------------------ status, shutdown
     def report(self):
         out = {"address": self.address, "head": self.head is not None, "head_lost": self.head_lost,
+               "received": self.received, "dropped": self.drops.counts(),
                "transfer": self.transfer.report() if self.transfer is not None else None}
         out["nodes"] = self.head.table() if self.head is not None else self.table
         return out

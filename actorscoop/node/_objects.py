@@ -20,6 +20,7 @@ import enum
 from .. import protocol as P
 
 _EARLY_PER_HOLDER = 65536  # releases of not-yet-known ids remembered per process
+DIRECT_CALL = "actor call"  # producer of the result of a direct call to an actor
 
 
 class ObjState(enum.Enum):
@@ -72,7 +73,7 @@ class ObjectTable:
         early = self._early.get(holder)
         released = early is not None and early.pop(oid, 0) is None
         if e is None:
-            e = self.entries[oid] = _Entry("actor call")
+            e = self.entries[oid] = _Entry(DIRECT_CALL)
             if not released:
                 self._hold(oid, e, holder)
         elif not released:
@@ -158,6 +159,10 @@ class ObjectTable:
             if e is not None:
                 e.holders.discard(holder)
                 e.subscribers.discard(holder)
+                if e.producer == DIRECT_CALL and e.state is ObjState.PENDING \
+                        and not (e.holders or e.pins or e.subscribers):
+                    del self.entries[oid]  # only its caller (gone) could have reported its value
+                    continue
                 self._maybe_free(oid, e)
         for e in self.entries.values():
             e.subscribers.discard(holder)

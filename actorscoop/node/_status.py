@@ -28,6 +28,7 @@ def node_status(r) -> dict:
         "infeasible": [{"task_id": t.hex(), "name": n, "resources": res} for t, n, res in sch.infeasible()],
         "workers": workers, "drivers": drivers,
         "objects": r.objects.summary(), "store": store, "actors": r.actors.report(),
+        "dropped": r.drops.counts(),
     }
     if r.cluster is not None:
         body["cluster"] = r.cluster.report()

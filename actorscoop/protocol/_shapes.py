@@ -1,0 +1,133 @@
+"""What is inside a record's lists and dicts: the checks a receiver makes before it keeps
+anything from a record (the codec has checked each field's own type).
+
+Each function returns None when the value is well-formed, else a short text saying what
+is wrong (for the log line of the dropped message). They cost a few microseconds a
+record: the raylet uses them on the records that fill its tables, the head on every
+record from a node.
+"""
+import math
+
+from . import _codec
+from ._messages import (VALUE_ERROR, VALUE_INLINE, VALUE_PLASMA, VALUE_REMOTE, ActorRestartSpec, AdoptResults,
+                        Blocked, ClusterStatusReply, CreateActor, GetObjects, Heartbeat, KVPut, NodeJoin, Promote,
+                        PutObject, RefDelta, RegisterFunction, RouteCall, RunActor, RunTask, SpillActor, SpillTask,
+                        SubmitTask, TaskDone, TaskResult, WatchStart)
+
+MAX_RETURNS = 1 << 16  # return values a task may have
+_KINDS = (VALUE_INLINE, VALUE_PLASMA, VALUE_ERROR, VALUE_REMOTE)
+
+
+def fields_error(cls, values):
+    """``values`` (a list) as the fields of a ``cls`` record: their number and types."""
+    if type(values) is not list or len(values) != len(cls._fields):
+        return f"not the {len(cls._fields)} fields of a {cls.__name__}"
+    tag = _codec._TAG_OF[cls]
+    if not _codec._CHECK[tag]([tag, *values]):
+        return f"{cls.__name__} whose {_codec._wrong_field(cls, [tag, *values])}"
+    return None
+
+
+def ids_error(ids):
+    if type(ids) is not list or not all(type(i) is bytes for i in ids):
+        return "ids are not all bytes"
+    return None
+
+
+def resources_error(resources):
+    """name -> amount: str keys, finite numbers >= 0."""
+    for k, v in resources.items():
+        if type(k) is not str or type(v) not in (int, float) or not (0 <= v < math.inf):
+            return f"resource {k!r:.40}: {v!r:.40} is not an amount >= 0"
+    return None
+
+
+def submit_error(spec):
+    """A SubmitTask (its record, or its fields as a list)."""
+    if type(spec) is list:
+        why = fields_error(SubmitTask, spec)
+        if why is not None:
+            return why
+        spec = SubmitTask._make(spec)
+    if not 0 <= spec.num_returns <= MAX_RETURNS:
+        return f"num_returns {spec.num_returns} is not in 0..{MAX_RETURNS}"
+    return ids_error(spec.deps) or ids_error(spec.nested) or resources_error(spec.resources)
+
+
+def create_error(create):
+    """A CreateActor's fields (as a list)."""
+    return fields_error(CreateActor, create) or resources_error(create[CreateActor._fields.index("resources")])
+
+
+def value_rows_error(rows, width):
+    """``[[object_id, kind, data, ...], ...]``: values as they travel (width 3: deps;
+    width 5: results, with size and the ids the value refers to)."""
+    if type(rows) is not list:
+        return "values are not a list"
+    for row in rows:
+        if type(row) is not list or len(row) != width or type(row[0]) is not bytes or type(row[1]) is not int \
+                or row[1] not in _KINDS:
+            return f"value {row!r:.60} is not [object id, kind, ...] of {width} items"
+        if row[1] == VALUE_REMOTE:
+            data = row[2]
+            if type(data) is not list or len(data) < 3 or type(data[0]) is not bytes or type(data[1]) is not str \
+                    or type(data[2]) is not bytes or (len(data) > 3 and type(data[3]) is not int):
+                return f"remote value {data!r:.60} is not [node id, address, key, size]"
+        if width == 5 and (type(row[3]) is not int or ids_error(row[4])):
+            return f"value {row!r:.60} has no int size or no list of ids"
+    return None
+
+
+def function_error(function):
+    if type(function) is not list or len(function) != 3 or type(function[0]) is not str \
+            or type(function[1]) is not bytes or type(function[2]) not in (str, list):
+        return "function is not [name, pickled function, path]"
+    return None
+
+
+def _task_error(rec):
+    return submit_error(rec.spec) or value_rows_error(rec.deps, 3)
+
+
+_CLUSTER = {
+    NodeJoin: lambda r: resources_error(r.resources),
+    Heartbeat: lambda r: resources_error(r.available),
+    SpillTask: lambda r: _task_error(r) or function_error(r.function),
+    RunTask: lambda r: _task_error(r) or function_error(r.function),
+    RouteCall: _task_error,
+    SpillActor: lambda r: create_error(r.create) or _task_error(r) or function_error(r.function),
+    RunActor: lambda r: create_error(r.create) or _task_error(r) or function_error(r.function),
+    ActorRestartSpec: lambda r: create_error(r.create) or _task_error(r) or function_error(r.function),
+    TaskResult: lambda r: value_rows_error(r.results, 5) or value_rows_error(r.extras, 5),
+    ClusterStatusReply: lambda r: None if all(type(n) is dict for n in r.nodes) else "a node is not a dict",
+}
+
+
+_LOCAL_KINDS = (VALUE_INLINE, VALUE_PLASMA, VALUE_ERROR)
+
+_CLIENT = {
+    RegisterFunction: lambda r: None if all(type(p) is str for p in r.sys_path) else "sys_path is not all str",
+    SubmitTask: submit_error,
+    PutObject: lambda r: ids_error(r.contained) or (None if r.kind in _LOCAL_KINDS else f"kind {r.kind}"),
+    GetObjects: lambda r: ids_error(r.object_ids),
+    RefDelta: lambda r: ids_error(r.added) or ids_error(r.removed),
+    Blocked: lambda r: ids_error(r.awaited_tasks) or ids_error(r.returned),
+    TaskDone: lambda r: value_rows_error(r.results, 5),
+    KVPut: lambda r: ids_error(r.contained),
+    CreateActor: lambda r: resources_error(r.resources),
+    WatchStart: lambda r: ids_error(r.task_ids),
+    Promote: lambda r: ids_error(r.pending) or value_rows_error(r.ready, 5),
+    AdoptResults: lambda r: value_rows_error(r.results, 5),
+}
+
+
+def client_record_error(rec):
+    """What is wrong inside a record from a client of a raylet (driver, worker), or None."""
+    check = _CLIENT.get(type(rec))
+    return None if check is None else check(rec)
+
+
+def cluster_record_error(rec):
+    """What is wrong inside a record between nodes, or None."""
+    check = _CLUSTER.get(type(rec))
+    return None if check is None else check(rec)
