@@ -6,6 +6,7 @@ import subprocess
 import sys
 import time
 
+from ._session import open_private
 from .exceptions import ActorScoopError
 
 
@@ -47,9 +48,9 @@ def launch_node(session_dir, num_cpus, resources=None, object_store_memory=None,
     if embedded:
         life_r, life_w = os.pipe()  # both close-on-exec; pass_fds hands life_r to the node
         cmd += ["--lifeline-fd", str(life_r)]
-        out = open(output, "ab") if output is not None else None
+        out = open_private(output) if output is not None else None
     else:
-        out = open(os.path.join(session_dir, "logs", "raylet.out"), "ab")
+        out = open_private(os.path.join(session_dir, "logs", "raylet.out"))
     try:
         proc = subprocess.Popen(cmd, pass_fds=[w] + ([life_r] if embedded else []), env=env,
                                 stdin=subprocess.DEVNULL, stdout=out,

@@ -3,11 +3,13 @@ checks the processes afterwards. ``examples`` is how many sessions (a few hundre
 test suite, thousands in ci/reliability_fuzz.py)."""
 import os
 
+import msgpack
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 import fuzz_strategies as FS
 from actorscoop import protocol as P
+from actorscoop.plasma import _protocol as PP
 
 
 def run(strategy, examples, body):
@@ -44,7 +46,9 @@ def fuzz_raylet(target, examples):
 
 
 def fuzz_store(target, examples):
-    sessions = st.tuples(st.lists(FS.plasma_frame(os.getpid()), max_size=6), st.booleans())
+    connect = PP.encode(PP.Connect(7, os.getpid(), PP.VERSION))
+    frames = st.lists(FS.plasma_frame(os.getpid()), max_size=6)
+    sessions = st.tuples(FS.mostly(frames.map(lambda fs: [connect, *fs]), frames, 3), FS.mostly(st.just(False), st.just(True)))
     raw = st.binary(min_size=1, max_size=200)
 
     def body(value):
@@ -65,7 +69,7 @@ HEAD_TYPES = (P.NodeJoin, P.Heartbeat, P.SpillTask, P.TaskResult, P.SpillActor, 
 
 def fuzz_head(target, examples):
     frames = st.one_of(FS.frame(HEAD_TYPES), FS.frame(HEAD_TYPES), FS.frame(HEAD_TYPES), FS.frame())
-    sessions = st.tuples(st.lists(frames, max_size=5), st.integers(0, 3))
+    sessions = st.tuples(st.lists(frames, max_size=5), st.integers(0, 3), FS.mostly(st.just(True), st.just(False), 3))
     run(sessions, examples, lambda s: target.session(*s))
 
 
@@ -77,14 +81,17 @@ def fuzz_transfer(target, examples, object_ids=()):
     request = st.tuples(FS.almost(st.one_of(oids, oids, FS.some_bytes)),
                         FS.almost(st.one_of(st.integers(-5, 10 << 20), FS.any_int)),
                         FS.almost(st.one_of(st.integers(-5, 10 << 20), FS.any_int))).map(
-        lambda t: __import__("msgpack").packb([[P.MESSAGE_TYPES.index(P.PullRequest), *t]], use_bin_type=True))
-    plain = st.one_of(request, request, request, FS.frame())
-    message = st.tuples(st.lists(plain, min_size=0, max_size=3),
-                        st.sampled_from(["sealed", "sealed", "sealed", "plain", "stranger"]))
+        lambda t: msgpack.packb([[P.MESSAGE_TYPES.index(P.PullRequest), *t]], use_bin_type=True))
+    record = FS.mostly(request, FS.frame(), 3)
+    one = st.tuples(record.map(lambda r: [r]), st.just("sealed"))
+    other = st.tuples(st.lists(record, max_size=3), st.sampled_from(["sealed", "plain", "stranger", "flipped", "cut"]))
+    done = [0]
 
     def body(value):
-        parts, how = value
-        target.send(parts, sealed=how == "sealed", stranger=how == "stranger")
+        target.send(*value)
         target.drain_replies()
-    run(message, examples, body)
+        done[0] += 1
+        if done[0] % 100 == 0:
+            target.sync()
+    run(FS.mostly(one, other, 3), examples, body)
     target.sync()

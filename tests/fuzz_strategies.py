@@ -53,8 +53,11 @@ def _list_of(item, max_size=4):
     return st.lists(almost(item), max_size=max_size)
 
 
-value_triple = st.tuples(almost(some_bytes), almost(kinds), junk).map(list)  # [oid, kind, data]
-result_row = st.tuples(almost(some_bytes), almost(kinds), junk, almost(small_int),
+ADDRESSES = ["127.0.0.1:1", "localhost:65535", "[::1]:9", "10.255.255.1:7"]  # a few: each gets a socket
+remote_value = st.tuples(ids, almost(st.sampled_from(ADDRESSES)), some_bytes, small_int).map(list)
+value_data = st.one_of(junk, remote_value)
+value_triple = st.tuples(almost(some_bytes), almost(kinds), value_data).map(list)  # [oid, kind, data]
+result_row = st.tuples(almost(some_bytes), almost(kinds), value_data, almost(small_int),
                        _list_of(some_bytes, 2)).map(list)  # [oid, kind, data, size, contained]
 function_triple = st.tuples(almost(st.text(max_size=8)), almost(st.binary(max_size=32)),
                             almost(st.one_of(st.text(max_size=8), st.lists(st.text(max_size=8), max_size=2)))).map(list)
@@ -87,6 +90,8 @@ def _typed(name, annotation):
         base = some_bytes
     elif annotation is bytes:
         base = st.binary(max_size=64)
+    elif annotation is str and name == "address":
+        base = mostly(st.sampled_from(ADDRESSES), st.text(max_size=16), 3)
     elif annotation is str and name in ("key", "name", "namespace"):
         base = st.sampled_from(NAMES)  # what a table keeps (KV keys, actor names): a few
     elif annotation is str:
@@ -161,23 +166,33 @@ def _plasma_typed(name, annotation):
 
 
 def plasma_message(pid):
-    """One store request map (``{"v", "t", fields}``), almost right; ``pid`` is what a
-    Connect names (a live process, so the store keeps the client)."""
+    """One store request map (``{"v", "t", fields}``) with fields of their declared types
+    (``pid``, what a Connect names, is a live process so the store keeps the client);
+    one time in four, one entry is anything at all, missing, or one too many."""
     def build(cls):
         hints = typing.get_type_hints(cls)
-        fields = {}
-        strategies = {}
-        for name in (f for f, _ in cls._FIELDS):
+        strategies = {"v": st.just(PP.VERSION), "t": st.just(cls.TYPE)}
+        for name, _ in cls._FIELDS:
             if name == "pid":
-                strategies[name] = almost(st.just(pid))
+                strategies[name] = st.just(pid)
             elif name == "version":
-                strategies[name] = almost(st.just(PP.VERSION))
+                strategies[name] = st.just(PP.VERSION)
             else:
-                strategies[name] = almost(_plasma_typed(name, hints[name]))
-        fields = st.fixed_dictionaries(strategies)
-        head = st.fixed_dictionaries({"v": almost(st.just(PP.VERSION)), "t": almost(st.just(cls.TYPE))})
-        extra = st.dictionaries(st.text(max_size=3), junk, max_size=2)
-        return st.tuples(head, fields, mostly(st.just({}), extra)).map(lambda t: {**t[0], **t[1], **t[2]})
+                strategies[name] = _plasma_typed(name, hints[name])
+        typed = st.fixed_dictionaries(strategies)
+        keys = sorted(strategies)
+
+        def spoil(msg, key, value, how):
+            if how == "junk":
+                msg[key] = value
+            elif how == "missing":
+                msg.pop(key)
+            else:
+                msg[f"{key}_"] = value
+            return msg
+        spoiled = st.tuples(typed, st.sampled_from(keys), junk, st.sampled_from(["junk", "missing", "extra"])).map(
+            lambda t: spoil(*t))
+        return mostly(typed, spoiled, 3)
     return st.sampled_from(PP.MESSAGE_TYPES).flatmap(build)
 
 

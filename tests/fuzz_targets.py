@@ -75,8 +75,8 @@ class RayletTarget:
                 c.sock.sendall(struct.pack("<I", 4096) + b"x" * 100)
             elif ending == "empty":
                 c.send(b"")
-        except ConnectionClosed:
-            self.count.dropped_connections += 1  # refused (a bad Hello): fine
+        except (ConnectionClosed, OSError):  # closed by the raylet (a refused Hello, a Goodbye): fine
+            self.count.dropped_connections += 1
         finally:
             c.close()
         self.sync()
@@ -178,18 +178,22 @@ class HeadTarget:
         self.ctx = zmq.Context()
         self._rid = 1 << 40
 
-    def session(self, frames, node):
+    def session(self, frames, node, join_first):
+        """``frames`` on a new connection of fuzz node ``node``, which (``join_first``)
+        first joins, or does not (records before NodeJoin)."""
         self.count.sessions += 1
         sock = _secure.client_socket(self.ctx, zmq.DEALER, self.creds, self.address)
+        node_id = self.FUZZ_NODES[node % len(self.FUZZ_NODES)]
+        join = P.NodeJoin(P.PROTOCOL_VERSION, node_id, "fuzz", 1, {}, "127.0.0.1:1")
         try:
+            if join_first:
+                sock.send(P.encode([join]))
             for f in frames:
                 sock.send(f)
                 self.count.frames += 1
             self._rid += 1
             rid = self._rid
-            node_id = self.FUZZ_NODES[node % len(self.FUZZ_NODES)]
-            sock.send(P.encode([P.NodeJoin(P.PROTOCOL_VERSION, node_id, "fuzz", 1, {}, "127.0.0.1:1"),
-                                P.ClusterStatusRequest(rid)]))
+            sock.send(P.encode([join, P.ClusterStatusRequest(rid)]))
             deadline = time.monotonic() + SYNC_TIMEOUT
             while True:
                 left = deadline - time.monotonic()
@@ -244,11 +248,21 @@ class TransferTarget:
     def report(self):
         return node_status(self.info)["cluster"]["transfer"]
 
-    def send(self, parts, sealed, stranger=False):
-        """Send one message; ``parts`` are plaintext frames, each sealed if asked."""
-        sealer = self.stranger if stranger else self.sealer
-        frames = [sealer.seal(p) if sealed or stranger else p for p in parts]
-        self.sock.send_multipart(frames) if len(frames) > 1 else self.sock.send(frames[0] if frames else b"")
+    def send(self, parts, how):
+        """Send one message of plaintext frames ``parts``, each sealed with the cluster's key
+        (``how`` "sealed"), or altered after (one bit "flipped", "cut" short), or sealed
+        with another cluster's key ("stranger"), or not at all ("plain")."""
+        def seal(p):
+            if how == "plain":
+                return p
+            sealed = (self.stranger if how == "stranger" else self.sealer).seal(p)
+            if how == "flipped":
+                sealed = sealed[:-1] + bytes([sealed[-1] ^ 1])
+            elif how == "cut":
+                sealed = sealed[:len(sealed) // 2]
+            return sealed
+        frames = [seal(p) for p in parts] or [b""]
+        self.sock.send_multipart(frames)
         self.count.frames += 1
 
     def drain_replies(self):

@@ -416,6 +416,11 @@ class ActorManager:
             if w is not None:
                 self.r._do_interrupt(S.InterruptTask(tid, w.worker_id))
 
+    def alive_here(self, actor_id):
+        """Whether this node has the actor and it is not dead."""
+        a = self.actors.get(actor_id)
+        return a is not None and a.state is not ActorState.DEAD
+
     def is_actor_worker(self, worker_id):
         return worker_id in self.by_worker
 

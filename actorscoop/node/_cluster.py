@@ -327,11 +327,12 @@ class ClusterLink:
         """Argument values as they travel: inline values as they are, plasma values as a
         place to pull them from (our store). Refs found inside the arguments (``nested``)
         travel the same way, so the node that runs the task can resolve them while it runs;
-        a nested ref whose value is not ready here is not sent (a get of it there fails)."""
+        a nested ref whose value is not ready here is not sent (a get of it there fails).
+        A failed argument travels as its error (an actor call fails with it there)."""
         deps = []
         for oid in dict.fromkeys((*spec.deps, *spec.nested)):
             e = self.r.objects.entries.get(oid)
-            if e is None or e.state is not ObjState.READY:
+            if e is None or e.state is ObjState.PENDING:
                 continue
             if e.kind == P.VALUE_PLASMA:
                 deps.append([oid, P.VALUE_REMOTE, [self.r.node_id, self.transfer.address, b"", e.size]])
@@ -393,6 +394,9 @@ class ClusterLink:
         r = self.r
         create = P.CreateActor(*rec.create)
         spec = P.SubmitTask(*rec.spec)
+        if spec.task_id in r.tasks or r.actors.alive_here(create.actor_id):
+            self.drops.drop("RunActor of an actor this node has", f"actor {create.actor_id.hex()} is here already")
+            return
         holder = REMOTE + create.actor_id
         r.actors.on_create(holder, create._replace(request_id=0, get_if_exists=True))
         task = self._take(rec, spec)
@@ -479,11 +483,26 @@ class ClusterLink:
         if rec.owner == r.node_id and spec.task_id in r.tasks:  # ours: run it here after all
             self._run_here(r.tasks[spec.task_id])
             return
+        if spec.task_id in r.tasks:
+            self.drops.drop("RunTask of a task this node has", f"task {spec.task_id.hex()} is here already")
+            return
+        if spec.actor_id is None and not rec.function[1] and spec.function_id not in r.functions:
+            self._refuse_run(rec, spec, "the head sent it without its function, which this node does not have")
+            return
         task = self._take(rec, spec)
         if spec.actor_id is not None:  # a call to an actor we host
             r.actors.submit(task, list(r.missing_deps(spec)))
         else:
             r.submit_local(task)
+
+    def _refuse_run(self, rec, spec, why):
+        """A task sent here that cannot run: its results, errors saying why, go home."""
+        self.drops.drop(f"{type(rec).__name__} that cannot run", why)
+        err = _errors.pack_exception(ActorScoopError(f"task {spec.name}() could not run on node "
+                                                     f"{self.r.node_id.hex()[:8]}: {why}"))
+        results = [[spec.task_id + i.to_bytes(4, "big"), P.VALUE_ERROR, err, 0, []]
+                   for i in range(1, spec.num_returns + 1)]
+        self.to_head(P.TaskResult(rec.owner, self.r.node_id, spec.task_id, results, []))
 
     def _run_here(self, task):
         """One of our tasks runs on this node after all; the head placed it: never spill it."""
@@ -590,6 +609,7 @@ class ClusterLink:
     def report(self):
         out = {"address": self.address, "head": self.head is not None, "head_lost": self.head_lost,
                "received": self.received, "dropped": self.drops.counts(),
+               "refused": self.auth.refusals() if self.auth is not None else {},
                "transfer": self.transfer.report() if self.transfer is not None else None}
         out["nodes"] = self.head.table() if self.head is not None else self.table
         return out

@@ -332,9 +332,13 @@ class Raylet:
     def _run_scheduler(self):
         """Hand queued events to the scheduler and carry out what it says, to a fixed point."""
         queue, self.events = self.events, []
+        rejected = []
         while queue:
-            instructions = self.scheduler.handle_many(queue)
+            instructions = self.scheduler.handle_many(queue, rejected)
             queue = []
+            for event, exc in rejected:
+                self.drops.drop(f"{type(event).__name__} the scheduler rejected", str(exc))
+            rejected.clear()
             for instr in instructions:
                 try:
                     more = self._instr[type(instr)](instr)
@@ -705,8 +709,8 @@ class Raylet:
             peer.close()
         self.objects.drop_client(ident)
         self.actors.owner_gone(ident)
-        if c.kind == P.KIND_DRIVER:
-            # A driver that left: its queued tasks are dropped, running ones finish unseen.
+        if c.kind != P.KIND_WORKER:
+            # A driver (or CLI) that left: its queued tasks are dropped, running ones finish unseen.
             events = []
             for tid, t in list(self.tasks.items()):
                 if t.submitter == ident:
@@ -917,8 +921,9 @@ class Raylet:
             self.objects.plasma_to_delete = []
             try:
                 self.plasma.delete(pending)
-            except Exception:
-                log.exception("could not delete %d objects from the plasma store", len(pending))
+            except Exception as exc:  # logged at most once a minute: the store may be gone
+                self.drops.drop("deletes the plasma store refused", f"{len(pending)} objects: "
+                                f"{type(exc).__name__}: {exc}", exc_info=True)
 
     def _tick(self):
         if self.cluster is not None:

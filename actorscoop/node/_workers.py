@@ -2,6 +2,7 @@
 import os
 import signal
 
+from .. import _session
 from .._ids import random_id
 
 
@@ -47,7 +48,7 @@ class WorkerTable:
         if w is not None and w.pid is None:
             w.pid = pid
             self.by_pid[pid] = w
-            w.log_file = open(os.path.join(self.log_dir, f"worker-{pid}.log"), "ab", buffering=0)
+            w.log_file = _session.open_private(os.path.join(self.log_dir, f"worker-{pid}.log"), "ab", buffering=0)
         return w
 
     def remove(self, w):

@@ -15,6 +15,7 @@ from ._messages import (VALUE_ERROR, VALUE_INLINE, VALUE_PLASMA, VALUE_REMOTE, A
                         SubmitTask, TaskDone, TaskResult, WatchStart)
 
 MAX_RETURNS = 1 << 16  # return values a task may have
+_DEPS = SubmitTask._fields.index("deps")
 _KINDS = (VALUE_INLINE, VALUE_PLASMA, VALUE_ERROR, VALUE_REMOTE)
 
 
@@ -29,8 +30,9 @@ def fields_error(cls, values):
 
 
 def ids_error(ids):
-    if type(ids) is not list or not all(type(i) is bytes for i in ids):
-        return "ids are not all bytes"
+    """A list of ids: each non-empty bytes (ids are opaque; the store rejects b"")."""
+    if type(ids) is not list or not all(type(i) is bytes and i for i in ids):
+        return "ids are not all non-empty bytes"
     return None
 
 
@@ -51,6 +53,8 @@ def submit_error(spec):
         spec = SubmitTask._make(spec)
     if not 0 <= spec.num_returns <= MAX_RETURNS:
         return f"num_returns {spec.num_returns} is not in 0..{MAX_RETURNS}"
+    if not spec.task_id or spec.args_object == b"":
+        return "an empty id"
     return ids_error(spec.deps) or ids_error(spec.nested) or resources_error(spec.resources)
 
 
@@ -65,17 +69,27 @@ def value_rows_error(rows, width):
     if type(rows) is not list:
         return "values are not a list"
     for row in rows:
-        if type(row) is not list or len(row) != width or type(row[0]) is not bytes or type(row[1]) is not int \
-                or row[1] not in _KINDS:
+        if type(row) is not list or len(row) != width or type(row[0]) is not bytes or not row[0] \
+                or type(row[1]) is not int or row[1] not in _KINDS:
             return f"value {row!r:.60} is not [object id, kind, ...] of {width} items"
         if row[1] == VALUE_REMOTE:
             data = row[2]
-            if type(data) is not list or len(data) < 3 or type(data[0]) is not bytes or type(data[1]) is not str \
+            if type(data) is not list or len(data) < 3 or type(data[0]) is not bytes or address_error(data[1]) \
                     or type(data[2]) is not bytes or (len(data) > 3 and type(data[3]) is not int):
-                return f"remote value {data!r:.60} is not [node id, address, key, size]"
+                return f"remote value {data!r:.60} is not [node id, HOST:PORT, key, size]"
         if width == 5 and (type(row[3]) is not int or ids_error(row[4])):
             return f"value {row!r:.60} has no int size or no list of ids"
     return None
+
+
+def address_error(address):
+    """``HOST:PORT`` (where a node's store serves objects)."""
+    if type(address) is str:
+        host, _, port = address.rpartition(":")
+        if host and port.isascii() and port.isdigit() and 0 < int(port) < 65536 and len(address) < 256 \
+                and all(c.isalnum() or c in ".-_[]:" for c in host):
+            return None
+    return f"{address!r:.60} is not HOST:PORT"
 
 
 def function_error(function):
@@ -86,7 +100,12 @@ def function_error(function):
 
 
 def _task_error(rec):
-    return submit_error(rec.spec) or value_rows_error(rec.deps, 3)
+    why = submit_error(rec.spec) or value_rows_error(rec.deps, 3)
+    if why is None:
+        shipped = {row[0] for row in rec.deps}
+        if not all(oid in shipped for oid in rec.spec[_DEPS]):
+            return "an argument's value does not travel with it"
+    return why
 
 
 _CLUSTER = {
@@ -99,6 +118,7 @@ _CLUSTER = {
     RunActor: lambda r: create_error(r.create) or _task_error(r) or function_error(r.function),
     ActorRestartSpec: lambda r: create_error(r.create) or _task_error(r) or function_error(r.function),
     TaskResult: lambda r: value_rows_error(r.results, 5) or value_rows_error(r.extras, 5),
+    KVPut: lambda r: ids_error(r.contained),
     ClusterStatusReply: lambda r: None if all(type(n) is dict for n in r.nodes) else "a node is not a dict",
 }
 
@@ -108,7 +128,7 @@ _LOCAL_KINDS = (VALUE_INLINE, VALUE_PLASMA, VALUE_ERROR)
 _CLIENT = {
     RegisterFunction: lambda r: None if all(type(p) is str for p in r.sys_path) else "sys_path is not all str",
     SubmitTask: submit_error,
-    PutObject: lambda r: ids_error(r.contained) or (None if r.kind in _LOCAL_KINDS else f"kind {r.kind}"),
+    PutObject: lambda r: ids_error([r.object_id, *r.contained]) or (None if r.kind in _LOCAL_KINDS else f"kind {r.kind}"),
     GetObjects: lambda r: ids_error(r.object_ids),
     RefDelta: lambda r: ids_error(r.added) or ids_error(r.removed),
     Blocked: lambda r: ids_error(r.awaited_tasks) or ids_error(r.returned),
