@@ -15,6 +15,7 @@ from ._messages import (VALUE_ERROR, VALUE_INLINE, VALUE_PLASMA, VALUE_REMOTE, A
                         SubmitTask, TaskDone, TaskResult, WatchStart)
 
 MAX_RETURNS = 1 << 16  # return values a task may have
+_INF = math.inf
 _DEPS = SubmitTask._fields.index("deps")
 _KINDS = (VALUE_INLINE, VALUE_PLASMA, VALUE_ERROR, VALUE_REMOTE)
 
@@ -31,15 +32,18 @@ def fields_error(cls, values):
 
 def ids_error(ids):
     """A list of ids: each non-empty bytes (ids are opaque; the store rejects b"")."""
-    if type(ids) is not list or not all(type(i) is bytes and i for i in ids):
-        return "ids are not all non-empty bytes"
+    if type(ids) is not list:
+        return "ids are not a list"
+    for i in ids:  # a loop, not all(): most lists are empty or short, and this is per task
+        if type(i) is not bytes or not i:
+            return "ids are not all non-empty bytes"
     return None
 
 
 def resources_error(resources):
     """name -> amount: str keys, finite numbers >= 0."""
     for k, v in resources.items():
-        if type(k) is not str or type(v) not in (int, float) or not (0 <= v < math.inf):
+        if type(k) is not str or (type(v) is not float and type(v) is not int) or not 0 <= v < _INF:
             return f"resource {k!r:.40}: {v!r:.40} is not an amount >= 0"
     return None
 
@@ -51,11 +55,13 @@ def submit_error(spec):
         if why is not None:
             return why
         spec = SubmitTask._make(spec)
-    if not 0 <= spec.num_returns <= MAX_RETURNS:
-        return f"num_returns {spec.num_returns} is not in 0..{MAX_RETURNS}"
-    if not spec.task_id or spec.args_object == b"":
+    # Per task on the raylet: calls only for what is there (most lists are empty).
+    task_id, _, _, _, args_object, deps, nested, num_returns, resources = spec[:9]
+    if not 0 <= num_returns <= MAX_RETURNS:
+        return f"num_returns {num_returns} is not in 0..{MAX_RETURNS}"
+    if not task_id or args_object == b"":
         return "an empty id"
-    return ids_error(spec.deps) or ids_error(spec.nested) or resources_error(spec.resources)
+    return (deps and ids_error(deps)) or (nested and ids_error(nested)) or resources_error(resources)
 
 
 def create_error(create):
