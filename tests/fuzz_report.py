@@ -22,7 +22,9 @@ def tables(info):
     out = {"objects": s["objects"]["objects"], "tasks": sum(s["tasks"].values()),
            "live_actors": sum(a["state"] != "dead" for a in s["actors"]), "drivers": len(s["drivers"]),
            "store_objects": store.get("num_objects"), "store_clients": store.get("num_clients"),
-           "raylet_rss": T.rss(info["pid"]), "store_rss": T.rss(store["store_pid"]) if store.get("store_pid") else None,
+           "raylet_rss": T.memory(info["pid"])[0], "raylet_uss": T.memory(info["pid"])[1],
+           "store_rss": T.memory(store["store_pid"])[0] if store.get("store_pid") else None,
+           "store_uss": T.memory(store["store_pid"])[1] if store.get("store_pid") else None,
            "dropped": sum(s["dropped"].values()) + sum(store.get("dropped", {}).values())}
     if "cluster" in s:
         c = s["cluster"]

@@ -31,8 +31,11 @@ def node_status(info):
     return _cli.request(info, "status", timeout=SYNC_TIMEOUT)
 
 
-def rss(pid):
-    return psutil.Process(pid).memory_info().rss
+def memory(pid):
+    """(resident, private) bytes of a process: its RSS, and its USS (the pages only it has;
+    not the store's shared arena, which a client maps and touches in the background)."""
+    m = psutil.Process(pid).memory_full_info()
+    return m.rss, m.uss
 
 
 class Counter:

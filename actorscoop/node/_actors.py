@@ -416,6 +416,11 @@ class ActorManager:
             if w is not None:
                 self.r._do_interrupt(S.InterruptTask(tid, w.worker_id))
 
+    def name_taken(self, create):
+        """Whether another live actor here has the name ``create`` (a CreateActor) asks for."""
+        aid = self.names.get((create.namespace, create.name)) if create.name else None
+        return aid is not None and aid != create.actor_id and self.alive_here(aid)
+
     def alive_here(self, actor_id):
         """Whether this node has the actor and it is not dead."""
         a = self.actors.get(actor_id)

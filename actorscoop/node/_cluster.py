@@ -397,6 +397,9 @@ class ClusterLink:
         if spec.task_id in r.tasks or r.actors.alive_here(create.actor_id):
             self.drops.drop("RunActor of an actor this node has", f"actor {create.actor_id.hex()} is here already")
             return
+        if r.actors.name_taken(create):
+            self._refuse_run(rec, spec, f"another live actor here is named {create.name!r}")
+            return
         holder = REMOTE + create.actor_id
         r.actors.on_create(holder, create._replace(request_id=0, get_if_exists=True))
         task = self._take(rec, spec)

@@ -159,13 +159,15 @@ class ObjectTable:
             if e is not None:
                 e.holders.discard(holder)
                 e.subscribers.discard(holder)
-                if e.producer == DIRECT_CALL and e.state is ObjState.PENDING \
-                        and not (e.holders or e.pins or e.subscribers):
-                    del self.entries[oid]  # only its caller (gone) could have reported its value
-                    continue
                 self._maybe_free(oid, e)
-        for e in self.entries.values():
-            e.subscribers.discard(holder)
+        unawaited = []
+        for oid, e in self.entries.items():
+            if holder in e.subscribers:
+                e.subscribers.discard(holder)
+                if e.producer == DIRECT_CALL:
+                    unawaited.append((oid, e))
+        for oid, e in unawaited:
+            self._maybe_free(oid, e)
 
     def pin(self, oid):
         e = self.entries.get(oid)
@@ -188,7 +190,12 @@ class ObjectTable:
         return e
 
     def _maybe_free(self, oid, e):
-        if e.holders or e.pins > 0 or e.state is ObjState.PENDING:
+        """Forget an object nothing holds. One still pending stays (its task will report
+        it), except a direct call's result nobody waits for: only its caller could report
+        it (Promote), and a report that comes after all makes it again (adopt)."""
+        if e.holders or e.pins > 0:
+            return
+        if e.state is ObjState.PENDING and (e.producer != DIRECT_CALL or e.subscribers):
             return
         del self.entries[oid]
         if e.kind == P.VALUE_PLASMA:

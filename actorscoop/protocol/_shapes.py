@@ -17,6 +17,8 @@ from ._messages import (VALUE_ERROR, VALUE_INLINE, VALUE_PLASMA, VALUE_REMOTE, A
 MAX_RETURNS = 1 << 16  # return values a task may have
 _INF = math.inf
 _DEPS = SubmitTask._fields.index("deps")
+_ACTOR = SubmitTask._fields.index("actor_id")
+_METHOD = SubmitTask._fields.index("method")
 _KINDS = (VALUE_INLINE, VALUE_PLASMA, VALUE_ERROR, VALUE_REMOTE)
 
 
@@ -59,14 +61,27 @@ def submit_error(spec):
     task_id, _, _, _, args_object, deps, nested, num_returns, resources = spec[:9]
     if not 0 <= num_returns <= MAX_RETURNS:
         return f"num_returns {num_returns} is not in 0..{MAX_RETURNS}"
-    if not task_id or args_object == b"":
+    if not task_id or args_object == b"" or spec[_ACTOR] == b"":
         return "an empty id"
     return (deps and ids_error(deps)) or (nested and ids_error(nested)) or resources_error(resources)
 
 
 def create_error(create):
-    """A CreateActor's fields (as a list)."""
-    return fields_error(CreateActor, create) or resources_error(create[CreateActor._fields.index("resources")])
+    """A CreateActor (its record, or its fields as a list)."""
+    if type(create) is list:
+        why = fields_error(CreateActor, create)
+        if why is not None:
+            return why
+        create = CreateActor._make(create)
+    return ("an empty actor id" if not create.actor_id else None) or resources_error(create.resources)
+
+
+def _actor_error(rec):
+    """An actor sent between nodes: its CreateActor, and its constructor's call to it."""
+    why = create_error(rec.create) or _task_error(rec) or function_error(rec.function)
+    if why is None and (rec.spec[_ACTOR] != rec.create[1] or rec.spec[_METHOD] != "__init__"):
+        return "the constructor's call is not to the actor's __init__"
+    return why
 
 
 def value_rows_error(rows, width):
@@ -120,9 +135,9 @@ _CLUSTER = {
     SpillTask: lambda r: _task_error(r) or function_error(r.function),
     RunTask: lambda r: _task_error(r) or function_error(r.function),
     RouteCall: _task_error,
-    SpillActor: lambda r: create_error(r.create) or _task_error(r) or function_error(r.function),
-    RunActor: lambda r: create_error(r.create) or _task_error(r) or function_error(r.function),
-    ActorRestartSpec: lambda r: create_error(r.create) or _task_error(r) or function_error(r.function),
+    SpillActor: _actor_error,
+    RunActor: _actor_error,
+    ActorRestartSpec: _actor_error,
     TaskResult: lambda r: value_rows_error(r.results, 5) or value_rows_error(r.extras, 5),
     KVPut: lambda r: ids_error(r.contained),
     ClusterStatusReply: lambda r: None if all(type(n) is dict for n in r.nodes) else "a node is not a dict",
@@ -140,7 +155,7 @@ _CLIENT = {
     Blocked: lambda r: ids_error(r.awaited_tasks) or ids_error(r.returned),
     TaskDone: lambda r: value_rows_error(r.results, 5),
     KVPut: lambda r: ids_error(r.contained),
-    CreateActor: lambda r: resources_error(r.resources),
+    CreateActor: create_error,
     WatchStart: lambda r: ids_error(r.task_ids),
     Promote: lambda r: ids_error(r.pending) or value_rows_error(r.ready, 5),
     AdoptResults: lambda r: value_rows_error(r.results, 5),
