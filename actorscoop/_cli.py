@@ -328,6 +328,14 @@ def format_status(r) -> str:
                          f"placed {n['placed']}")
     elif cl:
         lines.append(f"  member of the cluster at {cl['address']}")
+    dropped = sum(r.get("dropped", {}).values()) + sum(st.get("dropped", {}).values())
+    if cl:
+        dropped += sum(cl.get("dropped", {}).values()) + sum((cl.get("transfer") or {}).get("refused", {}).values())
+        refused = sum(cl.get("refused", {}).values())
+        if refused:
+            lines.append(f"  connections refused (no or wrong token): {refused}")
+    if dropped:
+        lines.append(f"  bad messages dropped: {dropped} (by kind: `actorscoop status --json`, \"dropped\")")
     if r["infeasible"]:
         lines.append("  pending, no node can run them:")
         for i in r["infeasible"][:10]:

@@ -35,21 +35,26 @@ import actorscoop as asc  # noqa: E402
 from actorscoop.testing import Cluster  # noqa: E402
 from actorscoop.transport import _secure  # noqa: E402
 
-FOUND = """Found by this fuzzer and fixed (each crashed a process, or leaked, before):
-- store: a message whose type field was not a string, a float field of `inf` (its poll
-  timeout overflowed) and a release of a non-bytes id killed or flooded the store;
-- raylet: a second Hello broke its handler; an argument, id or resource of the wrong type
-  left half-made task and object entries (ids are now checked before a handler runs); a get
-  of a non-bytes id killed the loop; empty ids made the store refuse whole delete batches;
-- head: a spilled task with a task id the head's own node already had (the scheduler
-  raised on the duplicate and the raylet died), a KVPut with unhashable ids, a spilled
-  actor call whose arguments did not travel with it;
+FOUND = """Found while fuzzing (by the fuzzer, a few by reading the code it pointed at) and fixed;
+each killed a process or leaked before (tests/test_bad_input_regressions.py and the
+protocol tests pin them down):
+- store: a message whose type field was not a string, or whose keys were of mixed types,
+  killed it; a timeout of `inf` overflowed its poll and killed it; a release of non-bytes
+  ids and a create no file could hold logged a traceback each;
+- raylet: a second Hello broke its handler; an id, argument list or resource of the wrong
+  type left half-made task and object entries; a get of a non-bytes id killed its loop;
+  `num_returns` of 2**40 would have made as many entries; empty ids made the store refuse
+  whole delete batches (leaking the good ids with them);
+- head: a spilled task with a task id its own node already ran made the scheduler raise
+  and the raylet die; a KVPut with unhashable ids, a spilled actor call whose arguments did
+  not travel with it, an actor whose constructor's call was to another actor (left pending
+  for good) broke handlers or leaked;
 - transfer: a sealed pull request with a negative offset or a length over a chunk killed
   the node serving it;
-- leaks: results of direct actor calls whose caller died before reporting them, detached
+- leaks: results of direct actor calls whose caller left before reporting them, detached
   actors whose creator left before sending the constructor, queued tasks of a departed
-  CLI client; log lines per bad message (now once per kind a minute, the rest counted);
-- modes: worker logs and the store's socket were readable by other users (0644, 0755)."""
+  CLI client; a log line per bad message (now once per kind a minute, the rest counted);
+- modes: worker logs and the store's socket were open to other users (0644, 0755)."""
 
 
 def mib(n):

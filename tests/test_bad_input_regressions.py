@@ -103,6 +103,15 @@ def test_a_field_of_the_wrong_type_is_a_malformed_frame(raylet):
     c.close()
 
 
+def test_status_says_how_many_bad_messages_were_dropped(raylet):
+    c = client(raylet)
+    before = status(raylet)["dropped"].get("malformed frame", 0)
+    c.send(b"\xc1 not msgpack")
+    assert dropped_after(raylet, "malformed frame", before) == before + 1
+    c.close()
+    assert "bad messages dropped: " in _cli.format_status(status(raylet))
+
+
 def test_what_a_departed_client_left_unfinished_is_forgotten(raylet):
     """A detached actor whose constructor never came, the result of a direct call whose
     caller never reported it, a queued task of a CLI client: all gone with the client."""

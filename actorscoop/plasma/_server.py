@@ -279,7 +279,14 @@ class StoreServer:
 
     def _create_fallback(self, identity, m: P.Create) -> P.Located:
         self.store.check_new(m.object_id)
-        path = self.spill.create_fallback(m.object_id, m.size)
+        try:
+            path = self.spill.create_fallback(m.object_id, m.size)
+        except OSError as exc:  # e.g. larger than the file system allows (EFBIG) or has room for
+            raise ObjectStoreFullError(
+                f"object {m.object_id.hex()} of {m.size} bytes is larger than the whole object store "
+                f"({self.store.capacity} bytes) and no file of that size can be made in {self.spill.path}: "
+                f"{exc.strerror}. Make the object smaller, or free disk space there.",
+                object_id=m.object_id, size=m.size, capacity=self.store.capacity) from exc
         self.store.create_fallback(m.object_id, m.size, identity, path)
         warning = (f"object {m.object_id.hex()} of {m.size} bytes is larger than the whole object store "
                    f"({self.store.capacity} bytes): it is kept in a disk-backed file in {self.spill.path} "

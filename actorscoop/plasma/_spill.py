@@ -50,6 +50,9 @@ class SpillDir:
         fd = os.open(path, os.O_CREAT | os.O_TRUNC | os.O_RDWR, 0o600)
         try:
             os.ftruncate(fd, size)
+        except OSError:
+            unlink_quietly(path)
+            raise
         finally:
             os.close(fd)
         return path
