@@ -29,17 +29,17 @@ def cluster(tmp_path_factory):
         yield c, logs, started
 
 
+def check(result, log, started):
+    assert result["alive"] and result["after"]["dropped"] > result["before"]["dropped"]
+    assert fuzz_checks.problems(result, str(log), time.monotonic() - started) == []
+    assert R.fresh_work()
+
+
 def test_the_head_survives_bad_records_from_a_member(cluster):
     c, logs, started = cluster
-    result = R.head_run(c.info(0), c.creds, 150)
-    assert result["alive"] and result["after"]["dropped"] > result["before"]["dropped"]
-    assert fuzz_checks.problems(result, str(logs / "node0.log"), time.monotonic() - started) == []
-    assert R.fresh_work()
+    check(R.head_run(c.info(0), c.creds, 150), logs / "node0.log", started)
 
 
 def test_a_transfer_socket_survives_bad_messages(cluster):
     c, logs, started = cluster
-    result = R.transfer_run(c.info(1), c.creds, 600)
-    assert result["alive"] and result["after"]["dropped"] > result["before"]["dropped"]
-    assert fuzz_checks.problems(result, str(logs / "node1.log"), time.monotonic() - started) == []
-    assert R.fresh_work()
+    check(R.transfer_run(c.info(1), c.creds, 600), logs / "node1.log", started)

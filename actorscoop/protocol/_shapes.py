@@ -50,13 +50,20 @@ def resources_error(resources):
     return None
 
 
+def _record(cls, value):
+    """``(record, None)`` for a ``cls`` record or the list of its fields; ``(None, why)`` if
+    the list is not that."""
+    if type(value) is not list:
+        return value, None
+    why = fields_error(cls, value)
+    return (None, why) if why is not None else (cls._make(value), None)
+
+
 def submit_error(spec):
     """A SubmitTask (its record, or its fields as a list)."""
-    if type(spec) is list:
-        why = fields_error(SubmitTask, spec)
-        if why is not None:
-            return why
-        spec = SubmitTask._make(spec)
+    spec, why = _record(SubmitTask, spec)
+    if why is not None:
+        return why
     # Per task on the raylet: calls only for what is there (most lists are empty).
     task_id, _, _, _, args_object, deps, nested, num_returns, resources = spec[:9]
     if not 0 <= num_returns <= MAX_RETURNS:
@@ -68,11 +75,9 @@ def submit_error(spec):
 
 def create_error(create):
     """A CreateActor (its record, or its fields as a list)."""
-    if type(create) is list:
-        why = fields_error(CreateActor, create)
-        if why is not None:
-            return why
-        create = CreateActor._make(create)
+    create, why = _record(CreateActor, create)
+    if why is not None:
+        return why
     return ("an empty actor id" if not create.actor_id else None) or resources_error(create.resources)
 
 
