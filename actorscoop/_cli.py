@@ -330,7 +330,8 @@ def format_status(r) -> str:
         lines.append(f"  member of the cluster at {cl['address']}")
     dropped = sum(r.get("dropped", {}).values()) + sum(st.get("dropped", {}).values())
     if cl:
-        dropped += sum(cl.get("dropped", {}).values()) + sum((cl.get("transfer") or {}).get("refused", {}).values())
+        dropped += sum(cl.get("dropped", {}).values())
+        dropped += sum((cl.get("transfer") or {}).get("refused", {}).values())
         refused = sum(cl.get("refused", {}).values())
         if refused:
             lines.append(f"  connections refused (no or wrong token): {refused}")

@@ -123,7 +123,8 @@ class HeadService:
         if rec.version != P.PROTOCOL_VERSION:
             reason = (f"this node speaks protocol version {rec.version} and the head "
                       f"version {P.PROTOCOL_VERSION}: install the same actorscoop version everywhere")
-            self.link.drops.drop("NodeJoin of another version", f"node {rec.node_id.hex()[:8]} at {rec.host}: {reason}")
+            self.link.drops.drop("NodeJoin of another version",
+                                 f"node {rec.node_id.hex()[:8]} at {rec.host}: {reason}")
             self.link.send_to(ident, P.JoinReply(False, reason, self.node_id))
             return
         now = time.monotonic()

@@ -248,7 +248,8 @@ class StoreServer:
     def on_stats(self, identity, m: P.Stats):
         stats = self.store.stats()
         stats.update(arena_path=self.arena_path, num_clients=len(self.clients), store_pid=os.getpid(),
-                     waiting_gets=sum(map(len, self.gets.values())), dropped={k: v[0] for k, v in self._dropped.items()},
+                     waiting_gets=sum(map(len, self.gets.values())),
+                     dropped={k: v[0] for k, v in self._dropped.items()},
                      waiting_creates=sum(isinstance(w.msg, P.Create) for w in self.blocked),
                      waiting_restores=sum(isinstance(w.msg, P.Get) for w in self.blocked))
         return P.Answer(m.rid, stats)

@@ -154,7 +154,8 @@ _LOCAL_KINDS = (VALUE_INLINE, VALUE_PLASMA, VALUE_ERROR)
 _CLIENT = {
     RegisterFunction: lambda r: None if all(type(p) is str for p in r.sys_path) else "sys_path is not all str",
     SubmitTask: submit_error,
-    PutObject: lambda r: ids_error([r.object_id, *r.contained]) or (None if r.kind in _LOCAL_KINDS else f"kind {r.kind}"),
+    PutObject: lambda r: ids_error([r.object_id, *r.contained])
+    or (None if r.kind in _LOCAL_KINDS else f"kind {r.kind} is not a local value's"),
     GetObjects: lambda r: ids_error(r.object_ids),
     RefDelta: lambda r: ids_error(r.added) or ids_error(r.removed),
     Blocked: lambda r: ids_error(r.awaited_tasks) or ids_error(r.returned),
