@@ -16,6 +16,7 @@ leaving its other sections alone); exits 1 if any check failed.
 """
 import argparse
 import datetime as dt
+import json
 import os
 import platform
 import re
@@ -104,8 +105,8 @@ def security(workdir):
 
 
 def table(rows):
-    out = ["| target | sessions | messages | dropped and counted | alive | private memory (USS) after warm-up → end, "
-           "MiB (RSS) | tables after warm-up → end |", "|---|---:|---:|---:|---|---|---|"]
+    out = ["| target | sessions | messages | dropped and counted after warm-up | alive after | private memory (USS) "
+           "after warm-up → end, MiB (RSS) | tables after warm-up → end |", "|---|---:|---:|---:|---|---|---|"]
     for r in rows:
         b, a = r["before"], r["after"]
         rss = (f"raylet {mib(b['raylet_uss'])} → {mib(a['raylet_uss'])} ({mib(b['raylet_rss'])} → {mib(a['raylet_rss'])}), "
@@ -113,7 +114,7 @@ def table(rows):
         tabs = ", ".join(f"{k} {b[k]} → {a[k]}" for k in ("objects", "tasks", "live_actors", "store_objects",
                                                           "store_clients") if b.get(k) is not None)
         out.append(f"| {r['target']} | {r['sessions'] or '-'} | {r['messages']:,} | "
-                   f"{a['dropped'] - b['dropped']:,} (after warm-up) | {'yes' if r['alive'] else '**NO**'} | {rss} | {tabs} |")
+                   f"{a['dropped'] - b['dropped']:,} | {'yes' if r['alive'] else '**NO**'} | {rss} | {tabs} |")
     return "\n".join(out)
 
 
@@ -141,9 +142,11 @@ def render(args, rows, problems, notes, seconds, sec, modes_checked, modes_open)
     lines += ["", FOUND, ""]
     refused = ", ".join(f"{reason.split(':')[0]}: {n}" for reason, n in sorted(sec["refused"].items()))
     lines += ["## Security", "",
-              f"Same run. A single-node cluster; each attack sends a NodeJoin and a SpillTask whose function "
-              "unpickles into a canary directory (tests/fuzz_attacks.py). The control, from a member with the "
-              "token, shows that such a payload is seen when it gets through.", "",
+              f"`python ci/reliability_fuzz.py --examples {args.examples}` ({when}, {machine}), after the bad "
+              "input above, on a single-node loopback cluster of its own. Each peer below sends a NodeJoin and a "
+              "SpillTask whose function unpickles into a canary directory (tests/fuzz_attacks.py); the control, "
+              "a member with the token sending the same, shows that the check sees a payload that gets through "
+              "(whoever unpickles it: the head, or a worker it hands the task to).", "",
               "| peer | outcome |", "|---|---|"]
     lines += [f"| {name} | {outcome} |" for name, outcome in sec["results"]]
     lines += ["",
@@ -190,6 +193,9 @@ def main(argv=None):
         problems.append("an unauthenticated peer got through")
     problems += [f"{p} is open to other users ({m})" for p, m in open_]
     text = render(args, rows, problems, notes, seconds, sec, checked, open_)
+    with open(os.path.join(workdir, "results.json"), "w") as f:
+        json.dump({"bad_input": rows, "problems": problems, "notes": notes, "security": sec,
+                   "modes": {"checked": checked, "open": open_}}, f, indent=1, default=str)
     print(text)
     if args.write:
         write_sections(args.write, text)

@@ -163,9 +163,22 @@ def test_the_scheduler_rejects_one_bad_event_and_applies_the_others():
 
 @pytest.fixture(scope="module")
 def head():
+    """A single-node cluster (beside this module's embedded node: the leak check looks at
+    the cluster's own processes and session only)."""
+    import psutil
     from actorscoop.testing import Cluster
+    from conftest import LeakCheck
+    leaks = LeakCheck()
+
+    def snapshot(c):
+        raylet = c.nodes[0][0].pid
+        leaks.pids |= {raylet} | {p.pid for p in psutil.Process(raylet).children(recursive=True)}
+        leaks.session_dirs.add(c.info(0)["session_dir"])
     with Cluster(nodes=[{"num_cpus": 1}]) as c:
+        snapshot(c)
         yield c
+        snapshot(c)
+    leaks.assert_clean()
 
 
 def member(c):

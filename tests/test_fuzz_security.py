@@ -11,6 +11,7 @@ import stat
 import pytest
 
 import fuzz_attacks as A
+from conftest import LeakCheck
 from actorscoop.testing import Cluster
 from actorscoop.transport import _secure
 
@@ -20,8 +21,12 @@ pytestmark = [pytest.mark.fuzz, pytest.mark.timeout(180)]
 @pytest.fixture(scope="module")
 def head(tmp_path_factory):
     logs = tmp_path_factory.mktemp("fuzz-security")
+    leaks = LeakCheck()
     with Cluster(nodes=[{"num_cpus": 1}], output=str(logs)) as c:
+        leaks.snapshot()
         yield c, str(logs)
+        leaks.snapshot()
+    leaks.assert_clean()
 
 
 def test_unauthenticated_peers_never_reach_unpickling(head):
