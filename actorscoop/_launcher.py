@@ -6,19 +6,21 @@ import subprocess
 import sys
 import time
 
+from ._session import open_private
 from .exceptions import ActorScoopError
 
 
 def launch_node(session_dir, num_cpus, resources=None, object_store_memory=None, port=None,
                 head=True, embedded=True, config=None, timeout=60.0, cluster=None,
-                dashboard=None):
+                dashboard=None, output=None):
     """Start ``python -m actorscoop.node``; return (Popen, node info dict).
 
     Every node starts in its own session (a Ctrl-C in the terminal does not reach it).
     An embedded node lives as long as this process: it holds the read end of a pipe whose
     write end only this process has, and stops when that end closes (the process exited,
     whichever thread started the node). Returns (Popen, info, lifeline fd or None).
-    Others log to the session's logs/raylet.out.
+    Others log to the session's logs/raylet.out; ``output`` (a path) sends an embedded
+    node's output to that file instead of this process's stdout and stderr.
 
     ``cluster``: None for a node of its own, else a dict: ``{"token": T, "host": H}`` makes
     it the head of a cluster serving H:port (port 0: any free one, reported in the info),
@@ -55,9 +57,9 @@ def launch_node(session_dir, num_cpus, resources=None, object_store_memory=None,
     if embedded:
         life_r, life_w = os.pipe()  # both close-on-exec; pass_fds hands life_r to the node
         cmd += ["--lifeline-fd", str(life_r)]
-        out = None
+        out = open_private(output) if output is not None else None
     else:
-        out = open(os.path.join(session_dir, "logs", "raylet.out"), "ab")
+        out = open_private(os.path.join(session_dir, "logs", "raylet.out"))
     try:
         proc = subprocess.Popen(cmd, pass_fds=[w] + ([life_r] if embedded else []), env=env,
                                 stdin=subprocess.DEVNULL, stdout=out,

@@ -5,6 +5,7 @@ import os
 import cloudpickle
 
 from . import _context, _serialization
+from .protocol import MAX_RETURNS
 
 _FUNCTION_OPTIONS = {
     "num_cpus": 1, "num_gpus": 0, "resources": None, "num_returns": 1,
@@ -24,8 +25,8 @@ def validate_options(opts: dict, allowed: dict, what: str) -> dict:
             raise ValueError(f"{key} must be a number >= 0, got {v!r}")
     if "num_returns" in opts:
         n = opts["num_returns"]
-        if not isinstance(n, int) or isinstance(n, bool) or n < 1:
-            raise ValueError(f"num_returns must be an int >= 1, got {n!r}")
+        if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= MAX_RETURNS:
+            raise ValueError(f"num_returns must be an int from 1 to {MAX_RETURNS}, got {n!r}")
     if "max_retries" in opts:
         n = opts["max_retries"]
         if not isinstance(n, int) or isinstance(n, bool) or n < -1:

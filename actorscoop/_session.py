@@ -88,6 +88,18 @@ def write_private(path: str, text: str) -> None:
     os.replace(tmp, path)
 
 
+def open_private(path: str, mode: str = "ab", buffering: int = -1):
+    """Open a file for writing (``mode`` "ab" or "wb") readable only by this user (0600)."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | (os.O_APPEND if mode.startswith("a") else os.O_TRUNC)
+    fd = os.open(path, flags, 0o600)
+    try:
+        os.fchmod(fd, 0o600)  # a file made before (under another umask) too
+        return os.fdopen(fd, mode, buffering=buffering)
+    except BaseException:
+        os.close(fd)
+        raise
+
+
 def write_node_file(info: dict) -> str:
     path = os.path.join(nodes_dir(), f"{info['node_id']}.json")
     write_private(path, json.dumps(info))

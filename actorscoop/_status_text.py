@@ -24,6 +24,7 @@ def format_status(status: dict, tasks: dict = None) -> str:
         lines += _demands([{"name": i["name"], "resources": i["resources"], "count": 1,
                             "reason": "no node has these resources"} for i in status["infeasible"]])
     lines += _monitor(status.get("memory_monitor"))
+    lines += _dropped(status)
     drivers = status.get("drivers") or []
     lines.append(f"Drivers connected to this node: {len(drivers)}"
                  + (" (" + ", ".join(f"pid {d['pid']}" for d in drivers[:5]) + ")" if drivers else ""))
@@ -150,6 +151,20 @@ def _store(st):
     if st.get("spilled_bytes"):
         text += f", {size(st['spilled_bytes'])} spilled"
     return text
+
+
+def _dropped(status):
+    """Bad messages this node dropped, and peers refused (docs/security.md)."""
+    cl = status.get("cluster") or {}
+    dropped = sum((status.get("dropped") or {}).values()) + sum(((status.get("store") or {}).get("dropped") or {}).values())
+    dropped += sum((cl.get("dropped") or {}).values()) + sum(((cl.get("transfer") or {}).get("refused") or {}).values())
+    refused = sum((cl.get("refused") or {}).values())
+    out = []
+    if refused:
+        out.append(f"Connections refused (no or wrong token): {refused:,}")
+    if dropped:
+        out.append(f"Bad messages dropped: {dropped:,} (by kind: `actorscoop status --json`, \"dropped\")")
+    return out
 
 
 def _monitor(mon):

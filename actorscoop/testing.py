@@ -20,15 +20,17 @@ from .transport._secure import new_credentials
 
 class Cluster:
     def __init__(self, nodes=({"num_cpus": 1},), config=None, object_store_memory=64 << 20,
-                 include_dashboard=False, dashboard_host="127.0.0.1", dashboard_port=0):
+                 include_dashboard=False, dashboard_host="127.0.0.1", dashboard_port=0, output=None):
         """``nodes``: one dict of ``launch_node`` options per node (num_cpus, resources);
         the first is the head. ``include_dashboard``: the head serves the dashboard on
         ``dashboard_host:dashboard_port`` (default: any free port of 127.0.0.1); its
         address is ``dashboard_url``, and a dashboard not bound to loopback needs the
-        cluster token, ``creds.token``."""
+        cluster token, ``creds.token``. ``output``: a directory; node i then writes its log
+        to ``node<i>.log`` there instead of this process's stderr."""
         self.creds = new_credentials()
         self.config = dict(config or {})
         self.object_store_memory = object_store_memory
+        self.output = output
         self.nodes = []  # (Popen, info, lifeline fd)
         dashboard = {"host": dashboard_host, "port": dashboard_port} if include_dashboard else None
         try:
@@ -53,7 +55,8 @@ class Cluster:
         proc, info, lifeline = launch_node(
             _session.new_session_dir(), spec.get("num_cpus", 1), spec.get("resources"),
             self.object_store_memory, port=0 if head else None, head=head, embedded=True,
-            config=self.config, cluster=cluster, dashboard=dashboard)
+            config=self.config, cluster=cluster, dashboard=dashboard,
+            output=None if self.output is None else os.path.join(self.output, f"node{len(self.nodes)}.log"))
         self.nodes.append((proc, info, lifeline))
 
     def info(self, index):

@@ -59,6 +59,8 @@ def test_num_returns_and_options(node):
         identity.options(bogus=1)
     with pytest.raises(ValueError, match="num_returns"):
         identity.options(num_returns=0)
+    with pytest.raises(ValueError, match="from 1 to 65536"):  # what a node accepts
+        identity.options(num_returns=65537)
 
 
 def test_wrong_num_returns_is_an_error(node):

@@ -150,3 +150,22 @@ def test_an_oversized_frame_drops_the_connection_not_the_node(two_nodes, sender)
     ref = made_on_b.remote(5 << 20, 11)
     assert np.array_equal(asc.get(ref, timeout=60), made_on_b._function(5 << 20, 11))
     assert transfer_report(c, 0)["pulls"] >= 1
+
+
+@pytest.mark.parametrize("offset, length", [(-1, 1 << 16), (0, 0), (0, 64 << 20), (1 << 40, 1 << 16)])
+def test_a_member_asking_for_a_chunk_out_of_bounds_gets_an_error_not_a_dead_node(two_nodes, sender, offset, length):
+    """A negative offset or a length over a chunk killed the node serving it (found by
+    tests/test_fuzz_cluster.py); now the puller is told, and the node goes on."""
+    c = two_nodes
+    ref = made_on_b.remote(1 << 20, 5)
+    asc.wait([ref], timeout=60)
+    sealer = _sealed.Sealer(c.creds)
+    before = transfer_report(c, 1)["refused"]
+    sender.send(sealer.seal(P.encode([P.PullRequest(ref.id, offset, length)])))
+    assert sender.poll(30_000), "no answer"
+    head_frame, _payload = sender.recv_multipart()
+    (head,) = P.decode(sealer.open(head_frame))
+    assert head.total == -1 and head.error
+    if offset < 0 or not 0 < length <= (4 << 20):  # past the end is refused only while B has it
+        refused_grew(c, "pull request", before)
+    assert np.array_equal(asc.get(made_on_b.remote(5 << 20, 13), timeout=60), made_on_b._function(5 << 20, 13))

@@ -1,7 +1,9 @@
 """Every message type round-trips; malformed frames are rejected, and a live raylet
 logs and drops them and keeps serving."""
 import os
+import typing
 
+import fuzz_strategies as FS
 import msgpack
 import pytest
 from hypothesis import given, settings
@@ -10,18 +12,29 @@ from hypothesis import strategies as st
 import actorscoop as asc
 from actorscoop import protocol as P
 
-_values = st.one_of(st.none(), st.booleans(), st.integers(-2**40, 2**40), st.binary(max_size=40),
-                    st.text(max_size=20), st.lists(st.binary(max_size=20), max_size=3),
-                    st.dictionaries(st.text(max_size=5), st.floats(allow_nan=False), max_size=3))
-
-
 @pytest.mark.parametrize("cls", P.MESSAGE_TYPES, ids=lambda c: c.__name__)
 @settings(max_examples=25, deadline=None)
 @given(data=st.data())
 def test_round_trip_every_message(cls, data):
-    fields = [data.draw(_values) for _ in cls._fields]
-    msg = cls(*fields)
-    assert P.decode(P.encode([msg, msg])) == [msg, msg]
+    msg = cls(*data.draw(FS.typed_fields(cls)))
+    frame = P.encode([msg, msg])
+    decoded = P.decode(frame)
+    assert [type(r) for r in decoded] == [cls, cls] and P.encode(decoded) == frame  # (NaN != NaN)
+
+
+@pytest.mark.parametrize("cls", [c for c in P.MESSAGE_TYPES if c._fields], ids=lambda c: c.__name__)
+def test_a_field_of_the_wrong_type_is_rejected_by_name(cls):
+    hints = typing.get_type_hints(cls)
+    valid = [None if typing.get_origin(k) is typing.Union or k is typing.Any else k() for k in hints.values()]
+    P.decode(msgpack.packb([[P.MESSAGE_TYPES.index(cls), *valid]], use_bin_type=True))
+    for i, name in enumerate(cls._fields):
+        if hints[name] is typing.Any:
+            continue
+        fields = list(valid)
+        fields[i] = ["not", "a", "dict"] if hints[name] is dict else {"not": "a list"}
+        frame = msgpack.packb([[P.MESSAGE_TYPES.index(cls), *fields]], use_bin_type=True)
+        with pytest.raises(P.ProtocolError, match=f"{cls.__name__} record whose {name} is a"):
+            P.decode(frame)
 
 
 @pytest.mark.parametrize("frame", [

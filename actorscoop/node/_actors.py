@@ -365,12 +365,19 @@ class ActorManager:
             self.r.workers.signal(w, signal.SIGKILL)
 
     def owner_gone(self, ident):
-        """A process that created non-detached actors went away: they go too."""
+        """A process that created non-detached actors went away: they go too. So do its
+        detached actors whose constructor call never came (it can no longer come)."""
         for a in list(self.actors.values()):
-            if a.owner == ident and not a.spec.detached and a.state is not ActorState.DEAD:
+            if a.owner != ident or a.state is ActorState.DEAD:
+                continue
+            if not a.spec.detached:
                 a.no_restart = True
                 self._die(a, "the process that created it exited (use lifetime='detached' "
                              "to keep it)", kill=True)
+            elif a.creation is None and a.state is ActorState.PENDING:
+                a.no_restart = True
+                self._die(a, "the process that created it exited before sending its constructor call",
+                          kill=False)
 
     # ------------------------------------------------------------------ lookup and report
     def get(self, ident, rec):
@@ -408,6 +415,16 @@ class ActorManager:
             w = self.r.workers.by_id.get(a.worker_id)
             if w is not None:
                 self.r._do_interrupt(S.InterruptTask(tid, w.worker_id))
+
+    def name_taken(self, create):
+        """Whether another live actor here has the name ``create`` (a CreateActor) asks for."""
+        aid = self.names.get((create.namespace, create.name)) if create.name else None
+        return aid is not None and aid != create.actor_id and self.alive_here(aid)
+
+    def alive_here(self, actor_id):
+        """Whether this node has the actor and it is not dead."""
+        a = self.actors.get(actor_id)
+        return a is not None and a.state is not ActorState.DEAD
 
     def is_actor_worker(self, worker_id):
         return worker_id in self.by_worker

@@ -26,6 +26,7 @@ from .. import protocol as P
 from .. import scheduler as S
 from ..exceptions import ActorDiedError, ActorScoopError, NodeDiedError, ObjectLostError, TaskCancelledError
 from ..transport import _secure
+from ._drops import Drops
 from ._head import HeadService
 from ._objects import ObjState
 
@@ -75,6 +76,8 @@ class ClusterLink:
         self.last_heard = time.monotonic()
         self.head_timeout = 2 * float(cfg.get("node_timeout", 5.0))
         self.table = []  # the head's node table, as of its last answer (members ask every tick)
+        self.drops = Drops(log)  # bad input from other nodes (or the head), counted by kind
+        self.received = 0  # messages read from the cluster socket
         self._request_ids = itertools.count(1)
         try:
             self.auth = _secure.Authenticator(self.ctx, creds).start()
@@ -170,23 +173,46 @@ class ClusterLink:
         sock = self.sock
         while sock.getsockopt(zmq.EVENTS) & zmq.POLLIN:
             parts = sock.recv_multipart(zmq.NOBLOCK)
+            self.received += 1
             if self.head is not None:
                 if len(parts) != 2:
-                    log.warning("dropped a message of %d parts from a node", len(parts))
+                    self.drops.drop("message of several frames", f"{len(parts)} frames from a node")
                     continue
                 ident, frame = parts
-                for rec in P.decode_or_log(frame, log, "a node"):
+                for rec in self._records(frame, "a node"):
                     if type(rec) is P.Heartbeat and self.head._node_of(ident) is None:
                         self.send_to(ident, P.JoinReply(False, "rejoin", self.r.node_id))
                         continue
-                    self.head.handle(ident, rec)
+                    self._handle(self.head.handle, ident, rec, "a node")
             else:
                 self.last_heard = time.monotonic()
                 for frame in parts:
-                    for rec in P.decode_or_log(frame, log, "the head"):
-                        self.deliver(rec)
+                    for rec in self._records(frame, "the head"):
+                        self._handle(lambda _ident, rec: self.deliver(rec), None, rec, "the head")
         if self.transfer is not None:
             self.transfer.drain()
+
+    def _records(self, frame, source):
+        """The records of a frame from ``source``; none (dropped, counted) if it is malformed."""
+        try:
+            records = P.decode(frame)
+        except P.ProtocolError as exc:
+            self.drops.drop("malformed frame", f"from {source}: {exc}")
+            return ()
+        for rec in records:
+            why = P.cluster_record_error(rec)
+            if why is not None:
+                self.drops.drop(f"malformed {type(rec).__name__}", f"from {source}: {why}")
+                return ()
+        return records
+
+    def _handle(self, handler, ident, rec, source):
+        """Handle one record; one that makes its handler raise is dropped (and counted)."""
+        try:
+            handler(ident, rec)
+        except Exception as exc:
+            self.drops.drop(f"{type(rec).__name__} that broke its handler",
+                            f"from {source}: {type(exc).__name__}: {exc}", exc_info=True)
 
     def deliver(self, rec):
         """A message from the head to this raylet."""
@@ -233,7 +259,7 @@ class ClusterLink:
         elif t is P.ClusterStatusReply:
             self.table = rec.nodes
         else:
-            log.warning("dropped an unexpected %s from the head", t.__name__)
+            self.drops.drop(f"unexpected {t.__name__}", "from the head")
 
     def tick(self, events):
         """Every second: heartbeat; a member also sends its task events (``events``: the
@@ -308,11 +334,12 @@ class ClusterLink:
         """Argument values as they travel: inline values as they are, plasma values as a
         place to pull them from (our store). Refs found inside the arguments (``nested``)
         travel the same way, so the node that runs the task can resolve them while it runs;
-        a nested ref whose value is not ready here is not sent (a get of it there fails)."""
+        a nested ref whose value is not ready here is not sent (a get of it there fails).
+        A failed argument travels as its error (an actor call fails with it there)."""
         deps = []
         for oid in dict.fromkeys((*spec.deps, *spec.nested)):
             e = self.r.objects.entries.get(oid)
-            if e is None or e.state is not ObjState.READY:
+            if e is None or e.state is ObjState.PENDING:
                 continue
             if e.kind == P.VALUE_PLASMA:
                 deps.append([oid, P.VALUE_REMOTE, [self.r.node_id, self.transfer.address, b"", e.size]])
@@ -376,6 +403,12 @@ class ClusterLink:
         r = self.r
         create = P.CreateActor(*rec.create)
         spec = P.SubmitTask(*rec.spec)
+        if spec.task_id in r.tasks or r.actors.alive_here(create.actor_id):
+            self.drops.drop("RunActor of an actor this node has", f"actor {create.actor_id.hex()} is here already")
+            return
+        if r.actors.name_taken(create):
+            self._refuse_run(rec, spec, f"another live actor here is named {create.name!r}")
+            return
         holder = REMOTE + create.actor_id
         r.actors.on_create(holder, create._replace(request_id=0, get_if_exists=True))
         task = self._take(rec, spec)
@@ -462,11 +495,26 @@ class ClusterLink:
         if rec.owner == r.node_id and spec.task_id in r.tasks:  # ours: run it here after all
             self._run_here(r.tasks[spec.task_id])
             return
+        if spec.task_id in r.tasks:
+            self.drops.drop("RunTask of a task this node has", f"task {spec.task_id.hex()} is here already")
+            return
+        if spec.actor_id is None and not rec.function[1] and spec.function_id not in r.functions:
+            self._refuse_run(rec, spec, "the head sent it without its function, which this node does not have")
+            return
         task = self._take(rec, spec)
         if spec.actor_id is not None:  # a call to an actor we host
             r.actors.submit(task, list(r.missing_deps(spec)))
         else:
             r.submit_local(task)
+
+    def _refuse_run(self, rec, spec, why):
+        """A task sent here that cannot run: its results, errors saying why, go home."""
+        self.drops.drop(f"{type(rec).__name__} that cannot run", why)
+        err = _errors.pack_exception(ActorScoopError(f"task {spec.name}() could not run on node "
+                                                     f"{self.r.node_id.hex()[:8]}: {why}"))
+        results = [[spec.task_id + i.to_bytes(4, "big"), P.VALUE_ERROR, err, 0, []]
+                   for i in range(1, spec.num_returns + 1)]
+        self.to_head(P.TaskResult(rec.owner, self.r.node_id, spec.task_id, results, []))
 
     def _run_here(self, task):
         """One of our tasks runs on this node after all; the head placed it: never spill it."""
@@ -572,6 +620,8 @@ class ClusterLink:
     # ------------------------------------------------------------------ status, shutdown
     def report(self):
         out = {"address": self.address, "head": self.head is not None, "head_lost": self.head_lost,
+               "received": self.received, "dropped": self.drops.counts(),
+               "refused": self.auth.refusals() if self.auth is not None else {},
                "transfer": self.transfer.report() if self.transfer is not None else None}
         out["nodes"] = self.head.table() if self.head is not None else self.table
         return out

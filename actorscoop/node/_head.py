@@ -55,7 +55,7 @@ class HeadService:
             return
         node = self._node_of(ident)
         if node is None:
-            log.warning("dropped %s from a peer that has not joined", t.__name__)
+            self.link.drops.drop(f"{t.__name__} before NodeJoin", "from a peer that has not joined")
             return
         node.last_seen = time.monotonic()
         if t is P.Heartbeat:
@@ -120,7 +120,7 @@ class HeadService:
         elif t is P.ClusterStatusRequest:
             self.link.send_to(ident, P.ClusterStatusReply(rec.request_id, self.table()))
         else:
-            log.warning("head ignored an unexpected %s", t.__name__)
+            self.link.drops.drop(f"unexpected {t.__name__}", "at the head, from a node")
 
     def _task_events(self, node, rec):
         """A member's task events join the cluster's view (what="tasks", "timeline")."""
@@ -141,7 +141,8 @@ class HeadService:
         if rec.version != P.PROTOCOL_VERSION:
             reason = (f"this node speaks protocol version {rec.version} and the head "
                       f"version {P.PROTOCOL_VERSION}: install the same actorscoop version everywhere")
-            log.warning("refused node %s at %s: %s", rec.node_id.hex()[:8], rec.host, reason)
+            self.link.drops.drop("NodeJoin of another version",
+                                 f"node {rec.node_id.hex()[:8]} at {rec.host}: {reason}")
             self.link.send_to(ident, P.JoinReply(False, reason, self.node_id))
             return
         now = time.monotonic()

@@ -20,6 +20,7 @@ import enum
 from .. import protocol as P
 
 _EARLY_PER_HOLDER = 65536  # releases of not-yet-known ids remembered per process
+DIRECT_CALL = "actor call"  # producer of the result of a direct call to an actor
 
 
 class ObjState(enum.Enum):
@@ -72,7 +73,7 @@ class ObjectTable:
         early = self._early.get(holder)
         released = early is not None and early.pop(oid, 0) is None
         if e is None:
-            e = self.entries[oid] = _Entry("actor call")
+            e = self.entries[oid] = _Entry(DIRECT_CALL)
             if not released:
                 self._hold(oid, e, holder)
         elif not released:
@@ -159,8 +160,14 @@ class ObjectTable:
                 e.holders.discard(holder)
                 e.subscribers.discard(holder)
                 self._maybe_free(oid, e)
-        for e in self.entries.values():
-            e.subscribers.discard(holder)
+        unawaited = []
+        for oid, e in self.entries.items():
+            if holder in e.subscribers:
+                e.subscribers.discard(holder)
+                if e.producer == DIRECT_CALL:
+                    unawaited.append((oid, e))
+        for oid, e in unawaited:
+            self._maybe_free(oid, e)
 
     def pin(self, oid):
         e = self.entries.get(oid)
@@ -183,7 +190,12 @@ class ObjectTable:
         return e
 
     def _maybe_free(self, oid, e):
-        if e.holders or e.pins > 0 or e.state is ObjState.PENDING:
+        """Forget an object nothing holds. One still pending stays (its task will report
+        it), except a direct call's result nobody waits for: only its caller could report
+        it (Promote), and a report that comes after all makes it again (adopt)."""
+        if e.holders or e.pins > 0:
+            return
+        if e.state is ObjState.PENDING and (e.producer != DIRECT_CALL or e.subscribers):
             return
         del self.entries[oid]
         if e.kind == P.VALUE_PLASMA:

@@ -15,12 +15,14 @@ from .. import protocol as P
 from .. import scheduler as S
 from .._ids import random_id
 from ..exceptions import ObjectLostError, TaskCancelledError, WorkerCrashedError
+from ..protocol import client_record_error
 from ._actors import ActorManager
+from ._drops import Drops
 from ._events import FAILED, FINISHED, RETRIED
 from ._kv import KVStore
 from ._loop import Loop, drain_fd, who
 from ._memory_monitor import MemoryMonitor
-from ._objects import ObjectTable, ObjState
+from ._objects import DIRECT_CALL, ObjectTable, ObjState
 from ._proc import describe_exit
 from ._recorder import Recorder
 from ._workers import WorkerTable
@@ -111,8 +113,9 @@ class Raylet:
         self.wake_fd = None
         self.cluster = None  # a ClusterLink when this node is part of a cluster (attach_cluster)
         self._unknown = []  # (client, object id) of gets for ids not known yet (see _on_get)
+        self.drops = Drops(log)  # bad input from clients, counted by kind
         self._handlers = {
-            P.Hello: self._on_hello, P.RegisterFunction: self._on_register,
+            P.RegisterFunction: self._on_register,
             P.SubmitTask: self._on_submit, P.PutObject: self._on_put,
             P.GetObjects: self._on_get, P.RefDelta: self._on_refdelta,
             P.Blocked: self._on_blocked, P.Unblocked: self._on_unblocked, P.ReturnTasks: self._on_return_tasks,
@@ -279,22 +282,30 @@ class Raylet:
             try:
                 records = P.decode(frame)
             except P.ProtocolError as exc:
-                log.warning("dropped a malformed frame from %s: %s", who(peer), exc)
+                self.drops.drop("malformed frame", f"from client {who(peer)}: {exc}")
                 continue
             for rec in records:
-                if peer.ident is None:
-                    if type(rec) is not P.Hello:
-                        log.warning("dropped %s from a client that has not said Hello",
-                                    type(rec).__name__)
+                if peer.ident is not None:
+                    handler, sender = self._handlers.get(type(rec)), peer.ident
+                    if handler is None:
+                        self.drops.drop(f"unexpected {type(rec).__name__}", f"from client {who(peer)}")
                         continue
-                    self._on_hello(peer, rec)
+                    why = client_record_error(rec)
+                    if why is not None:
+                        self.drops.drop(f"malformed {type(rec).__name__}", f"from client {who(peer)}: {why}")
+                        continue
+                elif type(rec) is P.Hello:
+                    handler, sender = self._on_hello, peer
+                else:
+                    self.drops.drop(f"{type(rec).__name__} before Hello", f"from client {who(peer)}")
                     continue
                 try:
-                    self._handlers[type(rec)](peer.ident, rec)
-                except KeyError:
-                    log.warning("dropped unexpected %s from %s", type(rec).__name__, who(peer))
-                except Exception:
-                    log.exception("error handling %s from %s; dropped", type(rec).__name__, who(peer))
+                    handler(sender, rec)
+                except Exception as exc:
+                    self.drops.drop(f"{type(rec).__name__} that broke its handler",
+                                    f"from client {who(peer)}: {type(exc).__name__}: {exc}", exc_info=True)
+                if peer.closed:  # refused, or said Goodbye: the rest is not read
+                    return
         if frames is None:
             log.debug("connection from %s closed: %s", who(peer), why)
             self._close_peer(peer)
@@ -339,9 +350,13 @@ class Raylet:
         queue, self.events = self.events, []
         if not queue:
             return
+        rejected = []
         while queue:
-            instructions = self.scheduler.handle_many(queue)
+            instructions = self.scheduler.handle_many(queue, rejected)
             queue = []
+            for event, exc in rejected:
+                self.drops.drop(f"{type(event).__name__} the scheduler rejected", str(exc))
+            rejected.clear()
             for instr in instructions:
                 try:
                     more = self._instr[type(instr)](instr)
@@ -391,10 +406,10 @@ class Raylet:
 
     def _on_submit(self, ident, spec):
         tid = spec.task_id
-        if tid in self.tasks:
-            log.warning("duplicate submit of task %s dropped", tid.hex())
-            return
         objects = self.objects
+        if tid in self.tasks or spec.args_object in objects.entries:
+            self.drops.drop("duplicate SubmitTask", f"task {tid.hex()} or its arguments' object exists already")
+            return
         for i in range(1, spec.num_returns + 1):
             objects.expect(tid + i.to_bytes(4, "big"), ident, spec.name)
         pins = list(spec.deps) + list(spec.nested)
@@ -494,6 +509,9 @@ class Raylet:
         return ident
 
     def _on_put(self, ident, rec):
+        if rec.object_id in self.objects.entries:  # ids of puts are new: a bug, or bad input
+            self.drops.drop("PutObject of an existing object", f"{rec.object_id.hex()} exists already")
+            return
         self.objects.put(rec.object_id, ident, rec.kind, rec.data, rec.size, rec.contained)
 
     def _on_get(self, ident, rec):
@@ -646,7 +664,7 @@ class Raylet:
             if oid in self.objects.entries:
                 self.objects.add_holder(oid, ident)
             else:
-                self.objects.expect(oid, ident, "actor call")
+                self.objects.expect(oid, ident, DIRECT_CALL)
         self._adopt(ident, rec.ready)
 
     def _on_adopt(self, ident, rec):
@@ -718,9 +736,10 @@ class Raylet:
     def _on_return_address(self, ident, rec):
         c = self.clients.get(ident)
         sockets = os.path.dirname(self.sock_path)
-        if c is None or c.kind != P.KIND_DRIVER or not isinstance(rec.path, str) \
+        if c is None or c.kind != P.KIND_DRIVER or "\0" in rec.path \
                 or os.path.dirname(os.path.realpath(rec.path)) != sockets:
-            log.warning("dropped a return address outside this node's socket directory")
+            self.drops.drop("ReturnAddress outside the socket directory",
+                            "a driver's results socket must be in this node's socket directory")
             return
         c.reply_path = rec.path
 
@@ -747,8 +766,8 @@ class Raylet:
             peer.close()
         self.objects.drop_client(ident)
         self.actors.owner_gone(ident)
-        if c.kind == P.KIND_DRIVER:
-            # A driver that left: its queued tasks are dropped, running ones finish unseen.
+        if c.kind != P.KIND_WORKER:
+            # A driver (or CLI) that left: its queued tasks are dropped, running ones finish unseen.
             events = []
             for tid, t in list(self.tasks.items()):
                 if t.submitter == ident:
@@ -970,8 +989,9 @@ class Raylet:
             self.objects.plasma_to_delete = []
             try:
                 self.plasma.delete(pending)
-            except Exception:
-                log.exception("could not delete %d objects from the plasma store", len(pending))
+            except Exception as exc:  # logged at most once a minute: the store may be gone
+                self.drops.drop("deletes the plasma store refused", f"{len(pending)} objects: "
+                                f"{type(exc).__name__}: {exc}", exc_info=True)
 
     def _tick(self):
         if self.cluster is not None:

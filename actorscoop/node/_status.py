@@ -71,6 +71,7 @@ def node_status(r) -> dict:
         "workers": workers, "drivers": drivers,
         "objects": r.objects.summary(), "store": store, "actors": r.actors.report(),
         "memory": memory(), "memory_monitor": r.memory.report(),
+        "dropped": r.drops.counts(),
     }
     if r.cluster is not None:
         body["cluster"] = report = r.cluster.report()

@@ -18,6 +18,7 @@ import zmq
 
 from .. import protocol as P
 from ..transport import _sealed
+from ._drops import Drops
 
 log = logging.getLogger("actorscoop.transfer")
 
@@ -25,7 +26,6 @@ CHUNK = 4 << 20
 WINDOW = 4  # chunks in flight per object
 MAX_IN_FLIGHT = 16  # chunks in flight for all pulls together: at most 64 MiB on the way
 STALL_TIMEOUT = 30.0
-REFUSAL_LOG_INTERVAL = 60.0  # s: a kind of refused message is logged at most this often
 
 _FIELD_TYPES = {kind: dict(kind.__annotations__) for kind in (P.PullRequest, P.PullChunk)}
 
@@ -90,7 +90,7 @@ class Transfer:
         self.pulls_done = 0
         self.bytes_served = 0
         self.outbox = _Outbox(CHUNK + _sealed.TAG)
-        self.refused = {}  # kind of refused message -> [count, when last logged]
+        self.drops = Drops(log)  # refused messages, by kind
         raylet.loop.add(self.server.getsockopt(zmq.FD), self.drain)
 
     # ------------------------------------------------------------------ pulling
@@ -212,6 +212,10 @@ class Transfer:
 
     # ------------------------------------------------------------------ serving
     def _serve(self, ident, req):
+        if not (0 <= req.offset and 0 < req.length <= CHUNK):
+            self._refuse("pull request", f"a chunk of {req.length} bytes at {req.offset} (at most {CHUNK} at >= 0)")
+            self._send_error(ident, req, "a chunk request out of bounds")
+            return
         entry = self.serving.get(req.object_id)
         if entry is None:
             try:
@@ -219,12 +223,15 @@ class Transfer:
                     raise LookupError("this node's object store is not up")
                 view = self.r.plasma.get_block(req.object_id)
             except Exception as exc:
-                self.server.send_multipart([ident, self.sealer.seal(P.encode([P.PullChunk(
-                    req.object_id, req.offset, -1, f"{type(exc).__name__}: {exc}", b"")])), b""])
+                self._send_error(ident, req, f"{type(exc).__name__}: {exc}")
                 return
         else:
             view = entry[0]
         total = len(view)
+        if req.offset > total:
+            self._refuse("pull request", f"a chunk at {req.offset} of an object of {total} bytes")
+            self._send_error(ident, req, f"offset {req.offset} is past the object's end ({total} bytes)")
+            return
         end = min(total, req.offset + max(0, req.length))
         if end >= total:
             self.serving.pop(req.object_id, None)  # the last chunk: let the pin go
@@ -238,12 +245,17 @@ class Transfer:
         self.outbox.sending_from(buf, tracker)
         self.bytes_served += max(0, end - req.offset)
 
+    def _send_error(self, ident, req, error):
+        """Tell a puller that this node will not send the chunk it asked for (it gives up)."""
+        self.server.send_multipart([ident, self.sealer.seal(P.encode([P.PullChunk(
+            req.object_id, req.offset, -1, error, b"")])), b""])
+
     def report(self):
         rate = self.bytes_pulled / self.pull_seconds if self.pull_seconds else 0.0
         return {"address": self.address, "pulls": self.pulls_done, "bytes_pulled": self.bytes_pulled,
                 "bytes_served": self.bytes_served, "pull_rate_bytes_per_s": round(rate),
                 "pulls_in_progress": len(self.pulls), "peak_chunks_in_flight": self.peak_inflight,
-                "chunk_bytes": CHUNK, "refused": {k: v[0] for k, v in self.refused.items()}}
+                "chunk_bytes": CHUNK, "refused": self.drops.counts()}
 
     # ------------------------------------------------------------------ loop
     def drain(self):
@@ -259,17 +271,25 @@ class Transfer:
         while server.getsockopt(zmq.EVENTS) & zmq.POLLIN:
             parts = server.recv_multipart(zmq.NOBLOCK)
             req = self._opened(parts, 2, P.PullRequest, "pull request")
-            if req is not None:
-                if self.sealer.fresh(parts[1]):
-                    self._serve(parts[0], req)
-                else:
-                    self._refuse("replayed request", "its nonce was used before")
+            if req is None:
+                continue
+            if not self.sealer.fresh(parts[1]):
+                self._refuse("replayed request", "its nonce was used before")
+                continue
+            try:
+                self._serve(parts[0], req)
+            except Exception as exc:  # a bug: drop the request, keep the node
+                self.drops.drop("pull request that broke its handler", f"{type(exc).__name__}: {exc}", exc_info=True)
         for sock in list(self.links.values()):
             while sock.getsockopt(zmq.EVENTS) & zmq.POLLIN:
                 parts = sock.recv_multipart(zmq.NOBLOCK, copy=False)
                 head = self._opened(parts, 2, P.PullChunk, "chunk header", 0)
-                if head is not None:
+                if head is None:
+                    continue
+                try:
                     self._on_chunk(head, parts[1].buffer)
+                except Exception as exc:
+                    self.drops.drop("chunk that broke its handler", f"{type(exc).__name__}: {exc}", exc_info=True)
 
     def _opened(self, parts, count, kind, what, at=1):
         """The one ``kind`` record sealed in ``parts[at]``, or None (logged) if the message
@@ -294,13 +314,8 @@ class Transfer:
         return rec
 
     def _refuse(self, what, why):
-        """Log a dropped message, once per kind a minute (a flood must not flood the log)."""
-        entry = self.refused.setdefault(what, [0, 0.0])
-        entry[0] += 1
-        now = time.monotonic()
-        if now - entry[1] >= REFUSAL_LOG_INTERVAL:
-            entry[1] = now
-            log.warning("object transfer: dropped a %s (%s); %d dropped so far", what, why, entry[0])
+        """Count a dropped message; its kind is logged at most once a minute (_drops.py)."""
+        self.drops.drop(what, why)
 
     def tick(self, now=None):
         """Let go of blocks whose puller stopped asking a while ago; give up on pulls whose

@@ -6,6 +6,7 @@ rotates to ``worker-<pid>.log.1`` when it passes ``log_max_bytes``."""
 import os
 import signal
 
+from .. import _session
 from .._ids import random_id
 
 
@@ -54,7 +55,7 @@ class WorkerTable:
         if w is not None and w.pid is None:
             w.pid = pid
             self.by_pid[pid] = w
-            w.log_file = open(self._log_path(pid), "ab", buffering=0)
+            w.log_file = _session.open_private(self._log_path(pid), "ab", buffering=0)
         return w
 
     def _log_path(self, pid):
@@ -106,7 +107,7 @@ class WorkerTable:
                 w.log_file.close()
                 path = self._log_path(w.pid)
                 os.replace(path, path + ".1")
-                w.log_file = open(path, "ab", buffering=0)
+                w.log_file = _session.open_private(path, "ab", buffering=0)
                 w.log_bytes = 0
             w.log_file.write(data)
             w.log_bytes += len(data)

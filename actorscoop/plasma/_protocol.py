@@ -7,6 +7,7 @@ Requests carry a request id ``rid`` that the reply echoes; ``Release`` is one-wa
 """
 
 import dataclasses
+import math
 import types
 import typing
 
@@ -67,7 +68,7 @@ class Get:
 
 @_message("release")
 class Release:  # one-way: no reply
-    object_ids: list
+    object_ids: list[bytes]
 
 
 @_message("contains")
@@ -79,7 +80,7 @@ class Contains:
 @_message("delete")
 class Delete:
     rid: int
-    object_ids: list
+    object_ids: list[bytes]
 
 
 @_message("list")
@@ -163,12 +164,13 @@ def decode(frame: bytes):
     if version != VERSION:
         raise ProtocolError(f"protocol version {version!r}, this side speaks {VERSION}; "
                             "client and store come from different actorscoop versions")
-    cls = _MESSAGES.get(body.pop("t", None))
+    tag = body.pop("t", None)
+    cls = _MESSAGES.get(tag) if type(tag) is str else None
     if cls is None:
-        raise ProtocolError(f"unknown message type in {sorted(body)!r}")
+        raise ProtocolError(f"unknown message type {tag!r:.40}")
     names = {name for name, _ in cls._FIELDS}
     if set(body) != names:
-        raise ProtocolError(f"{cls.TYPE}: fields {sorted(body)}, expected {sorted(names)}")
+        raise ProtocolError(f"{cls.TYPE}: fields {sorted(map(repr, body))}, expected {sorted(names)}")
     for name, kind in cls._FIELDS:
         if not _type_ok(body[name], kind):
             raise ProtocolError(f"{cls.TYPE}.{name}: {type(body[name]).__name__} is not {kind}")
@@ -182,8 +184,11 @@ def _type_ok(value, kind) -> bool:
         return any(_type_ok(value, k) for k in typing.get_args(kind))
     if kind is type(None):
         return value is None
-    if kind is float:
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if isinstance(kind, types.GenericAlias):  # list[bytes]
+        (item,) = typing.get_args(kind)
+        return isinstance(value, typing.get_origin(kind)) and all(_type_ok(v, item) for v in value)
+    if kind is float:  # finite: a timeout of inf or nan is no timeout a deadline can be made of
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
     if kind is int:
         return isinstance(value, int) and not isinstance(value, bool)
     return isinstance(value, kind)

@@ -27,6 +27,8 @@ from ._spill import SpillDir, is_full
 from ._store import Entry, ObjectStore, State, Where
 
 log = logging.getLogger("actorscoop.plasma")
+DROP_LOG_INTERVAL = 60.0  # s between two log lines about one kind of dropped message
+MAX_POLL_SECONDS = 3600.0  # a far deadline: wake up anyway (zmq's poll takes a C long of ms)
 
 
 @dataclasses.dataclass
@@ -69,12 +71,13 @@ class StoreServer:
         self.clients = ClientTable()
         self.gets: dict[bytes, list[_Waiter]] = {}
         self.blocked: list[_Waiter] = []  # Create, or Get of a spilled object, waiting for room
-        self._warned: set[str] = set()
+        self._dropped: dict[str, list] = {}  # kind of bad message -> [count, when last logged]
         self._fallback_warned = False
         self._ctx = zmq.Context()
         self.sock = self._ctx.socket(zmq.ROUTER)
         self.sock.setsockopt(zmq.LINGER, 0)
         self.sock.bind(f"ipc://{socket_path}")
+        os.chmod(socket_path, 0o600)  # ZeroMQ makes it under the umask; only this user may connect
         self._handlers = {
             P.Connect: self.on_connect, P.Create: self.on_create, P.Seal: self.on_seal,
             P.Abort: self.on_abort, P.Get: self.on_get, P.Release: self.on_release,
@@ -118,13 +121,13 @@ class StoreServer:
             except zmq.Again:
                 return
             if len(frames) != 2:
-                self._warn_once("frames", f"dropped a message of {len(frames)} frames (expected identity + 1)")
+                self._drop("message of several frames", f"{len(frames)} frames (expected identity + 1)")
                 continue
             identity, frame = frames
             try:
                 msg = P.decode(frame)
             except ProtocolError as exc:
-                self._warn_once(f"malformed:{identity!r}", f"dropped a malformed message from {identity!r}: {exc}")
+                self._drop("malformed message", f"from {identity!r}: {exc}")
                 rid = P.peek_rid(frame)
                 if rid is not None:  # tell the sender why (e.g. a version mismatch) rather than let it time out
                     self._reply(identity, P.Error(rid, "ProtocolError", str(exc)))
@@ -135,7 +138,7 @@ class StoreServer:
         handler = self._handlers.get(type(msg))
         if handler is None or (identity not in self.clients and not isinstance(msg, P.Connect)):
             reason = "not a request" if handler is None else "sent before connect"
-            self._warn_once(f"{reason}:{identity!r}", f"dropped {msg.TYPE} from {identity!r}: {reason}")
+            self._drop(f"{msg.TYPE} {reason}", f"from {identity!r}")
             if hasattr(msg, "rid") and handler is not None:
                 self._reply(identity, P.Error(
                     msg.rid, "ProtocolError", f"{msg.TYPE} {reason}: this store does not know the client "
@@ -147,8 +150,8 @@ class StoreServer:
             reply = P.Error(getattr(msg, "rid", 0), type(exc).__name__, str(exc))
         except (TypeError, ValueError) as exc:
             reply = P.Error(getattr(msg, "rid", 0), "ValueError", f"{msg.TYPE}: {exc}")
-        except Exception as exc:  # a bug: keep serving, tell the client, log the traceback
-            log.exception("internal error handling %s", msg.TYPE)
+        except Exception as exc:  # a bug: keep serving, tell the client, log the traceback (once a minute)
+            self._drop(f"{msg.TYPE} that broke its handler", f"internal error: {exc!r}", exc_info=True)
             reply = P.Error(getattr(msg, "rid", 0), "PlasmaError", f"internal store error in {msg.TYPE}: {exc!r}")
         if reply is not None and hasattr(msg, "rid"):
             self._reply(identity, reply)
@@ -164,12 +167,18 @@ class StoreServer:
         timeouts = [max(0.0, min(deadlines) - time.monotonic())] if deadlines else []
         if self.clients.poll_interval() is not None:
             timeouts.append(self.clients.poll_interval())
-        return int(min(timeouts) * 1000) + 1 if timeouts else None
+        return int(min(min(timeouts), MAX_POLL_SECONDS) * 1000) + 1 if timeouts else None
 
-    def _warn_once(self, key: str, text: str) -> None:
-        if key not in self._warned:
-            self._warned.add(key)
-            log.warning("%s (further ones are not logged)", text)
+    def _drop(self, kind: str, why: str, exc_info: bool = False) -> None:
+        """Count a dropped message; log its kind the first time, then at most once a minute
+        (kinds come from a short fixed list: a flood of bad messages cannot flood the log)."""
+        entry = self._dropped.setdefault(kind, [0, None])
+        entry[0] += 1
+        now = time.monotonic()
+        if entry[1] is None or now - entry[1] >= DROP_LOG_INTERVAL:
+            entry[1] = now
+            log.warning("dropped %s: %s (%d of this kind so far; logged at most once a minute)", kind, why, entry[0],
+                        exc_info=exc_info)
 
     # -- handlers --------------------------------------------------------------
 
@@ -229,7 +238,7 @@ class StoreServer:
             try:
                 self._discard(self.store.release(object_id, identity))
             except (IllegalTransitionError, TypeError) as exc:
-                self._warn_once(f"release:{identity!r}", f"ignored a bad release from {identity!r}: {exc}")
+                self._drop("bad release", f"from {identity!r}: {exc}")
 
     def on_contains(self, identity, m: P.Contains):
         return P.Answer(m.rid, self.store.is_readable(m.object_id))
@@ -249,6 +258,7 @@ class StoreServer:
         stats = self.store.stats()
         stats.update(arena_path=self.arena_path, num_clients=len(self.clients), store_pid=os.getpid(),
                      waiting_gets=sum(map(len, self.gets.values())),
+                     dropped={k: v[0] for k, v in self._dropped.items()},
                      waiting_creates=sum(isinstance(w.msg, P.Create) for w in self.blocked),
                      waiting_restores=sum(isinstance(w.msg, P.Get) for w in self.blocked))
         return P.Answer(m.rid, stats)

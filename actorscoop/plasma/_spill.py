@@ -30,7 +30,7 @@ class SpillDir:
         """Write an object's bytes to a new file and return its path."""
         path = os.path.join(self.path, f"{object_id.hex()}.spill")
         try:
-            with open(path, "wb") as f:
+            with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as f:
                 f.write(memoryview(data))
         except OSError:
             unlink_quietly(path)  # no half-written files

@@ -101,11 +101,23 @@ class Scheduler:
         self._schedule()
         return out
 
-    def handle_many(self, events) -> list:
-        """Apply events in order and schedule once at the end (cheaper for batches)."""
+    def handle_many(self, events, rejected=None) -> list:
+        """Apply events in order and schedule once at the end (cheaper for batches).
+
+        An event that makes an illegal transition raises IllegalTransition; with a list
+        ``rejected``, it is appended there as ``(event, error)`` instead and the other
+        events still apply (a node must not stop on one bad event).
+        """
         self._out = out = []
+        handlers = self._handlers
         for event in events:
-            self._handlers[type(event)](event)
+            if rejected is None:
+                handlers[type(event)](event)
+                continue
+            try:
+                handlers[type(event)](event)
+            except IllegalTransition as exc:
+                rejected.append((event, exc))
         self._schedule()
         return out
 

@@ -271,8 +271,8 @@ class Authenticator:
 
     One thread answers ZeroMQ's authentication requests and reads the handshake
     failures of this context's server sockets. Each refusal is appended to ``refused``
-    (the last 1000; ``refused_count`` counts all) and logged at WARNING once per
-    (address, reason). The address is the peer's IP for a ZAP refusal; for a failed
+    (the last 1000; ``refused_count`` counts all, ``refusals()`` by reason) and logged at
+    WARNING once per (address, reason). The address is the peer's IP for a ZAP refusal; for a failed
     handshake ZeroMQ reports only the server's endpoint.
     """
 
@@ -281,6 +281,7 @@ class Authenticator:
         self._key = z85.decode(creds.public)  # ZAP hands over the raw 32-byte key
         self.refused = collections.deque(maxlen=1000)
         self.refused_count = 0
+        self.refused_by_reason = collections.Counter()  # a few fixed reasons
         self._logged = set()
         self._cond = threading.Condition()
         self._new_monitors = []
@@ -329,6 +330,11 @@ class Authenticator:
 
     def __exit__(self, *exc_info):
         self.stop()
+
+    def refusals(self) -> dict:
+        """reason -> connections refused for it so far."""
+        with self._cond:
+            return dict(self.refused_by_reason)
 
     def wait_refused(self, count: int = 1, timeout: float = 10.0) -> bool:
         """Wait until ``count`` connections in all have been refused; False on timeout."""
@@ -408,6 +414,7 @@ class Authenticator:
         with self._cond:
             self.refused.append(Refusal(address, reason, time.time()))
             self.refused_count += 1
+            self.refused_by_reason[reason] += 1
             first = (address, reason) not in self._logged
             if len(self._logged) > 10000:
                 self._logged.clear()

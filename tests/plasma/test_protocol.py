@@ -44,7 +44,7 @@ def test_roundtrip(msg):
 
 
 _values = {int: st.integers(0, 2**63 - 1), bytes: st.binary(max_size=64), str: st.text(max_size=64),
-           float: st.floats(0, 1e9), list: st.lists(st.binary(max_size=24), max_size=5),
+           float: st.floats(0, 1e9), list[bytes]: st.lists(st.binary(max_size=24), max_size=5),
            float | None: st.none() | st.floats(0, 1e9), str | None: st.none() | st.text(max_size=20),
            typing.Any: st.recursive(st.none() | st.booleans() | st.integers(-2**63, 2**64 - 1) | st.binary()
                                     | st.text(), lambda inner: st.lists(inner, max_size=4)
@@ -71,10 +71,27 @@ def test_roundtrip_random_fields(data):
     (msgpack.packb({"v": P.VERSION, "t": "seal", "rid": "1", "object_id": b"x"}), "seal.rid"),
     (msgpack.packb({"v": P.VERSION, "t": "create", "rid": 1, "object_id": b"x", "size": True,
                     "full_timeout": 1.0}), "create.size"),
+    (msgpack.packb({"v": P.VERSION, "t": "get", "rid": 1, "object_id": b"x", "timeout": float("inf")}), "get.timeout"),
+    (msgpack.packb({"v": P.VERSION, "t": "release", "object_ids": [b"x", "y"]}), "release.object_ids"),
+    (msgpack.packb({"v": P.VERSION, "t": {}}), "unknown message type"),
+    (msgpack.packb({"v": P.VERSION, "t": "seal", "rid": 1, 5: b"x"}), "fields"),
 ])
 def test_malformed_frames_raise_protocol_error(frame, match):
     with pytest.raises(ProtocolError, match=match):
         P.decode(frame)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.recursive(st.none() | st.booleans() | st.integers(-2**63, 2**64 - 1) | st.floats() | st.binary(max_size=8)
+                    | st.text(max_size=8), lambda inner: st.lists(inner, max_size=3)
+                    | st.dictionaries(st.sampled_from(["v", "t", "rid", "object_id", "object_ids", "timeout", 3]),
+                                      inner, max_size=5), max_leaves=12))
+def test_decode_raises_nothing_but_protocol_error(body):
+    """Whatever the map holds (a type that is a dict, a key that is an int): ProtocolError."""
+    try:
+        P.decode(msgpack.packb(body, use_bin_type=True))
+    except ProtocolError:
+        pass
 
 
 def test_encode_rejects_non_messages():

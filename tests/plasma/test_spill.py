@@ -176,3 +176,15 @@ def test_get_of_a_spilled_object_waits_for_room_to_restore_it(stores):
     t.join(60)
     assert np.array_equal(result["v"], data(1, 3 * MB))
     assert where(reader) == {oid(1): "shm", oid(2): "spilled"}
+
+
+def test_an_object_no_file_can_hold_is_a_clear_error_not_an_internal_one(stores):
+    """A create of more bytes than a file may have (EFBIG) was an internal store error,
+    logged with a traceback for each; found by tests/test_fuzz_node.py."""
+    store = stores.start(capacity=2 * MB)
+    c = stores.client(store)
+    with pytest.raises(ObjectStoreFullError, match="no file of that size can be made"):
+        c.create_block(oid(9), 1 << 62)
+    assert os.listdir(store.spill_path) == []  # no half-made file left
+    c.put(oid(1), data(1))
+    assert np.array_equal(c.get(oid(1)), data(1))

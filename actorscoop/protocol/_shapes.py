@@ -1,0 +1,180 @@
+"""What is inside a record's lists and dicts: the checks a receiver makes before it keeps
+anything from a record (the codec has checked each field's own type).
+
+Each function returns None when the value is well-formed, else a short text saying what
+is wrong (for the log line of the dropped message). They cost a few microseconds a
+record: the raylet uses them on the records that fill its tables, the head on every
+record from a node.
+"""
+import math
+
+from . import _codec
+from ._messages import (VALUE_ERROR, VALUE_INLINE, VALUE_PLASMA, VALUE_REMOTE, ActorRestartSpec, AdoptResults,
+                        Blocked, ClusterStatusReply, CreateActor, GetObjects, Heartbeat, KVPut, NodeJoin, Promote,
+                        PutObject, RefDelta, RegisterFunction, RouteCall, RunActor, RunTask, SpillActor, SpillTask,
+                        SubmitTask, TaskDone, TaskResult, WatchStart)
+
+MAX_RETURNS = 1 << 16  # return values a task may have
+_INF = math.inf
+_DEPS = SubmitTask._fields.index("deps")
+_ACTOR = SubmitTask._fields.index("actor_id")
+_METHOD = SubmitTask._fields.index("method")
+_KINDS = (VALUE_INLINE, VALUE_PLASMA, VALUE_ERROR, VALUE_REMOTE)
+
+
+def fields_error(cls, values):
+    """``values`` (a list) as the fields of a ``cls`` record: their number and types."""
+    if type(values) is not list or len(values) != len(cls._fields):
+        return f"not the {len(cls._fields)} fields of a {cls.__name__}"
+    tag = _codec._TAG_OF[cls]
+    if not _codec._CHECK[tag]([tag, *values]):
+        return f"{cls.__name__} whose {_codec._wrong_field(cls, [tag, *values])}"
+    return None
+
+
+def ids_error(ids):
+    """A list of ids: each non-empty bytes (ids are opaque; the store rejects b"")."""
+    if type(ids) is not list:
+        return "ids are not a list"
+    for i in ids:  # a loop, not all(): most lists are empty or short, and this is per task
+        if type(i) is not bytes or not i:
+            return "ids are not all non-empty bytes"
+    return None
+
+
+def resources_error(resources):
+    """name -> amount: str keys, finite numbers >= 0."""
+    for k, v in resources.items():
+        if type(k) is not str or (type(v) is not float and type(v) is not int) or not 0 <= v < _INF:
+            return f"resource {k!r:.40}: {v!r:.40} is not an amount >= 0"
+    return None
+
+
+def _record(cls, value):
+    """``(record, None)`` for a ``cls`` record or the list of its fields; ``(None, why)`` if
+    the list is not that."""
+    if type(value) is not list:
+        return value, None
+    why = fields_error(cls, value)
+    return (None, why) if why is not None else (cls._make(value), None)
+
+
+def submit_error(spec):
+    """A SubmitTask (its record, or its fields as a list)."""
+    spec, why = _record(SubmitTask, spec)
+    if why is not None:
+        return why
+    # Per task on the raylet: calls only for what is there (most lists are empty).
+    task_id, _, _, _, args_object, deps, nested, num_returns, resources = spec[:9]
+    if not 0 <= num_returns <= MAX_RETURNS:
+        return f"num_returns {num_returns} is not in 0..{MAX_RETURNS}"
+    if not task_id or args_object == b"" or spec[_ACTOR] == b"":
+        return "an empty id"
+    return (deps and ids_error(deps)) or (nested and ids_error(nested)) or resources_error(resources)
+
+
+def create_error(create):
+    """A CreateActor (its record, or its fields as a list)."""
+    create, why = _record(CreateActor, create)
+    if why is not None:
+        return why
+    return ("an empty actor id" if not create.actor_id else None) or resources_error(create.resources)
+
+
+def _actor_error(rec):
+    """An actor sent between nodes: its CreateActor, and its constructor's call to it."""
+    why = create_error(rec.create) or _task_error(rec) or function_error(rec.function)
+    if why is None and (rec.spec[_ACTOR] != rec.create[1] or rec.spec[_METHOD] != "__init__"):
+        return "the constructor's call is not to the actor's __init__"
+    return why
+
+
+def value_rows_error(rows, width):
+    """``[[object_id, kind, data, ...], ...]``: values as they travel (width 3: deps;
+    width 5: results, with size and the ids the value refers to)."""
+    if type(rows) is not list:
+        return "values are not a list"
+    for row in rows:
+        if type(row) is not list or len(row) != width or type(row[0]) is not bytes or not row[0] \
+                or type(row[1]) is not int or row[1] not in _KINDS:
+            return f"value {row!r:.60} is not [object id, kind, ...] of {width} items"
+        if row[1] == VALUE_REMOTE:
+            data = row[2]
+            if type(data) is not list or len(data) < 3 or type(data[0]) is not bytes or address_error(data[1]) \
+                    or type(data[2]) is not bytes or (len(data) > 3 and type(data[3]) is not int):
+                return f"remote value {data!r:.60} is not [node id, HOST:PORT, key, size]"
+        if width == 5 and (type(row[3]) is not int or ids_error(row[4])):
+            return f"value {row!r:.60} has no int size or no list of ids"
+    return None
+
+
+def address_error(address):
+    """``HOST:PORT`` (where a node's store serves objects)."""
+    if type(address) is str:
+        host, _, port = address.rpartition(":")
+        if host and port.isascii() and port.isdigit() and 0 < int(port) < 65536 and len(address) < 256 \
+                and all(c.isalnum() or c in ".-_[]:" for c in host):
+            return None
+    return f"{address!r:.60} is not HOST:PORT"
+
+
+def function_error(function):
+    if type(function) is not list or len(function) != 3 or type(function[0]) is not str \
+            or type(function[1]) is not bytes or type(function[2]) not in (str, list):
+        return "function is not [name, pickled function, path]"
+    return None
+
+
+def _task_error(rec):
+    why = submit_error(rec.spec) or value_rows_error(rec.deps, 3)
+    if why is None:
+        shipped = {row[0] for row in rec.deps}
+        if not all(oid in shipped for oid in rec.spec[_DEPS]):
+            return "an argument's value does not travel with it"
+    return why
+
+
+_CLUSTER = {
+    NodeJoin: lambda r: resources_error(r.resources),
+    Heartbeat: lambda r: resources_error(r.available),
+    SpillTask: lambda r: _task_error(r) or function_error(r.function),
+    RunTask: lambda r: _task_error(r) or function_error(r.function),
+    RouteCall: _task_error,
+    SpillActor: _actor_error,
+    RunActor: _actor_error,
+    ActorRestartSpec: _actor_error,
+    TaskResult: lambda r: value_rows_error(r.results, 5) or value_rows_error(r.extras, 5),
+    KVPut: lambda r: ids_error(r.contained),
+    ClusterStatusReply: lambda r: None if all(type(n) is dict for n in r.nodes) else "a node is not a dict",
+}
+
+
+_LOCAL_KINDS = (VALUE_INLINE, VALUE_PLASMA, VALUE_ERROR)
+
+_CLIENT = {
+    RegisterFunction: lambda r: None if all(type(p) is str for p in r.sys_path) else "sys_path is not all str",
+    SubmitTask: submit_error,
+    PutObject: lambda r: ids_error([r.object_id, *r.contained])
+    or (None if r.kind in _LOCAL_KINDS else f"kind {r.kind} is not a local value's"),
+    GetObjects: lambda r: ids_error(r.object_ids),
+    RefDelta: lambda r: ids_error(r.added) or ids_error(r.removed),
+    Blocked: lambda r: ids_error(r.awaited_tasks) or ids_error(r.returned),
+    TaskDone: lambda r: value_rows_error(r.results, 5),
+    KVPut: lambda r: ids_error(r.contained),
+    CreateActor: create_error,
+    WatchStart: lambda r: ids_error(r.task_ids),
+    Promote: lambda r: ids_error(r.pending) or value_rows_error(r.ready, 5),
+    AdoptResults: lambda r: value_rows_error(r.results, 5),
+}
+
+
+def client_record_error(rec):
+    """What is wrong inside a record from a client of a raylet (driver, worker), or None."""
+    check = _CLIENT.get(type(rec))
+    return None if check is None else check(rec)
+
+
+def cluster_record_error(rec):
+    """What is wrong inside a record between nodes, or None."""
+    check = _CLUSTER.get(type(rec))
+    return None if check is None else check(rec)

@@ -1,0 +1,253 @@
+"""What the fuzzer found, pinned down one case each: a record that crashed a raylet or left
+entries behind before, now dropped and counted (``dropped`` in the node's status), the
+node still serving. The fuzzer itself: tests/test_fuzz_*.py."""
+import os
+import time
+
+import pytest
+
+import actorscoop as asc
+from actorscoop import _cli
+from actorscoop import protocol as P
+from actorscoop import scheduler as S
+from actorscoop.node._objects import DIRECT_CALL, ObjectTable
+from actorscoop.transport import Connection
+
+pytestmark = pytest.mark.timeout(120)
+
+
+@pytest.fixture(scope="module")
+def raylet(node):
+    core = asc._context.current()
+    sockets = os.path.realpath(os.path.join(core.session_dir, "sockets"))
+    return {"raylet_socket": os.path.join(sockets, "raylet.sock"), "node_id": core.node_id.hex()}
+
+
+def status(raylet):
+    return _cli.request(raylet, "status")
+
+
+def client(raylet, kind=P.KIND_DRIVER):
+    c = Connection(raylet["raylet_socket"])
+    c.send(P.encode([P.Hello(P.PROTOCOL_VERSION, kind, os.getpid(), os.urandom(16), "regression")]))
+    assert type(P.decode(c.recv(10))[0]) is P.Welcome
+    return c
+
+
+def send_raw(conn, *records):
+    import msgpack
+    conn.send(msgpack.packb([list(r) for r in records], use_bin_type=True))
+
+
+def dropped_after(raylet, kind, before, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while True:
+        n = status(raylet)["dropped"].get(kind, 0)
+        if n > before or time.monotonic() > deadline:
+            return n
+        time.sleep(0.02)
+
+
+def live(raylet):
+    s = status(raylet)
+    return s["objects"]["objects"], sum(a["state"] != "dead" for a in s["actors"]), sum(s["tasks"].values())
+
+
+IDLE = (0, 0, 0)  # live objects, live actors, tasks of this module's node between tests
+
+
+@asc.remote
+def ok():
+    return "ok"
+
+
+@pytest.mark.parametrize("kind, records", [
+    ("unexpected Hello", [P.Hello(P.PROTOCOL_VERSION, P.KIND_DRIVER, 1, b"again", "")]),  # broke its handler
+    ("malformed GetObjects", [P.GetObjects([5])]),  # an int id reached the loop's unknown-id check
+    ("malformed SubmitTask", [P.SubmitTask(os.urandom(16), os.urandom(16), "f", None, None, [], [], 1,
+                                           {"CPU": "lots"}, 0, False, None, None)]),  # left its results
+    ("malformed SubmitTask", [P.SubmitTask(os.urandom(16), os.urandom(16), "f", None, None, [], [], 2**40,
+                                           {}, 0, False, None, None)]),  # 2**40 entries
+    ("malformed PutObject", [P.PutObject(b"", P.VALUE_PLASMA, None, 1, [])]),  # the store refused b""
+    ("malformed RefDelta", [P.RefDelta([[1]], [])]),
+    ("malformed TaskDone", [P.TaskDone(os.urandom(16), [[1, 2]], False, False)]),
+    ("malformed CreateActor", [P.CreateActor(0, b"", "C", "", "", False, False, 0, 0, 1, {}, False, b"")]),
+])
+def test_a_bad_record_is_dropped_and_counted(raylet, kind, records):
+    before_count = status(raylet)["dropped"].get(kind, 0)
+    before = IDLE
+    assert settles(raylet, IDLE)
+    c = client(raylet)
+    c.send(P.encode(records))
+    assert dropped_after(raylet, kind, before_count) == before_count + 1
+    c.close()
+    assert settles(raylet, before)
+    assert asc.get(ok.remote(), timeout=30) == "ok"
+
+
+def settles(raylet, expected, timeout=10.0):
+    """Whether the node's live objects, actors and tasks come back to ``expected``."""
+    deadline = time.monotonic() + timeout
+    while live(raylet) != expected:
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
+def test_a_field_of_the_wrong_type_is_a_malformed_frame(raylet):
+    before = status(raylet)["dropped"].get("malformed frame", 0)
+    c = client(raylet)
+    send_raw(c, [P.MESSAGE_TYPES.index(P.KillActor), "not bytes", True])
+    assert dropped_after(raylet, "malformed frame", before) == before + 1
+    c.close()
+
+
+def test_status_says_how_many_bad_messages_were_dropped(raylet):
+    c = client(raylet)
+    before = status(raylet)["dropped"].get("malformed frame", 0)
+    c.send(b"\xc1 not msgpack")
+    assert dropped_after(raylet, "malformed frame", before) == before + 1
+    c.close()
+    from actorscoop._status_text import format_status
+    assert "Bad messages dropped: " in format_status(status(raylet))
+
+
+def test_what_a_departed_client_left_unfinished_is_forgotten(raylet):
+    """A detached actor whose constructor never came, the result of a direct call whose
+    caller never reported it, a queued task of a CLI client: all gone with the client."""
+    before = IDLE
+    assert settles(raylet, IDLE)
+    c = client(raylet, P.KIND_CLI)
+    c.send(P.encode([
+        P.CreateActor(0, os.urandom(16), "C", "", "", True, False, 0, 0, 1, {}, False, b""),
+        P.Promote([os.urandom(20)], []),
+        P.RegisterFunction(b"f" * 16, "f", b"not a pickle", []),
+        P.SubmitTask(os.urandom(16), b"f" * 16, "f", None, None, [], [], 1, {"GPU": 1.0}, 0, False, None, None)]))
+    objects, actors, tasks = before
+    assert settles(raylet, (objects + 2, actors + 1, tasks + 1))  # while the client is there
+    c.close()
+    assert settles(raylet, before)
+
+
+def test_an_unreported_direct_call_result_nobody_holds_is_forgotten():
+    t = ObjectTable()
+    oid = os.urandom(20)
+    t.expect(oid, b"driver", DIRECT_CALL)
+    t.remove_holder(oid, b"driver")
+    assert oid not in t.entries
+    t.expect(oid, b"driver", DIRECT_CALL)
+    t.subscribe(oid, b"worker")  # someone waits for it: kept
+    t.drop_client(b"driver")
+    assert oid in t.entries
+    t.drop_client(b"worker")
+    assert oid not in t.entries
+    task_result = os.urandom(20)
+    t.expect(task_result, b"driver", "f")  # a task's result stays until the task reports it
+    t.drop_client(b"driver")
+    assert task_result in t.entries
+
+
+def test_the_scheduler_rejects_one_bad_event_and_applies_the_others():
+    s = S.Scheduler(S.SchedulerConfig(resources={"CPU": 1.0}, max_workers=4))
+    tid = os.urandom(16)
+    rejected = []
+    s.handle_many([S.TaskSubmitted(tid, {"CPU": 1.0}, (), "f"), S.TaskSubmitted(tid, {"CPU": 1.0}, (), "f"),
+                   S.TaskSubmitted(os.urandom(16), {"CPU": 1.0}, (), "g")], rejected)
+    assert [type(e) for e, _ in rejected] == [S.TaskSubmitted] and "duplicate" in str(rejected[0][1])
+    assert len(s.tasks) == 2
+    with pytest.raises(S.IllegalTransition):
+        s.handle_many([S.TaskSubmitted(tid, {"CPU": 1.0}, (), "f")])
+
+
+# ------------------------------------------------------------------ from a member, at the head
+
+@pytest.fixture(scope="module")
+def head():
+    """A single-node cluster (beside this module's embedded node: the leak check looks at
+    the cluster's own processes and session only)."""
+    import psutil
+    from actorscoop.testing import Cluster
+    from conftest import LeakCheck
+    leaks = LeakCheck()
+
+    def snapshot(c):
+        raylet = c.nodes[0][0].pid
+        leaks.pids |= {raylet} | {p.pid for p in psutil.Process(raylet).children(recursive=True)}
+        leaks.session_dirs.add(c.info(0)["session_dir"])
+    with Cluster(nodes=[{"num_cpus": 1}]) as c:
+        snapshot(c)
+        yield c
+        snapshot(c)
+    leaks.assert_clean()
+
+
+def member(c):
+    """A DEALER holding the cluster's token, joined as a node without resources."""
+    import zmq
+    from actorscoop.transport import _secure
+    ctx = zmq.Context()
+    sock = _secure.client_socket(ctx, zmq.DEALER, c.creds, f"tcp://{c.info(0)['cluster']}")
+    node_id = os.urandom(16)
+    sock.send(P.encode([P.NodeJoin(P.PROTOCOL_VERSION, node_id, "test", 1, {}, "127.0.0.1:1")]))
+    assert sock.poll(10_000) and type(P.decode(sock.recv())[0]) is P.JoinReply
+    return ctx, sock, node_id
+
+
+def cluster_dropped(c):
+    return _cli.request(c.info(0), "status")["cluster"]["dropped"]
+
+
+def spill(node_id, task_id, seconds):
+    import cloudpickle
+    import pickle
+    spec = P.SubmitTask(task_id, b"sleep-fn" * 2, "sleep", pickle.dumps(((seconds,), {})), None, [], [], 1,
+                        {"CPU": 1.0}, 0, False, None, None, 0)
+    return P.SpillTask(node_id, list(spec), [], ["sleep", cloudpickle.dumps(time.sleep), []], 0)
+
+
+@pytest.mark.parametrize("kind, record", [
+    ("malformed Heartbeat", lambda n: P.Heartbeat(n, {"CPU": "lots"}, 0, 0, 0)),  # poisoned placement
+    ("malformed KVPut", lambda n: P.KVPut(1, "k", b"", [[1]], True)),  # unhashable ids
+    ("malformed RouteCall", lambda n: P.RouteCall(n, list(P.SubmitTask(
+        os.urandom(16), b"", "A.f", None, None, [os.urandom(20)], [], 1, {}, 0, False, os.urandom(16), "f", 0)),
+        [])),  # an argument that does not travel with it
+    ("malformed SpillActor", lambda n: P.SpillActor(n, list(P.CreateActor(
+        0, os.urandom(16), "A", "", "", False, False, 0, 0, 1, {}, False, b"")), list(P.SubmitTask(
+            os.urandom(16), b"f" * 16, "A", None, None, [], [], 1, {}, 0, False, os.urandom(16), "__init__", 0)),
+        [], ["A", b"x", []])),  # its constructor's call is to another actor
+])
+def test_a_bad_record_from_a_member_is_dropped_and_counted(head, kind, record):
+    ctx, sock, node_id = member(head)
+    try:
+        before = cluster_dropped(head).get(kind, 0)
+        sock.send(P.encode([record(node_id)]))
+        deadline = time.monotonic() + 10
+        while cluster_dropped(head).get(kind, 0) == before and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert cluster_dropped(head).get(kind, 0) == before + 1
+    finally:
+        sock.close(linger=0)
+        ctx.term()
+
+
+def test_a_spilled_task_the_head_already_runs_is_dropped_not_fatal(head):
+    """The head placed a member's task on its own node while a task of that id ran there:
+    the scheduler raised on the duplicate, and the head's raylet died."""
+    ctx, sock, node_id = member(head)
+    try:
+        task_id = os.urandom(16)
+        before = cluster_dropped(head).get("RunTask of a task this node has", 0)
+        sock.send(P.encode([spill(node_id, task_id, 1.0)]))
+        sock.send(P.encode([spill(node_id, task_id, 1.0)]))
+        got = []
+        while not any(type(r) is P.TaskResult for r in got):
+            assert sock.poll(30_000), "the head sent no result"
+            got += P.decode(sock.recv())
+        (result,) = [r for r in got if type(r) is P.TaskResult]
+        assert result.task_id == task_id and result.results[0][1] == P.VALUE_INLINE
+        assert cluster_dropped(head)["RunTask of a task this node has"] == before + 1
+        assert head.nodes[0][0].poll() is None
+    finally:
+        sock.close(linger=0)
+        ctx.term()

@@ -1,0 +1,43 @@
+"""Bad input to a node's own sockets, from a fuzzer (hypothesis): the raylet's Unix socket
+and the store's ipc socket get malformed, truncated, oversized and out-of-order frames and
+records whose fields have the wrong type or hostile content.
+
+The node must stay up and answer after each session, keep its tables and memory bounded,
+log each kind of bad message at most once a minute, and run a fresh task and a put and
+get afterwards. A short run: ``python ci/reliability_fuzz.py`` runs thousands of sessions
+and writes the figures to RELIABILITY.md.
+"""
+import time
+
+import pytest
+
+import fuzz_checks
+import fuzz_report as R
+from conftest import driver_on_cluster
+
+pytestmark = [pytest.mark.fuzz, pytest.mark.timeout(240)]
+
+
+@pytest.fixture(scope="module")
+def node(tmp_path_factory):
+    logs = tmp_path_factory.mktemp("fuzz-node-logs")
+    started = time.monotonic()
+    with driver_on_cluster(nodes=[{"num_cpus": 1}], output=str(logs)) as c:
+        yield c.info(0), str(logs / "node0.log"), started
+
+
+def check(result, node, dropped_more=True):
+    info, log, started = node
+    assert result["alive"] and result["messages"] > 0
+    if dropped_more:
+        assert result["after"]["dropped"] > result["before"]["dropped"], "nothing was dropped: did the fuzzer run?"
+    assert fuzz_checks.problems(result, log, time.monotonic() - started) == []
+    assert R.fresh_work(member=False)
+
+
+def test_the_raylet_survives_bad_input(node):
+    check(R.raylet_run(node[0], 150), node)
+
+
+def test_the_store_survives_bad_input(node):
+    check(R.store_run(node[0], 300), node)
