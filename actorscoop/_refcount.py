@@ -10,7 +10,9 @@ import threading
 
 from . import protocol as P
 
-_lock = threading.Lock()
+# Reentrant: a collection can run ObjectRef.__del__ (decr) on this thread while it holds
+# the lock (an allocation inside a locked section); a plain Lock deadlocked there.
+_lock = threading.RLock()
 _counts = {}
 _added = {}
 _removed = {}
@@ -78,9 +80,10 @@ def frame(records):
     global _added, _removed, _front
     if not _added and not _removed and not _front:
         return records
+    fresh = {}, {}, []  # made before the lock is taken: no collection runs inside it here
     with _lock:
         a, r, f = _added, _removed, _front
-        _added, _removed, _front = {}, {}, []
+        _added, _removed, _front = fresh
     out = list(records)
     if a:
         out.insert(0, P.RefDelta(list(a), []))

@@ -61,3 +61,31 @@ def test_pending_task_pins_its_arguments(node):
     del arg
     gc.collect()
     assert asc.get(ref) == list(range(1000))
+
+
+def test_a_collection_inside_the_refcount_lock_does_not_deadlock():
+    """ObjectRef.__del__ (decr) can run on the thread that holds the refcount lock, when an
+    allocation there starts a collection; with a plain Lock that thread waited for itself
+    (seen in the suite: a driver stuck in frame() -> gc -> __del__ -> decr)."""
+    import gc
+    import threading
+    from actorscoop import _refcount
+
+    class Ref:
+        def __init__(self, oid):
+            self.oid, self.cycle = oid, self  # collected only by the cycle collector
+            _refcount.incr(oid)
+
+        def __del__(self):
+            _refcount.decr(self.oid)
+
+    def collect_while_locked():
+        Ref(b"\x01" * 20)
+        with _refcount._lock:
+            gc.collect()
+
+    t = threading.Thread(target=collect_while_locked, daemon=True)
+    t.start()
+    t.join(10)
+    assert not t.is_alive(), "decr from a collection deadlocked on the refcount lock"
+    _refcount.discard_removal(b"\x01" * 20)
