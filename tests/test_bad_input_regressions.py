@@ -70,7 +70,7 @@ def ok():
                                            {}, 0, False, None, None)]),  # 2**40 entries
     ("malformed PutObject", [P.PutObject(b"", P.VALUE_PLASMA, None, 1, [])]),  # the store refused b""
     ("malformed RefDelta", [P.RefDelta([[1]], [])]),
-    ("malformed TaskDone", [P.TaskDone(os.urandom(16), [[1, 2]], False, False)]),
+    ("malformed TaskDone", [P.TaskDone(os.urandom(16), [[1, 2]], False, False, 0.0, 0.0, None)]),
     ("malformed CreateActor", [P.CreateActor(0, b"", "C", "", "", False, False, 0, 0, 1, {}, False, b"")]),
 ])
 def test_a_bad_record_is_dropped_and_counted(raylet, kind, records):
