@@ -28,6 +28,7 @@ from ._store import Entry, ObjectStore, State, Where
 
 log = logging.getLogger("actorscoop.plasma")
 DROP_LOG_INTERVAL = 60.0  # s between two log lines about one kind of dropped message
+MAX_OBJECT_SIZE = (1 << 63) - 1  # the largest file (a fallback for an object larger than the store)
 MAX_POLL_SECONDS = 3600.0  # a far deadline: wake up anyway (zmq's poll takes a C long of ms)
 
 
@@ -191,8 +192,8 @@ class StoreServer:
         return P.Connected(m.rid, self.arena_path, self.store.capacity, os.getpid(), self.prefault_bytes)
 
     def on_create(self, identity, m: P.Create):
-        if m.size < 0:
-            raise ValueError(f"object size must be >= 0, got {m.size}")
+        if not 0 <= m.size <= MAX_OBJECT_SIZE:
+            raise ValueError(f"object size must be from 0 to {MAX_OBJECT_SIZE} bytes, got {m.size}")
         located = self._try_create(identity, m)
         if located is not None:
             return located
