@@ -234,7 +234,8 @@ class WorkerCore(CoreClient):
             if left is not None and left <= 0:
                 from ..exceptions import GetTimeoutError
                 raise GetTimeoutError(f"no answer from the raylet within {timeout} s")
-            self._recv_and_handle(1000 if left is None else max(1, int(left * 1000)))
+            with self._protected():  # no signal handler may read or raise inside this I/O
+                self._recv_and_handle(1000 if left is None else max(1, int(left * 1000)))
         return fut.result()
 
     # ------------------------------------------------------------------ main loop
