@@ -104,13 +104,15 @@ class CoreClient:
         raise NotImplementedError
 
     # ------------------------------------------------------------------ plasma
+    prefault_idle = False  # map the store's pre-faulted pages at the lowest CPU priority
+
     def plasma(self):
         if self._plasma_client is None:
             with self._plasma_lock:
                 if self._plasma_client is None:
                     from .plasma import PlasmaClient
                     _wait_for_path(self.plasma_socket, 30.0)
-                    self._plasma_client = PlasmaClient(self.plasma_socket)
+                    self._plasma_client = PlasmaClient(self.plasma_socket, prefault_idle=self.prefault_idle)
         return self._plasma_client
 
     def _close_plasma(self):

@@ -125,12 +125,19 @@ class Mapping:
                 self.array[start:start + n:page].sum()
 
 
-def populate_in_background(mapping: Mapping, write: bool, name: str, length: int | None = None) -> threading.Thread:
+def populate_in_background(mapping: Mapping, write: bool, name: str, length: int | None = None,
+                           idle: bool = False) -> threading.Thread:
     """Pre-fault the first ``length`` bytes of a mapping in a daemon thread (the first put/get would
-    otherwise pay for it).  The allocator fills the arena from low offsets, so they are used first."""
+    otherwise pay for it).  The allocator fills the arena from low offsets, so they are used first.
+    ``idle``: run the thread at the lowest CPU priority (nice 19), so it takes only spare time."""
     length = mapping.size if length is None else min(length, mapping.size)
 
     def run():
+        if idle:
+            try:
+                os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)  # this thread only
+            except OSError:
+                pass
         try:
             if length > 0:
                 mapping.populate(0, length, write=write)
