@@ -55,12 +55,14 @@ def test_many_objects_pulled_at_once_stay_within_the_bound():
                  object_store_memory=512 << 20) as c:
         asc.init(address=c.address)
         try:
-            @asc.remote(resources={"b": 1})
-            def block(seed):
-                return np.random.default_rng(seed).random(1_500_000)  # 12 MB: 3 chunks
-            refs = [block.remote(s) for s in range(10)]  # 30 chunks want to move at once
+            n = 3 * _transfer.CHUNK // 8  # float64s: 3 chunks an object
+
+            @asc.remote(resources={"b": 1}, num_returns=10)
+            def blocks():
+                return [np.random.default_rng(seed).random(n) for seed in range(10)]
+            refs = blocks.remote()  # 10 results ready at once: 30 chunks want to move together
             for s, ref in enumerate(refs):
-                assert np.array_equal(asc.get(ref, timeout=120), np.random.default_rng(s).random(1_500_000))
+                assert np.array_equal(asc.get(ref, timeout=120), np.random.default_rng(s).random(n))
             report = asc._api.status()["cluster"]["transfer"]
             assert report["pulls"] >= 10
             assert _transfer.WINDOW < report["peak_chunks_in_flight"] <= _transfer.MAX_IN_FLIGHT, report

@@ -12,6 +12,7 @@ import zmq
 import actorscoop as asc
 from actorscoop import _cli
 from actorscoop import protocol as P
+from actorscoop.node import _transfer
 from actorscoop.transport import _sealed
 from actorscoop.transport._secure import new_credentials
 from conftest import driver_on_cluster, wait_for
@@ -166,6 +167,6 @@ def test_a_member_asking_for_a_chunk_out_of_bounds_gets_an_error_not_a_dead_node
     head_frame, _payload = sender.recv_multipart()
     (head,) = P.decode(sealer.open(head_frame))
     assert head.total == -1 and head.error
-    if offset < 0 or not 0 < length <= (4 << 20):  # past the end is refused only while B has it
+    if offset < 0 or not 0 < length <= _transfer.CHUNK:  # past the end is refused only while B has it
         refused_grew(c, "pull request", before)
     assert np.array_equal(asc.get(made_on_b.remote(5 << 20, 13), timeout=60), made_on_b._function(5 << 20, 13))

@@ -14,6 +14,24 @@ def die_with_parent(sig=signal.SIGKILL):
         pass
 
 
+_M_TRIM_THRESHOLD = -1
+_M_MMAP_THRESHOLD = -3
+
+
+def keep_freed_memory(largest=32 << 20, keep=256 << 20):
+    """Make malloc serve blocks of up to ``largest`` bytes from its heaps and keep up to
+    ``keep`` freed bytes there, instead of a fresh mmap per large block and a munmap per
+    free. For a process that allocates and frees the same few large buffers over and over
+    (ZeroMQ's receive buffer per object chunk): fresh pages cost a fault and a clearing
+    each, a third of the receiving thread's time. glibc only; elsewhere nothing changes."""
+    try:
+        libc = ctypes.CDLL(None)
+        libc.mallopt(_M_MMAP_THRESHOLD, int(largest))
+        libc.mallopt(_M_TRIM_THRESHOLD, int(keep))
+    except (OSError, AttributeError):
+        pass
+
+
 def describe_exit(code):
     """A readable cause for an exit code as os.waitstatus_to_exitcode gives it."""
     if code is None:
