@@ -17,6 +17,7 @@ import time
 import zmq
 
 from .. import protocol as P
+from ..plasma._errors import ObjectStoreFullError
 from ..transport import _sealed
 from ._drops import Drops
 
@@ -28,6 +29,19 @@ MAX_IN_FLIGHT = 16  # chunks in flight for all pulls together: at most 64 MiB on
 STALL_TIMEOUT = 30.0
 
 _FIELD_TYPES = {kind: dict(kind.__annotations__) for kind in (P.PullRequest, P.PullChunk)}
+
+
+class PullError(str):
+    """Why a pull failed: the text its callbacks get. ``store_full``: this node's store (or
+    the /dev/shm holding it) had no room for the object; the holder keeps its copy, and a
+    later pull may succeed."""
+    store_full = False
+
+
+def _store_full(text):
+    error = PullError(text)
+    error.store_full = True
+    return error
 
 
 def _aad(head):
@@ -164,8 +178,15 @@ class Transfer:
             n = len(payload) - _sealed.TAG
             if not 0 <= head.offset <= p.total - n:
                 raise ValueError(f"a chunk of {n} bytes at {head.offset} of {p.total}")
-            self.sealer.open_into(head.nonce, payload, p.block[head.offset:head.offset + n], _aad(head))
+            place = p.block[head.offset:head.offset + n]
+            # Its pages get their memory before the decryption writes there: on a full /dev/shm
+            # that raises ObjectStoreFullError here, where the write would kill the raylet (SIGBUS).
+            self.r.plasma.reserve(p.object_id, place)
+            self.sealer.open_into(head.nonce, payload, place, _aad(head))
             p.received += n
+        except ObjectStoreFullError as exc:
+            self._finish(p, _store_full(f"this node's object store has no room for it: {exc}"))
+            return
         except _sealed.Unsealable as exc:
             self._refuse("chunk", exc)
             self._finish(p, f"a chunk from {p.address} was altered on the way ({exc})")
