@@ -73,7 +73,7 @@ class _Outbox:
 
 class _Pull:
     __slots__ = ("object_id", "address", "callbacks", "block", "total", "next_offset",
-                 "received", "inflight", "last", "started")
+                 "received", "inflight", "asked", "last", "started")
 
     def __init__(self, object_id, address, callback):
         self.object_id, self.address = object_id, address
@@ -83,6 +83,7 @@ class _Pull:
         self.next_offset = 0
         self.received = 0
         self.inflight = 0
+        self.asked = set()  # offsets asked for and not received: a chunk at another one is stale
         self.last = self.started = time.monotonic()  # when data last came; when asked
 
 
@@ -135,6 +136,7 @@ class Transfer:
         if not p.inflight:
             p.last = time.monotonic()  # its stall clock starts when it is asked for
         p.inflight += 1
+        p.asked.add(offset)
         self.inflight += 1
         self.peak_inflight = max(self.peak_inflight, self.inflight)
         self._link(p.address).send(self.sealer.seal(P.encode([P.PullRequest(p.object_id, offset, length)])),
@@ -161,8 +163,11 @@ class Transfer:
 
     def _on_chunk(self, head, payload):
         p = self.pulls.get(head.object_id)
-        if p is None or p.inflight == 0:
-            return  # a pull that ended meanwhile (its chunks were counted off then)
+        if p is None or head.offset not in p.asked:
+            # a pull that ended meanwhile (its chunks were counted off then), or an earlier
+            # pull of the same object that failed (a chunk still on its way from then)
+            return
+        p.asked.discard(head.offset)
         p.inflight -= 1
         self.inflight -= 1
         p.last = time.monotonic()
