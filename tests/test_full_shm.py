@@ -15,7 +15,7 @@ import psutil
 import pytest
 
 import actorscoop as asc
-from actorscoop.plasma import ObjectStoreFullError
+from actorscoop.plasma import ObjectStoreFullError, PlasmaClient
 
 from conftest import driver_on_cluster, exited, wait_for
 from limits_helpers import tmpfs_or_skip
@@ -63,7 +63,7 @@ def alive(pids):
 
 # ---------------------------------------------------------------------- the store alone
 def test_writes_into_a_full_shm_raise_and_the_store_keeps_every_object(tiny_shm, tmp_path):
-    from actorscoop.plasma import PlasmaClient, start_store
+    from actorscoop.plasma import start_store
     sock = str(tmp_path / "s.sock")
     with start_store(sock, capacity=32 * MiB, spill_dir=str(tmp_path / "spill"), prefault_bytes=0,
                      shm_dir=tiny_shm, validate=True) as h:
@@ -143,6 +143,9 @@ def test_a_pull_into_a_full_shm_fails_clearly_and_the_same_get_works_later(tiny_
         for proc, _info, _lifeline in c.nodes:
             pids |= {proc.pid} | {p.pid for p in psutil.Process(proc.pid).children(recursive=True)}
         n = 8 * MiB // 8
+        far_store = os.path.join(os.path.realpath(os.path.join(c.info(1)["session_dir"], "sockets")), "plasma.sock")
+        wait_for(lambda: os.path.exists(far_store), 30, what="the far node's store")
+        far = PlasmaClient(far_store)  # to see what the far node keeps
         with filled(tiny_shm):
             ref = make.remote(n)  # runs on the far node; the head (its owner) pulls the result
             with pytest.raises(ObjectStoreFullError, match="could not be fetched into this node.*"
@@ -150,9 +153,20 @@ def test_a_pull_into_a_full_shm_fails_clearly_and_the_same_get_works_later(tiny_
                 asc.get(ref, timeout=60)
             with pytest.raises(ObjectStoreFullError):  # a second get pulls again, and fails again
                 asc.get(ref, timeout=60)
+            dropped = make.remote(n)  # fails the same way; then its ref goes
+            with pytest.raises(ObjectStoreFullError):
+                asc.get(dropped, timeout=60)
+            dropped_id = dropped.id
+            del dropped
             assert set(alive(pids)) == pids, "a process died (SIGBUS?)"
             assert psutil.Process(head).status() != psutil.STATUS_ZOMBIE
+            assert far.contains(ref.id)  # nothing is lost: the far node keeps it for the head
         value = asc.get(ref, timeout=60)  # room again: the same ref, pulled from the far node
         assert value.shape == (n,) and value[n - 1] == n - 1
         assert set(alive(pids)) == pids
+        # the far node kept both results for the head; it frees each once the head has it,
+        # or once no ref to it is left
+        wait_for(lambda: not far.contains(dropped_id) and not far.contains(ref.id), 30,
+                 what="the far node to free the results the head no longer needs from it")
         del value, ref
+        far.close()
