@@ -17,6 +17,7 @@ from ._ids import new_task_id, object_id, task_of
 from ._direct import eligible as _direct_eligible
 from ._object_ref import ObjectRef
 from .exceptions import GetTimeoutError, ObjectLostError
+from .plasma._errors import ObjectStoreFullError
 
 _SIMPLE = (type(None), bool, int, float, str, bytes)
 
@@ -316,7 +317,12 @@ class CoreClient:
             entry = values.get(o)
             if entry is None:
                 raise ObjectLostError(f"object {o.hex()} was released while get() read it")
-            out.append(self.materialize(o, entry[0], entry[1], copy))
+            try:
+                out.append(self.materialize(o, entry[0], entry[1], copy))
+            except ObjectStoreFullError:
+                # no room for it here (a full /dev/shm): its owner may fetch it by the next get
+                values.pop(o, None)
+                raise
         return out
 
     def wait(self, refs, num_returns, timeout):

@@ -21,8 +21,8 @@ from .transport._secure import new_credentials
 class Cluster:
     def __init__(self, nodes=({"num_cpus": 1},), config=None, object_store_memory=64 << 20,
                  include_dashboard=False, dashboard_host="127.0.0.1", dashboard_port=0, output=None):
-        """``nodes``: one dict of ``launch_node`` options per node (num_cpus, resources);
-        the first is the head. ``include_dashboard``: the head serves the dashboard on
+        """``nodes``: one dict of ``launch_node`` options per node (num_cpus, resources, and
+        ``config``: this node's own node-config keys over ``config``); the first is the head. ``include_dashboard``: the head serves the dashboard on
         ``dashboard_host:dashboard_port`` (default: any free port of 127.0.0.1); its
         address is ``dashboard_url``, and a dashboard not bound to loopback needs the
         cluster token, ``creds.token``. ``output``: a directory; node i then writes its log
@@ -45,9 +45,10 @@ class Cluster:
             self.shutdown()
             raise
 
-    def add_node(self, num_cpus=1, resources=None):
-        """Start one more node that joins the head; returns its index."""
-        self._start({"num_cpus": num_cpus, "resources": resources},
+    def add_node(self, num_cpus=1, resources=None, config=None):
+        """Start one more node that joins the head; returns its index. ``config``: node-config
+        keys for this node only (e.g. its own ``shm_dir``), over the cluster's."""
+        self._start({"num_cpus": num_cpus, "resources": resources, "config": config},
                     {"token": self.creds.token, "join": self.address}, head=False)
         return len(self.nodes) - 1
 
@@ -55,7 +56,7 @@ class Cluster:
         proc, info, lifeline = launch_node(
             _session.new_session_dir(), spec.get("num_cpus", 1), spec.get("resources"),
             self.object_store_memory, port=0 if head else None, head=head, embedded=True,
-            config=self.config, cluster=cluster, dashboard=dashboard,
+            config={**self.config, **(spec.get("config") or {})}, cluster=cluster, dashboard=dashboard,
             output=None if self.output is None else os.path.join(self.output, f"node{len(self.nodes)}.log"))
         self.nodes.append((proc, info, lifeline))
 

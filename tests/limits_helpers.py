@@ -5,7 +5,8 @@
   limited: ``python limits_helpers.py enter CGROUP_PROCS_FILE -- PROGRAM ARGS`` writes its
   own pid into the cgroup, then execs PROGRAM (its children are in the cgroup too).
 - ``small_tmpfs(size)``: a tmpfs of ``size`` bytes mounted on a fresh directory: a file
-  system that fills up at once, without touching the machine's disks.
+  system that fills up at once, without touching the machine's disks
+  (``tmpfs_or_skip(size)``: the same, or skip the test where mounting is not possible).
 """
 import contextlib
 import itertools
@@ -149,6 +150,17 @@ def tmpfs_unavailable_reason():
         detail = getattr(exc, "stderr", "") or exc
         return f"cannot mount a tmpfs: {str(detail).strip()}"
     return None
+
+
+@contextlib.contextmanager
+def tmpfs_or_skip(size):
+    """``small_tmpfs(size)`` for a test, which skips, saying why, where it cannot be mounted."""
+    import pytest
+    reason = tmpfs_unavailable_reason()
+    if reason:
+        pytest.skip(reason)
+    with small_tmpfs(size) as path:
+        yield path
 
 
 def _enter(procs_file, argv):

@@ -25,8 +25,7 @@ from actorscoop.node._memory_monitor import settings
 from actorscoop.node._oom_policy import Candidate, choose
 
 from conftest import wait_for
-from limits_helpers import (MemoryCgroup, cgroup_unavailable_reason, small_tmpfs,
-                            tmpfs_unavailable_reason)
+from limits_helpers import MemoryCgroup, cgroup_unavailable_reason, tmpfs_or_skip
 
 pytestmark = pytest.mark.reliability
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -287,10 +286,7 @@ def test_a_task_that_outgrows_the_node_is_killed_with_out_of_memory_error(memory
 # ---------------------------------------------------------------------- a full spill disk
 @pytest.fixture
 def tiny_disk():
-    reason = tmpfs_unavailable_reason()
-    if reason:
-        pytest.skip(reason)
-    with small_tmpfs(8 * MiB) as path:
+    with tmpfs_or_skip(8 * MiB) as path:
         yield path
 
 

@@ -71,6 +71,11 @@ class ClusterLink:
         self.transfer = None
         self._lookups = {}  # head request id -> (client, client's request id)
         self.results_waiting = {}  # object id -> results of tasks run here that refer to it
+        # Results our store had no room for (a full /dev/shm): the node that ran the task
+        # keeps them, held under its key until we free it; a get pulls them again.
+        self.unpulled = {}  # object id -> (node id, transfer address, key)
+        self.unpulled_by_key = {}  # key -> set of object ids still there: FreeRemote when empty
+        self.repulls = {}  # object id -> set of clients waiting for its pull
         self.functions_at_head = set()  # ids of the functions sent to the head's function table
         self.head_lost = False
         self.last_heard = time.monotonic()
@@ -279,6 +284,8 @@ class ClusterLink:
                                           current(r)))
             self._watch_head()
         self.transfer.tick()
+        for oid in [oid for oid in self.unpulled if oid not in r.objects.entries and oid not in self.repulls]:
+            self._forget_unpulled(oid)  # its refs are gone: free it on the node that holds it
 
     def _watch_head(self):
         """A member that has not heard from the head for 2x the node timeout counts it lost:
@@ -428,21 +435,24 @@ class ClusterLink:
             return
         # Values in the runner's store: pull them into ours, then let the runner free them.
         left = {res[0] for res in remote}
-        errors = []
+        errors = {}
 
         def pulled(oid, error):
             left.discard(oid)
             if error is not None:
-                errors.append(f"{oid.hex()}: {error}")
+                errors[oid] = error
             if left:
                 return
             node_id, key = remote[0][2][0], remote[0][2][2]
+            if errors and all(getattr(e, "store_full", False) for e in errors.values()):
+                self._keep_remote(task, results, extras, errors, node_id, key)
+                return
             self.to_head(P.FreeRemote(node_id, key))
             if errors:
                 self.r.tasks[task.spec.task_id] = task
                 self.lost(P.TaskLost(self.r.node_id, task.spec.task_id,
                                      "its results could not be fetched from the node that ran it ("
-                                     + "; ".join(errors) + ")"))
+                                     + "; ".join(f"{oid.hex()}: {e}" for oid, e in errors.items()) + ")"))
                 return
             for res in results + extras:
                 if res[1] == P.VALUE_REMOTE:
@@ -452,6 +462,76 @@ class ClusterLink:
         for res in remote:
             oid, address = res[0], self._reachable(res[2][1])
             self.transfer.pull(oid, address, lambda error, oid=oid: pulled(oid, error))
+
+    def _keep_remote(self, task, results, extras, failed, node_id, key):
+        """Our store had no room for some of a task's results (``failed``: id -> why): they
+        stay in the store of the node that ran it. Their refs fail with ObjectStoreFullError
+        for now; a get of one pulls it again (``repull``)."""
+        for res in results + extras:
+            if res[1] != P.VALUE_REMOTE:
+                continue
+            oid, address = res[0], self._reachable(res[2][1])
+            if oid in failed:
+                self.unpulled[oid] = (node_id, address, key)
+                self.unpulled_by_key.setdefault(key, set()).add(oid)
+                res[1], res[2] = P.VALUE_ERROR, _unpulled_error(oid, failed[oid])
+            else:
+                res[1], res[2] = P.VALUE_PLASMA, None
+        self._finish_with_extras(task, results, extras)
+
+    def repull(self, oid, client):
+        """A get of a result we could not pull (``_keep_remote``): pull it again, and answer
+        ``client`` when that ends. False if ``oid`` is not such a result."""
+        where = self.unpulled.get(oid)
+        if where is None:
+            return False
+        waiting = self.repulls.get(oid)
+        if waiting is None:
+            waiting = self.repulls[oid] = set()
+            self.transfer.pull(oid, where[1], lambda error: self._repulled(oid, error))
+        waiting.add(client)
+        return True
+
+    def _repulled(self, oid, error):
+        r = self.r
+        waiting = self.repulls.pop(oid, set())
+        e = r.objects.entries.get(oid)
+        if error is None:
+            self._forget_unpulled(oid)
+            if e is None or e.kind != P.VALUE_ERROR:  # freed meanwhile
+                r.objects.plasma_to_delete.append(oid)
+                r._delete_plasma()
+                return
+            r.objects.pulled_late(oid, e)
+        elif getattr(error, "store_full", False):
+            if e is not None:
+                e.data = _unpulled_error(oid, error)
+        else:  # its node died, or lost it: no later get will find it either
+            node_id = self.unpulled.get(oid, (b"",))[0]
+            self._forget_unpulled(oid)
+            if e is not None:
+                e.data = _errors.pack_exception(ObjectLostError(
+                    f"object {oid.hex()} could not be fetched from node {node_id.hex()[:8]}, which held "
+                    f"it while this node's object store had no room for it: {error}"))
+        if e is not None:
+            value = P.ObjectValue(oid, e.kind, e.data)
+            for client in waiting:
+                if client in r.clients:
+                    r._send(client, value)
+
+    def _forget_unpulled(self, oid):
+        """``oid`` is pulled, or nobody wants it any more: once no result of its task is left
+        on the node that ran it, that node may free them."""
+        where = self.unpulled.pop(oid, None)
+        if where is None:
+            return
+        node_id, _address, key = where
+        left = self.unpulled_by_key.get(key)
+        if left is not None:
+            left.discard(oid)
+            if not left:
+                del self.unpulled_by_key[key]
+                self.to_head(P.FreeRemote(node_id, key))
 
     def _finish_with_extras(self, task, results, extras):
         """Resolve a task's results; objects they refer to (extras) exist first, held until
@@ -562,6 +642,8 @@ class ClusterLink:
         r = self.r
         if error is None:
             e, recipients = r.objects.resolve(oid, P.VALUE_PLASMA, None, 0, ())
+        elif getattr(error, "store_full", False):  # its owner keeps it: a retry of the task may work
+            e, recipients = r.objects.resolve(oid, P.VALUE_ERROR, _unpulled_error(oid, error), 0, ())
         else:
             e, recipients = r.objects.resolve(oid, P.VALUE_ERROR, _errors.pack_exception(
                 ObjectLostError(f"argument {oid.hex()} could not be fetched from its owner: {error}")), 0, ())
@@ -635,3 +717,12 @@ class ClusterLink:
         if self.auth is not None:
             self.auth.stop()
         self.ctx.term()
+
+
+def _unpulled_error(oid, why):
+    from ..plasma._errors import ObjectStoreFullError
+    return _errors.pack_exception(ObjectStoreFullError(
+        f"object {oid.hex()} could not be fetched into this node: {why}. Nothing is lost: the node "
+        "that holds it keeps it; get it again once there is room (free space in /dev/shm, or the "
+        "node's shm_dir; delete objects you no longer need; or start the node with a smaller "
+        "--object-store-memory).", object_id=oid, no_room=True))

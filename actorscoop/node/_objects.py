@@ -123,6 +123,12 @@ class ObjectTable:
                 self.pin(c)
         self._maybe_free(oid, e)
 
+    def pulled_late(self, oid, e):
+        """A result that failed because this node's store had no room for it was pulled after
+        all: it is ready, in plasma."""
+        e.kind, e.data, e.state = P.VALUE_PLASMA, None, ObjState.READY
+        self.plasma_bytes += e.size
+
     # ------------------------------------------------------------------ references
     def _hold(self, oid, e, holder):
         if holder not in e.holders:

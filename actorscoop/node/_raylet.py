@@ -144,7 +144,10 @@ class Raylet:
         serves small tasks at once; a driver's init() and any first large object wait for
         the store's socket."""
         from ..plasma._launch import spawn_store
-        capacity = int(self.object_store_memory or _default_store_size())
+        # The arena's directory: a tmpfs, /dev/shm unless the config or the environment says
+        # otherwise (tests give a node a small tmpfs of its own to fill; docs/limits.md).
+        shm_dir = self.config.get("shm_dir") or os.environ.get("ACTORSCOOP_SHM_DIR") or None
+        capacity = int(self.object_store_memory or _default_store_size(shm_dir or "/dev/shm"))
         # Pre-faulting costs ~0.5 s of CPU per GiB in the store's background thread (fresh
         # shared pages; 3x less with fallocate than faulted one by one). An embedded node
         # does 256 MiB: first puts of a few hundred MB run at memory speed without stealing
@@ -157,7 +160,8 @@ class Raylet:
             spill_dir = (self.config.get("spill_dir") or os.environ.get("ACTORSCOOP_SPILL_DIR")
                          or os.path.join(self.session_dir, "spill"))
             launch = spawn_store(self.plasma_path, capacity, spill_dir=spill_dir,
-                                 prefault_bytes=None if prefault is None else int(prefault))
+                                 prefault_bytes=None if prefault is None else int(prefault),
+                                 shm_dir=shm_dir)
         except Exception as exc:
             self._store_failed(exc)
             return
@@ -540,6 +544,8 @@ class Raylet:
         if e is None:
             return False
         if e.state is not ObjState.PENDING:
+            if e.state is ObjState.FAILED and self.cluster is not None and self.cluster.repull(oid, ident):
+                return True  # a result our store had no room for: pulled again, answered then
             self._send(ident, P.ObjectValue(oid, e.kind, e.data))
         return True
 
@@ -1014,12 +1020,12 @@ def _resources(requested):
     return {k: float(v) for k, v in requested.items() if v}
 
 
-def _default_store_size():
-    """30% of RAM, bounded by what /dev/shm can hold."""
+def _default_store_size(shm_dir="/dev/shm"):
+    """30% of RAM, bounded by what the arena's directory (/dev/shm) can hold."""
     import psutil
     ram = psutil.virtual_memory().total
     try:
-        st = os.statvfs("/dev/shm")
+        st = os.statvfs(shm_dir)
         shm = st.f_bavail * st.f_frsize
     except OSError:
         shm = ram

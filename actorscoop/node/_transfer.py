@@ -17,6 +17,7 @@ import time
 import zmq
 
 from .. import protocol as P
+from ..plasma._errors import ObjectStoreFullError
 from ..transport import _sealed
 from ._drops import Drops
 from ._proc import keep_freed_memory
@@ -31,6 +32,19 @@ MAX_IN_FLIGHT = 8  # chunks in flight for all pulls together: at most 64 MiB on 
 STALL_TIMEOUT = 30.0
 
 _FIELD_TYPES = {kind: dict(kind.__annotations__) for kind in (P.PullRequest, P.PullChunk)}
+
+
+class PullError(str):
+    """Why a pull failed: the text its callbacks get. ``store_full``: this node's store (or
+    the /dev/shm holding it) had no room for the object; the holder keeps its copy, and a
+    later pull may succeed."""
+    store_full = False
+
+
+def _store_full(text):
+    error = PullError(text)
+    error.store_full = True
+    return error
 
 
 def _aad(head):
@@ -62,7 +76,7 @@ class _Outbox:
 
 class _Pull:
     __slots__ = ("object_id", "address", "callbacks", "block", "total", "next_offset",
-                 "received", "inflight", "last", "started")
+                 "received", "inflight", "asked", "last", "started")
 
     def __init__(self, object_id, address, callback):
         self.object_id, self.address = object_id, address
@@ -72,6 +86,7 @@ class _Pull:
         self.next_offset = 0
         self.received = 0
         self.inflight = 0
+        self.asked = set()  # offsets asked for and not received: a chunk at another one is stale
         self.last = self.started = time.monotonic()  # when data last came; when asked
 
 
@@ -125,6 +140,7 @@ class Transfer:
         if not p.inflight:
             p.last = time.monotonic()  # its stall clock starts when it is asked for
         p.inflight += 1
+        p.asked.add(offset)
         self.inflight += 1
         self.peak_inflight = max(self.peak_inflight, self.inflight)
         self._link(p.address).send(self.sealer.seal(P.encode([P.PullRequest(p.object_id, offset, length)])),
@@ -151,8 +167,11 @@ class Transfer:
 
     def _on_chunk(self, head, payload):
         p = self.pulls.get(head.object_id)
-        if p is None or p.inflight == 0:
-            return  # a pull that ended meanwhile (its chunks were counted off then)
+        if p is None or head.offset not in p.asked:
+            # a pull that ended meanwhile (its chunks were counted off then), or an earlier
+            # pull of the same object that failed (a chunk still on its way from then)
+            return
+        p.asked.discard(head.offset)
         p.inflight -= 1
         self.inflight -= 1
         p.last = time.monotonic()
@@ -168,8 +187,15 @@ class Transfer:
             n = len(payload) - _sealed.TAG
             if not 0 <= head.offset <= p.total - n:
                 raise ValueError(f"a chunk of {n} bytes at {head.offset} of {p.total}")
-            self.sealer.open_into(head.nonce, payload, p.block[head.offset:head.offset + n], _aad(head))
+            place = p.block[head.offset:head.offset + n]
+            # Its pages get their memory before the decryption writes there: on a full /dev/shm
+            # that raises ObjectStoreFullError here, where the write would kill the raylet (SIGBUS).
+            self.r.plasma.reserve(p.object_id, place)
+            self.sealer.open_into(head.nonce, payload, place, _aad(head))
             p.received += n
+        except ObjectStoreFullError as exc:
+            self._finish(p, _store_full(f"this node's object store has no room for it: {exc}"))
+            return
         except _sealed.Unsealable as exc:
             self._refuse("chunk", exc)
             self._finish(p, f"a chunk from {p.address} was altered on the way ({exc})")

@@ -1,4 +1,5 @@
-"""The store process: ``python -m actorscoop.plasma --socket PATH --capacity BYTES [--spill-dir DIR]``.
+"""The store process: ``python -m actorscoop.plasma --socket PATH --capacity BYTES [--spill-dir DIR]
+[--shm-dir DIR]``.
 
 Prints ``READY {json: arena_path, spill_path}`` on stdout once it accepts connections (or ``ERROR <why>``
 and exits 1).  Exits cleanly, removing its arena and socket files, on SIGTERM, SIGINT,
@@ -51,6 +52,8 @@ def main(argv=None) -> int:
     parser.add_argument("--parent-pid", type=int, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--prefault-bytes", type=int, default=DEFAULT_PREFAULT,
                         help="pre-fault this much of the arena in the background (default 1 GiB)")
+    parser.add_argument("--shm-dir", default=None,
+                        help="directory of the shared-memory arena file, on a tmpfs (default /dev/shm)")
     parser.add_argument("--validate", action="store_true", help="check store invariants after every request")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
@@ -66,7 +69,7 @@ def main(argv=None) -> int:
         signal.pthread_sigmask(signal.SIG_BLOCK, signals)  # a signal now would leak the arena file
         try:
             server = StoreServer(args.socket, args.capacity, args.spill_dir, validate=args.validate,
-                                     prefault_bytes=args.prefault_bytes)
+                                     prefault_bytes=args.prefault_bytes, shm_dir=args.shm_dir)
         except (PlasmaError, OSError, ValueError) as exc:
             print(f"ERROR {exc}", flush=True)
             return 1

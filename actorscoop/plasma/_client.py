@@ -127,9 +127,12 @@ class PlasmaClient:
     def create_block(self, object_id: bytes, size: int, populate: str = "now"):
         """Create an object of ``size`` raw bytes and return a writable uint8 view of its
         block, to be filled (e.g. with another store's block, chunk by chunk) and then
-        sealed with ``seal`` or dropped with ``abort``. ``populate``: fault its pages in
-        "now", or in a "background" thread (the caller writes meanwhile, e.g. as chunks
-        arrive from the network), or "no"."""
+        sealed with ``seal`` or dropped with ``abort``. ``populate``: reserve its pages and
+        fault them in "now"; or fault them in from a "background" thread (the caller writes
+        meanwhile, e.g. as chunks arrive from the network); or "no". With "background" or
+        "no", the caller must ``reserve`` each part of the block before it writes there.
+        Raises ObjectStoreFullError if the store cannot make room, or (with "now") if the
+        file system holding the arena cannot back the block."""
         _check_id(object_id)
         located = self._request(P.Create(0, object_id, int(size), float(self.full_store_wait)),
                                 timeout=self.timeout + self.full_store_wait)
@@ -145,6 +148,20 @@ class PlasmaClient:
         elif populate == "background":
             populate_range_in_background(mapping, located.offset, int(size))
         return mapping.array[located.offset:located.offset + int(size)]
+
+    def reserve(self, object_id: bytes, view) -> None:
+        """Give the pages under ``view`` (a part of ``object_id``'s block from ``create_block``)
+        their memory now, before anything is written there; cheap for pages that have it.
+        Raises ObjectStoreFullError if the file system holding the arena (a full /dev/shm)
+        cannot back them: a write there would kill this process with SIGBUS."""
+        mapping = self._arena
+        start = view.__array_interface__["data"][0] - mapping.address
+        if not 0 <= start < mapping.size:
+            return  # a fallback file: the store reserved all of it when it made it
+        try:
+            mapping.allocate(start, len(view))
+        except OSError as exc:
+            raise _no_room(object_id, len(view), mapping.path, exc) from exc
 
     def seal(self, object_id: bytes) -> None:
         self._request(P.Seal(0, object_id))
@@ -284,11 +301,17 @@ def _populate(mapping: Mapping, located: P.Located, object_id: bytes) -> None:
     try:
         mapping.populate(located.offset, located.size, write=True)
     except OSError as exc:
-        raise ObjectStoreFullError(
-            f"cannot write object {object_id.hex()} ({located.size} bytes): {exc.strerror}. It goes to "
-            f"{os.path.dirname(located.path)}: if that is /dev/shm, free shared memory there, or start the "
-            "store with a smaller capacity (docker: --shm-size); if it is the spill directory, free space "
-            "there, or spill to a larger file system.", object_id=object_id) from exc
+        raise _no_room(object_id, located.size, located.path, exc) from exc
+
+
+def _no_room(object_id: bytes, size: int, path: str, exc: OSError) -> ObjectStoreFullError:
+    return ObjectStoreFullError(
+        f"cannot write object {object_id.hex()} ({size} bytes): {exc.strerror}. It goes to "
+        f"{os.path.dirname(path)}: if that is the store's shared memory (/dev/shm, or its shm_dir), "
+        "free space there (other programs' files), or start the store with a smaller capacity "
+        "(actorscoop: --object-store-memory; docker: --shm-size to enlarge /dev/shm); if it is the "
+        "spill directory, free space there, or spill to a larger file system.",
+        object_id=object_id, no_room=True)
 
 
 def _check_id(object_id) -> None:

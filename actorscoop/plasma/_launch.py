@@ -60,17 +60,19 @@ class StoreHandle:
 
 
 def start_store(socket_path: str, capacity: int, spill_dir: str | None = None, timeout: float = 10.0, *,
-                prefault_bytes: int | None = None, validate: bool = False) -> StoreHandle:
+                prefault_bytes: int | None = None, validate: bool = False,
+                shm_dir: str | None = None) -> StoreHandle:
     """Start a store process; return once it accepts connections.
 
     ``prefault_bytes`` (default 1 GiB) is how much of the arena is pre-faulted in the background;
     ``validate=True`` makes the store check its invariants after every request (for tests).
+    ``shm_dir`` is the directory of the arena file, a tmpfs (default /dev/shm).
     Raises PlasmaError if it fails to start or is not ready within ``timeout`` seconds.
     The store gets SIGTERM when the *thread* that started it exits (PR_SET_PDEATHSIG),
     so call this from a thread that lives as long as the store should.
     """
     return spawn_store(socket_path, capacity, spill_dir, prefault_bytes=prefault_bytes,
-                       validate=validate).wait_ready(timeout)
+                       validate=validate, shm_dir=shm_dir).wait_ready(timeout)
 
 
 class StoreLaunch:
@@ -96,7 +98,8 @@ class StoreLaunch:
 
 
 def spawn_store(socket_path: str, capacity: int, spill_dir: str | None = None, *,
-                prefault_bytes: int | None = None, validate: bool = False) -> StoreLaunch:
+                prefault_bytes: int | None = None, validate: bool = False,
+                shm_dir: str | None = None) -> StoreLaunch:
     """Start a store process and return at once; ``wait_ready()`` on the result gives the
     StoreHandle.  Same arguments and parent-death rule as ``start_store``: it is the calling
     thread whose exit stops the store."""
@@ -112,6 +115,8 @@ def spawn_store(socket_path: str, capacity: int, spill_dir: str | None = None, *
         cmd += ["--spill-dir", os.path.abspath(spill_dir)]
     if prefault_bytes is not None:
         cmd += ["--prefault-bytes", str(int(prefault_bytes))]
+    if shm_dir is not None:
+        cmd += ["--shm-dir", os.path.abspath(shm_dir)]
     if validate:
         cmd.append("--validate")
     env = dict(os.environ)

@@ -10,6 +10,7 @@ object is pinned.
 from __future__ import annotations
 
 import dataclasses
+import errno
 import logging
 import os
 import shutil
@@ -41,23 +42,24 @@ class _Waiter:
 
 class StoreServer:
     def __init__(self, socket_path: str, capacity: int, spill_dir: str | None = None, validate: bool = False,
-                 prefault_bytes: int = DEFAULT_PREFAULT):
+                 prefault_bytes: int = DEFAULT_PREFAULT, shm_dir: str | None = None):
         if capacity <= 0:
             raise PlasmaError(f"store capacity must be a positive number of bytes, got {capacity}")
         self.socket_path = socket_path
         self.validate = validate
+        self.shm_dir = os.path.abspath(shm_dir or SHM_DIR)
         _claim_socket_path(socket_path)
-        remove_stale_arenas()
+        remove_stale_arenas(self.shm_dir)
         self.spill = SpillDir(spill_dir)
         self.arena_path = None
         try:
-            self.arena_path = create_arena(capacity, spill_dir)
+            self.arena_path = create_arena(capacity, spill_dir, self.shm_dir)
             self.arena = Mapping(self.arena_path, capacity)
         except BaseException:  # leave nothing behind: no spill directory, no arena file
             unlink_quietly(self.arena_path)
             shutil.rmtree(self.spill.path, ignore_errors=True)
             raise
-        self.prefault_bytes = min(prefault_bytes, capacity) if self.arena_path.startswith(SHM_DIR + "/") else 0
+        self.prefault_bytes = min(prefault_bytes, capacity) if os.path.dirname(self.arena_path) == self.shm_dir else 0
         # The pages that will be used first get their memory now, before the store says it
         # is ready (fallocate: ~0.23 s per GiB): every client then maps them in cheaply
         # (~0.06 s per GiB, in the background). Faulted in by the store in a thread instead,
@@ -223,8 +225,8 @@ class StoreServer:
             try:
                 return self._located(identity, m)
             except ObjectStoreFullError as exc:  # spilled, and no room to restore it
-                if not m.timeout or getattr(exc, "spill_failed", False):
-                    raise  # a full disk does not empty itself while we wait
+                if not m.timeout or _final(exc):
+                    raise  # a full disk, or a full /dev/shm, does not empty itself while we wait
                 self.blocked.append(_Waiter(identity, m, time.monotonic() + m.timeout))
                 return None
         if entry is None or entry.state is State.CREATED:
@@ -358,9 +360,19 @@ class StoreServer:
         if restored is None:
             raise self._restore_full_error(entry)
         try:
+            # its block's pages get their memory first: read into pages a full tmpfs cannot back,
+            # and the store would die of SIGBUS (or the read fail half-way with EFAULT)
+            self.arena.allocate(entry.offset, entry.size)
             self.spill.restore(entry.path, self.arena.array[entry.offset:entry.offset + entry.size])
-        except OSError:
+        except OSError as exc:
             self.store.spilled(entry.object_id, entry.path)  # back to where it was
+            if is_full(exc) or exc.errno == errno.EFBIG:
+                raise ObjectStoreFullError(
+                    f"cannot restore spilled object {entry.object_id.hex()} ({entry.size} bytes): "
+                    f"{exc.strerror}. The store's shared memory is in {self.shm_dir}: free space there "
+                    "(other programs' files), or start the store with a smaller capacity (actorscoop: "
+                    "--object-store-memory). The object stays on disk; get it again once there is room.",
+                    object_id=entry.object_id, no_room=True) from exc
             raise
 
     def _answer_get(self, identity, m: P.Get) -> None:
@@ -401,7 +413,7 @@ class StoreServer:
                     try:
                         reply = self._located(w.identity, w.msg)
                     except ObjectStoreFullError as exc:
-                        if getattr(exc, "spill_failed", False):
+                        if _final(exc):
                             raise
                         reply = None  # still no room: keep waiting
             except PlasmaError as exc:
@@ -469,6 +481,12 @@ class StoreServer:
 _SPILL_ADVICE = ("Free space there, delete objects you no longer need (drop their references), start "
                  "the store with a larger capacity, or spill to a larger file system (actorscoop: "
                  "ACTORSCOOP_SPILL_DIR, or spill_dir in the node config).")
+
+
+def _final(exc: ObjectStoreFullError) -> bool:
+    """Whether waiting for readers to release objects cannot help: the disk to spill to, or
+    the file system holding the arena, is full (other programs' files)."""
+    return getattr(exc, "spill_failed", False) or getattr(exc, "no_room", False)
 
 
 def _read_nonblocking(fd: int) -> bytes:
