@@ -1,6 +1,7 @@
 """Cluster cases that need a cluster of their own: a node that loses the head, an actor
 restarted on another node when its node dies, many objects moving at once."""
 import numpy as np
+import pytest
 
 import actorscoop as asc
 from actorscoop.testing import Cluster
@@ -112,5 +113,59 @@ def test_a_detached_actor_a_node_made_itself_restarts_elsewhere_when_that_node_d
             n, second = wait_for(moved, 60, what="the detached actor to answer from node 2")
             assert second == c.info(2)["node_id"] and n == 8  # its constructor ran again
             asc.kill(asc.get_actor("survivor"))
+        finally:
+            asc.shutdown()
+
+
+def _room_cluster(room_wait):
+    """Node A (the driver's) with a 64 MiB store, node B making 40 MiB results for it."""
+    return Cluster(nodes=[{"num_cpus": 1, "resources": {"a": 1}}, {"num_cpus": 1, "resources": {"b": 1}}],
+                   object_store_memory=64 << 20, config={"pull_room_wait": room_wait})
+
+
+@asc.remote(resources={"b": 1})
+def _forty_mib(seed):
+    return np.random.default_rng(seed).integers(0, 256, 40 << 20, dtype=np.uint8)
+
+
+@asc.remote(resources={"a": 1})
+def _on_a():
+    return asc.get_runtime_context().get_node_id()
+
+
+def _pulls_in_progress():
+    return asc._api.status()["cluster"]["transfer"]["pulls_in_progress"]
+
+
+def test_a_pull_into_a_store_full_of_objects_in_use_waits_without_stalling_its_node():
+    """Room for a pulled object is asked for without waiting in the raylet's loop (it used
+    to wait there up to 5 s, the node deaf meanwhile, then fail): the pull waits as long as
+    `pull_room_wait` says, the node goes on serving, and the pull completes once a reader
+    lets go."""
+    with _room_cluster(120) as c:
+        asc.init(address=c.address)
+        try:
+            held = asc.get(asc.put(np.ones(40 << 20, np.uint8)))  # pinned while `held` lives
+            ref = _forty_mib.remote(1)
+            wait_for(lambda: _pulls_in_progress() >= 1, 60, what="the pull to start")
+            assert asc.get(_on_a.remote(), timeout=60) == c.info(0)["node_id"]  # node A serves...
+            assert _pulls_in_progress() >= 1  # ...while the pull waits for room
+            del held
+            assert np.array_equal(asc.get(ref, timeout=60), _forty_mib._function(1))
+        finally:
+            asc.shutdown()
+
+
+def test_a_pull_that_finds_no_room_in_time_fails_clearly_and_can_be_retried():
+    with _room_cluster(1.0) as c:
+        asc.init(address=c.address)
+        try:
+            held = asc.get(asc.put(np.ones(40 << 20, np.uint8)))
+            ref = _forty_mib.remote(2)
+            with pytest.raises(asc.exceptions.ObjectStoreFullError, match="no room"):
+                asc.get(ref, timeout=60)
+            del held
+            assert np.array_equal(asc.get(ref, timeout=60), _forty_mib._function(2))  # pulled again
+            assert asc.get(_on_a.remote(), timeout=60) == c.info(0)["node_id"]
         finally:
             asc.shutdown()

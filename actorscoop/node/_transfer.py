@@ -30,6 +30,8 @@ CHUNK = 8 << 20
 WINDOW = 4  # chunks in flight per object
 MAX_IN_FLIGHT = 8  # chunks in flight for all pulls together: at most 64 MiB on the way
 STALL_TIMEOUT = 30.0
+ROOM_WAIT = 5.0  # how long a pull waits for room in a store full of objects in use (config: pull_room_wait)
+ROOM_RETRY = 0.1  # between two tries to make room (and at each of the raylet's ticks)
 
 _FIELD_TYPES = {kind: dict(kind.__annotations__) for kind in (P.PullRequest, P.PullChunk)}
 
@@ -76,7 +78,7 @@ class _Outbox:
 
 class _Pull:
     __slots__ = ("object_id", "address", "callbacks", "block", "total", "next_offset",
-                 "received", "inflight", "asked", "last", "started")
+                 "received", "inflight", "asked", "last", "started", "no_room_since", "retry_at")
 
     def __init__(self, object_id, address, callback):
         self.object_id, self.address = object_id, address
@@ -88,6 +90,8 @@ class _Pull:
         self.inflight = 0
         self.asked = set()  # offsets asked for and not received: a chunk at another one is stale
         self.last = self.started = time.monotonic()  # when data last came; when asked
+        self.no_room_since = None  # our store had no room for it (objects in use) since then
+        self.retry_at = 0.0
 
 
 class Transfer:
@@ -109,6 +113,7 @@ class Transfer:
         self.bytes_served = 0
         self.outbox = _Outbox(CHUNK + _sealed.TAG)
         self.drops = Drops(log)  # refused messages, by kind
+        self.room_wait = float(raylet.config.get("pull_room_wait", ROOM_WAIT))
         keep_freed_memory()  # ZeroMQ's buffer for each chunk received: reused, not faulted in anew
         raylet.loop.add(self.server.getsockopt(zmq.FD), self.drain)
 
@@ -149,13 +154,16 @@ class Transfer:
 
     def _fill(self):
         """Ask for more chunks, a turn per pull, while the bounds allow."""
+        no_room = []  # pulls that waited room_wait for room in vain: failed once the turns end
         asked = True
         while asked and self.inflight < MAX_IN_FLIGHT:
             asked = False
             for p in self.pulls.values():
                 if self.inflight >= MAX_IN_FLIGHT:
-                    return
+                    break
                 if p in self.deferred or p.inflight >= WINDOW:
+                    continue
+                if p.no_room_since is not None and not self._make_room(p, no_room):
                     continue
                 if p.total is None:  # size unknown until its first chunk comes
                     if p.next_offset == 0:
@@ -164,6 +172,8 @@ class Transfer:
                 elif p.next_offset < p.total:
                     self._ask(p, p.next_offset, min(CHUNK, p.total - p.next_offset))
                     asked = True
+        for p, exc in no_room:
+            self._finish(p, _store_full(f"this node's object store has no room for it: {exc}"))
 
     def _on_chunk(self, head, payload):
         p = self.pulls.get(head.object_id)
@@ -181,9 +191,9 @@ class Transfer:
         try:
             if p.block is None:
                 p.total = head.total
-                # Its pages fault in from a thread while the chunks arrive (1 GiB of fresh
-                # pages costs ~0.7 s of faults here: done first, they would stall the pull).
-                p.block = self.r.plasma.create_block(p.object_id, head.total, populate="background")
+                if not self._create(p):  # no room yet: ask again from the start once there is
+                    p.next_offset = 0
+                    return
             n = len(payload) - _sealed.TAG
             if not 0 <= head.offset <= p.total - n:
                 raise ValueError(f"a chunk of {n} bytes at {head.offset} of {p.total}")
@@ -216,6 +226,37 @@ class Transfer:
             self._finish(p, None)
             return
         self._fill()
+
+    def _create(self, p):
+        """Make our copy's block; False if our store has no room for it now (its objects
+        are in use): then ``_fill`` tries again every ROOM_RETRY seconds, and fails the pull
+        after ``room_wait``. Never waits here, where it would stall this raylet's loop."""
+        try:
+            # Its pages fault in from a thread while the chunks arrive (1 GiB of fresh pages
+            # costs ~0.7 s of faults here: done first, they would stall the pull).
+            p.block = self.r.plasma.create_block(p.object_id, p.total, populate="background", wait=0)
+        except ObjectStoreFullError as exc:
+            now = time.monotonic()
+            if p.no_room_since is None:
+                p.no_room_since = now
+            elif now - p.no_room_since >= self.room_wait:
+                raise ObjectStoreFullError(f"{exc} (waited {self.room_wait:g} s)", object_id=p.object_id) from None
+            p.retry_at = now + ROOM_RETRY
+            return False
+        p.no_room_since = None
+        return True
+
+    def _make_room(self, p, no_room):
+        """For a pull waiting for room: True once its block is made; ``(p, error)`` goes to
+        ``no_room`` once it has waited too long."""
+        if time.monotonic() < p.retry_at:
+            return False
+        try:
+            return self._create(p)
+        except ObjectStoreFullError as exc:
+            no_room.append((p, exc))
+            p.retry_at = float("inf")
+            return False
 
     def _finish(self, p, error):
         del self.pulls[p.object_id]
@@ -357,6 +398,8 @@ class Transfer:
         for p in list(self.pulls.values()):
             if p not in self.deferred and p.inflight and now - p.last > STALL_TIMEOUT:
                 self._finish(p, f"the node at {p.address} sent nothing for {STALL_TIMEOUT:g} s")
+        if any(p.no_room_since is not None for p in self.pulls.values()):
+            self._fill()  # pulls waiting for room in our store try again
 
     def close(self):
         self.serving.clear()

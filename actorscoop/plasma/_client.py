@@ -124,18 +124,19 @@ class PlasmaClient:
         """Serialize ``obj`` with pickle protocol 5 (buffers out-of-band) and put it."""
         return self.put_parts(object_id, *serialize(obj))
 
-    def create_block(self, object_id: bytes, size: int, populate: str = "now"):
+    def create_block(self, object_id: bytes, size: int, populate: str = "now", wait: float | None = None):
         """Create an object of ``size`` raw bytes and return a writable uint8 view of its
         block, to be filled (e.g. with another store's block, chunk by chunk) and then
         sealed with ``seal`` or dropped with ``abort``. ``populate``: reserve its pages and
         fault them in "now"; or fault them in from a "background" thread (the caller writes
         meanwhile, e.g. as chunks arrive from the network); or "no". With "background" or
         "no", the caller must ``reserve`` each part of the block before it writes there.
-        Raises ObjectStoreFullError if the store cannot make room, or (with "now") if the
-        file system holding the arena cannot back the block."""
+        Raises ObjectStoreFullError if the store cannot make room within ``wait`` seconds
+        (default ``full_store_wait``; 0: at once), or (with "now") if the file system
+        holding the arena cannot back the block."""
         _check_id(object_id)
-        located = self._request(P.Create(0, object_id, int(size), float(self.full_store_wait)),
-                                timeout=self.timeout + self.full_store_wait)
+        wait = self.full_store_wait if wait is None else wait
+        located = self._request(P.Create(0, object_id, int(size), float(wait)), timeout=self.timeout + wait)
         if located.warning:
             _warn_fallback(located.warning)
         mapping = self._mapping(located.path)
