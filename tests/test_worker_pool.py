@@ -43,6 +43,39 @@ def test_a_function_sent_with_a_queued_task_serves_a_task_run_before_it():
     assert not core._blobs
 
 
+def _restore_slowly():
+    import time
+    time.sleep(1.0)  # a window: the raylet asks for the queued tasks back meanwhile
+    return "slow"
+
+
+class _SlowToUnpickle:
+    def __reduce__(self):
+        return (_restore_slowly, ())
+
+
+def test_tasks_asked_back_while_the_long_task_is_set_up_are_handed_back_when_it_starts(fresh_node, tmp_path):
+    """The raylet's request came while the long task's arguments were being unpickled, when
+    the worker cannot answer it from the signal handler; it used to be forgotten (the
+    queued tasks waited for the long one). The worker answers when the task's code starts."""
+    import os
+    fresh_node(num_cpus=2)
+    gate = str(tmp_path / "gate")
+
+    @asc.remote
+    def job(i, arg):
+        if arg is not None:
+            wait_for(lambda: os.path.exists(gate), 120, what="the gate")
+        return i
+
+    refs = [job.remote(i, _SlowToUnpickle() if i == 0 else None) for i in range(40)]
+    ready, _ = asc.wait(refs[1:], num_returns=39, timeout=60)
+    assert len(ready) == 39, "tasks stayed queued behind the long task"
+    assert not asc.wait([refs[0]], timeout=0)[0]
+    open(gate, "w").close()
+    assert asc.get(refs, timeout=60) == list(range(40))
+
+
 def test_tasks_queued_behind_a_long_task_run_elsewhere_when_a_worker_idles(fresh_node, tmp_path):
     """A burst pipelines tasks behind busy workers; one of them then runs long. Once the
     other worker idles, the tasks waiting behind the long one are taken back and run

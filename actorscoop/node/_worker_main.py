@@ -337,6 +337,8 @@ class WorkerCore(CoreClient):
             if main:
                 outer, self._in_user_code = self._in_user_code, True
             try:
+                if main and self._reclaim:  # asked while this task was set up, when the handler
+                    self.on_sigint(signal.SIGINT, None)  # could not answer: answer before it runs
                 if spec.task_id in self._cancelled:
                     raise _Cancelled()
                 value = fn(*args, **kwargs) if kwargs else fn(*args)
