@@ -219,6 +219,14 @@ class DirectCalls:
             if route is not None:
                 route.raylet_pending.pop(oid, None)
                 route.retry_at = 0.0  # the actor answered: it is up, try it directly now
+                self._drop_if_idle(route)
+
+    def _drop_if_idle(self, route):
+        """Forget the route of an actor we are not connected to and owe nothing: its next
+        call makes a new one (else every actor ever called stays here: a leak)."""
+        if route.peer is None and not route.direct and not route.raylet_pending and not route.held:
+            if self.routes.get(route.actor_id) is route:
+                del self.routes[route.actor_id]
 
     def _release_held(self, route):
         held, route.held = route.held, []
@@ -256,6 +264,7 @@ class DirectCalls:
             if unanswered:
                 self.core._send([rec._replace(previous_pid=route.pid) for rec in unanswered])
             self._release_held(route)
+            self._drop_if_idle(route)
 
     def cancel(self, task_id):
         """Cancel a call routed here: a held one is dropped, a direct one is interrupted in

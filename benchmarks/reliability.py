@@ -3,6 +3,7 @@
     python benchmarks/reliability.py                 # the full run (~10-20 min on 2 cores)
     python benchmarks/reliability.py --quick         # small numbers (what the test suite runs)
     python benchmarks/reliability.py --only load,objects --tasks 200000
+    python benchmarks/reliability.py --only soak --minutes 60 --write   # the long soak
 
 Parts (each in a fresh process tree, results printed as markdown and, with --write,
 appended to RELIABILITY.md):
@@ -18,6 +19,11 @@ appended to RELIABILITY.md):
   cluster while workers, actor processes and non-head nodes are SIGKILLed at random
   moments, for N rounds; every retriable result must be right, every other outcome a
   typed error; a fresh workload must run afterwards.
+- **soak** (only when named: ``--only soak --minutes 60 [--sample 30] [--kill-every 180]``):
+  a mixed workload (tasks, nested tasks, actors, small and large objects across nodes,
+  named actors, futures.map) in rounds on a 4-node loopback cluster for M minutes, every
+  result checked; RSS, USS, fds and threads of every node process, the nodes' tables and
+  /dev/shm sampled; drift figures and PASS/FAIL (see benchmarks/_soak.py).
 """
 import argparse
 import os
@@ -32,37 +38,19 @@ import psutil
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
+sys.path.insert(1, HERE)
 
 import actorscoop as asc  # noqa: E402
 from actorscoop import exceptions as E  # noqa: E402
 from actorscoop.testing import Cluster  # noqa: E402
 
+from _drift import shm_files as _shm_files  # noqa: E402
+from _runlog import ENV as RUN_LOG, noop, runs  # noqa: E402
+
 MiB = 1 << 20
 
 
 # ---------------------------------------------------------------------- tasks
-def _log_run(i):
-    """Append this execution to the run log named by ACTORSCOOP_RELIABILITY_LOG (one
-    unbuffered write per run: a crash cannot lose a line already written)."""
-    fd = _log_run.fd
-    if fd is None:
-        path = os.environ.get("ACTORSCOOP_RELIABILITY_LOG")
-        if not path:
-            return
-        fd = _log_run.fd = os.open(os.path.join(path, f"runs-{os.getpid()}"),
-                                   os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-    os.write(fd, b"%d\n" % i)
-
-
-_log_run.fd = None
-
-
-@asc.remote
-def noop(i):
-    _log_run(i)
-    return i
-
-
 @asc.remote
 def square(i, seconds=0.0):
     time.sleep(seconds)
@@ -98,13 +86,9 @@ def _rss(pid):
 
 
 def _count_runs(log_dir):
-    seen, total = set(), 0
-    for name in os.listdir(log_dir):
-        with open(os.path.join(log_dir, name), "rb") as f:
-            for line in f:
-                total += 1
-                seen.add(int(line))
-    return total, seen
+    """(executions logged, the task numbers that ran)."""
+    by_task = runs(log_dir)
+    return sum(len(pids) for pids in by_task.values()), set(by_task)
 
 
 # ---------------------------------------------------------------------- load
@@ -139,7 +123,7 @@ def _memory_rows(samples, n):
 def part_load(n_single, n_cluster, wave):
     out = []
     log_dir = tempfile.mkdtemp(prefix="asc-reliability-")
-    os.environ["ACTORSCOOP_RELIABILITY_LOG"] = log_dir
+    os.environ[RUN_LOG] = log_dir
     try:
         for label, n, cluster_nodes in (("embedded node, 2 CPUs", n_single, None),
                                         ("4-node loopback cluster, 1 CPU each", n_cluster, 4)):
@@ -175,26 +159,11 @@ def part_load(n_single, n_cluster, wave):
             out.append("")
     finally:
         shutil.rmtree(log_dir, ignore_errors=True)
-        os.environ.pop("ACTORSCOOP_RELIABILITY_LOG", None)
+        os.environ.pop(RUN_LOG, None)
     return "\n".join(out)
 
 
 # ---------------------------------------------------------------------- objects
-def _shm_files(pids):
-    """Bytes of /dev/shm held by files of these processes (a store names its arena after
-    its pid: actorscoop-plasma-<pid>-...), and how many files: other nodes on the machine
-    (parallel tests) do not count."""
-    total = count = 0
-    for name in os.listdir("/dev/shm"):
-        if any(name.startswith(f"actorscoop-plasma-{pid}-") for pid in pids):
-            try:
-                total += os.stat(os.path.join("/dev/shm", name)).st_blocks * 512
-                count += 1
-            except FileNotFoundError:
-                pass
-    return total, count
-
-
 def part_objects(n_small, n_large, large_mib):
     asc.init(num_cpus=1, object_store_memory=max(256, 4 * large_mib) * MiB)
     pids = [p.pid for p in psutil.Process(asc._api.status()["pid"]).children(recursive=True)]
@@ -324,6 +293,10 @@ def main(argv=None):
     p.add_argument("--wave", type=int, default=50_000)
     p.add_argument("--rounds", type=int, default=None)
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--minutes", type=float, default=60.0, help="soak: how long the workload runs")
+    p.add_argument("--sample", type=float, default=30.0, help="soak: seconds between samples")
+    p.add_argument("--kill-every", type=float, default=0.0,
+                   help="soak: SIGKILL a task worker every this many seconds (default: never)")
     p.add_argument("--write", action="store_true", help="append the figures to RELIABILITY.md")
     a = p.parse_args(argv)
     q = a.quick
@@ -337,6 +310,9 @@ def main(argv=None):
         text.append(part_objects(1_000 if q else 100_000, 20 if q else 1_000, 8))
     if "chaos" in parts:
         text.append(part_chaos(a.rounds or (3 if q else 30), a.seed))
+    if "soak" in parts:
+        import _soak
+        text.append(_soak.part_soak(a.minutes, a.sample, a.kill_every, a.seed))
     report = "\n".join(text)
     print(report)
     if a.write:

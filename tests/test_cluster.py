@@ -353,3 +353,63 @@ def test_refs_returned_from_another_node_stay_alive_where_the_result_goes(cluste
     assert asc.get(small, timeout=30) == "small inner"
     assert int(asc.get(big, timeout=30).sum()) == int(np.arange(300_000).sum())
     assert asc.get(asc.get(nested, timeout=30)[0], timeout=30).shape == (300_000,)
+
+
+@asc.remote
+def fails_later(path):
+    wait_for(lambda: os.path.exists(path), 60, what="the go file")
+    raise KeyError("upstream broke")
+
+
+def test_a_task_only_another_node_can_run_waits_for_its_pending_arguments_then_spills(cluster, tmp_path):
+    """Its node can never run it and its arguments are still being made: it waits for
+    them, then goes to the node that can (it used to stay pending here forever)."""
+    @asc.remote(resources={"special": 1})
+    def where_with(*values):
+        return [v if isinstance(v, int) else int(v.sum()) for v in values], \
+            asc.get_runtime_context().get_node_id()
+    go = str(tmp_path / "go")
+    big = array_of.options(resources={"special": 1}).remote(300_000, 5)  # in node 2's store
+    ref = where_with.remote(later.remote(21, go), big)
+    assert not asc.wait([ref], timeout=0.5)[0]
+    open(go, "w").close()
+    values, node = asc.get(ref, timeout=60)
+    assert values == [42, int(np.random.default_rng(5).random(300_000).sum())]
+    assert node == cluster.info(2)["node_id"]
+    assert asc.get(special.remote(), timeout=60) == cluster.info(2)["node_id"]  # and goes on
+
+
+def test_a_held_task_fails_with_its_argument_or_when_cancelled(cluster, tmp_path):
+    from actorscoop._cli import request
+    from actorscoop.exceptions import TaskCancelledError, TaskError
+    go = str(tmp_path / "go")
+
+    @asc.remote(resources={"special": 1})
+    def takes(x):
+        return x
+    upstream = fails_later.remote(go)
+    doomed, cancelled = takes.remote(upstream), takes.remote(later.remote(1, go))
+    asc.cancel(cancelled)
+    open(go, "w").close()
+    with pytest.raises(TaskError) as info:
+        asc.get(doomed, timeout=60)
+    assert "fails_later" in str(info.value) and isinstance(info.value, KeyError)
+    with pytest.raises(TaskCancelledError):
+        asc.get(cancelled, timeout=60)
+    wait_for(lambda: request(cluster.info(0), "status")["tables"]["raylet.tasks"] == 0, 30,
+             what="the head's node to forget every task")
+    assert request(cluster.info(0), "status")["tables"]["cluster.held"] == 0
+
+
+def test_an_actor_only_another_node_can_host_waits_for_its_pending_arguments(cluster, tmp_path):
+    """The same for an actor whose constructor's argument is still being made; calls made
+    meanwhile wait here and follow it, in order."""
+    go = str(tmp_path / "go")
+    c = FarCounter.options(name="far-later").remote(later.remote(5, go))  # starts at 10
+    first, second = c.incr.remote(), c.incr.remote(2)
+    assert not asc.wait([first], timeout=0.5)[0]
+    open(go, "w").close()
+    assert asc.get([first, second], timeout=60) == [11, 13]
+    assert asc.get(c.where.remote(), timeout=60) == cluster.info(2)["node_id"]
+    assert asc.get(asc.get_actor("far-later").incr.remote(), timeout=30) == 14
+    asc.kill(c)

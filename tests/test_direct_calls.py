@@ -188,3 +188,18 @@ def test_malformed_frame_on_a_direct_connection_is_dropped(node):
     with _context.current()._direct.lock:
         route.peer.write(b"\x93not msgpack records")
     assert asc.get(a.add.remote("ok"), timeout=30) == "ok"
+
+
+def test_the_driver_forgets_the_routes_of_actors_that_are_gone(node):
+    """A route per actor ever called used to stay in the driver forever (a slow leak in a
+    driver that makes and kills many actors)."""
+    routes = _context.current()._direct.routes
+    before = len(routes)
+    for _ in range(10):
+        a = _direct_actor()
+        assert _route(a) is not None
+        asc.kill(a)
+    wait_for(lambda: len(routes) <= before, 30, what="the routes of the killed actors to go")
+    a = _direct_actor()  # a new actor's calls still go direct
+    assert _route(a).peer is not None and asc.get(a.add.remote(1)) == 1
+    asc.kill(a)

@@ -2,8 +2,12 @@
 through one driver and across a 4-node cluster (every result checked, no task lost or run
 twice), objects created and dropped (tables, store and /dev/shm back to empty), and chaos
 (random SIGKILLs of workers, actors and nodes: retriable results right, the rest typed
-errors, fresh work runs afterwards). The long run is `python benchmarks/reliability.py`."""
+errors, fresh work runs afterwards); and a short soak (a mixed workload on a 4-node cluster
+with workers SIGKILLed now and then: every result right, memory, fds and threads not
+growing, tables and /dev/shm back to empty). The long runs are `python
+benchmarks/reliability.py` and `python benchmarks/reliability.py --only soak --minutes 60`."""
 import os
+import re
 import subprocess
 import sys
 
@@ -21,3 +25,16 @@ def test_quick_reliability_run_passes(tmp_path):
     assert proc.returncode == 0, report + proc.stderr[-3000:]
     assert "never run: 0; run more than once: 0" in report
     assert report.count("**PASS**") == 2 and "FAIL" not in report, report
+
+
+@pytest.mark.timeout(300)
+def test_short_soak_passes(tmp_path):
+    """30 s of the soak (15 s of warm-up): its own cluster (own session directories, ephemeral ports); the
+    script itself checks that its processes and /dev/shm files are gone at the end."""
+    proc = subprocess.run([sys.executable, SCRIPT, "--only", "soak", "--minutes", "0.5", "--sample", "2",
+                           "--kill-every", "8"], capture_output=True, text=True, timeout=240, cwd=tmp_path)
+    report = proc.stdout
+    assert proc.returncode == 0, report + proc.stderr[-3000:]
+    assert "**PASS**" in report and "FAIL" not in report, report
+    assert ", 0 wrong; errors: none" in report, report
+    assert re.search(r"kills: [1-9]\d* task workers SIGKILLed", report), report

@@ -98,6 +98,10 @@ def test_blocked_worker_lends_cpu_and_extra_worker_starts():
     assert run(s, WorkerStarted(w(2))) == [Dispatch(t(2), w(2), False)]
     run(s, WorkerUnblocked(w(1)))
     assert s.available["CPU"] == -1.0  # brief oversubscription, as designed
+    assert s.advertised() == {"CPU": 0.0}  # what its heartbeat says: none free
+    from actorscoop import protocol as P  # (the head drops a heartbeat with less than none)
+    assert P.cluster_record_error(P.Heartbeat(b"n" * 16, dict(s.available), 0, 1, 0)) is not None
+    assert P.cluster_record_error(P.Heartbeat(b"n" * 16, s.advertised(), 0, 1, 0)) is None
     run(s, TaskFinished(t(2), w(2)))
     run(s, TaskFinished(t(1), w(1)))
     assert s.available["CPU"] == 1.0

@@ -58,6 +58,8 @@ def test_memory_is_bounded_rows_failures_and_horizon():
         view.ingest(NODE, batch([row(chunk * 50 + i, state=FAILED, error=["E", str(i), ""], start=100.0 + chunk)
                                  for i in range(50)]), now=110.0)
     assert view.n_rows == 100 and len(view.failures) == 5
+    view.ingest(NODE, batch([], origins=[(i.to_bytes(16, "big"), 1.0, DRIVER) for i in range(500)]), now=110.0)
+    assert len(view.origins) == 100  # the submitters of tasks run elsewhere: one per row kept
     assert len(view.timeline(now=110.0)["events"]) == 100
     assert view.counts == {"f": [0, 500]}  # counts are exact however many rows are kept
     assert view.failures[-1]["message"] == "49"  # newest last

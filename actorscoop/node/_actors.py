@@ -45,6 +45,7 @@ class _Actor:
         self.last_death = ""  # why its previous process died (kept across a restart)
         self.creation_error = None  # serialized error of a constructor that raised
         self.no_restart = False
+        self.spill_when_ready = False  # no node resource here fits it: spill it once its arguments are ready
 
     @property
     def label(self):
@@ -92,7 +93,12 @@ class ActorManager:
         a.creation = task
         cluster = self.r.cluster
         if cluster is not None:
-            if not task.forwarded and not task.missing and not S.fits(a.spec.resources, self.r.scheduler.total):
+            if not task.forwarded and not S.fits(a.spec.resources, self.r.scheduler.total):
+                if task.missing:  # its arguments are not all ready: it spills once they are
+                    a.spill_when_ready = True
+                    for oid in task.missing:
+                        self.waiting_on[oid].add(a.id)
+                    return True
                 a.state = ActorState.REMOTE
                 cluster.spill_actor(a, task)
                 return True
@@ -189,7 +195,12 @@ class ActorManager:
                 continue
             if a.creation is not None and oid in a.creation.missing:
                 a.creation.missing.discard(oid)
-                self._send_creation(a)
+                if not a.spill_when_ready:
+                    self._send_creation(a)
+                elif not a.creation.missing and a.state is not ActorState.DEAD:
+                    a.spill_when_ready = False
+                    a.state = ActorState.REMOTE  # its queued calls follow it (_pump below)
+                    self.r.cluster.spill_actor(a, a.creation)
             for tid in a.queue:
                 t = self.r.tasks.get(tid)
                 if t is not None:

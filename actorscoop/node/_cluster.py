@@ -76,6 +76,7 @@ class ClusterLink:
         self.unpulled = {}  # object id -> (node id, transfer address, key)
         self.unpulled_by_key = {}  # key -> set of object ids still there: FreeRemote when empty
         self.repulls = {}  # object id -> set of clients waiting for its pull
+        self.held = {}  # object id -> ids of tasks held until it is ready, then spilled (hold())
         self.functions_at_head = set()  # ids of the functions sent to the head's function table
         self.head_lost = False
         self.last_heard = time.monotonic()
@@ -271,7 +272,7 @@ class ClusterLink:
         batch its raylet just folded) and what it runs now."""
         r = self.r
         store_used = 0
-        self.to_head(P.Heartbeat(r.node_id, dict(r.scheduler.available), r.scheduler.backlog(),
+        self.to_head(P.Heartbeat(r.node_id, r.scheduler.advertised(), r.scheduler.backlog(),
                                  r.scheduler.running(), store_used))
         if self.head is not None:
             self.head.tick()
@@ -327,6 +328,51 @@ class ClusterLink:
         # + events not yet fed to the scheduler: a burst of submits arrives in one loop turn
         return S.should_spill(spec.resources, sched.total, sched.backlog() + len(self.r.events),
                               sched.total.get("CPU", 0.0), self.spill_threshold, self.size())
+
+    def hold(self, task, missing):
+        """Whether a newly submitted task that no node resource here can ever satisfy, and
+        whose arguments are not all ready, waits here for them (outside the scheduler, which
+        would only call it infeasible); ``object_ready`` spills it once they are."""
+        spec = task.spec
+        if task.forwarded or spec.args_object is not None or S.fits(spec.resources, self.r.scheduler.total):
+            return False
+        task.missing = set(missing) | set(self.pending_nested(spec))  # nested refs travel ready too
+        for oid in task.missing:
+            self.held.setdefault(oid, set()).add(spec.task_id)
+        return True
+
+    def cancel_held(self, task):
+        """Cancel a task ``hold`` keeps (it fails with TaskCancelledError); False if it is
+        not held here."""
+        tid = task.spec.task_id
+        if not task.missing or not any(tid in self.held.get(oid, ()) for oid in task.missing):
+            return False
+        self._unhold(tid, task)
+        self.r._feed(self.r._do_fail(S.FailTask(tid, "cancelled", None)) or [])
+        return True
+
+    def _unhold(self, tid, task):
+        for oid in task.missing:
+            waiting = self.held.get(oid)
+            if waiting is not None:
+                waiting.discard(tid)
+                if not waiting:
+                    del self.held[oid]
+        task.missing = set()
+
+    def _release(self, tid, oid):
+        """``oid`` of held task ``tid`` has its value (or error): spill the task once all
+        have; fail it if one failed."""
+        task = self.r.tasks.get(tid)
+        if task is None:
+            return
+        task.missing.discard(oid)
+        e = self.r.objects.entries.get(oid)
+        if e is not None and e.state is ObjState.FAILED and oid in task.spec.deps:
+            self._unhold(tid, task)  # it leaves every other wait too
+            self.r._feed(self.r._do_fail(S.FailTask(tid, "dependency", oid)) or [])
+        elif not task.missing:
+            self.spill(task)
 
     def pending_nested(self, spec):
         """Refs inside a call's arguments whose values this node is still waiting for: a
@@ -694,7 +740,10 @@ class ClusterLink:
         self.r._delete_plasma()
 
     def object_ready(self, oid):
-        """An object got its value: results that waited for it go home (or wait for the next)."""
+        """An object got its value: results that waited for it go home (or wait for the next);
+        held tasks that waited for it spill (or fail, if it is an error)."""
+        for tid in self.held.pop(oid, ()):
+            self._release(tid, oid)
         for task, results in self.results_waiting.pop(oid, ()):
             if not any(task in (t for t, _ in waiting) for waiting in self.results_waiting.values()):
                 self._send_when_ready(task, results)

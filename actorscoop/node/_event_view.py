@@ -8,7 +8,8 @@ their form), JSON-ready dicts come out; the caller passes the clock.
 Bounds: the attempts that ended within ``horizon`` seconds, at most the last
 ``max_rows`` of them (kept packed, as the batches bring them, and unpacked only to answer
 "timeline"), the last ``max_failures`` failures, per-function counters (one entry per
-function name), and per node the latest snapshot of what it runs.
+function name), the origins (submitter) of at most ``max_rows`` tasks run on other nodes,
+and per node the latest snapshot of what it runs.
 """
 import collections
 
@@ -17,7 +18,6 @@ from ._events import FAILED, FINISHED, RETRIED, STATE_NAMES, rows_of, unpacked
 HORIZON = 600.0  # seconds of history the timeline keeps
 MAX_ROWS = 100_000
 MAX_FAILURES = 50
-MAX_ORIGINS = 100_000
 NOT_LISTED = ("TaskCancelledError",)  # counted as failed, not listed among the failures
 
 
@@ -73,7 +73,7 @@ class EventView:
             c[1] += failed
         for tid, submit, pid in origins:
             self.origins[tid] = (submit, pid)
-        while len(self.origins) > MAX_ORIGINS:
+        while len(self.origins) > self.max_rows:  # one per row kept, at most
             del self.origins[next(iter(self.origins))]
         chunks, cutoff = self.chunks, now - self.horizon
         while chunks and (chunks[0].newest < cutoff or self.n_rows - chunks[0].n >= self.max_rows):

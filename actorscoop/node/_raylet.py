@@ -457,6 +457,8 @@ class Raylet:
         if self.cluster is not None and self.cluster.wants(task, missing):
             self.cluster.spill(task)
             return
+        if self.cluster is not None and missing and self.cluster.hold(task, missing):
+            return
         self._feed([S.TaskSubmitted(tid, _resources(spec.resources), tuple(missing), spec.name,
                                     self.clients[ident].kind != P.KIND_WORKER)])
 
@@ -660,7 +662,7 @@ class Raylet:
         events.append(S.ObjectFailed(oid) if kind == P.VALUE_ERROR else S.ObjectReady(oid))
         if self.actors.waiting_on:
             self.actors.object_ready(oid)
-        if self.cluster is not None and self.cluster.results_waiting:
+        if self.cluster is not None and (self.cluster.results_waiting or self.cluster.held):
             self.cluster.object_ready(oid)
 
     # ------------------------------------------------------------------ direct actor calls
@@ -721,6 +723,8 @@ class Raylet:
         if task.spec.actor_id is not None:
             self.actors.cancel(task, rec.force)
             return
+        if self.cluster is not None and self.cluster.cancel_held(task):
+            return
         self._feed([S.CancelRequested(rec.task_id, rec.force)])
 
     def _on_status(self, ident, rec):
@@ -778,6 +782,8 @@ class Raylet:
             for tid, t in list(self.tasks.items()):
                 if t.submitter == ident:
                     t.cancelled = True
+                    if self.cluster is not None and self.cluster.cancel_held(t):
+                        continue
                     if self.scheduler.worker_of(tid) is None:
                         events.append(S.CancelRequested(tid, False))
             self._feed(events)
@@ -1004,7 +1010,7 @@ class Raylet:
             self.cluster.tick(self.recorder.for_head())
         else:
             self.recorder.fold_safely()
-        self.actors.forget_dead()
+        self.actors.forget_dead(int(self.config.get("dead_actors_kept", 1000)))
         self._retire_idle_workers()
         self._reclaim_stuck()
         if self.store is not None and not self._store_dead_logged and not self.store.alive():

@@ -71,7 +71,7 @@ def node_status(r) -> dict:
         "workers": workers, "drivers": drivers,
         "objects": r.objects.summary(), "store": store, "actors": r.actors.report(),
         "memory": memory(), "memory_monitor": r.memory.report(),
-        "dropped": r.drops.counts(),
+        "dropped": r.drops.counts(), "tables": table_sizes(r),
     }
     if r.cluster is not None:
         body["cluster"] = report = r.cluster.report()
@@ -80,6 +80,36 @@ def node_status(r) -> dict:
             extras = r.recorder.view.node_extras()  # workers, store, memory of each node
             report["nodes"] = [{**n, **extras.get(n["node_id"], {})} for n in report["nodes"]]
     return body
+
+
+def table_sizes(r) -> dict:
+    """How many entries each of the node's bookkeeping tables holds (a soak watches that
+    they stay bounded and empty out once the work is done)."""
+    out = {"raylet.tasks": len(r.tasks), "raylet.clients": len(r.clients),
+           "raylet.peers": len(r.peers), "raylet.functions": len(r.functions),
+           "raylet.dead_workers": len(r.dead_workers), "raylet.idle_seen": len(r.idle_seen),
+           "raylet.unknown_gets": len(r._unknown),
+           "scheduler.tasks": len(r.scheduler.tasks), "scheduler.workers": len(r.scheduler.workers),
+           "objects.entries": len(r.objects.entries), "objects.held_by": len(r.objects.held_by),
+           "objects.early": sum(len(v) for v in r.objects._early.values()),
+           "actors.actors": len(r.actors.actors), "actors.names": len(r.actors.names),
+           "actors.by_worker": len(r.actors.by_worker),
+           "workers.by_id": len(r.workers.by_id), "kv.entries": len(r.kv.entries)}
+    c = r.cluster
+    if c is not None:
+        out.update({"cluster.lookups": len(c._lookups), "cluster.results_waiting": len(c.results_waiting),
+                    "cluster.held": sum(len(v) for v in c.held.values()),
+                    "cluster.functions_at_head": len(c.functions_at_head)})
+        if c.transfer is not None:
+            t = c.transfer
+            out.update({"transfer.serving": len(t.serving), "transfer.pulls": len(t.pulls),
+                        "transfer.links": len(t.links), "transfer.deferred": len(t.deferred)})
+        if c.head is not None:
+            h = c.head
+            out.update({"head.nodes": len(h.nodes), "head.placed": len(h.placed),
+                        "head.actors": len(h.actors), "head.actor_specs": len(h.actor_specs),
+                        "head.names": len(h.names), "head.functions": len(h.functions)})
+    return out
 
 
 def memory_status(r) -> dict:

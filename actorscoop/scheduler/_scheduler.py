@@ -133,6 +133,12 @@ class Scheduler:
             by_state[t.state.value] += 1
         return by_state
 
+    def advertised(self) -> dict:
+        """The free resources as other nodes should see them (heartbeats): a resource a
+        woken worker oversubscribes (``available`` below 0, briefly, as designed) has none
+        free, not less than none."""
+        return {k: max(0.0, v) for k, v in self.available.items()}
+
     def backlog(self) -> int:
         """Tasks here that have not started: waiting, ready, or queued behind a worker's
         current task (pipelined)."""
