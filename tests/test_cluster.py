@@ -98,6 +98,25 @@ def test_large_arguments_are_pulled_store_to_store(cluster):
     assert np.array_equal(back, np.random.default_rng(3).random(8_000_000))  # and pulled back
 
 
+@asc.remote
+def sum_and_node(a, seconds=0.0):
+    time.sleep(seconds)
+    return float(a.sum()), asc.get_runtime_context().get_node_id()
+
+
+def test_large_direct_arguments_travel_with_tasks_that_leave_their_node(cluster):
+    """Arguments too large to travel inline go to the submitter's store (``args_object``);
+    they used to pin the task to its node: one whose resources are elsewhere stayed pending
+    for good, and spillover passed such tasks by. Now they are pulled like argument refs."""
+    big = np.arange(1 << 18, dtype=np.float64)  # 2 MiB, passed by value
+    got, where = asc.get(sum_and_node.options(resources={"special": 1}).remote(big), timeout=60)
+    assert (got, where) == (float(big.sum()), cluster.info(2)["node_id"])
+    arrays = [np.full(1 << 15, i, dtype=np.float64) for i in range(30)]  # 256 KiB each
+    results = asc.get([sum_and_node.remote(a, 0.1) for a in arrays], timeout=120)
+    assert [r[0] for r in results] == [float(a.sum()) for a in arrays]
+    assert len({r[1] for r in results}) >= 2, "no task with a large argument left the saturated node"
+
+
 @asc.remote(resources={"actor_slot": 1})
 class FarCounter:
     def __init__(self, start):

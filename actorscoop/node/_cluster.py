@@ -58,6 +58,13 @@ def _route_to(address):
         probe.close()
 
 
+def _inputs(spec):
+    """The objects a task needs on the node that runs it: its argument refs, the refs inside
+    its arguments, and its serialized arguments when they were too large to travel inline."""
+    extra = (spec.args_object,) if spec.args_object is not None else ()
+    return (*spec.deps, *spec.nested, *extra)
+
+
 class ClusterLink:
     def __init__(self, raylet, creds, join=None, host="127.0.0.1", port=0, join_timeout=10.0):
         self.r = raylet
@@ -318,9 +325,9 @@ class ClusterLink:
     def wants(self, task, missing):
         """Whether this newly submitted task should leave this node."""
         spec = task.spec
-        if missing or spec.args_object is not None or task.forwarded:
+        if missing or task.forwarded:
             return False  # its inputs are not all here yet
-        for oid in (*spec.deps, *spec.nested):  # refs inside the arguments travel too
+        for oid in _inputs(spec):  # refs inside the arguments, and large arguments, travel too
             e = self.r.objects.entries.get(oid)
             if e is None or e.state is not ObjState.READY or e.kind not in (P.VALUE_INLINE, P.VALUE_PLASMA):
                 return False
@@ -334,7 +341,7 @@ class ClusterLink:
         whose arguments are not all ready, waits here for them (outside the scheduler, which
         would only call it infeasible); ``object_ready`` spills it once they are."""
         spec = task.spec
-        if task.forwarded or spec.args_object is not None or S.fits(spec.resources, self.r.scheduler.total):
+        if task.forwarded or S.fits(spec.resources, self.r.scheduler.total):
             return False
         task.missing = set(missing) | set(self.pending_nested(spec))  # nested refs travel ready too
         for oid in task.missing:
@@ -385,12 +392,13 @@ class ClusterLink:
 
     def _portable_deps(self, spec):
         """Argument values as they travel: inline values as they are, plasma values as a
-        place to pull them from (our store). Refs found inside the arguments (``nested``)
+        place to pull them from (our store); the arguments themselves too when they are
+        large (``args_object``, put in our store by the submitter: pulled like the rest). Refs found inside the arguments (``nested``)
         travel the same way, so the node that runs the task can resolve them while it runs;
         a nested ref whose value is not ready here is not sent (a get of it there fails).
         A failed argument travels as its error (an actor call fails with it there)."""
         deps = []
-        for oid in dict.fromkeys((*spec.deps, *spec.nested)):
+        for oid in dict.fromkeys(_inputs(spec)):
             e = self.r.objects.entries.get(oid)
             if e is None or e.state is ObjState.PENDING:
                 continue
