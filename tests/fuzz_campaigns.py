@@ -2,6 +2,7 @@
 checks the processes afterwards. ``examples`` is how many sessions (a few hundred in the
 test suite, thousands in ci/reliability_fuzz.py)."""
 import os
+import pickle
 
 import msgpack
 from hypothesis import HealthCheck, Phase, given, settings
@@ -95,3 +96,53 @@ def fuzz_transfer(target, examples, object_ids=()):
             target.sync()
     run(FS.mostly(one, other, 3), examples, body)
     target.sync()
+
+
+endings = st.sampled_from(["close"] * 6 + ["oversized", "cut", "empty"])
+
+# What a driver receives (from its raylet, and on its result socket from workers).
+DRIVER_TYPES = (P.ObjectValue, P.TaskStarted, P.LogLines, P.KVReply, P.ActorReply, P.StatusReply, P.Warning_,
+                P.CallDone)
+
+
+def fuzz_driver(target, examples):
+    frames = st.one_of(FS.frame(DRIVER_TYPES), FS.frame(DRIVER_TYPES), FS.frame())
+    run(st.tuples(st.lists(frames, max_size=5), endings), examples, lambda s: target.session(*s))
+
+
+METHODS = ["ping", "ping", "tables", "nosuch", "__init__", "", "__class__", "__del__"]
+_NO_ARGS = pickle.dumps(((), None), protocol=5)
+
+
+def fuzz_actor(target, examples):
+    """Calls as a driver sends them (most to the actor, with the right arguments), with
+    fields of the wrong type or hostile content, and other records."""
+    call = FS.record_with(
+        P.ExecuteTask,
+        actor_id=FS.mostly(st.just(target.actor_id), st.one_of(st.none(), FS.some_bytes)),
+        method=FS.almost(st.one_of(st.sampled_from(METHODS), st.none())),
+        function_blob=FS.mostly(st.none(), st.binary(max_size=32)),
+        args=FS.mostly(st.just(_NO_ARGS), FS.junk, 3),
+        # Not the valid but costly ones (65,536 error values in one answer): too many.
+        num_returns=FS.mostly(st.integers(-1, 3), st.one_of(st.integers(P.MAX_RETURNS + 1, 1 << 40), FS.any_int), 3),
+        retry_exceptions=FS.mostly(st.just(False), FS.junk),
+        job_id=st.just(target.caller))
+    hello = FS.record_with(P.DirectHello, caller=FS.mostly(st.just(target.caller), FS.some_bytes))
+    records = FS.mostly(call, st.one_of(hello, FS.record()), 3)
+    frames = FS.mostly(FS.frame_of(records), FS.frame(), 5)
+    hellos = FS.mostly(hello, st.one_of(st.none(), FS.record()), 3)
+    run(st.tuples(hellos, st.lists(frames, max_size=4), endings), examples, lambda s: target.session(*s))
+
+
+# What a member receives from its head, and (less often) everything else.
+MEMBER_TYPES = (P.RunTask, P.TaskResult, P.TaskLost, P.JoinReply, P.FreeRemote, P.RunActor, P.RouteKill,
+                P.CancelTask, P.RemoteLog, P.KVReply, P.ActorFound, P.ClusterStatusReply)
+
+
+def fuzz_member(head, examples):
+    rejoin = FS.record_with(P.JoinReply, ok=st.booleans(), reason=st.sampled_from(["rejoin", "", "no"]))
+    records = st.one_of(FS.record(MEMBER_TYPES), FS.record(MEMBER_TYPES), FS.record(MEMBER_TYPES), rejoin,
+                        FS.record())
+    frames = FS.mostly(FS.frame_of(records), FS.frame(), 5)
+    messages = st.lists(st.lists(frames, min_size=1, max_size=3), max_size=4)
+    run(messages, examples, head.session)

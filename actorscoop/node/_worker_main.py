@@ -25,6 +25,7 @@ from .._driver import connect
 from ..exceptions import TaskCancelledError
 from ..transport import Connection, ConnectionClosed
 from ._concurrency import Concurrency
+from ._drops import Drops
 
 log = logging.getLogger("actorscoop.worker")
 
@@ -82,6 +83,7 @@ class WorkerCore(CoreClient):
         self._concurrency = None  # a Concurrency once a threaded/async actor is made
         self._direct_server = None  # an actor's DirectServer once its constructor succeeded
         self._main_thread = threading.get_ident()
+        self.drops = Drops(log)  # bad input (from direct callers, or the raylet), counted by kind
         # Called with each task's spec as it ends; True: the result goes through the
         # raylet, after the task's output (_tqdm.py: a task's last progress-bar states).
         self.task_end_hooks = []
@@ -132,7 +134,7 @@ class WorkerCore(CoreClient):
                 try:
                     records = P.decode(frame)
                 except P.ProtocolError as exc:
-                    log.warning("dropped a malformed frame from the raylet: %s", exc)
+                    self.drops.drop("malformed frame from the raylet", str(exc))
                     records = ()
                 for rec in records:
                     self._handle(rec)
@@ -161,7 +163,7 @@ class WorkerCore(CoreClient):
         elif t is P.StopNode:
             raise SystemExit(0)
         else:
-            log.warning("worker ignored an unexpected %s", t.__name__)
+            self.drops.drop(f"unexpected {t.__name__} from the raylet", "a worker does not take it")
 
     def _block_until(self, oids, num, deadline):
         if threading.get_ident() != self._main_thread:

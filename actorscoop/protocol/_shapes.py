@@ -168,6 +168,33 @@ _CLIENT = {
 }
 
 
+def local_value_error(kind, data):
+    """A value as a process of the node receives it (ObjectValue, a direct call's result):
+    inline (the pickle, or a list of it and its buffers), in plasma (no data) or an error."""
+    if kind == VALUE_INLINE:
+        ok = type(data) is bytes or (type(data) is list and data and all(type(b) is bytes for b in data))
+    elif kind == VALUE_PLASMA:
+        ok = data is None
+    elif kind == VALUE_ERROR:
+        ok = type(data) in (bytes, list)
+    else:
+        return f"kind {kind!r:.20} is not a local value's"
+    return None if ok else f"the data of a value of kind {kind} is a {type(data).__name__}"
+
+
+def direct_call_error(rec, actor_id):
+    """An ExecuteTask a caller sends straight to the process of actor ``actor_id``: a call
+    of one of its methods as a driver sends it (no code, no refs, no retries of errors)."""
+    if rec.actor_id != actor_id or type(rec.method) is not str or rec.method == "__init__":
+        return "not a call of a method of this actor"
+    if not rec.task_id or not 0 <= rec.num_returns <= MAX_RETURNS:
+        return f"an empty task id, or num_returns {rec.num_returns} not in 0..{MAX_RETURNS}"
+    if rec.function_blob is not None or rec.sys_path is not None or rec.args_object is not None or rec.deps \
+            or rec.retry_exceptions or rec.reply_to is not None or rec.inline:
+        return "a field a direct call does not have (code, refs, retries, a reply socket)"
+    return local_value_error(VALUE_INLINE, rec.args)
+
+
 def client_record_error(rec):
     """What is wrong inside a record from a client of a raylet (driver, worker), or None."""
     check = _CLIENT.get(type(rec))

@@ -1,0 +1,71 @@
+"""A driver for the fuzzer to attack (tests/fuzz_peers.py DriverTarget): it connects to the
+node serving ADDRESS and answers commands on stdin, one line each on stdout after the
+marker ``@@fuzz `` (other lines are remote output it shows):
+
+    info            its pid and result socket
+    expect OID      start waiting for the value of OID (hex)
+    wait OID        {"ok": the value came within 30 s, "pump": its I/O thread lives}
+    tables          sizes of what bad input must not grow
+    work            a task, and a put and get: {"checked": what}
+    quit
+"""
+import json
+import logging
+import os
+import sys
+
+import numpy as np
+
+import actorscoop as asc
+from actorscoop import _context
+
+
+@asc.remote
+def _where():
+    return os.getpid()
+
+
+def _say(obj):
+    print("@@fuzz " + json.dumps(obj), flush=True)
+
+
+def main(address):
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    asc.init(address=address)
+    core = _context.current()
+    waiters = {}
+    try:
+        for line in sys.stdin:
+            cmd, *args = line.split()
+            if cmd == "info":
+                _say({"pid": os.getpid(), "return_socket": core._listener.path})
+            elif cmd == "expect":
+                oid = bytes.fromhex(args[0])
+                waiters[oid] = core._add_waiter([oid], 1)
+                _say({})
+            elif cmd == "wait":
+                oid = bytes.fromhex(args[0])
+                waiter = waiters.get(oid)
+                ok = waiter is None or waiter.event.wait(30)  # None: it came already
+                if ok and waiter is not None:
+                    core._remove_waiter(waiters.pop(oid))
+                _say({"ok": ok, "pump": core._pump.is_alive()})
+            elif cmd == "tables":
+                _say({"pump": core._pump.is_alive(), "values": len(core._values), "peers": len(core._peers),
+                      "calls": len(core._calls), "futures": len(core._futures), "warned": len(core._warned),
+                      "waiters": len(core._waiters), "owned": len(core._direct.owned),
+                      "dropped": core._drops.total()})
+            elif cmd == "work":
+                assert asc.get(_where.remote(), timeout=60) > 0
+                big = np.arange(2 << 20, dtype=np.uint8)
+                assert np.array_equal(asc.get(asc.put(big), timeout=60), big)
+                _say({"checked": "a task, and a put and get of 2 MiB: correct"})
+            elif cmd == "quit":
+                _say({})
+                return
+    finally:
+        asc.shutdown()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])
