@@ -7,8 +7,9 @@
 Starts a two-node cluster on this machine (logs to a temporary directory), fuzzes the
 head's raylet (Unix socket), its store (ipc socket), the head's TCP socket as a member
 holding the token, the member's object-transfer socket (4 messages a session), the result
-socket of a driver process and the direct-call socket of an actor; then a member node that
-joined a fake head holding the cluster's keys gets bad input from that head. It checks
+socket of a driver process, the direct-call socket of an actor and a worker's link to its
+raylet (this script standing in for the raylet); then a member node that joined a fake
+head holding the cluster's keys gets bad input from that head. It checks
 that every process is alive, that tables and memory did not grow past bounds after a
 warm-up of 10%, that each kind of dropped message was logged at most once a minute, and
 that fresh work runs. Then, on a single-node cluster, the attacks of
@@ -60,7 +61,17 @@ protocol tests pin them down):
 - leaks: results of direct actor calls whose caller left before reporting them, detached
   actors whose creator left before sending the constructor, queued tasks of a departed
   CLI client; a log line per bad message (now once per kind a minute, the rest counted);
-- modes: worker logs and the store's socket were open to other users (0644, 0755)."""
+- modes: worker logs and the store's socket were open to other users (0644, 0755);
+- driver (result socket): any record reached the handler of the raylet's messages: each
+  distinct Warning_ was printed and kept for good, each unexpected record and malformed
+  frame logged a line; now only ObjectValues of a local kind are taken;
+- actor (direct calls): num_returns of 2**40 made the actor build error values by the
+  GiB; calls carrying a function pickle (kept for good per function id), to __init__, with
+  a retry_exceptions pickle, or for another actor ran; now each call is checked
+  (protocol `direct_call_error`), and a worker drops an ExecuteTask it cannot answer
+  (`execute_error`) whoever sent it;
+- member: a head repeating "rejoin" logged a warning each time (now once a minute);
+- modes: the dashboard's log was open to other users (0644)."""
 
 
 def mib(n):
@@ -81,7 +92,8 @@ def bad_input(examples, logdir):
                     (lambda: R.head_run(head, c.creds, examples), "node0.log"),
                     (lambda: R.transfer_run(member, c.creds, 4 * examples), "node1.log"),
                     (lambda: _driver_run(c.address, driver_log, examples, notes), "driver.log"),
-                    (lambda: R.actor_run(examples), "node0.log")]
+                    (lambda: R.actor_run(examples), "node0.log"),  # checks the actor's own log
+                    (lambda: R.worker_run(os.path.join(logdir, "worker.log"), examples), "worker.log")]
             for run, log in runs:
                 _record(run(), os.path.join(logdir, log), started, rows, problems)
             notes.append(R.fresh_work())
@@ -89,7 +101,7 @@ def bad_input(examples, logdir):
         finally:
             asc.shutdown()
     _record(_member_run(examples, logdir, notes), os.path.join(logdir, "member.log"), started, rows, problems)
-    for name in ("node0", "node1", "driver", "member"):
+    for name in ("node0", "node1", "driver", "member", "worker"):
         logs = R.log_lines(os.path.join(logdir, f"{name}.log"))
         worst = max(logs["drop_lines_by_kind"].values(), default=0)
         notes.append(f"{name}'s log: {logs['lines']} lines, {len(logs['drop_lines_by_kind'])} kinds "
@@ -154,8 +166,9 @@ def table(rows):
         rss = ", ".join(f"{k[:-4]} {mib(b[k])} → {mib(a[k])} ({mib(b[k[:-4] + '_rss'])} → {mib(a[k[:-4] + '_rss'])})"
                         for k in b if k.endswith("_uss"))
         tabs = ", ".join(f"{k} {b[k]} → {a[k]}" for k in TABLES if b.get(k) is not None)
+        dropped = "-" if a["dropped"] is None else f"{a['dropped'] - b['dropped']:,}"  # a worker reports none
         out.append(f"| {r['target']} | {r['sessions'] or '-'} | {r['messages']:,} | "
-                   f"{a['dropped'] - b['dropped']:,} | {'yes' if r['alive'] else '**NO**'} | {rss} | {tabs} |")
+                   f"{dropped} | {'yes' if r['alive'] else '**NO**'} | {rss} | {tabs} |")
     return "\n".join(out)
 
 
@@ -167,8 +180,8 @@ def render(args, rows, problems, notes, seconds, sec, modes_checked, modes_open)
              f"`python ci/reliability_fuzz.py --examples {args.examples}` ({when}, {machine}; "
              f"{seconds / 60:.1f} min). A fuzzer (hypothesis) sent {total:,} messages to the four sockets "
              "of a two-node loopback cluster, to the result socket of a driver process and the direct-call "
-             "socket of an actor (as a process of the same user), and to a member node from a fake head "
-             "holding the cluster's keys (past CURVE): malformed, truncated, oversized and out-of-order "
+             "socket of an actor (as a process of the same user), to a worker from a stand-in for its "
+             "raylet, and to a member node from a fake head holding the cluster's keys (past CURVE): malformed, truncated, oversized and out-of-order "
              "frames, records with fields of the wrong type, ids and argument lists that do not add up "
              "(tests/fuzz_strategies.py, tests/fuzz_peers.py). After each session it waited for the "
              "process to answer.", "",
@@ -177,7 +190,7 @@ def render(args, rows, problems, notes, seconds, sec, modes_checked, modes_open)
              f"private memory (USS) grows by under {fuzz_checks.RSS_GROWTH >> 20} MiB (plus the bounded "
              "buffers of a node serving chunks) and tables only by what valid records with the fuzzer's few "
              "ids and names may keep (KV values, actors placed here, sealed store objects, the head's node "
-             "rows); each kind of dropped message logged at most once a minute. RSS also counts the store's "
+             "rows); each kind of dropped message logged at most once a minute, and no traceback. RSS also counts the store's "
              "shared arena, which a node's client maps and pre-faults in the background: it is shown, not "
              "checked.", ""]
     lines += [f"- {n}" for n in notes]

@@ -144,5 +144,30 @@ def fuzz_member(head, examples):
     records = st.one_of(FS.record(MEMBER_TYPES), FS.record(MEMBER_TYPES), FS.record(MEMBER_TYPES), rejoin,
                         FS.record())
     frames = FS.mostly(FS.frame_of(records), FS.frame(), 5)
-    messages = st.lists(st.lists(frames, min_size=1, max_size=3), max_size=4)
-    run(messages, examples, head.session)
+    oversized = b"\x91\xc6" + (64 << 20).to_bytes(4, "big") + bytes(64 << 20)  # a batch of one 64 MiB bin
+    message = FS.mostly(st.lists(frames, min_size=1, max_size=3), st.just([oversized]), 50)
+    run(st.lists(message, max_size=4), examples, head.session)
+
+
+# What a worker receives from its raylet (StopNode left out: a raylet stopping it is obeyed).
+WORKER_TYPES = (P.ExecuteTask, P.ObjectValue, P.KVReply, P.ActorReply, P.StatusReply, P.TaskStarted)
+_RAYLET_TYPES = tuple(t for t in P.MESSAGE_TYPES if t is not P.StopNode)
+
+
+def fuzz_worker(target, examples):
+    """Tasks as a raylet sends them (most of the function the worker has, with the right
+    arguments), with fields of the wrong type or hostile content, and other records."""
+    fid, blob = target.function
+    task = FS.record_with(
+        P.ExecuteTask,
+        function_id=FS.mostly(st.just(fid), FS.ids, 3),
+        function_blob=FS.mostly(st.none(), st.one_of(st.just(blob), st.binary(max_size=32))),
+        sys_path=st.one_of(st.none(), st.just([])),
+        args=FS.mostly(st.just(pickle.dumps(((-1,), None), protocol=5)), FS.junk, 3),
+        num_returns=FS.mostly(st.integers(-1, 3), st.one_of(st.integers(P.MAX_RETURNS + 1, 1 << 40), FS.any_int), 3),
+        retry_exceptions=FS.mostly(st.just(False), FS.junk),
+        reply_to=FS.mostly(st.none(), st.text(max_size=8)),
+        concurrency=st.integers(-1, 2), inline=st.just(False))
+    records = FS.mostly(task, st.one_of(FS.record(WORKER_TYPES), FS.record(_RAYLET_TYPES)), 3)
+    frames = FS.mostly(FS.frame_of(records), FS.frame(_RAYLET_TYPES), 5)
+    run(st.lists(frames, max_size=4), examples, target.session)

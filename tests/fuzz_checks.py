@@ -43,6 +43,8 @@ def problems(result, log_path=None, elapsed=None):
     if log_path is not None:
         logs = R.log_lines(log_path)
         most = 1 + int(elapsed / 60)  # once per kind a minute, from the first one
+        if logs["tracebacks"]:  # a process (a worker too: its lines reach the node's log) broke
+            out.append(f"{log_path}: {logs['tracebacks']} traceback(s)")
         for kind, n in logs["drop_lines_by_kind"].items():
             if n > most:
                 out.append(f"{log_path}: {n} log lines for dropped '{kind}' in {elapsed:.0f} s")

@@ -3,7 +3,8 @@ another of the same user, or a member trusts its head.
 
 * a driver's result socket (``d-*.sock``): workers send the results of its tasks there;
 * an actor's direct-call socket (``a-*.sock``): drivers call the actor's process there;
-* a member node's link to its head: a fake head holding the cluster's keys (so past CURVE).
+* a member node's link to its head: a fake head holding the cluster's keys (so past CURVE);
+* a worker's link to its raylet: this fuzzer stands in for the raylet.
 
 Each session is synchronized as in fuzz_targets.py: after its frames comes a request that
 is answered only after everything before it was handled.
@@ -11,8 +12,11 @@ is answered only after everything before it was handled.
 import json
 import os
 import pickle
+import select
+import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 
@@ -25,7 +29,7 @@ from actorscoop import protocol as P
 from actorscoop._ids import object_id, new_task_id
 from actorscoop._launcher import launch_node
 from actorscoop.node._direct_server import socket_path
-from actorscoop.transport import Connection, ConnectionClosed, _secure
+from actorscoop.transport import Connection, ConnectionClosed, Listener, _secure
 from fuzz_targets import SYNC_TIMEOUT, Counter, Stuck, _quiet, memory
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -280,3 +284,96 @@ class FakeHead:
             self.auth.stop()
             self.auth = None
             self.ctx.term()
+
+
+# ------------------------------------------------------------------ a worker, from its raylet
+
+_WORKER = "import json, sys; from actorscoop.node._worker_main import main; sys.exit(main(json.loads(sys.argv[1])))"
+
+
+class WorkerTarget:
+    """A worker process whose raylet is this fuzzer: a socket in a private directory of
+    its own stands in for the raylet's. The worker connects, says Hello, gets a Welcome
+    (its store "could not start": a ``.error`` note beside the socket, so a task that needs
+    it fails at once), then the sessions' frames. Synchronized on a task (``abs(-1)``) whose
+    TaskDone comes after the session's tasks ran."""
+
+    name = "worker (its raylet's socket)"
+
+    def __init__(self, log_path):
+        self.count = Counter()
+        self.dir = tempfile.mkdtemp(prefix="ascw-", dir="/tmp")
+        os.chmod(self.dir, 0o700)
+        self.listener = Listener(os.path.join(self.dir, "raylet.sock"))
+        store = os.path.join(self.dir, "plasma.sock")
+        with _session.open_private(store + ".error", "wb") as f:
+            f.write(b"no store: the fuzzer stands in for the raylet")
+        self.function = (os.urandom(16), pickle.dumps(abs, protocol=5))
+        self._log = _session.open_private(log_path)
+        command = {"worker_id": os.urandom(16).hex(), "raylet_socket": self.listener.path}
+        self.proc = subprocess.Popen([sys.executable, "-c", _WORKER, json.dumps(command)],
+                                     stdin=subprocess.DEVNULL, stdout=self._log, stderr=self._log)
+        self.pid = self.proc.pid
+        self.peer = None
+        deadline = time.monotonic() + SYNC_TIMEOUT
+        while self.peer is None:
+            if time.monotonic() > deadline or self.proc.poll() is not None:
+                self.close()
+                raise Stuck(f"the worker (pid {self.pid}) did not connect")
+            select.select([self.listener.fd], [], [], 0.1)
+            for peer in self.listener.accept():
+                self.peer = peer
+        self.read(lambda r: type(r) is P.Hello)
+        self.write(P.encode([P.Welcome(P.PROTOCOL_VERSION, os.urandom(16), self.dir, store, 1.0, {})]))
+        self.sync()
+
+    def write(self, frame):
+        self.peer.write(frame)
+        while not self.peer.flush():
+            select.select([], [self.peer.fd], [], 1.0)
+
+    def read(self, wanted):
+        """Read what the worker sends until a record ``wanted(record)`` is true."""
+        deadline = time.monotonic() + SYNC_TIMEOUT
+        while time.monotonic() < deadline:
+            select.select([self.peer.fd], [], [], 0.1)
+            for frame in self.peer.read_frames():
+                if any(wanted(r) for r in P.decode_or_log(frame, _quiet, "the worker")):
+                    return
+        raise Stuck(f"the worker (pid {self.pid}) did not answer within {SYNC_TIMEOUT} s")
+
+    def task(self, tid):
+        fid, blob = self.function
+        return P.ExecuteTask(tid, fid, "abs", blob, [], pickle.dumps(((-1,), None), protocol=5), None, [], 1,
+                             False, b"fuzz", 0, None, None, 0, None, False)
+
+    def session(self, frames):
+        self.count.sessions += 1
+        for f in frames:
+            self.write(f)
+            self.count.frames += 1
+        self.sync()
+
+    def sync(self):
+        tid = os.urandom(16)
+        self.write(P.encode([self.task(tid)]))
+        self.read(lambda r: type(r) is P.TaskDone and r.task_id == tid)
+
+    def tables(self):
+        rss, uss = memory(self.pid)
+        return {"worker_rss": rss, "worker_uss": uss, "dropped": None}  # its count is in no report
+
+    def alive(self):
+        return self.proc.poll() is None
+
+    def close(self):
+        if self.peer is not None:
+            self.peer.close()  # the worker exits when its raylet's connection closes
+        try:
+            self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(10)
+        self.listener.close()
+        self._log.close()
+        shutil.rmtree(self.dir, ignore_errors=True)

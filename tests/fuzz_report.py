@@ -154,6 +154,15 @@ def actor_run(examples):
         asc.kill(actor)
 
 
+def worker_run(log_path, examples):
+    """Frames to a worker process from this process, standing in for its raylet."""
+    target = P.WorkerTarget(log_path)
+    try:
+        return fuzz(target.name, target, C.fuzz_worker, examples, None, target.tables)
+    finally:
+        target.close()
+
+
 def member_run(head, examples):
     """Messages from the fake head ``head`` (fuzz_peers.FakeHead) to its member."""
     return fuzz(head.name, head, C.fuzz_member, examples, head.info)
@@ -191,7 +200,7 @@ def log_lines(path):
         with open(path, errors="replace") as f:
             for line in f:
                 total += 1
-                tracebacks += line.startswith("Traceback")
+                tracebacks += "Traceback (most recent call last)" in line  # a worker's lines have a prefix
                 m = _DROP_LINE.search(line) if "WARNING" in line else None
                 if m:
                     kind = f"{m.group(1)} {m.group(2)}"

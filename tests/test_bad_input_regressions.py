@@ -375,3 +375,45 @@ def test_the_dashboards_log_is_private():
         path = os.path.join(c.info(0)["session_dir"], "logs", "dashboard.log")
         assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
     leaks.assert_clean()
+
+
+# ------------------------------------------------------------------ a worker, from its raylet
+
+def test_a_task_with_too_many_return_values_is_dropped_by_the_worker(tmp_path):
+    """An ExecuteTask with num_returns 2**40 (the raylet never sends one: it checks each
+    SubmitTask) made the worker build error values until its memory ran out. The worker
+    stands alone here: tests/fuzz_peers.py's WorkerTarget plays its raylet."""
+    import fuzz_peers
+    worker = fuzz_peers.WorkerTarget(str(tmp_path / "worker.log"))
+    try:
+        before = fuzz_peers.memory(worker.pid)[1]
+        worker.session([P.encode([worker.task(os.urandom(16))._replace(num_returns=2**40)])])
+        assert worker.alive() and fuzz_peers.memory(worker.pid)[1] - before < 16 << 20
+    finally:
+        worker.close()
+    assert "dropped malformed ExecuteTask: an empty task id, or num_returns 1099511627776" in \
+        (tmp_path / "worker.log").read_text()
+
+
+def test_a_function_whose_import_path_is_not_a_list_is_dropped(tmp_path):
+    """A RunTask (or a SpillTask at the head) whose function's pickle came with a str for
+    its import path: the raylet passed it on in an ExecuteTask, which the worker could not
+    decode; a worker starting with it queued died at once, again and again."""
+    import psutil
+    import fuzz_peers
+    from conftest import LeakCheck
+    leaks = LeakCheck()
+    head = fuzz_peers.FakeHead(output=str(tmp_path / "member.log"))
+    try:
+        leaks.pids |= {head.pid} | {p.pid for p in psutil.Process(head.pid).children(recursive=True)}
+        leaks.session_dirs.add(head.info["session_dir"])
+        spec = P.SubmitTask(os.urandom(16), os.urandom(16), "abs", __import__("pickle").dumps(((-1,), None)), None,
+                            [], [], 1, {"CPU": 1.0}, 0, False, None, None)
+        run = P.RunTask(os.urandom(16), list(spec), [], ["abs", __import__("pickle").dumps(abs), "/tmp"])
+        head.session([[P.encode([run])]])
+        assert _cli.request(head.info, "status")["cluster"]["dropped"].get("malformed RunTask") == 1
+        assert head.alive()
+    finally:
+        head.close()
+    leaks.assert_clean()
+    assert "Traceback" not in (tmp_path / "member.log").read_text()

@@ -58,3 +58,9 @@ def test_an_actors_direct_call_socket_survives_bad_input(node):
     result = R.actor_run(150)
     assert os.path.exists(result["log"])
     check(result, node)
+
+
+def test_a_worker_survives_bad_frames_from_its_raylet(tmp_path):
+    result = R.worker_run(str(tmp_path / "worker.log"), 150)
+    assert result["alive"] and result["messages"] > 0
+    assert fuzz_checks.problems(result, str(tmp_path / "worker.log"), 60) == []

@@ -54,4 +54,3 @@ def test_what_a_node_leaves_on_disk_is_private(head, tmp_path, monkeypatch):
     checked, open_ = A.private_modes([str(tmp_path / "home")])
     assert checked == 3 and open_ == [], open_
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
-

@@ -146,6 +146,10 @@ class WorkerCore(CoreClient):
     def _handle(self, rec):
         t = type(rec)
         if t is P.ExecuteTask:
+            why = P.execute_error(rec)
+            if why is not None:  # the raylet checked the task: this is a bug, or not the raylet
+                self.drops.drop("malformed ExecuteTask", why)
+                return
             if rec.function_blob is not None and rec.function_id not in self._functions:
                 # The raylet sends a function once; a task of it may run before this one
                 # (inline, while a task waits in get), so keep the pickle from now on.

@@ -122,6 +122,8 @@ def function_error(function):
     if type(function) is not list or len(function) != 3 or type(function[0]) is not str \
             or type(function[1]) is not bytes or type(function[2]) not in (str, list):
         return "function is not [name, pickled function, path]"
+    if function[1] and (type(function[2]) is not list or not all(type(p) is str for p in function[2])):
+        return "a function's pickle comes without its import path (a list of str)"  # workers get it
     return None
 
 
@@ -182,13 +184,22 @@ def local_value_error(kind, data):
     return None if ok else f"the data of a value of kind {kind} is a {type(data).__name__}"
 
 
+def execute_error(rec):
+    """An ExecuteTask as a worker takes it from its raylet: a task id, results it can make
+    (ids of 4-byte indexes: at most MAX_RETURNS), argument values as rows."""
+    if not rec.task_id or not 0 <= rec.num_returns <= MAX_RETURNS:
+        return f"an empty task id, or num_returns {rec.num_returns} not in 0..{MAX_RETURNS}"
+    return value_rows_error(rec.deps, 3)
+
+
 def direct_call_error(rec, actor_id):
     """An ExecuteTask a caller sends straight to the process of actor ``actor_id``: a call
     of one of its methods as a driver sends it (no code, no refs, no retries of errors)."""
     if rec.actor_id != actor_id or type(rec.method) is not str or rec.method == "__init__":
         return "not a call of a method of this actor"
-    if not rec.task_id or not 0 <= rec.num_returns <= MAX_RETURNS:
-        return f"an empty task id, or num_returns {rec.num_returns} not in 0..{MAX_RETURNS}"
+    why = execute_error(rec)
+    if why is not None:
+        return why
     if rec.function_blob is not None or rec.sys_path is not None or rec.args_object is not None or rec.deps \
             or rec.retry_exceptions or rec.reply_to is not None or rec.inline:
         return "a field a direct call does not have (code, refs, retries, a reply socket)"
