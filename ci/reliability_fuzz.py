@@ -163,8 +163,9 @@ def table(rows):
            "after warm-up → end, MiB (RSS) | tables after warm-up → end |", "|---|---:|---:|---:|---|---|---|"]
     for r in rows:
         b, a = r["before"], r["after"]
-        rss = ", ".join(f"{k[:-4]} {mib(b[k])} → {mib(a[k])} ({mib(b[k[:-4] + '_rss'])} → {mib(a[k[:-4] + '_rss'])})"
-                        for k in b if k.endswith("_uss"))
+        procs = [k[:-4] for k in b if k.endswith("_uss")]  # raylet and store, or the driver, actor, worker
+        rss = ", ".join(f"{p} {mib(b[p + '_uss'])} → {mib(a[p + '_uss'])} "
+                        f"({mib(b[p + '_rss'])} → {mib(a[p + '_rss'])})" for p in procs)
         tabs = ", ".join(f"{k} {b[k]} → {a[k]}" for k in TABLES if b.get(k) is not None)
         dropped = "-" if a["dropped"] is None else f"{a['dropped'] - b['dropped']:,}"  # a worker reports none
         out.append(f"| {r['target']} | {r['sessions'] or '-'} | {r['messages']:,} | "
@@ -181,18 +182,18 @@ def render(args, rows, problems, notes, seconds, sec, modes_checked, modes_open)
              f"{seconds / 60:.1f} min). A fuzzer (hypothesis) sent {total:,} messages to the four sockets "
              "of a two-node loopback cluster, to the result socket of a driver process and the direct-call "
              "socket of an actor (as a process of the same user), to a worker from a stand-in for its "
-             "raylet, and to a member node from a fake head holding the cluster's keys (past CURVE): malformed, truncated, oversized and out-of-order "
-             "frames, records with fields of the wrong type, ids and argument lists that do not add up "
-             "(tests/fuzz_strategies.py, tests/fuzz_peers.py). After each session it waited for the "
-             "process to answer.", "",
+             "raylet, and to a member node from a fake head holding the cluster's keys (past CURVE): "
+             "malformed, truncated, oversized and out-of-order frames, records with fields of the wrong "
+             "type, ids and argument lists that do not add up (tests/fuzz_strategies.py, "
+             "tests/fuzz_peers.py). After each session it waited for the process to answer.", "",
              table(rows), "",
              "Bounds checked (tests/fuzz_checks.py): every process alive; after the warm-up (the first 10%) "
              f"private memory (USS) grows by under {fuzz_checks.RSS_GROWTH >> 20} MiB (plus the bounded "
              "buffers of a node serving chunks) and tables only by what valid records with the fuzzer's few "
              "ids and names may keep (KV values, actors placed here, sealed store objects, the head's node "
-             "rows); each kind of dropped message logged at most once a minute, and no traceback. RSS also counts the store's "
-             "shared arena, which a node's client maps and pre-faults in the background: it is shown, not "
-             "checked.", ""]
+             "rows); each kind of dropped message logged at most once a minute, and no traceback. RSS also "
+             "counts the store's shared arena, which a node's client maps and pre-faults in the background: "
+             "it is shown, not checked.", ""]
     lines += [f"- {n}" for n in notes]
     lines += ["", "**Result: " + ("all checks passed.**" if not problems else "FAILED:**")]
     lines += [f"- {p}" for p in problems]

@@ -171,8 +171,9 @@ _CLIENT = {
 
 
 def local_value_error(kind, data):
-    """A value as a process of the node receives it (ObjectValue, a direct call's result):
-    inline (the pickle, or a list of it and its buffers), in plasma (no data) or an error."""
+    """A value as a process of the node receives it (an ObjectValue; a direct call's inline
+    arguments): inline (the pickle, or a list of it and its buffers), in plasma (no data)
+    or an error."""
     if kind == VALUE_INLINE:
         ok = type(data) is bytes or (type(data) is list and data and all(type(b) is bytes for b in data))
     elif kind == VALUE_PLASMA:
