@@ -9,6 +9,7 @@ The driver also listens on a socket of its own, in the node's socket directory: 
 send the results of its tasks straight there, one hop instead of two through the raylet
 (which still gets them, for everyone else). The pump reads those connections too.
 """
+import collections
 import logging
 import os
 import select
@@ -28,6 +29,7 @@ from .transport import Connection, ConnectionClosed, Listener
 log = logging.getLogger("actorscoop")
 
 _FLUSH_INTERVAL = 0.05  # seconds between flushes of released references
+_WARNED = 256  # warnings remembered (not shown twice): the raylet's are of a few kinds, OOM kills of many
 
 
 def connect(socket_path, kind, pid, ident, name, timeout):
@@ -66,7 +68,7 @@ class DriverCore(CoreClient):
         self._send_lock = threading.Lock()
         self._dead = None  # a NodeDiedError once the raylet is gone
         self._stopping = False
-        self._warned = set()
+        self._warned = collections.OrderedDict()  # recent warnings, each shown once
         self._drops = Drops(log)  # bad input, counted by kind, logged at most once a minute
         self._output = RemoteOutput()  # workers' prints and progress bars, shown here
         self._listener = self._listen(welcome)
@@ -283,7 +285,9 @@ class DriverCore(CoreClient):
             self._on_reply(rec)
         elif type(rec) is P.Warning_:
             if rec.message not in self._warned:
-                self._warned.add(rec.message)
+                self._warned[rec.message] = None
+                if len(self._warned) > _WARNED:  # the oldest may be shown again
+                    self._warned.popitem(last=False)
                 print(f"actorscoop warning: {rec.message}", file=sys.stderr, flush=True)
         else:
             self._drops.drop(f"unexpected {type(rec).__name__} from the raylet", "a driver does not take it")

@@ -7,8 +7,8 @@
 Starts a two-node cluster on this machine (logs to a temporary directory), fuzzes the
 head's raylet (Unix socket), its store (ipc socket), the head's TCP socket as a member
 holding the token, the member's object-transfer socket (4 messages a session), the result
-socket of a driver process, the direct-call socket of an actor and a worker's link to its
-raylet (this script standing in for the raylet); then a member node that joined a fake
+socket of a driver process, the direct-call socket of an actor, and a worker's and a
+driver's link to its raylet (this script standing in for the raylet); then a member node that joined a fake
 head holding the cluster's keys gets bad input from that head. It checks
 that every process is alive, that tables and memory did not grow past bounds after a
 warm-up of 10%, that each kind of dropped message was logged at most once a minute, and
@@ -70,6 +70,8 @@ protocol tests pin them down):
   a retry_exceptions pickle, or for another actor ran; now each call is checked
   (protocol `direct_call_error`), and a worker drops an ExecuteTask it cannot answer
   (`execute_error`) whoever sent it;
+- driver (from its raylet): each distinct warning was kept for good, to show it once (a
+  long-running driver grew with out-of-memory kill notices); now the last 256;
 - member: a head repeating "rejoin" logged a warning each time (now once a minute);
 - modes: the dashboard's log was open to other users (0644)."""
 
@@ -93,7 +95,10 @@ def bad_input(examples, logdir):
                     (lambda: R.transfer_run(member, c.creds, 4 * examples), "node1.log"),
                     (lambda: _driver_run(c.address, driver_log, examples, notes), "driver.log"),
                     (lambda: R.actor_run(examples), "node0.log"),  # checks the actor's own log
-                    (lambda: R.worker_run(os.path.join(logdir, "worker.log"), examples), "worker.log")]
+                    (lambda: R.raylet_stand_in_run("worker", os.path.join(logdir, "worker.log"), examples),
+                     "worker.log"),
+                    (lambda: R.raylet_stand_in_run("driver", os.path.join(logdir, "driver-raylet.log"), examples),
+                     "driver-raylet.log")]
             for run, log in runs:
                 _record(run(), os.path.join(logdir, log), started, rows, problems)
             notes.append(R.fresh_work())
@@ -101,7 +106,7 @@ def bad_input(examples, logdir):
         finally:
             asc.shutdown()
     _record(_member_run(examples, logdir, notes), os.path.join(logdir, "member.log"), started, rows, problems)
-    for name in ("node0", "node1", "driver", "member", "worker"):
+    for name in ("node0", "node1", "driver", "member", "worker", "driver-raylet"):
         logs = R.log_lines(os.path.join(logdir, f"{name}.log"))
         worst = max(logs["drop_lines_by_kind"].values(), default=0)
         notes.append(f"{name}'s log: {logs['lines']} lines, {len(logs['drop_lines_by_kind'])} kinds "
@@ -154,7 +159,7 @@ def security(workdir):
 
 
 TABLES = ("objects", "tasks", "live_actors", "store_objects", "store_clients",  # a node's
-          "values", "peers", "calls", "futures", "warned", "waiters", "owned",  # a driver's
+          "values", "peers", "calls", "futures", "warned", "waiters", "owned", "output",  # a driver's
           "origin", "blobs", "functions", "queue")  # an actor's (and values, peers)
 
 
@@ -181,8 +186,8 @@ def render(args, rows, problems, notes, seconds, sec, modes_checked, modes_open)
              f"`python ci/reliability_fuzz.py --examples {args.examples}` ({when}, {machine}; "
              f"{seconds / 60:.1f} min). A fuzzer (hypothesis) sent {total:,} messages to the four sockets "
              "of a two-node loopback cluster, to the result socket of a driver process and the direct-call "
-             "socket of an actor (as a process of the same user), to a worker from a stand-in for its "
-             "raylet, and to a member node from a fake head holding the cluster's keys (past CURVE): "
+             "socket of an actor (as a process of the same user), to a worker and a driver from a stand-in "
+             "for their raylet, and to a member node from a fake head holding the cluster's keys (past CURVE): "
              "malformed, truncated, oversized and out-of-order frames, records with fields of the wrong "
              "type, ids and argument lists that do not add up (tests/fuzz_strategies.py, "
              "tests/fuzz_peers.py). After each session it waited for the process to answer.", "",

@@ -1,6 +1,7 @@
 """Fuzz campaigns: hypothesis drives sessions against one live target each; the caller
 checks the processes afterwards. ``examples`` is how many sessions (a few hundred in the
 test suite, thousands in ci/reliability_fuzz.py)."""
+import json
 import os
 import pickle
 
@@ -10,6 +11,7 @@ from hypothesis import strategies as st
 
 import fuzz_strategies as FS
 from actorscoop import protocol as P
+from actorscoop._remote_output import MARK
 from actorscoop.plasma import _protocol as PP
 
 
@@ -110,6 +112,32 @@ def fuzz_driver(target, examples):
     run(st.tuples(st.lists(frames, max_size=5), endings), examples, lambda s: target.session(*s))
 
 
+# A progress bar's state as a task's output carries it (_remote_output.py), of a few bars;
+# one field in eight of another JSON type.
+_JSON = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(), st.text(max_size=6), st.lists(st.integers()))
+_BAR = st.fixed_dictionaries({"id": st.sampled_from(["a", "b", "c"]),
+                              "n": FS.almost(st.one_of(st.integers(), st.floats()), _JSON)},
+                             optional={k: FS.almost(v, _JSON) for k, v in {
+                                 "total": st.one_of(st.none(), st.integers(-2, 10), st.floats()),
+                                 "desc": st.text(max_size=8), "unit": st.text(max_size=3),
+                                 "unit_scale": st.one_of(st.booleans(), st.floats()),
+                                 "postfix": st.text(max_size=8), "leave": st.booleans(), "closed": st.booleans(),
+                                 "task": st.sampled_from(["", "zz", "00" * 16, "01" * 16])}.items()})
+
+
+def fuzz_driver_raylet(target, examples):
+    """What a raylet sends its driver, with fields of the wrong type or hostile content;
+    output lines that carry progress bars' states among them."""
+    bar_line = st.tuples(st.text(max_size=4), _BAR).map(lambda t: t[0] + MARK + json.dumps(t[1]))
+    output = FS.record_with(P.LogLines, text=st.one_of(bar_line, st.text(max_size=20)))
+    records = st.one_of(FS.record(DRIVER_TYPES), FS.record(DRIVER_TYPES), output, FS.record())
+    frames = FS.mostly(FS.frame_of(records), FS.frame(), 5)
+    run(st.lists(frames, max_size=4), examples, target.session)
+
+
+# num_returns a task cannot have (not the valid but costly ones: 65,536 error values in one
+# answer leave a high-water mark in the process that sends them).
+_TOO_MANY = st.one_of(st.integers(P.MAX_RETURNS + 1, 1 << 40), st.integers(-2**63, -1), st.integers(2**63, 2**64 - 1))
 METHODS = ["ping", "ping", "tables", "nosuch", "__init__", "", "__class__", "__del__"]
 _NO_ARGS = pickle.dumps(((), None), protocol=5)
 
@@ -123,8 +151,7 @@ def fuzz_actor(target, examples):
         method=FS.almost(st.one_of(st.sampled_from(METHODS), st.none())),
         function_blob=FS.mostly(st.none(), st.binary(max_size=32)),
         args=FS.mostly(st.just(_NO_ARGS), FS.junk, 3),
-        # Not the valid but costly ones (65,536 error values in one answer): too many.
-        num_returns=FS.mostly(st.integers(-1, 3), st.one_of(st.integers(P.MAX_RETURNS + 1, 1 << 40), FS.any_int), 3),
+        num_returns=FS.mostly(st.integers(-1, 3), _TOO_MANY, 3),
         retry_exceptions=FS.mostly(st.just(False), FS.junk),
         job_id=st.just(target.caller))
     hello = FS.record_with(P.DirectHello, caller=FS.mostly(st.just(target.caller), FS.some_bytes))
@@ -149,9 +176,10 @@ def fuzz_member(head, examples):
     run(st.lists(message, max_size=4), examples, head.session)
 
 
-# What a worker receives from its raylet (StopNode left out: a raylet stopping it is obeyed).
-WORKER_TYPES = (P.ExecuteTask, P.ObjectValue, P.KVReply, P.ActorReply, P.StatusReply, P.TaskStarted)
-_RAYLET_TYPES = tuple(t for t in P.MESSAGE_TYPES if t is not P.StopNode)
+# What a worker receives from its raylet (StopNode left out: a raylet stopping it is obeyed);
+# tasks only as fuzz_worker makes them (fields of the wrong type are the codec's to refuse).
+_NOT_TASKS = (P.ObjectValue, P.KVReply, P.ActorReply, P.StatusReply, P.TaskStarted,
+              *(t for t in P.MESSAGE_TYPES if t not in (P.StopNode, P.ExecuteTask)))
 
 
 def fuzz_worker(target, examples):
@@ -164,10 +192,10 @@ def fuzz_worker(target, examples):
         function_blob=FS.mostly(st.none(), st.one_of(st.just(blob), st.binary(max_size=32))),
         sys_path=st.one_of(st.none(), st.just([])),
         args=FS.mostly(st.just(pickle.dumps(((-1,), None), protocol=5)), FS.junk, 3),
-        num_returns=FS.mostly(st.integers(-1, 3), st.one_of(st.integers(P.MAX_RETURNS + 1, 1 << 40), FS.any_int), 3),
+        num_returns=FS.mostly(st.integers(-1, 3), _TOO_MANY, 3),
         retry_exceptions=FS.mostly(st.just(False), FS.junk),
         reply_to=FS.mostly(st.none(), st.text(max_size=8)),
         concurrency=st.integers(-1, 2), inline=st.just(False))
-    records = FS.mostly(task, st.one_of(FS.record(WORKER_TYPES), FS.record(_RAYLET_TYPES)), 3)
-    frames = FS.mostly(FS.frame_of(records), FS.frame(_RAYLET_TYPES), 5)
+    records = FS.mostly(task, st.one_of(FS.record(_NOT_TASKS[:5]), FS.record(_NOT_TASKS)), 3)
+    frames = FS.mostly(FS.frame_of(records), FS.frame(_NOT_TASKS), 5)
     run(st.lists(frames, max_size=4), examples, target.session)

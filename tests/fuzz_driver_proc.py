@@ -1,12 +1,13 @@
-"""A driver for the fuzzer to attack (tests/fuzz_peers.py DriverTarget): it connects to the
-node serving ADDRESS and answers commands on stdin, one line each on stdout after the
-marker ``@@fuzz `` (other lines are remote output it shows):
+"""A driver for the fuzzer to attack (tests/fuzz_peers.py): it connects to the node serving
+ADDRESS (``--raylet SOCKET``: to the raylet socket of the fuzzer standing in for a raylet)
+and answers commands on stdin, one line each on stdout after the marker ``@@fuzz `` (other
+lines are remote output it shows):
 
     info            its pid and result socket
     expect OID      start waiting for the value of OID (hex)
     wait OID        {"ok": the value came within 30 s, "pump": its I/O thread lives}
     tables          sizes of what bad input must not grow
-    work            a task, and a put and get: {"checked": what}
+    work            a task, and a put and get: {"checked": what} (not with --raylet)
     quit
 """
 import json
@@ -29,10 +30,14 @@ def _say(obj):
     print("@@fuzz " + json.dumps(obj), flush=True)
 
 
-def main(address):
+def main(argv):
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    asc.init(address=address)
-    core = _context.current()
+    if argv[0] == "--raylet":
+        from actorscoop._driver import DriverCore
+        core = DriverCore(argv[1], os.urandom(16), lambda: True)
+    else:
+        asc.init(address=argv[0])
+        core = _context.current()
     waiters = {}
     try:
         for line in sys.stdin:
@@ -52,6 +57,7 @@ def main(address):
                 _say({"ok": ok, "pump": core._pump.is_alive()})
             elif cmd == "tables":
                 _say({"pump": core._pump.is_alive(), "values": len(core._values), "peers": len(core._peers),
+                      "output": len(core._output._bars) + len(core._output.tasks),
                       "calls": len(core._calls), "futures": len(core._futures), "warned": len(core._warned),
                       "waiters": len(core._waiters), "owned": len(core._direct.owned),
                       "dropped": core._drops.total()})
@@ -64,8 +70,11 @@ def main(address):
                 _say({})
                 return
     finally:
-        asc.shutdown()
+        if argv[0] == "--raylet":
+            core.close()
+        else:
+            asc.shutdown()
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    main(sys.argv[1:])

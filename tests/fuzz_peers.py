@@ -4,7 +4,7 @@ another of the same user, or a member trusts its head.
 * a driver's result socket (``d-*.sock``): workers send the results of its tasks there;
 * an actor's direct-call socket (``a-*.sock``): drivers call the actor's process there;
 * a member node's link to its head: a fake head holding the cluster's keys (so past CURVE);
-* a worker's link to its raylet: this fuzzer stands in for the raylet.
+* a worker's and a driver's link to its raylet: this fuzzer stands in for the raylet.
 
 Each session is synchronized as in fuzz_targets.py: after its frames comes a request that
 is answered only after everything before it was handled.
@@ -69,9 +69,27 @@ def _unix_session(target, path, frames, sync, ending):
 
 # ------------------------------------------------------------------ a driver's result socket
 
+def _ask(proc, command):
+    """One command to a fuzz driver (tests/fuzz_driver_proc.py); its answer (a JSON line
+    after a marker)."""
+    proc.stdin.write(command + "\n")
+    proc.stdin.flush()
+    for line in proc.stdout:  # other lines: what the driver printed (remote output)
+        if line.startswith("@@fuzz "):
+            return json.loads(line[7:])
+    raise Stuck(f"the fuzz driver (pid {proc.pid}) exited: {proc.wait(10)}")
+
+
+def _wait(proc, oid):
+    answer = _ask(proc, f"wait {oid.hex()}")
+    if not answer["ok"]:
+        raise Stuck(f"the driver (pid {proc.pid}) did not take a value within {SYNC_TIMEOUT} s "
+                    f"(pump thread alive: {answer['pump']})")
+
+
 class DriverTarget:
     """Sessions on the result socket of a driver of its own (tests/fuzz_driver_proc.py,
-    connected to node ``info``). Synchronized on an ObjectValue the driver waits for, sent
+    connected to the node serving ``address``). Synchronized on an ObjectValue the driver waits for, sent
     after the session's frames on the same connection."""
 
     name = "driver (result socket)"
@@ -88,13 +106,7 @@ class DriverTarget:
         self.value = P.ObjectValue(b"", P.VALUE_INLINE, pickle.dumps(None, protocol=5))
 
     def ask(self, command):
-        """One command to the driver; its answer (a JSON line after a marker)."""
-        self.proc.stdin.write(command + "\n")
-        self.proc.stdin.flush()
-        for line in self.proc.stdout:  # other lines: what the driver printed (remote output)
-            if line.startswith("@@fuzz "):
-                return json.loads(line[7:])
-        raise Stuck(f"the fuzz driver (pid {self.proc.pid}) exited: {self.proc.wait(10)}")
+        return _ask(self.proc, command)
 
     def session(self, frames, ending):
         """``frames``, then the value the driver waits for (answered before the session
@@ -109,10 +121,7 @@ class DriverTarget:
         _unix_session(self, self.path, frames, sync, ending)
 
     def wait(self, oid):
-        answer = self.ask(f"wait {oid.hex()}")
-        if not answer["ok"]:
-            raise Stuck(f"the driver (pid {self.pid}) did not read its result socket within {SYNC_TIMEOUT} s "
-                        f"(pump thread alive: {answer['pump']})")
+        _wait(self.proc, oid)
 
     def tables(self):
         t = self.ask("tables")
@@ -286,66 +295,55 @@ class FakeHead:
             self.ctx.term()
 
 
-# ------------------------------------------------------------------ a worker, from its raylet
+# ------------------------------------------------------------------ a worker or a driver, from its raylet
 
-_WORKER = "import json, sys; from actorscoop.node._worker_main import main; sys.exit(main(json.loads(sys.argv[1])))"
+class _FakeRaylet:
+    """This fuzzer as the raylet of one process it starts (``argv``): a socket in a private
+    directory of its own stands in for the raylet's. The process connects, says Hello,
+    gets a Welcome (its store "could not start": a ``.error`` note beside the socket, so
+    what needs the store fails at once), then the sessions' frames."""
 
-
-class WorkerTarget:
-    """A worker process whose raylet is this fuzzer: a socket in a private directory of
-    its own stands in for the raylet's. The worker connects, says Hello, gets a Welcome
-    (its store "could not start": a ``.error`` note beside the socket, so a task that needs
-    it fails at once), then the sessions' frames. Synchronized on a task (``abs(-1)``) whose
-    TaskDone comes after the session's tasks ran."""
-
-    name = "worker (its raylet's socket)"
-
-    def __init__(self, log_path):
+    def __init__(self, argv, log_path, commands=False):
         self.count = Counter()
-        self.dir = tempfile.mkdtemp(prefix="ascw-", dir="/tmp")
+        self.dir = tempfile.mkdtemp(prefix="ascr-", dir="/tmp")
         os.chmod(self.dir, 0o700)
         self.listener = Listener(os.path.join(self.dir, "raylet.sock"))
-        store = os.path.join(self.dir, "plasma.sock")
-        with _session.open_private(store + ".error", "wb") as f:
+        self.store = os.path.join(self.dir, "plasma.sock")
+        with _session.open_private(self.store + ".error", "wb") as f:
             f.write(b"no store: the fuzzer stands in for the raylet")
-        self.function = (os.urandom(16), pickle.dumps(abs, protocol=5))
         self._log = _session.open_private(log_path)
-        command = {"worker_id": os.urandom(16).hex(), "raylet_socket": self.listener.path}
-        self.proc = subprocess.Popen([sys.executable, "-c", _WORKER, json.dumps(command)],
-                                     stdin=subprocess.DEVNULL, stdout=self._log, stderr=self._log)
+        self.proc = subprocess.Popen([sys.executable, *argv, self.listener.path], stderr=self._log, text=True,
+                                     stdin=subprocess.PIPE if commands else subprocess.DEVNULL,
+                                     stdout=subprocess.PIPE if commands else self._log, bufsize=1)
         self.pid = self.proc.pid
         self.peer = None
         deadline = time.monotonic() + SYNC_TIMEOUT
         while self.peer is None:
             if time.monotonic() > deadline or self.proc.poll() is not None:
                 self.close()
-                raise Stuck(f"the worker (pid {self.pid}) did not connect")
+                raise Stuck(f"the {self.name} (pid {self.pid}) did not connect")
             select.select([self.listener.fd], [], [], 0.1)
             for peer in self.listener.accept():
                 self.peer = peer
         self.read(lambda r: type(r) is P.Hello)
-        self.write(P.encode([P.Welcome(P.PROTOCOL_VERSION, os.urandom(16), self.dir, store, 1.0, {})]))
-        self.sync()
+        self.write(P.encode([P.Welcome(P.PROTOCOL_VERSION, os.urandom(16), self.dir, self.store, 1.0, {})]))
 
     def write(self, frame):
         self.peer.write(frame)
         while not self.peer.flush():
             select.select([], [self.peer.fd], [], 1.0)
 
-    def read(self, wanted):
-        """Read what the worker sends until a record ``wanted(record)`` is true."""
-        deadline = time.monotonic() + SYNC_TIMEOUT
+    def read(self, wanted, timeout=SYNC_TIMEOUT):
+        """Read what the process sends until a record ``wanted(record)`` is true."""
+        deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            select.select([self.peer.fd], [], [], 0.1)
+            select.select([self.peer.fd], [], [], min(0.1, timeout))
             for frame in self.peer.read_frames():
-                if any(wanted(r) for r in P.decode_or_log(frame, _quiet, "the worker")):
-                    return
-        raise Stuck(f"the worker (pid {self.pid}) did not answer within {SYNC_TIMEOUT} s")
-
-    def task(self, tid):
-        fid, blob = self.function
-        return P.ExecuteTask(tid, fid, "abs", blob, [], pickle.dumps(((-1,), None), protocol=5), None, [], 1,
-                             False, b"fuzz", 0, None, None, 0, None, False)
+                if any(wanted(r) for r in P.decode_or_log(frame, _quiet, self.name)):
+                    return True
+        if timeout < SYNC_TIMEOUT:
+            return False
+        raise Stuck(f"the {self.name} (pid {self.pid}) did not answer within {SYNC_TIMEOUT} s")
 
     def session(self, frames):
         self.count.sessions += 1
@@ -353,6 +351,42 @@ class WorkerTarget:
             self.write(f)
             self.count.frames += 1
         self.sync()
+
+    def alive(self):
+        return self.proc.poll() is None
+
+    def close(self):
+        if self.peer is not None:
+            self.peer.close()  # the process exits when its raylet's connection closes
+        try:
+            self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(10)
+        self.listener.close()
+        self._log.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+_WORKER = "import json, sys; from actorscoop.node._worker_main import main; " \
+          "sys.exit(main({'worker_id': '%s', 'raylet_socket': sys.argv[1]}))"
+
+
+class WorkerTarget(_FakeRaylet):
+    """A worker whose raylet is this fuzzer. Synchronized on a task (``abs(-1)``) whose
+    TaskDone comes after the session's tasks ran."""
+
+    name = "worker (its raylet's socket)"
+
+    def __init__(self, log_path):
+        self.function = (os.urandom(16), pickle.dumps(abs, protocol=5))
+        super().__init__(["-c", _WORKER % os.urandom(16).hex()], log_path)
+        self.sync()
+
+    def task(self, tid):
+        fid, blob = self.function
+        return P.ExecuteTask(tid, fid, "abs", blob, [], pickle.dumps(((-1,), None), protocol=5), None, [], 1,
+                             False, b"fuzz", 0, None, None, 0, None, False)
 
     def sync(self):
         tid = os.urandom(16)
@@ -363,17 +397,35 @@ class WorkerTarget:
         rss, uss = memory(self.pid)
         return {"worker_rss": rss, "worker_uss": uss, "dropped": None}  # its count is in no report
 
+
+class DriverRayletTarget(_FakeRaylet):
+    """A driver (tests/fuzz_driver_proc.py) whose raylet is this fuzzer: what the raylet
+    sends it (values, replies, output, warnings) on its one connection. Synchronized on an
+    ObjectValue the driver waits for."""
+
+    name = "driver (its raylet's socket)"
+
+    def __init__(self, log_path):
+        super().__init__([os.path.join(HERE, "fuzz_driver_proc.py"), "--raylet"], log_path, commands=True)
+        self.value = P.ObjectValue(b"", P.VALUE_INLINE, pickle.dumps(None, protocol=5))
+        self.sync()
+
+    def sync(self):
+        oid = object_id(new_task_id(), 1)
+        _ask(self.proc, f"expect {oid.hex()}")
+        self.write(P.encode([self.value._replace(object_id=oid)]))
+        self.read(lambda r: False, timeout=0.01)  # what the driver sent (references): read, not kept
+        _wait(self.proc, oid)
+
+    def tables(self):
+        t = _ask(self.proc, "tables")
+        rss, uss = memory(self.pid)
+        return {**t, "driver_rss": rss, "driver_uss": uss}
+
     def alive(self):
-        return self.proc.poll() is None
+        return super().alive() and _ask(self.proc, "tables")["pump"]
 
     def close(self):
-        if self.peer is not None:
-            self.peer.close()  # the worker exits when its raylet's connection closes
-        try:
-            self.proc.wait(30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(10)
-        self.listener.close()
-        self._log.close()
-        shutil.rmtree(self.dir, ignore_errors=True)
+        if self.alive():
+            _ask(self.proc, "quit")
+        super().close()

@@ -154,11 +154,14 @@ def actor_run(examples):
         asc.kill(actor)
 
 
-def worker_run(log_path, examples):
-    """Frames to a worker process from this process, standing in for its raylet."""
-    target = P.WorkerTarget(log_path)
+def raylet_stand_in_run(kind, log_path, examples):
+    """Frames to a process this process starts and stands in the raylet of: ``kind``
+    "worker" or "driver" (its log: ``log_path``)."""
+    target, campaign = {"worker": (P.WorkerTarget, C.fuzz_worker),
+                        "driver": (P.DriverRayletTarget, C.fuzz_driver_raylet)}[kind]
+    target = target(log_path)
     try:
-        return fuzz(target.name, target, C.fuzz_worker, examples, None, target.tables)
+        return fuzz(target.name, target, campaign, examples, None, target.tables)
     finally:
         target.close()
 

@@ -379,41 +379,54 @@ def test_the_dashboards_log_is_private():
 
 # ------------------------------------------------------------------ a worker, from its raylet
 
-def test_a_task_with_too_many_return_values_is_dropped_by_the_worker(tmp_path):
-    """An ExecuteTask with num_returns 2**40 (the raylet never sends one: it checks each
-    SubmitTask) made the worker build error values until its memory ran out. The worker
-    stands alone here: tests/fuzz_peers.py's WorkerTarget plays its raylet."""
+@pytest.mark.parametrize("changes, logged", [
+    # made the worker build error values until its memory ran out
+    ({"num_returns": 2**40}, "an empty task id, or num_returns 1099511627776"),
+    # each entry went into the worker's sys.path for good (and importlib cached a finder for each)
+    ({"sys_path": [1, b"x", ["y"]]}, "an import path (sys_path) that is not all str"),
+])
+def test_a_task_the_worker_cannot_run_is_dropped(tmp_path, changes, logged):
+    """The raylet never sends these (it checks each SubmitTask and RegisterFunction). The
+    worker stands alone here: tests/fuzz_peers.py's WorkerTarget plays its raylet."""
     import fuzz_peers
     worker = fuzz_peers.WorkerTarget(str(tmp_path / "worker.log"))
     try:
         before = fuzz_peers.memory(worker.pid)[1]
-        worker.session([P.encode([worker.task(os.urandom(16))._replace(num_returns=2**40)])])
+        worker.session([P.encode([worker.task(os.urandom(16))._replace(**changes)])])
         assert worker.alive() and fuzz_peers.memory(worker.pid)[1] - before < 16 << 20
     finally:
         worker.close()
-    assert "dropped malformed ExecuteTask: an empty task id, or num_returns 1099511627776" in \
-        (tmp_path / "worker.log").read_text()
+    assert f"dropped malformed ExecuteTask: {logged}" in (tmp_path / "worker.log").read_text()
 
 
-def test_a_function_whose_import_path_is_not_a_list_is_dropped(tmp_path):
-    """A RunTask (or a SpillTask at the head) whose function's pickle came with a str for
-    its import path: the raylet passed it on in an ExecuteTask, which the worker could not
-    decode; a worker starting with it queued died at once, again and again."""
-    import psutil
+# ------------------------------------------------------------------ a driver, from its raylet
+
+def test_a_driver_remembers_a_bounded_number_of_warnings(tmp_path):
+    """Each distinct Warning_ (an out-of-memory kill names its figures) was kept for good
+    to show it once: a long-running driver grew with them. The driver runs on its own
+    here: tests/fuzz_peers.py's DriverRayletTarget plays its raylet."""
     import fuzz_peers
-    from conftest import LeakCheck
-    leaks = LeakCheck()
-    head = fuzz_peers.FakeHead(output=str(tmp_path / "member.log"))
+    from actorscoop import _driver
+    driver = fuzz_peers.DriverRayletTarget(str(tmp_path / "driver.log"))
     try:
-        leaks.pids |= {head.pid} | {p.pid for p in psutil.Process(head.pid).children(recursive=True)}
-        leaks.session_dirs.add(head.info["session_dir"])
-        spec = P.SubmitTask(os.urandom(16), os.urandom(16), "abs", __import__("pickle").dumps(((-1,), None)), None,
-                            [], [], 1, {"CPU": 1.0}, 0, False, None, None)
-        run = P.RunTask(os.urandom(16), list(spec), [], ["abs", __import__("pickle").dumps(abs), "/tmp"])
-        head.session([[P.encode([run])]])
-        assert _cli.request(head.info, "status")["cluster"]["dropped"].get("malformed RunTask") == 1
-        assert head.alive()
+        driver.session([P.encode([P.Warning_(f"warning {i}") for i in range(_driver._WARNED + 100)])])
+        assert driver.tables()["warned"] == _driver._WARNED and driver.alive()
     finally:
-        head.close()
-    leaks.assert_clean()
-    assert "Traceback" not in (tmp_path / "member.log").read_text()
+        driver.close()
+    assert (tmp_path / "driver.log").read_text().count("actorscoop warning: ") == _driver._WARNED + 100
+
+
+def test_the_class_of_a_task_error_is_made_once_per_cause():
+    """Each error value described or raised made a throwaway class ("probe") to learn
+    whether its cause's class can be subclassed: under a stream of failing tasks (the
+    worker fuzzer's) they piled up until a full garbage collection."""
+    import gc
+    from actorscoop.exceptions import TaskError
+    gc.disable()
+    try:
+        before = len(TaskError.__subclasses__())
+        errors = [TaskError("f", "tb", KeyError("k"), "n", 1, "executing").as_instanceof_cause() for _ in range(100)]
+        assert len({type(e) for e in errors}) == 1 and isinstance(errors[0], KeyError)
+        assert len(TaskError.__subclasses__()) <= before + 1
+    finally:
+        gc.enable()

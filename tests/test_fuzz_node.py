@@ -61,6 +61,12 @@ def test_an_actors_direct_call_socket_survives_bad_input(node):
 
 
 def test_a_worker_survives_bad_frames_from_its_raylet(tmp_path):
-    result = R.worker_run(str(tmp_path / "worker.log"), 150)
+    result = R.raylet_stand_in_run("worker", str(tmp_path / "worker.log"), 150)
     assert result["alive"] and result["messages"] > 0
     assert fuzz_checks.problems(result, str(tmp_path / "worker.log"), 60) == []
+
+
+def test_a_driver_survives_bad_frames_from_its_raylet(tmp_path):
+    result = R.raylet_stand_in_run("driver", str(tmp_path / "driver.log"), 150)
+    assert result["alive"] and result["after"]["dropped"] > result["before"]["dropped"]
+    assert fuzz_checks.problems(result, str(tmp_path / "driver.log"), 60) == []

@@ -187,9 +187,12 @@ def local_value_error(kind, data):
 
 def execute_error(rec):
     """An ExecuteTask as a worker takes it from its raylet: a task id, results it can make
-    (ids of 4-byte indexes: at most MAX_RETURNS), argument values as rows."""
+    (ids of 4-byte indexes: at most MAX_RETURNS), an import path of str, argument values
+    as rows."""
     if not rec.task_id or not 0 <= rec.num_returns <= MAX_RETURNS:
         return f"an empty task id, or num_returns {rec.num_returns} not in 0..{MAX_RETURNS}"
+    if rec.sys_path is not None and not all(type(p) is str for p in rec.sys_path):
+        return "an import path (sys_path) that is not all str"  # the worker adds it to sys.path for good
     return value_rows_error(rec.deps, 3)
 
 
