@@ -1,7 +1,7 @@
 """A driver for the fuzzer to attack (tests/fuzz_peers.py): it connects to the node serving
 ADDRESS (``--raylet SOCKET``: to the raylet socket of the fuzzer standing in for a raylet)
-and answers commands on stdin, one line each on stdout after the marker ``@@fuzz `` (other
-lines are remote output it shows):
+and answers commands on stdin, a JSON line each on the pipe FUZZ_ANSWERS_FD names (its
+stdout shows remote output, from another thread):
 
     info            its pid and result socket
     expect OID      start waiting for the value of OID (hex)
@@ -26,8 +26,11 @@ def _where():
     return os.getpid()
 
 
+_answers = os.fdopen(int(os.environ["FUZZ_ANSWERS_FD"]), "w", buffering=1)
+
+
 def _say(obj):
-    print("@@fuzz " + json.dumps(obj), flush=True)
+    _answers.write(json.dumps(obj) + "\n")
 
 
 def main(argv):

@@ -69,15 +69,28 @@ def _unix_session(target, path, frames, sync, ending):
 
 # ------------------------------------------------------------------ a driver's result socket
 
+def _start_driver(args, log):
+    """Start tests/fuzz_driver_proc.py: commands on its stdin, answers on a pipe of their
+    own (its stdout, like its stderr, goes to ``log``: remote output, progress bars)."""
+    r, w = os.pipe()
+    try:
+        proc = subprocess.Popen([sys.executable, os.path.join(HERE, "fuzz_driver_proc.py"), *args],
+                                stdin=subprocess.PIPE, stdout=log, stderr=log, text=True, bufsize=1,
+                                pass_fds=[w], env={**os.environ, "FUZZ_ANSWERS_FD": str(w)})
+    finally:
+        os.close(w)
+    proc.answers = os.fdopen(r)
+    return proc
+
+
 def _ask(proc, command):
-    """One command to a fuzz driver (tests/fuzz_driver_proc.py); its answer (a JSON line
-    after a marker)."""
+    """One command to a fuzz driver; its answer (a JSON line)."""
     proc.stdin.write(command + "\n")
     proc.stdin.flush()
-    for line in proc.stdout:  # other lines: what the driver printed (remote output)
-        if line.startswith("@@fuzz "):
-            return json.loads(line[7:])
-    raise Stuck(f"the fuzz driver (pid {proc.pid}) exited: {proc.wait(10)}")
+    line = proc.answers.readline()
+    if not line:
+        raise Stuck(f"the fuzz driver (pid {proc.pid}) exited: {proc.wait(10)}")
+    return json.loads(line)
 
 
 def _wait(proc, oid):
@@ -97,9 +110,7 @@ class DriverTarget:
     def __init__(self, address, log_path):
         self.log_path = log_path
         self._log = _session.open_private(log_path)
-        self.proc = subprocess.Popen([sys.executable, os.path.join(HERE, "fuzz_driver_proc.py"), address],
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log,
-                                     text=True, bufsize=1)
+        self.proc = _start_driver([address], self._log)
         self.count = Counter()
         hello = self.ask("info")
         self.pid, self.path = hello["pid"], hello["return_socket"]
@@ -139,6 +150,7 @@ class DriverTarget:
             self.ask("quit")
         finally:
             self.proc.wait(30)
+            self.proc.answers.close()
             self._log.close()
 
 
@@ -303,7 +315,7 @@ class _FakeRaylet:
     gets a Welcome (its store "could not start": a ``.error`` note beside the socket, so
     what needs the store fails at once), then the sessions' frames."""
 
-    def __init__(self, argv, log_path, commands=False):
+    def __init__(self, argv, log_path, driver=False):
         self.count = Counter()
         self.dir = tempfile.mkdtemp(prefix="ascr-", dir="/tmp")
         os.chmod(self.dir, 0o700)
@@ -312,9 +324,11 @@ class _FakeRaylet:
         with _session.open_private(self.store + ".error", "wb") as f:
             f.write(b"no store: the fuzzer stands in for the raylet")
         self._log = _session.open_private(log_path)
-        self.proc = subprocess.Popen([sys.executable, *argv, self.listener.path], stderr=self._log, text=True,
-                                     stdin=subprocess.PIPE if commands else subprocess.DEVNULL,
-                                     stdout=subprocess.PIPE if commands else self._log, bufsize=1)
+        if driver:  # tests/fuzz_driver_proc.py, taking commands
+            self.proc = _start_driver([*argv, self.listener.path], self._log)
+        else:
+            self.proc = subprocess.Popen([sys.executable, *argv, self.listener.path], stdin=subprocess.DEVNULL,
+                                         stdout=self._log, stderr=self._log)
         self.pid = self.proc.pid
         self.peer = None
         deadline = time.monotonic() + SYNC_TIMEOUT
@@ -406,7 +420,7 @@ class DriverRayletTarget(_FakeRaylet):
     name = "driver (its raylet's socket)"
 
     def __init__(self, log_path):
-        super().__init__([os.path.join(HERE, "fuzz_driver_proc.py"), "--raylet"], log_path, commands=True)
+        super().__init__(["--raylet"], log_path, driver=True)
         self.value = P.ObjectValue(b"", P.VALUE_INLINE, pickle.dumps(None, protocol=5))
         self.sync()
 
@@ -429,3 +443,4 @@ class DriverRayletTarget(_FakeRaylet):
         if self.alive():
             _ask(self.proc, "quit")
         super().close()
+        self.proc.answers.close()
