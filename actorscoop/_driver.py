@@ -9,6 +9,7 @@ The driver also listens on a socket of its own, in the node's socket directory: 
 send the results of its tasks straight there, one hop instead of two through the raylet
 (which still gets them, for everyone else). The pump reads those connections too.
 """
+import collections
 import logging
 import os
 import select
@@ -22,11 +23,13 @@ from ._core import CoreClient, _wait_for_path
 from ._ids import task_of
 from ._remote_output import RemoteOutput
 from .exceptions import NodeDiedError
+from .node._drops import Drops
 from .transport import Connection, ConnectionClosed, Listener
 
 log = logging.getLogger("actorscoop")
 
 _FLUSH_INTERVAL = 0.05  # seconds between flushes of released references
+_WARNED = 256  # warnings remembered (not shown twice): the raylet's are of a few kinds, OOM kills of many
 
 
 def connect(socket_path, kind, pid, ident, name, timeout):
@@ -65,7 +68,8 @@ class DriverCore(CoreClient):
         self._send_lock = threading.Lock()
         self._dead = None  # a NodeDiedError once the raylet is gone
         self._stopping = False
-        self._warned = set()
+        self._warned = collections.OrderedDict()  # recent warnings, each shown once
+        self._drops = Drops(log)  # bad input, counted by kind, logged at most once a minute
         self._output = RemoteOutput()  # workers' prints and progress bars, shown here
         self._listener = self._listen(welcome)
         self._peers = {}  # fd -> Peer: workers sending results straight here
@@ -239,10 +243,31 @@ class DriverCore(CoreClient):
             peer.close()
             return
         for frame in frames:
-            self._handle_frame(frame)
+            self._handle_result_frame(frame)
+
+    def _records(self, frame, where):
+        """The records of a frame; none (dropped, counted) if it is malformed."""
+        try:
+            return P.decode(frame)
+        except P.ProtocolError as exc:
+            self._drops.drop(f"malformed frame {where}", str(exc))
+            return ()
 
     def _handle_frame(self, frame):
-        for rec in P.decode_or_log(frame, log, "the raylet"):
+        for rec in self._records(frame, "from the raylet"):
+            self._handle(rec)
+
+    def _handle_result_frame(self, frame):
+        """A frame on the result socket: workers send only results there (ObjectValue)."""
+        for rec in self._records(frame, "on the result socket"):
+            if type(rec) is not P.ObjectValue:
+                self._drops.drop(f"unexpected {type(rec).__name__} on the result socket",
+                                 "workers send only results there")
+                continue
+            why = P.local_value_error(rec.kind, rec.data)
+            if why is not None:
+                self._drops.drop("malformed ObjectValue on the result socket", why)
+                continue
             self._handle(rec)
 
     def _handle(self, rec):
@@ -260,10 +285,12 @@ class DriverCore(CoreClient):
             self._on_reply(rec)
         elif type(rec) is P.Warning_:
             if rec.message not in self._warned:
-                self._warned.add(rec.message)
+                self._warned[rec.message] = None
+                if len(self._warned) > _WARNED:  # the oldest may be shown again
+                    self._warned.popitem(last=False)
                 print(f"actorscoop warning: {rec.message}", file=sys.stderr, flush=True)
         else:
-            log.warning("driver ignored an unexpected %s from the raylet", type(rec).__name__)
+            self._drops.drop(f"unexpected {type(rec).__name__} from the raylet", "a driver does not take it")
 
     def _fail_all(self, err):
         self._dead = err

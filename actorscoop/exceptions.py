@@ -55,35 +55,38 @@ class TaskError(ActorScoopError):
     def as_instanceof_cause(self):
         """Return an error that is both a TaskError and an instance of ``type(cause)``."""
         cause_cls = type(self.cause) if self.cause is not None else None
-        if cause_cls is None or issubclass(cause_cls, TaskError) or not _subclassable(cause_cls):
+        if cause_cls is None or issubclass(cause_cls, TaskError):
+            return self
+        cls = _dual_class(cause_cls)
+        if cls is None:
             return self
         try:
-            return _dual_class(cause_cls)(self.function_name, self.remote_traceback, self.cause,
-                                          self.node, self.pid, self.phase)
+            return cls(self.function_name, self.remote_traceback, self.cause, self.node, self.pid, self.phase)
         except Exception:  # an exception class that cannot be built this way
             return self
 
 
-_dual_cache = {}
-
-
-def _subclassable(cls):
-    try:
-        type("probe", (TaskError, cls), {})
-        return True
-    except Exception:
-        return False
+_dual_cache = {}  # cause class -> its dual class, or None if it can have none
 
 
 def _dual_class(cause_cls):
-    cls = _dual_cache.get(cause_cls)
-    if cls is None:
-        def __init__(self, *args):
-            TaskError.__init__(self, *args)
+    """The class of errors that are both TaskErrors and ``cause_cls``, made once per class
+    (each get() of an error asked again, and made a class to find out); None if there
+    can be none (a final class, a layout conflict)."""
+    try:
+        return _dual_cache[cause_cls]
+    except KeyError:
+        pass
+
+    def __init__(self, *args):
+        TaskError.__init__(self, *args)
+    try:
         cls = type(f"TaskError({cause_cls.__name__})", (TaskError, cause_cls),
                    {"__init__": __init__, "__str__": TaskError.__str__,
                     "__reduce__": TaskError.__reduce__, "__module__": __name__})
-        _dual_cache[cause_cls] = cls
+    except Exception:
+        cls = None
+    _dual_cache[cause_cls] = cls
     return cls
 
 

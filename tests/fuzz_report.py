@@ -10,7 +10,9 @@ import psutil
 
 import actorscoop as asc
 import fuzz_campaigns as C
+import fuzz_peers as P
 import fuzz_targets as T
+from actorscoop import _context
 
 WARMUP = 0.1  # share of the examples run before the "before" measurement (caches, first connections)
 
@@ -38,18 +40,21 @@ def _sessions(target, campaign, n):
         campaign(target, n)
 
 
-def fuzz(name, target, campaign, examples, info):
+def fuzz(name, target, campaign, examples, info, measure=None):
     """Run ``examples`` sessions of ``campaign`` against ``target`` (on the node ``info``)
-    and measure the node before (after a warm-up of 10%) and after."""
+    and measure the node (or ``measure()``: what the target's process keeps) before (after
+    a warm-up of 10%) and after."""
+    measure = measure or (lambda: tables(info))
     warm = max(1, int(examples * WARMUP))
     start = time.monotonic()
     _sessions(target, campaign, warm)
-    before = tables(info)
+    before = measure()
     _sessions(target, campaign, examples - warm)
-    after = tables(info)
+    after = measure()
+    alive = target.alive() if hasattr(target, "alive") else psutil.pid_exists(target.pid)
     return {"target": name, "sessions": target.count.sessions, "messages": target.count.frames,
             "seconds": round(time.monotonic() - start, 1), "before": before, "after": after,
-            "pid": target.pid, "alive": psutil.pid_exists(target.pid)}
+            "pid": target.pid, "alive": alive}
 
 
 def store_socket(info):
@@ -105,6 +110,67 @@ def transfer_run(member, creds, examples):
         asc.kill(holder)
 
 
+def driver_run(address, log_path, examples):
+    """Sessions on the result socket of a driver process of its own, connected to the node
+    serving ``address`` (its log: ``log_path``). Returns (result, what fresh work checked)."""
+    target = P.DriverTarget(address, log_path)
+    try:
+        result = fuzz(target.name, target, C.fuzz_driver, examples, None, target.tables)
+        return result, target.fresh_work() if result["alive"] else "not checked: the driver died"
+    finally:
+        target.close()
+
+
+@asc.remote
+class _Actor:
+    """The actor whose direct-call socket the fuzzer attacks."""
+
+    def ping(self):
+        return None
+
+    def tables(self):
+        core = _context.current()
+        server = core._direct_server
+        rss, uss = T.memory(os.getpid())
+        return {"pid": os.getpid(), "sockets": os.path.dirname(core.plasma_socket),
+                "logs": os.path.join(core.session_dir, "logs"), "peers": len(server.peers),
+                "origin": len(server.origin), "blobs": len(core._blobs), "functions": len(core._functions),
+                "values": len(core._values), "queue": len(core._queue), "actor_rss": rss, "actor_uss": uss,
+                "dropped": core.drops.total()}
+
+
+def actor_run(examples):
+    """Sessions on the direct-call socket of an actor of this driver."""
+    actor = _Actor.remote()
+    first = asc.get(actor.tables.remote(), timeout=60)
+    target = P.ActorTarget(first["sockets"], actor._actor_id, first["pid"])
+    try:
+        result = fuzz(target.name, target, C.fuzz_actor, examples, None,
+                      lambda: asc.get(actor.tables.remote(), timeout=T.SYNC_TIMEOUT))
+        assert asc.get(actor.ping.remote(), timeout=60) is None  # a call the usual way still works
+        result["log"] = os.path.join(first["logs"], f"worker-{target.pid}.log")  # the actor's own
+        return result
+    finally:
+        asc.kill(actor)
+
+
+def raylet_stand_in_run(kind, log_path, examples):
+    """Frames to a process this process starts and stands in the raylet of: ``kind``
+    "worker" or "driver" (its log: ``log_path``)."""
+    target, campaign = {"worker": (P.WorkerTarget, C.fuzz_worker),
+                        "driver": (P.DriverRayletTarget, C.fuzz_driver_raylet)}[kind]
+    target = target(log_path)
+    try:
+        return fuzz(target.name, target, campaign, examples, None, target.tables)
+    finally:
+        target.close()
+
+
+def member_run(head, examples):
+    """Messages from the fake head ``head`` (fuzz_peers.FakeHead) to its member."""
+    return fuzz(head.name, head, C.fuzz_member, examples, head.info)
+
+
 @asc.remote
 def _where():
     return os.getpid()
@@ -137,7 +203,7 @@ def log_lines(path):
         with open(path, errors="replace") as f:
             for line in f:
                 total += 1
-                tracebacks += line.startswith("Traceback")
+                tracebacks += "Traceback (most recent call last)" in line  # a worker's lines have a prefix
                 m = _DROP_LINE.search(line) if "WARNING" in line else None
                 if m:
                     kind = f"{m.group(1)} {m.group(2)}"

@@ -205,3 +205,18 @@ def plasma_frame(pid):
     good = plasma_message(pid).map(lambda m: msgpack.packb(m, use_bin_type=True))
     return mostly(good, st.one_of(st.binary(max_size=64), junk.map(lambda v: msgpack.packb(v, use_bin_type=True)),
                                   good.flatmap(lambda f: st.integers(0, max(0, len(f) - 1)).map(lambda n: f[:n]))), 5)
+
+
+def record_with(cls, **fields):
+    """A raw record of ``cls`` whose fields ``fields`` (name -> strategy) are drawn from
+    the strategies given, the others of their declared type (hostile content)."""
+    hints = typing.get_type_hints(cls)
+    tag = P.MESSAGE_TYPES.index(cls)
+    return st.tuples(*(fields.get(f, _typed(f, hints[f])) for f in cls._fields)).map(lambda t: [tag, *t])
+
+
+def frame_of(records):
+    """A frame of 1-3 records drawn from ``records``, or (less often) garbage or a cut."""
+    batch = st.lists(records, min_size=1, max_size=3).map(lambda recs: msgpack.packb(recs, use_bin_type=True))
+    return mostly(batch, st.one_of(st.binary(max_size=64), batch.flatmap(
+        lambda f: st.integers(0, max(0, len(f) - 1)).map(lambda n: f[:n]))), 5)

@@ -251,3 +251,182 @@ def test_a_spilled_task_the_head_already_runs_is_dropped_not_fatal(head):
     finally:
         sock.close(linger=0)
         ctx.term()
+
+
+# ------------------------------------------------------------------ a driver's result socket
+
+def test_a_drivers_result_socket_takes_only_results(raylet):
+    """Workers send only results (ObjectValue) there. Other records reached the handler of
+    the raylet's messages: each distinct Warning_ was printed and kept for good, each
+    unexpected record and malformed frame logged a line."""
+    core = asc._context.current()
+    before = dict(core._drops.counts())
+    warned = len(core._warned)
+    oid = os.urandom(20)
+    waiter = core._add_waiter([oid], 1)
+    c = Connection(core._listener.path)
+    try:
+        c.send(P.encode([P.Warning_(f"spoofed {i}") for i in range(50)]))
+        c.send(P.encode([P.ObjectValue(os.urandom(20), 7, b"x")]))  # no such kind of value
+        c.send(b"\x93garbage")
+        c.send(P.encode([P.ObjectValue(oid, P.VALUE_INLINE, __import__("pickle").dumps(1))]))
+        assert waiter.event.wait(30)
+    finally:
+        core._remove_waiter(waiter)
+        c.close()
+    counts = core._drops.counts()
+    for kind, n in [("unexpected Warning_", 50), ("malformed ObjectValue", 1), ("malformed frame", 1)]:
+        kind += " on the result socket"
+        assert counts[kind] == before.get(kind, 0) + n, kind
+    assert len(core._warned) == warned
+    assert asc.get(ok.remote(), timeout=30) == "ok"
+
+
+# ------------------------------------------------------------------ an actor's direct-call socket
+
+@asc.remote
+class Pinged:
+    def ping(self):
+        return "pong"
+
+    def state(self):
+        core = asc._context.current()
+        return {"drops": core.drops.counts(), "blobs": len(core._blobs), "origin": len(core._direct_server.origin),
+                "sockets": os.path.dirname(core.plasma_socket)}
+
+
+def _call(tid, actor, **changes):
+    import pickle
+    rec = P.ExecuteTask(tid, b"\0" * 16, "ping", None, None, pickle.dumps(((), None), protocol=5), None, [], 1,
+                        False, b"regression", 0, actor, "ping", 0, None, False)
+    return rec._replace(**changes)
+
+
+@pytest.mark.parametrize("changes, why", [
+    ({"num_returns": 2**40}, "2**40 error values: the actor's memory grew by GiBs"),
+    ({"num_returns": -1}, "no value: the call was never answered"),
+    ({"function_blob": b"\x80\x05N."}, "a pickle kept for good (per function id) and loaded"),
+    ({"method": "__init__"}, "ran the constructor again"),
+    ({"retry_exceptions": b"\x80\x05N."}, "a pickle loaded on failure"),
+    ({"actor_id": b"another actor" * 2}, "a call meant for another actor ran here"),
+])
+def test_a_bad_direct_call_is_dropped_and_counted(raylet, changes, why):
+    from actorscoop.node._direct_server import socket_path
+    actor = Pinged.remote()
+    try:
+        first = asc.get(actor.state.remote(), timeout=30)
+        c = Connection(socket_path(first["sockets"], actor._actor_id))
+        try:
+            c.send(P.encode([P.DirectHello(b"regression")]))
+            bad, good = os.urandom(16), os.urandom(16)
+            c.send(P.encode([_call(bad, actor._actor_id, **changes), _call(good, actor._actor_id)]))
+            answered = []
+            while good not in answered:
+                frame = c.recv(30)
+                assert frame is not None, "the actor did not answer"
+                answered += [r.task_id for r in P.decode(frame) if type(r) is P.CallDone]
+            assert bad not in answered, why
+        finally:
+            c.close()
+        after = asc.get(actor.state.remote(), timeout=30)
+        assert after["drops"].get("malformed call from a direct caller", 0) == 1, why
+        assert after["blobs"] == 0 and after["origin"] == 1  # the call to state() itself
+        assert asc.get(actor.ping.remote(), timeout=30) == "pong"
+    finally:
+        asc.kill(actor)
+
+
+# ------------------------------------------------------------------ a member, from its head
+
+def test_a_head_repeating_rejoin_is_logged_once_a_minute(tmp_path):
+    """Each JoinReply "rejoin" logged a warning: a head (or one holding its keys) could
+    fill the member's log."""
+    import psutil
+    import fuzz_peers
+    from conftest import LeakCheck
+    leaks = LeakCheck()
+    head = fuzz_peers.FakeHead(output=str(tmp_path / "member.log"))
+    try:
+        leaks.pids |= {head.pid} | {p.pid for p in psutil.Process(head.pid).children(recursive=True)}
+        leaks.session_dirs.add(head.info["session_dir"])
+        head.session([[P.encode([P.JoinReply(False, "rejoin", head.node_id)])] for _ in range(20)])
+        assert head.alive()
+    finally:
+        head.close()
+    leaks.assert_clean()
+    text = (tmp_path / "member.log").read_text()
+    assert text.count("does not count this node in") == 1, text
+
+
+# ------------------------------------------------------------------ file modes
+
+def test_the_dashboards_log_is_private():
+    """Found by the file-mode check of ci/reliability_fuzz.py once its Security part
+    started a dashboard: logs/dashboard.log was made under the umask (0644)."""
+    import stat
+    import psutil
+    from actorscoop.testing import Cluster
+    from conftest import LeakCheck
+    leaks = LeakCheck()
+    with Cluster(include_dashboard=True, dashboard_host="0.0.0.0") as c:
+        raylet = c.nodes[0][0].pid
+        leaks.pids |= {raylet} | {p.pid for p in psutil.Process(raylet).children(recursive=True)}
+        leaks.session_dirs.add(c.info(0)["session_dir"])
+        path = os.path.join(c.info(0)["session_dir"], "logs", "dashboard.log")
+        assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    leaks.assert_clean()
+
+
+# ------------------------------------------------------------------ a worker, from its raylet
+
+@pytest.mark.parametrize("changes, logged", [
+    # made the worker build error values until its memory ran out
+    ({"num_returns": 2**40}, "an empty task id, or num_returns 1099511627776"),
+    # each entry went into the worker's sys.path for good (and importlib cached a finder for each)
+    ({"sys_path": [1, b"x", ["y"]]}, "an import path (sys_path) that is not all str"),
+])
+def test_a_task_the_worker_cannot_run_is_dropped(tmp_path, changes, logged):
+    """The raylet never sends these (it checks each SubmitTask and RegisterFunction). The
+    worker stands alone here: tests/fuzz_peers.py's WorkerTarget plays its raylet."""
+    import fuzz_peers
+    worker = fuzz_peers.WorkerTarget(str(tmp_path / "worker.log"))
+    try:
+        before = fuzz_peers.memory(worker.pid)[1]
+        worker.session([P.encode([worker.task(os.urandom(16))._replace(**changes)])])
+        assert worker.alive() and fuzz_peers.memory(worker.pid)[1] - before < 16 << 20
+    finally:
+        worker.close()
+    assert f"dropped malformed ExecuteTask: {logged}" in (tmp_path / "worker.log").read_text()
+
+
+# ------------------------------------------------------------------ a driver, from its raylet
+
+def test_a_driver_remembers_a_bounded_number_of_warnings(tmp_path):
+    """Each distinct Warning_ (an out-of-memory kill names its figures) was kept for good
+    to show it once: a long-running driver grew with them. The driver runs on its own
+    here: tests/fuzz_peers.py's DriverRayletTarget plays its raylet."""
+    import fuzz_peers
+    from actorscoop import _driver
+    driver = fuzz_peers.DriverRayletTarget(str(tmp_path / "driver.log"))
+    try:
+        driver.session([P.encode([P.Warning_(f"warning {i}") for i in range(_driver._WARNED + 100)])])
+        assert driver.tables()["warned"] == _driver._WARNED and driver.alive()
+    finally:
+        driver.close()
+    assert (tmp_path / "driver.log").read_text().count("actorscoop warning: ") == _driver._WARNED + 100
+
+
+def test_the_class_of_a_task_error_is_made_once_per_cause():
+    """Each error value described or raised made a throwaway class ("probe") to learn
+    whether its cause's class can be subclassed: under a stream of failing tasks (the
+    worker fuzzer's) they piled up until a full garbage collection."""
+    import gc
+    from actorscoop.exceptions import TaskError
+    gc.disable()
+    try:
+        before = len(TaskError.__subclasses__())
+        errors = [TaskError("f", "tb", KeyError("k"), "n", 1, "executing").as_instanceof_cause() for _ in range(100)]
+        assert len({type(e) for e in errors}) == 1 and isinstance(errors[0], KeyError)
+        assert len(TaskError.__subclasses__()) <= before + 1
+    finally:
+        gc.enable()

@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 
+from .. import _session
 from ..exceptions import ActorScoopError
 from . import DEFAULT_PORT
 from ._auth import is_loopback
@@ -55,7 +56,7 @@ def start(host, port, raylet_socket, token, log_path) -> Dashboard:
     cmd = [sys.executable, "-m", "actorscoop.dashboard", "--listen-fd", str(sock.fileno()),
            "--lifeline-fd", str(life_r), "--raylet-socket", raylet_socket, "--host", host]
     try:
-        with open(log_path, "ab") as log:
+        with _session.open_private(log_path) as log:  # 0600, as the node's other logs
             proc = subprocess.Popen(cmd, pass_fds=[sock.fileno(), life_r], env=env,
                                     stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
     except BaseException:

@@ -26,7 +26,7 @@ from .. import protocol as P
 from .. import scheduler as S
 from ..exceptions import ActorDiedError, ActorScoopError, NodeDiedError, ObjectLostError, TaskCancelledError
 from ..transport import _secure
-from ._drops import Drops
+from ._drops import LOG_INTERVAL, Drops
 from ._head import HeadService
 from ._objects import ObjState
 
@@ -91,6 +91,7 @@ class ClusterLink:
         self.table = []  # the head's node table, as of its last answer (members ask every tick)
         self.drops = Drops(log)  # bad input from other nodes (or the head), counted by kind
         self.received = 0  # messages read from the cluster socket
+        self._rejoin_logged = -LOG_INTERVAL  # when "the head does not count this node in" was logged
         self._request_ids = itertools.count(1)
         try:
             self.auth = _secure.Authenticator(self.ctx, creds).start()
@@ -241,8 +242,11 @@ class ClusterLink:
                 self.head_lost = False
                 log.warning("rejoined the head at %s", self.address)
             elif not rec.ok and rec.reason == "rejoin":  # the head restarted, or declared us dead
-                log.warning("the head at %s does not count this node in: dropping the work other "
-                            "nodes gave it (they run it elsewhere) and joining again", self.address)
+                now = time.monotonic()
+                if now - self._rejoin_logged >= LOG_INTERVAL:  # at most once a minute (a head may repeat it)
+                    self._rejoin_logged = now
+                    log.warning("the head at %s does not count this node in: dropping the work other "
+                                "nodes gave it (they run it elsewhere) and joining again", self.address)
                 self.r.fence_foreign_tasks()
                 self.sock.send(P.encode([self._join_record()]), zmq.NOBLOCK)
         elif t is P.FreeRemote:

@@ -69,15 +69,27 @@ class DirectServer:
         except ConnectionClosed:
             self._drop(peer)
             return
+        drops = self.core.drops
         for frame in frames:
-            for rec in P.decode_or_log(frame, log, "a direct caller"):
-                if type(rec) is P.ExecuteTask and rec.actor_id is not None:
+            try:
+                records = P.decode(frame)
+            except P.ProtocolError as exc:
+                drops.drop("malformed frame from a direct caller", str(exc))
+                continue
+            for rec in records:
+                if type(rec) is P.ExecuteTask:
+                    why = P.direct_call_error(rec, self.core.actor_id)
+                    if why is None and rec.task_id in self.origin:
+                        why = "a call with the task id of a call not answered yet"
+                    if why is not None:
+                        drops.drop("malformed call from a direct caller", why)
+                        continue
                     self.origin[rec.task_id] = peer
                     self.core._handle(rec)
                 elif type(rec) is P.DirectHello:
                     self.callers[peer.fd] = rec.caller
                 else:
-                    log.warning("dropped an unexpected %s from a direct caller", type(rec).__name__)
+                    drops.drop(f"unexpected {type(rec).__name__} from a direct caller", "callers send calls only")
 
     def _drop(self, peer):
         self.poller.unregister(peer.fd)

@@ -25,6 +25,7 @@ from .._driver import connect
 from ..exceptions import TaskCancelledError
 from ..transport import Connection, ConnectionClosed
 from ._concurrency import Concurrency
+from ._drops import Drops
 
 log = logging.getLogger("actorscoop.worker")
 
@@ -84,6 +85,7 @@ class WorkerCore(CoreClient):
         self._concurrency = None  # a Concurrency once a threaded/async actor is made
         self._direct_server = None  # an actor's DirectServer once its constructor succeeded
         self._main_thread = threading.get_ident()
+        self.drops = Drops(log)  # bad input (from direct callers, or the raylet), counted by kind
         # Called with each task's spec as it ends; True: the result goes through the
         # raylet, after the task's output (_tqdm.py: a task's last progress-bar states).
         self.task_end_hooks = []
@@ -144,7 +146,7 @@ class WorkerCore(CoreClient):
                 try:
                     records = P.decode(frame)
                 except P.ProtocolError as exc:
-                    log.warning("dropped a malformed frame from the raylet: %s", exc)
+                    self.drops.drop("malformed frame from the raylet", str(exc))
                     records = ()
                 for rec in records:
                     self._handle(rec)
@@ -156,6 +158,10 @@ class WorkerCore(CoreClient):
     def _handle(self, rec):
         t = type(rec)
         if t is P.ExecuteTask:
+            why = P.execute_error(rec)
+            if why is not None:  # the raylet checked the task: this is a bug, or not the raylet
+                self.drops.drop("malformed ExecuteTask", why)
+                return
             if rec.function_blob is not None and rec.function_id not in self._functions:
                 # The raylet sends a function once; a task of it may run before this one
                 # (inline, while a task waits in get), so keep the pickle from now on.
@@ -173,7 +179,7 @@ class WorkerCore(CoreClient):
         elif t is P.StopNode:
             raise SystemExit(0)
         else:
-            log.warning("worker ignored an unexpected %s", t.__name__)
+            self.drops.drop(f"unexpected {t.__name__} from the raylet", "a worker does not take it")
 
     def _block_until(self, oids, num, deadline):
         if threading.get_ident() != self._main_thread:

@@ -122,6 +122,8 @@ def function_error(function):
     if type(function) is not list or len(function) != 3 or type(function[0]) is not str \
             or type(function[1]) is not bytes or type(function[2]) not in (str, list):
         return "function is not [name, pickled function, path]"
+    if function[1] and (type(function[2]) is not list or not all(type(p) is str for p in function[2])):
+        return "a function's pickle comes without its import path (a list of str)"  # workers get it
     return None
 
 
@@ -166,6 +168,46 @@ _CLIENT = {
     Promote: lambda r: ids_error(r.pending) or value_rows_error(r.ready, 5),
     AdoptResults: lambda r: value_rows_error(r.results, 5),
 }
+
+
+def local_value_error(kind, data):
+    """A value as a process of the node receives it (an ObjectValue; a direct call's inline
+    arguments): inline (the pickle, or a list of it and its buffers), in plasma (no data)
+    or an error."""
+    if kind == VALUE_INLINE:
+        ok = type(data) is bytes or (type(data) is list and data and all(type(b) is bytes for b in data))
+    elif kind == VALUE_PLASMA:
+        ok = data is None
+    elif kind == VALUE_ERROR:
+        ok = type(data) in (bytes, list)
+    else:
+        return f"kind {kind!r:.20} is not a local value's"
+    return None if ok else f"the data of a value of kind {kind} is a {type(data).__name__}"
+
+
+def execute_error(rec):
+    """An ExecuteTask as a worker takes it from its raylet: a task id, results it can make
+    (ids of 4-byte indexes: at most MAX_RETURNS), an import path of str, argument values
+    as rows."""
+    if not rec.task_id or not 0 <= rec.num_returns <= MAX_RETURNS:
+        return f"an empty task id, or num_returns {rec.num_returns} not in 0..{MAX_RETURNS}"
+    if rec.sys_path is not None and not all(type(p) is str for p in rec.sys_path):
+        return "an import path (sys_path) that is not all str"  # the worker adds it to sys.path for good
+    return value_rows_error(rec.deps, 3)
+
+
+def direct_call_error(rec, actor_id):
+    """An ExecuteTask a caller sends straight to the process of actor ``actor_id``: a call
+    of one of its methods as a driver sends it (no code, no refs, no retries of errors)."""
+    if rec.actor_id != actor_id or type(rec.method) is not str or rec.method == "__init__":
+        return "not a call of a method of this actor"
+    why = execute_error(rec)
+    if why is not None:
+        return why
+    if rec.function_blob is not None or rec.sys_path is not None or rec.args_object is not None or rec.deps \
+            or rec.retry_exceptions or rec.reply_to is not None or rec.inline:
+        return "a field a direct call does not have (code, refs, retries, a reply socket)"
+    return local_value_error(VALUE_INLINE, rec.args)
 
 
 def client_record_error(rec):
