@@ -68,6 +68,7 @@ class DriverCore(CoreClient):
         self._send_lock = threading.Lock()
         self._dead = None  # a NodeDiedError once the raylet is gone
         self._stopping = False
+        self._leaving = False  # said Goodbye: the raylet closing the connection is the end
         self._warned = collections.OrderedDict()  # recent warnings, each shown once
         self._drops = Drops(log)  # bad input, counted by kind, logged at most once a minute
         self._output = RemoteOutput()  # workers' prints and progress bars, shown here
@@ -170,6 +171,10 @@ class DriverCore(CoreClient):
         if self._dead is None:
             try:
                 self._send([P.Goodbye()])
+                # The raylet answers with what our tasks printed and not yet sent (a result
+                # sent straight here can overtake it), then closes: read until then.
+                self._leaving = True
+                self._pump.join(timeout=2)
             except NodeDiedError:
                 pass
         self._stopping = True
@@ -229,7 +234,7 @@ class DriverCore(CoreClient):
                     if not self._raylet_alive():
                         raise ConnectionClosed("the raylet process is gone")
         except (ConnectionClosed, NodeDiedError) as exc:
-            if not self._stopping:
+            if not self._stopping and not self._leaving:
                 self._fail_all(NodeDiedError(
                     f"the local raylet went away ({exc}); results of pending tasks are lost. "
                     "Call actorscoop.shutdown() and init() again."))

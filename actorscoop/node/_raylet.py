@@ -764,6 +764,22 @@ class Raylet:
                 task.watched = True
 
     def _on_goodbye(self, ident, rec):
+        c = self.clients.get(ident)
+        if c is not None and c.kind == P.KIND_DRIVER:
+            # What its tasks printed may still be in their workers' pipes (a result sent
+            # straight to the driver can overtake it): send it now, then close; the driver
+            # reads until we close.
+            for w in list(self.workers.by_id.values()):
+                if w.log_fd is not None and not w.log_eof:
+                    self._forward_log(w)
+            self._flush()  # what is queued for it goes before we close (it was dropped)
+            peer = self.peers.get(ident)
+            if peer is not None and peer.out:  # it reads until we close: give it a second
+                try:
+                    peer.sock.settimeout(1.0)
+                    peer.flush()
+                except (ConnectionClosed, OSError):
+                    pass
         self._drop_client(ident)
 
     def _drop_client(self, ident):
