@@ -482,9 +482,10 @@ class ClusterLink:
         r.actors.on_creation_task(task)
 
     def result(self, rec):
-        task = self.r.tasks.pop(rec.task_id, None)
+        task = self._sent_away(rec)
         if task is None:
             return
+        del self.r.tasks[rec.task_id]
         results = [list(res) for res in rec.results]
         extras = [list(res) for res in rec.extras]
         remote = [res for res in results + extras if res[1] == P.VALUE_REMOTE]
@@ -602,8 +603,19 @@ class ClusterLink:
             objects.unpin(oid)
         self.r._delete_plasma()
 
-    def lost(self, rec):
+    def _sent_away(self, rec):
+        """The task of ``rec`` (a TaskResult or TaskLost from the head) if this node sent it
+        to another; None otherwise. One that runs here is not the head's to finish: its
+        entry would go while the scheduler still runs it (found by fuzzing a member)."""
         task = self.r.tasks.get(rec.task_id)
+        if task is not None and not task.remote:
+            self.drops.drop(f"{type(rec).__name__} for a task this node did not send away",
+                            f"task {rec.task_id.hex()} is not another node's to finish")
+            return None
+        return task
+
+    def lost(self, rec):
+        task = self._sent_away(rec)
         if task is None:
             return
         if task.spec.actor_id is not None:
