@@ -31,7 +31,7 @@ WINDOW = 4  # chunks in flight per object
 MAX_IN_FLIGHT = 8  # chunks in flight for all pulls together: at most 64 MiB on the way
 STALL_TIMEOUT = 30.0
 ROOM_WAIT = 5.0  # how long a pull waits for room in a store full of objects in use (config: pull_room_wait)
-ROOM_RETRY = 0.1  # between two tries to make room (and at each of the raylet's ticks)
+ROOM_RETRY = 0.1  # at most this often a pull tries again to make room (at least at each raylet tick, 1 s)
 
 _FIELD_TYPES = {kind: dict(kind.__annotations__) for kind in (P.PullRequest, P.PullChunk)}
 
