@@ -358,6 +358,47 @@ def test_a_head_repeating_rejoin_is_logged_once_a_minute(tmp_path):
     assert text.count("does not count this node in") == 1, text
 
 
+def test_a_head_cannot_finish_a_task_the_member_runs(tmp_path):
+    """A TaskResult from the head for a task the member ran for it removed the task's entry
+    while the scheduler still had it queued: a traceback at its dispatch, and the task never
+    ran (found by fuzzing a member). Only tasks the member sent away are the head's to
+    finish."""
+    import pickle
+    import cloudpickle
+    import psutil
+    import fuzz_peers
+    from conftest import LeakCheck
+    leaks = LeakCheck()
+    head = fuzz_peers.FakeHead(output=str(tmp_path / "member.log"))
+    try:
+        leaks.pids |= {head.pid} | {p.pid for p in psutil.Process(head.pid).children(recursive=True)}
+        leaks.session_dirs.add(head.info["session_dir"])
+        member = bytes.fromhex(head.info["node_id"])
+        function = ["nap", cloudpickle.dumps(lambda: __import__("time").sleep(0.3) or 1), []]
+        args = pickle.dumps(((), None), protocol=5)
+        first, second = os.urandom(16), os.urandom(16)  # one CPU: the second waits its turn
+        run = [[P.encode([P.RunTask(head.node_id, list(P.SubmitTask(
+            tid, b"nap-function-id!", "nap", args, None, [], [], 1, {"CPU": 1.0}, 0, False, None, None)),
+            [], function)])] for tid in (first, second)]
+        bogus = [P.encode([P.TaskResult(member, head.node_id, second,
+                                        [[second + (1).to_bytes(4, "big"), P.VALUE_INLINE, args, 0, []]], [])])]
+        head.session([*run, bogus])
+        done = set()
+        deadline = time.monotonic() + 60
+        while second not in done and time.monotonic() < deadline:
+            if head.sock.poll(100):
+                _ident, *frames = head.sock.recv_multipart()
+                done |= {r.task_id for f in frames for r in P.decode(f) if type(r) is P.TaskResult}
+        assert {first, second} <= done, "the member did not run both tasks"
+        assert head.alive()
+    finally:
+        head.close()
+    leaks.assert_clean()
+    text = (tmp_path / "member.log").read_text()
+    assert "Traceback" not in text, text
+    assert "TaskResult for a task this node did not send away" in text, text
+
+
 # ------------------------------------------------------------------ file modes
 
 def test_the_dashboards_log_is_private():
