@@ -410,7 +410,11 @@ class WorkerCore(CoreClient):
             self._direct_calls.append([spec.task_id, spec.name, start, time.time(), error, caller])
             return
         delivered = False
-        if spec.reply_to and not retryable and direct:  # a retried task's error must not reach it
+        # Straight to the submitter, unless a retried task's error (it must not reach it), or
+        # results holding refs: those go through the raylet, which must know what the results
+        # keep alive before the submitter can drop them (sent straight, they could overtake
+        # our puts and the TaskDone: the submitter's refs then pointed at freed objects).
+        if spec.reply_to and not retryable and direct and not any(res[4] for res in results):
             delivered = self._deliver(spec.reply_to, results)
         self._send([P.TaskDone(spec.task_id, results, retryable, delivered, start, time.time(), error)])
 
