@@ -206,8 +206,9 @@ class ActorTarget:
 
 class FakeHead:
     """A head that holds the cluster's keys (its handshake succeeds) and a member node
-    that joins it. It answers the member's NodeJoin and the KVGets the member forwards;
-    anything else the member sends it reads and ignores."""
+    that joins it. It answers the member's NodeJoin, the KVGets the member forwards and its
+    status requests (a silent head is counted lost after 10 s, and a slow run then tested the
+    member's rejoining instead); anything else the member sends it reads and ignores."""
 
     name = "member node (TCP, CURVE, from a malicious head)"
 
@@ -257,6 +258,8 @@ class FakeHead:
                         self.reply(P.JoinReply(True, "", self.node_id))
                     elif type(rec) is P.KVGet:
                         self.reply(P.KVReply(rec.request_id, False, None, ""))
+                    elif type(rec) is P.ClusterStatusRequest:  # as a head does: the member
+                        self.reply(P.ClusterStatusReply(rec.request_id, []))  # hears from it
 
     def reply(self, rec):
         self.sock.send_multipart([self.member, P.encode([rec])])
