@@ -1,6 +1,7 @@
 """Error values as they travel: building them in workers and raylets, raising them in
 readers. Only this module knows their wire form."""
 import io
+import os
 import pickle
 import traceback
 
@@ -46,8 +47,43 @@ def _portable(exc):
         return _Rebuilt(exc)
 
 
+_PACKAGE = os.path.dirname(os.path.abspath(__file__)) + os.sep
+
+
+def _trim(te, seen):
+    """Leave out actorscoop's own frames (the worker's loop, get's insides) where the user's
+    code has frames: the traceback then reads as the user's program."""
+    while te is not None and id(te) not in seen:
+        seen.add(id(te))
+        mine = [f for f in te.stack if not f.filename.startswith(_PACKAGE)]
+        if mine:
+            te.stack = traceback.StackSummary.from_list(mine)
+        _trim(te.__cause__, seen)
+        te = te.__context__
+
+
+def format_remote(exc) -> str:
+    """The traceback text of an exception raised in a task, for its reader."""
+    te = traceback.TracebackException(type(exc), exc, exc.__traceback__, compact=True)
+    _trim(te, set())
+    return "".join(te.format())
+
+
 def pack_task_error(function_name, exc, node, pid, phase) -> bytes:
-    tb = "".join(traceback.format_exception(exc))
+    if isinstance(exc, TaskError) and exc.cause is not None and exc.__context__ is None:
+        # Another task's failure, raised here by a nested get and not caught: it passes up
+        # as it is, the failing task's traceback once, then each task it went through.
+        te = traceback.TracebackException(type(exc), exc, exc.__traceback__)
+        _trim(te, set())
+        here = "".join(te.stack.format())
+        err = TaskError(exc.function_name, f"{exc.remote_traceback.rstrip()}\n\nraised through task "
+                        f"{function_name}() on node {node[:8]} pid={pid} (while {phase}):\n{here}",
+                        exc.cause, exc.node, exc.pid, exc.phase)
+        try:
+            return cloudpickle.dumps(err, protocol=5)
+        except Exception:
+            pass
+    tb = format_remote(exc)
     try:
         return cloudpickle.dumps(TaskError(function_name, tb, _portable(exc), node, pid, phase),
                                  protocol=5)
@@ -64,12 +100,15 @@ def pack_dependency_failure(task_name, upstream_object_id, upstream_error) -> li
 def unpack(data) -> BaseException:
     """Rebuild the exception to raise in the reader."""
     if isinstance(data, list) and data and data[0] == "dep":
+        # The upstream task's error itself (as Ray raises it), with a line saying that this
+        # task did not run because of it.
         _, task_name, upstream_oid, upstream = data
-        cause = unpack(upstream)
-        upstream_name = getattr(cause, "function_name", "?")
-        text = (f"argument object {upstream_oid.hex()[:12]} from upstream task "
-                f"{upstream_name}() failed, so this task did not run:\n{cause}")
-        err = TaskError(task_name, text, getattr(cause, "cause", cause), "", 0, "resolving arguments")
+        up = unpack(upstream)
+        if not isinstance(up, TaskError):
+            up = TaskError("?", "".join(traceback.format_exception(up)), up, "", 0, "executing")
+        text = (f"{up.remote_traceback.rstrip()}\n\nso task {task_name}() did not run: its argument "
+                f"object {upstream_oid.hex()[:12]} is that task's result")
+        err = TaskError(up.function_name, text, up.cause, up.node, up.pid, up.phase)
         return err.as_instanceof_cause()
     return pickle.loads(data)  # TaskErrors come back dual-typed (see TaskError.__reduce__)
 

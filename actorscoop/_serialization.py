@@ -5,13 +5,35 @@ buffers of arrays it holds (never copied into the stream), and the ids of Object
 found inside. Small values travel inline as ``stream`` or ``[stream, *buffers]``;
 large ones go to the plasma store, whose readers get zero-copy views of the buffers.
 """
+import io
 import pickle
 import threading
+import types
+from collections import ChainMap
 
 import cloudpickle
+from cloudpickle import cloudpickle as _cp
 
 _local = threading.local()
 _SIMPLE = (type(None), bool, int, float, str, bytes)
+
+
+def _code_reduce(code):
+    """cloudpickle's reduction of a code object, keeping its file name: cloudpickle writes
+    "<dynamic-code>" there, so a task's traceback could not say where the function that
+    failed was written (an editor could not jump to it)."""
+    rebuild, args = _cp._code_reduce(code)
+    return rebuild, tuple(code.co_filename if a == "<dynamic-code>" and type(a) is str else a for a in args)
+
+
+class _Pickler(cloudpickle.Pickler):
+    dispatch_table = ChainMap({types.CodeType: _code_reduce}, cloudpickle.Pickler.dispatch_table)
+
+
+def _cloudpickle_dumps(obj, buffer_callback=None):
+    with io.BytesIO() as f:
+        _Pickler(f, protocol=5, buffer_callback=buffer_callback).dump(obj)
+        return f.getvalue()
 
 
 pickled_hooks = []  # called with the id of every ref that is pickled (it may leave the process)
@@ -35,7 +57,7 @@ def dumps(value):
     prev = getattr(_local, "contained", None)
     _local.contained = contained = []
     try:
-        stream = cloudpickle.dumps(value, protocol=5, buffer_callback=buffers.append)
+        stream = _cloudpickle_dumps(value, buffer_callback=buffers.append)
     finally:
         _local.contained = prev
     nbytes = len(stream)
@@ -63,4 +85,4 @@ def loads_parts(stream, buffers):
 
 
 def dumps_function(fn) -> bytes:
-    return cloudpickle.dumps(fn, protocol=5)
+    return _cloudpickle_dumps(fn)

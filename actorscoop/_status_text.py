@@ -13,6 +13,7 @@ def format_status(status: dict, tasks: dict = None) -> str:
     cluster = status.get("cluster") or {}
     lines = [_title(status, cluster), ""]
     lines += _nodes(status, cluster)
+    lines += _workers(status.get("workers") or [])
     lines.append("")
     if tasks is not None:
         lines += _tasks(tasks)
@@ -62,6 +63,30 @@ def _nodes(status, cluster):
     out = ["Nodes"] + _table(["NODE", "HOST", "STATE", "CPU", "WORKERS", "MEMORY FREE", "OBJECT STORE"], rows)
     tot, av = used
     out.append("Resources used: " + ", ".join(_used(tot, av, k, named=True) for k in sorted(tot)))
+    return out
+
+
+def _workers(workers):
+    """This node's workers by state; those blocked in a nested get, with the tasks each
+    holds paused (a stuck tree of nested tasks shows here)."""
+    if not workers:
+        return []
+    by_state = {}
+    for w in workers:
+        by_state[w.get("state")] = by_state.get(w.get("state"), 0) + 1
+    blocked = [w for w in workers if w.get("state") == "blocked"]
+    paused = sum(w.get("paused", 0) for w in workers)
+    line = f"Workers on this node: {len(workers)} (" + ", ".join(
+        f"{n} {state}" for state, n in sorted(by_state.items(), key=lambda kv: str(kv[0]))) + ")"
+    if paused:
+        line += f"; {paused:,} task{'s' if paused != 1 else ''} paused in get"
+    out = [line]
+    if blocked:
+        rows = [[str(w["pid"]), w["worker_id"], f"{w.get('paused', 0):,}", f"{w.get('tasks', 0):,}"]
+                for w in sorted(blocked, key=lambda w: -w.get("paused", 0))[:MAX_ACTORS]]
+        out += _table(["BLOCKED PID", "WORKER", "PAUSED", "TASKS HELD"], rows, right=(2, 3))
+        if len(blocked) > MAX_ACTORS:
+            out.append(f"  ... and {len(blocked) - MAX_ACTORS} more blocked workers (--json lists them all)")
     return out
 
 

@@ -3,6 +3,8 @@
 Each error says what happened, where, and what to do. All of them pickle.
 """
 import builtins
+import inspect
+import types
 
 __all__ = [
     "ActorScoopError", "TaskError", "GetTimeoutError", "WorkerCrashedError",
@@ -28,9 +30,15 @@ class TaskError(ActorScoopError):
     """A task raised an exception.
 
     Raised by ``get``/``result()`` for a task that failed. The instance is *also* an
-    instance of the original exception's class (when that class can be subclassed), so
-    ``except ValueError`` still catches a remote ``ValueError``. ``.cause`` holds the
-    original exception, ``.remote_traceback`` the traceback text from the worker.
+    instance of the original exception's class (when that class can be subclassed), with
+    the original's ``args``, attributes and ``str()``: ``except ValueError`` catches a
+    remote ``ValueError``, and ``e.args[0]`` is what the task passed to it. The remote
+    traceback, with the function, node, pid and the phase that failed, is shown beside
+    it: as a note (PEP 678) on Python 3.11 and later, as ``__cause__`` on 3.10, the way
+    ``concurrent.futures`` shows a process pool's errors. ``.cause`` holds the original
+    exception, ``.remote_traceback`` the traceback text from the worker. An error that
+    passed up through nested tasks shows the failing task's traceback once, then the
+    tasks it was raised through.
     """
 
     def __init__(self, function_name="", traceback_str="", cause=None, node="", pid=0, phase="executing"):
@@ -44,26 +52,78 @@ class TaskError(ActorScoopError):
         # whose signature is unknown.
         Exception.__init__(self, function_name, traceback_str, cause, node, pid, phase)
 
+    def where(self):
+        """Where the task failed: its function, node and pid, and the phase."""
+        return f"task {self.function_name}() on node {self.node[:8]} pid={self.pid} failed while {self.phase}"
+
     def __str__(self):
-        where = f"task {self.function_name}() on node {self.node[:8]} pid={self.pid}"
-        return f"{where} failed while {self.phase}:\n{self.remote_traceback.rstrip()}"
+        return f"{self.where()}:\n{self.remote_traceback.rstrip()}"
 
     def __reduce__(self):
         return (_rebuild_task_error, (self.function_name, self.remote_traceback, self.cause,
                                       self.node, self.pid, self.phase))
 
     def as_instanceof_cause(self):
-        """Return an error that is both a TaskError and an instance of ``type(cause)``."""
-        cause_cls = type(self.cause) if self.cause is not None else None
+        """Return an error that is both a TaskError and an instance of ``type(cause)``,
+        with the cause's args, attributes and message, and the remote traceback beside."""
+        cause = self.cause
+        cause_cls = type(cause) if cause is not None else None
         if cause_cls is None or issubclass(cause_cls, TaskError):
             return self
         cls = _dual_class(cause_cls)
         if cls is None:
             return self
         try:
-            return cls(self.function_name, self.remote_traceback, self.cause, self.node, self.pid, self.phase)
+            err = cls.__new__(cls, *cause.args)
+            err.args = cause.args
+            for name in _c_fields(cause_cls):
+                try:
+                    setattr(err, name, getattr(cause, name))
+                except (AttributeError, TypeError):
+                    pass
+            err.__dict__.update(getattr(cause, "__dict__", {}))
+            err.__dict__.pop("__notes__", None)
+            err.__dict__.update(function_name=self.function_name, remote_traceback=self.remote_traceback,
+                                cause=cause, node=self.node, pid=self.pid, phase=self.phase)
         except Exception:  # an exception class that cannot be built this way
             return self
+        _show_remote(err, cause)
+        return err
+
+
+# Fields of built-in exceptions kept in C slots, not in __dict__ (OSError, SyntaxError,
+# UnicodeError, StopIteration, SystemExit, ImportError, ...): copied to the dual error so
+# that its str() and attributes are the original's.
+_C_FIELDS = ("errno", "strerror", "filename", "filename2", "characters_written", "msg", "lineno",
+             "offset", "text", "end_lineno", "end_offset", "print_file_and_line", "encoding",
+             "object", "start", "end", "reason", "value", "code", "name", "path", "obj")
+_DESCRIPTORS = (types.MemberDescriptorType, types.GetSetDescriptorType)
+
+
+def _c_fields(cls):
+    return [n for n in _C_FIELDS if isinstance(inspect.getattr_static(cls, n, None), _DESCRIPTORS)]
+
+
+class _RemoteTraceback(Exception):
+    """Shows a remote traceback as the ``__cause__`` of the error raised (Python 3.10)."""
+
+    def __init__(self, text):
+        super().__init__(text)
+        self.text = text
+
+    def __str__(self):
+        return self.text
+
+
+def _show_remote(err, cause):
+    """Put the remote traceback beside ``err``: a PEP 678 note, or ``__cause__``; the
+    cause's own notes (added in the task) come first, as they would have."""
+    text = f"Remote traceback ({err.where()}):\n{err.remote_traceback.rstrip()}"
+    notes = list(getattr(cause, "__notes__", ()) or ())
+    if hasattr(err, "add_note"):
+        err.__notes__ = [*notes, text]
+    else:
+        err.__cause__ = _RemoteTraceback(text)
 
 
 _dual_cache = {}  # cause class -> its dual class, or None if it can have none
@@ -72,7 +132,8 @@ _dual_cache = {}  # cause class -> its dual class, or None if it can have none
 def _dual_class(cause_cls):
     """The class of errors that are both TaskErrors and ``cause_cls``, made once per class
     (each get() of an error asked again, and made a class to find out); None if there
-    can be none (a final class, a layout conflict)."""
+    can be none (a final class, a layout conflict). It bears the cause class's name, so a
+    traceback ends with ``ValueError: boom`` as the task's did."""
     try:
         return _dual_cache[cause_cls]
     except KeyError:
@@ -81,9 +142,10 @@ def _dual_class(cause_cls):
     def __init__(self, *args):
         TaskError.__init__(self, *args)
     try:
-        cls = type(f"TaskError({cause_cls.__name__})", (TaskError, cause_cls),
-                   {"__init__": __init__, "__str__": TaskError.__str__,
-                    "__reduce__": TaskError.__reduce__, "__module__": __name__})
+        cls = type(cause_cls.__name__, (TaskError, cause_cls),
+                   {"__init__": __init__, "__str__": cause_cls.__str__, "__repr__": cause_cls.__repr__,
+                    "__reduce__": TaskError.__reduce__, "__module__": cause_cls.__module__,
+                    "__qualname__": cause_cls.__qualname__, "__task_error_of__": cause_cls})
     except Exception:
         cls = None
     _dual_cache[cause_cls] = cls

@@ -60,6 +60,11 @@ def takes(arg):
     return "ok"
 
 
+def remote_text(err):
+    """What a traceback shows beside a task's error: its note (3.11+) or its cause (3.10)."""
+    return "\n".join(getattr(err, "__notes__", None) or [str(err.__cause__)])
+
+
 @asc.remote
 def ping():
     return "pong"
@@ -77,7 +82,7 @@ def test_crash_matrix(node, phase, how):
             asc.get(ref, timeout=60)
         expected = {"unpickling": "unpickling the arguments", "running": "executing",
                     "pickling": "pickling the result"}[phase]
-        assert expected in str(info.value)
+        assert info.value.phase == expected and f"failed while {expected}" in remote_text(info.value)
         if how == "raise":
             assert isinstance(info.value, MyError)
             assert isinstance(info.value.cause, MyError)
@@ -101,7 +106,8 @@ def test_error_type_traceback_and_location(node):
         asc.get(fails.remote(5))
     err = info.value
     assert isinstance(err, TaskError)
-    text = str(err)
+    assert str(err) == "bad value 5" and err.args == ("bad value 5",)  # the original's
+    text = remote_text(err)  # beside it: where it failed, and the remote traceback
     assert "fails()" in text and "pid=" in text and "bad value 5" in text
     assert "Traceback" in err.remote_traceback
     assert isinstance(err.cause, ValueError)
@@ -118,7 +124,8 @@ def test_failed_argument_names_upstream_task(node):
 
     with pytest.raises(KeyError) as info:
         asc.get(downstream.remote(upstream.remote()))
-    text = str(info.value)
+    assert info.value.args == ("missing",)  # the upstream task's error itself
+    text = remote_text(info.value)
     assert "upstream()" in text and "downstream()" in text
 
 

@@ -88,7 +88,7 @@ def test_raylet_survives_bad_input(node):
            P.encode([P.GetObjects([b"nope" * 5]), P.RefDelta([b"a" * 20], [b"b" * 20]),
                      P.TaskDone(b"z" * 16, [[1, 2]], False, False, 0.0, 0.0, None),
                      P.CallsDone([[b"x", "n", "bad", None, None, b""], "junk"]), P.StatusRequest(7, "tasks"),
-                     P.ReturnAddress("/etc/passwd"), P.Blocked(["x"], [b"y"]),
+                     P.ReturnAddress("/etc/passwd"), P.Blocked(["x"], [b"y"], 1),
                      P.SubmitTask(os.urandom(16), os.urandom(16), "n", b"\0", None, [b"q"], [], 1,
                                   {"CPU": "lots"}, 0, False, None, None),
                      P.SubmitTask(os.urandom(16), b"", "m", b"\0", None, [], [], 1, {}, 0, False,

@@ -10,10 +10,24 @@ def fib(n):
     return sum(asc.get([fib.remote(n - 1), fib.remote(n - 2)]))
 
 
+@asc.remote
+def slot_child(i):
+    return i
+
+
+@asc.remote
+def waits_for_slot_children(n):
+    # The children need a resource the parent's worker cannot lend (only CPU is run inline
+    # in a blocked worker): while the parent is paused they need workers of their own.
+    refs = [slot_child.options(num_cpus=0, resources={"slot": 1}).remote(i) for i in range(n)]
+    return sum(asc.get(refs))
+
+
 def test_extra_workers_retire_when_idle(fresh_node):
-    fresh_node(num_cpus=1, _system_config={"idle_worker_timeout": 1.0})
-    assert asc.get(fib.remote(8), timeout=60) == 21  # blocked workers make extra ones
-    assert len(asc._api.status()["workers"]) > 1, "the nested run started no extra worker"
+    fresh_node(num_cpus=1, resources={"slot": 2}, _system_config={"idle_worker_timeout": 1.0})
+    assert asc.get(fib.remote(8), timeout=60) == 21  # a tree runs in its worker, depth first
+    assert asc.get(waits_for_slot_children.remote(6), timeout=60) == 15  # blocked: extra workers
+    assert len(asc._api.status()["workers"]) > 1, "the blocked parent started no extra worker"
     wait_for(lambda: len(asc._api.status()["workers"]) == 1, 30, what="extra workers to retire")
     assert asc.get(fib.remote(5), timeout=60) == 5
 

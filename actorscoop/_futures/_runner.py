@@ -18,7 +18,6 @@ import threading
 import types
 import weakref
 
-import cloudpickle
 
 from .. import _errors, _serialization
 from .._object_ref import ObjectRef
@@ -231,7 +230,7 @@ class _Registry:
             per_kind = self._by_fn.get(fn)
             if per_kind is not None and kind in per_kind:
                 return per_kind[kind]
-        blob = cloudpickle.dumps(fn, protocol=5)
+        blob = _serialization.dumps_function(fn)
         key = (kind, blob, info)
         with self._lock:
             rf = self._by_blob.get(key)

@@ -16,6 +16,8 @@ def nodes_view(status: dict, now: float) -> dict:
     # as a member's heartbeat counts them: running = busy workers, backlog = the rest
     # (a task queued behind another on its worker counts as "running" in the scheduler)
     own["running"] = busy
+    own["workers_blocked"] = sum(1 for w in workers if w.get("state") == "blocked")
+    own["tasks_paused"] = sum(w.get("paused", 0) for w in workers)
     own["backlog"] = max(0, sum((status.get("tasks") or {}).values()) - busy)
     rows = []
     for n in (status.get("cluster") or {}).get("nodes") or ():

@@ -559,7 +559,7 @@ class Raylet:
         self._delete_plasma()
 
     def _on_blocked(self, ident, rec):
-        self._feed([S.WorkerBlocked(ident, tuple(rec.awaited_tasks), tuple(rec.returned))])
+        self._feed([S.WorkerBlocked(ident, tuple(rec.awaited_tasks), tuple(rec.returned), rec.paused)])
 
     def _on_unblocked(self, ident, rec):
         self._feed([S.WorkerUnblocked(ident)])

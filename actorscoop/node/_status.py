@@ -53,7 +53,7 @@ def node_status(r) -> dict:
         sw = sch.workers.get(wid)
         workers.append({"worker_id": wid.hex()[:12], "pid": w.pid,
                         "state": sw.state.value if sw else ("starting" if not w.connected else "?"),
-                        "tasks": len(sw.tasks) if sw else 0})
+                        "tasks": len(sw.tasks) if sw else 0, "paused": sw.paused if sw else 0})
     drivers = [{"pid": c.pid, "name": c.name} for i, c in r.clients.items()
                if c.kind == P.KIND_DRIVER and i == c.ident]
     store = {}

@@ -1,8 +1,11 @@
 """A worker process: receives tasks from its raylet and runs them in named phases.
 
-A pool worker is single-threaded: the loop that runs tasks also serves a nested ``get``
-(DESIGN.md section 5): while waiting it first runs tasks already queued on it, then tells
-the raylet it is blocked, and runs any task the raylet hands it inline.
+A pool worker runs each task on a stack of its own (_tasklets.py). Its main loop, the
+*hub*, reads the raylet's socket and decides what runs: a task that waits in a nested
+``get`` pauses and the hub resumes it once its values are there; while every task it
+holds is paused, the worker tells the raylet it is blocked (its CPU is lent out) and runs
+any task the raylet hands it inline, often the very child a paused task waits for
+(DESIGN.md section 5).
 
 An actor's worker holds the instance and runs its calls in order; a threaded or async
 actor runs them concurrently (see _concurrency.py) while the main thread keeps the socket.
@@ -13,10 +16,13 @@ import contextlib
 import logging
 import os
 import pickle
+import select
 import signal
 import sys
 import threading
 import time
+
+import greenlet
 
 from .. import _context, _errors, _refcount, _serialization
 from .. import protocol as P
@@ -26,6 +32,7 @@ from ..exceptions import TaskCancelledError
 from ..transport import Connection, ConnectionClosed
 from ._concurrency import Concurrency
 from ._drops import Drops
+from ._tasklets import Tasklets
 
 log = logging.getLogger("actorscoop.worker")
 
@@ -71,7 +78,11 @@ class WorkerCore(CoreClient):
         self._functions = {}  # function id -> callable
         self._blobs = {}  # function id -> (pickle, sys.path entries) received, not yet loaded
         self._reclaim = False  # the raylet asked for the queued tasks back (P.RECLAIM)
-        self._running = []  # main thread: stack of ExecuteTask being run (inline ones on top)
+        self._tasklets = Tasklets(self._run_one, self._switched)  # the main thread's tasks
+        self._current = None  # the task whose greenlet runs on the main thread now
+        self._blocked = False  # the raylet holds us blocked (every task we hold is paused)
+        self._blocked_on = None  # what the last Blocked said we wait for
+        self._wake_fd = None  # read end of the pipe a signal writes to (wakes the hub)
         self._tls = threading.local()  # .spec: the task this thread runs
         self._cancelled = set()
         self._reply_conns = {}  # driver socket path -> Connection, for direct results
@@ -126,8 +137,13 @@ class WorkerCore(CoreClient):
             yield
         finally:
             self._in_user_code = True
-        if self._running and self._running[-1].task_id in self._cancelled:
+        if self._current is not None and self._current.task_id in self._cancelled:
             raise _Cancelled()
+
+    def _switched(self, spec):
+        """The main thread now runs ``spec``'s greenlet (None: the hub)."""
+        self._current = spec
+        self._tls.spec = spec
 
     def _recv_and_handle(self, timeout_ms):
         """Handle every frame that arrives within ``timeout_ms`` (-1: wait) from the raylet
@@ -139,7 +155,15 @@ class WorkerCore(CoreClient):
 
     def _raylet_frames(self, timeout_ms):
         try:
-            frame = self._conn.recv(None if timeout_ms < 0 else timeout_ms / 1000)
+            frame = None
+            if self._wake_fd is not None and timeout_ms != 0:
+                frame = self._conn.recv(0)  # one already read, or waiting in the socket
+                if frame is None:
+                    readable, woken = self._wait_readable(timeout_ms)
+                    if not readable:
+                        return woken  # a signal (a cancel) came: the hub looks at its tasks
+            if frame is None:
+                frame = self._conn.recv(None if timeout_ms < 0 else timeout_ms / 1000)
             if frame is None:
                 return False
             while frame is not None:
@@ -154,6 +178,19 @@ class WorkerCore(CoreClient):
         except ConnectionClosed:
             raise SystemExit(0) from None
         return True
+
+    def _wait_readable(self, timeout_ms):
+        """Wait for the raylet's socket or a signal: (socket readable, a signal came)."""
+        ready = select.select([self._conn, self._wake_fd], [], [],
+                              None if timeout_ms < 0 else timeout_ms / 1000)[0]
+        woken = self._wake_fd in ready
+        if woken:
+            try:
+                while os.read(self._wake_fd, 512):
+                    pass
+            except BlockingIOError:
+                pass
+        return self._conn in ready, woken
 
     def _handle(self, rec):
         t = type(rec)
@@ -188,45 +225,24 @@ class WorkerCore(CoreClient):
             return self._block_main(oids, num, deadline)
 
     def _block_main(self, oids, num, deadline):
+        """In a task's greenlet: pause it until the values are there (the hub runs other
+        tasks meanwhile). In an actor, or outside any task: serve the socket until then."""
+        if self.actor_id is None and self._tasklets.in_task():
+            waiter = self._add_waiter(oids, num)
+            if waiter is None:
+                return True
+            try:
+                self._tasklets.pause(self._current, waiter, deadline, oids)
+            finally:
+                self._remove_waiter(waiter)
+            return waiter.still_needed <= 0
         values = self._values
-
-        def satisfied():
-            return sum(1 for o in oids if o in values) >= num
-
-        if self.actor_id is not None:  # an actor's calls run in order: nothing inline
-            while not satisfied():
-                left = None if deadline is None else deadline - time.monotonic()
-                if left is not None and left <= 0:
-                    return False
-                self._recv_and_handle(1000 if left is None else max(1, int(left * 1000)))
-            return True
-        blocked = False
-        try:
-            while not satisfied():
-                inline = [s for s in self._queue if s.inline]
-                if inline:  # handed to us to run inside this wait
-                    self._queue.remove(inline[0])
-                    self._run_one(inline[0])
-                    blocked = False
-                    continue
-                if not blocked or self._queue:
-                    # Tasks queued on us that we have not started go back to the raylet.
-                    returned = [s.task_id for s in self._queue]
-                    self._queue.clear()
-                    awaited = list(dict.fromkeys(o[:16] for o in oids if o not in values))
-                    self._send([P.Blocked(awaited, returned)])
-                    blocked = True
-                if deadline is None:
-                    self._recv_and_handle(1000)
-                else:
-                    left = deadline - time.monotonic()
-                    if left <= 0:
-                        return False
-                    self._recv_and_handle(max(1, int(left * 1000)))
-            return True
-        finally:
-            if blocked:
-                self._send([P.Unblocked()])
+        while sum(1 for o in oids if o in values) < num:  # an actor's calls run in order
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                return False
+            self._recv_and_handle(1000 if left is None else max(1, int(left * 1000)))
+        return True
 
     def _block_in_thread(self, oids, num, deadline):
         """A get() in an actor's thread: the main loop files values and wakes us."""
@@ -266,19 +282,56 @@ class WorkerCore(CoreClient):
         return [spec.task_id for spec in back]
 
     def serve(self):
+        """The hub: run, resume and hand back tasks; read the raylet when nothing can run."""
+        tasklets = self._tasklets
+        if self.actor_id is None and threading.get_ident() == self._main_thread:
+            self._wake_fd = _signal_pipe()
         while True:
-            while self._queue:
-                if self._reclaim:  # asked between two tasks: hand back what waits
-                    self._send([P.ReturnTasks(self._take_queued())])
-                    continue
-                self._run_one(self._queue.popleft())
-            if self._reclaim:
-                self._send([P.ReturnTasks(self._take_queued())])
+            if self._step():
+                continue
             if _refcount.pending():
                 self._send([])  # refs the finished task dropped: report them now
             if self._direct_calls:
                 self._report_direct_calls()
-            self._recv_and_handle(1000 if not self._direct_calls else 500)
+            timeout = 1000 if not self._direct_calls else 500
+            deadline = tasklets.next_deadline()
+            if deadline is not None:
+                timeout = max(0, min(timeout, int((deadline - time.monotonic()) * 1000) + 1))
+            self._recv_and_handle(timeout)
+
+    def _step(self):
+        """Do the next thing the hub can do; False when it must wait for the raylet."""
+        tasklets, queue = self._tasklets, self._queue
+        if self._reclaim:  # asked between two tasks: hand back what waits
+            self._send([P.ReturnTasks(self._take_queued())])
+            return True
+        p = tasklets.resumable(self._cancelled)
+        if p is not None:
+            if self._blocked:
+                self._blocked = False
+                self._send([P.Unblocked()])
+            tasklets.resume(p)
+            return True
+        if queue:
+            spec = next((s for s in queue if s.inline), None)
+            if spec is not None:  # handed to us while blocked: the raylet woke us for it
+                queue.remove(spec)
+                self._blocked = False
+                tasklets.start(spec)
+                return True
+            if not tasklets.paused:
+                tasklets.start(queue.popleft())
+                return True
+        if tasklets.paused:
+            # Every task here waits: say so (the CPU is lent out), with what they wait
+            # for, and hand back the tasks queued here that have not started.
+            returned = [s.task_id for s in queue]
+            queue.clear()
+            awaited = tasklets.awaited_tasks(self._values)
+            if not self._blocked or returned or awaited != self._blocked_on:
+                self._send([P.Blocked(awaited, returned, len(tasklets.paused))])
+                self._blocked, self._blocked_on = True, awaited
+        return False
 
     def on_sigint(self, signum, frame):
         if self._ctrl_fd is not None:
@@ -302,7 +355,7 @@ class WorkerCore(CoreClient):
                 self._in_user_code = True
             threading.Thread(target=self._send, args=([P.ReturnTasks(self._take_queued())],),
                              name="actorscoop-return", daemon=True).start()
-        if self._in_user_code and self._running and self._running[-1].task_id in self._cancelled:
+        if self._in_user_code and self._current is not None and self._current.task_id in self._cancelled:
             raise _Cancelled()  # only while user code runs: never inside our socket I/O
 
     # ------------------------------------------------------------------ running a task
@@ -317,11 +370,9 @@ class WorkerCore(CoreClient):
             self._finish(spec, self._error_results(spec, _errors.pack_exception(
                 TaskCancelledError(f"task {spec.name}() was cancelled before it started"))), False, start)
             return
-        self._running.append(spec)
         try:
             results, retryable = self.execute(spec)
         finally:
-            self._running.pop()
             self._cancelled.discard(spec.task_id)
         if spec.method == "__init__" and self.actor is not None and self._direct_server is None:
             self._listen_direct(spec.actor_id)  # before the raylet hears the actor is up
@@ -355,6 +406,8 @@ class WorkerCore(CoreClient):
                 self.actor, self.actor_id, value = value, spec.actor_id, None
             phase = "pickling the result"
             return self._store(spec, value), False
+        except greenlet.GreenletExit:
+            raise  # the worker is exiting with this task paused
         except _Cancelled:
             return self._error_results(spec, _errors.pack_exception(
                 TaskCancelledError(f"task {spec.name}() was cancelled while running"))), False
@@ -410,11 +463,19 @@ class WorkerCore(CoreClient):
             self._direct_calls.append([spec.task_id, spec.name, start, time.time(), error, caller])
             return
         delivered = False
+        if not retryable and direct and results and results[0][0] in self._requested:
+            # A task this process submitted, run here (inline, while its submitter is
+            # paused): the results are filed at once, and the submitter resumes without a
+            # round trip through the raylet. The TaskDone below precedes, on the same
+            # socket, anything the submitter then sends about them (refs it drops or passes).
+            for oid, kind, data, _size, _contained in results:
+                self._on_value(oid, kind, data)
+            delivered = True
         # Straight to the submitter, unless a retried task's error (it must not reach it), or
         # results holding refs: those go through the raylet, which must know what the results
         # keep alive before the submitter can drop them (sent straight, they could overtake
         # our puts and the TaskDone: the submitter's refs then pointed at freed objects).
-        if spec.reply_to and not retryable and direct and not any(res[4] for res in results):
+        elif spec.reply_to and not retryable and direct and not any(res[4] for res in results):
             delivered = self._deliver(spec.reply_to, results)
         self._send([P.TaskDone(spec.task_id, results, retryable, delivered, start, time.time(), error)])
 
@@ -508,6 +569,16 @@ class WorkerCore(CoreClient):
     # ------------------------------------------------------------------ context
     def current_task(self):
         return getattr(self._tls, "spec", None)
+
+
+def _signal_pipe():
+    """A pipe that every signal writes a byte to (signal.set_wakeup_fd): the hub waits on
+    it beside the socket, so a cancel of a paused task is seen at once."""
+    r, w = os.pipe()
+    os.set_blocking(r, False)
+    os.set_blocking(w, False)
+    signal.set_wakeup_fd(w, warn_on_full_buffer=False)
+    return r
 
 
 def main(command) -> int:

@@ -6,7 +6,8 @@ by :mod:`actorscoop._serialization` (``bytes`` or a list ``[stream, *buffers]``)
 """
 from typing import Any, NamedTuple, Optional
 
-PROTOCOL_VERSION = 4  # 3: object transfers sealed with AES-GCM (transport/_sealed.py); 4: task events
+PROTOCOL_VERSION = 5  # 3: object transfers sealed with AES-GCM (transport/_sealed.py); 4: task events;
+# 5: a worker holds several paused tasks (Blocked.paused)
 
 # How a value travels.
 VALUE_INLINE = 0  # data holds the serialized value
@@ -109,10 +110,13 @@ class RefDelta(NamedTuple):
 
 
 class Blocked(NamedTuple):
-    """A worker waits in get/wait for these tasks' results. It hands back the tasks
-    queued on it that it has not started (``returned``): they may run elsewhere."""
+    """Every task a worker holds is paused in get/wait, for these tasks' results (those
+    of the most recently paused task first). It hands back the tasks queued on it that it
+    has not started (``returned``): they may run elsewhere. ``paused``: how many tasks it
+    holds paused (status shows it)."""
     awaited_tasks: list
     returned: list
+    paused: int
 
 
 class Unblocked(NamedTuple):

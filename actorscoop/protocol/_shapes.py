@@ -160,7 +160,8 @@ _CLIENT = {
     or (None if r.kind in _LOCAL_KINDS else f"kind {r.kind} is not a local value's"),
     GetObjects: lambda r: ids_error(r.object_ids),
     RefDelta: lambda r: ids_error(r.added) or ids_error(r.removed),
-    Blocked: lambda r: ids_error(r.awaited_tasks) or ids_error(r.returned),
+    Blocked: lambda r: ids_error(r.awaited_tasks) or ids_error(r.returned)
+    or (None if r.paused >= 1 else f"paused is {r.paused}: a blocked worker holds a paused task"),
     TaskDone: lambda r: value_rows_error(r.results, 5),
     KVPut: lambda r: ids_error(r.contained),
     CreateActor: create_error,

@@ -42,9 +42,12 @@ class TaskFinished(NamedTuple):
 
 
 class WorkerBlocked(NamedTuple):
+    """Every task the worker holds is paused in get/wait (``paused`` of them), waiting
+    for ``awaited_tasks`` (the most recently paused task's first)."""
     worker_id: bytes
     awaited_tasks: tuple
     returned: tuple = ()  # queued on it, never started: back to the ready queue
+    paused: int = 1
 
 
 class TasksReturned(NamedTuple):

@@ -1,6 +1,9 @@
 """The local scheduler: tasks wait for arguments, queue, and run on workers whose
-resources fit. Workers blocked in ``get`` lend their CPU out, and are handed the very
-tasks they wait for when those are still queued (DESIGN.md section 5)."""
+resources fit. A worker runs each task on a stack of its own and may hold several tasks
+paused in ``get``; while all of them are paused it is BLOCKED: it lends its CPU out, and
+is handed the very tasks they wait for when those are still queued (depth first: the
+most recently paused task's first), or any queued task once the worker cap is reached.
+It runs again as soon as any of its paused tasks can (DESIGN.md section 5)."""
 import itertools
 from dataclasses import dataclass, field
 
@@ -46,6 +49,7 @@ class _Worker:
     tasks: list = field(default_factory=list)  # assigned, oldest first
     lease: dict = None  # resources held (lent out while BLOCKED)
     awaited: tuple = ()  # while BLOCKED: the tasks it waits for
+    paused: int = 0  # tasks it holds paused in get, as its last Blocked said (0 once idle)
 
 
 def _fits(need, have):
@@ -264,15 +268,18 @@ class Scheduler:
             if w.lease is not None:
                 _give(self.available, w.lease)
             w.lease = None
+            w.paused = 0
             w.state = WorkerState.IDLE
             self.idle[w.worker_id] = None
 
     def _on_blocked(self, e):
-        """The worker waits in get() for ``awaited_tasks``. A worker already blocked may
-        say it again with another set: it ran a queued task inline, which now waits."""
+        """Every task of the worker waits in get() for ``awaited_tasks``. A worker already
+        blocked may say it again with another set: it ran a queued task inline, which now
+        waits too."""
         w = self.workers.get(e.worker_id)
         if w is None or w.state is WorkerState.IDLE:
             return
+        w.paused = e.paused
         if e.returned:
             self._requeue(w, e.returned, "handed back by a blocked worker")
         for tid in e.awaited_tasks:
@@ -314,6 +321,7 @@ class Scheduler:
             if w.lease is not None:
                 _give(self.available, w.lease)
             w.lease = None
+            w.paused = 0
             w.state = WorkerState.IDLE
             self.idle[w.worker_id] = None
 
@@ -481,13 +489,16 @@ class Scheduler:
         for wid, w in self.workers.items():
             assert w.worker_id == wid
             if w.state is WorkerState.IDLE:
-                assert not w.tasks and w.lease is None and wid in self.idle, f"idle worker {wid.hex()} inconsistent"
+                assert not w.tasks and w.lease is None and wid in self.idle and not w.paused, \
+                    f"idle worker {wid.hex()} inconsistent"
             else:
                 assert wid not in self.idle, f"busy worker {wid.hex()} in idle set"
                 assert w.tasks, f"{w.state} worker {wid.hex()} has no task"
                 assert w.lease is not None
                 if w.state is WorkerState.BUSY:
                     _give(held, w.lease)
+                else:
+                    assert w.paused >= 1, f"blocked worker {wid.hex()} holds no paused task"
             for tid in w.tasks:
                 t = self.tasks.get(tid)
                 assert t is not None and t.state is TaskState.RUNNING and t.worker == wid, \
