@@ -229,7 +229,9 @@ class CoreClient:
 
     # ------------------------------------------------------------------ submit / put
     def submit(self, function_id, name, args, kwargs, num_returns, resources,
-               max_retries, retry_exceptions, actor_id=None, method=None, before=()):
+               max_retries, retry_exceptions, actor_id=None, method=None, before=(), function=None):
+        """Submit a task; its refs. ``function``: the callable itself, for a task this
+        process may run (a worker keeps tasks its running task submits: _hold)."""
         task_id = new_task_id()
         deps = []
         if args and any(type(a) is ObjectRef for a in args):
@@ -280,8 +282,15 @@ class CoreClient:
             if actor_id is not None and method != "__init__" and not before and direct.submit(
                     rec, _direct_eligible(deps, nested, args_object, retry_exceptions), (args, kwargs)):
                 return refs
+        if function is not None and not before and self._hold(rec, function):
+            return refs
         self._send([*before, rec])
         return refs
+
+    def _hold(self, rec, function):
+        """Keep a submitted task to run it in this process (a worker's); True if kept
+        (and the raylet told). A driver keeps none."""
+        return False
 
     def put(self, value):
         oid = object_id(new_task_id(), 0)

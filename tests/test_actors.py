@@ -100,7 +100,8 @@ def test_error_in_method_keeps_actor_serving(node):
     c = Counter.remote(1)
     with pytest.raises(ValueError) as info:
         asc.get(c.fail.remote())
-    assert isinstance(info.value, TaskError) and "Counter.fail" in str(info.value)
+    assert isinstance(info.value, TaskError) and str(info.value) == "method failed"
+    assert info.value.function_name == "Counter.fail"
     assert asc.get(c.incr.remote()) == 2
 
 

@@ -412,7 +412,8 @@ def test_a_held_task_fails_with_its_argument_or_when_cancelled(cluster, tmp_path
     open(go, "w").close()
     with pytest.raises(TaskError) as info:
         asc.get(doomed, timeout=60)
-    assert "fails_later" in str(info.value) and isinstance(info.value, KeyError)
+    assert info.value.function_name == "fails_later" and isinstance(info.value, KeyError)
+    assert "takes()" in "\n".join(info.value.__notes__)  # the task that did not run for it
     with pytest.raises(TaskCancelledError):
         asc.get(cancelled, timeout=60)
     wait_for(lambda: request(cluster.info(0), "status")["tables"]["raylet.tasks"] == 0, 30,

@@ -294,7 +294,7 @@ def test_tasks_queued_behind_a_long_task_come_back_when_a_worker_idles():
     assert s.stuck_queues() == []  # nobody idles
     while two:  # w2 runs its tasks and what was still queued; t(0) on w1 runs on and on
         run(s, TaskFinished(two[0], w(2)))
-    assert not s.ready and s.stuck_queues() == [(w(1), one[0])]  # w2 idles, 3 wait behind t(0)
+    assert not s.ready and s.stuck_queues() == [(w(1), one[0], False)]  # w2 idles, 3 wait behind t(0)
     queued = tuple(one[1:])
     out = run(s, TasksReturned(w(1), queued))
     assert [d.task_id for d in out if isinstance(d, Dispatch) and d.worker_id == w(2)] == [queued[0]]

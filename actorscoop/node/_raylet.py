@@ -70,7 +70,8 @@ class Raylet:
         self.num_cpus = float(num_cpus)
         self.head = head
         self.port = port
-        self.config = {"inline_threshold": 100 * 1024, **(config or {})}
+        self.config = {"inline_threshold": 100 * 1024, "hold_limit": 32, **(config or {})}
+        self.hold_limit = int(self.config["hold_limit"])  # what our workers were told
         totals = {"CPU": self.num_cpus, **(resources or {})}
         max_workers = int(self.config.get("max_workers", max(4, 4 * int(max(1, num_cpus)))))
         self.scheduler = S.Scheduler(S.SchedulerConfig(
@@ -395,7 +396,8 @@ class Raylet:
         c = _Client(ident, rec.kind, rec.pid, rec.name)
         self.clients[ident] = c
         self._send(ident, P.Welcome(P.PROTOCOL_VERSION, self.node_id, self.session_dir,
-                                    self.plasma_path, self.num_cpus, self.config))
+                                    self.plasma_path, self.num_cpus,
+                                    {**self.config, "hold_limit": self.hold_limit}))
         if rec.kind == P.KIND_WORKER:
             w = self.workers.by_id[ident]
             w.connected = True
@@ -453,6 +455,11 @@ class Raylet:
             if not self.actors.on_creation_task(task):
                 self._fail_returns(task, _errors.pack_exception(ObjectLostError(
                     f"{spec.name}: no CreateActor came before the actor's constructor")))
+            return
+        if spec.held and not missing and self.clients[ident].kind == P.KIND_WORKER:
+            # The worker that submitted it runs it (it had every argument's value).
+            self._mark_started(task)
+            self._feed([S.TaskSubmitted(tid, _resources(spec.resources), (), spec.name, False, ident)])
             return
         if self.cluster is not None and self.cluster.wants(task, missing):
             self.cluster.spill(task)
@@ -576,11 +583,11 @@ class Raylet:
         idle one). Pipelining keeps busy workers fed in a burst; this keeps a burst's last
         tasks from waiting for a long one."""
         now = time.monotonic()
-        for wid, running in self.scheduler.stuck_queues():
+        for wid, running, holds in self.scheduler.stuck_queues():
             w = self.workers.by_id.get(wid)
             task = self.tasks.get(running)
             if w is None or w.reclaiming or task is None or task.started_at is None \
-                    or now - task.started_at < RECLAIM_AFTER:
+                    or (not holds and now - task.started_at < RECLAIM_AFTER):
                 continue
             w.reclaiming = True
             try:
@@ -1027,11 +1034,25 @@ class Raylet:
         else:
             self.recorder.fold_safely()
         self.actors.forget_dead(int(self.config.get("dead_actors_kept", 1000)))
+        self._tell_hold_limit()
         self._retire_idle_workers()
         self._reclaim_stuck()
         if self.store is not None and not self._store_dead_logged and not self.store.alive():
             self._store_dead_logged = True
             log.error("the plasma store process died; large objects are lost")
+
+
+    def _tell_hold_limit(self):
+        """Workers keep tasks their tasks submit (to run them without a round trip), except
+        on a node of a cluster of several: spillover must see those tasks here."""
+        limit = int(self.config["hold_limit"])
+        if self.cluster is not None and self.cluster.size() >= 2:
+            limit = 0
+        if limit != self.hold_limit:
+            self.hold_limit = limit
+            for ident, c in self.clients.items():
+                if c.kind == P.KIND_WORKER and ident == c.ident:
+                    self._send(ident, P.HoldLimit(limit))
 
 
 RECLAIM_AFTER = 0.25  # s a task runs before the tasks queued behind it may be taken back

@@ -79,6 +79,9 @@ class WorkerCore(CoreClient):
         self._blobs = {}  # function id -> (pickle, sys.path entries) received, not yet loaded
         self._reclaim = False  # the raylet asked for the queued tasks back (P.RECLAIM)
         self._tasklets = Tasklets(self._run_one, self._switched)  # the main thread's tasks
+        self._held = collections.deque()  # ExecuteTask of tasks our tasks submitted, kept
+        #                                   to run here (_hold), oldest first
+        self._hold_limit = int(self.config.get("hold_limit", 0))  # how many (P.HoldLimit)
         self._current = None  # the task whose greenlet runs on the main thread now
         self._blocked = False  # the raylet holds us blocked (every task we hold is paused)
         self._blocked_on = None  # what the last Blocked said we wait for
@@ -87,6 +90,7 @@ class WorkerCore(CoreClient):
         self._cancelled = set()
         self._reply_conns = {}  # driver socket path -> Connection, for direct results
         self._send_lock = threading.Lock()
+        self._reading = threading.Lock()  # held by the thread reading the raylet's socket
         self._in_user_code = False  # SIGINT may raise a cancel only while this is True
         self._ctrl_fd = command.get("ctrl_fd")
         self.node_hex = self.node_id.hex()
@@ -153,10 +157,17 @@ class WorkerCore(CoreClient):
             return self._direct_server.poll(timeout_ms, self._raylet_frames)
         return self._raylet_frames(timeout_ms)
 
-    def _raylet_frames(self, timeout_ms):
+    def _raylet_frames(self, timeout_ms, wake=True):
+        """Read and handle what the raylet sent, waiting up to ``timeout_ms`` (-1: no
+        limit); ``wake``: a signal (a cancel) ends the wait too. One thread reads at a
+        time (the main thread, or a task's thread waiting in get: _block_in_thread)."""
+        with self._reading:
+            return self._read_frames(timeout_ms, wake and self._wake_fd is not None)
+
+    def _read_frames(self, timeout_ms, wake):
         try:
             frame = None
-            if self._wake_fd is not None and timeout_ms != 0:
+            if wake and timeout_ms != 0:
                 frame = self._conn.recv(0)  # one already read, or waiting in the socket
                 if frame is None:
                     readable, woken = self._wait_readable(timeout_ms)
@@ -213,6 +224,8 @@ class WorkerCore(CoreClient):
             self._on_reply(rec)
         elif t is P.TaskStarted:
             self._on_started(rec.task_id)
+        elif t is P.HoldLimit:
+            self._hold_limit = rec.tasks
         elif t is P.StopNode:
             raise SystemExit(0)
         else:
@@ -244,13 +257,52 @@ class WorkerCore(CoreClient):
             self._recv_and_handle(1000 if left is None else max(1, int(left * 1000)))
         return True
 
+    def _hold(self, rec, function):
+        """Keep a task that the running task submits, to run it here, on this worker's CPU,
+        when the submitter waits (or after it), with no round trip through the raylet: the
+        raylet records it as ours (SubmitTask.held) and may ask for it back for an idle
+        worker (P.RECLAIM). Kept: plain tasks needing only CPU, submitted from a task's
+        greenlet, whose argument values are here, retried if we die (max_retries > 0)."""
+        if (rec.actor_id is not None or self.actor_id is not None or rec.max_retries <= 0
+                or len(self._held) >= self._hold_limit or not self._tasklets.in_task()
+                or threading.get_ident() != self._main_thread
+                or any(k != "CPU" for k in rec.resources)):
+            return False
+        deps = []
+        for oid in rec.deps:
+            entry = self._values.get(oid)
+            if entry is None or entry[0] == P.VALUE_ERROR:
+                return False  # the raylet runs it when the value is there, or fails it
+            deps.append([oid, entry[0], entry[1]])
+        if rec.function_id not in self._functions:
+            self._functions[rec.function_id] = function
+        self._send([rec._replace(held=True)])
+        self._held.append(P.ExecuteTask(
+            rec.task_id, rec.function_id, rec.name, None, None, rec.args, rec.args_object, deps,
+            rec.num_returns, rec.retry_exceptions, self._current.job_id, 0, None, None, 0, None, True))
+        return True
+
     def _block_in_thread(self, oids, num, deadline):
-        """A get() in an actor's thread: the main loop files values and wakes us."""
+        """A get() in a thread (an actor's, or one a task started): it cannot pause, so it
+        blocks. The main thread files values and wakes it, unless the main thread is busy
+        in a task's code (joining this thread, say): then this thread reads the socket."""
         waiter = self._add_waiter(oids, num)
         if waiter is None:
             return True
         try:
-            return waiter.event.wait(None if deadline is None else max(0, deadline - time.monotonic()))
+            while not waiter.event.is_set():
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    return False
+                step = 0.05 if left is None else min(0.05, left)
+                if self._reading.acquire(blocking=False):
+                    try:
+                        self._read_frames(max(1, int(step * 1000)), False)
+                    finally:
+                        self._reading.release()
+                else:
+                    waiter.event.wait(step)
+            return True
         finally:
             self._remove_waiter(waiter)
 
@@ -274,11 +326,13 @@ class WorkerCore(CoreClient):
 
     # ------------------------------------------------------------------ main loop
     def _take_queued(self):
-        """The tasks queued here that have not started (inline ones excepted), taken out."""
+        """The tasks queued here that have not started (inline ones excepted), and the
+        older half of the tasks we hold, taken out: idle workers take them."""
         self._reclaim = False
         back = [s for s in self._queue if not s.inline]
         for spec in back:
             self._queue.remove(spec)
+        back += [self._held.popleft() for _ in range((len(self._held) + 1) // 2)]
         return [spec.task_id for spec in back]
 
     def serve(self):
@@ -319,6 +373,10 @@ class WorkerCore(CoreClient):
                 self._blocked = False
                 tasklets.start(spec)
                 return True
+        if self._held:  # the newest first: a tree is walked depth first
+            tasklets.start(self._held.pop())
+            return True
+        if queue:
             if not tasklets.paused:
                 tasklets.start(queue.popleft())
                 return True

@@ -59,6 +59,9 @@ class SubmitTask(NamedTuple):
     # An actor call first sent straight to the actor's process (pid), whose connection
     # broke before the result came: it may have run there (max_task_retries decides).
     previous_pid: int = 0
+    # From a worker: it keeps the task to run it itself (inside its running task's waits,
+    # or after it), unless the raylet asks for it back (P.RECLAIM). See node/_tasklets.py.
+    held: bool = False
 
 
 class CreateActor(NamedTuple):
@@ -504,6 +507,13 @@ class ClusterStatusReply(NamedTuple):
     nodes: list  # one dict per node
 
 
+class HoldLimit(NamedTuple):
+    """Raylet -> its pool workers: how many tasks that their tasks submit each may keep to
+    run itself (SubmitTask.held). 0 on a node of a cluster of several nodes: its tasks go
+    through the raylet, where spillover sees them."""
+    tasks: int
+
+
 MESSAGE_TYPES = (
     Hello, RegisterFunction, SubmitTask, PutObject, GetObjects, RefDelta, Blocked,
     Unblocked, TaskDone, CancelTask, StatusRequest, StopNode, Goodbye,
@@ -513,7 +523,7 @@ MESSAGE_TYPES = (
     NodeJoin, JoinReply, Heartbeat, SpillTask, RunTask, TaskResult, TaskLost,
     ClusterStatusRequest, ClusterStatusReply, FreeRemote, PullRequest, PullChunk,
     SpillActor, RunActor, RouteCall, RouteKill, ActorLookup, ActorFound, ActorHosted,
-    ActorGone, RemoteLog, ActorRestartSpec, ReturnTasks, CallsDone, TaskEvents,
+    ActorGone, RemoteLog, ActorRestartSpec, ReturnTasks, CallsDone, TaskEvents, HoldLimit,
 )
 
 __all__ = [c.__name__ for c in MESSAGE_TYPES] + [

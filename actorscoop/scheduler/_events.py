@@ -9,6 +9,8 @@ class TaskSubmitted(NamedTuple):
     name: str = ""
     pipelinable: bool = True  # may queue behind a busy worker (not for nested tasks,
     #                           which are better run inline by the worker that waits)
+    held_by: bytes = None  # the worker whose running task submitted it keeps it, to run it
+    #                        inside its own waits (held), unless it is handed back
 
 
 class ObjectReady(NamedTuple):

@@ -38,6 +38,7 @@ class _Task:
     state: TaskState = None
     pipelinable: bool = True
     inline: bool = False  # running inside a blocked worker's wait
+    held: bool = False  # inline, and kept by the worker that submitted it: started or not
     missing: set = field(default_factory=set)
     worker: bytes = None
 
@@ -158,13 +159,21 @@ class Scheduler:
 
     def stuck_queues(self):
         """While a worker idles and nothing is ready: the busy workers with tasks queued
-        behind the one they run (pipelined), as (worker id, id of the running task). Those
-        tasks could start now elsewhere; the raylet asks for them back (TasksReturned)."""
+        behind the one they run (pipelined), or holding tasks their tasks submitted, as
+        (worker id, id of the running task, whether it holds tasks). Those tasks could
+        start now elsewhere; the raylet asks for them back (TasksReturned)."""
         if not self.idle or self.ready:
             return []
-        return [(w.worker_id, w.tasks[0]) for w in self.workers.values()
-                if w.state is WorkerState.BUSY and len(w.tasks) > 1
-                and not any(self.tasks[t].inline for t in w.tasks if t in self.tasks)]
+        out = []
+        for w in self.workers.values():
+            if w.state is not WorkerState.BUSY or len(w.tasks) < 2:
+                continue
+            tasks = [self.tasks[t] for t in w.tasks if t in self.tasks]
+            if any(t.held for t in tasks):
+                out.append((w.worker_id, w.tasks[0], True))
+            elif not any(t.inline for t in tasks):
+                out.append((w.worker_id, w.tasks[0], False))
+        return out
 
     def worker_of(self, task_id):
         t = self.tasks.get(task_id)
@@ -194,7 +203,9 @@ class Scheduler:
             raise IllegalTransition(e.task_id, self.tasks[e.task_id].state, "submitted", "duplicate submit")
         task = _Task(e.task_id, e.resources, e.name, pipelinable=e.pipelinable)
         self.tasks[e.task_id] = task
-        if not _fits(e.resources, self.total):
+        if e.held_by is not None:
+            self._on_held(task, e.held_by)
+        elif not _fits(e.resources, self.total):
             self._move(task, TaskState.INFEASIBLE, "submitted")
             self._out.append(ins.WarnInfeasible(e.task_id, e.resources))
         elif e.deps:
@@ -205,6 +216,21 @@ class Scheduler:
         else:
             self._move(task, TaskState.READY, "submitted")
             self.ready[e.task_id] = None
+
+    def _on_held(self, task, wid):
+        """A worker keeps a task its running task submitted, to run it on its own CPU
+        (inside its waits, or after the submitter): it runs there unless handed back.
+        Its arguments had values there already, and it needs only CPU."""
+        self._move(task, TaskState.READY, "submitted, held")
+        w = self.workers.get(wid)
+        if w is None:  # that worker died before this came: it never runs there
+            self.tasks.pop(task.task_id)
+            self._out.append(ins.TaskLost(task.task_id, wid))
+            return
+        if w.state is WorkerState.IDLE:  # cannot be (its submitter runs there): be safe
+            del self.idle[wid]
+            w.state, w.lease = WorkerState.BUSY, {}
+        self._assign(task, w, inline=True, held=True)
 
     def _on_object_ready(self, e):
         for tid in self.waiting_on.pop(e.object_id, ()):
@@ -307,7 +333,7 @@ class Scheduler:
                 continue
             w.tasks.remove(tid)
             self._move(task, TaskState.READY, cause)
-            task.worker = None
+            task.worker, task.inline, task.held = None, False, False
             back.append(tid)
         if back:
             self.ready = {**dict.fromkeys(back), **self.ready}
@@ -380,12 +406,13 @@ class Scheduler:
             self._out.append(ins.Reserved(key))
 
     # ------------------------------------------------------------------ placement
-    def _assign(self, task, w, inline=False):
-        self._move(task, TaskState.RUNNING, "dispatch")
+    def _assign(self, task, w, inline=False, held=False):
+        self._move(task, TaskState.RUNNING, "held" if held else "dispatch")
         task.worker = w.worker_id
-        task.inline = inline
+        task.inline, task.held = inline, held
         w.tasks.append(task.task_id)
-        self._out.append(ins.Dispatch(task.task_id, w.worker_id, inline))
+        if not held:  # a held task is with its worker already
+            self._out.append(ins.Dispatch(task.task_id, w.worker_id, inline))
 
     def _schedule(self):
         """Place ready tasks, oldest first: on an idle worker whose resources fit; else
