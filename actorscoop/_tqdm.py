@@ -143,7 +143,8 @@ class _TaskBar(tqdm):
             "unit": self.unit, "unit_scale": self.unit_scale, "postfix": self.postfix,
             "leave": self.leave is not False, "closed": closed,
             "task": self._task.hex() if self._task is not None else None})
-        out = sys.__stdout__
+        # the worker's real stdout (a task may redirect sys.stdout), marked with this task
+        out = getattr(_worker_core(), "task_stdout", None) or sys.__stdout__
         try:
             out.write(line)
             out.flush()

@@ -88,6 +88,34 @@ def test_blocked_worker_runs_awaited_child_inline():
     assert s.workers[w(1)].tasks == [t(1)]
 
 
+def test_held_tasks_run_on_their_worker_without_dispatch_and_come_back_when_reclaimed():
+    s = make(cpus=1.0)
+    run(s, WorkerStarted(w(1)))
+    run(s, WorkerStarted(w(2)))
+    run(s, TaskSubmitted(t(1), CPU1, ()))  # dispatched to w1 (or w2)
+    first = s.worker_of(t(1))
+    # Its task submits two children its worker keeps: no Dispatch, no resources taken.
+    assert run(s, TaskSubmitted(t(2), CPU1, (), "child", False, first)) == []
+    assert run(s, TaskSubmitted(t(3), CPU1, (), "child", False, first)) == []
+    assert s.workers[first].tasks == [t(1), t(2), t(3)] and s.tasks[t(2)].held
+    assert s.available["CPU"] == 0.0
+    assert s.stuck_queues() == [(first, t(1), True)]  # an idle worker: ask for them back
+    # The worker hands back the one it has not started; it runs on the idle worker.
+    assert run(s, TasksReturned(first, (t(2),))) == []  # no CPU free for it yet...
+    assert list(s.ready) == [t(2)] and not s.tasks[t(2)].held
+    run(s, WorkerBlocked(first, (t(2),), (), 2))  # ...until its worker waits for it
+    assert s.workers[first].paused == 2 and s.worker_of(t(2)) == first  # run inline there
+    # The worker dies: what it held (started or not) is lost, and retried by the raylet.
+    out = run(s, WorkerDied(first))
+    assert TaskLost(t(3), first) in out and TaskLost(t(1), first) in out
+
+
+def test_a_held_task_of_a_worker_that_died_first_is_lost():
+    s = make(cpus=1.0)
+    assert run(s, TaskSubmitted(t(5), CPU1, (), "", False, w(9))) == [TaskLost(t(5), w(9))]
+    assert not s.tasks
+
+
 def test_blocked_worker_lends_cpu_and_extra_worker_starts():
     s = make(cpus=1.0, max_workers=3)
     run(s, WorkerStarted(w(1)))
@@ -186,6 +214,8 @@ def test_random_event_orders_keep_invariants(data):
         running = [(tid, wid) for wid, wk in s.workers.items() for tid in wk.tasks]
         if running:
             choices += ["finish", "finish", "block", "unblock", "cancel", "return"]
+            if len(submitted) < n_tasks:
+                choices.append("hold")
         if s.workers:
             choices.append("die")
         waiting = list(s.waiting_on)
@@ -199,6 +229,12 @@ def test_random_event_orders_keep_invariants(data):
             deps = tuple(o(100 + rng.randrange(3)) for _ in range(rng.randrange(2)))
             submitted.add(tid)
             apply(TaskSubmitted(tid, {"CPU": rng.choice([0.5, 1.0, 1.0, 2.0])}, deps))
+        elif c == "hold":  # a running task submits a task its worker keeps (held)
+            tid, wid = rng.choice(running)
+            if s.workers[wid].state.value == "busy":
+                held = t(len(submitted))
+                submitted.add(held)
+                apply(TaskSubmitted(held, CPU1, (), "", False, wid))
         elif c == "start":
             pending_starts[0] -= 1
             next_worker[0] += 1

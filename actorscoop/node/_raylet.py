@@ -25,7 +25,7 @@ from ._memory_monitor import MemoryMonitor
 from ._objects import DIRECT_CALL, ObjectTable, ObjState
 from ._proc import describe_exit
 from ._recorder import Recorder
-from ._workers import WorkerTable
+from ._workers import TASK_MARK, WorkerTable
 from ._zygote import ZygoteHandle
 from ..transport import ConnectionClosed, Listener
 
@@ -978,20 +978,45 @@ class Raylet:
             self.loop.remove(w.log_fd)
         if not lines:
             return
-        text = "\n".join(lines)
-        actor = self.actors.log_target(w.worker_id) if w.actor_id is not None else None
-        task = None
-        if actor is not None:
-            name, target = actor
-            targets = [target]
+        if w.actor_id is not None:
+            actor = self.actors.log_target(w.worker_id)
+            if actor is not None:
+                name, target = actor
+                self._send_log(w, f"{name} pid={w.pid}", [target], None, "\n".join(lines))
+                return
+        # A pool worker runs many tasks; it marks whose output follows when that changes.
+        mark = TASK_MARK.decode()
+        start = 0
+        for i, line in enumerate(lines + [mark]):
+            if not line.startswith(mark):
+                continue
+            if i > start:
+                self._send_task_log(w, "\n".join(lines[start:i]))
+            if i < len(lines):
+                tid, _, name = line[len(mark):].partition(" ")
+                try:
+                    w.output_task = (bytes.fromhex(tid), name)
+                except ValueError:
+                    w.output_task = None
+            start = i + 1
+
+    def _send_task_log(self, w, text):
+        """Lines a pool worker printed for the task it last marked (or, unmarked, for the
+        task the scheduler last gave it)."""
+        task = name = None
+        if w.output_task is not None:
+            tid, name = w.output_task
+            task = self.tasks.get(tid)
         else:
             tids = self.scheduler.workers.get(w.worker_id)
             task = self.tasks.get(tids.tasks[-1]) if tids is not None and tids.tasks else None
-            name = task.spec.name if task is not None else "worker"
-            targets = [task.job] if task is not None else \
-                [i for i, c in self.clients.items() if c.kind == P.KIND_DRIVER and i == c.ident]
-        prefix = f"{name} pid={w.pid}"
-        if actor is None and task is not None and task.owner is not None:
+        name = task.spec.name if task is not None else (name or "worker")
+        targets = [task.job] if task is not None else \
+            [i for i, c in self.clients.items() if c.kind == P.KIND_DRIVER and i == c.ident]
+        self._send_log(w, f"{name} pid={w.pid}", targets, task, text)
+
+    def _send_log(self, w, prefix, targets, task, text):
+        if task is not None and task.owner is not None:
             # a task run for another node: its output goes to its owner's driver
             self.cluster.to_head(P.RemoteLog(task.owner, task.spec.task_id,
                                              f"{prefix}, node={self.node_id.hex()[:8]}", text))

@@ -23,8 +23,11 @@ class Recorder:
         """One ended attempt of ``task`` (a raylet's _TaskRecord): the hot path."""
         r = self.r
         c = r.clients.get(task.submitter)
+        # A worker may start a task it holds before its SubmitTask reaches us: it was
+        # submitted by then, whatever our clock says.
+        submitted = task.submitted if task.submitted is None or start is None else min(task.submitted, start)
         self.ended.extend((task.spec.task_id, task.spec.name, r.node_id, worker_id, pid,
-                           task.submitted, start, end, state, task.owner or r.node_id,
+                           submitted, start, end, state, task.owner or r.node_id,
                            c.pid if c is not None else 0, error if error is None else tuple(error)))
 
     def calls_done(self, ident, rec):

@@ -33,6 +33,7 @@ from ..transport import Connection, ConnectionClosed
 from ._concurrency import Concurrency
 from ._drops import Drops
 from ._tasklets import Tasklets
+from ._workers import TASK_MARK
 
 log = logging.getLogger("actorscoop.worker")
 
@@ -83,6 +84,8 @@ class WorkerCore(CoreClient):
         #                                   to run here (_hold), oldest first
         self._hold_limit = int(self.config.get("hold_limit", 0))  # how many (P.HoldLimit)
         self._current = None  # the task whose greenlet runs on the main thread now
+        self._output_task = None  # the task whose output was marked last (_TaskOutput)
+        self.task_stdout = None  # stdout, marked with the task writing (progress bars use it)
         self._blocked = False  # the raylet holds us blocked (every task we hold is paused)
         self._blocked_on = None  # what the last Blocked said we wait for
         self._wake_fd = None  # read end of the pipe a signal writes to (wakes the hub)
@@ -91,6 +94,7 @@ class WorkerCore(CoreClient):
         self._reply_conns = {}  # driver socket path -> Connection, for direct results
         self._send_lock = threading.Lock()
         self._reading = threading.Lock()  # held by the thread reading the raylet's socket
+        self._block_lock = threading.RLock()  # Blocked/Unblocked sent, and _blocked, in step
         self._in_user_code = False  # SIGINT may raise a cancel only while this is True
         self._ctrl_fd = command.get("ctrl_fd")
         self.node_hex = self.node_id.hex()
@@ -289,6 +293,12 @@ class WorkerCore(CoreClient):
         waiter = self._add_waiter(oids, num)
         if waiter is None:
             return True
+        lent = False
+        if self.actor_id is None:  # a pool worker's main thread may be joining us: lend its CPU
+            with self._block_lock:
+                if not self._blocked:
+                    self._say_blocked([], [], 0)
+                    lent = True
         try:
             while not waiter.event.is_set():
                 left = None if deadline is None else deadline - time.monotonic()
@@ -305,6 +315,8 @@ class WorkerCore(CoreClient):
             return True
         finally:
             self._remove_waiter(waiter)
+            if lent:
+                self._say_unblocked()
 
     def _new_future(self, ref):
         if self._concurrency is not None:
@@ -361,16 +373,15 @@ class WorkerCore(CoreClient):
             return True
         p = tasklets.resumable(self._cancelled)
         if p is not None:
-            if self._blocked:
-                self._blocked = False
-                self._send([P.Unblocked()])
+            self._say_unblocked()
             tasklets.resume(p)
             return True
         if queue:
             spec = next((s for s in queue if s.inline), None)
             if spec is not None:  # handed to us while blocked: the raylet woke us for it
                 queue.remove(spec)
-                self._blocked = False
+                with self._block_lock:
+                    self._blocked = False
                 tasklets.start(spec)
                 return True
         if self._held:  # the newest first: a tree is walked depth first
@@ -387,9 +398,22 @@ class WorkerCore(CoreClient):
             queue.clear()
             awaited = tasklets.awaited_tasks(self._values)
             if not self._blocked or returned or awaited != self._blocked_on:
-                self._send([P.Blocked(awaited, returned, len(tasklets.paused))])
-                self._blocked, self._blocked_on = True, awaited
+                self._say_blocked(awaited, returned, len(tasklets.paused))
         return False
+
+    def _say_blocked(self, awaited, returned, paused):
+        """Tell the raylet we wait (the CPU is lent out); ``paused`` 0: a thread waits, and
+        nothing can run inline here. The main thread's tasks and threads that wait in get
+        both say it: one lock keeps what we said and what the raylet heard the same."""
+        with self._block_lock:
+            self._send([P.Blocked(awaited, returned, paused)])
+            self._blocked, self._blocked_on = True, awaited
+
+    def _say_unblocked(self):
+        with self._block_lock:
+            if self._blocked:
+                self._blocked = False
+                self._send([P.Unblocked()])
 
     def on_sigint(self, signum, frame):
         if self._ctrl_fd is not None:
@@ -629,6 +653,31 @@ class WorkerCore(CoreClient):
         return getattr(self._tls, "spec", None)
 
 
+class _TaskOutput:
+    """A pool worker's stdout or stderr: before the first text a task writes since another
+    task wrote, a marker line says whose output follows (the raylet prefixes it with that
+    task's name and sends it to that task's driver). Many tasks run in one worker, each on
+    its own stack, so the raylet cannot tell from its own books."""
+
+    def __init__(self, stream, core):
+        self._stream, self._core = stream, core
+
+    def write(self, text):
+        core = self._core
+        spec = core._current
+        if spec is not core._output_task and text:
+            core._output_task = spec
+            if spec is not None:
+                self._stream.write(f"{_TASK_MARK}{spec.task_id.hex()} {spec.name}\n")
+        return self._stream.write(text)
+
+    def __getattr__(self, name):
+        return getattr(self._stream, name)
+
+
+_TASK_MARK = TASK_MARK.decode()
+
+
 def _signal_pipe():
     """A pipe that every signal writes a byte to (signal.set_wakeup_fd): the hub waits on
     it beside the socket, so a cancel of a paused task is seen at once."""
@@ -646,6 +695,8 @@ def main(command) -> int:
     _refcount.reset()
     core = WorkerCore(command)
     _context.set_current(core)
+    sys.stdout, sys.stderr = _TaskOutput(sys.stdout, core), _TaskOutput(sys.stderr, core)
+    core.task_stdout = sys.stdout
     signal.signal(signal.SIGINT, core.on_sigint)
     try:
         core.serve()

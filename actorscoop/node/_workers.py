@@ -12,7 +12,8 @@ from .._ids import random_id
 
 class WorkerProc:
     __slots__ = ("worker_id", "pid", "log_fd", "ctrl_fd", "functions", "connected",
-                 "log_file", "partial", "exit_code", "actor_id", "log_eof", "log_bytes", "reclaiming")
+                 "log_file", "partial", "exit_code", "actor_id", "log_eof", "log_bytes", "reclaiming",
+                 "output_task")
 
     def __init__(self, worker_id, log_fd, ctrl_fd):
         self.worker_id = worker_id
@@ -24,6 +25,7 @@ class WorkerProc:
         self.log_file = None
         self.log_bytes = 0  # written to log_file
         self.partial = b""
+        self.output_task = None  # (task id, name) whose output the worker said follows
         self.exit_code = None
         self.actor_id = None  # set for an actor's dedicated process
         self.log_eof = False  # its output pipe is closed (the process is gone)
@@ -91,12 +93,12 @@ class WorkerTable:
         if not chunks:
             return []
         data = w.partial + b"".join(chunks)
-        if w.log_file is not None:
-            self._keep(w, b"".join(chunks))
         head, sep, tail = data.rpartition(b"\n")
         w.partial = _last_redraw(tail)
         if not sep:
             return []
+        if w.log_file is not None:
+            self._keep(w, (head.replace(TASK_MARK, b"--- output of task ") if TASK_MARK in head else head) + b"\n")
         return head.decode("utf-8", "replace").split("\n")
 
     def _keep(self, w, data):
@@ -125,6 +127,10 @@ class WorkerTable:
     def kill_all(self):
         for w in list(self.by_id.values()):
             self.signal(w, signal.SIGKILL)
+
+
+TASK_MARK = b"\x00asc-task "  # starts a line a worker writes when another task prints:
+#                              the task id (hex) and name follow; later lines are that task's
 
 
 def _last_redraw(tail):

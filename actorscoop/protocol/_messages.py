@@ -116,7 +116,8 @@ class Blocked(NamedTuple):
     """Every task a worker holds is paused in get/wait, for these tasks' results (those
     of the most recently paused task first). It hands back the tasks queued on it that it
     has not started (``returned``): they may run elsewhere. ``paused``: how many tasks it
-    holds paused (status shows it)."""
+    holds paused (status shows it); 0 when a thread of a task waits in get (the task's
+    code runs on, say joining it: nothing can run inline there)."""
     awaited_tasks: list
     returned: list
     paused: int

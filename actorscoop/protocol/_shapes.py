@@ -161,7 +161,7 @@ _CLIENT = {
     GetObjects: lambda r: ids_error(r.object_ids),
     RefDelta: lambda r: ids_error(r.added) or ids_error(r.removed),
     Blocked: lambda r: ids_error(r.awaited_tasks) or ids_error(r.returned)
-    or (None if r.paused >= 1 else f"paused is {r.paused}: a blocked worker holds a paused task"),
+    or (None if r.paused >= 0 else f"paused is {r.paused}"),
     TaskDone: lambda r: value_rows_error(r.results, 5),
     KVPut: lambda r: ids_error(r.contained),
     CreateActor: create_error,

@@ -50,7 +50,8 @@ class _Worker:
     tasks: list = field(default_factory=list)  # assigned, oldest first
     lease: dict = None  # resources held (lent out while BLOCKED)
     awaited: tuple = ()  # while BLOCKED: the tasks it waits for
-    paused: int = 0  # tasks it holds paused in get, as its last Blocked said (0 once idle)
+    paused: int = 0  # tasks it holds paused in get, as its last Blocked said (0 once idle; 0
+    #                  while blocked: a thread of a task waits, nothing may run inline there)
 
 
 def _fits(need, have):
@@ -308,7 +309,7 @@ class Scheduler:
         w.paused = e.paused
         if e.returned:
             self._requeue(w, e.returned, "handed back by a blocked worker")
-        for tid in e.awaited_tasks:
+        for tid in (e.awaited_tasks if e.paused else ()):  # 0 paused: a thread of it waits
             if tid in self.ready and self._inlinable(self.tasks[tid]):
                 self._hand_inline(self.tasks[tid], w)
                 return
@@ -320,7 +321,7 @@ class Scheduler:
             if w.lease is not None:
                 _give(self.available, w.lease)
             w.state = WorkerState.BLOCKED
-        w.awaited = tuple(e.awaited_tasks)
+        w.awaited = tuple(e.awaited_tasks) if e.paused else ()
         for tid in w.awaited:
             self.awaited_by[tid] = w.worker_id
 
@@ -476,7 +477,7 @@ class Scheduler:
     def _lend_to_blocked(self):
         """At the worker cap with every worker busy or blocked, queued tasks could wait
         forever for tasks that wait for them: blocked workers run them inline instead."""
-        for w in [w for w in self.workers.values() if w.state is WorkerState.BLOCKED]:
+        for w in [w for w in self.workers.values() if w.state is WorkerState.BLOCKED and w.paused]:
             tid = next((t for t in self.ready if self._inlinable(self.tasks[t])), None)
             if tid is None:
                 return
@@ -524,8 +525,6 @@ class Scheduler:
                 assert w.lease is not None
                 if w.state is WorkerState.BUSY:
                     _give(held, w.lease)
-                else:
-                    assert w.paused >= 1, f"blocked worker {wid.hex()} holds no paused task"
             for tid in w.tasks:
                 t = self.tasks.get(tid)
                 assert t is not None and t.state is TaskState.RUNNING and t.worker == wid, \
