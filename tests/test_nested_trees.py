@@ -9,6 +9,7 @@ import time
 import pytest
 
 import actorscoop as asc
+import nested_lock_helpers as locks
 from actorscoop import futures
 from actorscoop.exceptions import TaskCancelledError, TaskError
 from conftest import driver_on_cluster, wait_for
@@ -224,3 +225,55 @@ def test_status_shows_blocked_workers_and_their_paused_tasks(fresh_node, tmp_pat
     assert "paused in get" in text and "BLOCKED PID" in text and str(rows[0]["pid"]) in text
     open(gate, "w").close()
     assert asc.get(ref, timeout=60) == 3
+
+
+@asc.remote
+def takes_the_lock(i, which):
+    with (locks.shared_rlock if which == "rlock" else locks.shared_lock):
+        return i, os.getpid()
+
+
+@asc.remote
+def holds_the_lock_across_get(n, which):
+    """The children ask for the lock the parent holds while it waits for them: under Ray
+    each runs in a process of its own; here they may start in the parent's worker, meet
+    the lock, and move to another worker."""
+    with (locks.shared_rlock if which == "rlock" else locks.shared_lock):
+        parts = asc.get([takes_the_lock.remote(i, which) for i in range(n)], timeout=60)
+    return sum(i for i, _ in parts), os.getpid() in {pid for _, pid in parts}
+
+
+@pytest.mark.parametrize("which", ["lock", "rlock"])
+def test_a_lock_held_across_get_does_not_deadlock(fresh_node, which):
+    fresh_node(num_cpus=1)
+    # (the children met the lock in the parent's worker and moved: none ran there)
+    assert asc.get(holds_the_lock_across_get.remote(4, which), timeout=90) == (6, False)
+    # Locks still work as locks: between threads, with timeouts, and under a Condition.
+    assert asc.get(lock_semantics.remote(), timeout=30) == "ok"
+
+
+@asc.remote
+def lock_semantics():
+    lock, rlock = threading.Lock(), threading.RLock()
+    assert type(lock).__name__ == "TaskLock" and type(rlock).__name__ == "TaskRLock"
+    assert lock.acquire() and not lock.acquire(False) and not lock.acquire(True, 0.05)
+    seen = []
+    th = threading.Thread(target=lambda: seen.append(lock.acquire(True, 5)))
+    th.start()
+    lock.release()
+    th.join()
+    assert seen == [True] and lock.locked()
+    lock.release()
+    with rlock:
+        with rlock:
+            assert rlock.locked()
+    cond, box = threading.Condition(), []
+
+    def produce():
+        with cond:
+            box.append(1)
+            cond.notify()
+    with cond:
+        threading.Thread(target=produce).start()
+        assert cond.wait_for(lambda: box, timeout=5)
+    return "ok"

@@ -456,8 +456,9 @@ class Raylet:
                 self._fail_returns(task, _errors.pack_exception(ObjectLostError(
                     f"{spec.name}: no CreateActor came before the actor's constructor")))
             return
-        if spec.held and not missing and self.clients[ident].kind == P.KIND_WORKER:
-            # The worker that submitted it runs it (it had every argument's value).
+        if spec.held and self.clients[ident].kind == P.KIND_WORKER:
+            # The worker that submitted it runs it: it had every argument's value (our
+            # table has them too: what it learned of them came through us, first).
             self._mark_started(task)
             self._feed([S.TaskSubmitted(tid, _resources(spec.resources), (), spec.name, False, ident)])
             return
@@ -573,9 +574,9 @@ class Raylet:
 
     def _on_return_tasks(self, ident, rec):
         w = self.workers.by_id.get(ident)
-        if w is not None:
+        if w is not None and not rec.moved:
             w.reclaiming = False
-        self._feed([S.TasksReturned(ident, tuple(rec.task_ids))])
+        self._feed([S.TasksReturned(ident, tuple(rec.task_ids), rec.moved)])
 
     def _reclaim_stuck(self):
         """Tasks queued behind a task that has run for a while, while a worker idles: ask

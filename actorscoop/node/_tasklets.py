@@ -48,8 +48,9 @@ class Tasklets:
         self._seq = 0
 
     def in_task(self):
-        """True in a task's greenlet of this thread (it may pause); False in the hub."""
-        return greenlet.getcurrent() is not self.hub
+        """True in a task's greenlet of the hub's thread (it may pause); False in the hub
+        and in other threads."""
+        return greenlet.getcurrent().parent is self.hub
 
     def start(self, spec):
         """Run ``spec`` in a new greenlet until it finishes or pauses (from the hub)."""

@@ -32,6 +32,7 @@ from ..exceptions import TaskCancelledError
 from ..transport import Connection, ConnectionClosed
 from ._concurrency import Concurrency
 from ._drops import Drops
+from . import _task_locks
 from ._tasklets import Tasklets
 from ._workers import TASK_MARK
 
@@ -40,6 +41,11 @@ log = logging.getLogger("actorscoop.worker")
 
 class _Cancelled(BaseException):
     """Raised inside a task by SIGINT when the raylet cancels it."""
+
+
+class _Moved(BaseException):
+    """Raised inside a task that asked for a lock a task paused in this worker holds: it
+    cannot go on here; it starts again in another worker (node/_task_locks.py)."""
 
 
 class _PumpingFuture(concurrent.futures.Future):
@@ -401,6 +407,11 @@ class WorkerCore(CoreClient):
                 self._say_blocked(awaited, returned, len(tasklets.paused))
         return False
 
+    def _lock_contention(self, lock):
+        """A task asks for ``lock``, held by a task paused here (task locks call this)."""
+        if self.actor_id is None and self._tasklets.in_task():
+            raise _Moved()
+
     def _say_blocked(self, awaited, returned, paused):
         """Tell the raylet we wait (the CPU is lent out); ``paused`` 0: a thread waits, and
         nothing can run inline here. The main thread's tasks and threads that wait in get
@@ -454,6 +465,11 @@ class WorkerCore(CoreClient):
             return
         try:
             results, retryable = self.execute(spec)
+        except _Moved:
+            log.info("task %s() asked for a lock a task paused in this worker holds: it starts "
+                     "again in another worker", spec.name)
+            self._send([P.ReturnTasks([spec.task_id], True)])
+            return
         finally:
             self._cancelled.discard(spec.task_id)
         if spec.method == "__init__" and self.actor is not None and self._direct_server is None:
@@ -488,8 +504,8 @@ class WorkerCore(CoreClient):
                 self.actor, self.actor_id, value = value, spec.actor_id, None
             phase = "pickling the result"
             return self._store(spec, value), False
-        except greenlet.GreenletExit:
-            raise  # the worker is exiting with this task paused
+        except (greenlet.GreenletExit, _Moved):
+            raise  # the worker is exiting with this task paused; or it must go elsewhere
         except _Cancelled:
             return self._error_results(spec, _errors.pack_exception(
                 TaskCancelledError(f"task {spec.name}() was cancelled while running"))), False
@@ -697,6 +713,7 @@ def main(command) -> int:
     _context.set_current(core)
     sys.stdout, sys.stderr = _TaskOutput(sys.stdout, core), _TaskOutput(sys.stderr, core)
     core.task_stdout = sys.stdout
+    _task_locks.install(core._tasklets.hub, core._lock_contention)
     signal.signal(signal.SIGINT, core.on_sigint)
     try:
         core.serve()

@@ -129,8 +129,11 @@ class Unblocked(NamedTuple):
 
 class ReturnTasks(NamedTuple):
     """A busy worker hands back the tasks queued on it that it has not started (asked by
-    the raylet through its control pipe: a worker idles while they wait)."""
+    the raylet through its control pipe: a worker idles while they wait). ``moved``: a
+    task that started here and cannot go on here (it asked for a lock that a task paused
+    in this worker holds: node/_task_locks.py); it starts again in another worker."""
     task_ids: list
+    moved: bool = False
 
 
 class TaskDone(NamedTuple):

@@ -54,9 +54,12 @@ class WorkerBlocked(NamedTuple):
 
 class TasksReturned(NamedTuple):
     """A busy worker handed back tasks queued on it that it had not started (the raylet
-    asked it to: a worker went idle while they waited behind a long task)."""
+    asked it to: a worker went idle while they waited behind a long task). ``moved``: a
+    task that started there and must start again elsewhere (it met a lock held by a task
+    paused in that worker): it is never run inline in that worker again."""
     worker_id: bytes
     task_ids: tuple
+    moved: bool = False
 
 
 class WorkerUnblocked(NamedTuple):

@@ -39,6 +39,7 @@ class _Task:
     pipelinable: bool = True
     inline: bool = False  # running inside a blocked worker's wait
     held: bool = False  # inline, and kept by the worker that submitted it: started or not
+    avoid: bytes = None  # a worker it may not run inline in (a lock it needs is held there)
     missing: set = field(default_factory=set)
     worker: bytes = None
 
@@ -310,7 +311,7 @@ class Scheduler:
         if e.returned:
             self._requeue(w, e.returned, "handed back by a blocked worker")
         for tid in (e.awaited_tasks if e.paused else ()):  # 0 paused: a thread of it waits
-            if tid in self.ready and self._inlinable(self.tasks[tid]):
+            if tid in self.ready and self._inlinable(self.tasks[tid], w):
                 self._hand_inline(self.tasks[tid], w)
                 return
         # Nothing to run inline now: lend the CPU out until the worker unblocks, and
@@ -343,7 +344,11 @@ class Scheduler:
         w = self.workers.get(e.worker_id)
         if w is None:
             return
-        self._requeue(w, e.task_ids, "reclaimed from a busy worker")
+        if e.moved:
+            for tid in e.task_ids:
+                if tid in self.tasks and self.tasks[tid].worker == w.worker_id:
+                    self.tasks[tid].avoid = w.worker_id
+        self._requeue(w, e.task_ids, "moved off a worker" if e.moved else "reclaimed from a busy worker")
         if not w.tasks and w.state is WorkerState.BUSY:  # it finished its own meanwhile
             if w.lease is not None:
                 _give(self.available, w.lease)
@@ -450,7 +455,7 @@ class Scheduler:
                 self._assign(task, w)
                 continue
             waiter = self.awaited_by.get(tid)
-            if waiter is not None and self._inlinable(task):
+            if waiter is not None and self._inlinable(task, self.workers[waiter]):
                 self._hand_inline(task, self.workers[waiter])
                 continue
             if shape in stuck:
@@ -478,7 +483,7 @@ class Scheduler:
         """At the worker cap with every worker busy or blocked, queued tasks could wait
         forever for tasks that wait for them: blocked workers run them inline instead."""
         for w in [w for w in self.workers.values() if w.state is WorkerState.BLOCKED and w.paused]:
-            tid = next((t for t in self.ready if self._inlinable(self.tasks[t])), None)
+            tid = next((t for t in self.ready if self._inlinable(self.tasks[t], w)), None)
             if tid is None:
                 return
             self._hand_inline(self.tasks[tid], w)
@@ -491,10 +496,11 @@ class Scheduler:
         self._assign(task, w, inline=True)
 
     @staticmethod
-    def _inlinable(task):
-        """A task may run inline in a blocked worker when it needs only CPU (the
-        worker's own lease); other resources must be placed normally."""
-        return all(k == "CPU" for k in task.resources)
+    def _inlinable(task, w):
+        """A task may run inline in blocked worker ``w`` when it needs only CPU (the
+        worker's own lease; other resources must be placed normally), unless it had to
+        leave ``w`` (a lock it needs is held by a task paused there)."""
+        return task.avoid != w.worker_id and all(k == "CPU" for k in task.resources)
 
     def _pipeline(self, task):
         """Queue a task behind a busy worker holding the same resource shape."""
@@ -503,6 +509,7 @@ class Scheduler:
             return False
         for w in self.workers.values():
             if w.state is WorkerState.BUSY and len(w.tasks) < depth and w.lease == task.resources \
+                    and task.avoid != w.worker_id \
                     and not any(self.tasks[t].inline for t in w.tasks):  # not one inside a wait
                 self._assign(task, w)
                 return True
