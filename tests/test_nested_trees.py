@@ -277,3 +277,32 @@ def lock_semantics():
         threading.Thread(target=produce).start()
         assert cond.wait_for(lambda: box, timeout=5)
     return "ok"
+
+
+@asc.remote
+class Builder:
+    """An actor whose constructor and methods submit tasks and wait for them: its process
+    keeps none of them (they run on pool workers, each exactly once)."""
+
+    def __init__(self, path):
+        self.path = path
+        self.first = sum(asc.get([count_run.remote(path, i) for i in range(5)]))
+
+    def more(self):
+        return self.first + sum(asc.get([count_run.remote(self.path, i) for i in range(5, 10)]))
+
+
+@asc.remote
+def count_run(path, i):
+    with open(path, "a") as f:
+        f.write(f"{i}\n")
+    return i
+
+
+def test_an_actor_that_submits_tasks_runs_each_once(fresh_node, tmp_path):
+    fresh_node(num_cpus=2)
+    path = str(tmp_path / "runs")
+    b = Builder.remote(path)
+    assert asc.get(b.more.remote(), timeout=60) == 45
+    with open(path) as f:
+        assert sorted(int(x) for x in f.read().split()) == list(range(10))

@@ -275,9 +275,9 @@ class WorkerCore(CoreClient):
         greenlet, whose argument values are here, retried if we die (max_retries > 0)."""
         if (rec.actor_id is not None or self.actor_id is not None or rec.max_retries <= 0
                 or len(self._held) >= self._hold_limit or not self._tasklets.in_task()
-                or threading.get_ident() != self._main_thread
+                or threading.get_ident() != self._main_thread or self._current.actor_id is not None
                 or any(k != "CPU" for k in rec.resources)):
-            return False
+            return False  # (an actor's process, its constructor included, keeps none)
         deps = []
         for oid in rec.deps:
             entry = self._values.get(oid)
@@ -356,8 +356,7 @@ class WorkerCore(CoreClient):
     def serve(self):
         """The hub: run, resume and hand back tasks; read the raylet when nothing can run."""
         tasklets = self._tasklets
-        if self.actor_id is None and threading.get_ident() == self._main_thread:
-            self._wake_fd = _signal_pipe()
+        self._wake_fd = _signal_pipe()
         while True:
             if self._step():
                 continue
@@ -393,10 +392,9 @@ class WorkerCore(CoreClient):
         if self._held:  # the newest first: a tree is walked depth first
             tasklets.start(self._held.pop())
             return True
-        if queue:
-            if not tasklets.paused:
-                tasklets.start(queue.popleft())
-                return True
+        if queue and not tasklets.paused:
+            tasklets.start(queue.popleft())
+            return True
         if tasklets.paused:
             # Every task here waits: say so (the CPU is lent out), with what they wait
             # for, and hand back the tasks queued here that have not started.
