@@ -292,7 +292,7 @@ def test_guard_with_a_token():
 STATUS_ONE = {"node_id": "ab" * 16, "pid": 10, "head": True, "resources_total": {"CPU": 4.0, "GPU": 1.0},
               "resources_available": {"CPU": 1.5, "GPU": 1.0},
               "tasks": {"waiting": 2, "ready": 3, "infeasible": 1, "running": 2},
-              "workers": [{"state": "busy"}, {"state": "blocked"}, {"state": "idle"}, {"state": "idle"},
+              "workers": [{"state": "busy"}, {"state": "blocked", "paused": 3}, {"state": "idle"}, {"state": "idle"},
                           {"state": "starting"}],
               "memory": {"total": 100, "available": 60},
               "store": {"capacity": 1000, "used": 10, "spilled_bytes": 7, "num_objects": 3}}
@@ -305,6 +305,7 @@ def test_nodes_view_of_a_single_node_and_of_a_cluster():
     pipelined = {**STATUS_ONE, "tasks": {"running": 5, "ready": 1}}  # 3 wait behind busy workers
     assert _views.nodes_view(pipelined, 5.0)["nodes"][0]["backlog"] == 4
     assert (one[0]["workers"], one[0]["workers_busy"]) == (5, 2)
+    assert (one[0]["workers_blocked"], one[0]["tasks_paused"]) == (1, 3)  # a stuck tree shows
     assert (one[0]["memory_used"], one[0]["memory_total"]) == (40, 100)
     assert (one[0]["store_used"], one[0]["store_capacity"]) == (10, 1000)
     member = {"node_id": "cd" * 16, "host": "m1", "pid": 20, "head": False, "alive": False,
