@@ -9,13 +9,12 @@
     print(asc.get([square.remote(i) for i in range(100)]))
 """
 from . import exceptions
-from ._api import (
-    RuntimeContext, available_resources, cancel, cluster_resources, get, get_runtime_context,
-    init, is_initialized, nodes, put, remote, shutdown, timeline, wait,
-)
-from ._actor import ActorClass, ActorHandle, get_actor, kill, method
-from ._object_ref import ObjectRef
-from ._remote_function import RemoteFunction
+from ._driver._api import (RuntimeContext, available_resources, cancel, cluster_resources, get,
+                           get_runtime_context, init, is_initialized, nodes, put, remote, shutdown, timeline,
+                           wait)
+from ._client._actor import ActorClass, ActorHandle, get_actor, kill, method
+from ._client._object_ref import ObjectRef
+from ._client._remote_function import RemoteFunction
 
 __version__ = "0.1.0"
 
@@ -29,6 +28,6 @@ __all__ = [
 
 def __getattr__(name):
     if name == "tqdm":  # imported on first use (tqdm takes ~35 ms to import)
-        from ._tqdm import tqdm
+        from ._client._tqdm import tqdm
         return tqdm
     raise AttributeError(f"module 'actorscoop' has no attribute {name!r}")

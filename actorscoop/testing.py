@@ -13,8 +13,8 @@ Every node started here stops with this process (they hold its lifeline pipe).
 import os
 import signal
 
-from . import _session
-from ._launcher import launch_node
+from ._common import _session
+from ._common._launcher import launch_node
 from .transport._secure import new_credentials
 
 

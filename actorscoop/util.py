@@ -1,7 +1,7 @@
 """Helpers users of Ray expect: ``ActorPool``."""
 import collections
 
-from . import _api
+from ._driver import _api
 
 __all__ = ["ActorPool"]
 

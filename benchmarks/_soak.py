@@ -30,7 +30,7 @@ import psutil
 import actorscoop as asc
 from actorscoop import exceptions as E
 from actorscoop import futures
-from actorscoop._cli import request
+from actorscoop._cli._main import request
 from actorscoop.testing import Cluster
 
 import _drift as D
@@ -160,7 +160,7 @@ class Soak:
                 if "actorscoop.plasma" in cmd:
                     self.procs[f"{label} store"] = child.pid
                     self.stores.append(child.pid)
-                elif "actorscoop.node._zygote" in cmd:
+                elif "actorscoop.node.worker._zygote" in cmd:
                     self.procs[f"{label} zygote"] = child.pid
         for k, h in self.actors.items():
             self.procs[f"actor soak-acc-{k} (node {k})"] = asc.get(h.pid.remote(), timeout=TIMEOUT)

@@ -61,7 +61,7 @@ def scoop_run(python, workload, n, timeout):
 
 
 def bench_map(asc_futures, args, rows):
-    from actorscoop import _context
+    from actorscoop._client import _context
     from actorscoop._futures._map import plan
     with concurrent.futures.ProcessPoolExecutor(2) as ppe:
         list(ppe.map(noop, range(100)))

@@ -137,7 +137,7 @@ def part_load(n_single, n_cluster, wave):
                 asc.init(num_cpus=2)
             try:
                 if cluster is None:
-                    raylets = [asc._api.status()["pid"]]
+                    raylets = [asc._driver._api.status()["pid"]]
                 else:
                     raylets = [cluster.info(i)["pid"] for i in range(cluster_nodes)]
                 pids = {"driver": os.getpid(), **{f"raylet {i + 1} (pid {pid})": pid for i, pid in enumerate(raylets)}}
@@ -166,7 +166,7 @@ def part_load(n_single, n_cluster, wave):
 # ---------------------------------------------------------------------- objects
 def part_objects(n_small, n_large, large_mib):
     asc.init(num_cpus=1, object_store_memory=max(256, 4 * large_mib) * MiB)
-    pids = [p.pid for p in psutil.Process(asc._api.status()["pid"]).children(recursive=True)]
+    pids = [p.pid for p in psutil.Process(asc._driver._api.status()["pid"]).children(recursive=True)]
     try:
         started = time.perf_counter()
         for i in range(n_small):
@@ -184,7 +184,7 @@ def part_objects(n_small, n_large, large_mib):
         large_s = time.perf_counter() - started
         deadline = time.monotonic() + 30
         while True:
-            s = asc._api.status()
+            s = asc._driver._api.status()
             objects, store_used = s["objects"]["objects"], (s.get("store") or {}).get("used", 0)
             if (objects == 0 and store_used == 0) or time.monotonic() > deadline:
                 break
@@ -220,7 +220,7 @@ def _victims(cluster, rng):
         return ("node", i)
     raylet = psutil.Process(cluster.info(i)["pid"])
     # the raylet's children are its zygote and its store; workers and actors are the zygote's
-    workers = [w for z in raylet.children() if "actorscoop.node._zygote" in z.cmdline() for w in z.children()]
+    workers = [w for z in raylet.children() if "actorscoop.node.worker._zygote" in z.cmdline() for w in z.children()]
     return ("process", rng.choice(workers).pid) if workers else None
 
 

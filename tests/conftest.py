@@ -101,7 +101,7 @@ def driver_on_cluster(**cluster_options):
 
 
 def asc_session():
-    from actorscoop import _session
+    from actorscoop._common import _session
     return _session
 
 

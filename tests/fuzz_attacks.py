@@ -232,7 +232,7 @@ def private_modes(paths):
 def node_paths(info):
     """What a node keeps on disk: its session (logs, spill, sockets), the registry of
     nodes, and its store's shared-memory arena."""
-    from actorscoop import _session
+    from actorscoop._common import _session
     session = info["session_dir"]
     status = node_status(info)
     store_pid = status.get("store", {}).get("store_pid")

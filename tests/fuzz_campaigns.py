@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 import fuzz_strategies as FS
 from actorscoop import protocol as P
-from actorscoop._remote_output import MARK
+from actorscoop._driver._remote_output import MARK
 from actorscoop.plasma import _protocol as PP
 
 
@@ -112,7 +112,7 @@ def fuzz_driver(target, examples):
     run(st.tuples(st.lists(frames, max_size=5), endings), examples, lambda s: target.session(*s))
 
 
-# A progress bar's state as a task's output carries it (_remote_output.py), of a few bars;
+# A progress bar's state as a task's output carries it (_driver/_remote_output.py), of a few bars;
 # one field in eight of another JSON type.
 _JSON = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(), st.text(max_size=6), st.lists(st.integers()))
 _BAR = st.fixed_dictionaries({"id": st.sampled_from(["a", "b", "c"]),

@@ -2,15 +2,15 @@
 means, each check able to fail."""
 import fuzz_report as R
 import fuzz_strategies as FS
-from actorscoop import _driver
-from actorscoop.node import _transfer
+from actorscoop._driver import _connection as _driver
+from actorscoop.node.cluster import _transfer
 from actorscoop.transport import _sealed
 
 # Private memory (USS) a process may gain after the warm-up: a leak grows without bound; a
 # large but valid request (a task with 65,536 return values) leaves a high-water mark.
 RSS_GROWTH = 32 << 20
 # A node serving chunks keeps up to MAX_IN_FLIGHT sealed chunks in ZeroMQ's queues and as
-# many buffers to reuse (node/_transfer.py _Outbox): bounded, but up to ~130 MiB.
+# many buffers to reuse (node/cluster/_transfer.py _Outbox): bounded, but up to ~130 MiB.
 SERVING = 2 * _transfer.MAX_IN_FLIGHT * (_transfer.CHUNK + _sealed.TAG)
 # What valid records may keep, bounded by the fuzzer's pools of ids and names (not by how
 # many messages it sends): KV values keep objects alive (5 keys x up to 4 ids); an actor

@@ -18,7 +18,7 @@ import sys
 import numpy as np
 
 import actorscoop as asc
-from actorscoop import _context
+from actorscoop._client import _context
 
 
 @asc.remote
@@ -36,7 +36,7 @@ def _say(obj):
 def main(argv):
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     if argv[0] == "--raylet":
-        from actorscoop._driver import DriverCore
+        from actorscoop._driver._connection import DriverCore
         core = DriverCore(argv[1], os.urandom(16), lambda: True)
     else:
         asc.init(address=argv[0])

@@ -24,11 +24,11 @@ import msgpack
 import psutil
 import zmq
 
-from actorscoop import _session
+from actorscoop._common import _session
 from actorscoop import protocol as P
-from actorscoop._ids import object_id, new_task_id
-from actorscoop._launcher import launch_node
-from actorscoop.node._direct_server import socket_path
+from actorscoop._common._ids import object_id, new_task_id
+from actorscoop._common._launcher import launch_node
+from actorscoop.node.worker._direct_server import socket_path
 from actorscoop.transport import Connection, ConnectionClosed, Listener, _secure
 from fuzz_targets import SYNC_TIMEOUT, Counter, Stuck, _quiet, memory
 
@@ -385,7 +385,7 @@ class _FakeRaylet:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
-_WORKER = "import json, sys; from actorscoop.node._worker_main import main; " \
+_WORKER = "import json, sys; from actorscoop.node.worker._main import main; " \
           "sys.exit(main({'worker_id': '%s', 'raylet_socket': sys.argv[1]}))"
 
 

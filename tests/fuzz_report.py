@@ -12,7 +12,7 @@ import actorscoop as asc
 import fuzz_campaigns as C
 import fuzz_peers as P
 import fuzz_targets as T
-from actorscoop import _context
+from actorscoop._client import _context
 
 WARMUP = 0.1  # share of the examples run before the "before" measurement (caches, first connections)
 

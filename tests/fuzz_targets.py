@@ -15,7 +15,7 @@ import msgpack
 import psutil
 import zmq
 
-from actorscoop import _cli
+from actorscoop._cli import _main as _cli
 from actorscoop import protocol as P
 from actorscoop.plasma import _protocol as PP
 from actorscoop.transport import Connection, ConnectionClosed, _sealed, _secure

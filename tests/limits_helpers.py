@@ -17,7 +17,7 @@ import sys
 import tempfile
 import time
 
-from actorscoop.node._memory import memory_cgroup_dirs
+from actorscoop.node.raylet._memory import memory_cgroup_dirs
 
 _counter = itertools.count()
 

@@ -95,7 +95,7 @@ def main(workdir, threshold, cap):
     except Exception as exc:
         out["actor"] = error_fields(exc)
     out["actor_pid_after"] = asc.get(actor.pid.remote(), timeout=60)
-    status = asc._api.status()
+    status = asc._driver._api.status()
     out["status_memory"] = status["memory_monitor"]
     out["node_pids"] = [status["pid"], status["store"].get("store_pid")]
     asc.shutdown()

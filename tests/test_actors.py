@@ -289,7 +289,7 @@ def test_print_in_actor_reaches_driver(node, capsys):
 def test_status_lists_actors(node):
     c = Counter.options(name="listed").remote()
     asc.get(c.get.remote())
-    actors = asc._api.status()["actors"]
+    actors = asc._driver._api.status()["actors"]
     mine = [a for a in actors if a["name"] == "listed"]
     assert mine and mine[0]["state"] == "alive" and mine[0]["class"] == "Counter"
     asc.kill(c)
@@ -362,5 +362,5 @@ def test_actor_killed_while_starting_leaves_nothing_pending(node):
             asc.get(r, timeout=30)
     del refs, h
     gc.collect()
-    wait_for(lambda: asc._api.status()["objects"]["by_state"]["pending"] == 0, 10,
+    wait_for(lambda: asc._driver._api.status()["objects"]["by_state"]["pending"] == 0, 10,
              what="no object left pending")

@@ -7,10 +7,10 @@ import time
 import pytest
 
 import actorscoop as asc
-from actorscoop import _cli
+from actorscoop._cli import _main as _cli
 from actorscoop import protocol as P
 from actorscoop import scheduler as S
-from actorscoop.node._objects import DIRECT_CALL, ObjectTable
+from actorscoop.node.raylet._objects import DIRECT_CALL, ObjectTable
 from actorscoop.transport import Connection
 
 pytestmark = pytest.mark.timeout(120)
@@ -18,7 +18,7 @@ pytestmark = pytest.mark.timeout(120)
 
 @pytest.fixture(scope="module")
 def raylet(node):
-    core = asc._context.current()
+    core = asc._client._context.current()
     sockets = os.path.realpath(os.path.join(core.session_dir, "sockets"))
     return {"raylet_socket": os.path.join(sockets, "raylet.sock"), "node_id": core.node_id.hex()}
 
@@ -109,7 +109,7 @@ def test_status_says_how_many_bad_messages_were_dropped(raylet):
     c.send(b"\xc1 not msgpack")
     assert dropped_after(raylet, "malformed frame", before) == before + 1
     c.close()
-    from actorscoop._status_text import format_status
+    from actorscoop._cli._status_text import format_status
     assert "Bad messages dropped: " in format_status(status(raylet))
 
 
@@ -259,7 +259,7 @@ def test_a_drivers_result_socket_takes_only_results(raylet):
     """Workers send only results (ObjectValue) there. Other records reached the handler of
     the raylet's messages: each distinct Warning_ was printed and kept for good, each
     unexpected record and malformed frame logged a line."""
-    core = asc._context.current()
+    core = asc._client._context.current()
     before = dict(core._drops.counts())
     warned = len(core._warned)
     oid = os.urandom(20)
@@ -290,7 +290,7 @@ class Pinged:
         return "pong"
 
     def state(self):
-        core = asc._context.current()
+        core = asc._client._context.current()
         return {"drops": core.drops.counts(), "blobs": len(core._blobs), "origin": len(core._direct_server.origin),
                 "sockets": os.path.dirname(core.plasma_socket)}
 
@@ -311,7 +311,7 @@ def _call(tid, actor, **changes):
     ({"actor_id": b"another actor" * 2}, "a call meant for another actor ran here"),
 ])
 def test_a_bad_direct_call_is_dropped_and_counted(raylet, changes, why):
-    from actorscoop.node._direct_server import socket_path
+    from actorscoop.node.worker._direct_server import socket_path
     actor = Pinged.remote()
     try:
         first = asc.get(actor.state.remote(), timeout=30)
@@ -447,7 +447,7 @@ def test_a_driver_remembers_a_bounded_number_of_warnings(tmp_path):
     to show it once: a long-running driver grew with them. The driver runs on its own
     here: tests/fuzz_peers.py's DriverRayletTarget plays its raylet."""
     import fuzz_peers
-    from actorscoop import _driver
+    from actorscoop._driver import _connection as _driver
     driver = fuzz_peers.DriverRayletTarget(str(tmp_path / "driver.log"))
     try:
         driver.session([P.encode([P.Warning_(f"warning {i}") for i in range(_driver._WARNED + 100)])])

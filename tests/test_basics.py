@@ -229,7 +229,7 @@ def test_on_start_callback_fires_when_a_worker_takes_the_task(node):
     blockers = [sleep_then.remote(i, 1.5) for i in range(2)]  # both CPUs busy
     later = sleep_then.remote("later", 3)
     started = threading.Event()
-    asc._context.current().on_start(later, started.set)
+    asc._client._context.current().on_start(later, started.set)
     assert started.wait(30)  # it starts once a blocker is done, and runs 3 s
     ready, _ = asc.wait([later], timeout=0)
     assert not ready  # still running when the notice came
@@ -239,7 +239,7 @@ def test_on_start_callback_fires_when_a_worker_takes_the_task(node):
 def test_results_reach_the_driver_directly_and_through_the_raylet(node):
     """Workers send a driver's results to its own socket; the raylet keeps them too."""
     import os
-    core = asc._context.current()
+    core = asc._client._context.current()
     path = core._listener.path
     assert os.path.exists(path) and oct(os.stat(path).st_mode & 0o777) == "0o600"
     r = square.remote(9)

@@ -40,7 +40,7 @@ def test_script_without_init_cleans_up(tmp_path):
         print(asc.get([square.remote(i) for i in range(20)]))
         me = psutil.Process()
         print("PIDS", [p.pid for p in me.children(recursive=True)])
-        print("SESSION", asc._context.current().session_dir)
+        print("SESSION", asc._client._context.current().session_dir)
     """))
     out = subprocess.run([PY, str(script)], capture_output=True, text=True, timeout=90)
     assert out.returncode == 0, out.stderr

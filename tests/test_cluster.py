@@ -10,8 +10,8 @@ import zmq
 
 import actorscoop as asc
 from actorscoop import protocol as P
-from actorscoop._launcher import launch_node
-from actorscoop import _session
+from actorscoop._common._launcher import launch_node
+from actorscoop._common import _session
 from actorscoop.exceptions import ActorScoopError
 from actorscoop.transport import _secure
 from conftest import driver_on_cluster, exited, wait_for
@@ -186,7 +186,7 @@ def test_refs_an_actor_on_another_node_keeps_outlive_the_callers_refs(cluster, t
     assert asc.get(call, timeout=60) == 3
     del big, small, pending
     gc.collect()
-    wait_for(lambda: asc._api.status()["objects"]["objects"] <= 1, 30, interval=0.05,
+    wait_for(lambda: asc._driver._api.status()["objects"]["objects"] <= 1, 30, interval=0.05,
              what="the caller's node to free the objects once its refs are gone")
     value, text, answer = asc.get(keeper.values.remote(), timeout=60)
     assert np.array_equal(value, np.arange(200_000)) and text == "five" and answer == 42
@@ -212,11 +212,11 @@ def test_results_bring_home_the_objects_they_refer_to_even_unfinished_ones(clust
 
 def test_status_on_the_head_lists_every_node(cluster):
     def listed():
-        nodes = asc._api.status().get("cluster", {}).get("nodes", [])
+        nodes = asc._driver._api.status().get("cluster", {}).get("nodes", [])
         return len([n for n in nodes if n["alive"]]) >= 3
     wait_for(listed, 30, what="3 live nodes in the head's status")
-    from actorscoop._status_text import format_status
-    text = format_status(asc._api.status(), asc._api.status("tasks"))
+    from actorscoop._cli._status_text import format_status
+    text = format_status(asc._driver._api.status(), asc._driver._api.status("tasks"))
     assert "Cluster at" in text and cluster.info(2)["node_id"][:12] in text
 
 
@@ -272,7 +272,7 @@ def test_killed_node_tasks_finish_elsewhere_and_cluster_goes_on(cluster):
         return i
 
     wait_for(lambda: any(n["node_id"] == victim_id and n["alive"] for n in
-                         asc._api.status().get("cluster", {}).get("nodes", [])), 30,
+                         asc._driver._api.status().get("cluster", {}).get("nodes", [])), 30,
              what="the new node to join")
     path = os.path.join(cluster.info(0)["session_dir"], "victim-started")
     refs = [slow.remote(i, path) for i in range(40)]
@@ -280,7 +280,7 @@ def test_killed_node_tasks_finish_elsewhere_and_cluster_goes_on(cluster):
     cluster.kill_node(victim)
     assert asc.get(refs, timeout=120) == list(range(40))
     wait_for(lambda: any(n["node_id"] == victim_id and not n["alive"] for n in
-                         asc._api.status()["cluster"]["nodes"]), 30, what="the head to declare it dead")
+                         asc._driver._api.status()["cluster"]["nodes"]), 30, what="the head to declare it dead")
     assert asc.get(special.remote(), timeout=60) == cluster.info(2)["node_id"]
 
 
@@ -330,7 +330,7 @@ def test_cancel_reaches_a_task_running_on_another_node(cluster, tmp_path):
 def test_an_actor_on_another_node_dies_with_the_driver_that_made_it(cluster, tmp_path):
     import subprocess
     import sys
-    from actorscoop._cli import request
+    from actorscoop._cli._main import request
     script = tmp_path / "maker.py"
     script.write_text(
         "import sys, actorscoop as asc\n"
@@ -399,7 +399,7 @@ def test_a_task_only_another_node_can_run_waits_for_its_pending_arguments_then_s
 
 
 def test_a_held_task_fails_with_its_argument_or_when_cancelled(cluster, tmp_path):
-    from actorscoop._cli import request
+    from actorscoop._cli._main import request
     from actorscoop.exceptions import TaskCancelledError, TaskError
     go = str(tmp_path / "go")
 

@@ -11,7 +11,7 @@ from conftest import wait_for
 def test_a_node_that_loses_the_head_says_so_and_goes_on(tmp_path):
     """Killing the head: a member counts it lost within 2x the node timeout (work it sent
     away fails instead of hanging) and keeps serving its own clients."""
-    from actorscoop._cli import request
+    from actorscoop._cli._main import request
     with Cluster(nodes=[{"num_cpus": 1}, {"num_cpus": 1}], config={"node_timeout": 1.0}) as c:
         member = c.info(1)
         wait_for(lambda: request(member, "status")["cluster"]["nodes"], 30, what="the member's table")
@@ -51,7 +51,7 @@ def test_an_actor_restarts_on_another_node_when_its_node_dies():
 
 
 def test_many_objects_pulled_at_once_stay_within_the_bound():
-    from actorscoop.node import _transfer
+    from actorscoop.node.cluster import _transfer
     with Cluster(nodes=[{"num_cpus": 1}, {"num_cpus": 2, "resources": {"b": 1}}],
                  object_store_memory=512 << 20) as c:
         asc.init(address=c.address)
@@ -64,7 +64,7 @@ def test_many_objects_pulled_at_once_stay_within_the_bound():
             refs = blocks.remote()  # 10 results ready at once: 30 chunks want to move together
             for s, ref in enumerate(refs):
                 assert np.array_equal(asc.get(ref, timeout=120), np.random.default_rng(s).random(n))
-            report = asc._api.status()["cluster"]["transfer"]
+            report = asc._driver._api.status()["cluster"]["transfer"]
             assert report["pulls"] >= 10
             assert _transfer.WINDOW < report["peak_chunks_in_flight"] <= _transfer.MAX_IN_FLIGHT, report
         finally:
@@ -74,7 +74,7 @@ def test_many_objects_pulled_at_once_stay_within_the_bound():
 def test_a_head_bound_to_every_interface_is_reached_where_the_member_joined_it():
     """`actorscoop up` binds the head to 0.0.0.0, which its object server then advertises:
     a member pulls from the address it joined the head by instead."""
-    from actorscoop.node._cluster import reachable
+    from actorscoop.node.cluster._link import reachable
     assert reachable("0.0.0.0:4100", "10.1.2.3:6380") == "10.1.2.3:4100"
     assert reachable(":4100", "head.lan:6380") == "head.lan:4100"
     assert reachable("10.9.9.9:4100", "10.1.2.3:6380") == "10.9.9.9:4100"  # a real address stays
@@ -134,7 +134,7 @@ def _on_a():
 
 
 def _pulls_in_progress():
-    return asc._api.status()["cluster"]["transfer"]["pulls_in_progress"]
+    return asc._driver._api.status()["cluster"]["transfer"]["pulls_in_progress"]
 
 
 def test_a_pull_into_a_store_full_of_objects_in_use_waits_without_stalling_its_node():

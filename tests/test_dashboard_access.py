@@ -13,7 +13,7 @@ import psutil
 import pytest
 
 import actorscoop as asc
-from actorscoop import _api
+from actorscoop._driver import _api
 from actorscoop.exceptions import ActorScoopError
 from actorscoop.testing import Cluster
 from conftest import exited, wait_for

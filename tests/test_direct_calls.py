@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import actorscoop as asc
-from actorscoop import _context
+from actorscoop._client import _context
 from actorscoop.exceptions import ActorDiedError, TaskCancelledError
 from conftest import wait_for
 
@@ -110,15 +110,15 @@ def test_results_that_leave_the_driver_are_promoted(node):
 
 def test_unpromoted_results_never_reach_the_raylet(node):
     a = _direct_actor()
-    before = asc._api.status("memory")["summary"]["objects"]
+    before = asc._driver._api.status("memory")["summary"]["objects"]
     refs = [a.add.remote(i) for i in range(300)]
     assert asc.get(refs)[-1] == 299
-    assert asc._api.status("memory")["summary"]["objects"] <= before + 5
+    assert asc._driver._api.status("memory")["summary"]["objects"] <= before + 5
     del refs
     r = a.add.remote(1)
     asc.get(plus_one.remote(r))  # promoted: the raylet holds it now
     del r
-    wait_for(lambda: asc._api.status("memory")["summary"]["objects"] <= before, 30,
+    wait_for(lambda: asc._driver._api.status("memory")["summary"]["objects"] <= before, 30,
              what="the promoted result to be freed")
 
 
@@ -130,7 +130,7 @@ def test_large_and_ref_holding_results(node):
     box = asc.get(a.wrap.remote("inside"), timeout=30)
     assert asc.get(box[0], timeout=30) == "inside"
     del box
-    wait_for(lambda: asc._api.status("memory")["store_objects"] == [], 30,
+    wait_for(lambda: asc._driver._api.status("memory")["store_objects"] == [], 30,
              what="the store to be empty once the results are dropped")
 
 

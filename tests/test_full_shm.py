@@ -102,7 +102,7 @@ def test_writes_into_a_full_shm_raise_and_the_store_keeps_every_object(tiny_shm,
 def test_a_put_and_a_result_that_do_not_fit_in_a_full_shm_are_clear_errors(tiny_shm, fresh_node):
     fresh_node(num_cpus=1, object_store_memory=32 * MiB,
                _system_config={"shm_dir": tiny_shm, "prefault_bytes": 0})
-    st = wait_for(lambda: asc._api.status()["store"].get("store_pid") and asc._api.status(),
+    st = wait_for(lambda: asc._driver._api.status()["store"].get("store_pid") and asc._driver._api.status(),
                   what="the raylet's store link")
     assert os.path.dirname(st["store"]["arena_path"]) == tiny_shm
 
@@ -132,7 +132,7 @@ def test_a_pull_into_a_full_shm_fails_clearly_and_the_same_get_works_later(tiny_
              {"num_cpus": 1, "resources": {"far": 1}}]
     with driver_on_cluster(nodes=nodes, object_store_memory=32 * MiB) as c:
         head = c.nodes[0][0].pid
-        wait_for(lambda: asc._api.status()["store"].get("store_pid"), what="the head's store")
+        wait_for(lambda: asc._driver._api.status()["store"].get("store_pid"), what="the head's store")
 
         @asc.remote(resources={"far": 1}, max_retries=0)
         def make(n):

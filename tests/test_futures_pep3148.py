@@ -13,7 +13,8 @@ import uuid
 import pytest
 
 import actorscoop as asc
-from actorscoop import _context, futures
+from actorscoop._client import _context
+from actorscoop import futures
 from actorscoop.exceptions import TaskError
 from conftest import wait_for
 
@@ -61,7 +62,7 @@ def mark_and_wait(marks, i, release):
 
 
 def idle():
-    return sum(asc._api.status()["tasks"].values()) == 0
+    return sum(asc._driver._api.status()["tasks"].values()) == 0
 
 
 @pytest.fixture(autouse=True)

@@ -8,7 +8,8 @@ import uuid
 
 import pytest
 
-from actorscoop import _context, futures
+from actorscoop._client import _context
+from actorscoop import futures
 
 
 class Gate:

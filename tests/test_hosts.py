@@ -13,7 +13,7 @@ import uuid
 import psutil
 import pytest
 
-from actorscoop._hosts import (
+from actorscoop._cli._hosts import (
     Host, HostListError, RemoteCommandError, RemoteLauncher, RemoteTimeoutError,
     batch_system, expand_cpus_per_node, expand_nodelist, hosts_from_environment,
     parse_hostfile, parse_hostfile_text, shell_command,

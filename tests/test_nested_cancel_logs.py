@@ -35,7 +35,7 @@ def test_nested_on_one_cpu_does_not_deadlock(fresh_node):
     assert asc.get(fib.remote(12), timeout=120) == 144
     assert asc.get(chain.remote(40), timeout=120) == 40
     # Blocked workers let extra workers start, but no more than the cap.
-    status = asc._api.status()
+    status = asc._driver._api.status()
     assert len(status["workers"]) <= 4
 
 
@@ -98,7 +98,7 @@ def test_force_cancel_kills_the_worker(fresh_node):
 
 def wait_running(ref, timeout=30):
     from conftest import wait_for
-    wait_for(lambda: asc._api.status()["tasks"]["running"] >= 1, timeout, what="the task to run")
+    wait_for(lambda: asc._driver._api.status()["tasks"]["running"] >= 1, timeout, what="the task to run")
 
 
 def test_print_reaches_driver_with_prefix_and_log_dir(node, capsys):
@@ -117,7 +117,7 @@ def test_print_reaches_driver_with_prefix_and_log_dir(node, capsys):
         return f"(talk pid={pid}) hello world" in "".join(seen)
 
     wait_for(printed, 10, what="the task's print in the driver's output")
-    log_dir = os.path.join(asc._context.current().session_dir, "logs")
+    log_dir = os.path.join(asc._client._context.current().session_dir, "logs")
     with open(os.path.join(log_dir, f"worker-{pid}.log")) as f:
         assert "hello world" in f.read()
 
@@ -130,7 +130,7 @@ def test_infeasible_task_stays_pending_with_one_warning(node, capsys):
     refs = [needs_tpu.remote() for _ in range(3)]
     ready, pending = asc.wait(refs, num_returns=1, timeout=0.5)
     assert ready == [] and len(pending) == 3
-    status = asc._api.status()
+    status = asc._driver._api.status()
     assert len(status["infeasible"]) == 3 and status["infeasible"][0]["name"].endswith("needs_tpu")
     from conftest import wait_for
     err = []

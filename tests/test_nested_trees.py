@@ -62,7 +62,7 @@ def run_tree(style, depth):
 def test_balanced_tree_of_8191_tasks(fresh_node, style, cpus):
     fresh_node(num_cpus=cpus)
     assert run_tree(style, 12) == 2 ** 12
-    workers = asc._api.status()["workers"]
+    workers = asc._driver._api.status()["workers"]
     assert len(workers) <= 4 * cpus, "more worker processes than the cap"
 
 
@@ -217,11 +217,11 @@ def test_status_shows_blocked_workers_and_their_paused_tasks(fresh_node, tmp_pat
     ref = waits_on_slot_leaves.remote(gate, 3)
 
     def blocked():
-        return [w for w in asc._api.status()["workers"] if w["state"] == "blocked"]
+        return [w for w in asc._driver._api.status()["workers"] if w["state"] == "blocked"]
     rows = wait_for(blocked, 30, what="a worker blocked in get")
     assert rows[0]["paused"] >= 1
-    from actorscoop._status_text import format_status
-    text = format_status(asc._api.status())
+    from actorscoop._cli._status_text import format_status
+    text = format_status(asc._driver._api.status())
     assert "paused in get" in text and "BLOCKED PID" in text and str(rows[0]["pid"]) in text
     open(gate, "w").close()
     assert asc.get(ref, timeout=60) == 3

@@ -14,7 +14,7 @@ import time
 import pytest
 
 import actorscoop as asc
-from actorscoop import _api
+from actorscoop._driver import _api
 from conftest import LeakCheck, wait_for
 from test_task_events import check_trace
 

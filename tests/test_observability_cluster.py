@@ -3,7 +3,7 @@ what="timeline" answers (and asc.timeline, and the status text) cover every node
 import os
 
 import actorscoop as asc
-from actorscoop import _api
+from actorscoop._driver import _api
 from conftest import LeakCheck, wait_for
 from test_observability import events_of, tasks_of
 from test_task_events import check_trace
@@ -23,8 +23,8 @@ class Remote:
 
 
 def test_the_head_sees_the_whole_cluster(tmp_path):
-    from actorscoop._cli import request
-    from actorscoop._status_text import format_status
+    from actorscoop._cli._main import request
+    from actorscoop._cli._status_text import format_status
     from actorscoop.testing import Cluster
     leaks = LeakCheck()
     with Cluster(nodes=[{"num_cpus": 1}, {"num_cpus": 1, "resources": {"special": 2}}]) as c:

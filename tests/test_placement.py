@@ -71,7 +71,7 @@ class _Sent:
 
 def test_the_head_keeps_the_function_table_and_sends_each_node_a_function_once():
     from actorscoop import protocol as P
-    from actorscoop.node._head import HeadService
+    from actorscoop.node.cluster._head import HeadService
     link = _Sent()
     head = HeadService(link, A, {"CPU": 1}, node_timeout=5)
     for node_id, ident in ((B, b"ib"), (C, b"ic")):

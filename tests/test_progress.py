@@ -20,9 +20,10 @@ import pyte
 import pytest
 
 import actorscoop as asc
-from actorscoop import _remote_output, futures
-from actorscoop._remote_output import RemoteOutput, encode_state
-from actorscoop._tqdm import UPDATE_INTERVAL
+from actorscoop._driver import _remote_output
+from actorscoop import futures
+from actorscoop._driver._remote_output import RemoteOutput, encode_state
+from actorscoop._client._tqdm import UPDATE_INTERVAL
 from actorscoop.exceptions import GetTimeoutError
 from conftest import wait_for
 
@@ -226,7 +227,7 @@ def test_print_in_the_driver_goes_above_remote_bars(tmp_path, terminal):
         with open(sys.argv[1]) as held:
             fcntl.flock(held, fcntl.LOCK_EX)
             ref = hold.remote(sys.argv[1])
-            output = asc._context.current()._output
+            output = asc._client._context.current()._output
             wait_for(lambda: output._bars, 30, what="the task's bar")
             for i in range(3):
                 print("LINE", i)
@@ -391,7 +392,7 @@ def test_map_and_get_in_a_task_draw_their_bars_in_the_driver(node, capsys):
         return re.search(r"\(outer pid=\d+\) nested-map: 100%.*30/30", text) and \
             re.search(r"\(outer pid=\d+\) nested-get: 100%.*12/12", text)
     wait_for(drawn, 10, what="the task's map and get bars drawn by the driver")
-    wait_for(lambda: not asc._context.current()._output._bars, 10, what="the bar to close")
+    wait_for(lambda: not asc._client._context.current()._output._bars, 10, what="the bar to close")
 
 
 def test_bar_left_open_closes_when_its_task_ends(node, capsys):
@@ -402,7 +403,7 @@ def test_bar_left_open_closes_when_its_task_ends(node, capsys):
         if fail:
             raise ValueError("boom")
         return asc.get_runtime_context().get_task_id()
-    output = asc._context.current()._output
+    output = asc._client._context.current()._output
     asc.get(leaves_open.remote(False), timeout=30)
     with pytest.raises(ValueError, match="boom"):
         asc.get(leaves_open.remote(True), timeout=30)
@@ -423,7 +424,7 @@ def test_bar_of_a_crashed_worker_closes_after_its_task_fails(node, capsys, monke
         bar.update(3)
         bar.refresh()
         os._exit(3)
-    output = asc._context.current()._output
+    output = asc._client._context.current()._output
     with pytest.raises(asc.exceptions.WorkerCrashedError):
         asc.get(crashes.remote(), timeout=30)
     wait_for(lambda: not output._bars and not output.tasks, 10, what="the crashed task's bar to close")
@@ -441,7 +442,7 @@ def test_a_tight_loop_sends_at_most_ten_updates_a_second(node):
         bar.close()
         return os.getpid(), time.monotonic() - start
     pid, seconds = asc.get(tight.remote(), timeout=30)
-    log = os.path.join(asc._context.current().session_dir, "logs", f"worker-{pid}.log")
+    log = os.path.join(asc._client._context.current().session_dir, "logs", f"worker-{pid}.log")
 
     def states():
         with open(log) as f:
@@ -500,7 +501,7 @@ def test_remote_output_closes_a_task_bar_after_the_grace(monkeypatch):
 def test_an_unfinished_redrawn_line_keeps_only_its_last_state():
     """The raylet holds a worker's unfinished line until its newline: a plain tqdm's
     redraws must not make it grow for as long as the bar runs."""
-    from actorscoop.node._workers import _last_redraw
+    from actorscoop.node.raylet._workers import _last_redraw
     assert _last_redraw(b"  0%|\r 50%|#####\r 90%|#########") == b"\r 90%|#########"
     assert _last_redraw(b"a line ending in CR\r") == b"a line ending in CR\r"  # CRLF to come
     assert _last_redraw(b"\rone state") == b"\rone state"

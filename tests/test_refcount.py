@@ -8,11 +8,11 @@ from conftest import wait_for
 
 
 def objects():
-    return asc._api.status()["objects"]["objects"]
+    return asc._driver._api.status()["objects"]["objects"]
 
 
 def store_used():
-    return asc._api.status()["store"]["used"]
+    return asc._driver._api.status()["store"]["used"]
 
 
 @asc.remote
@@ -69,7 +69,7 @@ def test_a_collection_inside_the_refcount_lock_does_not_deadlock():
     (seen in the suite: a driver stuck in frame() -> gc -> __del__ -> decr)."""
     import gc
     import threading
-    from actorscoop import _refcount
+    from actorscoop._client import _refcount
 
     class Ref:
         def __init__(self, oid):

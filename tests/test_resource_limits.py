@@ -20,9 +20,9 @@ from hypothesis import given, settings as hsettings, strategies as st
 
 import actorscoop as asc
 from actorscoop.exceptions import ActorDiedError, ActorScoopError, OutOfMemoryError
-from actorscoop.node import _memory
-from actorscoop.node._memory_monitor import settings
-from actorscoop.node._oom_policy import Candidate, choose
+from actorscoop.node.raylet import _memory
+from actorscoop.node.raylet._memory_monitor import settings
+from actorscoop.node.raylet._oom_policy import Candidate, choose
 
 from conftest import wait_for
 from limits_helpers import MemoryCgroup, cgroup_unavailable_reason, tmpfs_or_skip
@@ -207,7 +207,7 @@ def test_a_node_above_its_threshold_kills_the_running_task(fresh_node):
     fresh_node(num_cpus=1, _system_config={"memory_usage_threshold": 0.001, "memory_monitor_refresh_ms": 20})
     with pytest.raises(OutOfMemoryError) as info:
         asc.get(_sleepy.remote(), timeout=60)
-    err, status = info.value, asc._api.status()
+    err, status = info.value, asc._driver._api.status()
     assert err.function_name == "_sleepy" and err.node == status["node_id"] and err.pid > 0
     assert 0 < err.node_memory_used <= err.node_memory_total and err.threshold == 0.001
     text = str(err)
@@ -216,7 +216,7 @@ def test_a_node_above_its_threshold_kills_the_running_task(fresh_node):
     assert "/proc/meminfo" in text or "cgroup" in text
     assert "num_cpus" in text and "ACTORSCOOP_MEMORY_USAGE_THRESHOLD" in text
     assert status["memory_monitor"]["enabled"] and status["memory_monitor"]["kills"] == 1
-    from actorscoop._status_text import format_status
+    from actorscoop._cli._status_text import format_status
     assert "kills a worker above 0% (1 so far)" in format_status(status)
 
 
@@ -229,9 +229,9 @@ def test_the_monitor_can_be_turned_off(fresh_node):
         return os.getpid()
 
     assert asc.get(quick.remote(), timeout=60) > 0
-    status = asc._api.status()
+    status = asc._driver._api.status()
     assert status["memory_monitor"] == {"enabled": False, "threshold": 0.001, "refresh_ms": 0.0, "kills": 0}
-    from actorscoop._status_text import format_status
+    from actorscoop._cli._status_text import format_status
     assert "Memory monitor: off" in format_status(status)
 
 
@@ -350,8 +350,8 @@ def test_writing_pages_a_full_file_system_cannot_hold_raises_instead_of_sigbus(t
 
 def test_a_full_spill_disk_in_the_runtime_is_a_clear_error_and_nothing_spins(tiny_disk, fresh_node):
     fresh_node(num_cpus=1, object_store_memory=32 * MiB, _system_config={"spill_dir": tiny_disk})
-    raylet = asc._api.status()["pid"]
-    store = wait_for(lambda: asc._api.status()["store"].get("store_pid"), what="the raylet's store link")
+    raylet = asc._driver._api.status()["pid"]
+    store = wait_for(lambda: asc._driver._api.status()["store"].get("store_pid"), what="the raylet's store link")
     refs = [asc.put(np.full(N, i, dtype=np.float64)) for i in range(5)]  # one spilled: disk full
     busy_before = cpu_seconds(raylet) + cpu_seconds(store)
     started = time.monotonic()
@@ -379,5 +379,5 @@ def test_a_full_spill_disk_in_the_runtime_is_a_clear_error_and_nothing_spins(tin
     assert cpu_seconds(raylet) + cpu_seconds(store) - busy_before < 0.8
     assert asc.get(refs[4])[0] == 4
     del refs[:3]  # freed: their blocks and the spill file go
-    wait_for(lambda: asc._api.status()["store"]["num_objects"] == 2, what="the dropped objects to go")
+    wait_for(lambda: asc._driver._api.status()["store"]["num_objects"] == 2, what="the dropped objects to go")
     assert asc.get(asc.put(np.full(N, 7.0)))[0] == 7.0

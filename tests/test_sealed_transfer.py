@@ -10,9 +10,9 @@ import pytest
 import zmq
 
 import actorscoop as asc
-from actorscoop import _cli
+from actorscoop._cli import _main as _cli
 from actorscoop import protocol as P
-from actorscoop.node import _transfer
+from actorscoop.node.cluster import _transfer
 from actorscoop.transport import _sealed
 from actorscoop.transport._secure import new_credentials
 from conftest import driver_on_cluster, wait_for

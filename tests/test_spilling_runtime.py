@@ -12,7 +12,7 @@ def test_spilling_through_the_runtime_is_lossless(fresh_node):
     rng = np.random.default_rng(0)
     originals = [rng.integers(0, 2**63, size=2_000_000, dtype=np.int64) for _ in range(8)]  # 16 MB each
     refs = [asc.put(a) for a in originals]  # 128 MB into a 64 MB store: some spill to disk
-    mem = asc._api.status("memory")
+    mem = asc._driver._api.status("memory")
     assert any(o.get("where") == "spilled" for o in mem["store_objects"])
     for a, r in zip(originals, refs):
         back = asc.get(r)
@@ -45,7 +45,7 @@ def test_object_larger_than_the_store_still_works(fresh_node):
 
 def test_init_connects_the_store_so_the_first_put_needs_no_wait(fresh_node):
     fresh_node(num_cpus=1, object_store_memory=64 << 20)
-    from actorscoop import _context
+    from actorscoop._client import _context
     client = _context.current_or_none()._plasma_client
     assert client is not None, "init() returned before the driver was connected to the store"
     assert not client._prefault.is_alive(), "init() returned before the driver's pages were faulted in"

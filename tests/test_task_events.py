@@ -1,5 +1,5 @@
-"""Task events without processes: the raylet's log of ended attempts (node/_events.py),
-the view that answers what="tasks"/"timeline" (node/_event_view.py), error summaries,
+"""Task events without processes: the raylet's log of ended attempts (node/events/_events.py),
+the view that answers what="tasks"/"timeline" (node/events/_event_view.py), error summaries,
 the Chrome trace (the timeline file) and the status text."""
 import json
 import os
@@ -7,11 +7,13 @@ import os
 import msgpack
 import pytest
 
-from actorscoop import _errors, _status_text, _timeline
+from actorscoop._common import _errors
+from actorscoop._cli import _status_text
+from actorscoop._driver import _timeline
 from actorscoop.exceptions import TaskCancelledError, WorkerCrashedError
-from actorscoop.node._event_view import EventView, checked_snapshot, infeasible_reason
-from actorscoop.node import _events
-from actorscoop.node._events import FAILED, FINISHED, RETRIED, TaskLog
+from actorscoop.node.events._event_view import EventView, checked_snapshot, infeasible_reason
+from actorscoop.node.events import _events
+from actorscoop.node.events._events import FAILED, FINISHED, RETRIED, TaskLog
 
 NODE, OTHER, WORKER, DRIVER = b"n" * 16, b"o" * 16, b"w" * 16, b"d" * 16
 
@@ -78,7 +80,7 @@ def test_a_batch_keeps_the_newest_rows_but_counts_all(monkeypatch):
 
 
 def test_batches_of_a_second_merge_into_one_for_the_head():
-    from actorscoop.node._events import merged
+    from actorscoop.node.events._events import merged
     one = batch([row(1), row(2, state=FAILED, error=("E", "m", "t"))])
     two = batch([row(3, name="g")], origins=[((9).to_bytes(16, "big"), 1.0, DRIVER)])
     both = merged([one, two])
@@ -282,7 +284,7 @@ def test_status_text_shows_nodes_tasks_actors_demands_and_failures():
 
 # ---------------------------------------------------------------------- worker logs
 def test_worker_log_files_rotate_at_their_bound(tmp_path):
-    from actorscoop.node._workers import WorkerTable
+    from actorscoop.node.raylet._workers import WorkerTable
     table = WorkerTable(str(tmp_path), log_max_bytes=100)
     w, log_w, ctrl_r = table.create()
     try:
@@ -302,7 +304,7 @@ def test_worker_log_files_rotate_at_their_bound(tmp_path):
 
 @pytest.mark.parametrize("n", [0, 1, 3, 1000])
 def test_last_lines_of_a_log(tmp_path, n):
-    from actorscoop._logs import last_lines
+    from actorscoop._cli._logs import last_lines
     path = tmp_path / "w.log"
     path.write_bytes(b"".join(b"x" * 5000 + f" {i}\n".encode() for i in range(40)) + b"partial")
     lines, offset = last_lines(str(path), n)

@@ -18,8 +18,9 @@ import textwrap
 import psutil
 import pytest
 
-from actorscoop import _session, _up
-from actorscoop._hosts import Host, RemoteLauncher
+from actorscoop._common import _session
+from actorscoop._cli import _up
+from actorscoop._cli._hosts import Host, RemoteLauncher
 from actorscoop.transport import _secure
 from conftest import wait_for
 
@@ -332,7 +333,7 @@ def test_this_machine_in_a_hostfile_gets_no_second_node():
 SCRIPT = textwrap.dedent("""
     import json, os, sys, time, psutil
     import actorscoop as asc
-    from actorscoop import _session
+    from actorscoop._common import _session
 
     @asc.remote(resources={"host:h1": 1})
     def square_on_h1(x):

@@ -69,7 +69,7 @@ def _frame(payload):
 
 def test_raylet_survives_bad_input(node):
     from actorscoop.transport import Connection
-    path = os.path.join(os.path.realpath(os.path.join(asc._context.current().session_dir, "sockets")),
+    path = os.path.join(os.path.realpath(os.path.join(asc._client._context.current().session_dir, "sockets")),
                         "raylet.sock")
     # Garbage before any Hello, and a Hello of another protocol version: refused.
     c = Connection(path)

@@ -27,8 +27,8 @@ def test_extra_workers_retire_when_idle(fresh_node):
     fresh_node(num_cpus=1, resources={"slot": 2}, _system_config={"idle_worker_timeout": 1.0})
     assert asc.get(fib.remote(8), timeout=60) == 21  # a tree runs in its worker, depth first
     assert asc.get(waits_for_slot_children.remote(6), timeout=60) == 15  # blocked: extra workers
-    assert len(asc._api.status()["workers"]) > 1, "the blocked parent started no extra worker"
-    wait_for(lambda: len(asc._api.status()["workers"]) == 1, 30, what="extra workers to retire")
+    assert len(asc._driver._api.status()["workers"]) > 1, "the blocked parent started no extra worker"
+    wait_for(lambda: len(asc._driver._api.status()["workers"]) == 1, 30, what="extra workers to retire")
     assert asc.get(fib.remote(5), timeout=60) == 5
 
 
@@ -40,7 +40,7 @@ def test_a_function_sent_with_a_queued_task_serves_a_task_run_before_it():
     import collections
     import cloudpickle
     from actorscoop import protocol as P
-    from actorscoop.node._worker_main import WorkerCore
+    from actorscoop.node.worker._main import WorkerCore
 
     def task(spec_id, blob, inline):
         return P.ExecuteTask(spec_id, b"f" * 16, "double", blob, [] if blob else None, None, None, [],

@@ -5,8 +5,8 @@ import itertools
 import threading
 import weakref
 
-from .. import _context
-from .._object_ref import ObjectRef
+from .._client import _context
+from .._client._object_ref import ObjectRef
 from . import _runner
 from ._future import Future
 from ._map import MapIterator
@@ -36,7 +36,7 @@ class Executor(concurrent.futures.Executor):
         if max_workers is not None and (not isinstance(max_workers, int) or max_workers <= 0):
             raise ValueError(f"max_workers must be an int greater than 0, got {max_workers!r}")
         if address is not None and _context.current_or_none() is None:
-            from .._api import init
+            from .._driver._api import init
             init(address=address)
         self._core = _context.current()
         self._requested_workers = max_workers
@@ -129,7 +129,7 @@ class Executor(concurrent.futures.Executor):
 
 def _cluster_cpus(core):
     try:
-        from .._api import cluster_resources
+        from .._driver._api import cluster_resources
         return max(1, int(cluster_resources().get("CPU", 0)))
     except Exception:
         return max(1, int(getattr(core, "num_cpus", 1) or 1))

@@ -5,8 +5,8 @@ It is completed by whoever receives the value: the driver's I/O thread, or, in a
 """
 import concurrent.futures
 
-from .. import _context
-from .._object_ref import ObjectRef
+from .._client import _context
+from .._client._object_ref import ObjectRef
 
 
 class Future(concurrent.futures.Future):

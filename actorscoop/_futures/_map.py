@@ -11,7 +11,8 @@ import concurrent.futures
 import itertools
 import time
 
-from .. import _context, _progress
+from .._client import _context
+from .._driver import _progress
 from ..exceptions import GetTimeoutError, TaskCancelledError
 from . import _runner
 

@@ -19,9 +19,9 @@ import types
 import weakref
 
 
-from .. import _errors, _serialization
-from .._object_ref import ObjectRef
-from .._remote_function import RemoteFunction
+from .._common import _errors, _serialization
+from .._client._object_ref import ObjectRef
+from .._client._remote_function import RemoteFunction
 
 SINGLE, CHUNK, REDUCE = "single", "chunk", "reduce"
 
@@ -204,7 +204,7 @@ class _Runner:
         return _fast_dumps([acc]) or [acc]
 
     def _pack_error(self, exc):
-        from .. import _context
+        from .._client import _context
         core = _context.current_or_none()
         node = getattr(core, "node_hex", "") or ""
         return _errors.pack_task_error(self.__name__, exc, node, os.getpid(), "executing")

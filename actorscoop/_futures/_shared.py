@@ -9,8 +9,8 @@ process caches what it has read.
 import pickle
 import threading
 
-from .. import _context
-from .._object_ref import ObjectRef
+from .._client import _context
+from .._client._object_ref import ObjectRef
 from . import _runner
 
 _PREFIX = "futures-const/"
@@ -55,7 +55,7 @@ def _encode(value):
     """(bytes for the key, ids it keeps alive, the ref to hold until the key is set)."""
     stream = _runner._fast_dumps(value)
     if stream is None:
-        from .._serialization import dumps
+        from .._common._serialization import dumps
         stream, buffers, contained, nbytes = dumps(value)
         if nbytes > _INLINE_LIMIT or buffers or contained:
             ref = _context.current().put(value)

@@ -7,7 +7,7 @@ as they are. A worker has no such thread: waiting there serves the worker's sock
 import concurrent.futures
 import time
 
-from .. import _context
+from .._client import _context
 from ._future import Future
 
 FIRST_COMPLETED = concurrent.futures.FIRST_COMPLETED

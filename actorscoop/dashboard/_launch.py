@@ -10,7 +10,7 @@ import socket
 import subprocess
 import sys
 
-from .. import _session
+from .._common import _session
 from ..exceptions import ActorScoopError
 from . import DEFAULT_PORT
 from ._auth import is_loopback

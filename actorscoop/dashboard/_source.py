@@ -7,7 +7,7 @@ import threading
 import time
 
 from .. import protocol as P
-from .._driver import connect
+from .._driver._connection import connect
 from ..exceptions import NodeDiedError
 from ..transport import ConnectionClosed
 

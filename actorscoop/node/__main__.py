@@ -37,8 +37,8 @@ def main(argv=None):
     ready = os.fdopen(a.ready_fd, "w") if a.ready_fd is not None else None
     r = dashboard = None
     try:
-        from .. import _session
-        from ._raylet import Raylet
+        from .._common import _session
+        from .raylet._raylet import Raylet
         r = Raylet(a.session_dir, a.num_cpus, json.loads(a.resources), a.object_store_memory,
                    port=a.port, head=a.head, config=json.loads(a.config))
         if a.cluster or a.join:
@@ -69,7 +69,7 @@ def main(argv=None):
             dashboard.stop()
         if r is not None:  # leave nothing behind: workers, store, socket files
             r.shutdown()
-        from .. import _session as s
+        from .._common import _session as s
         s.cleanup_session(a.session_dir)
         raise
     if ready is not None:
@@ -85,7 +85,7 @@ def main(argv=None):
     finally:
         if dashboard is not None:
             dashboard.stop()
-        from .. import _session as s
+        from .._common import _session as s
         s.cleanup_session(a.session_dir)
     return 0
 

@@ -1,7 +1,7 @@
 """Message definitions. Each message is an immutable NamedTuple with a unique tag.
 
 Field conventions: ids are ``bytes``; ``data`` fields hold serialized values produced
-by :mod:`actorscoop._serialization` (``bytes`` or a list ``[stream, *buffers]``);
+by :mod:`actorscoop._common._serialization` (``bytes`` or a list ``[stream, *buffers]``);
 ``kind`` fields are one of the ``VALUE_*`` constants.
 """
 from typing import Any, NamedTuple, Optional
@@ -60,7 +60,7 @@ class SubmitTask(NamedTuple):
     # broke before the result came: it may have run there (max_task_retries decides).
     previous_pid: int = 0
     # From a worker: it keeps the task to run it itself (inside its running task's waits,
-    # or after it), unless the raylet asks for it back (P.RECLAIM). See node/_tasklets.py.
+    # or after it), unless the raylet asks for it back (P.RECLAIM). See node/worker/_tasklets.py.
     held: bool = False
 
 
@@ -131,7 +131,7 @@ class ReturnTasks(NamedTuple):
     """A busy worker hands back the tasks queued on it that it has not started (asked by
     the raylet through its control pipe: a worker idles while they wait). ``moved``: a
     task that started here and cannot go on here (it asked for a lock that a task paused
-    in this worker holds: node/_task_locks.py); it starts again in another worker."""
+    in this worker holds: node/worker/_task_locks.py); it starts again in another worker."""
     task_ids: list
     moved: bool = False
 
@@ -182,7 +182,7 @@ class AdoptResults(NamedTuple):
 
 class StatusRequest(NamedTuple):
     request_id: int
-    what: str  # "status" | "memory" | "tasks" | "timeline" | "timeline:<since>" (node/_status.py)
+    what: str  # "status" | "memory" | "tasks" | "timeline" | "timeline:<since>" (node/raylet/_status.py)
 
 
 class StopNode(NamedTuple):
@@ -474,7 +474,7 @@ class PullRequest(NamedTuple):
 class PullChunk(NamedTuple):
     """Header of a chunk of an object's block; ``total`` is the block's size, or -1 if the
     object is not in this node's store (``error`` says why). ``nonce`` seals the payload;
-    its associated data is the object id, offset and total (node/_transfer.py)."""
+    its associated data is the object id, offset and total (node/cluster/_transfer.py)."""
     object_id: bytes
     offset: int
     total: int
@@ -484,10 +484,10 @@ class PullChunk(NamedTuple):
 
 class TaskEvents(NamedTuple):
     """A member's task events since its last batch (about once a second), for the head's
-    cluster-wide view (node/_event_view.py). ``rows``: the ended attempts, as
+    cluster-wide view (node/events/_event_view.py). ``rows``: the ended attempts, as
     [[count, msgpack blob], ...], each blob the flat fields of rows [task_id, name, node_id,
     worker_id, pid, submit, start, end, state, submitter_node, submitter_pid, error]
-    (node/_events.py), ``n`` rows in all, the latest ending at ``newest``; ``counts``: {name: [finished, failed]} of the batch (the rows may
+    (node/events/_events.py), ``n`` rows in all, the latest ending at ``newest``; ``counts``: {name: [finished, failed]} of the batch (the rows may
     be cut to the newest, the counts are not); ``failures``: the rows of failed attempts;
     ``origins``: [[task_id, submit, submitter_pid]] of its tasks that other nodes ran;
     ``current``: what it runs and holds now (queued and running counts by function,

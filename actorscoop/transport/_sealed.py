@@ -84,7 +84,7 @@ class Sealer:
     # -- bulk payloads: the nonce travels in the (sealed) header -----------------------
     def seal_payload(self, view, aad, out):
         """Encrypt ``view`` into ``out`` (a writable buffer of at least ``len(view) + TAG``
-        bytes, reused by the caller: see node/_transfer.py ``_Outbox``); returns the nonce
+        bytes, reused by the caller: see node/cluster/_transfer.py ``_Outbox``); returns the nonce
         and the sealed payload, ``out``'s first ``len(view) + TAG`` bytes."""
         nonce = os.urandom(NONCE)
         n = len(view)

@@ -80,7 +80,7 @@ class Adapter:
     def node_dead(self, index):
         # The head's node table (what `actorscoop status` prints); no public API yet.
         node_id = self.cluster.info(index)["node_id"]
-        nodes = asc._api.status().get("cluster", {}).get("nodes", [])
+        nodes = asc._driver._api.status().get("cluster", {}).get("nodes", [])
         return any(n["node_id"] == node_id and not n["alive"] for n in nodes)
 
 

@@ -51,7 +51,7 @@ def main():
     asc.init(num_cpus=cpus)
     expect = 2 ** n if shape == "tree" else _trees.FIB[n]
     seconds = _trees.timed(lambda: run(shape, style, n), expect, lambda: run(shape, style, 4))
-    workers = len(asc._api.status()["workers"])
+    workers = len(asc._driver._api.status()["workers"])
     asc.shutdown()
     _trees.report(seconds=seconds, workers=workers)
 

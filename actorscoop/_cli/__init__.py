@@ -1,0 +1,1 @@
+"""The command line (`actorscoop ...`, `python -m actorscoop`) and the launchers: start/stop/status/logs, `up`/`down` over hosts."""

@@ -1,0 +1,1 @@
+"""Shared low pieces: ids, error values, serialization, session files, starting a node, drop counters."""

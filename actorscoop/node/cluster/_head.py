@@ -1,0 +1,304 @@
+"""Head services, in the head's raylet: the node table and the global scheduler.
+
+Nodes join over the head's CURVE-authenticated TCP socket (see _cluster.py), report their
+load every second, and spill tasks here; the head places each spilled task on the live
+node with the lowest expected wait (scheduler/_placement.py), which may be its owner, and
+routes the result back to the owner. A node silent for ``node_timeout`` seconds is dead:
+the owners of the tasks placed on it are told (TaskLost) and retry them.
+
+The head's own raylet is a node like the others, reached by a direct call instead of a
+socket (its routing identity is None).
+"""
+import logging
+import time
+
+from ... import protocol as P
+from ... import scheduler as S
+from ..events._event_view import checked_snapshot
+
+log = logging.getLogger("actorscoop.head")
+
+
+_FUNCTION_ID = P.SubmitTask._fields.index("function_id")
+_ACTOR_ID = P.SubmitTask._fields.index("actor_id")
+
+
+class _Node:
+    __slots__ = ("load", "ident", "host", "pid", "last_seen", "joined", "address", "functions")
+
+    def __init__(self, load, ident, host, pid, now, address=""):
+        self.load, self.ident, self.host, self.pid = load, ident, host, pid
+        self.load.available = dict(load.total)  # until its first heartbeat
+        self.last_seen = self.joined = now
+        self.address = address
+        self.functions = set()  # ids of the functions the head has sent it
+
+
+class HeadService:
+    def __init__(self, link, node_id, totals, node_timeout):
+        self.link = link  # sends to a node: link.send_to(ident, record)
+        self.node_id = node_id
+        self.node_timeout = node_timeout
+        now = time.monotonic()
+        self.nodes = {node_id: _Node(S.NodeLoad(node_id, dict(totals)), None, link.host, link.pid, now)}
+        self.placed = {}  # task id -> (owner node id, node id it runs on)
+        self.actors = {}  # actor id -> node id hosting it
+        self.actor_specs = {}  # actor id -> SpillActor of an actor the head placed (to restart it)
+        self.names = {}  # (namespace, name) -> (actor id, meta)
+        self.functions = {}  # function id -> [name, pickled function, sys.path entry]
+
+    # ------------------------------------------------------------------ messages
+    def handle(self, ident, rec):
+        t = type(rec)
+        if t is P.NodeJoin:
+            self._join(ident, rec)
+            return
+        node = self._node_of(ident)
+        if node is None:
+            self.link.drops.drop(f"{t.__name__} before NodeJoin", "from a peer that has not joined")
+            return
+        node.last_seen = time.monotonic()
+        if t is P.Heartbeat:
+            load = node.load
+            if not load.alive:
+                # Declared dead, its tasks went back to their owners: it must drop them
+                # (fence) and join again before it gets any work.
+                log.warning("node %s is back after being declared dead: it must rejoin", rec.node_id.hex()[:8])
+                self.link.send_to(ident, P.JoinReply(False, "rejoin", self.node_id))
+                return
+            load.available, load.backlog, load.running = rec.available, rec.backlog, rec.running
+        elif t is P.SpillTask:
+            self._place(rec)
+        elif t is P.TaskResult:
+            self._done(rec)
+        elif t is P.SpillActor:
+            self._place_actor(rec)
+        elif t is P.ActorHosted:
+            self.actors[rec.actor_id] = rec.node_id
+            if rec.name:
+                self.names.setdefault((rec.namespace, rec.name), (rec.actor_id, rec.meta))
+        elif t is P.ActorRestartSpec:
+            if self.actors.get(rec.spec[_ACTOR_ID]) == rec.owner:  # still there, not killed
+                self._learn_function(rec)
+                self.actor_specs[rec.spec[_ACTOR_ID]] = P.SpillActor(self.node_id, rec.create, rec.spec,
+                                                                     rec.deps, rec.function)
+        elif t is P.ActorGone:
+            self.actors.pop(rec.actor_id, None)
+            self.actor_specs.pop(rec.actor_id, None)
+            for key, (aid, _meta) in list(self.names.items()):
+                if aid == rec.actor_id:
+                    del self.names[key]
+        elif t is P.RouteCall:
+            self._route_call(rec)
+        elif t is P.RouteKill:
+            node = self.nodes.get(self.actors.get(rec.actor_id))
+            if node is not None and node.load.alive:
+                self.link.send_to(node.ident, rec)
+        elif t is P.ActorLookup:
+            found = self.names.get((rec.namespace, rec.name))
+            aid, meta = found if found and self._actor_alive(found[0]) else (None, None)
+            self.link.send_to(ident, P.ActorFound(rec.request_id, aid, meta))
+        elif t is P.CancelTask:
+            where = self.placed.get(rec.task_id)
+            node = self.nodes.get(where[1]) if where is not None else None
+            if node is not None and node.load.alive:
+                self.link.send_to(node.ident, rec)
+        elif t is P.RemoteLog:
+            owner = self.nodes.get(rec.owner)
+            if owner is not None and owner.load.alive:
+                self.link.send_to(owner.ident, rec)
+        elif t is P.FreeRemote:
+            target = self.nodes.get(rec.node)
+            if target is not None and target.load.alive:
+                self.link.send_to(target.ident, rec)
+        elif t is P.KVPut:
+            self.link.r.kv.put(("node", ident) if ident is not None else None, rec)
+        elif t is P.KVGet:
+            self.link.r.kv.get(("node", ident) if ident is not None else None, rec)
+        elif t is P.TaskEvents:
+            self._task_events(node, rec)
+        elif t is P.ClusterStatusRequest:
+            self.link.send_to(ident, P.ClusterStatusReply(rec.request_id, self.table()))
+        else:
+            self.link.drops.drop(f"unexpected {t.__name__}", "at the head, from a node")
+
+    def _task_events(self, node, rec):
+        """A member's task events join the cluster's view (what="tasks", "timeline")."""
+        if rec.node_id != node.load.node_id:
+            log.warning("dropped task events sent for node %s by node %s", rec.node_id.hex()[:8],
+                        node.load.node_id.hex()[:8])
+            return
+        view = self.link.r.recorder.view
+        try:
+            dropped = view.ingest(rec.node_id, rec._asdict(), time.time(), trusted=False)
+        except (TypeError, AttributeError) as exc:  # not a batch at all
+            dropped = str(exc)
+        if dropped:
+            log.warning("dropped malformed task events from node %s (%s)", rec.node_id.hex()[:8], dropped)
+        view.set_current(rec.node_id, checked_snapshot(rec.current))
+
+    def _join(self, ident, rec):
+        if rec.version != P.PROTOCOL_VERSION:
+            reason = (f"this node speaks protocol version {rec.version} and the head "
+                      f"version {P.PROTOCOL_VERSION}: install the same actorscoop version everywhere")
+            self.link.drops.drop("NodeJoin of another version",
+                                 f"node {rec.node_id.hex()[:8]} at {rec.host}: {reason}")
+            self.link.send_to(ident, P.JoinReply(False, reason, self.node_id))
+            return
+        now = time.monotonic()
+        old = self.nodes.get(rec.node_id)
+        self.nodes[rec.node_id] = _Node(S.NodeLoad(rec.node_id, dict(rec.resources)), ident,
+                                        rec.host, rec.pid, now, rec.address)
+        if old is None:
+            log.info("node %s joined from %s with %s", rec.node_id.hex()[:8], rec.host, rec.resources)
+        self.link.send_to(ident, P.JoinReply(True, "", self.node_id))
+
+    def _node_of(self, ident):
+        if ident is None:
+            return self.nodes[self.node_id]
+        for node in self.nodes.values():  # a handful of nodes: a scan is fine
+            if node.ident == ident:
+                return node
+        return None
+
+    def _place(self, rec):
+        resources = rec.spec[8]  # SubmitTask.resources
+        owner = self.nodes.get(rec.owner)
+        if owner is not None:
+            owner.load.backlog = rec.owner_backlog
+        target = S.pick_node([n.load for n in self.nodes.values()], resources, rec.owner,
+                             _holding(rec.deps))
+        if target is None:
+            target = rec.owner  # nobody can: it waits, infeasible, at its owner (with a warning)
+        node = self.nodes.get(target)
+        if node is None:
+            return
+        if target != rec.owner:  # handed back to its owner, a task shows in the owner's own load
+            node.load.placed += 1
+            self.placed[rec.spec[0]] = (rec.owner, target)
+        self.link.send_to(node.ident, P.RunTask(rec.owner, rec.spec, rec.deps, self._function_for(node, rec)))
+
+    def _place_actor(self, rec):
+        create = P.CreateActor(*rec.create)
+        target = S.pick_node([n.load for n in self.nodes.values() if n.load.node_id != rec.owner],
+                             create.resources, rec.owner)
+        node = self.nodes.get(target)
+        if node is None:  # nowhere: its owner keeps it pending (and warns)
+            node = self.nodes.get(rec.owner)
+            if node is None:
+                return
+        self.actors[create.actor_id] = node.load.node_id
+        self.actor_specs[create.actor_id] = rec
+        if create.name:
+            self.names[(create.namespace, create.name)] = (create.actor_id, create.meta)
+        self.link.send_to(node.ident, P.RunActor(rec.owner, rec.create, rec.spec, rec.deps,
+                                                 self._function_for(node, rec)))
+
+    def _learn_function(self, rec):
+        """A spill's function, whole: from the record, into the table; or from the table."""
+        fid = rec.spec[_FUNCTION_ID]
+        if rec.function[1]:
+            self.functions[fid] = rec.function
+            owner = self.nodes.get(rec.owner)
+            if owner is not None:
+                owner.functions.add(fid)
+            return rec.function
+        return self.functions.get(fid, rec.function)
+
+    def _function_for(self, node, rec):
+        """The function table: a function's pickle crosses to the head once per owner node
+        (later spills carry its name only) and to each node once; the head keeps it."""
+        name, blob, path = self._learn_function(rec)
+        fid = rec.spec[_FUNCTION_ID]
+        if fid in node.functions or not blob:
+            return [name, b"", ""]
+        node.functions.add(fid)
+        return [name, blob, path]
+
+    def _actor_alive(self, actor_id):
+        node = self.nodes.get(self.actors.get(actor_id))
+        return node is not None and node.load.alive
+
+    def _route_call(self, rec):
+        actor_id = rec.spec[11]  # SubmitTask.actor_id
+        node = self.nodes.get(self.actors.get(actor_id))
+        owner = self.nodes.get(rec.owner)
+        if node is None or not node.load.alive:
+            if owner is not None:
+                why = "the node it lived on died" if node is not None else "no node of the cluster hosts it"
+                self.link.send_to(owner.ident, P.TaskLost(rec.owner, rec.spec[0], f"actor call: {why}"))
+            return
+        node.load.placed += 1
+        self.placed[rec.spec[0]] = (rec.owner, node.load.node_id)
+        self.link.send_to(node.ident, P.RunTask(rec.owner, rec.spec, rec.deps, ["", b"", []]))
+
+    def _done(self, rec):
+        where = self.placed.pop(rec.task_id, None)
+        if where is not None:
+            node = self.nodes.get(where[1])
+            if node is not None:
+                node.load.placed = max(0, node.load.placed - 1)
+        owner = self.nodes.get(rec.owner)
+        if owner is None or not owner.load.alive:
+            return  # its owner is gone: nobody wants the result
+        self.link.send_to(owner.ident, rec)
+
+    # ------------------------------------------------------------------ time
+    def tick(self, now=None):
+        """Declare silent nodes dead; their placed tasks go back to their owners."""
+        now = time.monotonic() if now is None else now
+        for node_id, node in self.nodes.items():
+            if node.ident is None or not node.load.alive or now - node.last_seen < self.node_timeout:
+                continue
+            node.load.alive = False
+            reason = (f"node {node_id.hex()[:8]} at {node.host} sent no heartbeat for "
+                      f"{self.node_timeout:g} s")
+            log.warning("%s: declared dead", reason)
+            node.load.placed = 0  # what it had is going back to the owners
+            for task_id, (owner, target) in list(self.placed.items()):
+                if target == node_id:
+                    del self.placed[task_id]
+                    owner_node = self.nodes.get(owner)
+                    if owner_node is not None and owner_node.load.alive:
+                        self.link.send_to(owner_node.ident, P.TaskLost(owner, task_id, reason))
+            self._restart_actors_of(node_id, reason)
+
+    def _restart_actors_of(self, node_id, reason):
+        """Actors the head placed on a dead node start again elsewhere while they have
+        restarts left (their constructor reruns with its arguments); the others are gone."""
+        for actor_id, where in list(self.actors.items()):
+            if where != node_id:
+                continue
+            rec = self.actor_specs.get(actor_id)
+            create = P.CreateActor(*rec.create) if rec is not None else None
+            owner = self.nodes.get(rec.owner) if rec is not None else None
+            if create is None or create.max_restarts == 0 or owner is None or not owner.load.alive:
+                del self.actors[actor_id]
+                self.actor_specs.pop(actor_id, None)
+                continue
+            log.warning("restarting actor %s of class %s elsewhere: %s", actor_id.hex()[:12],
+                        create.class_name, reason)
+            left = create.max_restarts - 1 if create.max_restarts > 0 else -1  # -1: no limit
+            self._place_actor(rec._replace(create=list(create._replace(max_restarts=left))))
+
+    def table(self):
+        now = time.monotonic()
+        return [{"node_id": n.load.node_id.hex(), "host": n.host, "pid": n.pid,
+                 "address": n.address or self.link.object_address(),
+                 "head": n.ident is None, "alive": n.load.alive, "resources": n.load.total,
+                 "available": n.load.available, "backlog": n.load.backlog,
+                 "running": n.load.running, "placed": n.load.placed,
+                 "seconds_since_heartbeat": round(now - n.last_seen, 1)}
+                for n in self.nodes.values()]
+
+    def size(self):
+        return sum(1 for n in self.nodes.values() if n.load.alive)
+
+
+def _holding(deps):
+    """node id -> bytes of a task's arguments in that node's store (its locations)."""
+    out = {}
+    for _oid, kind, data in deps:
+        if kind == P.VALUE_REMOTE and len(data) > 3:
+            out[data[0]] = out.get(data[0], 0) + int(data[3] or 0)
+    return out

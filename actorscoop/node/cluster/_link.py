@@ -1,0 +1,801 @@
+"""A raylet's link to its cluster: join the head, heartbeat, spill tasks, run spilled ones.
+
+Every link is a ZeroMQ socket over TCP with CURVE (transport/_secure.py): the head binds a
+ROUTER, each other node connects a DEALER with the cluster token. A peer without the token
+fails the handshake and nothing it sends is ever decoded, let alone unpickled.
+
+The ZeroMQ socket joins the raylet's epoll loop through its notification fd; ZeroMQ
+signals that fd edge-style, so the raylet also drains the socket once per loop turn.
+
+Spilling (DESIGN.md section 6): a task whose node can never run it, or that arrives when
+the node's backlog passes ``spill_threshold`` ready tasks per CPU, goes to the head with
+the values of its arguments; the head places it (maybe back on its owner). The node that
+runs it keeps the task's arguments and results only until it sends the results back
+(``TaskResult``, plasma values inline); the owner resolves them as if it had run the task.
+"""
+import itertools
+import logging
+import os
+import socket
+import time
+
+import zmq
+
+from ..._common import _errors
+from ... import protocol as P
+from ... import scheduler as S
+from ...exceptions import ActorDiedError, ActorScoopError, NodeDiedError, ObjectLostError, TaskCancelledError
+from ...transport import _secure
+from ..._common._drops import LOG_INTERVAL, Drops
+from ._head import HeadService
+from ..raylet._objects import ObjState
+
+log = logging.getLogger("actorscoop.cluster")
+
+REMOTE = b"\x00remote:"  # prefix of the holder identity of a task run for another node
+SERVE = b"\x00serve:"  # ... of its results kept in our store until the owner pulled them
+
+
+def reachable(address, joined):
+    """A store's address as a member can reach it: a head bound to every interface
+    (0.0.0.0) advertises that, and is reached at the address the member joined it by."""
+    host, _, port = address.rpartition(":")
+    if host in ("0.0.0.0", "::", "[::]", ""):
+        host = joined.rpartition(":")[0]
+    return f"{host}:{port}"
+
+
+def _route_to(address):
+    """This machine's address on the route to ``address`` (what other nodes can reach)."""
+    host, _, port = address.rpartition(":")
+    probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        probe.connect((host, int(port)))  # no packet is sent: this only picks the route
+        return probe.getsockname()[0]
+    except OSError:
+        return "127.0.0.1"
+    finally:
+        probe.close()
+
+
+def _inputs(spec):
+    """The objects a task needs on the node that runs it: its argument refs, the refs inside
+    its arguments, and its serialized arguments when they were too large to travel inline."""
+    extra = (spec.args_object,) if spec.args_object is not None else ()
+    return (*spec.deps, *spec.nested, *extra)
+
+
+class ClusterLink:
+    def __init__(self, raylet, creds, join=None, host="127.0.0.1", port=0, join_timeout=10.0):
+        self.r = raylet
+        self.host = socket.gethostname()
+        self.pid = os.getpid()
+        cfg = raylet.config
+        self.spill_threshold = float(cfg.get("spill_threshold", 2.0))
+        self.ctx = zmq.Context()
+        self.auth = None
+        self.head = None
+        self.transfer = None
+        self._lookups = {}  # head request id -> (client, client's request id)
+        self.results_waiting = {}  # object id -> results of tasks run here that refer to it
+        # Results our store had no room for (a full /dev/shm): the node that ran the task
+        # keeps them, held under its key until we free it; a get pulls them again.
+        self.unpulled = {}  # object id -> (node id, transfer address, key)
+        self.unpulled_by_key = {}  # key -> set of object ids still there: FreeRemote when empty
+        self.repulls = {}  # object id -> set of clients waiting for its pull
+        self.held = {}  # object id -> ids of tasks held until it is ready, then spilled (hold())
+        self.functions_at_head = set()  # ids of the functions sent to the head's function table
+        self.head_lost = False
+        self.last_heard = time.monotonic()
+        self.head_timeout = 2 * float(cfg.get("node_timeout", 5.0))
+        self.table = []  # the head's node table, as of its last answer (members ask every tick)
+        self.drops = Drops(log)  # bad input from other nodes (or the head), counted by kind
+        self.received = 0  # messages read from the cluster socket
+        self._rejoin_logged = -LOG_INTERVAL  # when "the head does not count this node in" was logged
+        self._request_ids = itertools.count(1)
+        try:
+            self.auth = _secure.Authenticator(self.ctx, creds).start()
+            if join is None:
+                self.sock, self.port = _secure.server_socket(self.ctx, zmq.ROUTER, creds, host, port)
+                self.address = f"{host}:{self.port}"
+                totals = dict(raylet.scheduler.total)
+                self.head = HeadService(self, raylet.node_id, totals,
+                                        float(cfg.get("node_timeout", 5.0)))
+            else:
+                self.address = join
+                self.port = None
+                self.sock = _secure.client_socket(self.ctx, zmq.DEALER, creds, f"tcp://{join}")
+                self._join(join_timeout)
+                host = _route_to(join)
+            from ._transfer import Transfer
+            self.transfer = Transfer(raylet, self.ctx, creds, host)
+        except BaseException:
+            self.close()
+            raise
+        self.fd = self.sock.getsockopt(zmq.FD)
+        raylet.loop.add(self.fd, self.drain)
+
+    def _join(self, timeout):
+        """Join the head; fail fast (and say why) on a refused handshake or no answer."""
+        import zmq.utils.monitor as zmon
+        endpoint = f"inproc://join-monitor-{id(self)}"
+        self.sock.monitor(endpoint, zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
+                          | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL | zmq.EVENT_HANDSHAKE_FAILED_AUTH)
+        monitor = self.ctx.socket(zmq.PAIR)
+        monitor.connect(endpoint)
+        try:
+            self.sock.send(P.encode([self._join_record()]))
+            poller = zmq.Poller()
+            poller.register(self.sock, zmq.POLLIN)
+            poller.register(monitor, zmq.POLLIN)
+            ready = dict(poller.poll(timeout * 1000))
+            if monitor in ready and self.sock not in ready:
+                event = zmon.recv_monitor_message(monitor)["event"]
+                raise ActorScoopError(
+                    f"the head at {self.address} refused this node's handshake "
+                    f"({'authentication failed' if event == zmq.EVENT_HANDSHAKE_FAILED_AUTH else 'it could not decrypt it'}): "
+                    "the token is not this cluster's. Copy the token `actorscoop start --head` printed "
+                    "(in single quotes) or set ACTORSCOOP_TOKEN")
+            if self.sock not in ready:
+                raise ActorScoopError(
+                    f"the head at {self.address} did not answer within {timeout:g} s: check the "
+                    "address and that `actorscoop start --head` runs there (and that no firewall "
+                    "blocks the port)")
+        finally:
+            self.sock.monitor(None, 0)
+            monitor.close(linger=0)
+        for rec in P.decode_or_log(self.sock.recv(), log, "the head"):
+            if type(rec) is P.JoinReply:
+                if not rec.ok:
+                    raise ActorScoopError(f"the head at {self.address} refused this node: {rec.reason}")
+                self.head_node_id = rec.head_node_id
+                return
+        raise ActorScoopError(f"the head at {self.address} answered the join with something else")
+
+    def _join_record(self):
+        return P.NodeJoin(P.PROTOCOL_VERSION, self.r.node_id, self.host, self.pid,
+                          dict(self.r.scheduler.total), self.object_address())
+
+    def object_address(self):
+        t = getattr(self, "transfer", None)
+        return t.address if t is not None else _route_to(self.address)
+
+    # ------------------------------------------------------------------ I/O
+    def to_head(self, rec):
+        if self.head is not None:
+            self.head.handle(None, rec)
+            return
+        try:
+            self.sock.send(P.encode([rec]), zmq.NOBLOCK)
+        except zmq.Again:  # the head is unreachable and the queue to it is full
+            if not self.head_lost:
+                log.warning("the link to the head at %s is full: dropped a %s", self.address,
+                            type(rec).__name__)
+
+    def send_to(self, ident, rec):
+        """The head's send: to a node's routing identity, or to its own raylet (None)."""
+        if ident is None:
+            self.deliver(rec)
+        else:
+            try:
+                self.sock.send_multipart([ident, P.encode([rec])], zmq.NOBLOCK)
+            except zmq.Again:
+                log.warning("the link to a node is full: dropped a %s", type(rec).__name__)
+
+    def drain(self):
+        """Handle every message waiting on the socket (called on its fd and every loop turn)."""
+        sock = self.sock
+        while sock.getsockopt(zmq.EVENTS) & zmq.POLLIN:
+            parts = sock.recv_multipart(zmq.NOBLOCK)
+            self.received += 1
+            if self.head is not None:
+                if len(parts) != 2:
+                    self.drops.drop("message of several frames", f"{len(parts)} frames from a node")
+                    continue
+                ident, frame = parts
+                for rec in self._records(frame, "a node"):
+                    if type(rec) is P.Heartbeat and self.head._node_of(ident) is None:
+                        self.send_to(ident, P.JoinReply(False, "rejoin", self.r.node_id))
+                        continue
+                    self._handle(self.head.handle, ident, rec, "a node")
+            else:
+                self.last_heard = time.monotonic()
+                for frame in parts:
+                    for rec in self._records(frame, "the head"):
+                        self._handle(lambda _ident, rec: self.deliver(rec), None, rec, "the head")
+        if self.transfer is not None:
+            self.transfer.drain()
+
+    def _records(self, frame, source):
+        """The records of a frame from ``source``; none (dropped, counted) if it is malformed."""
+        try:
+            records = P.decode(frame)
+        except P.ProtocolError as exc:
+            self.drops.drop("malformed frame", f"from {source}: {exc}")
+            return ()
+        for rec in records:
+            why = P.cluster_record_error(rec)
+            if why is not None:
+                self.drops.drop(f"malformed {type(rec).__name__}", f"from {source}: {why}")
+                return ()
+        return records
+
+    def _handle(self, handler, ident, rec, source):
+        """Handle one record; one that makes its handler raise is dropped (and counted)."""
+        try:
+            handler(ident, rec)
+        except Exception as exc:
+            self.drops.drop(f"{type(rec).__name__} that broke its handler",
+                            f"from {source}: {type(exc).__name__}: {exc}", exc_info=True)
+
+    def deliver(self, rec):
+        """A message from the head to this raylet."""
+        t = type(rec)
+        if t is P.RunTask:
+            self.run(rec)
+        elif t is P.TaskResult:
+            self.result(rec)
+        elif t is P.TaskLost:
+            self.lost(rec)
+        elif t is P.JoinReply:
+            if rec.ok and self.head_lost:
+                self.head_lost = False
+                log.warning("rejoined the head at %s", self.address)
+            elif not rec.ok and rec.reason == "rejoin":  # the head restarted, or declared us dead
+                now = time.monotonic()
+                if now - self._rejoin_logged >= LOG_INTERVAL:  # at most once a minute (a head may repeat it)
+                    self._rejoin_logged = now
+                    log.warning("the head at %s does not count this node in: dropping the work other "
+                                "nodes gave it (they run it elsewhere) and joining again", self.address)
+                self.r.fence_foreign_tasks()
+                self.sock.send(P.encode([self._join_record()]), zmq.NOBLOCK)
+        elif t is P.FreeRemote:
+            self.r.objects.drop_client(SERVE + rec.key)
+            self.r._delete_plasma()
+        elif t is P.RunActor:
+            self.run_actor(rec)
+        elif t is P.RouteKill:
+            self.r.actors.kill(rec.actor_id, rec.no_restart, route=False)
+        elif t is P.CancelTask:  # the owner cancels a task it sent here
+            task = self.r.tasks.get(rec.task_id)
+            if task is not None and task.owner is not None:
+                self.r._on_cancel(None, rec)
+        elif t is P.RemoteLog:
+            task = self.r.tasks.get(rec.task_id)
+            if task is not None and task.job in self.r.clients:
+                self.r._send(task.job, P.LogLines(rec.prefix, rec.text))
+        elif t is P.KVReply:
+            ident, request_id = self._lookups.pop(rec.request_id, (None, 0))
+            if ident is not None and ident in self.r.clients:
+                self.r._send(ident, rec._replace(request_id=request_id))
+        elif t is P.ActorFound:
+            ident, request_id = self._lookups.pop(rec.request_id, (None, 0))
+            if ident is not None:
+                error = "" if rec.actor_id else "no live actor of that name in the cluster"
+                self.r._send(ident, P.ActorReply(request_id, rec.actor_id, rec.meta, error))
+        elif t is P.ClusterStatusReply:
+            self.table = rec.nodes
+        else:
+            self.drops.drop(f"unexpected {t.__name__}", "from the head")
+
+    def tick(self, events):
+        """Every second: heartbeat; a member also sends its task events (``events``: the
+        batch its raylet just folded) and what it runs now."""
+        r = self.r
+        store_used = 0
+        self.to_head(P.Heartbeat(r.node_id, r.scheduler.advertised(), r.scheduler.backlog(),
+                                 r.scheduler.running(), store_used))
+        if self.head is not None:
+            self.head.tick()
+        else:
+            self.to_head(P.ClusterStatusRequest(0))  # its answer also tells us the head lives
+            if not self.head_lost:
+                from ..events._events import current
+                self.to_head(P.TaskEvents(r.node_id, events["rows"], events["n"], events["newest"],
+                                          events["counts"], events["failures"], events["origins"],
+                                          current(r)))
+            self._watch_head()
+        self.transfer.tick()
+        for oid in [oid for oid in self.unpulled if oid not in r.objects.entries and oid not in self.repulls]:
+            self._forget_unpulled(oid)  # its refs are gone: free it on the node that holds it
+
+    def _watch_head(self):
+        """A member that has not heard from the head for 2x the node timeout counts it lost:
+        work it sent away fails with NodeDiedError (no hang), it keeps its own work, and it
+        keeps asking to join until the head answers."""
+        silent = time.monotonic() - self.last_heard
+        if not self.head_lost and silent > self.head_timeout:
+            self.head_lost = True
+            log.error("no word from the head at %s for %.0f s: counting it lost; work sent to "
+                      "other nodes fails, this node goes on alone and keeps trying to rejoin",
+                      self.address, silent)
+            err = _errors.pack_exception(NodeDiedError(
+                f"the cluster's head at {self.address} is unreachable (silent for {silent:.0f} s): "
+                "this task was running on another node and its result cannot come back"))
+            for tid, task in list(self.r.tasks.items()):
+                if task.remote:
+                    del self.r.tasks[tid]
+                    self.r.finish_remote(task, None, err)
+        if self.head_lost:
+            self.to_head(self._join_record())
+
+    def size(self):
+        """Live nodes in the cluster, as far as this node knows (the head knows best)."""
+        if self.head is not None:
+            return self.head.size()
+        return 1 if self.head_lost else max(2, sum(1 for n in self.table if n.get("alive")))
+
+    # ------------------------------------------------------------------ owner side
+    def wants(self, task, missing):
+        """Whether this newly submitted task should leave this node."""
+        spec = task.spec
+        if missing or task.forwarded:
+            return False  # its inputs are not all here yet
+        for oid in _inputs(spec):  # refs inside the arguments, and large arguments, travel too
+            e = self.r.objects.entries.get(oid)
+            if e is None or e.state is not ObjState.READY or e.kind not in (P.VALUE_INLINE, P.VALUE_PLASMA):
+                return False
+        sched = self.r.scheduler
+        # + events not yet fed to the scheduler: a burst of submits arrives in one loop turn
+        return S.should_spill(spec.resources, sched.total, sched.backlog() + len(self.r.events),
+                              sched.total.get("CPU", 0.0), self.spill_threshold, self.size())
+
+    def hold(self, task, missing):
+        """Whether a newly submitted task that no node resource here can ever satisfy, and
+        whose arguments are not all ready, waits here for them (outside the scheduler, which
+        would only call it infeasible); ``object_ready`` spills it once they are."""
+        spec = task.spec
+        if task.forwarded or S.fits(spec.resources, self.r.scheduler.total):
+            return False
+        task.missing = set(missing) | set(self.pending_nested(spec))  # nested refs travel ready too
+        for oid in task.missing:
+            self.held.setdefault(oid, set()).add(spec.task_id)
+        return True
+
+    def cancel_held(self, task):
+        """Cancel a task ``hold`` keeps (it fails with TaskCancelledError); False if it is
+        not held here."""
+        tid = task.spec.task_id
+        if not task.missing or not any(tid in self.held.get(oid, ()) for oid in task.missing):
+            return False
+        self._unhold(tid, task)
+        self.r._feed(self.r._do_fail(S.FailTask(tid, "cancelled", None)) or [])
+        return True
+
+    def _unhold(self, tid, task):
+        for oid in task.missing:
+            waiting = self.held.get(oid)
+            if waiting is not None:
+                waiting.discard(tid)
+                if not waiting:
+                    del self.held[oid]
+        task.missing = set()
+
+    def _release(self, tid, oid):
+        """``oid`` of held task ``tid`` has its value (or error): spill the task once all
+        have; fail it if one failed."""
+        task = self.r.tasks.get(tid)
+        if task is None:
+            return
+        task.missing.discard(oid)
+        e = self.r.objects.entries.get(oid)
+        if e is not None and e.state is ObjState.FAILED and oid in task.spec.deps:
+            self._unhold(tid, task)  # it leaves every other wait too
+            self.r._feed(self.r._do_fail(S.FailTask(tid, "dependency", oid)) or [])
+        elif not task.missing:
+            self.spill(task)
+
+    def pending_nested(self, spec):
+        """Refs inside a call's arguments whose values this node is still waiting for: a
+        call to an actor on another node waits for them (in its caller's order), so that
+        they travel with it and the actor's node keeps its own copy for as long as the
+        actor holds the refs, whatever the owner's driver drops meanwhile."""
+        entries = self.r.objects.entries
+        return [oid for oid in spec.nested
+                if oid in entries and entries[oid].state is ObjState.PENDING]
+
+    def _portable_deps(self, spec):
+        """Argument values as they travel: inline values as they are, plasma values as a
+        place to pull them from (our store); the arguments themselves too when they are
+        large (``args_object``, put in our store by the submitter: pulled like the rest). Refs found inside the arguments (``nested``)
+        travel the same way, so the node that runs the task can resolve them while it runs;
+        a nested ref whose value is not ready here is not sent (a get of it there fails).
+        A failed argument travels as its error (an actor call fails with it there)."""
+        deps = []
+        for oid in dict.fromkeys(_inputs(spec)):
+            e = self.r.objects.entries.get(oid)
+            if e is None or e.state is ObjState.PENDING:
+                continue
+            if e.kind == P.VALUE_PLASMA:
+                deps.append([oid, P.VALUE_REMOTE, [self.r.node_id, self.transfer.address, b"", e.size]])
+            else:
+                deps.append([oid, e.kind, e.data])
+        return deps
+
+    def _function(self, function_id):
+        """A function as it goes to the head: whole the first time, then by name only (the
+        head's function table has it)."""
+        name, blob, path = self.r.functions[function_id]
+        if function_id in self.functions_at_head:
+            return [name, b"", ""]
+        self.functions_at_head.add(function_id)
+        return [name, blob, path]
+
+    def spill(self, task):
+        spec = task.spec
+        task.remote = True
+        self.r.recorder.log.origins.append((spec.task_id, task.submitted, task.submitter))
+        backlog = self.r.scheduler.backlog() + len(self.r.events)
+        self.to_head(P.SpillTask(self.r.node_id, list(spec), self._portable_deps(spec),
+                                 self._function(spec.function_id), backlog))
+
+    # ------------------------------------------------------------------ actors on other nodes
+    def spill_actor(self, a, task):
+        """This node can never host the actor: the head places it on one that can."""
+        spec = task.spec
+        task.remote = True
+        self.r.tasks[spec.task_id] = task  # its __init__ result comes back as a TaskResult
+        self.to_head(P.SpillActor(self.r.node_id, list(a.spec), list(spec), self._portable_deps(spec),
+                                  self._function(spec.function_id)))
+
+    def restartable(self, a):
+        """A detached actor we host may outlive this node: the head learns how to restart it."""
+        spec = a.creation.spec
+        self.to_head(P.ActorRestartSpec(self.r.node_id, list(a.spec), list(spec), self._portable_deps(spec),
+                                        self._function(spec.function_id)))
+
+    def hosted(self, a):
+        self.to_head(P.ActorHosted(a.id, self.r.node_id, a.spec.name, a.spec.namespace, a.spec.meta))
+
+    def route_call(self, task):
+        task.remote = True
+        self.r.recorder.log.origins.append((task.spec.task_id, task.submitted, task.submitter))
+        self.to_head(P.RouteCall(self.r.node_id, list(task.spec), self._portable_deps(task.spec)))
+
+    def kv_forward(self, ident, rec):
+        """A client's key-value request, to the head (its answer comes back to the client)."""
+        rid = next(self._request_ids)
+        self._lookups[rid] = (ident, rec.request_id)
+        self.to_head(rec._replace(request_id=rid))
+
+    def lookup(self, ident, rec):
+        rid = next(self._request_ids)
+        self._lookups[rid] = (ident, rec.request_id)
+        self.to_head(P.ActorLookup(rid, rec.name, rec.namespace))
+
+    def run_actor(self, rec):
+        """Host an actor another node could not."""
+        r = self.r
+        create = P.CreateActor(*rec.create)
+        spec = P.SubmitTask(*rec.spec)
+        if spec.task_id in r.tasks or r.actors.alive_here(create.actor_id):
+            self.drops.drop("RunActor of an actor this node has", f"actor {create.actor_id.hex()} is here already")
+            return
+        if r.actors.name_taken(create):
+            self._refuse_run(rec, spec, f"another live actor here is named {create.name!r}")
+            return
+        holder = REMOTE + create.actor_id
+        r.actors.on_create(holder, create._replace(request_id=0, get_if_exists=True))
+        task = self._take(rec, spec)
+        del r.tasks[spec.task_id]  # the actor keeps its creation task itself
+        task.missing = set(r.missing_deps(spec))
+        r.actors.on_creation_task(task)
+
+    def result(self, rec):
+        task = self._sent_away(rec)
+        if task is None:
+            return
+        del self.r.tasks[rec.task_id]
+        results = [list(res) for res in rec.results]
+        extras = [list(res) for res in rec.extras]
+        remote = [res for res in results + extras if res[1] == P.VALUE_REMOTE]
+        if not remote:
+            self._finish_with_extras(task, results, extras)
+            return
+        # Values in the runner's store: pull them into ours, then let the runner free them.
+        left = {res[0] for res in remote}
+        errors = {}
+
+        def pulled(oid, error):
+            left.discard(oid)
+            if error is not None:
+                errors[oid] = error
+            if left:
+                return
+            node_id, key = remote[0][2][0], remote[0][2][2]
+            if errors and all(getattr(e, "store_full", False) for e in errors.values()):
+                self._keep_remote(task, results, extras, errors, node_id, key)
+                return
+            self.to_head(P.FreeRemote(node_id, key))
+            if errors:
+                self.r.tasks[task.spec.task_id] = task
+                self.lost(P.TaskLost(self.r.node_id, task.spec.task_id,
+                                     "its results could not be fetched from the node that ran it ("
+                                     + "; ".join(f"{oid.hex()}: {e}" for oid, e in errors.items()) + ")"))
+                return
+            for res in results + extras:
+                if res[1] == P.VALUE_REMOTE:
+                    res[1], res[2] = P.VALUE_PLASMA, None
+            self._finish_with_extras(task, results, extras)
+
+        for res in remote:
+            oid, address = res[0], self._reachable(res[2][1])
+            self.transfer.pull(oid, address, lambda error, oid=oid: pulled(oid, error))
+
+    def _keep_remote(self, task, results, extras, failed, node_id, key):
+        """Our store had no room for some of a task's results (``failed``: id -> why): they
+        stay in the store of the node that ran it. Their refs fail with ObjectStoreFullError
+        for now; a get of one pulls it again (``repull``)."""
+        for res in results + extras:
+            if res[1] != P.VALUE_REMOTE:
+                continue
+            oid, address = res[0], self._reachable(res[2][1])
+            if oid in failed:
+                self.unpulled[oid] = (node_id, address, key)
+                self.unpulled_by_key.setdefault(key, set()).add(oid)
+                res[1], res[2] = P.VALUE_ERROR, _unpulled_error(oid, failed[oid])
+            else:
+                res[1], res[2] = P.VALUE_PLASMA, None
+        self._finish_with_extras(task, results, extras)
+
+    def repull(self, oid, client):
+        """A get of a result we could not pull (``_keep_remote``): pull it again, and answer
+        ``client`` when that ends. False if ``oid`` is not such a result."""
+        where = self.unpulled.get(oid)
+        if where is None:
+            return False
+        waiting = self.repulls.get(oid)
+        if waiting is None:
+            waiting = self.repulls[oid] = set()
+            self.transfer.pull(oid, where[1], lambda error: self._repulled(oid, error))
+        waiting.add(client)
+        return True
+
+    def _repulled(self, oid, error):
+        r = self.r
+        waiting = self.repulls.pop(oid, set())
+        e = r.objects.entries.get(oid)
+        if error is None:
+            self._forget_unpulled(oid)
+            if e is None or e.kind != P.VALUE_ERROR:  # freed meanwhile
+                r.objects.plasma_to_delete.append(oid)
+                r._delete_plasma()
+                return
+            r.objects.pulled_late(oid, e)
+        elif getattr(error, "store_full", False):
+            if e is not None:
+                e.data = _unpulled_error(oid, error)
+        else:  # its node died, or lost it: no later get will find it either
+            node_id = self.unpulled.get(oid, (b"",))[0]
+            self._forget_unpulled(oid)
+            if e is not None:
+                e.data = _errors.pack_exception(ObjectLostError(
+                    f"object {oid.hex()} could not be fetched from node {node_id.hex()[:8]}, which held "
+                    f"it while this node's object store had no room for it: {error}"))
+        if e is not None:
+            value = P.ObjectValue(oid, e.kind, e.data)
+            for client in waiting:
+                if client in r.clients:
+                    r._send(client, value)
+
+    def _forget_unpulled(self, oid):
+        """``oid`` is pulled, or nobody wants it any more: once no result of its task is left
+        on the node that ran it, that node may free them."""
+        where = self.unpulled.pop(oid, None)
+        if where is None:
+            return
+        node_id, _address, key = where
+        left = self.unpulled_by_key.get(key)
+        if left is not None:
+            left.discard(oid)
+            if not left:
+                del self.unpulled_by_key[key]
+                self.to_head(P.FreeRemote(node_id, key))
+
+    def _finish_with_extras(self, task, results, extras):
+        """Resolve a task's results; objects they refer to (extras) exist first, held until
+        the results pin them."""
+        objects = self.r.objects
+        for oid, kind, data, size, contained in extras:
+            objects.keep(oid, kind, data, size, contained)
+        self.r.finish_remote(task, results)
+        for oid, *_ in extras:
+            objects.unpin(oid)
+        self.r._delete_plasma()
+
+    def _sent_away(self, rec):
+        """The task of ``rec`` (a TaskResult or TaskLost from the head) if this node sent it
+        to another; None otherwise. One that runs here is not the head's to finish: its
+        entry would go while the scheduler still runs it (found by fuzzing a member)."""
+        task = self.r.tasks.get(rec.task_id)
+        if task is not None and not task.remote:
+            self.drops.drop(f"{type(rec).__name__} for a task this node did not send away",
+                            f"task {rec.task_id.hex()} is not another node's to finish")
+            return None
+        return task
+
+    def lost(self, rec):
+        task = self._sent_away(rec)
+        if task is None:
+            return
+        if task.spec.actor_id is not None:
+            del self.r.tasks[rec.task_id]
+            self.r.finish_remote(task, None, _errors.pack_exception(ActorDiedError(
+                f"{task.spec.name}(): the actor is gone: {rec.reason}")))
+            return
+        if task.cancelled:  # cancelled meanwhile: nothing to retry
+            del self.r.tasks[rec.task_id]
+            self.r.finish_remote(task, None, _errors.pack_exception(TaskCancelledError(
+                f"task {task.spec.name}() was cancelled (and {rec.reason})")))
+            return
+        if task.attempts < task.spec.max_retries:
+            task.attempts += 1
+            self._run_here(task)  # this time: no second trip to the dead node
+            return
+        del self.r.tasks[rec.task_id]
+        self.r.finish_remote(task, None, _errors.pack_exception(NodeDiedError(
+            f"task {task.spec.name}() was lost: {rec.reason} while it ran there, and it has "
+            f"no retries left (max_retries={task.spec.max_retries})")))
+
+    # ------------------------------------------------------------------ runner side
+    def run(self, rec):
+        """Run a task another node spilled (or take back one of ours the head returned)."""
+        spec = P.SubmitTask(*rec.spec)
+        r = self.r
+        if rec.owner == r.node_id and spec.task_id in r.tasks:  # ours: run it here after all
+            self._run_here(r.tasks[spec.task_id])
+            return
+        if spec.task_id in r.tasks:
+            self.drops.drop("RunTask of a task this node has", f"task {spec.task_id.hex()} is here already")
+            return
+        if spec.actor_id is None and not rec.function[1] and spec.function_id not in r.functions:
+            self._refuse_run(rec, spec, "the head sent it without its function, which this node does not have")
+            return
+        task = self._take(rec, spec)
+        if spec.actor_id is not None:  # a call to an actor we host
+            r.actors.submit(task, list(r.missing_deps(spec)))
+        else:
+            r.submit_local(task)
+
+    def _refuse_run(self, rec, spec, why):
+        """A task sent here that cannot run: its results, errors saying why, go home."""
+        self.drops.drop(f"{type(rec).__name__} that cannot run", why)
+        err = _errors.pack_exception(ActorScoopError(f"task {spec.name}() could not run on node "
+                                                     f"{self.r.node_id.hex()[:8]}: {why}"))
+        results = [[spec.task_id + i.to_bytes(4, "big"), P.VALUE_ERROR, err, 0, []]
+                   for i in range(1, spec.num_returns + 1)]
+        self.to_head(P.TaskResult(rec.owner, self.r.node_id, spec.task_id, results, []))
+
+    def _run_here(self, task):
+        """One of our tasks runs on this node after all; the head placed it: never spill it."""
+        task.remote = False
+        task.forwarded = True
+        self.r.submit_local(task)
+
+    def _take(self, rec, spec):
+        """Make a task another node sent us ours to run: its function, its arguments (pulled
+        if they are in the owner's store), its results expected here until they go home."""
+        r = self.r
+        name, blob, path = rec.function
+        if blob and spec.function_id not in r.functions:
+            r.functions[spec.function_id] = (name, blob, path)
+        holder = REMOTE + spec.task_id
+        for oid, kind, data in rec.deps:
+            if oid in r.objects.entries:
+                r.objects.add_holder(oid, holder)
+            elif kind == P.VALUE_REMOTE:  # in the owner's store: pull it before the task runs
+                r.objects.expect(oid, holder, "pull")
+                self.transfer.pull(oid, self._reachable(data[1]),
+                                   lambda error, oid=oid: self._dep_pulled(oid, error))
+            else:
+                r.objects.put(oid, holder, kind, data, 0, ())
+            r.objects.pin(oid)
+        for i in range(1, spec.num_returns + 1):
+            r.objects.expect(spec.task_id + i.to_bytes(4, "big"), holder, spec.name)
+        task = r.new_task(spec, holder, [dep[0] for dep in rec.deps])
+        task.owner = rec.owner
+        task.forwarded = True
+        return task
+
+    def _outgoing(self, oid, kind, data, size, contained, tid):
+        """A value as it goes home: plasma values stay here, held for the owner until it
+        has pulled them (FreeRemote ``tid``), and travel as their location."""
+        if kind == P.VALUE_PLASMA:
+            self.r.objects.add_holder(oid, SERVE + tid)
+            data, kind = [self.r.node_id, self.transfer.address, tid], P.VALUE_REMOTE
+        return [oid, kind, data, size, list(contained)]
+
+    def _reachable(self, address):
+        return address if self.head is not None else reachable(address, self.address)
+
+    def _dep_pulled(self, oid, error):
+        r = self.r
+        if error is None:
+            e, recipients = r.objects.resolve(oid, P.VALUE_PLASMA, None, 0, ())
+        elif getattr(error, "store_full", False):  # its owner keeps it: a retry of the task may work
+            e, recipients = r.objects.resolve(oid, P.VALUE_ERROR, _unpulled_error(oid, error), 0, ())
+        else:
+            e, recipients = r.objects.resolve(oid, P.VALUE_ERROR, _errors.pack_exception(
+                ObjectLostError(f"argument {oid.hex()} could not be fetched from its owner: {error}")), 0, ())
+        if e is not None:
+            events = []
+            r._publish(oid, e, e.kind, e.data, recipients, None, events)
+            r._feed(events)
+
+    def send_result(self, task, results):
+        """A task run for another node ended: send the results home. Values in our store stay
+        here, held for the owner until it has pulled them (FreeRemote); the rest is forgotten."""
+        tid = task.spec.task_id
+        if task.fenced:  # its owner runs it elsewhere; forget what it made here
+            for oid, kind, data, size, contained in results:
+                self.r.objects.resolve(oid, kind, data, size, contained)
+            self.r.objects.drop_client(REMOTE + tid)
+            self.r._delete_plasma()
+            return
+        for oid, kind, data, size, contained in results:
+            self.r.objects.resolve(oid, kind, data, size, contained)  # so dropping frees it
+        self._send_when_ready(task, results)
+
+    def _send_when_ready(self, task, results):
+        """Results travel home with the objects they refer to (and those these refer to):
+        if one is still being made here (a task the task submitted), the results wait for
+        it, so the owner gets a value, not a ref to an object it cannot reach."""
+        tid = task.spec.task_id
+        extras, seen, making = [], set(), []
+        pending = [c for res in results for c in res[4]]
+        while pending:
+            oid = pending.pop()
+            e = self.r.objects.entries.get(oid)
+            if oid in seen or e is None:
+                continue
+            seen.add(oid)
+            if e.state is ObjState.PENDING:
+                making.append(oid)
+                continue
+            extras.append(self._outgoing(oid, e.kind, e.data, e.size, e.contained, tid))
+            pending.extend(e.contained)
+        if making:
+            for oid in making:
+                self.results_waiting.setdefault(oid, []).append((task, results))
+            return
+        out = [self._outgoing(*res, tid) for res in results]
+        self.to_head(P.TaskResult(task.owner, self.r.node_id, tid, out, extras))
+        self.r.objects.drop_client(REMOTE + tid)
+        self.r._delete_plasma()
+
+    def object_ready(self, oid):
+        """An object got its value: results that waited for it go home (or wait for the next);
+        held tasks that waited for it spill (or fail, if it is an error)."""
+        for tid in self.held.pop(oid, ()):
+            self._release(tid, oid)
+        for task, results in self.results_waiting.pop(oid, ()):
+            if not any(task in (t for t, _ in waiting) for waiting in self.results_waiting.values()):
+                self._send_when_ready(task, results)
+
+    # ------------------------------------------------------------------ status, shutdown
+    def report(self):
+        out = {"address": self.address, "head": self.head is not None, "head_lost": self.head_lost,
+               "received": self.received, "dropped": self.drops.counts(),
+               "refused": self.auth.refusals() if self.auth is not None else {},
+               "transfer": self.transfer.report() if self.transfer is not None else None}
+        out["nodes"] = self.head.table() if self.head is not None else self.table
+        return out
+
+    def close(self):
+        if self.transfer is not None:
+            self.transfer.close()
+        sock = getattr(self, "sock", None)
+        if sock is not None:
+            sock.close(linger=0)
+        if self.auth is not None:
+            self.auth.stop()
+        self.ctx.term()
+
+
+def _unpulled_error(oid, why):
+    from ...plasma._errors import ObjectStoreFullError
+    return _errors.pack_exception(ObjectStoreFullError(
+        f"object {oid.hex()} could not be fetched into this node: {why}. Nothing is lost: the node "
+        "that holds it keeps it; get it again once there is room (free space in /dev/shm, or the "
+        "node's shm_dir; delete objects you no longer need; or start the node with a smaller "
+        "--object-store-memory).", object_id=oid, no_room=True))

@@ -1,0 +1,1101 @@
+"""The raylet: one process, one loop, owns the node's scheduler, object table, worker
+pool and plasma store. Clients (drivers, workers, the CLI) talk to it over one ROUTER
+socket; every handler turns records into scheduler events and carries out the
+instructions that come back."""
+import collections
+import logging
+import os
+import signal
+import time
+
+import threading
+
+from ..._common import _errors, _session
+from ... import protocol as P
+from ... import scheduler as S
+from ..._common._ids import random_id
+from ...exceptions import ObjectLostError, TaskCancelledError, WorkerCrashedError
+from ...protocol import client_record_error
+from ._actors import ActorManager
+from ..._common._drops import Drops
+from ..events._events import FAILED, FINISHED, RETRIED
+from ._kv import KVStore
+from ._loop import Loop, drain_fd, who
+from ._memory_monitor import MemoryMonitor
+from ._objects import DIRECT_CALL, ObjectTable, ObjState
+from .._proc import describe_exit
+from ..events._recorder import Recorder
+from ._workers import TASK_MARK, WorkerTable
+from ..worker._zygote import ZygoteHandle
+from ...transport import ConnectionClosed, Listener
+
+log = logging.getLogger("actorscoop.raylet")
+
+
+class _Client:
+    __slots__ = ("ident", "kind", "pid", "name", "reply_path")
+
+    def __init__(self, ident, kind, pid, name):
+        self.ident, self.kind, self.pid, self.name = ident, kind, pid, name
+        self.reply_path = None  # a driver's socket for results sent straight to it
+
+
+class _TaskRecord:
+    __slots__ = ("spec", "submitter", "attempts", "cancelled", "pins", "missing", "watched",
+                 "started", "started_at", "job", "owner", "remote", "forwarded", "fenced", "submitted")
+
+    def __init__(self, spec, submitter, pins):
+        self.spec = spec
+        self.submitter = submitter
+        self.submitted = time.time()  # for the task events (node/events/_events.py)
+        self.attempts = 0
+        self.cancelled = False
+        self.pins = pins  # object ids this task keeps alive until it ends
+        self.missing = ()  # actor calls: argument ids not ready yet
+        self.watched = False  # the submitter wants a TaskStarted
+        self.job = submitter  # the driver whose work this is (set by the raylet)
+        self.started = 0.0  # when it started running (time.time()), 0 until then
+        self.started_at = None  # time.monotonic() its current attempt started on a worker
+        self.owner = None  # node id of the node that owns it, when run here for another node
+        self.remote = False  # ours, spilled: another node runs it
+        self.forwarded = False  # placed by the head: never spilled again
+        self.fenced = False  # run for a node that gave it to another since: drop its results
+
+
+class Raylet:
+    def __init__(self, session_dir, num_cpus, resources=None, object_store_memory=None,
+                 port=None, head=True, config=None):
+        self.node_id = random_id()
+        self.session_dir = session_dir
+        self.num_cpus = float(num_cpus)
+        self.head = head
+        self.port = port
+        self.config = {"inline_threshold": 100 * 1024, "hold_limit": 32, **(config or {})}
+        self.hold_limit = int(self.config["hold_limit"])  # what our workers were told
+        totals = {"CPU": self.num_cpus, **(resources or {})}
+        max_workers = int(self.config.get("max_workers", max(4, 4 * int(max(1, num_cpus)))))
+        self.scheduler = S.Scheduler(S.SchedulerConfig(
+            resources=totals, max_workers=max_workers,
+            pipeline_depth=int(self.config.get("pipeline_depth", 8))))
+        self.objects = ObjectTable()
+        self.actors = ActorManager(self)
+        self.workers = WorkerTable(os.path.join(session_dir, "logs"),
+                                   int(self.config.get("worker_log_max_bytes", 64 << 20)))
+        self.clients = {}
+        self.functions = {}
+        self.tasks = {}
+        self.outbox = collections.defaultdict(list)
+        self.events = []  # scheduler events of this loop turn
+        self.kv = KVStore(self)
+        # task events (see _events.py): what each task did, for status and the timeline
+        self.recorder = Recorder(self, int(self.config.get("task_event_rows", 100_000)))
+        self.dead_workers = {}  # worker id -> (pid, exit code), the most recent ones
+        self.idle_seen = {}  # worker id -> when it was first seen idle
+        self.warned_infeasible = set()
+        self.memory = MemoryMonitor(self, self.config)
+        sockets = os.path.realpath(os.path.join(session_dir, "sockets"))  # may be a short symlink
+        self.sock_path = os.path.join(sockets, "raylet.sock")
+        self.plasma_path = os.path.join(sockets, "plasma.sock")
+        self.object_store_memory = object_store_memory
+        self.running = True
+        self.started = time.time()
+        self.loop = Loop()
+        self.listener = Listener(self.sock_path)
+        os.chmod(self.sock_path, 0o600)
+        self.loop.add(self.listener.fd, self._on_accept)
+        self.peers = {}  # ident -> Peer, once it said Hello
+        self.zygote = ZygoteHandle()
+        self.loop.add(self.zygote.fileno(), self._on_zygote)
+        self.store = None  # set by the store-starting thread when the store is up
+        self.store_error = None
+        self._store_thread = None
+        self._store_stop = threading.Event()
+        self._store_dead_logged = False
+        self.wake_fd = None
+        self.cluster = None  # a ClusterLink when this node is part of a cluster (attach_cluster)
+        self._unknown = []  # (client, object id) of gets for ids not known yet (see _on_get)
+        self.drops = Drops(log)  # bad input from clients, counted by kind
+        self._handlers = {
+            P.RegisterFunction: self._on_register,
+            P.SubmitTask: self._on_submit, P.PutObject: self._on_put,
+            P.GetObjects: self._on_get, P.RefDelta: self._on_refdelta,
+            P.Blocked: self._on_blocked, P.Unblocked: self._on_unblocked, P.ReturnTasks: self._on_return_tasks,
+            P.TaskDone: self._on_done, P.CancelTask: self._on_cancel,
+            P.StatusRequest: self._on_status, P.StopNode: self._on_stop,
+            P.Goodbye: self._on_goodbye, P.KVPut: self._on_kv, P.KVGet: self._on_kv,
+            P.CreateActor: self.actors.on_create, P.GetActor: self.actors.get,
+            P.KillActor: lambda ident, rec: self.actors.kill(rec.actor_id, rec.no_restart),
+            P.WatchStart: self._on_watch_start, P.ReturnAddress: self._on_return_address,
+            P.Promote: self._on_promote, P.AdoptResults: self._on_adopt,
+            P.InterruptCall: self._on_interrupt_call, P.CallsDone: self.recorder.calls_done,
+        }
+        self._instr = {
+            S.Dispatch: self._do_dispatch, S.StartWorker: self._do_start_worker,
+            S.FailTask: self._do_fail, S.TaskLost: self._do_task_lost,
+            S.InterruptTask: self._do_interrupt, S.KillWorker: self._do_kill,
+            S.WarnInfeasible: self._do_warn_infeasible,
+            S.Reserved: lambda instr: self.actors.on_reserved(instr.key),
+        }
+
+    # ------------------------------------------------------------------ lifecycle
+    def start_store(self):
+        """Start the plasma store process now, from the main thread (it lives as long as the
+        raylet: Linux signals the store's parent-death signal when the thread that started
+        it exits); a background thread waits for it to be ready and connects. The node
+        serves small tasks at once; a driver's init() and any first large object wait for
+        the store's socket."""
+        from ...plasma._launch import spawn_store
+        # The arena's directory: a tmpfs, /dev/shm unless the config or the environment says
+        # otherwise (tests give a node a small tmpfs of its own to fill; docs/limits.md).
+        shm_dir = self.config.get("shm_dir") or os.environ.get("ACTORSCOOP_SHM_DIR") or None
+        capacity = int(self.object_store_memory or _default_store_size(shm_dir or "/dev/shm"))
+        # Pre-faulting costs ~0.5 s of CPU per GiB in the store's background thread (fresh
+        # shared pages; 3x less with fallocate than faulted one by one). An embedded node
+        # does 256 MiB: first puts of a few hundred MB run at memory speed without stealing
+        # a core from the first seconds of work on a small machine. A cluster node, started
+        # to serve, does up to 1 GiB: an object pulled from another node lands on ready
+        # pages (1 GiB pulls at ~1.7 GB/s instead of ~0.7 GB/s here).
+        default = (1 << 30) if self.cluster is not None else (256 << 20)
+        prefault = self.config.get("prefault_bytes", os.environ.get("ACTORSCOOP_PREFAULT_BYTES", default))
+        try:
+            spill_dir = (self.config.get("spill_dir") or os.environ.get("ACTORSCOOP_SPILL_DIR")
+                         or os.path.join(self.session_dir, "spill"))
+            launch = spawn_store(self.plasma_path, capacity, spill_dir=spill_dir,
+                                 prefault_bytes=None if prefault is None else int(prefault),
+                                 shm_dir=shm_dir)
+        except Exception as exc:
+            self._store_failed(exc)
+            return
+        self._store_thread = threading.Thread(target=self._connect_store, args=(launch,),
+                                              name="actorscoop-store", daemon=True)
+        self._store_thread.start()
+
+    def _store_failed(self, exc):
+        self.store_error = f"{type(exc).__name__}: {exc}"
+        log.error("the plasma store could not start: %s; large objects will fail", self.store_error)
+        try:  # clients waiting for the store's socket read this instead of timing out
+            _session.write_private(self.plasma_path + ".error", self.store_error)
+        except OSError:
+            pass
+
+    def _connect_store(self, launch):
+        """Wait for the store, connect, and keep it until the node stops."""
+        from ...plasma import PlasmaClient
+        try:
+            store = launch.wait_ready()
+            self.plasma = PlasmaClient(self.plasma_path)
+            self.store = store  # set last: the loop uses the store once this is set
+        except Exception as exc:
+            self._store_failed(exc)
+            return
+        self._store_stop.wait()
+        try:
+            self.plasma.close()
+        except Exception:
+            pass
+        store.stop()
+
+    def attach_cluster(self, creds, join=None, host="127.0.0.1", port=0):
+        """Become the head of a cluster (``join`` None) or join the head at ``join``."""
+        from ..cluster._link import ClusterLink
+        self.cluster = ClusterLink(self, creds, join=join, host=host, port=port or 0)
+        if self.cluster.port is not None:
+            self.port = self.cluster.port
+
+    def node_info(self):
+        info = {"node_id": self.node_id.hex(), "pid": os.getpid(), "head": self.head,
+                "port": self.port, "session_dir": self.session_dir,
+                "raylet_socket": self.sock_path, "num_cpus": self.num_cpus,
+                "started": self.started}
+        if self.cluster is not None:
+            info["cluster"] = self.cluster.address
+        return info
+
+    def prestart_workers(self, n):
+        for _ in self.scheduler.prestart(n):
+            self._do_start_worker(None)
+
+    def install_signal_handlers(self):
+        """SIGTERM/SIGINT stop the loop promptly (through a wakeup pipe it polls)."""
+        def stop(*_):
+            self.running = False
+        signal.signal(signal.SIGTERM, stop)
+        signal.signal(signal.SIGINT, stop)
+        self.wake_fd, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        signal.set_wakeup_fd(wake_w)
+        self.loop.add(self.wake_fd, lambda: drain_fd(self.wake_fd))
+
+    def watch_lifeline(self, fd):
+        """Stop when ``fd`` (a pipe whose write end the owning driver holds) closes."""
+        def owner_gone():
+            self.running = False
+            self.loop.remove(fd)
+        self.loop.add(fd, owner_gone)
+
+    def serve(self):
+        """Run until StopNode or SIGTERM."""
+        poll = self.loop.poll
+        next_tick = time.monotonic() + 1.0
+        memory = self.memory
+        while self.running:
+            poll(max(0.0, min(next_tick, memory.due) - time.monotonic()))
+            while self._unknown:
+                self._check_unknown()
+            if self.cluster is not None:
+                self.cluster.drain()  # ZeroMQ signals its fd edge-style: look every turn
+            if self.events:
+                self._run_scheduler()
+            now = time.monotonic()
+            if now >= memory.due:
+                memory.check(now)
+            self._flush()
+            self.recorder.fold_if_long()
+            if now >= next_tick:
+                next_tick = time.monotonic() + 1.0
+                self._tick()
+        self.shutdown()
+
+    def shutdown(self):
+        if self.cluster is not None:
+            self.cluster.close()
+        self.workers.kill_all()
+        if self._store_thread is not None:
+            self._store_stop.set()
+            self._store_thread.join(30)
+        self.zygote.stop()
+        _session.remove_node_file(self.node_id.hex())
+        for peer in list(self.peers.values()):
+            peer.close()
+        self.listener.close()
+        try:
+            os.unlink(self.sock_path)
+        except OSError:
+            pass
+
+    # ------------------------------------------------------------------ I/O
+    def _on_accept(self):
+        for peer in self.listener.accept():
+            self.loop.add(peer.fd, lambda peer=peer: self._on_readable(peer))
+
+    def _on_readable(self, peer):
+        try:
+            frames = peer.read_frames()
+        except ConnectionClosed as exc:
+            frames = None
+            why = str(exc)
+        for frame in frames or ():
+            try:
+                records = P.decode(frame)
+            except P.ProtocolError as exc:
+                self.drops.drop("malformed frame", f"from client {who(peer)}: {exc}")
+                continue
+            for rec in records:
+                if peer.ident is not None:
+                    handler, sender = self._handlers.get(type(rec)), peer.ident
+                    if handler is None:
+                        self.drops.drop(f"unexpected {type(rec).__name__}", f"from client {who(peer)}")
+                        continue
+                    why = client_record_error(rec)
+                    if why is not None:
+                        self.drops.drop(f"malformed {type(rec).__name__}", f"from client {who(peer)}: {why}")
+                        continue
+                elif type(rec) is P.Hello:
+                    handler, sender = self._on_hello, peer
+                else:
+                    self.drops.drop(f"{type(rec).__name__} before Hello", f"from client {who(peer)}")
+                    continue
+                try:
+                    handler(sender, rec)
+                except Exception as exc:
+                    self.drops.drop(f"{type(rec).__name__} that broke its handler",
+                                    f"from client {who(peer)}: {type(exc).__name__}: {exc}", exc_info=True)
+                if peer.closed:  # refused, or said Goodbye: the rest is not read
+                    return
+        if frames is None:
+            log.debug("connection from %s closed: %s", who(peer), why)
+            self._close_peer(peer)
+
+    def _close_peer(self, peer):
+        self.loop.remove(peer.fd)
+        peer.close()
+        if peer.ident is not None and self.peers.get(peer.ident) is peer:
+            del self.peers[peer.ident]
+            self._drop_client(peer.ident)
+
+    def _send(self, ident, record):
+        self.outbox[ident].append(record)
+
+    def _flush(self):
+        if not self.outbox:
+            return
+        out, self.outbox = self.outbox, collections.defaultdict(list)
+        for ident, records in out.items():
+            peer = self.peers.get(ident)
+            if peer is None:
+                continue  # gone meanwhile
+            try:
+                if not peer.write(P.encode(records)):
+                    self.loop.want_write(peer.fd, lambda peer=peer: self._on_writable(peer))
+            except ConnectionClosed:
+                self._close_peer(peer)
+
+    def _on_writable(self, peer):
+        try:
+            if peer.flush():
+                self.loop.want_write(peer.fd, None)
+        except ConnectionClosed:
+            self._close_peer(peer)
+
+    def _feed(self, events):
+        """Queue scheduler events; they are handled once per loop turn, in order."""
+        self.events.extend(events)
+
+    def _run_scheduler(self):
+        """Hand queued events to the scheduler and carry out what it says, to a fixed point."""
+        queue, self.events = self.events, []
+        if not queue:
+            return
+        rejected = []
+        while queue:
+            instructions = self.scheduler.handle_many(queue, rejected)
+            queue = []
+            for event, exc in rejected:
+                self.drops.drop(f"{type(event).__name__} the scheduler rejected", str(exc))
+            rejected.clear()
+            for instr in instructions:
+                try:
+                    more = self._instr[type(instr)](instr)
+                except Exception:
+                    log.exception("carrying out %s failed; the node goes on", type(instr).__name__)
+                    continue
+                if more:
+                    queue.extend(more)
+        self._reclaim_stuck()
+
+    # ------------------------------------------------------------------ handlers
+    def _on_hello(self, peer, rec):
+        def refuse(reason):
+            try:
+                peer.write(P.encode([P.Refused(reason)]))
+            except ConnectionClosed:
+                pass
+            self.loop.remove(peer.fd)
+            peer.close()
+
+        if rec.version != P.PROTOCOL_VERSION:
+            return refuse(f"protocol version {rec.version} != {P.PROTOCOL_VERSION}: "
+                          "use the same actorscoop version on every process")
+        ident = rec.worker_id
+        if not isinstance(ident, bytes) or not ident or ident in self.peers \
+                or rec.kind not in (P.KIND_DRIVER, P.KIND_WORKER, P.KIND_CLI):
+            return refuse("a Hello needs a new, non-empty id and a known kind")
+        if rec.kind == P.KIND_WORKER and ident not in self.workers.by_id:
+            return refuse("this raylet did not start a worker with that id")
+        peer.ident = ident
+        self.peers[ident] = peer
+        c = _Client(ident, rec.kind, rec.pid, rec.name)
+        self.clients[ident] = c
+        self._send(ident, P.Welcome(P.PROTOCOL_VERSION, self.node_id, self.session_dir,
+                                    self.plasma_path, self.num_cpus,
+                                    {**self.config, "hold_limit": self.hold_limit}))
+        if rec.kind == P.KIND_WORKER:
+            w = self.workers.by_id[ident]
+            w.connected = True
+            self.workers.started(ident, rec.pid)  # the zygote's report may come later
+            if w.actor_id is not None:
+                self.actors.worker_connected(w)
+            else:
+                self._feed([S.WorkerStarted(ident)])
+
+    def _on_register(self, ident, rec):
+        self.functions[rec.function_id] = (rec.name, rec.blob, list(rec.sys_path))
+
+    def _on_submit(self, ident, spec):
+        tid = spec.task_id
+        objects = self.objects
+        if tid in self.tasks or spec.args_object in objects.entries:
+            self.drops.drop("duplicate SubmitTask", f"task {tid.hex()} or its arguments' object exists already")
+            return
+        for i in range(1, spec.num_returns + 1):
+            objects.expect(tid + i.to_bytes(4, "big"), ident, spec.name)
+        pins = list(spec.deps) + list(spec.nested)
+        if spec.args_object is not None:
+            objects.put(spec.args_object, None, P.VALUE_PLASMA, 0, 0, ())
+            objects.entries[spec.args_object].holders.discard(None)
+            objects.held_by.pop(None, None)
+            pins.append(spec.args_object)
+        for oid in pins:
+            objects.pin(oid)
+        task = self.tasks[tid] = _TaskRecord(spec, ident, pins)
+        task.job = self._job_of(ident)
+        missing = []
+        for oid in spec.deps:
+            e = objects.entries.get(oid)
+            if e is None:
+                self._fail_returns(self.tasks.pop(tid), _errors.pack_exception(ObjectLostError(
+                    f"argument {oid.hex()} of task {spec.name}() no longer exists: every "
+                    "reference to it was dropped before the task was submitted")))
+                return
+            if e.state is ObjState.FAILED:
+                self._fail_returns(self.tasks.pop(tid), _errors.pack_dependency_failure(
+                    spec.name, oid, e.data))
+                return
+            if e.state is ObjState.PENDING:
+                missing.append(oid)
+        if spec.actor_id is not None and spec.method != "__init__":
+            self.actors.submit(self.tasks[tid], missing)
+            return
+        if spec.function_id not in self.functions:
+            self._fail_returns(self.tasks.pop(tid), _errors.pack_exception(ObjectLostError(
+                f"function {spec.name} was never registered with this node")))
+            return
+        if spec.actor_id is not None:
+            task = self.tasks.pop(tid)
+            task.missing = set(missing)
+            if not self.actors.on_creation_task(task):
+                self._fail_returns(task, _errors.pack_exception(ObjectLostError(
+                    f"{spec.name}: no CreateActor came before the actor's constructor")))
+            return
+        if spec.held and self.clients[ident].kind == P.KIND_WORKER:
+            # The worker that submitted it runs it: it had every argument's value (our
+            # table has them too: what it learned of them came through us, first).
+            self._mark_started(task)
+            self._feed([S.TaskSubmitted(tid, _resources(spec.resources), (), spec.name, False, ident)])
+            return
+        if self.cluster is not None and self.cluster.wants(task, missing):
+            self.cluster.spill(task)
+            return
+        if self.cluster is not None and missing and self.cluster.hold(task, missing):
+            return
+        self._feed([S.TaskSubmitted(tid, _resources(spec.resources), tuple(missing), spec.name,
+                                    self.clients[ident].kind != P.KIND_WORKER)])
+
+    # ------------------------------------------------------------------ cluster (see _cluster.py)
+    def new_task(self, spec, submitter, pins):
+        task = self.tasks[spec.task_id] = _TaskRecord(spec, submitter, pins)
+        return task
+
+    def missing_deps(self, spec):
+        """The arguments of a task that have no value yet (all are in the object table)."""
+        return tuple(o for o in spec.deps if self.objects.entries[o].state is ObjState.PENDING)
+
+    def submit_local(self, task):
+        """Queue a task here (one that came from, or came back from, the cluster)."""
+        spec = task.spec
+        self._feed([S.TaskSubmitted(spec.task_id, _resources(spec.resources), self.missing_deps(spec),
+                                    spec.name, True)])
+
+    def fence_foreign_tasks(self):
+        """The head counted this node dead and gave the tasks other nodes sent here back to
+        their owners: cancel them (queued ones are dropped, running ones' results discarded)."""
+        events = []
+        for tid, task in list(self.tasks.items()):
+            if task.owner is not None and not task.fenced:
+                task.cancelled = task.fenced = True
+                if task.spec.actor_id is None:
+                    events.append(S.CancelRequested(tid, False))
+        self._feed(events)
+
+    def finish_remote(self, task, results, err=None):
+        """One of our tasks that another node ran (or lost) is over."""
+        if err is not None:
+            self._fail_returns(task, err)
+            return
+        events = self._resolve(task, results)
+        for oid in task.pins:
+            self.objects.unpin(oid)
+        self._delete_plasma()
+        self._feed(events)
+
+    def _job_of(self, ident):
+        """A driver is its own job; a worker works for the job of the task it runs."""
+        c = self.clients.get(ident)
+        if c is None or c.kind != P.KIND_WORKER:
+            return ident
+        sw = self.scheduler.workers.get(ident)
+        if sw is not None and sw.tasks:
+            t = self.tasks.get(sw.tasks[-1])
+            if t is not None:
+                return t.job
+        a = self.actors.by_worker.get(ident)
+        if a is not None and a.creation is not None:
+            return a.creation.job
+        return ident
+
+    def _on_put(self, ident, rec):
+        if rec.object_id in self.objects.entries:  # ids of puts are new: a bug, or bad input
+            self.drops.drop("PutObject of an existing object", f"{rec.object_id.hex()} exists already")
+            return
+        self.objects.put(rec.object_id, ident, rec.kind, rec.data, rec.size, rec.contained)
+
+    def _on_get(self, ident, rec):
+        for oid in rec.object_ids:
+            if not self._answer_get(ident, oid):
+                # Not known (yet?): the worker that made it may have sent its PutObject just
+                # before handing a ref to it straight to this client, on another connection
+                # we have not read yet. Decide at the end of this loop turn (_check_unknown).
+                self._unknown.append((ident, oid))
+
+    def _check_unknown(self):
+        """Read what every connection has already sent, then answer the gets of ids still
+        unknown: those objects are gone."""
+        asked, self._unknown = self._unknown, []
+        self.loop.poll(0)
+        for ident, oid in asked:
+            if not self._answer_get(ident, oid):
+                self._send(ident, P.ObjectValue(oid, P.VALUE_ERROR, _errors.pack_exception(ObjectLostError(
+                    f"object {oid.hex()} does not exist on this node: it was freed because no "
+                    "reference to it remained, or it was created by another session"))))
+
+    def _answer_get(self, ident, oid):
+        """Send the value if there is one, else remember who waits; False if ``oid`` is not
+        in the table at all."""
+        e = self.objects.subscribe(oid, ident)
+        if e is None:
+            return False
+        if e.state is not ObjState.PENDING:
+            if e.state is ObjState.FAILED and self.cluster is not None and self.cluster.repull(oid, ident):
+                return True  # a result our store had no room for: pulled again, answered then
+            self._send(ident, P.ObjectValue(oid, e.kind, e.data))
+        return True
+
+    def _on_refdelta(self, ident, rec):
+        for oid in rec.added:
+            self.objects.add_holder(oid, ident)
+        for oid in rec.removed:
+            self.objects.remove_holder(oid, ident)
+        self._delete_plasma()
+
+    def _on_blocked(self, ident, rec):
+        self._feed([S.WorkerBlocked(ident, tuple(rec.awaited_tasks), tuple(rec.returned), rec.paused)])
+
+    def _on_unblocked(self, ident, rec):
+        self._feed([S.WorkerUnblocked(ident)])
+
+    def _on_return_tasks(self, ident, rec):
+        w = self.workers.by_id.get(ident)
+        if w is not None and not rec.moved:
+            w.reclaiming = False
+        self._feed([S.TasksReturned(ident, tuple(rec.task_ids), rec.moved)])
+
+    def _reclaim_stuck(self):
+        """Tasks queued behind a task that has run for a while, while a worker idles: ask
+        for them back (the worker hands back those it has not started; they start on the
+        idle one). Pipelining keeps busy workers fed in a burst; this keeps a burst's last
+        tasks from waiting for a long one."""
+        now = time.monotonic()
+        for wid, running, holds in self.scheduler.stuck_queues():
+            w = self.workers.by_id.get(wid)
+            task = self.tasks.get(running)
+            if w is None or w.reclaiming or task is None or task.started_at is None \
+                    or (not holds and now - task.started_at < RECLAIM_AFTER):
+                continue
+            w.reclaiming = True
+            try:
+                os.write(w.ctrl_fd, P.RECLAIM)
+            except OSError:
+                continue
+            self.workers.signal(w, signal.SIGINT)
+
+    def _on_done(self, ident, rec):
+        w = self.workers.by_id.get(ident)
+        if w is not None:
+            self._forward_log(w)
+        task = self.tasks.get(rec.task_id)
+        pid = w.pid if w is not None else 0
+        if task is None:
+            creation = self.actors.creation_of(ident, rec.task_id)
+            if creation is not None:
+                self.recorder.record(creation, ident, pid, rec.start, rec.end,
+                                     FINISHED if rec.error is None else FAILED, rec.error)
+                self._resolve(creation, rec.results, rec.delivered)
+                self.actors.call_done(creation, rec)
+            return
+        spec = task.spec
+        if rec.retryable and task.attempts < spec.max_retries and not task.cancelled \
+                and spec.actor_id is None:
+            state = RETRIED
+        else:
+            state = FINISHED if rec.error is None else FAILED
+        self.recorder.record(task, ident, pid, rec.start, rec.end, state, rec.error)
+        if spec.actor_id is not None:
+            del self.tasks[rec.task_id]
+            self._resolve(task, rec.results, rec.delivered)
+            self.actors.call_done(task, rec)
+            for oid in task.pins:
+                self.objects.unpin(oid)
+            self._delete_plasma()
+            return
+        sw = self.scheduler.workers.get(ident)
+        if sw is not None and len(sw.tasks) > 1 and sw.tasks[0] == rec.task_id:
+            nxt = self.tasks.get(sw.tasks[1])  # the worker starts its next queued task now
+            if nxt is not None:
+                self._mark_started(nxt)
+        events = [S.TaskFinished(rec.task_id, ident)]
+        if state == RETRIED:
+            task.attempts += 1
+            events.append(S.TaskSubmitted(rec.task_id, _resources(spec.resources), (), spec.name))
+            self._feed(events)
+            return
+        del self.tasks[rec.task_id]
+        events.extend(self._resolve(task, rec.results, rec.delivered))
+        for oid in task.pins:
+            self.objects.unpin(oid)
+        self._delete_plasma()
+        self._feed(events)
+
+    def _resolve(self, task, results, delivered=False):
+        """Store a task's results, tell whoever waits; return scheduler events.
+        ``delivered``: the worker sent them to the submitter already."""
+        if task.owner is not None:  # run here for another node: the results go home
+            self.cluster.send_result(task, results)
+            return []
+        events = []
+        submitter = None if delivered else task.submitter
+        for oid, kind, data, size, contained in results:
+            e, recipients = self.objects.resolve(oid, kind, data, size, contained)
+            if e is not None:
+                self._publish(oid, e, kind, data, recipients, submitter, events)
+        return events
+
+    def _publish(self, oid, e, kind, data, recipients, submitter, events):
+        """An object got its value: send it to the submitter (if it still holds it) and to
+        whoever asked; add the scheduler's event."""
+        value = P.ObjectValue(oid, kind, data)
+        if submitter is not None and submitter in e.holders:
+            self._send(submitter, value)
+        for r in recipients:
+            if r != submitter or submitter not in e.holders:
+                self._send(r, value)
+        events.append(S.ObjectFailed(oid) if kind == P.VALUE_ERROR else S.ObjectReady(oid))
+        if self.actors.waiting_on:
+            self.actors.object_ready(oid)
+        if self.cluster is not None and (self.cluster.results_waiting or self.cluster.held):
+            self.cluster.object_ready(oid)
+
+    # ------------------------------------------------------------------ direct actor calls
+    def _on_promote(self, ident, rec):
+        """A driver's direct-call results that a ref is taking out of its process."""
+        for oid in rec.pending:
+            if oid in self.objects.entries:
+                self.objects.add_holder(oid, ident)
+            else:
+                self.objects.expect(oid, ident, DIRECT_CALL)
+        self._adopt(ident, rec.ready)
+
+    def _on_adopt(self, ident, rec):
+        """An actor's process registers a direct call's results for the caller."""
+        if rec.holder not in self.clients:  # the caller is gone: nobody can ever use them
+            self.objects.plasma_to_delete.extend(
+                oid for oid, kind, *_ in rec.results if kind == P.VALUE_PLASMA)
+            self._delete_plasma()
+            return
+        self._adopt(rec.holder, rec.results)
+
+    def _adopt(self, holder, results):
+        events = []
+        for oid, kind, data, size, contained in results:
+            e, recipients = self.objects.adopt(oid, holder, kind, data, size, contained)
+            if e is not None:
+                self._publish(oid, e, kind, data, recipients, None, events)
+        self._delete_plasma()
+        if events:
+            self._feed(events)
+
+    def _on_interrupt_call(self, ident, rec):
+        self.actors.interrupt(rec.actor_id, rec.task_id)
+
+    def _fail_returns(self, task, err, ran_on=(b"", 0)):
+        """Fail a task's returns with ``err`` (it ended without a worker's answer; ``ran_on``:
+        (worker id, pid) of the worker it was running on, if any)."""
+        spec = task.spec
+        now = time.time()
+        self.recorder.record(task, ran_on[0], ran_on[1], task.started or now if ran_on[0] else now,
+                             now, FAILED, self.recorder.describe(err))
+        for oid in task.pins:
+            self.objects.unpin(oid)
+        results = [[spec.task_id + i.to_bytes(4, "big"), P.VALUE_ERROR, err, 0, []]
+                   for i in range(1, spec.num_returns + 1)]
+        events = self._resolve(task, results)
+        self._delete_plasma()
+        return events
+
+    def _on_cancel(self, ident, rec):
+        task = self.tasks.get(rec.task_id)
+        if task is None:
+            return
+        task.cancelled = True
+        if task.remote:  # running on another node: the head passes the cancel on to it
+            self.cluster.to_head(rec)
+            return
+        if task.spec.actor_id is not None:
+            self.actors.cancel(task, rec.force)
+            return
+        if self.cluster is not None and self.cluster.cancel_held(task):
+            return
+        self._feed([S.CancelRequested(rec.task_id, rec.force)])
+
+    def _on_status(self, ident, rec):
+        from ._status import answer
+        self._send(ident, P.StatusReply(rec.request_id, answer(self, rec.what)))
+
+    def _on_stop(self, ident, rec):
+        self._send(ident, P.StatusReply(0, {"stopping": True}))
+        self.running = False
+
+    def _on_kv(self, ident, rec):
+        if self.cluster is not None and self.cluster.head is None:
+            self.cluster.kv_forward(ident, rec)  # the head keeps the cluster's key-value store
+        elif type(rec) is P.KVPut:
+            self.kv.put(ident, rec)
+        else:
+            self.kv.get(ident, rec)
+
+    def _on_return_address(self, ident, rec):
+        c = self.clients.get(ident)
+        sockets = os.path.dirname(self.sock_path)
+        if c is None or c.kind != P.KIND_DRIVER or "\0" in rec.path \
+                or os.path.dirname(os.path.realpath(rec.path)) != sockets:
+            self.drops.drop("ReturnAddress outside the socket directory",
+                            "a driver's results socket must be in this node's socket directory")
+            return
+        c.reply_path = rec.path
+
+    def _on_watch_start(self, ident, rec):
+        for tid in rec.task_ids:
+            task = self.tasks.get(tid)
+            if task is None:
+                continue  # finished already: its result says more than a start would
+            if task.started:
+                self._send(ident, P.TaskStarted(tid))
+            else:
+                task.watched = True
+
+    def _on_goodbye(self, ident, rec):
+        c = self.clients.get(ident)
+        if c is not None and c.kind == P.KIND_DRIVER:
+            # What its tasks printed may still be in their workers' pipes (a result sent
+            # straight to the driver can overtake it): send it now, then close; the driver
+            # reads until we close.
+            for w in list(self.workers.by_id.values()):
+                if w.log_fd is not None and not w.log_eof:
+                    self._forward_log(w)
+            self._flush()  # what is queued for it goes before we close (it was dropped)
+            peer = self.peers.get(ident)
+            if peer is not None and peer.out:  # it reads until we close: give it a second
+                try:
+                    peer.sock.settimeout(1.0)
+                    peer.flush()
+                except (ConnectionClosed, OSError):
+                    pass
+        self._drop_client(ident)
+
+    def _drop_client(self, ident):
+        c = self.clients.pop(ident, None)
+        if c is None:
+            return
+        peer = self.peers.pop(ident, None)
+        if peer is not None:  # a Goodbye: close our end too
+            self.loop.remove(peer.fd)
+            peer.close()
+        self.objects.drop_client(ident)
+        self.actors.owner_gone(ident)
+        if c.kind != P.KIND_WORKER:
+            # A driver (or CLI) that left: its queued tasks are dropped, running ones finish unseen.
+            events = []
+            for tid, t in list(self.tasks.items()):
+                if t.submitter == ident:
+                    t.cancelled = True
+                    if self.cluster is not None and self.cluster.cancel_held(t):
+                        continue
+                    if self.scheduler.worker_of(tid) is None:
+                        events.append(S.CancelRequested(tid, False))
+            self._feed(events)
+        self._delete_plasma()
+
+    # ------------------------------------------------------------------ instructions
+    def _do_dispatch(self, d):
+        self._dispatch_to(self.workers.by_id[d.worker_id], self.tasks[d.task_id], inline=d.inline)
+
+    def _dispatch_to(self, w, task, concurrency=0, inline=False):
+        """Send a task (or an actor's constructor or method call) to a worker."""
+        spec = task.spec
+        sw = self.scheduler.workers.get(w.worker_id)
+        if inline or sw is None or not sw.tasks or sw.tasks[0] == spec.task_id:
+            self._mark_started(task)  # not queued behind another task on that worker
+        blob = path = None
+        if spec.function_id and spec.function_id not in w.functions:
+            _name, blob, path = self.functions[spec.function_id]
+            w.functions.add(spec.function_id)
+        deps = []
+        for oid in spec.deps:
+            e = self.objects.entries[oid]
+            deps.append([oid, e.kind, e.data])
+        submitter = self.clients.get(task.submitter)
+        reply_to = submitter.reply_path if submitter is not None else None
+        self._send(w.worker_id, P.ExecuteTask(
+            spec.task_id, spec.function_id, spec.name, blob, path, spec.args, spec.args_object, deps,
+            spec.num_returns, spec.retry_exceptions, task.job, task.attempts,
+            spec.actor_id, spec.method, concurrency, reply_to, inline))
+
+    def _mark_started(self, task):
+        """The task runs now: tell its submitter if it asked (WatchStart)."""
+        task.started_at = time.monotonic()
+        if not task.started:
+            task.started = time.time()
+            if task.watched:
+                self._send(task.submitter, P.TaskStarted(task.spec.task_id))
+
+    def _do_start_worker(self, _instr):
+        self._start_worker_process()
+
+    def _start_worker_process(self, actor_id=None):
+        w, log_w, ctrl_r = self.workers.create()
+        w.actor_id = actor_id
+        self.loop.add(w.log_fd, lambda: self._forward_log(w))
+        command = {"worker_id": w.worker_id.hex(), "raylet_socket": self.sock_path, "ctrl_fd": 4}
+        try:
+            self.zygote.fork_worker(command, log_w, ctrl_r)
+        finally:
+            os.close(log_w)
+            os.close(ctrl_r)
+        return w
+
+    def _do_fail(self, f):
+        task = self.tasks.pop(f.task_id, None)
+        if task is None:
+            return None
+        if f.reason == "cancelled":
+            err = _errors.pack_exception(TaskCancelledError(
+                f"task {task.spec.name}() was cancelled before it ran"))
+        else:
+            e = self.objects.entries.get(f.cause)
+            upstream = e.data if e is not None else _errors.pack_exception(ObjectLostError("upstream value lost"))
+            err = _errors.pack_dependency_failure(task.spec.name, f.cause, upstream)
+        return self._fail_returns(task, err)
+
+    def _do_task_lost(self, lost):
+        task = self.tasks.get(lost.task_id)
+        if task is None:
+            return None
+        spec = task.spec
+        pid, code = self.dead_workers.get(lost.worker_id, ("?", None))
+        how = describe_exit(code)
+        if task.cancelled:
+            del self.tasks[lost.task_id]
+            return self._fail_returns(task, _errors.pack_exception(TaskCancelledError(
+                f"task {spec.name}() was cancelled; its worker (pid {pid}) was killed")))
+        if spec.task_id in self.scheduler.tasks:
+            return None  # already queued again (its retry raced with the worker's death)
+        # The dead attempt may have sealed some results in the store: clear them, so a
+        # retry can write them again (and a failed task leaves nothing behind).
+        self.objects.plasma_to_delete.extend(
+            spec.task_id + i.to_bytes(4, "big") for i in range(1, spec.num_returns + 1))
+        self._delete_plasma()
+        oom = self.memory.kill_of(lost.worker_id)  # killed by the memory monitor?
+        if task.attempts < spec.max_retries and (oom is None or oom.retry):
+            task.attempts += 1
+            log.warning("worker pid %s running %s() %s; retrying (attempt %d of %d)", pid, spec.name,
+                        how if oom is None else "was killed by the memory monitor",
+                        task.attempts + 1, spec.max_retries + 1)
+            now = time.time()
+            self.recorder.record(task, lost.worker_id, pid if pid != "?" else 0, task.started or now, now,
+                                 RETRIED, ["WorkerCrashedError" if oom is None else "OutOfMemoryError",
+                                           f"its worker {how}" if oom is None else "killed by the memory monitor", ""])
+            return [S.TaskSubmitted(spec.task_id, _resources(spec.resources), (), spec.name)]
+        del self.tasks[lost.task_id]
+        ran_on = (lost.worker_id, pid if pid != "?" else 0)
+        if oom is not None:
+            return self._fail_returns(task, _errors.pack_exception(
+                oom.error(spec.name, task.attempts + 1, spec.max_retries)), ran_on)
+        return self._fail_returns(task, _errors.pack_exception(WorkerCrashedError(
+            f"the worker process (pid {pid}) running task {spec.name}() {how}. It was tried "
+            f"{task.attempts + 1} time(s) (max_retries={spec.max_retries}). If the task uses a "
+            "lot of memory, give it fewer or smaller inputs; if native code crashes, check "
+            f"the worker log in {os.path.join(self.session_dir, 'logs')}")), ran_on)
+
+    def _do_interrupt(self, instr):
+        w = self.workers.by_id.get(instr.worker_id)
+        if w is None:
+            return None
+        try:
+            os.write(w.ctrl_fd, instr.task_id)
+        except OSError:
+            pass
+        self.workers.signal(w, signal.SIGINT)
+        return None
+
+    def _do_kill(self, instr):
+        w = self.workers.by_id.get(instr.worker_id)
+        if w is not None:
+            self.workers.signal(w, signal.SIGKILL)
+
+    def _do_warn_infeasible(self, instr):
+        task = self.tasks.get(instr.task_id)
+        if task is None:
+            return
+        key = (task.spec.function_id, tuple(sorted(instr.resources.items())))
+        if key in self.warned_infeasible:
+            return
+        self.warned_infeasible.add(key)
+        self._send(task.submitter, P.Warning_(
+            f"task {task.spec.name}() needs {instr.resources} but this node has "
+            f"{self.scheduler.total}; it stays pending until a node that has them joins "
+            "(see `actorscoop status`)."))
+
+    # ------------------------------------------------------------------ processes
+    def _on_zygote(self):
+        reports = self.zygote.read_reports()
+        if reports is None:
+            log.error("the zygote (worker fork server) died; no new workers can start")
+            self.loop.remove(self.zygote.fileno())
+            return
+        for r in reports:
+            if "started" in r:
+                self.workers.started(bytes.fromhex(r["worker_id"]), r["started"])
+            elif "exited" in r:
+                w = self.workers.by_pid.get(r["exited"])
+                if w is not None:
+                    w.exit_code = r["code"]
+                    self.dead_workers[w.worker_id] = (w.pid, w.exit_code)
+                    while len(self.dead_workers) > 256:
+                        del self.dead_workers[next(iter(self.dead_workers))]
+                    self._forward_log(w)
+                    self.loop.remove(w.log_fd)
+                    if w.actor_id is not None:
+                        self.actors.worker_died(w, w.exit_code)
+                    elif w.connected:
+                        self._feed([S.WorkerDied(w.worker_id)])
+                    else:
+                        self._feed([S.WorkerStartFailed(describe_exit(w.exit_code))])
+                    self.actors.owner_gone(w.worker_id)
+                    self.objects.drop_client(w.worker_id)
+                    self.workers.remove(w)
+                    self._delete_plasma()
+
+    def _forward_log(self, w):
+        lines = self.workers.read_log(w)
+        if w.log_eof:
+            self.loop.remove(w.log_fd)
+        if not lines:
+            return
+        if w.actor_id is not None:
+            actor = self.actors.log_target(w.worker_id)
+            if actor is not None:
+                name, target = actor
+                self._send_log(w, f"{name} pid={w.pid}", [target], None, "\n".join(lines))
+                return
+        # A pool worker runs many tasks; it marks whose output follows when that changes.
+        mark = TASK_MARK.decode()
+        start = 0
+        for i, line in enumerate(lines + [mark]):
+            if not line.startswith(mark):
+                continue
+            if i > start:
+                self._send_task_log(w, "\n".join(lines[start:i]))
+            if i < len(lines):
+                tid, _, name = line[len(mark):].partition(" ")
+                try:
+                    w.output_task = (bytes.fromhex(tid), name)
+                except ValueError:
+                    w.output_task = None
+            start = i + 1
+
+    def _send_task_log(self, w, text):
+        """Lines a pool worker printed for the task it last marked (or, unmarked, for the
+        task the scheduler last gave it)."""
+        task = name = None
+        if w.output_task is not None:
+            tid, name = w.output_task
+            task = self.tasks.get(tid)
+        else:
+            tids = self.scheduler.workers.get(w.worker_id)
+            task = self.tasks.get(tids.tasks[-1]) if tids is not None and tids.tasks else None
+        name = task.spec.name if task is not None else (name or "worker")
+        targets = [task.job] if task is not None else \
+            [i for i, c in self.clients.items() if c.kind == P.KIND_DRIVER and i == c.ident]
+        self._send_log(w, f"{name} pid={w.pid}", targets, task, text)
+
+    def _send_log(self, w, prefix, targets, task, text):
+        if task is not None and task.owner is not None:
+            # a task run for another node: its output goes to its owner's driver
+            self.cluster.to_head(P.RemoteLog(task.owner, task.spec.task_id,
+                                             f"{prefix}, node={self.node_id.hex()[:8]}", text))
+            return
+        for t in targets:
+            if t in self.clients:
+                self._send(t, P.LogLines(prefix, text))
+
+    def _retire_idle_workers(self):
+        """Workers beyond num_cpus (started while others were blocked) stop after
+        ``idle_worker_timeout`` seconds without work."""
+        now = time.monotonic()
+        idle = self.scheduler.idle
+        self.idle_seen = {w: t for w, t in self.idle_seen.items() if w in idle}
+        for wid in idle:
+            self.idle_seen.setdefault(wid, now)
+        extra = len(self.scheduler.workers) - max(1, int(self.num_cpus))
+        timeout = float(self.config.get("idle_worker_timeout", 10.0))
+        for wid, since in list(self.idle_seen.items()):
+            if extra <= 0:
+                return
+            if now - since >= timeout:
+                self._feed([S.RetireWorker(wid)])
+                del self.idle_seen[wid]
+                extra -= 1
+
+    def _delete_plasma(self):
+        pending = self.objects.plasma_to_delete
+        if pending and self.store is not None:
+            self.objects.plasma_to_delete = []
+            try:
+                self.plasma.delete(pending)
+            except Exception as exc:  # logged at most once a minute: the store may be gone
+                self.drops.drop("deletes the plasma store refused", f"{len(pending)} objects: "
+                                f"{type(exc).__name__}: {exc}", exc_info=True)
+
+    def _tick(self):
+        if self.cluster is not None:
+            self.cluster.tick(self.recorder.for_head())
+        else:
+            self.recorder.fold_safely()
+        self.actors.forget_dead(int(self.config.get("dead_actors_kept", 1000)))
+        self._tell_hold_limit()
+        self._retire_idle_workers()
+        self._reclaim_stuck()
+        if self.store is not None and not self._store_dead_logged and not self.store.alive():
+            self._store_dead_logged = True
+            log.error("the plasma store process died; large objects are lost")
+
+
+    def _tell_hold_limit(self):
+        """Workers keep tasks their tasks submit (to run them without a round trip), except
+        on a node of a cluster of several: spillover must see those tasks here."""
+        limit = int(self.config["hold_limit"])
+        if self.cluster is not None and self.cluster.size() >= 2:
+            limit = 0
+        if limit != self.hold_limit:
+            self.hold_limit = limit
+            for ident, c in self.clients.items():
+                if c.kind == P.KIND_WORKER and ident == c.ident:
+                    self._send(ident, P.HoldLimit(limit))
+
+
+RECLAIM_AFTER = 0.25  # s a task runs before the tasks queued behind it may be taken back
+
+
+def _resources(requested):
+    """Drop zero entries: a task asking for {"CPU": 0} needs nothing."""
+    return {k: float(v) for k, v in requested.items() if v}
+
+
+def _default_store_size(shm_dir="/dev/shm"):
+    """30% of RAM, bounded by what the arena's directory (/dev/shm) can hold."""
+    import psutil
+    ram = psutil.virtual_memory().total
+    try:
+        st = os.statvfs(shm_dir)
+        shm = st.f_bavail * st.f_frsize
+    except OSError:
+        shm = ram
+    return int(min(0.3 * ram, 0.8 * shm))
