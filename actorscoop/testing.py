@@ -17,6 +17,8 @@ from ._common import _session
 from ._common._launcher import launch_node
 from .transport._secure import new_credentials
 
+__all__ = ["Cluster"]
+
 
 class Cluster:
     def __init__(self, nodes=({"num_cpus": 1},), config=None, object_store_memory=64 << 20,

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 import fuzz_strategies as FS
 from actorscoop import protocol as P
-from actorscoop._driver._remote_output import MARK
+from actorscoop.protocol._output import BAR_MARK as MARK
 from actorscoop.plasma import _protocol as PP
 
 

@@ -28,7 +28,7 @@ from actorscoop._common import _session
 from actorscoop import protocol as P
 from actorscoop._common._ids import object_id, new_task_id
 from actorscoop._common._launcher import launch_node
-from actorscoop.node.worker._direct_server import socket_path
+from actorscoop._common._session import actor_socket as socket_path
 from actorscoop.transport import Connection, ConnectionClosed, Listener, _secure
 from fuzz_targets import SYNC_TIMEOUT, Counter, Stuck, _quiet, memory
 

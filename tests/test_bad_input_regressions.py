@@ -311,7 +311,7 @@ def _call(tid, actor, **changes):
     ({"actor_id": b"another actor" * 2}, "a call meant for another actor ran here"),
 ])
 def test_a_bad_direct_call_is_dropped_and_counted(raylet, changes, why):
-    from actorscoop.node.worker._direct_server import socket_path
+    from actorscoop._common._session import actor_socket as socket_path
     actor = Pinged.remote()
     try:
         first = asc.get(actor.state.remote(), timeout=30)

@@ -22,7 +22,8 @@ import pytest
 import actorscoop as asc
 from actorscoop._driver import _remote_output
 from actorscoop import futures
-from actorscoop._driver._remote_output import RemoteOutput, encode_state
+from actorscoop._driver._remote_output import RemoteOutput
+from actorscoop.protocol._output import encode_bar_state as encode_state
 from actorscoop._client._tqdm import UPDATE_INTERVAL
 from actorscoop.exceptions import GetTimeoutError
 from conftest import wait_for

@@ -191,7 +191,7 @@ class ClusterUp:
         of the hosts that failed. Raises ActorScoopError if the head cannot start (then
         nothing runs). The state file is written after each step, so an interrupted
         start can still be taken down."""
-        from ._main import start_head_node
+        from ._nodes import start_head_node
         if self.port and load_states(self.port):
             raise ActorScoopError(
                 f"`actorscoop up` already recorded a cluster on port {self.port} "
@@ -363,7 +363,7 @@ def _stop_one(launcher, python, entry, address, timeout):
 
 
 def _stop_head(head, say, proc=None, timeout=30.0):
-    from ._main import stop_nodes
+    from ._nodes import stop_nodes
     if head.get("stopped"):
         return True
     nodes = [n for n in _session.list_nodes() if n["node_id"] == head["node_id"]]

@@ -15,7 +15,6 @@ from .._common import _errors, _serialization
 from . import _refcount
 from .. import protocol as P
 from .._common._ids import new_task_id, object_id, task_of
-from .._driver._direct import eligible as _direct_eligible
 from ._object_ref import ObjectRef
 from ..exceptions import GetTimeoutError, ObjectLostError
 from ..plasma._errors import ObjectStoreFullError
@@ -41,6 +40,12 @@ def _wait_for_path(path, timeout):
                                   f"(no socket at {path}); see the raylet's log")
         time.sleep(delay)
         delay = min(delay * 2, 0.01)
+
+
+def direct_eligible(deps, nested, args_object, retry_exceptions):
+    """Whether an actor call can go straight to the actor's process (a driver's direct
+    calls): no argument refs to resolve, no large arguments, no retries of errors."""
+    return not deps and not nested and args_object is None and not retry_exceptions
 
 
 def _import_path():
@@ -71,6 +76,8 @@ class _Dep:
 
 class CoreClient:
     """A process's connection to its node. Subclasses: DriverCore, WorkerCore."""
+
+    runs_tasks = False  # a worker's: tasks run in this process (progress bars go to the driver)
 
     def __init__(self, welcome: P.Welcome, job_id: bytes):
         self.node_id = welcome.node_id
@@ -281,7 +288,7 @@ class CoreClient:
             for oid in deps:
                 direct.promote(oid)  # the raylet must know an argument before the call
             if actor_id is not None and method != "__init__" and not before and direct.submit(
-                    rec, _direct_eligible(deps, nested, args_object, retry_exceptions), (args, kwargs)):
+                    rec, direct_eligible(deps, nested, args_object, retry_exceptions), (args, kwargs)):
                 return refs
         if function is not None and not before and self._hold(rec, function):
             return refs

@@ -19,7 +19,7 @@ import time
 from tqdm.std import tqdm as _std_tqdm
 
 from . import _context
-from .._driver._remote_output import encode_state
+from ..protocol._output import encode_bar_state
 
 #: seconds between two updates of one remote bar, at least
 UPDATE_INTERVAL = 0.1
@@ -30,12 +30,9 @@ _token_pid = os.getpid()
 
 
 def _worker_core():
-    """The WorkerCore of this process, or None outside a worker."""
-    main = sys.modules.get("actorscoop.node.worker._main")
-    if main is None:
-        return None
+    """The core client of this process if it runs tasks (a worker's), else None."""
     core = _context.current_or_none()
-    return core if isinstance(core, main.WorkerCore) else None
+    return core if core is not None and core.runs_tasks else None
 
 
 class tqdm(_std_tqdm):  # noqa: N801 (the name people import)
@@ -138,7 +135,7 @@ class _TaskBar(tqdm):
                 del _open_task_bars[self._task]
 
     def _send(self, closed):
-        line = encode_state({
+        line = encode_bar_state({
             "id": self._bar_id, "desc": self.desc, "n": self.n, "total": self.total,
             "unit": self.unit, "unit_scale": self.unit_scale, "postfix": self.postfix,
             "leave": self.leave is not False, "closed": closed,

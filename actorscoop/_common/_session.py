@@ -175,3 +175,9 @@ def find_node(address: str) -> dict:
         f"no node of this machine serves {address}. A driver connects through a node "
         "on its own machine: run `actorscoop start --address ...` here first, or check "
         "`actorscoop status`.")
+
+
+def actor_socket(sockets_dir, actor_id):
+    """Where actor ``actor_id`` listens for direct calls: its process and the drivers that
+    call it compute the same path."""
+    return os.path.join(sockets_dir, f"a-{actor_id.hex()}.sock")

@@ -92,6 +92,9 @@ def _auto_init():
             init()
 
 
+_context.on_first_use(_auto_init)
+
+
 def _info():
     core = _context.current_or_none()
     return {"node_id": core.node_id.hex(), "session_dir": core.session_dir,

@@ -20,45 +20,18 @@ import time
 from .._client import _refcount
 from .._common import _serialization
 from .. import protocol as P
+from .._client._connect import connect
 from .._client._core import CoreClient, _wait_for_path
 from .._common._ids import task_of
 from ._remote_output import RemoteOutput
 from ..exceptions import NodeDiedError
 from .._common._drops import Drops
-from ..transport import Connection, ConnectionClosed, Listener
+from ..transport import ConnectionClosed, Listener
 
 log = logging.getLogger("actorscoop")
 
 _FLUSH_INTERVAL = 0.05  # seconds between flushes of released references
 _WARNED = 256  # warnings remembered (not shown twice): the raylet's are of a few kinds, OOM kills of many
-
-
-def connect(socket_path, kind, pid, ident, name, timeout):
-    """Connect to a raylet and do the Hello/Welcome handshake.
-
-    Returns (connection, Welcome, records that arrived in the same frame after it).
-    Raises NodeDiedError when the raylet cannot be reached, does not answer, or refuses.
-    """
-    try:
-        conn = Connection(socket_path, timeout)
-    except OSError as exc:
-        raise NodeDiedError(f"cannot reach the raylet at {socket_path} ({exc}); is the node "
-                            "running? (`actorscoop status`)") from None
-    try:
-        conn.send(P.encode([P.Hello(P.PROTOCOL_VERSION, kind, pid, ident, name)]))
-        frame = conn.recv(timeout)
-    except ConnectionClosed as exc:
-        conn.close()
-        raise NodeDiedError(f"the raylet at {socket_path} closed the connection: {exc}") from None
-    if frame is None:
-        conn.close()
-        raise NodeDiedError(f"the raylet at {socket_path} did not answer within {timeout} s; "
-                            "is the node running? (`actorscoop status`)")
-    reply, *rest = P.decode(frame)
-    if isinstance(reply, P.Refused):
-        conn.close()
-        raise NodeDiedError(f"the raylet refused this {kind}: {reply.reason}")
-    return conn, reply, rest
 
 
 class DriverCore(CoreClient):

@@ -31,9 +31,10 @@ import time
 from .._common import _errors
 from .._client import _refcount
 from .. import protocol as P
+from .._client._core import direct_eligible
 from .._common._ids import object_id
+from .._common._session import actor_socket
 from .._client._object_ref import ObjectRef
-from ..node.worker._direct_server import socket_path
 from ..exceptions import TaskCancelledError
 from ..transport import ConnectionClosed, Peer
 
@@ -115,7 +116,7 @@ class DirectCalls:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             sock.settimeout(1.0)
-            sock.connect(socket_path(self.sockets_dir, route.actor_id))
+            sock.connect(actor_socket(self.sockets_dir, route.actor_id))
             pid, uid, _gid = struct.unpack("3i", sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))
         except OSError:  # not up (yet, or any more): the raylet queues calls meanwhile
             sock.close()
@@ -301,13 +302,8 @@ class DirectCalls:
             self.by_fd.clear()
 
 
-def eligible(deps, nested, args_object, retry_exceptions):
-    """Whether an actor call can go straight to the actor's process."""
-    return not deps and not nested and args_object is None and not retry_exceptions
-
-
 def _eligible(rec):
-    return eligible(rec.deps, rec.nested, rec.args_object, rec.retry_exceptions)
+    return direct_eligible(rec.deps, rec.nested, rec.args_object, rec.retry_exceptions)
 
 
 def _entry(oid, kind, data):

@@ -19,49 +19,20 @@ disconnects.
 """
 import builtins
 import collections
-import json
 import logging
-import math
 import os
 import sys
 import threading
 import time
 
+from ..protocol._output import BAR_MARK as MARK, decode_bar_state as decode_state
+
 log = logging.getLogger("actorscoop")
 
-MARK = "@@actorscoop-tqdm@@ "  # starts a bar state (readable where logs are read raw)
 #: seconds after a task's result during which its open bars may still send their close
 GRACE = 1.0
 #: closed bar ids remembered, so a late update does not draw a closed bar again
 REMEMBERED = 4096
-
-
-def encode_state(state):
-    """The stdout line (with its newline) that carries one bar state."""
-    return MARK + json.dumps(state, separators=(",", ":")) + "\n"
-
-
-_NUMBER = (int, float)
-#: what each field of a state may be (checked before tqdm sees it: tqdm leaves its lock
-#: held when drawing raises, and every bar of the process then hangs)
-_FIELDS = {"id": (str,), "desc": (str, type(None)), "n": _NUMBER,
-           "total": _NUMBER + (type(None),), "unit": (str, type(None)),
-           "unit_scale": (bool,) + _NUMBER, "postfix": (str, type(None)), "leave": (bool,),
-           "closed": (bool,), "task": (str, type(None))}
-
-
-def decode_state(text):
-    """The state in a line that holds MARK, or None if it is not a valid state."""
-    try:
-        state = json.loads(text[text.index(MARK) + len(MARK):])
-    except ValueError:
-        return None
-    if not isinstance(state, dict) or not all(
-            isinstance(state.get(k), t) for k, t in _FIELDS.items() if k in state or k in ("id", "n")):
-        return None
-    if not math.isfinite(state["n"]):
-        return None
-    return state
 
 
 def last_redraw(line):

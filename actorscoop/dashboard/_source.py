@@ -7,7 +7,7 @@ import threading
 import time
 
 from .. import protocol as P
-from .._driver._connection import connect
+from .._client._connect import connect
 from ..exceptions import NodeDiedError
 from ..transport import ConnectionClosed
 

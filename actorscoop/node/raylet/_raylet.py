@@ -25,7 +25,8 @@ from ._memory_monitor import MemoryMonitor
 from ._objects import DIRECT_CALL, ObjectTable, ObjState
 from .._proc import describe_exit
 from ..events._recorder import Recorder
-from ._workers import TASK_MARK, WorkerTable
+from ...protocol._output import TASK_MARK
+from ._workers import WorkerTable
 from ..worker._zygote import ZygoteHandle
 from ...transport import ConnectionClosed, Listener
 

@@ -8,6 +8,7 @@ import signal
 
 from ..._common import _session
 from ..._common._ids import random_id
+from ...protocol._output import TASK_MARK
 
 
 class WorkerProc:
@@ -127,10 +128,6 @@ class WorkerTable:
     def kill_all(self):
         for w in list(self.by_id.values()):
             self.signal(w, signal.SIGKILL)
-
-
-TASK_MARK = b"\x00asc-task "  # starts a line a worker writes when another task prints:
-#                              the task id (hex) and name follow; later lines are that task's
 
 
 def _last_redraw(tail):

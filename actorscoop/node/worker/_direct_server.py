@@ -20,11 +20,6 @@ from ...transport import ConnectionClosed, Listener
 log = logging.getLogger("actorscoop.worker")
 
 
-def socket_path(sockets_dir, actor_id):
-    """Where the actor ``actor_id`` listens (drivers compute it the same way)."""
-    return os.path.join(sockets_dir, f"a-{actor_id.hex()}.sock")
-
-
 class DirectServer:
     def __init__(self, core, path):
         self.core = core

@@ -28,14 +28,14 @@ from ..._client import _context, _refcount
 from ..._common import _errors, _serialization
 from ... import protocol as P
 from ..._client._core import CoreClient, _Dep
-from ..._driver._connection import connect
+from ..._client._connect import connect
 from ...exceptions import TaskCancelledError
 from ...transport import Connection, ConnectionClosed
 from ._concurrency import Concurrency
 from ..._common._drops import Drops
 from . import _task_locks
 from ._tasklets import Tasklets
-from ..raylet._workers import TASK_MARK
+from ...protocol._output import TASK_MARK
 
 log = logging.getLogger("actorscoop.worker")
 
@@ -75,6 +75,7 @@ class _PumpingFuture(concurrent.futures.Future):
 
 class WorkerCore(CoreClient):
     prefault_idle = True  # a worker maps the store in spare time, never ahead of a task
+    runs_tasks = True
 
     def __init__(self, command):
         self.worker_id = bytes.fromhex(command["worker_id"])
@@ -587,9 +588,10 @@ class WorkerCore(CoreClient):
             self._send([P.CallsDone(batch)])
 
     def _listen_direct(self, actor_id):
-        from ._direct_server import DirectServer, socket_path
+        from ..._common._session import actor_socket
+        from ._direct_server import DirectServer
         try:
-            self._direct_server = DirectServer(self, socket_path(os.path.dirname(self.plasma_socket), actor_id))
+            self._direct_server = DirectServer(self, actor_socket(os.path.dirname(self.plasma_socket), actor_id))
         except OSError as exc:  # calls keep coming through the raylet
             log.warning("actor cannot take direct calls (%s); they go through the raylet", exc)
 
