@@ -8,6 +8,8 @@ import traceback
 import cloudpickle
 
 from ..exceptions import ActorScoopError, TaskError
+from ..protocol import VALUE_ERROR
+from ._ids import return_ids
 
 
 def pack_exception(exc: BaseException) -> bytes:
@@ -90,6 +92,11 @@ def pack_task_error(function_name, exc, node, pid, phase) -> bytes:
     except Exception:
         text = f"{tb}\n(the exception could not be pickled, so its type is lost)"
         return cloudpickle.dumps(TaskError(function_name, text, None, node, pid, phase), protocol=5)
+
+
+def error_results(task_id, num_returns, err) -> list:
+    """A task's result rows (TaskDone, TaskResult) when every return is the error ``err``."""
+    return [[oid, VALUE_ERROR, err, 0, []] for oid in return_ids(task_id, num_returns)]
 
 
 def pack_dependency_failure(task_name, upstream_object_id, upstream_error) -> list:

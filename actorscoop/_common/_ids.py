@@ -30,6 +30,11 @@ def object_id(task_id: bytes, index: int) -> bytes:
     return task_id + _pack_i(index)
 
 
+def return_ids(task_id: bytes, num_returns: int) -> list:
+    """The ids of a task's results (indices 1 .. num_returns)."""
+    return [task_id + _pack_i(i) for i in range(1, num_returns + 1)]
+
+
 def task_of(object_id_: bytes) -> bytes:
     return object_id_[:TASK_ID_SIZE]
 

@@ -9,9 +9,9 @@ from dataclasses import dataclass, field
 
 from . import _events as ev
 from . import _instructions as ins
+from ._placement import fits
 from ._state import TASK_TRANSITIONS, TaskState, WorkerState
 
-_EPS = 1e-9
 
 
 class IllegalTransition(RuntimeError):
@@ -53,13 +53,6 @@ class _Worker:
     awaited: tuple = ()  # while BLOCKED: the tasks it waits for
     paused: int = 0  # tasks it holds paused in get, as its last Blocked said (0 once idle; 0
     #                  while blocked: a thread of a task waits, nothing may run inline there)
-
-
-def _fits(need, have):
-    for k, v in need.items():
-        if have.get(k, 0.0) + _EPS < v:
-            return False
-    return True
 
 
 def _take(pool, need):
@@ -207,7 +200,7 @@ class Scheduler:
         self.tasks[e.task_id] = task
         if e.held_by is not None:
             self._on_held(task, e.held_by)
-        elif not _fits(e.resources, self.total):
+        elif not fits(e.resources, self.total):
             self._move(task, TaskState.INFEASIBLE, "submitted")
             self._out.append(ins.WarnInfeasible(e.task_id, e.resources))
         elif e.deps:
@@ -392,7 +385,7 @@ class Scheduler:
     def _on_reserve(self, e):
         if e.key in self.reserved or e.key in self.reservations:
             return
-        if not _fits(e.resources, self.total):
+        if not fits(e.resources, self.total):
             self._out.append(ins.WarnInfeasible(e.key, e.resources))
         self.reservations[e.key] = e.resources
 
@@ -404,7 +397,7 @@ class Scheduler:
 
     def _grant_reservations(self):
         for key, need in list(self.reservations.items()):
-            if not _fits(need, self.available):
+            if not fits(need, self.available):
                 return  # in order: a big request is not starved by small ones
             del self.reservations[key]
             self.reserved[key] = need
@@ -443,8 +436,8 @@ class Scheduler:
             task = self.tasks[tid]
             need = task.resources
             shape = frozenset(need.items())
-            fits = shape not in stuck and _fits(need, avail)
-            if fits and self.idle:
+            fits_now = shape not in stuck and fits(need, avail)
+            if fits_now and self.idle:
                 wid = next(iter(self.idle))
                 del self.idle[wid]
                 w = self.workers[wid]
@@ -460,7 +453,7 @@ class Scheduler:
                 continue
             if shape in stuck:
                 pass
-            elif fits and _fits(need, {k: v - claimed.get(k, 0.0) for k, v in avail.items()}):
+            elif fits_now and fits(need, {k: v - claimed.get(k, 0.0) for k, v in avail.items()}):
                 demand += 1
                 _give(claimed, need)
             elif self._pipeline(task):

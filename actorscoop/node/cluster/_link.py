@@ -27,6 +27,7 @@ from ... import scheduler as S
 from ...exceptions import ActorDiedError, ActorScoopError, NodeDiedError, ObjectLostError, TaskCancelledError
 from ...transport import _secure
 from ..._common._drops import LOG_INTERVAL, Drops
+from ..._common._ids import return_ids
 from ._head import HeadService
 from ..raylet._objects import ObjState
 
@@ -296,7 +297,7 @@ class ClusterLink:
                                           current(r)))
             self._watch_head()
         self.transfer.tick()
-        for oid in [oid for oid in self.unpulled if oid not in r.objects.entries and oid not in self.repulls]:
+        for oid in [oid for oid in self.unpulled if oid not in r.objects and oid not in self.repulls]:
             self._forget_unpulled(oid)  # its refs are gone: free it on the node that holds it
 
     def _watch_head(self):
@@ -332,7 +333,7 @@ class ClusterLink:
         if missing or task.forwarded:
             return False  # its inputs are not all here yet
         for oid in _inputs(spec):  # refs inside the arguments, and large arguments, travel too
-            e = self.r.objects.entries.get(oid)
+            e = self.r.objects.get(oid)
             if e is None or e.state is not ObjState.READY or e.kind not in (P.VALUE_INLINE, P.VALUE_PLASMA):
                 return False
         sched = self.r.scheduler
@@ -378,7 +379,7 @@ class ClusterLink:
         if task is None:
             return
         task.missing.discard(oid)
-        e = self.r.objects.entries.get(oid)
+        e = self.r.objects.get(oid)
         if e is not None and e.state is ObjState.FAILED and oid in task.spec.deps:
             self._unhold(tid, task)  # it leaves every other wait too
             self.r._feed(self.r._do_fail(S.FailTask(tid, "dependency", oid)) or [])
@@ -390,9 +391,7 @@ class ClusterLink:
         call to an actor on another node waits for them (in its caller's order), so that
         they travel with it and the actor's node keeps its own copy for as long as the
         actor holds the refs, whatever the owner's driver drops meanwhile."""
-        entries = self.r.objects.entries
-        return [oid for oid in spec.nested
-                if oid in entries and entries[oid].state is ObjState.PENDING]
+        return [oid for oid in spec.nested if self.r.objects.is_pending(oid)]
 
     def _portable_deps(self, spec):
         """Argument values as they travel: inline values as they are, plasma values as a
@@ -403,7 +402,7 @@ class ClusterLink:
         A failed argument travels as its error (an actor call fails with it there)."""
         deps = []
         for oid in dict.fromkeys(_inputs(spec)):
-            e = self.r.objects.entries.get(oid)
+            e = self.r.objects.get(oid)
             if e is None or e.state is ObjState.PENDING:
                 continue
             if e.kind == P.VALUE_PLASMA:
@@ -554,11 +553,11 @@ class ClusterLink:
     def _repulled(self, oid, error):
         r = self.r
         waiting = self.repulls.pop(oid, set())
-        e = r.objects.entries.get(oid)
+        e = r.objects.get(oid)
         if error is None:
             self._forget_unpulled(oid)
             if e is None or e.kind != P.VALUE_ERROR:  # freed meanwhile
-                r.objects.plasma_to_delete.append(oid)
+                r.objects.free_later([oid])
                 r._delete_plasma()
                 return
             r.objects.pulled_late(oid, e)
@@ -662,8 +661,7 @@ class ClusterLink:
         self.drops.drop(f"{type(rec).__name__} that cannot run", why)
         err = _errors.pack_exception(ActorScoopError(f"task {spec.name}() could not run on node "
                                                      f"{self.r.node_id.hex()[:8]}: {why}"))
-        results = [[spec.task_id + i.to_bytes(4, "big"), P.VALUE_ERROR, err, 0, []]
-                   for i in range(1, spec.num_returns + 1)]
+        results = _errors.error_results(spec.task_id, spec.num_returns, err)
         self.to_head(P.TaskResult(rec.owner, self.r.node_id, spec.task_id, results, []))
 
     def _run_here(self, task):
@@ -681,7 +679,7 @@ class ClusterLink:
             r.functions[spec.function_id] = (name, blob, path)
         holder = REMOTE + spec.task_id
         for oid, kind, data in rec.deps:
-            if oid in r.objects.entries:
+            if oid in r.objects:
                 r.objects.add_holder(oid, holder)
             elif kind == P.VALUE_REMOTE:  # in the owner's store: pull it before the task runs
                 r.objects.expect(oid, holder, "pull")
@@ -690,8 +688,8 @@ class ClusterLink:
             else:
                 r.objects.put(oid, holder, kind, data, 0, ())
             r.objects.pin(oid)
-        for i in range(1, spec.num_returns + 1):
-            r.objects.expect(spec.task_id + i.to_bytes(4, "big"), holder, spec.name)
+        for oid in return_ids(spec.task_id, spec.num_returns):
+            r.objects.expect(oid, holder, spec.name)
         task = r.new_task(spec, holder, [dep[0] for dep in rec.deps])
         task.owner = rec.owner
         task.forwarded = True
@@ -745,7 +743,7 @@ class ClusterLink:
         pending = [c for res in results for c in res[4]]
         while pending:
             oid = pending.pop()
-            e = self.r.objects.entries.get(oid)
+            e = self.r.objects.get(oid)
             if oid in seen or e is None:
                 continue
             seen.add(oid)

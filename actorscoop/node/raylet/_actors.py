@@ -250,7 +250,7 @@ class ActorManager:
     def _failed_dep(self, task):
         from ._objects import ObjState
         for oid in task.spec.deps:
-            e = self.r.objects.entries.get(oid)
+            e = self.r.objects.get(oid)
             if e is not None and e.state is ObjState.FAILED:
                 return _errors.pack_dependency_failure(task.spec.name, oid, e.data)
         return None
@@ -330,9 +330,8 @@ class ActorManager:
         if a.creation is not None:
             if a.state is ActorState.DEAD and a.creation_error is None:
                 # Its constructor never reported: settle its return so nothing waits on it.
-                self.r._resolve(a.creation, [[a.creation.spec.task_id + (1).to_bytes(4, "big"),
-                                              P.VALUE_ERROR, self._dead_error(a, a.creation.spec),
-                                              0, []]])
+                self.r._resolve(a.creation, _errors.error_results(
+                    a.creation.spec.task_id, 1, self._dead_error(a, a.creation.spec)))
             for oid in a.creation.pins:
                 self.r.objects.unpin(oid)
             a.creation.pins = []

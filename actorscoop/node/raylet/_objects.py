@@ -53,7 +53,42 @@ class ObjectTable:
         self.plasma_bytes = 0
         self._early = {}  # holder -> OrderedDict of ids it released before we knew them
 
+    # ------------------------------------------------------------------ reading
+    def get(self, oid):
+        """The entry of ``oid`` (its state, kind, data, size, holders), or None."""
+        return self.entries.get(oid)
+
+    def __contains__(self, oid):
+        return oid in self.entries
+
+    def is_pending(self, oid):
+        e = self.entries.get(oid)
+        return e is not None and e.state is ObjState.PENDING
+
+    def free_later(self, oids):
+        """Copies of ``oids`` in this node's store to delete (take_deletions hands them out)."""
+        self.plasma_to_delete.extend(oids)
+
+    def take_deletions(self):
+        """The store copies to delete now, handed out once."""
+        out = self.plasma_to_delete
+        if out:
+            self.plasma_to_delete = []
+        return out
+
+    def table_sizes(self):
+        """How many rows each table holds (status: nothing may grow without bound)."""
+        return {"objects.entries": len(self.entries), "objects.held_by": len(self.held_by),
+                "objects.early": sum(len(v) for v in self._early.values())}
+
     # ------------------------------------------------------------------ creation
+    def put_args(self, oid):
+        """A task's large arguments, written to the store by its submitter: held by no
+        client, only pinned by the task."""
+        e = _Entry("put")
+        self.entries[oid] = e
+        self._set(oid, e, P.VALUE_PLASMA, None, 0, ())
+
     def expect(self, oid, holder, producer):
         """A task that will produce ``oid`` was submitted by ``holder``."""
         e = _Entry(producer)

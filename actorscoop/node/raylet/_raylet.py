@@ -13,7 +13,7 @@ import threading
 from ..._common import _errors, _session
 from ... import protocol as P
 from ... import scheduler as S
-from ..._common._ids import random_id
+from ..._common._ids import random_id, return_ids
 from ...exceptions import ObjectLostError, TaskCancelledError, WorkerCrashedError
 from ...protocol import client_record_error
 from ._actors import ActorManager
@@ -414,16 +414,14 @@ class Raylet:
     def _on_submit(self, ident, spec):
         tid = spec.task_id
         objects = self.objects
-        if tid in self.tasks or spec.args_object in objects.entries:
+        if tid in self.tasks or spec.args_object in objects:
             self.drops.drop("duplicate SubmitTask", f"task {tid.hex()} or its arguments' object exists already")
             return
-        for i in range(1, spec.num_returns + 1):
-            objects.expect(tid + i.to_bytes(4, "big"), ident, spec.name)
+        for oid in return_ids(tid, spec.num_returns):
+            objects.expect(oid, ident, spec.name)
         pins = list(spec.deps) + list(spec.nested)
         if spec.args_object is not None:
-            objects.put(spec.args_object, None, P.VALUE_PLASMA, 0, 0, ())
-            objects.entries[spec.args_object].holders.discard(None)
-            objects.held_by.pop(None, None)
+            objects.put_args(spec.args_object)
             pins.append(spec.args_object)
         for oid in pins:
             objects.pin(oid)
@@ -431,7 +429,7 @@ class Raylet:
         task.job = self._job_of(ident)
         missing = []
         for oid in spec.deps:
-            e = objects.entries.get(oid)
+            e = objects.get(oid)
             if e is None:
                 self._fail_returns(self.tasks.pop(tid), _errors.pack_exception(ObjectLostError(
                     f"argument {oid.hex()} of task {spec.name}() no longer exists: every "
@@ -478,7 +476,7 @@ class Raylet:
 
     def missing_deps(self, spec):
         """The arguments of a task that have no value yet (all are in the object table)."""
-        return tuple(o for o in spec.deps if self.objects.entries[o].state is ObjState.PENDING)
+        return tuple(o for o in spec.deps if self.objects.is_pending(o))
 
     def submit_local(self, task):
         """Queue a task here (one that came from, or came back from, the cluster)."""
@@ -503,9 +501,7 @@ class Raylet:
             self._fail_returns(task, err)
             return
         events = self._resolve(task, results)
-        for oid in task.pins:
-            self.objects.unpin(oid)
-        self._delete_plasma()
+        self._release_pins(task.pins)
         self._feed(events)
 
     def _job_of(self, ident):
@@ -524,7 +520,7 @@ class Raylet:
         return ident
 
     def _on_put(self, ident, rec):
-        if rec.object_id in self.objects.entries:  # ids of puts are new: a bug, or bad input
+        if rec.object_id in self.objects:  # ids of puts are new: a bug, or bad input
             self.drops.drop("PutObject of an existing object", f"{rec.object_id.hex()} exists already")
             return
         self.objects.put(rec.object_id, ident, rec.kind, rec.data, rec.size, rec.contained)
@@ -623,9 +619,7 @@ class Raylet:
             del self.tasks[rec.task_id]
             self._resolve(task, rec.results, rec.delivered)
             self.actors.call_done(task, rec)
-            for oid in task.pins:
-                self.objects.unpin(oid)
-            self._delete_plasma()
+            self._release_pins(task.pins)
             return
         sw = self.scheduler.workers.get(ident)
         if sw is not None and len(sw.tasks) > 1 and sw.tasks[0] == rec.task_id:
@@ -640,9 +634,7 @@ class Raylet:
             return
         del self.tasks[rec.task_id]
         events.extend(self._resolve(task, rec.results, rec.delivered))
-        for oid in task.pins:
-            self.objects.unpin(oid)
-        self._delete_plasma()
+        self._release_pins(task.pins)
         self._feed(events)
 
     def _resolve(self, task, results, delivered=False):
@@ -678,7 +670,7 @@ class Raylet:
     def _on_promote(self, ident, rec):
         """A driver's direct-call results that a ref is taking out of its process."""
         for oid in rec.pending:
-            if oid in self.objects.entries:
+            if oid in self.objects:
                 self.objects.add_holder(oid, ident)
             else:
                 self.objects.expect(oid, ident, DIRECT_CALL)
@@ -687,7 +679,7 @@ class Raylet:
     def _on_adopt(self, ident, rec):
         """An actor's process registers a direct call's results for the caller."""
         if rec.holder not in self.clients:  # the caller is gone: nobody can ever use them
-            self.objects.plasma_to_delete.extend(
+            self.objects.free_later(
                 oid for oid, kind, *_ in rec.results if kind == P.VALUE_PLASMA)
             self._delete_plasma()
             return
@@ -713,12 +705,8 @@ class Raylet:
         now = time.time()
         self.recorder.record(task, ran_on[0], ran_on[1], task.started or now if ran_on[0] else now,
                              now, FAILED, self.recorder.describe(err))
-        for oid in task.pins:
-            self.objects.unpin(oid)
-        results = [[spec.task_id + i.to_bytes(4, "big"), P.VALUE_ERROR, err, 0, []]
-                   for i in range(1, spec.num_returns + 1)]
-        events = self._resolve(task, results)
-        self._delete_plasma()
+        events = self._resolve(task, _errors.error_results(spec.task_id, spec.num_returns, err))
+        self._release_pins(task.pins)
         return events
 
     def _on_cancel(self, ident, rec):
@@ -830,7 +818,7 @@ class Raylet:
             w.functions.add(spec.function_id)
         deps = []
         for oid in spec.deps:
-            e = self.objects.entries[oid]
+            e = self.objects.get(oid)
             deps.append([oid, e.kind, e.data])
         submitter = self.clients.get(task.submitter)
         reply_to = submitter.reply_path if submitter is not None else None
@@ -870,7 +858,7 @@ class Raylet:
             err = _errors.pack_exception(TaskCancelledError(
                 f"task {task.spec.name}() was cancelled before it ran"))
         else:
-            e = self.objects.entries.get(f.cause)
+            e = self.objects.get(f.cause)
             upstream = e.data if e is not None else _errors.pack_exception(ObjectLostError("upstream value lost"))
             err = _errors.pack_dependency_failure(task.spec.name, f.cause, upstream)
         return self._fail_returns(task, err)
@@ -890,8 +878,7 @@ class Raylet:
             return None  # already queued again (its retry raced with the worker's death)
         # The dead attempt may have sealed some results in the store: clear them, so a
         # retry can write them again (and a failed task leaves nothing behind).
-        self.objects.plasma_to_delete.extend(
-            spec.task_id + i.to_bytes(4, "big") for i in range(1, spec.num_returns + 1))
+        self.objects.free_later(return_ids(spec.task_id, spec.num_returns))
         self._delete_plasma()
         oom = self.memory.kill_of(lost.worker_id)  # killed by the memory monitor?
         if task.attempts < spec.max_retries and (oom is None or oom.retry):
@@ -1045,10 +1032,18 @@ class Raylet:
                 del self.idle_seen[wid]
                 extra -= 1
 
+    def _release_pins(self, oids):
+        """A task (or a key-value entry) no longer needs these objects: unpin them, and
+        delete the store copies nobody holds any more."""
+        for oid in oids:
+            self.objects.unpin(oid)
+        self._delete_plasma()
+
     def _delete_plasma(self):
-        pending = self.objects.plasma_to_delete
-        if pending and self.store is not None:
-            self.objects.plasma_to_delete = []
+        if self.store is None:
+            return  # kept until the store is there
+        pending = self.objects.take_deletions()
+        if pending:
             try:
                 self.plasma.delete(pending)
             except Exception as exc:  # logged at most once a minute: the store may be gone

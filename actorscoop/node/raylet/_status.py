@@ -90,8 +90,7 @@ def table_sizes(r) -> dict:
            "raylet.dead_workers": len(r.dead_workers), "raylet.idle_seen": len(r.idle_seen),
            "raylet.unknown_gets": len(r._unknown),
            "scheduler.tasks": len(r.scheduler.tasks), "scheduler.workers": len(r.scheduler.workers),
-           "objects.entries": len(r.objects.entries), "objects.held_by": len(r.objects.held_by),
-           "objects.early": sum(len(v) for v in r.objects._early.values()),
+           **r.objects.table_sizes(),
            "actors.actors": len(r.actors.actors), "actors.names": len(r.actors.names),
            "actors.by_worker": len(r.actors.by_worker),
            "workers.by_id": len(r.workers.by_id), "kv.entries": len(r.kv.entries)}

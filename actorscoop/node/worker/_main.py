@@ -24,18 +24,19 @@ import time
 
 import greenlet
 
-from ..._client import _context, _refcount
-from ..._common import _errors, _serialization
 from ... import protocol as P
-from ..._client._core import CoreClient, _Dep
+from ..._client import _context, _refcount
 from ..._client._connect import connect
-from ...exceptions import TaskCancelledError
-from ...transport import Connection, ConnectionClosed
-from ._concurrency import Concurrency
+from ..._client._core import CoreClient, _Dep
+from ..._common import _errors, _serialization
 from ..._common._drops import Drops
-from . import _task_locks
-from ._tasklets import Tasklets
+from ..._common._ids import return_ids
+from ...exceptions import TaskCancelledError
 from ...protocol._output import TASK_MARK
+from ...transport import Connection, ConnectionClosed
+from . import _task_locks
+from ._concurrency import Concurrency
+from ._tasklets import Tasklets
 
 log = logging.getLogger("actorscoop.worker")
 
@@ -637,8 +638,7 @@ class WorkerCore(CoreClient):
                 raise ValueError(f"task {spec.name}() declared num_returns={n} but returned "
                                  f"{len(values)} values")
         out = []
-        for i, v in enumerate(values, 1):
-            oid = spec.task_id + i.to_bytes(4, "big")
+        for oid, v in zip(return_ids(spec.task_id, n), values):
             kind, data, size, contained = self.serialize_value(oid, v)
             out.append([oid, kind, data, size, contained])
         return out
@@ -648,9 +648,9 @@ class WorkerCore(CoreClient):
         return (self._error_results(spec, _errors.pack_task_error(
             spec.name, exc, self.node_hex, self.pid, phase)), self._retryable(spec, exc))
 
-    def _error_results(self, spec, err):
-        return [[spec.task_id + i.to_bytes(4, "big"), P.VALUE_ERROR, err, 0, []]
-                for i in range(1, spec.num_returns + 1)]
+    @staticmethod
+    def _error_results(spec, err):
+        return _errors.error_results(spec.task_id, spec.num_returns, err)
 
     @staticmethod
     def _retryable(spec, exc):
