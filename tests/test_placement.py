@@ -73,7 +73,7 @@ def test_the_head_keeps_the_function_table_and_sends_each_node_a_function_once()
     from actorscoop import protocol as P
     from actorscoop.node.cluster._head import HeadService
     link = _Sent()
-    head = HeadService(link, A, {"CPU": 1}, node_timeout=5)
+    head = HeadService(link, A, {"CPU": 1}, 5, kv=None, events_view=None)
     for node_id, ident in ((B, b"ib"), (C, b"ic")):
         head.handle(ident, P.NodeJoin(P.PROTOCOL_VERSION, node_id, "h", 2, {"CPU": 4}, "h:1"))
     link.sent.clear()

@@ -35,8 +35,10 @@ class _Node:
 
 
 class HeadService:
-    def __init__(self, link, node_id, totals, node_timeout):
+    def __init__(self, link, node_id, totals, node_timeout, kv, events_view):
         self.link = link  # sends to a node: link.send_to(ident, record)
+        self.kv = kv  # the cluster's key-value store (this node's)
+        self.events_view = events_view  # the cluster's task events
         self.node_id = node_id
         self.node_timeout = node_timeout
         now = time.monotonic()
@@ -46,6 +48,28 @@ class HeadService:
         self.actor_specs = {}  # actor id -> SpillActor of an actor the head placed (to restart it)
         self.names = {}  # (namespace, name) -> (actor id, meta)
         self.functions = {}  # function id -> [name, pickled function, sys.path entry]
+        where = self.placed.get
+        self._handlers = {  # message type -> handler(ident, node, record)
+            P.Heartbeat: self._heartbeat,
+            P.SpillTask: lambda ident, node, rec: self._place(rec),
+            P.TaskResult: lambda ident, node, rec: self._done(rec),
+            P.SpillActor: lambda ident, node, rec: self._place_actor(rec),
+            P.ActorHosted: self._actor_hosted,
+            P.ActorRestartSpec: self._actor_restart_spec,
+            P.ActorGone: self._actor_gone,
+            P.RouteCall: lambda ident, node, rec: self._route_call(rec),
+            P.RouteKill: lambda ident, node, rec: self._forward_to(self.actors.get(rec.actor_id), rec),
+            P.ActorLookup: self._actor_lookup,
+            P.CancelTask: lambda ident, node, rec: self._forward_to(
+                where(rec.task_id, (None, None))[1], rec),
+            P.RemoteLog: lambda ident, node, rec: self._forward_to(rec.owner, rec),
+            P.FreeRemote: lambda ident, node, rec: self._forward_to(rec.node, rec),
+            P.KVPut: self._kv,
+            P.KVGet: self._kv,
+            P.TaskEvents: lambda ident, node, rec: self._task_events(node, rec),
+            P.ClusterStatusRequest: lambda ident, node, rec: self.link.send_to(
+                ident, P.ClusterStatusReply(rec.request_id, self.table())),
+        }
 
     # ------------------------------------------------------------------ messages
     def handle(self, ident, rec):
@@ -58,69 +82,54 @@ class HeadService:
             self.link.drops.drop(f"{t.__name__} before NodeJoin", "from a peer that has not joined")
             return
         node.last_seen = time.monotonic()
-        if t is P.Heartbeat:
-            load = node.load
-            if not load.alive:
-                # Declared dead, its tasks went back to their owners: it must drop them
-                # (fence) and join again before it gets any work.
-                log.warning("node %s is back after being declared dead: it must rejoin", rec.node_id.hex()[:8])
-                self.link.send_to(ident, P.JoinReply(False, "rejoin", self.node_id))
-                return
-            load.available, load.backlog, load.running = rec.available, rec.backlog, rec.running
-        elif t is P.SpillTask:
-            self._place(rec)
-        elif t is P.TaskResult:
-            self._done(rec)
-        elif t is P.SpillActor:
-            self._place_actor(rec)
-        elif t is P.ActorHosted:
-            self.actors[rec.actor_id] = rec.node_id
-            if rec.name:
-                self.names.setdefault((rec.namespace, rec.name), (rec.actor_id, rec.meta))
-        elif t is P.ActorRestartSpec:
-            if self.actors.get(rec.spec[_ACTOR_ID]) == rec.owner:  # still there, not killed
-                self._learn_function(rec)
-                self.actor_specs[rec.spec[_ACTOR_ID]] = P.SpillActor(self.node_id, rec.create, rec.spec,
-                                                                     rec.deps, rec.function)
-        elif t is P.ActorGone:
-            self.actors.pop(rec.actor_id, None)
-            self.actor_specs.pop(rec.actor_id, None)
-            for key, (aid, _meta) in list(self.names.items()):
-                if aid == rec.actor_id:
-                    del self.names[key]
-        elif t is P.RouteCall:
-            self._route_call(rec)
-        elif t is P.RouteKill:
-            node = self.nodes.get(self.actors.get(rec.actor_id))
-            if node is not None and node.load.alive:
-                self.link.send_to(node.ident, rec)
-        elif t is P.ActorLookup:
-            found = self.names.get((rec.namespace, rec.name))
-            aid, meta = found if found and self._actor_alive(found[0]) else (None, None)
-            self.link.send_to(ident, P.ActorFound(rec.request_id, aid, meta))
-        elif t is P.CancelTask:
-            where = self.placed.get(rec.task_id)
-            node = self.nodes.get(where[1]) if where is not None else None
-            if node is not None and node.load.alive:
-                self.link.send_to(node.ident, rec)
-        elif t is P.RemoteLog:
-            owner = self.nodes.get(rec.owner)
-            if owner is not None and owner.load.alive:
-                self.link.send_to(owner.ident, rec)
-        elif t is P.FreeRemote:
-            target = self.nodes.get(rec.node)
-            if target is not None and target.load.alive:
-                self.link.send_to(target.ident, rec)
-        elif t is P.KVPut:
-            self.link.r.kv.put(("node", ident) if ident is not None else None, rec)
-        elif t is P.KVGet:
-            self.link.r.kv.get(("node", ident) if ident is not None else None, rec)
-        elif t is P.TaskEvents:
-            self._task_events(node, rec)
-        elif t is P.ClusterStatusRequest:
-            self.link.send_to(ident, P.ClusterStatusReply(rec.request_id, self.table()))
-        else:
+        handler = self._handlers.get(t)
+        if handler is None:
             self.link.drops.drop(f"unexpected {t.__name__}", "at the head, from a node")
+            return
+        handler(ident, node, rec)
+
+    def _heartbeat(self, ident, node, rec):
+        load = node.load
+        if not load.alive:
+            # Declared dead, its tasks went back to their owners: it must drop them
+            # (fence) and join again before it gets any work.
+            log.warning("node %s is back after being declared dead: it must rejoin", rec.node_id.hex()[:8])
+            self.link.send_to(ident, P.JoinReply(False, "rejoin", self.node_id))
+            return
+        load.available, load.backlog, load.running = rec.available, rec.backlog, rec.running
+
+    def _actor_hosted(self, ident, node, rec):
+        self.actors[rec.actor_id] = rec.node_id
+        if rec.name:
+            self.names.setdefault((rec.namespace, rec.name), (rec.actor_id, rec.meta))
+
+    def _actor_restart_spec(self, ident, node, rec):
+        if self.actors.get(rec.spec[_ACTOR_ID]) == rec.owner:  # still there, not killed
+            self._learn_function(rec)
+            self.actor_specs[rec.spec[_ACTOR_ID]] = P.SpillActor(self.node_id, rec.create, rec.spec,
+                                                                 rec.deps, rec.function)
+
+    def _actor_gone(self, ident, node, rec):
+        self.actors.pop(rec.actor_id, None)
+        self.actor_specs.pop(rec.actor_id, None)
+        for key, (aid, _meta) in list(self.names.items()):
+            if aid == rec.actor_id:
+                del self.names[key]
+
+    def _actor_lookup(self, ident, node, rec):
+        found = self.names.get((rec.namespace, rec.name))
+        aid, meta = found if found and self._actor_alive(found[0]) else (None, None)
+        self.link.send_to(ident, P.ActorFound(rec.request_id, aid, meta))
+
+    def _forward_to(self, node_id, rec):
+        """Pass ``rec`` on to node ``node_id`` if it is alive."""
+        target = self.nodes.get(node_id)
+        if target is not None and target.load.alive:
+            self.link.send_to(target.ident, rec)
+
+    def _kv(self, ident, node, rec):
+        who = ("node", ident) if ident is not None else None
+        (self.kv.put if type(rec) is P.KVPut else self.kv.get)(who, rec)
 
     def _task_events(self, node, rec):
         """A member's task events join the cluster's view (what="tasks", "timeline")."""
@@ -128,7 +137,7 @@ class HeadService:
             log.warning("dropped task events sent for node %s by node %s", rec.node_id.hex()[:8],
                         node.load.node_id.hex()[:8])
             return
-        view = self.link.r.recorder.view
+        view = self.events_view
         try:
             dropped = view.ingest(rec.node_id, rec._asdict(), time.time(), trusted=False)
         except (TypeError, AttributeError) as exc:  # not a batch at all

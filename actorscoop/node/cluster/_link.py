@@ -68,7 +68,8 @@ def _inputs(spec):
 
 class ClusterLink:
     def __init__(self, raylet, creds, join=None, host="127.0.0.1", port=0, join_timeout=10.0):
-        self.r = raylet
+        self.r = raylet  # a ClusterPort: what the link may ask of its raylet
+        self._from_head = self._handlers_from_head()
         self.host = socket.gethostname()
         self.pid = os.getpid()
         cfg = raylet.config
@@ -99,9 +100,9 @@ class ClusterLink:
             if join is None:
                 self.sock, self.port = _secure.server_socket(self.ctx, zmq.ROUTER, creds, host, port)
                 self.address = f"{host}:{self.port}"
-                totals = dict(raylet.scheduler.total)
+                totals = dict(raylet.load()[1])
                 self.head = HeadService(self, raylet.node_id, totals,
-                                        float(cfg.get("node_timeout", 5.0)))
+                                        float(cfg.get("node_timeout", 5.0)), raylet.kv, raylet.events_view)
             else:
                 self.address = join
                 self.port = None
@@ -109,12 +110,12 @@ class ClusterLink:
                 self._join(join_timeout)
                 host = _route_to(join)
             from ._transfer import Transfer
-            self.transfer = Transfer(raylet, self.ctx, creds, host)
+            self.transfer = Transfer(raylet.transfer_port(), self.ctx, creds, host)
         except BaseException:
             self.close()
             raise
         self.fd = self.sock.getsockopt(zmq.FD)
-        raylet.loop.add(self.fd, self.drain)
+        raylet.watch(self.fd, self.drain)
 
     def _join(self, timeout):
         """Join the head; fail fast (and say why) on a refused handshake or no answer."""
@@ -155,7 +156,7 @@ class ClusterLink:
 
     def _join_record(self):
         return P.NodeJoin(P.PROTOCOL_VERSION, self.r.node_id, self.host, self.pid,
-                          dict(self.r.scheduler.total), self.object_address())
+                          dict(self.r.load()[1]), self.object_address())
 
     def object_address(self):
         t = getattr(self, "transfer", None)
@@ -231,70 +232,84 @@ class ClusterLink:
 
     def deliver(self, rec):
         """A message from the head to this raylet."""
-        t = type(rec)
-        if t is P.RunTask:
-            self.run(rec)
-        elif t is P.TaskResult:
-            self.result(rec)
-        elif t is P.TaskLost:
-            self.lost(rec)
-        elif t is P.JoinReply:
-            if rec.ok and self.head_lost:
-                self.head_lost = False
-                log.warning("rejoined the head at %s", self.address)
-            elif not rec.ok and rec.reason == "rejoin":  # the head restarted, or declared us dead
-                now = time.monotonic()
-                if now - self._rejoin_logged >= LOG_INTERVAL:  # at most once a minute (a head may repeat it)
-                    self._rejoin_logged = now
-                    log.warning("the head at %s does not count this node in: dropping the work other "
-                                "nodes gave it (they run it elsewhere) and joining again", self.address)
-                self.r.fence_foreign_tasks()
-                self.sock.send(P.encode([self._join_record()]), zmq.NOBLOCK)
-        elif t is P.FreeRemote:
-            self.r.objects.drop_client(SERVE + rec.key)
-            self.r._delete_plasma()
-        elif t is P.RunActor:
-            self.run_actor(rec)
-        elif t is P.RouteKill:
-            self.r.actors.kill(rec.actor_id, rec.no_restart, route=False)
-        elif t is P.CancelTask:  # the owner cancels a task it sent here
-            task = self.r.tasks.get(rec.task_id)
-            if task is not None and task.owner is not None:
-                self.r._on_cancel(None, rec)
-        elif t is P.RemoteLog:
-            task = self.r.tasks.get(rec.task_id)
-            if task is not None and task.job in self.r.clients:
-                self.r._send(task.job, P.LogLines(rec.prefix, rec.text))
-        elif t is P.KVReply:
-            ident, request_id = self._lookups.pop(rec.request_id, (None, 0))
-            if ident is not None and ident in self.r.clients:
-                self.r._send(ident, rec._replace(request_id=request_id))
-        elif t is P.ActorFound:
-            ident, request_id = self._lookups.pop(rec.request_id, (None, 0))
-            if ident is not None:
-                error = "" if rec.actor_id else "no live actor of that name in the cluster"
-                self.r._send(ident, P.ActorReply(request_id, rec.actor_id, rec.meta, error))
-        elif t is P.ClusterStatusReply:
-            self.table = rec.nodes
-        else:
-            self.drops.drop(f"unexpected {t.__name__}", "from the head")
+        handler = self._from_head.get(type(rec))
+        if handler is None:
+            self.drops.drop(f"unexpected {type(rec).__name__}", "from the head")
+            return
+        handler(rec)
+
+    def _handlers_from_head(self):
+        r = self.r
+        return {  # message type -> handler(record)
+            P.RunTask: self.run,
+            P.TaskResult: self.result,
+            P.TaskLost: self.lost,
+            P.JoinReply: self._join_reply,
+            P.FreeRemote: self._free_remote,
+            P.RunActor: self.run_actor,
+            P.RouteKill: lambda rec: r.actors.kill(rec.actor_id, rec.no_restart, route=False),
+            P.CancelTask: self._cancel_from_owner,
+            P.RemoteLog: self._remote_log,
+            P.KVReply: self._answer_lookup,
+            P.ActorFound: self._answer_lookup,
+            P.ClusterStatusReply: lambda rec: setattr(self, "table", rec.nodes),
+        }
+
+    def _join_reply(self, rec):
+        if rec.ok and self.head_lost:
+            self.head_lost = False
+            log.warning("rejoined the head at %s", self.address)
+        elif not rec.ok and rec.reason == "rejoin":  # the head restarted, or declared us dead
+            now = time.monotonic()
+            if now - self._rejoin_logged >= LOG_INTERVAL:  # at most once a minute (a head may repeat it)
+                self._rejoin_logged = now
+                log.warning("the head at %s does not count this node in: dropping the work other "
+                            "nodes gave it (they run it elsewhere) and joining again", self.address)
+            self.r.fence_foreign_tasks()
+            self.sock.send(P.encode([self._join_record()]), zmq.NOBLOCK)
+
+    def _free_remote(self, rec):
+        self.r.objects.drop_client(SERVE + rec.key)
+        self.r.delete_plasma()
+
+    def _cancel_from_owner(self, rec):
+        """The owner cancels a task it sent here."""
+        task = self.r.tasks.get(rec.task_id)
+        if task is not None and task.owner is not None:
+            self.r.cancel(rec)
+
+    def _remote_log(self, rec):
+        task = self.r.tasks.get(rec.task_id)
+        if task is not None and self.r.connected(task.job):
+            self.r.send(task.job, P.LogLines(rec.prefix, rec.text))
+
+    def _answer_lookup(self, rec):
+        """The head's answer to a request a local client made through us (KV, actor lookup)."""
+        ident, request_id = self._lookups.pop(rec.request_id, (None, 0))
+        if ident is None:
+            return
+        if type(rec) is P.KVReply:
+            if self.r.connected(ident):
+                self.r.send(ident, rec._replace(request_id=request_id))
+            return
+        error = "" if rec.actor_id else "no live actor of that name in the cluster"
+        self.r.send(ident, P.ActorReply(request_id, rec.actor_id, rec.meta, error))
 
     def tick(self, events):
         """Every second: heartbeat; a member also sends its task events (``events``: the
         batch its raylet just folded) and what it runs now."""
         r = self.r
         store_used = 0
-        self.to_head(P.Heartbeat(r.node_id, r.scheduler.advertised(), r.scheduler.backlog(),
-                                 r.scheduler.running(), store_used))
+        free, _total, backlog, running = r.load()
+        self.to_head(P.Heartbeat(r.node_id, free, backlog, running, store_used))
         if self.head is not None:
             self.head.tick()
         else:
             self.to_head(P.ClusterStatusRequest(0))  # its answer also tells us the head lives
             if not self.head_lost:
-                from ..events._events import current
                 self.to_head(P.TaskEvents(r.node_id, events["rows"], events["n"], events["newest"],
                                           events["counts"], events["failures"], events["origins"],
-                                          current(r)))
+                                          r.snapshot()))
             self._watch_head()
         self.transfer.tick()
         for oid in [oid for oid in self.unpulled if oid not in r.objects and oid not in self.repulls]:
@@ -336,17 +351,17 @@ class ClusterLink:
             e = self.r.objects.get(oid)
             if e is None or e.state is not ObjState.READY or e.kind not in (P.VALUE_INLINE, P.VALUE_PLASMA):
                 return False
-        sched = self.r.scheduler
+        _free, total, backlog, _running = self.r.load()
         # + events not yet fed to the scheduler: a burst of submits arrives in one loop turn
-        return S.should_spill(spec.resources, sched.total, sched.backlog() + len(self.r.events),
-                              sched.total.get("CPU", 0.0), self.spill_threshold, self.size())
+        return S.should_spill(spec.resources, total, backlog, total.get("CPU", 0.0),
+                              self.spill_threshold, self.size())
 
     def hold(self, task, missing):
         """Whether a newly submitted task that no node resource here can ever satisfy, and
         whose arguments are not all ready, waits here for them (outside the scheduler, which
         would only call it infeasible); ``object_ready`` spills it once they are."""
         spec = task.spec
-        if task.forwarded or S.fits(spec.resources, self.r.scheduler.total):
+        if task.forwarded or S.fits(spec.resources, self.r.load()[1]):
             return False
         task.missing = set(missing) | set(self.pending_nested(spec))  # nested refs travel ready too
         for oid in task.missing:
@@ -360,7 +375,7 @@ class ClusterLink:
         if not task.missing or not any(tid in self.held.get(oid, ()) for oid in task.missing):
             return False
         self._unhold(tid, task)
-        self.r._feed(self.r._do_fail(S.FailTask(tid, "cancelled", None)) or [])
+        self.r.feed(self.r.fail(S.FailTask(tid, "cancelled", None)))
         return True
 
     def _unhold(self, tid, task):
@@ -382,7 +397,7 @@ class ClusterLink:
         e = self.r.objects.get(oid)
         if e is not None and e.state is ObjState.FAILED and oid in task.spec.deps:
             self._unhold(tid, task)  # it leaves every other wait too
-            self.r._feed(self.r._do_fail(S.FailTask(tid, "dependency", oid)) or [])
+            self.r.feed(self.r.fail(S.FailTask(tid, "dependency", oid)))
         elif not task.missing:
             self.spill(task)
 
@@ -423,8 +438,8 @@ class ClusterLink:
     def spill(self, task):
         spec = task.spec
         task.remote = True
-        self.r.recorder.log.origins.append((spec.task_id, task.submitted, task.submitter))
-        backlog = self.r.scheduler.backlog() + len(self.r.events)
+        self.r.task_origins.append((spec.task_id, task.submitted, task.submitter))
+        backlog = self.r.load()[2]
         self.to_head(P.SpillTask(self.r.node_id, list(spec), self._portable_deps(spec),
                                  self._function(spec.function_id), backlog))
 
@@ -448,7 +463,7 @@ class ClusterLink:
 
     def route_call(self, task):
         task.remote = True
-        self.r.recorder.log.origins.append((task.spec.task_id, task.submitted, task.submitter))
+        self.r.task_origins.append((task.spec.task_id, task.submitted, task.submitter))
         self.to_head(P.RouteCall(self.r.node_id, list(task.spec), self._portable_deps(task.spec)))
 
     def kv_forward(self, ident, rec):
@@ -558,7 +573,7 @@ class ClusterLink:
             self._forget_unpulled(oid)
             if e is None or e.kind != P.VALUE_ERROR:  # freed meanwhile
                 r.objects.free_later([oid])
-                r._delete_plasma()
+                r.delete_plasma()
                 return
             r.objects.pulled_late(oid, e)
         elif getattr(error, "store_full", False):
@@ -574,8 +589,8 @@ class ClusterLink:
         if e is not None:
             value = P.ObjectValue(oid, e.kind, e.data)
             for client in waiting:
-                if client in r.clients:
-                    r._send(client, value)
+                if r.connected(client):
+                    r.send(client, value)
 
     def _forget_unpulled(self, oid):
         """``oid`` is pulled, or nobody wants it any more: once no result of its task is left
@@ -600,7 +615,7 @@ class ClusterLink:
         self.r.finish_remote(task, results)
         for oid, *_ in extras:
             objects.unpin(oid)
-        self.r._delete_plasma()
+        self.r.delete_plasma()
 
     def _sent_away(self, rec):
         """The task of ``rec`` (a TaskResult or TaskLost from the head) if this node sent it
@@ -717,8 +732,8 @@ class ClusterLink:
                 ObjectLostError(f"argument {oid.hex()} could not be fetched from its owner: {error}")), 0, ())
         if e is not None:
             events = []
-            r._publish(oid, e, e.kind, e.data, recipients, None, events)
-            r._feed(events)
+            r.publish(oid, e, recipients, events)
+            r.feed(events)
 
     def send_result(self, task, results):
         """A task run for another node ended: send the results home. Values in our store stay
@@ -728,7 +743,7 @@ class ClusterLink:
             for oid, kind, data, size, contained in results:
                 self.r.objects.resolve(oid, kind, data, size, contained)
             self.r.objects.drop_client(REMOTE + tid)
-            self.r._delete_plasma()
+            self.r.delete_plasma()
             return
         for oid, kind, data, size, contained in results:
             self.r.objects.resolve(oid, kind, data, size, contained)  # so dropping frees it
@@ -759,7 +774,7 @@ class ClusterLink:
         out = [self._outgoing(*res, tid) for res in results]
         self.to_head(P.TaskResult(task.owner, self.r.node_id, tid, out, extras))
         self.r.objects.drop_client(REMOTE + tid)
-        self.r._delete_plasma()
+        self.r.delete_plasma()
 
     def object_ready(self, oid):
         """An object got its value: results that waited for it go home (or wait for the next);
@@ -771,6 +786,22 @@ class ClusterLink:
                 self._send_when_ready(task, results)
 
     # ------------------------------------------------------------------ status, shutdown
+    def table_sizes(self):
+        """How many entries the link's tables hold (and its transfers' and the head's)."""
+        out = {"cluster.lookups": len(self._lookups), "cluster.results_waiting": len(self.results_waiting),
+               "cluster.held": sum(len(v) for v in self.held.values()),
+               "cluster.functions_at_head": len(self.functions_at_head)}
+        if self.transfer is not None:
+            t = self.transfer
+            out.update({"transfer.serving": len(t.serving), "transfer.pulls": len(t.pulls),
+                        "transfer.links": len(t.links), "transfer.deferred": len(t.deferred)})
+        if self.head is not None:
+            h = self.head
+            out.update({"head.nodes": len(h.nodes), "head.placed": len(h.placed),
+                        "head.actors": len(h.actors), "head.actor_specs": len(h.actor_specs),
+                        "head.names": len(h.names), "head.functions": len(h.functions)})
+        return out
+
     def report(self):
         out = {"address": self.address, "head": self.head is not None, "head_lost": self.head_lost,
                "received": self.received, "dropped": self.drops.counts(),

@@ -96,7 +96,7 @@ class _Pull:
 
 class Transfer:
     def __init__(self, raylet, ctx, creds, host):
-        self.r = raylet
+        self.r = raylet  # a TransferPort: this node's store, the loop's sockets
         self.ctx = ctx
         self.sealer = _sealed.Sealer(creds)
         self.server, port = _sealed.server_socket(ctx, host, 0)
@@ -115,7 +115,7 @@ class Transfer:
         self.drops = Drops(log)  # refused messages, by kind
         self.room_wait = float(raylet.config.get("pull_room_wait", ROOM_WAIT))
         keep_freed_memory()  # ZeroMQ's buffer for each chunk received: reused, not faulted in anew
-        raylet.loop.add(self.server.getsockopt(zmq.FD), self.drain)
+        raylet.watch(self.server.getsockopt(zmq.FD), self.drain)
 
     # ------------------------------------------------------------------ pulling
     def pull(self, object_id, address, callback):
@@ -126,7 +126,7 @@ class Transfer:
             p.callbacks.append(callback)
             return
         p = self.pulls[object_id] = _Pull(object_id, address, callback)
-        if self.r.store is None:  # our store is still starting: ask once it is up (drain)
+        if not self.r.store_up:  # our store is still starting: ask once it is up (drain)
             if self.r.store_error is not None:
                 self._finish(p, f"this node's object store could not start: {self.r.store_error}")
             else:
@@ -138,7 +138,7 @@ class Transfer:
         sock = self.links.get(address)
         if sock is None:
             sock = self.links[address] = _sealed.client_socket(self.ctx, address, CHUNK)
-            self.r.loop.add(sock.getsockopt(zmq.FD), self.drain)
+            self.r.watch(sock.getsockopt(zmq.FD), self.drain)
         return sock
 
     def _ask(self, p, offset, length):
@@ -278,7 +278,7 @@ class Transfer:
             self._finish(p, reason)
         sock = self.links.pop(address, None)
         if sock is not None:
-            self.r.loop.remove(sock.getsockopt(zmq.FD))
+            self.r.unwatch(sock.getsockopt(zmq.FD))
             sock.close(linger=0)
 
     # ------------------------------------------------------------------ serving
@@ -290,7 +290,7 @@ class Transfer:
         entry = self.serving.get(req.object_id)
         if entry is None:
             try:
-                if self.r.store is None:
+                if not self.r.store_up:
                     raise LookupError("this node's object store is not up")
                 view = self.r.plasma.get_block(req.object_id)
             except Exception as exc:
@@ -330,10 +330,10 @@ class Transfer:
 
     # ------------------------------------------------------------------ loop
     def drain(self):
-        if self.deferred and (self.r.store is not None or self.r.store_error is not None):
+        if self.deferred and (self.r.store_up or self.r.store_error is not None):
             deferred, self.deferred = self.deferred, []
             for p in deferred:
-                if self.r.store is None:
+                if not self.r.store_up:
                     self._finish(p, f"this node's object store could not start: {self.r.store_error}")
                 else:
                     p.last = time.monotonic()

@@ -11,9 +11,9 @@ log = logging.getLogger("actorscoop.raylet")
 
 
 class Recorder:
-    def __init__(self, r, max_rows=100_000):
-        self.r = r
-        self.log = TaskLog(r.node_id)
+    def __init__(self, raylet, max_rows=100_000):
+        self.raylet = raylet  # a RecorderPort: who submitted, on which worker
+        self.log = TaskLog(raylet.node_id)
         self.ended = self.log.ended  # the flat list rows are added to
         self.view = EventView(max_rows=max_rows)  # on the head: the cluster's view
         self.unshipped = []  # a member's batches not sent to the head yet
@@ -21,20 +21,18 @@ class Recorder:
 
     def record(self, task, worker_id, pid, start, end, state, error):
         """One ended attempt of ``task`` (a raylet's _TaskRecord): the hot path."""
-        r = self.r
-        c = r.clients.get(task.submitter)
+        node_id = self.raylet.node_id
         # A worker may start a task it holds before its SubmitTask reaches us: it was
         # submitted by then, whatever our clock says.
         submitted = task.submitted if task.submitted is None or start is None else min(task.submitted, start)
-        self.ended.extend((task.spec.task_id, task.spec.name, r.node_id, worker_id, pid,
-                           submitted, start, end, state, task.owner or r.node_id,
-                           c.pid if c is not None else 0, error if error is None else tuple(error)))
+        self.ended.extend((task.spec.task_id, task.spec.name, node_id, worker_id, pid,
+                           submitted, start, end, state, task.owner or node_id,
+                           self.raylet.client_pid(task.submitter), error if error is None else tuple(error)))
 
     def calls_done(self, ident, rec):
         """An actor's process ran these direct calls (CallsDone; the raylet never saw them)."""
-        r = self.r
-        w = r.workers.by_id.get(ident)
-        pid = w.pid if w is not None else 0
+        node_id = self.raylet.node_id
+        pid = self.raylet.worker_pid(ident)
         for call in rec.calls:
             try:
                 tid, name, start, end, error, caller = call
@@ -42,10 +40,9 @@ class Recorder:
             except (TypeError, ValueError):
                 log.warning("dropped a malformed direct call report from %s", ident.hex()[:8])
                 continue
-            c = r.clients.get(caller)
-            self.ended.extend((tid, name, r.node_id, ident, pid, start, start, end,
-                               FINISHED if error is None else FAILED, r.node_id,
-                               c.pid if c is not None else 0, error if error is None else tuple(error)))
+            self.ended.extend((tid, name, node_id, ident, pid, start, start, end,
+                               FINISHED if error is None else FAILED, node_id,
+                               self.raylet.client_pid(caller), error if error is None else tuple(error)))
 
     def describe(self, err):
         """An error's [type, message, traceback], read without running user code; the same
@@ -62,14 +59,9 @@ class Recorder:
     def fold(self):
         """Move the rows since the last fold into the view (and, on a member, into the next
         batch for the head)."""
-        clients = self.r.clients
-
-        def pid_of(ident):
-            c = clients.get(ident)
-            return c.pid if c is not None else 0
-        batch = self.log.take(pid_of)
-        self.view.ingest(self.r.node_id, batch, time.time())
-        cluster = self.r.cluster
+        batch = self.log.take(self.raylet.client_pid)
+        self.view.ingest(self.raylet.node_id, batch, time.time())
+        cluster = self.raylet.cluster
         if cluster is not None and cluster.head is None:
             self.unshipped.append(batch)
 

@@ -8,7 +8,6 @@ concurrently for threaded and async actors).
 import collections
 import enum
 import logging
-import signal
 
 from ..._common import _errors
 from ... import protocol as P
@@ -55,7 +54,7 @@ class _Actor:
 
 class ActorManager:
     def __init__(self, raylet):
-        self.r = raylet
+        self.raylet = raylet  # an ActorsPort: its workers, their tasks, reservations
         self.actors = {}
         self.by_worker = {}  # worker id -> actor
         self.names = {}  # (namespace, name) -> actor id
@@ -82,7 +81,7 @@ class ActorManager:
 
     def _reply(self, ident, request_id, actor_id, meta, error):
         if request_id:
-            self.r._send(ident, P.ActorReply(request_id, actor_id, meta, error))
+            self.raylet.send(ident, P.ActorReply(request_id, actor_id, meta, error))
 
     def on_creation_task(self, task):
         """The actor's __init__ task arrived: reserve resources, then start its process (or,
@@ -91,9 +90,9 @@ class ActorManager:
         if a is None:
             return False
         a.creation = task
-        cluster = self.r.cluster
+        cluster = self.raylet.cluster
         if cluster is not None:
-            if not task.forwarded and not S.fits(a.spec.resources, self.r.scheduler.total):
+            if not task.forwarded and not S.fits(a.spec.resources, self.raylet.total_resources()):
                 if task.missing:  # its arguments are not all ready: it spills once they are
                     a.spill_when_ready = True
                     for oid in task.missing:
@@ -106,7 +105,7 @@ class ActorManager:
         for oid in task.missing:
             self.waiting_on[oid].add(a.id)
         if a.spec.hold_resources:
-            self.r._feed([S.ReserveResources(a.id, dict(a.spec.resources))])
+            self.raylet.feed([S.ReserveResources(a.id, dict(a.spec.resources))])
         else:
             self._start(a)
         return True
@@ -116,11 +115,11 @@ class ActorManager:
         if a is not None and a.state is ActorState.PENDING:
             self._start(a)
         elif a is None or a.state is ActorState.DEAD:
-            self.r._feed([S.ReleaseResources(actor_id)])
+            self.raylet.feed([S.ReleaseResources(actor_id)])
 
     def _start(self, a):
         a.state = ActorState.STARTING if a.restarts == 0 else ActorState.RESTARTING
-        w = self.r._start_worker_process(actor_id=a.id)
+        w = self.raylet.start_worker(a.id)
         a.worker_id = w.worker_id
         self.by_worker[w.worker_id] = a
 
@@ -132,29 +131,29 @@ class ActorManager:
         self._send_creation(a)
 
     def _send_creation(self, a):
-        w = self.r.workers.by_id.get(a.worker_id)
+        w = self.raylet.worker(a.worker_id)
         if w is None or not w.connected or a.creation.missing:
             return  # its process is not up yet, or its arguments are not ready
         if a.state is ActorState.DEAD:  # killed while its process started
-            self.r.workers.signal(w, signal.SIGKILL)
+            self.raylet.kill_worker(w)
             return
-        self.r._dispatch_to(w, a.creation, concurrency=a.spec.max_concurrency)
+        self.raylet.dispatch(w, a.creation, concurrency=a.spec.max_concurrency)
 
     # ------------------------------------------------------------------ calls
     def submit(self, task, missing):
         a = self.actors.get(task.spec.actor_id)
-        if a is None and self.r.cluster is not None and not task.forwarded:
+        if a is None and self.raylet.cluster is not None and not task.forwarded:
             a = self._remote(task)  # made elsewhere: its calls go through the head
         if a is None or a.state is ActorState.DEAD:
-            self.r.tasks.pop(task.spec.task_id, None)
-            self.r._fail_returns(task, self._dead_error(a, task.spec))
+            self.raylet.tasks.pop(task.spec.task_id, None)
+            self.raylet.fail_returns(task, self._dead_error(a, task.spec))
             return
         tid = task.spec.task_id
         if task.spec.previous_pid and self._resent(a, task):
             return
         a.queue.append(tid)
         if a.state is ActorState.REMOTE:  # refs inside its arguments travel only when ready
-            missing = (*missing, *self.r.cluster.pending_nested(task.spec))
+            missing = (*missing, *self.raylet.cluster.pending_nested(task.spec))
         task.missing = set(missing)
         for oid in missing:
             self.waiting_on[oid].add(a.id)
@@ -172,8 +171,8 @@ class ActorManager:
             a.attempts[tid] = 1
             return True
         if a.spec.max_task_retries == 0:
-            del self.r.tasks[tid]
-            self.r._fail_returns(task, _errors.pack_exception(ActorDiedError(
+            del self.raylet.tasks[tid]
+            self.raylet.fail_returns(task, _errors.pack_exception(ActorDiedError(
                 f"{a.label} died while running {task.spec.name}(): "
                 f"{a.last_death or a.death or 'its process exited'}. This call was not retried "
                 f"(max_task_retries={a.spec.max_task_retries}).")))
@@ -184,9 +183,9 @@ class ActorManager:
     def interrupt(self, actor_id, task_id):
         """Cancel a direct call: its process drops it if queued, interrupts it if running."""
         a = self.actors.get(actor_id)
-        w = self.r.workers.by_id.get(a.worker_id) if a is not None else None
+        w = self.raylet.worker(a.worker_id) if a is not None else None
         if w is not None and a.state is ActorState.ALIVE:
-            self.r._do_interrupt(S.InterruptTask(task_id, w.worker_id))
+            self.raylet.interrupt(S.InterruptTask(task_id, w.worker_id))
 
     def object_ready(self, oid):
         for aid in self.waiting_on.pop(oid, ()):
@@ -200,9 +199,9 @@ class ActorManager:
                 elif not a.creation.missing and a.state is not ActorState.DEAD:
                     a.spill_when_ready = False
                     a.state = ActorState.REMOTE  # its queued calls follow it (_pump below)
-                    self.r.cluster.spill_actor(a, a.creation)
+                    self.raylet.cluster.spill_actor(a, a.creation)
             for tid in a.queue:
-                t = self.r.tasks.get(tid)
+                t = self.raylet.tasks.get(tid)
                 if t is not None:
                     t.missing.discard(oid)
             self._pump(a)
@@ -219,19 +218,19 @@ class ActorManager:
         (or, for an actor on another node, route them there in order)."""
         if a.state is ActorState.REMOTE:
             while a.queue:
-                task = self.r.tasks.get(a.queue[0])
+                task = self.raylet.tasks.get(a.queue[0])
                 if task is not None and task.missing:
                     return
                 a.queue.popleft()
                 if task is not None:
-                    self.r.cluster.route_call(task)
+                    self.raylet.cluster.route_call(task)
             return
         if a.state is not ActorState.ALIVE:
             return
-        w = self.r.workers.by_id.get(a.worker_id)
+        w = self.raylet.worker(a.worker_id)
         while a.queue:
             tid = a.queue[0]
-            task = self.r.tasks.get(tid)
+            task = self.raylet.tasks.get(tid)
             if task is None:  # cancelled meanwhile
                 a.queue.popleft()
                 continue
@@ -240,17 +239,17 @@ class ActorManager:
             failed = self._failed_dep(task)
             a.queue.popleft()
             if failed is not None:
-                del self.r.tasks[tid]
-                self.r._fail_returns(task, failed)
+                del self.raylet.tasks[tid]
+                self.raylet.fail_returns(task, failed)
                 continue
             a.inflight[tid] = None
             a.attempts[tid] = a.attempts.get(tid, 0) + 1
-            self.r._dispatch_to(w, task)
+            self.raylet.dispatch(w, task)
 
     def _failed_dep(self, task):
         from ._objects import ObjState
         for oid in task.spec.deps:
-            e = self.r.objects.get(oid)
+            e = self.raylet.objects.get(oid)
             if e is not None and e.state is ObjState.FAILED:
                 return _errors.pack_dependency_failure(task.spec.name, oid, e.data)
         return None
@@ -267,9 +266,9 @@ class ActorManager:
                 self._die(a, "its constructor raised", kill=True)
             else:
                 a.state = ActorState.ALIVE
-                if self.r.cluster is not None and a.spec.detached and a.spec.max_restarts != 0 \
+                if self.raylet.cluster is not None and a.spec.detached and a.spec.max_restarts != 0 \
                         and not task.forwarded:  # (the head keeps the spec of those it placed)
-                    self.r.cluster.restartable(a)
+                    self.raylet.cluster.restartable(a)
                 self._pump(a)
             return True
         a.inflight.pop(tid, None)
@@ -291,14 +290,14 @@ class ActorManager:
                         "no limit" if a.spec.max_restarts < 0 else a.spec.max_restarts)
             retry = []
             for tid in list(a.inflight):
-                task = self.r.tasks.get(tid)
+                task = self.raylet.tasks.get(tid)
                 if task is None:
                     continue
                 if _left(a.attempts.get(tid, 1) - 1, a.spec.max_task_retries):
                     retry.append(tid)
                 else:
-                    del self.r.tasks[tid]
-                    self.r._fail_returns(task, _errors.pack_exception(ActorDiedError(
+                    del self.raylet.tasks[tid]
+                    self.raylet.fail_returns(task, _errors.pack_exception(ActorDiedError(
                         f"{a.label} died while running {task.spec.name}(): {cause}. It is "
                         f"restarting; this call was not retried (max_task_retries="
                         f"{a.spec.max_task_retries}).")))
@@ -313,32 +312,31 @@ class ActorManager:
         remote = a.state is ActorState.REMOTE
         a.state = ActorState.DEAD
         a.death = cause
-        if self.r.cluster is not None:
+        if self.raylet.cluster is not None:
             if remote and kill:  # it lives on another node: kill it there first
-                self.r.cluster.to_head(P.RouteKill(a.id, True))
-            self.r.cluster.to_head(P.ActorGone(a.id))
+                self.raylet.cluster.to_head(P.RouteKill(a.id, True))
+            self.raylet.cluster.to_head(P.ActorGone(a.id))
         if a.spec.name:
             self.names.pop((a.spec.namespace, a.spec.name), None)
         if a.spec.hold_resources:
-            self.r._feed([S.ReleaseResources(a.id)])
+            self.raylet.feed([S.ReleaseResources(a.id)])
         for tid in list(a.inflight) + list(a.queue):
-            task = self.r.tasks.pop(tid, None)
+            task = self.raylet.tasks.pop(tid, None)
             if task is not None:
-                self.r._fail_returns(task, self._dead_error(a, task.spec))
+                self.raylet.fail_returns(task, self._dead_error(a, task.spec))
         a.inflight.clear()
         a.queue.clear()
         if a.creation is not None:
             if a.state is ActorState.DEAD and a.creation_error is None:
                 # Its constructor never reported: settle its return so nothing waits on it.
-                self.r._resolve(a.creation, _errors.error_results(
+                self.raylet.resolve(a.creation, _errors.error_results(
                     a.creation.spec.task_id, 1, self._dead_error(a, a.creation.spec)))
-            for oid in a.creation.pins:
-                self.r.objects.unpin(oid)
+            self.raylet.release(a.creation.pins)
             a.creation.pins = []
         if kill:
-            w = self.r.workers.by_id.get(a.worker_id)
+            w = self.raylet.worker(a.worker_id)
             if w is not None:
-                self.r.workers.signal(w, signal.SIGKILL)
+                self.raylet.kill_worker(w)
 
     def _dead_error(self, a, spec):
         if a is None:
@@ -354,12 +352,12 @@ class ActorManager:
     def kill(self, actor_id, no_restart, route=True):
         """``route``: an actor this node does not host is killed where it lives."""
         a = self.actors.get(actor_id)
-        if route and self.r.cluster is not None and (a is None or a.state is ActorState.REMOTE):
+        if route and self.raylet.cluster is not None and (a is None or a.state is ActorState.REMOTE):
             if a is not None and no_restart:  # dead here too, at once: later calls say why
                 a.no_restart = True
                 self._die(a, "it was killed with actorscoop.kill()", kill=True)
             else:
-                self.r.cluster.to_head(P.RouteKill(actor_id, no_restart))
+                self.raylet.cluster.to_head(P.RouteKill(actor_id, no_restart))
             return
         if a is None or a.state is ActorState.DEAD:
             return
@@ -370,9 +368,9 @@ class ActorManager:
             self._die(a, cause, kill=True)
             return
         a.death = cause
-        w = self.r.workers.by_id.get(a.worker_id)
+        w = self.raylet.worker(a.worker_id)
         if w is not None and w.pid is not None:
-            self.r.workers.signal(w, signal.SIGKILL)
+            self.raylet.kill_worker(w)
 
     def owner_gone(self, ident):
         """A process that created non-detached actors went away: they go too. So do its
@@ -393,15 +391,15 @@ class ActorManager:
     def get(self, ident, rec):
         aid = self.names.get((rec.namespace, rec.name))
         a = self.actors.get(aid) if aid else None
-        if (a is None or a.state is ActorState.DEAD) and self.r.cluster is not None:
-            self.r.cluster.lookup(ident, rec)  # maybe another node hosts it
+        if (a is None or a.state is ActorState.DEAD) and self.raylet.cluster is not None:
+            self.raylet.cluster.lookup(ident, rec)  # maybe another node hosts it
             return
         if a is None or a.state is ActorState.DEAD:
             ns = f" in namespace {rec.namespace!r}" if rec.namespace else ""
-            self.r._send(ident, P.ActorReply(rec.request_id, None, None,
+            self.raylet.send(ident, P.ActorReply(rec.request_id, None, None,
                                              f"no live actor named {rec.name!r}{ns}"))
         else:
-            self.r._send(ident, P.ActorReply(rec.request_id, a.id, a.spec.meta, ""))
+            self.raylet.send(ident, P.ActorReply(rec.request_id, a.id, a.spec.meta, ""))
 
     def creation_of(self, worker_id, task_id):
         a = self.by_worker.get(worker_id)
@@ -417,14 +415,14 @@ class ActorManager:
             return
         if tid in a.queue:
             a.queue.remove(tid)
-            del self.r.tasks[tid]
+            del self.raylet.tasks[tid]
             from ...exceptions import TaskCancelledError
-            self.r._fail_returns(task, _errors.pack_exception(TaskCancelledError(
+            self.raylet.fail_returns(task, _errors.pack_exception(TaskCancelledError(
                 f"call {task.spec.name}() was cancelled before it ran")))
         elif tid in a.inflight:
-            w = self.r.workers.by_id.get(a.worker_id)
+            w = self.raylet.worker(a.worker_id)
             if w is not None:
-                self.r._do_interrupt(S.InterruptTask(tid, w.worker_id))
+                self.raylet.interrupt(S.InterruptTask(tid, w.worker_id))
 
     def name_taken(self, create):
         """Whether another live actor here has the name ``create`` (a CreateActor) asks for."""
@@ -445,10 +443,14 @@ class ActorManager:
         if a is None:
             return None
         for tid in a.inflight:
-            t = self.r.tasks.get(tid)
+            t = self.raylet.tasks.get(tid)
             if t is not None:
                 return a.spec.class_name, t.submitter
         return a.spec.class_name, a.owner
+
+    def table_sizes(self):
+        return {"actors.actors": len(self.actors), "actors.names": len(self.names),
+                "actors.by_worker": len(self.by_worker)}
 
     def report(self):
         return [{"actor_id": a.id.hex(), "class": a.spec.class_name, "name": a.spec.name,

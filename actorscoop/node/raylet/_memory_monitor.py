@@ -13,7 +13,6 @@ Settings, in the node config or the environment (the config wins):
 import logging
 import math
 import os
-import signal
 import time
 
 from ... import protocol as P
@@ -103,7 +102,7 @@ _ADVICE = ("To fix it: use less memory per task (smaller inputs, data in chunks)
 
 class MemoryMonitor:
     def __init__(self, raylet, config):
-        self.r = raylet
+        self.raylet = raylet  # a MemoryPort: what runs where, warnings, kills
         self.threshold, self.interval = settings(config)
         self.node = None
         if self.interval > 0:
@@ -151,7 +150,7 @@ class MemoryMonitor:
             return
         if self.pending is not None:
             pid, since = self.pending
-            if pid in self.r.workers.by_pid and now - since < _KILL_WAIT:
+            if self.raylet.worker_alive(pid) and now - since < _KILL_WAIT:
                 return  # the last one killed is still exiting: its memory is not back yet
             self.pending = None
         candidates, what = self._candidates()
@@ -168,30 +167,24 @@ class MemoryMonitor:
     def _candidates(self):
         """Workers running a task or hosting an actor, as policy candidates, and what
         each runs: worker id -> (name, pid, the task record or the actor)."""
-        r = self.r
         out, what = [], {}
-        for wid, sw in r.scheduler.workers.items():
-            w = r.workers.by_id.get(wid)
-            task = r.tasks.get(sw.tasks[0]) if sw.tasks else None
-            if w is None or w.pid is None or task is None or not task.started:
-                continue
+        for wid, pid, task in self.raylet.running_tasks():
             retriable = task.attempts < task.spec.max_retries and not task.cancelled
             out.append(Candidate(wid, task.submitter, retriable, task.started_at or 0.0))
-            what[wid] = (task.spec.name, w.pid, task, None)
-        for wid, a in r.actors.by_worker.items():
-            w = r.workers.by_id.get(wid)
-            if w is None or w.pid is None or a.creation is None:
+            what[wid] = (task.spec.name, pid, task, None)
+        for wid, pid, a in self.raylet.hosted_actors():
+            if a.creation is None:
                 continue
             retriable = not a.no_restart and (a.spec.max_restarts < 0 or a.restarts < a.spec.max_restarts) and a.creation_error is None
             out.append(Candidate(wid, a.owner, retriable, a.creation.started_at or 0.0))
-            what[wid] = (a.label, w.pid, None, a)
+            what[wid] = (a.label, pid, None, a)
         return out, what
 
     def _kill(self, choice, what, usage, now):
         name, pid, task, actor = what
         rss = worker_memory(pid)
         kill = Kill(name, pid, rss, usage, self.threshold, choice.retry, choice.reason,
-                    self.r.node_id.hex())
+                    self.raylet.node_id.hex())
         wid = choice.victim.worker_id
         self.kills[wid] = kill
         while len(self.kills) > _KEPT:
@@ -207,6 +200,6 @@ class MemoryMonitor:
             outcome = "its task is retried" if retried else "its task fails with OutOfMemoryError"
             log.warning("memory monitor: killed the worker of %s(), pid %d (%s); %s", name, pid,
                         kill.summary(), outcome)
-            if retried and task.job in self.r.clients:  # else the error tells the caller
-                self.r._send(task.job, P.Warning_(f"{name}(): {kill.describe()}; {outcome}"))
-        self.r.workers.signal(self.r.workers.by_id[wid], signal.SIGKILL)
+            if retried and self.raylet.connected(task.job):  # else the error tells the caller
+                self.raylet.send(task.job, P.Warning_(f"{name}(): {kill.describe()}; {outcome}"))
+        self.raylet.kill_worker(wid)

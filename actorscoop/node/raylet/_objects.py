@@ -84,8 +84,9 @@ class ObjectTable:
     # ------------------------------------------------------------------ creation
     def put_args(self, oid):
         """A task's large arguments, written to the store by its submitter: held by no
-        client, only pinned by the task."""
+        client, pinned once, by the task (which unpins it when done)."""
         e = _Entry("put")
+        e.pins = 1
         self.entries[oid] = e
         self._set(oid, e, P.VALUE_PLASMA, None, 0, ())
 

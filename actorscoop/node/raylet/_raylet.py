@@ -13,19 +13,20 @@ import threading
 from ..._common import _errors, _session
 from ... import protocol as P
 from ... import scheduler as S
-from ..._common._ids import random_id, return_ids
-from ...exceptions import ObjectLostError, TaskCancelledError, WorkerCrashedError
+from ..._common._ids import random_id
+from ...exceptions import ObjectLostError
 from ...protocol import client_record_error
 from ._actors import ActorManager
 from ..._common._drops import Drops
-from ..events._events import FAILED, FINISHED, RETRIED
 from ._kv import KVStore
 from ._loop import Loop, drain_fd, who
 from ._memory_monitor import MemoryMonitor
+from . import _ports
 from ._objects import DIRECT_CALL, ObjectTable, ObjState
+from ._output import WorkerOutput
+from ._task_flow import TaskFlow
 from .._proc import describe_exit
 from ..events._recorder import Recorder
-from ...protocol._output import TASK_MARK
 from ._workers import WorkerTable
 from ..worker._zygote import ZygoteHandle
 from ...transport import ConnectionClosed, Listener
@@ -41,29 +42,7 @@ class _Client:
         self.reply_path = None  # a driver's socket for results sent straight to it
 
 
-class _TaskRecord:
-    __slots__ = ("spec", "submitter", "attempts", "cancelled", "pins", "missing", "watched",
-                 "started", "started_at", "job", "owner", "remote", "forwarded", "fenced", "submitted")
-
-    def __init__(self, spec, submitter, pins):
-        self.spec = spec
-        self.submitter = submitter
-        self.submitted = time.time()  # for the task events (node/events/_events.py)
-        self.attempts = 0
-        self.cancelled = False
-        self.pins = pins  # object ids this task keeps alive until it ends
-        self.missing = ()  # actor calls: argument ids not ready yet
-        self.watched = False  # the submitter wants a TaskStarted
-        self.job = submitter  # the driver whose work this is (set by the raylet)
-        self.started = 0.0  # when it started running (time.time()), 0 until then
-        self.started_at = None  # time.monotonic() its current attempt started on a worker
-        self.owner = None  # node id of the node that owns it, when run here for another node
-        self.remote = False  # ours, spilled: another node runs it
-        self.forwarded = False  # placed by the head: never spilled again
-        self.fenced = False  # run for a node that gave it to another since: drop its results
-
-
-class Raylet:
+class Raylet(TaskFlow, WorkerOutput):
     def __init__(self, session_dir, num_cpus, resources=None, object_store_memory=None,
                  port=None, head=True, config=None):
         self.node_id = random_id()
@@ -79,7 +58,7 @@ class Raylet:
             resources=totals, max_workers=max_workers,
             pipeline_depth=int(self.config.get("pipeline_depth", 8))))
         self.objects = ObjectTable()
-        self.actors = ActorManager(self)
+        self.actors = ActorManager(_ports.ActorsPort(self))
         self.workers = WorkerTable(os.path.join(session_dir, "logs"),
                                    int(self.config.get("worker_log_max_bytes", 64 << 20)))
         self.clients = {}
@@ -87,13 +66,13 @@ class Raylet:
         self.tasks = {}
         self.outbox = collections.defaultdict(list)
         self.events = []  # scheduler events of this loop turn
-        self.kv = KVStore(self)
+        self.kv = KVStore(_ports.KVPort(self))
         # task events (see _events.py): what each task did, for status and the timeline
-        self.recorder = Recorder(self, int(self.config.get("task_event_rows", 100_000)))
+        self.recorder = Recorder(_ports.RecorderPort(self), int(self.config.get("task_event_rows", 100_000)))
         self.dead_workers = {}  # worker id -> (pid, exit code), the most recent ones
         self.idle_seen = {}  # worker id -> when it was first seen idle
         self.warned_infeasible = set()
-        self.memory = MemoryMonitor(self, self.config)
+        self.memory = MemoryMonitor(_ports.MemoryPort(self), self.config)
         sockets = os.path.realpath(os.path.join(session_dir, "sockets"))  # may be a short symlink
         self.sock_path = os.path.join(sockets, "raylet.sock")
         self.plasma_path = os.path.join(sockets, "plasma.sock")
@@ -199,7 +178,7 @@ class Raylet:
     def attach_cluster(self, creds, join=None, host="127.0.0.1", port=0):
         """Become the head of a cluster (``join`` None) or join the head at ``join``."""
         from ..cluster._link import ClusterLink
-        self.cluster = ClusterLink(self, creds, join=join, host=host, port=port or 0)
+        self.cluster = ClusterLink(_ports.ClusterPort(self), creds, join=join, host=host, port=port or 0)
         if self.cluster.port is not None:
             self.port = self.cluster.port
 
@@ -411,113 +390,7 @@ class Raylet:
     def _on_register(self, ident, rec):
         self.functions[rec.function_id] = (rec.name, rec.blob, list(rec.sys_path))
 
-    def _on_submit(self, ident, spec):
-        tid = spec.task_id
-        objects = self.objects
-        if tid in self.tasks or spec.args_object in objects:
-            self.drops.drop("duplicate SubmitTask", f"task {tid.hex()} or its arguments' object exists already")
-            return
-        for oid in return_ids(tid, spec.num_returns):
-            objects.expect(oid, ident, spec.name)
-        pins = list(spec.deps) + list(spec.nested)
-        if spec.args_object is not None:
-            objects.put_args(spec.args_object)
-            pins.append(spec.args_object)
-        for oid in pins:
-            objects.pin(oid)
-        task = self.tasks[tid] = _TaskRecord(spec, ident, pins)
-        task.job = self._job_of(ident)
-        missing = []
-        for oid in spec.deps:
-            e = objects.get(oid)
-            if e is None:
-                self._fail_returns(self.tasks.pop(tid), _errors.pack_exception(ObjectLostError(
-                    f"argument {oid.hex()} of task {spec.name}() no longer exists: every "
-                    "reference to it was dropped before the task was submitted")))
-                return
-            if e.state is ObjState.FAILED:
-                self._fail_returns(self.tasks.pop(tid), _errors.pack_dependency_failure(
-                    spec.name, oid, e.data))
-                return
-            if e.state is ObjState.PENDING:
-                missing.append(oid)
-        if spec.actor_id is not None and spec.method != "__init__":
-            self.actors.submit(self.tasks[tid], missing)
-            return
-        if spec.function_id not in self.functions:
-            self._fail_returns(self.tasks.pop(tid), _errors.pack_exception(ObjectLostError(
-                f"function {spec.name} was never registered with this node")))
-            return
-        if spec.actor_id is not None:
-            task = self.tasks.pop(tid)
-            task.missing = set(missing)
-            if not self.actors.on_creation_task(task):
-                self._fail_returns(task, _errors.pack_exception(ObjectLostError(
-                    f"{spec.name}: no CreateActor came before the actor's constructor")))
-            return
-        if spec.held and self.clients[ident].kind == P.KIND_WORKER:
-            # The worker that submitted it runs it: it had every argument's value (our
-            # table has them too: what it learned of them came through us, first).
-            self._mark_started(task)
-            self._feed([S.TaskSubmitted(tid, _resources(spec.resources), (), spec.name, False, ident)])
-            return
-        if self.cluster is not None and self.cluster.wants(task, missing):
-            self.cluster.spill(task)
-            return
-        if self.cluster is not None and missing and self.cluster.hold(task, missing):
-            return
-        self._feed([S.TaskSubmitted(tid, _resources(spec.resources), tuple(missing), spec.name,
-                                    self.clients[ident].kind != P.KIND_WORKER)])
-
     # ------------------------------------------------------------------ cluster (see _cluster.py)
-    def new_task(self, spec, submitter, pins):
-        task = self.tasks[spec.task_id] = _TaskRecord(spec, submitter, pins)
-        return task
-
-    def missing_deps(self, spec):
-        """The arguments of a task that have no value yet (all are in the object table)."""
-        return tuple(o for o in spec.deps if self.objects.is_pending(o))
-
-    def submit_local(self, task):
-        """Queue a task here (one that came from, or came back from, the cluster)."""
-        spec = task.spec
-        self._feed([S.TaskSubmitted(spec.task_id, _resources(spec.resources), self.missing_deps(spec),
-                                    spec.name, True)])
-
-    def fence_foreign_tasks(self):
-        """The head counted this node dead and gave the tasks other nodes sent here back to
-        their owners: cancel them (queued ones are dropped, running ones' results discarded)."""
-        events = []
-        for tid, task in list(self.tasks.items()):
-            if task.owner is not None and not task.fenced:
-                task.cancelled = task.fenced = True
-                if task.spec.actor_id is None:
-                    events.append(S.CancelRequested(tid, False))
-        self._feed(events)
-
-    def finish_remote(self, task, results, err=None):
-        """One of our tasks that another node ran (or lost) is over."""
-        if err is not None:
-            self._fail_returns(task, err)
-            return
-        events = self._resolve(task, results)
-        self._release_pins(task.pins)
-        self._feed(events)
-
-    def _job_of(self, ident):
-        """A driver is its own job; a worker works for the job of the task it runs."""
-        c = self.clients.get(ident)
-        if c is None or c.kind != P.KIND_WORKER:
-            return ident
-        sw = self.scheduler.workers.get(ident)
-        if sw is not None and sw.tasks:
-            t = self.tasks.get(sw.tasks[-1])
-            if t is not None:
-                return t.job
-        a = self.actors.by_worker.get(ident)
-        if a is not None and a.creation is not None:
-            return a.creation.job
-        return ident
 
     def _on_put(self, ident, rec):
         if rec.object_id in self.objects:  # ids of puts are new: a bug, or bad input
@@ -563,109 +436,6 @@ class Raylet:
             self.objects.remove_holder(oid, ident)
         self._delete_plasma()
 
-    def _on_blocked(self, ident, rec):
-        self._feed([S.WorkerBlocked(ident, tuple(rec.awaited_tasks), tuple(rec.returned), rec.paused)])
-
-    def _on_unblocked(self, ident, rec):
-        self._feed([S.WorkerUnblocked(ident)])
-
-    def _on_return_tasks(self, ident, rec):
-        w = self.workers.by_id.get(ident)
-        if w is not None and not rec.moved:
-            w.reclaiming = False
-        self._feed([S.TasksReturned(ident, tuple(rec.task_ids), rec.moved)])
-
-    def _reclaim_stuck(self):
-        """Tasks queued behind a task that has run for a while, while a worker idles: ask
-        for them back (the worker hands back those it has not started; they start on the
-        idle one). Pipelining keeps busy workers fed in a burst; this keeps a burst's last
-        tasks from waiting for a long one."""
-        now = time.monotonic()
-        for wid, running, holds in self.scheduler.stuck_queues():
-            w = self.workers.by_id.get(wid)
-            task = self.tasks.get(running)
-            if w is None or w.reclaiming or task is None or task.started_at is None \
-                    or (not holds and now - task.started_at < RECLAIM_AFTER):
-                continue
-            w.reclaiming = True
-            try:
-                os.write(w.ctrl_fd, P.RECLAIM)
-            except OSError:
-                continue
-            self.workers.signal(w, signal.SIGINT)
-
-    def _on_done(self, ident, rec):
-        w = self.workers.by_id.get(ident)
-        if w is not None:
-            self._forward_log(w)
-        task = self.tasks.get(rec.task_id)
-        pid = w.pid if w is not None else 0
-        if task is None:
-            creation = self.actors.creation_of(ident, rec.task_id)
-            if creation is not None:
-                self.recorder.record(creation, ident, pid, rec.start, rec.end,
-                                     FINISHED if rec.error is None else FAILED, rec.error)
-                self._resolve(creation, rec.results, rec.delivered)
-                self.actors.call_done(creation, rec)
-            return
-        spec = task.spec
-        if rec.retryable and task.attempts < spec.max_retries and not task.cancelled \
-                and spec.actor_id is None:
-            state = RETRIED
-        else:
-            state = FINISHED if rec.error is None else FAILED
-        self.recorder.record(task, ident, pid, rec.start, rec.end, state, rec.error)
-        if spec.actor_id is not None:
-            del self.tasks[rec.task_id]
-            self._resolve(task, rec.results, rec.delivered)
-            self.actors.call_done(task, rec)
-            self._release_pins(task.pins)
-            return
-        sw = self.scheduler.workers.get(ident)
-        if sw is not None and len(sw.tasks) > 1 and sw.tasks[0] == rec.task_id:
-            nxt = self.tasks.get(sw.tasks[1])  # the worker starts its next queued task now
-            if nxt is not None:
-                self._mark_started(nxt)
-        events = [S.TaskFinished(rec.task_id, ident)]
-        if state == RETRIED:
-            task.attempts += 1
-            events.append(S.TaskSubmitted(rec.task_id, _resources(spec.resources), (), spec.name))
-            self._feed(events)
-            return
-        del self.tasks[rec.task_id]
-        events.extend(self._resolve(task, rec.results, rec.delivered))
-        self._release_pins(task.pins)
-        self._feed(events)
-
-    def _resolve(self, task, results, delivered=False):
-        """Store a task's results, tell whoever waits; return scheduler events.
-        ``delivered``: the worker sent them to the submitter already."""
-        if task.owner is not None:  # run here for another node: the results go home
-            self.cluster.send_result(task, results)
-            return []
-        events = []
-        submitter = None if delivered else task.submitter
-        for oid, kind, data, size, contained in results:
-            e, recipients = self.objects.resolve(oid, kind, data, size, contained)
-            if e is not None:
-                self._publish(oid, e, kind, data, recipients, submitter, events)
-        return events
-
-    def _publish(self, oid, e, kind, data, recipients, submitter, events):
-        """An object got its value: send it to the submitter (if it still holds it) and to
-        whoever asked; add the scheduler's event."""
-        value = P.ObjectValue(oid, kind, data)
-        if submitter is not None and submitter in e.holders:
-            self._send(submitter, value)
-        for r in recipients:
-            if r != submitter or submitter not in e.holders:
-                self._send(r, value)
-        events.append(S.ObjectFailed(oid) if kind == P.VALUE_ERROR else S.ObjectReady(oid))
-        if self.actors.waiting_on:
-            self.actors.object_ready(oid)
-        if self.cluster is not None and (self.cluster.results_waiting or self.cluster.held):
-            self.cluster.object_ready(oid)
-
     # ------------------------------------------------------------------ direct actor calls
     def _on_promote(self, ident, rec):
         """A driver's direct-call results that a ref is taking out of its process."""
@@ -698,35 +468,9 @@ class Raylet:
     def _on_interrupt_call(self, ident, rec):
         self.actors.interrupt(rec.actor_id, rec.task_id)
 
-    def _fail_returns(self, task, err, ran_on=(b"", 0)):
-        """Fail a task's returns with ``err`` (it ended without a worker's answer; ``ran_on``:
-        (worker id, pid) of the worker it was running on, if any)."""
-        spec = task.spec
-        now = time.time()
-        self.recorder.record(task, ran_on[0], ran_on[1], task.started or now if ran_on[0] else now,
-                             now, FAILED, self.recorder.describe(err))
-        events = self._resolve(task, _errors.error_results(spec.task_id, spec.num_returns, err))
-        self._release_pins(task.pins)
-        return events
-
-    def _on_cancel(self, ident, rec):
-        task = self.tasks.get(rec.task_id)
-        if task is None:
-            return
-        task.cancelled = True
-        if task.remote:  # running on another node: the head passes the cancel on to it
-            self.cluster.to_head(rec)
-            return
-        if task.spec.actor_id is not None:
-            self.actors.cancel(task, rec.force)
-            return
-        if self.cluster is not None and self.cluster.cancel_held(task):
-            return
-        self._feed([S.CancelRequested(rec.task_id, rec.force)])
-
     def _on_status(self, ident, rec):
         from ._status import answer
-        self._send(ident, P.StatusReply(rec.request_id, answer(self, rec.what)))
+        self._send(ident, P.StatusReply(rec.request_id, answer(_ports.StatusPort(self), rec.what)))
 
     def _on_stop(self, ident, rec):
         self._send(ident, P.StatusReply(0, {"stopping": True}))
@@ -803,37 +547,6 @@ class Raylet:
         self._delete_plasma()
 
     # ------------------------------------------------------------------ instructions
-    def _do_dispatch(self, d):
-        self._dispatch_to(self.workers.by_id[d.worker_id], self.tasks[d.task_id], inline=d.inline)
-
-    def _dispatch_to(self, w, task, concurrency=0, inline=False):
-        """Send a task (or an actor's constructor or method call) to a worker."""
-        spec = task.spec
-        sw = self.scheduler.workers.get(w.worker_id)
-        if inline or sw is None or not sw.tasks or sw.tasks[0] == spec.task_id:
-            self._mark_started(task)  # not queued behind another task on that worker
-        blob = path = None
-        if spec.function_id and spec.function_id not in w.functions:
-            _name, blob, path = self.functions[spec.function_id]
-            w.functions.add(spec.function_id)
-        deps = []
-        for oid in spec.deps:
-            e = self.objects.get(oid)
-            deps.append([oid, e.kind, e.data])
-        submitter = self.clients.get(task.submitter)
-        reply_to = submitter.reply_path if submitter is not None else None
-        self._send(w.worker_id, P.ExecuteTask(
-            spec.task_id, spec.function_id, spec.name, blob, path, spec.args, spec.args_object, deps,
-            spec.num_returns, spec.retry_exceptions, task.job, task.attempts,
-            spec.actor_id, spec.method, concurrency, reply_to, inline))
-
-    def _mark_started(self, task):
-        """The task runs now: tell its submitter if it asked (WatchStart)."""
-        task.started_at = time.monotonic()
-        if not task.started:
-            task.started = time.time()
-            if task.watched:
-                self._send(task.submitter, P.TaskStarted(task.spec.task_id))
 
     def _do_start_worker(self, _instr):
         self._start_worker_process()
@@ -849,87 +562,6 @@ class Raylet:
             os.close(log_w)
             os.close(ctrl_r)
         return w
-
-    def _do_fail(self, f):
-        task = self.tasks.pop(f.task_id, None)
-        if task is None:
-            return None
-        if f.reason == "cancelled":
-            err = _errors.pack_exception(TaskCancelledError(
-                f"task {task.spec.name}() was cancelled before it ran"))
-        else:
-            e = self.objects.get(f.cause)
-            upstream = e.data if e is not None else _errors.pack_exception(ObjectLostError("upstream value lost"))
-            err = _errors.pack_dependency_failure(task.spec.name, f.cause, upstream)
-        return self._fail_returns(task, err)
-
-    def _do_task_lost(self, lost):
-        task = self.tasks.get(lost.task_id)
-        if task is None:
-            return None
-        spec = task.spec
-        pid, code = self.dead_workers.get(lost.worker_id, ("?", None))
-        how = describe_exit(code)
-        if task.cancelled:
-            del self.tasks[lost.task_id]
-            return self._fail_returns(task, _errors.pack_exception(TaskCancelledError(
-                f"task {spec.name}() was cancelled; its worker (pid {pid}) was killed")))
-        if spec.task_id in self.scheduler.tasks:
-            return None  # already queued again (its retry raced with the worker's death)
-        # The dead attempt may have sealed some results in the store: clear them, so a
-        # retry can write them again (and a failed task leaves nothing behind).
-        self.objects.free_later(return_ids(spec.task_id, spec.num_returns))
-        self._delete_plasma()
-        oom = self.memory.kill_of(lost.worker_id)  # killed by the memory monitor?
-        if task.attempts < spec.max_retries and (oom is None or oom.retry):
-            task.attempts += 1
-            log.warning("worker pid %s running %s() %s; retrying (attempt %d of %d)", pid, spec.name,
-                        how if oom is None else "was killed by the memory monitor",
-                        task.attempts + 1, spec.max_retries + 1)
-            now = time.time()
-            self.recorder.record(task, lost.worker_id, pid if pid != "?" else 0, task.started or now, now,
-                                 RETRIED, ["WorkerCrashedError" if oom is None else "OutOfMemoryError",
-                                           f"its worker {how}" if oom is None else "killed by the memory monitor", ""])
-            return [S.TaskSubmitted(spec.task_id, _resources(spec.resources), (), spec.name)]
-        del self.tasks[lost.task_id]
-        ran_on = (lost.worker_id, pid if pid != "?" else 0)
-        if oom is not None:
-            return self._fail_returns(task, _errors.pack_exception(
-                oom.error(spec.name, task.attempts + 1, spec.max_retries)), ran_on)
-        return self._fail_returns(task, _errors.pack_exception(WorkerCrashedError(
-            f"the worker process (pid {pid}) running task {spec.name}() {how}. It was tried "
-            f"{task.attempts + 1} time(s) (max_retries={spec.max_retries}). If the task uses a "
-            "lot of memory, give it fewer or smaller inputs; if native code crashes, check "
-            f"the worker log in {os.path.join(self.session_dir, 'logs')}")), ran_on)
-
-    def _do_interrupt(self, instr):
-        w = self.workers.by_id.get(instr.worker_id)
-        if w is None:
-            return None
-        try:
-            os.write(w.ctrl_fd, instr.task_id)
-        except OSError:
-            pass
-        self.workers.signal(w, signal.SIGINT)
-        return None
-
-    def _do_kill(self, instr):
-        w = self.workers.by_id.get(instr.worker_id)
-        if w is not None:
-            self.workers.signal(w, signal.SIGKILL)
-
-    def _do_warn_infeasible(self, instr):
-        task = self.tasks.get(instr.task_id)
-        if task is None:
-            return
-        key = (task.spec.function_id, tuple(sorted(instr.resources.items())))
-        if key in self.warned_infeasible:
-            return
-        self.warned_infeasible.add(key)
-        self._send(task.submitter, P.Warning_(
-            f"task {task.spec.name}() needs {instr.resources} but this node has "
-            f"{self.scheduler.total}; it stays pending until a node that has them joins "
-            "(see `actorscoop status`)."))
 
     # ------------------------------------------------------------------ processes
     def _on_zygote(self):
@@ -961,59 +593,6 @@ class Raylet:
                     self.workers.remove(w)
                     self._delete_plasma()
 
-    def _forward_log(self, w):
-        lines = self.workers.read_log(w)
-        if w.log_eof:
-            self.loop.remove(w.log_fd)
-        if not lines:
-            return
-        if w.actor_id is not None:
-            actor = self.actors.log_target(w.worker_id)
-            if actor is not None:
-                name, target = actor
-                self._send_log(w, f"{name} pid={w.pid}", [target], None, "\n".join(lines))
-                return
-        # A pool worker runs many tasks; it marks whose output follows when that changes.
-        mark = TASK_MARK.decode()
-        start = 0
-        for i, line in enumerate(lines + [mark]):
-            if not line.startswith(mark):
-                continue
-            if i > start:
-                self._send_task_log(w, "\n".join(lines[start:i]))
-            if i < len(lines):
-                tid, _, name = line[len(mark):].partition(" ")
-                try:
-                    w.output_task = (bytes.fromhex(tid), name)
-                except ValueError:
-                    w.output_task = None
-            start = i + 1
-
-    def _send_task_log(self, w, text):
-        """Lines a pool worker printed for the task it last marked (or, unmarked, for the
-        task the scheduler last gave it)."""
-        task = name = None
-        if w.output_task is not None:
-            tid, name = w.output_task
-            task = self.tasks.get(tid)
-        else:
-            tids = self.scheduler.workers.get(w.worker_id)
-            task = self.tasks.get(tids.tasks[-1]) if tids is not None and tids.tasks else None
-        name = task.spec.name if task is not None else (name or "worker")
-        targets = [task.job] if task is not None else \
-            [i for i, c in self.clients.items() if c.kind == P.KIND_DRIVER and i == c.ident]
-        self._send_log(w, f"{name} pid={w.pid}", targets, task, text)
-
-    def _send_log(self, w, prefix, targets, task, text):
-        if task is not None and task.owner is not None:
-            # a task run for another node: its output goes to its owner's driver
-            self.cluster.to_head(P.RemoteLog(task.owner, task.spec.task_id,
-                                             f"{prefix}, node={self.node_id.hex()[:8]}", text))
-            return
-        for t in targets:
-            if t in self.clients:
-                self._send(t, P.LogLines(prefix, text))
-
     def _retire_idle_workers(self):
         """Workers beyond num_cpus (started while others were blocked) stop after
         ``idle_worker_timeout`` seconds without work."""
@@ -1032,24 +611,6 @@ class Raylet:
                 del self.idle_seen[wid]
                 extra -= 1
 
-    def _release_pins(self, oids):
-        """A task (or a key-value entry) no longer needs these objects: unpin them, and
-        delete the store copies nobody holds any more."""
-        for oid in oids:
-            self.objects.unpin(oid)
-        self._delete_plasma()
-
-    def _delete_plasma(self):
-        if self.store is None:
-            return  # kept until the store is there
-        pending = self.objects.take_deletions()
-        if pending:
-            try:
-                self.plasma.delete(pending)
-            except Exception as exc:  # logged at most once a minute: the store may be gone
-                self.drops.drop("deletes the plasma store refused", f"{len(pending)} objects: "
-                                f"{type(exc).__name__}: {exc}", exc_info=True)
-
     def _tick(self):
         if self.cluster is not None:
             self.cluster.tick(self.recorder.for_head())
@@ -1063,7 +624,6 @@ class Raylet:
             self._store_dead_logged = True
             log.error("the plasma store process died; large objects are lost")
 
-
     def _tell_hold_limit(self):
         """Workers keep tasks their tasks submit (to run them without a round trip), except
         on a node of a cluster of several: spillover must see those tasks here."""
@@ -1075,14 +635,6 @@ class Raylet:
             for ident, c in self.clients.items():
                 if c.kind == P.KIND_WORKER and ident == c.ident:
                     self._send(ident, P.HoldLimit(limit))
-
-
-RECLAIM_AFTER = 0.25  # s a task runs before the tasks queued behind it may be taken back
-
-
-def _resources(requested):
-    """Drop zero entries: a task asking for {"CPU": 0} needs nothing."""
-    return {k: float(v) for k, v in requested.items() if v}
 
 
 def _default_store_size(shm_dir="/dev/shm"):

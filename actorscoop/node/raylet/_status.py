@@ -4,11 +4,11 @@ on the head they are the whole cluster's)."""
 import os
 import time
 
-from ... import protocol as P
-from ..events._events import current, memory
+from ..events._events import memory
 
 
 def answer(r, what) -> dict:
+    """``r``: a StatusPort (node/raylet/_ports.py), what the reports may read."""
     if what == "memory":
         return memory_status(r)
     if what == "tasks":
@@ -29,7 +29,7 @@ def _fresh_view(r):
     count (None: this node alone)."""
     r.recorder.fold()
     view = r.recorder.view
-    view.set_current(r.node_id, current(r))
+    view.set_current(r.node_id, r.snapshot())
     head = r.cluster.head if r.cluster is not None else None
     if head is None:
         return view, None
@@ -48,16 +48,9 @@ def timeline_status(r, since=None) -> dict:
 
 def node_status(r) -> dict:
     sch = r.scheduler
-    workers = []
-    for wid, w in r.workers.by_id.items():
-        sw = sch.workers.get(wid)
-        workers.append({"worker_id": wid.hex()[:12], "pid": w.pid,
-                        "state": sw.state.value if sw else ("starting" if not w.connected else "?"),
-                        "tasks": len(sw.tasks) if sw else 0, "paused": sw.paused if sw else 0})
-    drivers = [{"pid": c.pid, "name": c.name} for i, c in r.clients.items()
-               if c.kind == P.KIND_DRIVER and i == c.ident]
+    drivers = [{"pid": c.pid, "name": c.name} for c in r.drivers()]
     store = {}
-    if r.store is not None:
+    if r.store_up:
         try:
             store = r.plasma.stats()
         except Exception as exc:
@@ -68,7 +61,7 @@ def node_status(r) -> dict:
         "resources_total": dict(sch.total), "resources_available": dict(sch.available),
         "tasks": sch.counts(),
         "infeasible": [{"task_id": t.hex(), "name": n, "resources": res} for t, n, res in sch.infeasible()],
-        "workers": workers, "drivers": drivers,
+        "workers": r.workers_report(), "drivers": drivers,
         "objects": r.objects.summary(), "store": store, "actors": r.actors.report(),
         "memory": memory(), "memory_monitor": r.memory.report(),
         "dropped": r.drops.counts(), "tables": table_sizes(r),
@@ -76,7 +69,7 @@ def node_status(r) -> dict:
     if r.cluster is not None:
         body["cluster"] = report = r.cluster.report()
         if report.get("nodes") and r.cluster.head is not None:
-            r.recorder.view.set_current(r.node_id, current(r))
+            r.recorder.view.set_current(r.node_id, r.snapshot())
             extras = r.recorder.view.node_extras()  # workers, store, memory of each node
             report["nodes"] = [{**n, **extras.get(n["node_id"], {})} for n in report["nodes"]]
     return body
@@ -84,36 +77,17 @@ def node_status(r) -> dict:
 
 def table_sizes(r) -> dict:
     """How many entries each of the node's bookkeeping tables holds (a soak watches that
-    they stay bounded and empty out once the work is done)."""
-    out = {"raylet.tasks": len(r.tasks), "raylet.clients": len(r.clients),
-           "raylet.peers": len(r.peers), "raylet.functions": len(r.functions),
-           "raylet.dead_workers": len(r.dead_workers), "raylet.idle_seen": len(r.idle_seen),
-           "raylet.unknown_gets": len(r._unknown),
-           "scheduler.tasks": len(r.scheduler.tasks), "scheduler.workers": len(r.scheduler.workers),
-           **r.objects.table_sizes(),
-           "actors.actors": len(r.actors.actors), "actors.names": len(r.actors.names),
-           "actors.by_worker": len(r.actors.by_worker),
-           "workers.by_id": len(r.workers.by_id), "kv.entries": len(r.kv.entries)}
-    c = r.cluster
-    if c is not None:
-        out.update({"cluster.lookups": len(c._lookups), "cluster.results_waiting": len(c.results_waiting),
-                    "cluster.held": sum(len(v) for v in c.held.values()),
-                    "cluster.functions_at_head": len(c.functions_at_head)})
-        if c.transfer is not None:
-            t = c.transfer
-            out.update({"transfer.serving": len(t.serving), "transfer.pulls": len(t.pulls),
-                        "transfer.links": len(t.links), "transfer.deferred": len(t.deferred)})
-        if c.head is not None:
-            h = c.head
-            out.update({"head.nodes": len(h.nodes), "head.placed": len(h.placed),
-                        "head.actors": len(h.actors), "head.actor_specs": len(h.actor_specs),
-                        "head.names": len(h.names), "head.functions": len(h.functions)})
+    they stay bounded and empty out once the work is done): each part counts its own."""
+    out = {**r.own_table_sizes(), **r.scheduler_table_sizes(), **r.objects.table_sizes(),
+           **r.actors.table_sizes(), "kv.entries": len(r.kv.entries)}
+    if r.cluster is not None:
+        out.update(r.cluster.table_sizes())
     return out
 
 
 def memory_status(r) -> dict:
     store_objects = []
-    if r.store is not None:
+    if r.store_up:
         try:
             store_objects = r.plasma.list_objects()
         except Exception as exc:
