@@ -168,6 +168,26 @@ def test_no_module_is_a_house_of_its_own():
     assert not big, f"modules over 850 lines: {big}"
 
 
+HELPERS = ("node/raylet/_actors.py", "node/raylet/_kv.py", "node/raylet/_memory_monitor.py",
+           "node/raylet/_status.py", "node/cluster/_link.py", "node/cluster/_head.py",
+           "node/cluster/_transfer.py", "node/events/_recorder.py")
+
+
+def test_the_raylets_helpers_reach_it_only_through_their_ports():
+    """A helper holds a port (node/raylet/_ports.py), never the raylet: no private name of
+    what it holds (``self.raylet._x``, ``self.r._x``, ``link.r``) is touched."""
+    wrong = []
+    for rel in HELPERS:
+        path = os.path.join(ROOT, rel)
+        for node in ast.walk(ast.parse(open(path).read(), path)):
+            if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Attribute) \
+                    and node.value.attr in ("r", "raylet") and node.attr.startswith("_"):
+                wrong.append(f"{rel}:{node.lineno} .{node.value.attr}.{node.attr}")
+            if isinstance(node, ast.Attribute) and node.attr == "r" and isinstance(node.value, ast.Attribute):
+                wrong.append(f"{rel}:{node.lineno} reaches the raylet through .{node.value.attr}.r")
+    assert not wrong, "helpers touching the raylet's insides:\n" + "\n".join(wrong)
+
+
 PUBLIC = {
     "actorscoop": ["ActorClass", "ActorHandle", "ObjectRef", "RemoteFunction", "RuntimeContext", "__version__",
                    "available_resources", "cancel", "cluster_resources", "exceptions", "get", "get_actor",

@@ -26,7 +26,12 @@ class NodeLoad:
 
 
 def fits(need: dict, have: dict) -> bool:
-    return all(have.get(k, 0.0) + 1e-9 >= v for k, v in need.items() if v)
+    """Whether ``have`` holds every amount ``need`` asks for (the scheduler's hot path: a
+    plain loop, not a generator)."""
+    for k, v in need.items():
+        if v and have.get(k, 0.0) + 1e-9 < v:
+            return False
+    return True
 
 
 def should_spill(need: dict, local_total: dict, backlog: int, local_cpus: float,

@@ -1,6 +1,6 @@
 """Head services, in the head's raylet: the node table and the global scheduler.
 
-Nodes join over the head's CURVE-authenticated TCP socket (see _cluster.py), report their
+Nodes join over the head's CURVE-authenticated TCP socket (see _link.py), report their
 load every second, and spill tasks here; the head places each spilled task on the live
 node with the lowest expected wait (scheduler/_placement.py), which may be its owner, and
 routes the result back to the owner. A node silent for ``node_timeout`` seconds is dead:

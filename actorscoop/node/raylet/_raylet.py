@@ -1,7 +1,13 @@
 """The raylet: one process, one loop, owns the node's scheduler, object table, worker
-pool and plasma store. Clients (drivers, workers, the CLI) talk to it over one ROUTER
-socket; every handler turns records into scheduler events and carries out the
-instructions that come back."""
+pool and plasma store. Clients (drivers, workers, the CLI) talk to it over a Unix
+socket (one connection each, length-prefixed frames: transport/_unix.py); every handler
+turns records into scheduler events and carries out the instructions that come back.
+
+This file holds the loop and the wiring: the connections, the dispatch tables, the
+worker pool's processes and the periodic work. A task's lifecycle is in _task_flow.py,
+workers' output in _output.py; the helpers (actors, key-value store, memory monitor,
+cluster link, status, task events) reach the raylet only through their ports
+(_ports.py)."""
 import collections
 import logging
 import os
@@ -390,8 +396,7 @@ class Raylet(TaskFlow, WorkerOutput):
     def _on_register(self, ident, rec):
         self.functions[rec.function_id] = (rec.name, rec.blob, list(rec.sys_path))
 
-    # ------------------------------------------------------------------ cluster (see _cluster.py)
-
+    # ------------------------------------------------------------------ objects
     def _on_put(self, ident, rec):
         if rec.object_id in self.objects:  # ids of puts are new: a bug, or bad input
             self.drops.drop("PutObject of an existing object", f"{rec.object_id.hex()} exists already")
