@@ -7,14 +7,14 @@
         return x * x
 
     print(asc.get([square.remote(i) for i in range(100)]))
+
+The names below load on first use: ``import actorscoop`` costs almost nothing, and the
+node's own processes (which import parts of this package) do not load the driver's API.
 """
+import importlib
+
 from . import exceptions
-from ._driver._api import (RuntimeContext, available_resources, cancel, cluster_resources, get,
-                           get_runtime_context, init, is_initialized, nodes, put, remote, shutdown, timeline,
-                           wait)
-from ._client._actor import ActorClass, ActorHandle, get_actor, kill, method
-from ._client._object_ref import ObjectRef
-from ._client._remote_function import RemoteFunction
+from ._client import _context
 
 __version__ = "0.1.0"
 
@@ -25,9 +25,34 @@ __all__ = [
     "ActorClass", "ActorHandle", "get_actor", "kill", "method", "timeline", "tqdm",
 ]
 
+_WHERE = {  # public name -> the module that defines it
+    **dict.fromkeys(("init", "shutdown", "is_initialized", "remote", "get", "put", "wait", "cancel",
+                     "get_runtime_context", "RuntimeContext", "nodes", "cluster_resources",
+                     "available_resources", "timeline"), "._driver._api"),
+    **dict.fromkeys(("ActorClass", "ActorHandle", "get_actor", "kill", "method"), "._client._actor"),
+    "ObjectRef": "._client._object_ref",
+    "RemoteFunction": "._client._remote_function",
+    "tqdm": "._client._tqdm",
+}
+
 
 def __getattr__(name):
-    if name == "tqdm":  # imported on first use (tqdm takes ~35 ms to import)
-        from ._client._tqdm import tqdm
-        return tqdm
-    raise AttributeError(f"module 'actorscoop' has no attribute {name!r}")
+    where = _WHERE.get(name)
+    if where is None:
+        raise AttributeError(f"module 'actorscoop' has no attribute {name!r}")
+    value = getattr(importlib.import_module(where, __name__), name)
+    globals()[name] = value  # found once
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))
+
+
+def _start_embedded_node():
+    """A driver's first call with nothing connected starts an embedded node (as init())."""
+    from ._driver._api import _auto_init
+    _auto_init()
+
+
+_context.on_first_use(_start_embedded_node)

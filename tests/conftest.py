@@ -39,6 +39,14 @@ def exited(pid):
         return True
 
 
+def pytest_sessionstart(session):
+    """Compile actorscoop's bytecode once: with PYTHONDONTWRITEBYTECODE set (as on the CI
+    machines) every node process of every test would otherwise compile it again (an
+    installed wheel has it compiled by pip)."""
+    import compileall
+    compileall.compile_dir(os.path.dirname(asc.__file__), quiet=1)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _own_tmpdir():
     """Each pytest worker gets its own ACTORSCOOP_TMPDIR (short: ipc paths are limited)."""

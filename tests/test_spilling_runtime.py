@@ -2,6 +2,8 @@
 import gc
 
 import numpy as np
+
+from conftest import wait_for
 import pytest
 
 import actorscoop as asc
@@ -43,12 +45,17 @@ def test_object_larger_than_the_store_still_works(fresh_node):
     assert np.array_equal(back, big) and not back.flags.writeable
 
 
-def test_init_connects_the_store_so_the_first_put_needs_no_wait(fresh_node):
-    fresh_node(num_cpus=1, object_store_memory=64 << 20)
+def test_init_connects_the_store_in_the_background_and_a_put_at_once_works(fresh_node):
+    """init() returns before the store is up (a short script does not wait for it); the
+    driver connects and maps the store's pre-faulted pages in the background, and a large
+    put made at once works (it waits for the store, and may pay first-touch faults)."""
+    asc = fresh_node(num_cpus=1, object_store_memory=64 << 20)
+    big = np.arange(1 << 20, dtype=np.float64)  # 8 MiB: through the store
+    assert np.array_equal(asc.get(asc.put(big)), big)
     from actorscoop._client import _context
-    client = _context.current_or_none()._plasma_client
-    assert client is not None, "init() returned before the driver was connected to the store"
-    assert not client._prefault.is_alive(), "init() returned before the driver's pages were faulted in"
+    core = _context.current_or_none()
+    wait_for(lambda: core._plasma_client is not None and not core._plasma_client._prefault.is_alive(),
+             30, what="the driver to map the store's pre-faulted pages in the background")
 
 
 def test_a_store_that_cannot_start_is_reported_at_once(fresh_node):

@@ -11,7 +11,7 @@ from .._client import _context, _refcount
 from . import _progress
 from .._common import _session
 from .._common._ids import random_id
-from .._common._launcher import launch_node
+from .._common._launcher import launch_node, reap_companions
 from .._client._object_ref import ObjectRef
 from .._client._remote_function import RemoteFunction
 
@@ -77,7 +77,10 @@ def init(address=None, *, num_cpus=None, num_gpus=None, resources=None,
         except Exception:
             _stop_embedded()
             raise
-        core.prepare_store()
+        # The store comes up and this process maps its pre-faulted pages in the background:
+        # init() returns as soon as the node takes tasks (a put right away may pay for
+        # first-touch page faults; one a moment later runs at memory speed).
+        threading.Thread(target=core.prepare_store, name="actorscoop-store-prepare", daemon=True).start()
         core.dashboard_url = info.get("dashboard")
         _context.set_current(core)
         if not _atexit_installed:
@@ -90,9 +93,6 @@ def _auto_init():
     with _state_lock:
         if _context.current_or_none() is None:
             init()
-
-
-_context.on_first_use(_auto_init)
 
 
 def _info():
@@ -134,6 +134,7 @@ def _stop_embedded():
         except Exception:
             proc.kill()
             proc.wait(5)
+    reap_companions(proc)
     os.close(lifeline)
 
 

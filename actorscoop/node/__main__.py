@@ -23,6 +23,9 @@ def main(argv=None):
     p.add_argument("--lifeline-fd", type=int, default=None,
                    help="stop when this pipe closes (the driver that owns the node exited)")
     p.add_argument("--detached", action="store_true", help="started by `actorscoop start`")
+    p.add_argument("--zygote-fd", type=int, default=None,
+                   help="socket of a fork server the driver started beside this node")
+    p.add_argument("--zygote-pid", type=int, default=None, help="that fork server's pid")
     p.add_argument("--cluster", action="store_true",
                    help="head of a cluster: serve other nodes on --host:--port (token in ACTORSCOOP_TOKEN)")
     p.add_argument("--host", default="127.0.0.1", help="address the head binds (with --cluster)")
@@ -35,12 +38,27 @@ def main(argv=None):
     a = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="raylet %(levelname)s %(name)s: %(message)s")
     ready = os.fdopen(a.ready_fd, "w") if a.ready_fd is not None else None
-    r = dashboard = None
+    r = dashboard = zygote = store = None
+    config = json.loads(a.config)
     try:
+        # The fork server and the store start first, side by side with this process's own
+        # imports (each is an interpreter: started one after another they were most of a
+        # script's wait for its first result).
+        from .worker._zygote import ZygoteHandle
+        if a.zygote_fd is not None:  # the driver started it beside us (an embedded node)
+            import socket
+            zygote = ZygoteHandle(sock=socket.socket(fileno=a.zygote_fd), pid=a.zygote_pid)
+        else:
+            zygote = ZygoteHandle()
+        try:
+            from .raylet._store_launch import spawn
+            store = spawn(a.session_dir, config, a.object_store_memory, bool(a.cluster or a.join))
+        except Exception as exc:  # the raylet reports it (large objects fail, small tasks run)
+            store = exc
         from .._common import _session
         from .raylet._raylet import Raylet
         r = Raylet(a.session_dir, a.num_cpus, json.loads(a.resources), a.object_store_memory,
-                   port=a.port, head=a.head, config=json.loads(a.config))
+                   port=a.port, head=a.head, config=config, zygote=zygote)
         if a.cluster or a.join:
             from ..transport._secure import Credentials
             token = os.environ.pop("ACTORSCOOP_TOKEN", "")
@@ -52,7 +70,7 @@ def main(argv=None):
             dashboard = _launch.start(a.dashboard_host, a.dashboard_port, r.sock_path,
                                       token if a.cluster else None,
                                       os.path.join(a.session_dir, "logs", "dashboard.log"))
-        r.start_store()
+        r.start_store(store)
         r.install_signal_handlers()
         if a.lifeline_fd is not None:
             r.watch_lifeline(a.lifeline_fd)
@@ -69,6 +87,14 @@ def main(argv=None):
             dashboard.stop()
         if r is not None:  # leave nothing behind: workers, store, socket files
             r.shutdown()
+        else:
+            if zygote is not None:
+                zygote.stop()
+            if store is not None and not isinstance(store, Exception):
+                try:
+                    store.wait_ready().stop()
+                except Exception:  # it did not start: wait_ready killed it
+                    pass
         from .._common import _session as s
         s.cleanup_session(a.session_dir)
         raise
@@ -91,4 +117,10 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    code = main()
+    # Workers, store, zygote, socket and session files are all gone: leave without the
+    # interpreter's teardown (a script's shutdown() waits for this process to exit).
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

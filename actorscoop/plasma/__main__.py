@@ -93,4 +93,10 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    code = main()
+    # Everything is cleaned up (arena, socket, spill directory): leave without the
+    # interpreter's teardown (tens of ms that a node's shutdown waits for).
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

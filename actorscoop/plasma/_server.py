@@ -70,7 +70,12 @@ class StoreServer:
         except OSError as exc:
             log.warning("could not pre-allocate %d bytes of the arena (%s); first puts will be slower",
                         self.prefault_bytes, exc)
-        self.store = ObjectStore(capacity)
+        try:
+            self.store = ObjectStore(capacity)
+        except BaseException:  # (too small to hold one block): leave no arena file behind
+            unlink_quietly(self.arena_path)
+            shutil.rmtree(self.spill.path, ignore_errors=True)
+            raise
         self.clients = ClientTable()
         self.gets: dict[bytes, list[_Waiter]] = {}
         self.blocked: list[_Waiter] = []  # Create, or Get of a spilled object, waiting for room

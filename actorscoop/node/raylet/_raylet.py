@@ -50,7 +50,9 @@ class _Client:
 
 class Raylet(TaskFlow, WorkerOutput):
     def __init__(self, session_dir, num_cpus, resources=None, object_store_memory=None,
-                 port=None, head=True, config=None):
+                 port=None, head=True, config=None, zygote=None):
+        """``zygote``: the fork server's handle if it was started already (node/__main__.py
+        starts it first thing, beside the store)."""
         self.node_id = random_id()
         self.session_dir = session_dir
         self.num_cpus = float(num_cpus)
@@ -90,11 +92,12 @@ class Raylet(TaskFlow, WorkerOutput):
         os.chmod(self.sock_path, 0o600)
         self.loop.add(self.listener.fd, self._on_accept)
         self.peers = {}  # ident -> Peer, once it said Hello
-        self.zygote = ZygoteHandle()
+        self.zygote = zygote or ZygoteHandle()
         self.loop.add(self.zygote.fileno(), self._on_zygote)
         self.store = None  # set by the store-starting thread when the store is up
         self.store_error = None
         self._store_thread = None
+        self._store_launch = None
         self._store_stop = threading.Event()
         self._store_dead_logged = False
         self.wake_fd = None
@@ -124,34 +127,23 @@ class Raylet(TaskFlow, WorkerOutput):
         }
 
     # ------------------------------------------------------------------ lifecycle
-    def start_store(self):
-        """Start the plasma store process now, from the main thread (it lives as long as the
-        raylet: Linux signals the store's parent-death signal when the thread that started
-        it exits); a background thread waits for it to be ready and connects. The node
-        serves small tasks at once; a driver's init() and any first large object wait for
-        the store's socket."""
-        from ...plasma._launch import spawn_store
-        # The arena's directory: a tmpfs, /dev/shm unless the config or the environment says
-        # otherwise (tests give a node a small tmpfs of its own to fill; docs/limits.md).
-        shm_dir = self.config.get("shm_dir") or os.environ.get("ACTORSCOOP_SHM_DIR") or None
-        capacity = int(self.object_store_memory or _default_store_size(shm_dir or "/dev/shm"))
-        # Pre-faulting costs ~0.5 s of CPU per GiB in the store's background thread (fresh
-        # shared pages; 3x less with fallocate than faulted one by one). An embedded node
-        # does 256 MiB: first puts of a few hundred MB run at memory speed without stealing
-        # a core from the first seconds of work on a small machine. A cluster node, started
-        # to serve, does up to 1 GiB: an object pulled from another node lands on ready
-        # pages (1 GiB pulls at ~1.7 GB/s instead of ~0.7 GB/s here).
-        default = (1 << 30) if self.cluster is not None else (256 << 20)
-        prefault = self.config.get("prefault_bytes", os.environ.get("ACTORSCOOP_PREFAULT_BYTES", default))
-        try:
-            spill_dir = (self.config.get("spill_dir") or os.environ.get("ACTORSCOOP_SPILL_DIR")
-                         or os.path.join(self.session_dir, "spill"))
-            launch = spawn_store(self.plasma_path, capacity, spill_dir=spill_dir,
-                                 prefault_bytes=None if prefault is None else int(prefault),
-                                 shm_dir=shm_dir)
-        except Exception as exc:
-            self._store_failed(exc)
+    def start_store(self, launch=None):
+        """Connect to the store that ``launch`` started (node/__main__.py starts it first
+        thing: _store_launch.py), or start it now, from the main thread (it lives as long as
+        the raylet: Linux signals the store's parent-death signal when the thread that
+        started it exits); a background thread waits for it to be ready and connects. The
+        node serves small tasks at once; any first large object waits for the store."""
+        if launch is None:
+            from ._store_launch import spawn
+            try:
+                launch = spawn(self.session_dir, self.config, self.object_store_memory,
+                               self.cluster is not None)
+            except Exception as exc:
+                launch = exc
+        if isinstance(launch, Exception):  # it could not even be started
+            self._store_failed(launch)
             return
+        self._store_launch = launch
         self._store_thread = threading.Thread(target=self._connect_store, args=(launch,),
                                               name="actorscoop-store", daemon=True)
         self._store_thread.start()
@@ -167,12 +159,16 @@ class Raylet(TaskFlow, WorkerOutput):
     def _connect_store(self, launch):
         """Wait for the store, connect, and keep it until the node stops."""
         from ...plasma import PlasmaClient
+        store = None
         try:
             store = launch.wait_ready()
             self.plasma = PlasmaClient(self.plasma_path)
             self.store = store  # set last: the loop uses the store once this is set
         except Exception as exc:
-            self._store_failed(exc)
+            if not self._store_stop.is_set():
+                self._store_failed(exc)
+            elif store is not None:  # stopped while it started: leave no file behind
+                store.stop()
             return
         self._store_stop.wait()
         try:
@@ -245,8 +241,11 @@ class Raylet(TaskFlow, WorkerOutput):
         if self.cluster is not None:
             self.cluster.close()
         self.workers.kill_all()
+        self.zygote.begin_stop()  # the zygote and the store stop side by side
         if self._store_thread is not None:
             self._store_stop.set()
+            if self.store is None:  # still starting (a short script): stop it now, not once up
+                self._store_launch.proc.terminate()
             self._store_thread.join(30)
         self.zygote.stop()
         _session.remove_node_file(self.node_id.hex())
@@ -640,15 +639,3 @@ class Raylet(TaskFlow, WorkerOutput):
             for ident, c in self.clients.items():
                 if c.kind == P.KIND_WORKER and ident == c.ident:
                     self._send(ident, P.HoldLimit(limit))
-
-
-def _default_store_size(shm_dir="/dev/shm"):
-    """30% of RAM, bounded by what the arena's directory (/dev/shm) can hold."""
-    import psutil
-    ram = psutil.virtual_memory().total
-    try:
-        st = os.statvfs(shm_dir)
-        shm = st.f_bavail * st.f_frsize
-    except OSError:
-        shm = ram
-    return int(min(0.3 * ram, 0.8 * shm))

@@ -1,6 +1,5 @@
 """Threaded and async actors: calls run concurrently off the main thread, which keeps
 reading the connection; results are sent from the threads that made them."""
-import asyncio
 import concurrent.futures
 import inspect
 import threading
@@ -23,6 +22,7 @@ class Concurrency:
 
     def submit(self, spec):
         if self.loop is not None:
+            import asyncio  # here, not at the top: a worker's start does not pay for it (~20 ms)
             asyncio.run_coroutine_threadsafe(self._run_async(spec), self.loop)
         else:
             self.pool.submit(self._run_thread, spec)
@@ -33,6 +33,7 @@ class Concurrency:
         self.core._finish(spec, results, retryable, start)
 
     def _run_loop(self):
+        import asyncio
         asyncio.set_event_loop(self.loop)
         self.loop.run_forever()
 
@@ -40,6 +41,7 @@ class Concurrency:
         """One call of an async actor: coroutine methods are awaited on the actor's loop,
         up to max_concurrency at a time (plain methods run on the loop too)."""
         if self.sem is None:
+            import asyncio
             self.sem = asyncio.Semaphore(self.limit)
         core = self.core
         async with self.sem:
@@ -66,4 +68,5 @@ def _new_loop():
         import uvloop
         return uvloop.new_event_loop()
     except ImportError:
+        import asyncio
         return asyncio.new_event_loop()

@@ -17,15 +17,18 @@ _MAX = 65536
 
 
 class ZygoteHandle:
-    """Raylet side: start the zygote, ask for workers, read its reports."""
+    """Raylet side: start the zygote (or take one its driver started beside the raylet:
+    ``sock``, ``pid``), ask for workers, read its reports."""
 
-    def __init__(self, env=None):
-        parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        self.sock = parent
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "actorscoop.node.worker._zygote", str(child.fileno())],
-            pass_fds=[child.fileno()], env=env, stdin=subprocess.DEVNULL)
-        child.close()
+    def __init__(self, env=None, sock=None, pid=None):
+        if sock is None:
+            from ..._common._launcher import spawn_zygote
+            self.proc, sock = spawn_zygote(env)
+            pid = self.proc.pid
+        else:
+            self.proc = None  # not our child: its driver reaps it
+        self.pid = pid
+        self.sock = sock
         self.sock.setblocking(False)
 
     def fileno(self):
@@ -51,17 +54,42 @@ class ZygoteHandle:
             out.append(json.loads(data))
 
     def stop(self, timeout=5):
-        try:
-            self.sock.close()
-        except OSError:
-            pass
-        if self.proc.poll() is None:
-            self.proc.terminate()
+        self.begin_stop()
+        if self.proc is None:
+            _wait_gone(self.pid, timeout)
+        elif self.proc.poll() is None:
             try:
                 self.proc.wait(timeout)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(timeout)
+
+    def begin_stop(self):
+        """Ask the zygote to go (it kills its workers and exits); ``stop`` waits for it."""
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+        try:
+            if self.proc is None:
+                os.kill(self.pid, signal.SIGTERM)
+            elif self.proc.poll() is None:
+                self.proc.terminate()
+        except ProcessLookupError:
+            pass
+
+
+def _wait_gone(pid, timeout):
+    """Wait up to ``timeout`` s for process ``pid`` (not our child) to exit (a zombie
+    waiting for its parent to reap it counts as gone)."""
+    try:
+        fd = os.pidfd_open(pid)
+    except (OSError, AttributeError):
+        return
+    try:
+        select.select([fd], [], [], timeout)
+    finally:
+        os.close(fd)
 
 
 def _preimport_essential():
@@ -91,15 +119,16 @@ def _preimport_heavy(sock):
 _HEAVY_LEFT = list(_HEAVY)
 
 
-def main(fd):
-    from .._proc import die_with_parent
-    die_with_parent(signal.SIGKILL)
+def main(fd, beside=False):
+    if not beside:  # the raylet's child: die with it (else: when its socket closes)
+        from .._proc import die_with_parent
+        die_with_parent(signal.SIGKILL)
     sock = socket.socket(fileno=fd)
     _preimport_essential()
     wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
     signal.set_wakeup_fd(wake_w)
     signal.signal(signal.SIGCHLD, lambda *_: None)
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    signal.signal(signal.SIGTERM, lambda *_: _leave(children))
     children = set()
     while True:
         _preimport_heavy(sock)
@@ -133,6 +162,17 @@ def main(fd):
                 os.close(f)
             children.add(pid)
             sock.send(json.dumps({"started": pid, "worker_id": command["worker_id"]}).encode())
+
+
+def _leave(children):
+    """SIGTERM (the raylet stops): kill the workers, leave without the interpreter's
+    teardown (nothing here needs it; a node's shutdown waits for us)."""
+    for pid in children:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    os._exit(0)
 
 
 def _reap(sock, children):
@@ -180,4 +220,4 @@ def _child(command, fds, sock, wake_r, wake_w):
 
 
 if __name__ == "__main__":
-    main(int(sys.argv[1]))
+    main(int(sys.argv[1]), beside="--beside" in sys.argv[2:])
