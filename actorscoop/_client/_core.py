@@ -48,7 +48,7 @@ def direct_eligible(deps, nested, args_object, retry_exceptions):
     return not deps and not nested and args_object is None and not retry_exceptions
 
 
-def _import_path():
+def import_path():
     """sys.path as absolute directories (a worker's cwd may differ)."""
     return [os.path.abspath(p or os.curdir) for p in sys.path]
 
@@ -232,14 +232,14 @@ class CoreClient:
     # ------------------------------------------------------------------ functions
     def ensure_registered(self, function_id, name, blob_fn):
         if function_id not in self._registered:
-            self._send([P.RegisterFunction(function_id, name, blob_fn(), _import_path())])
+            self._send([P.RegisterFunction(function_id, name, blob_fn(), import_path())])
             self._registered.add(function_id)
 
     # ------------------------------------------------------------------ submit / put
     def submit(self, function_id, name, args, kwargs, num_returns, resources,
-               max_retries, retry_exceptions, actor_id=None, method=None, before=(), function=None):
-        """Submit a task; its refs. ``function``: the callable itself, for a task this
-        process may run (a worker keeps tasks its running task submits: _hold)."""
+               max_retries, retry_exceptions, actor_id=None, method=None, before=(), remote=None):
+        """Submit a task; its refs. ``remote``: the RemoteFunction submitting it, for a task
+        its role may route itself (_route_task)."""
         task_id = new_task_id()
         deps = []
         if args and any(type(a) is ObjectRef for a in args):
@@ -290,14 +290,15 @@ class CoreClient:
             if actor_id is not None and method != "__init__" and not before and direct.submit(
                     rec, direct_eligible(deps, nested, args_object, retry_exceptions), (args, kwargs)):
                 return refs
-        if function is not None and not before and self._hold(rec, function):
+        if remote is not None and not before and self._route_task(rec, remote):
             return refs
         self._send([*before, rec])
         return refs
 
-    def _hold(self, rec, function):
-        """Keep a submitted task to run it in this process (a worker's); True if kept
-        (and the raylet told). A driver keeps none."""
+    def _route_task(self, rec, remote):
+        """A plain task this role may route itself instead of through the raylet: a worker
+        keeps the tasks its running task submits (held), a driver sends tasks straight to a
+        worker it leased. True if routed so (and the raylet told what it must know)."""
         return False
 
     def put(self, value):
@@ -365,8 +366,13 @@ class CoreClient:
         with self._futures_lock:
             first = tid not in self._start_watchers
             self._start_watchers.setdefault(tid, []).append(callback)
-        if first:
+        if first and not self._watch_routed(tid):
             self._send([P.WatchStart([tid])])
+
+    def _watch_routed(self, task_id):
+        """Ask for a start notice of a task this role routed itself (_route_task); False if
+        it did not (the raylet sends it)."""
+        return False
 
     def _on_started(self, task_id):
         with self._futures_lock:

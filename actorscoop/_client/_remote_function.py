@@ -102,7 +102,7 @@ class RemoteFunction:
         if fid not in core._registered:
             core.ensure_registered(fid, self._task_name, self._blob)
         refs = core.submit(fid, self._task_name, args, kwargs, self._num_returns,
-                           self._resources, self._max_retries, self._retry, function=self._function)
+                           self._resources, self._max_retries, self._retry, remote=self)
         return refs[0] if self._num_returns == 1 else refs
 
     def options(self, **options):

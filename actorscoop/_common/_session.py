@@ -181,3 +181,8 @@ def actor_socket(sockets_dir, actor_id):
     """Where actor ``actor_id`` listens for direct calls: its process and the drivers that
     call it compute the same path."""
     return os.path.join(sockets_dir, f"a-{actor_id.hex()}.sock")
+
+
+def worker_socket(sockets_dir, worker_id):
+    """Where a pool worker listens for the driver that leased it."""
+    return os.path.join(sockets_dir, f"w-{worker_id.hex()}.sock")

@@ -52,7 +52,10 @@ class DriverCore(CoreClient):
         # pump waits, and epoll sees them at once.
         self._epoll = select.epoll()
         from ._direct import DirectCalls
+        from ._leases import Leases
         self._direct = DirectCalls(self, os.path.dirname(welcome.plasma_socket))
+        self._leases = Leases(self, self._direct, os.path.dirname(welcome.plasma_socket), self.num_cpus) \
+            if self.config.get("leases", True) else None
         _serialization.pickled_hooks.append(self._direct.promote)
         self._pump = threading.Thread(target=self._pump_main, name="actorscoop-pump", daemon=True)
         self._pump.start()
@@ -78,8 +81,16 @@ class DriverCore(CoreClient):
             direct.forget(oid)
 
     def cancel(self, ref, force):
-        if not self._direct.cancel(task_of(ref.id)):
+        tid = task_of(ref.id)
+        if not self._direct.cancel(tid) and not (self._leases is not None and self._leases.cancel(tid, force)):
             super().cancel(ref, force)
+
+    def _watch_routed(self, task_id):
+        return self._leases is not None and self._leases.watch_start(task_id)
+
+    def _route_task(self, rec, remote):
+        """A plain task may go straight to a worker this driver leased (_leases.py)."""
+        return self._leases is not None and self._leases.submit(rec, remote)
 
     def prepare_store(self, timeout=10.0):
         """Connect to the node's object store and fault in this process's view of its
@@ -157,6 +168,8 @@ class DriverCore(CoreClient):
         if self._direct.promote in _serialization.pickled_hooks:
             _serialization.pickled_hooks.remove(self._direct.promote)
         self._direct.close()
+        if self._leases is not None:
+            self._leases.close()
         self._epoll.close()
         self._close_plasma()
         self._conn.close()
@@ -178,7 +191,7 @@ class DriverCore(CoreClient):
         if self._listener is not None:
             lfd = self._listener.fd
             poller.register(lfd, select.EPOLLIN)
-        direct = self._direct
+        direct, leases = self._direct, self._leases
         last_flush = last_check = time.monotonic()
         try:
             while not self._stopping:
@@ -188,6 +201,11 @@ class DriverCore(CoreClient):
                             direct.writable(fd)
                         if ev & ~select.EPOLLOUT:
                             direct.readable(fd)
+                    elif leases is not None and fd in leases.by_fd:
+                        if ev & select.EPOLLOUT:
+                            leases.writable(fd)
+                        if ev & ~select.EPOLLOUT:
+                            leases.readable(fd)
                     elif fd == lfd:
                         for peer in self._listener.accept():
                             self._peers[peer.fd] = peer
@@ -199,6 +217,8 @@ class DriverCore(CoreClient):
                     self._handle_frame(frame)
                     frame = conn.recv(0)
                 now = time.monotonic()
+                if leases is not None:
+                    leases.tick(now)
                 if now - last_flush >= _FLUSH_INTERVAL:
                     last_flush = now
                     if _refcount.pending() and self._dead is None:
@@ -252,12 +272,18 @@ class DriverCore(CoreClient):
     def _handle(self, rec):
         if type(rec) is P.ObjectValue:
             self._on_value(rec.object_id, rec.kind, rec.data)
+            if self._leases is not None and self._leases.timing:
+                self._leases.timed(rec.object_id)
             if rec.object_id in self._direct.watch:
                 self._direct.raylet_value(rec.object_id)
             if self._output.tasks:  # a task with a progress bar drawn here may be done
                 self._output.task_done(rec.object_id)
         elif type(rec) is P.TaskStarted:
             self._on_started(rec.task_id)
+        elif type(rec) is P.LeaseGranted and self._leases is not None:
+            self._leases.granted(rec)
+        elif type(rec) is P.LeaseRevoke and self._leases is not None:
+            self._leases.revoked(rec)
         elif type(rec) is P.LogLines:
             self._output.show(rec.prefix, rec.text)
         elif type(rec) is P.KVReply or type(rec) is P.ActorReply or type(rec) is P.StatusReply:

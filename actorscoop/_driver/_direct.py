@@ -32,7 +32,7 @@ from .._common import _errors
 from .._client import _refcount
 from .. import protocol as P
 from .._client._core import direct_eligible
-from .._common._ids import object_id
+from .._common._ids import object_id, return_ids
 from .._common._session import actor_socket
 from .._client._object_ref import ObjectRef
 from ..exceptions import TaskCancelledError
@@ -98,10 +98,7 @@ class DirectCalls:
         return False
 
     def _send_direct(self, route, rec):
-        oids = [object_id(rec.task_id, i) for i in range(1, rec.num_returns + 1)]
-        with self.owned_lock:
-            for oid in oids:
-                self.owned[oid] = _LOCAL
+        self.own(rec)
         route.direct[rec.task_id] = rec
         self.by_task[rec.task_id] = route
         self._write(route, P.encode([P.ExecuteTask(
@@ -193,6 +190,30 @@ class DirectCalls:
         with self.lock:
             self.by_task.pop(rec.task_id, None)
             route.direct.pop(rec.task_id, None)
+        self.settle(rec)
+        if route.held and not route.direct:
+            with self.lock:
+                self._release_held(route)
+
+    # ------------------------------------------------------------------ results (any thread)
+    def own(self, rec):
+        """Results of a task sent straight to a process (an actor's, a leased worker): this
+        driver's alone until a ref to one leaves the process (see promote)."""
+        with self.owned_lock:
+            for oid in return_ids(rec.task_id, rec.num_returns):
+                self.owned[oid] = _LOCAL
+
+    def disown(self, rec):
+        """A task sent straight somewhere goes through the raylet after all: the raylet
+        makes its results now (a ref that died already is released there once it is done)."""
+        with self.owned_lock:
+            for oid in return_ids(rec.task_id, rec.num_returns):
+                if self.owned.pop(oid, None) is None:  # its ref died already:
+                    _refcount.release_unheld(oid)  # so the raylet frees it when done
+
+    def settle(self, rec):
+        """File a CallDone's results here, and hand the raylet those a ref already took out
+        of this process (promised, see promote)."""
         promote = []
         values = self.core._values
         with self.owned_lock:  # the value and the state change together (see promote)
@@ -210,9 +231,6 @@ class DirectCalls:
             self.core._send([])  # a task may be waiting for it at the raylet
         for oid, kind, data, _size, _contained in rec.results:
             self.core._on_value(oid, kind, data)
-        if route.held and not route.direct:
-            with self.lock:
-                self._release_held(route)
 
     def raylet_value(self, oid):
         """A call sent through the raylet finished: direct calls may follow it now."""
@@ -252,13 +270,9 @@ class DirectCalls:
             route.retry_at = time.monotonic() + _RETRY_CONNECT
             unanswered = list(route.direct.values())
             route.direct.clear()
-            with self.owned_lock:
-                for rec in unanswered:
-                    self.by_task.pop(rec.task_id, None)
-                    for i in range(1, rec.num_returns + 1):
-                        oid = object_id(rec.task_id, i)
-                        if self.owned.pop(oid, None) is None:  # its ref died already:
-                            _refcount.release_unheld(oid)  # so the raylet frees it when done
+            for rec in unanswered:
+                self.by_task.pop(rec.task_id, None)
+                self.disown(rec)
             for rec in unanswered:
                 first = object_id(rec.task_id, 1)
                 route.raylet_pending[first] = ObjectRef(first)

@@ -11,11 +11,11 @@ from ._codec import ProtocolError, decode, decode_or_log, encode
 from ._messages import *  # noqa: F401,F403
 from ._messages import MESSAGE_TYPES, PROTOCOL_VERSION
 from ._shapes import (MAX_RETURNS, client_record_error, cluster_record_error, create_error, direct_call_error,
-                      execute_error, fields_error, ids_error, local_value_error, resources_error, submit_error,
-                      value_rows_error)
+                      execute_error, fields_error, ids_error, leased_task_error, local_value_error,
+                      resources_error, submit_error, value_rows_error)
 
 __all__ = ["ProtocolError", "decode", "decode_or_log", "encode", "MESSAGE_TYPES", "PROTOCOL_VERSION",
            "MAX_RETURNS", "client_record_error", "cluster_record_error", "create_error", "direct_call_error",
-           "execute_error", "fields_error", "ids_error", "local_value_error", "resources_error", "submit_error",
-           "value_rows_error"]
+           "execute_error", "fields_error", "ids_error", "leased_task_error", "local_value_error",
+           "resources_error", "submit_error", "value_rows_error"]
 __all__ += [cls.__name__ for cls in MESSAGE_TYPES]

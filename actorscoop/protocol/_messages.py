@@ -6,8 +6,8 @@ by :mod:`actorscoop._common._serialization` (``bytes`` or a list ``[stream, *buf
 """
 from typing import Any, NamedTuple, Optional
 
-PROTOCOL_VERSION = 5  # 3: object transfers sealed with AES-GCM (transport/_sealed.py); 4: task events;
-# 5: a worker holds several paused tasks (Blocked.paused)
+PROTOCOL_VERSION = 6  # 3: object transfers sealed with AES-GCM (transport/_sealed.py); 4: task events;
+# 5: a worker holds several paused tasks (Blocked.paused); 6: worker leases
 
 # How a value travels.
 VALUE_INLINE = 0  # data holds the serialized value
@@ -306,11 +306,13 @@ class DirectHello(NamedTuple):
 
 
 class CallDone(NamedTuple):
-    """An actor's process answers a direct call. results as in TaskDone; ``adopted``:
-    the process registered them with the raylet (AdoptResults) for the caller."""
+    """An actor's process (or a leased worker) answers a direct call. results as in
+    TaskDone; ``adopted``: the process registered them with the raylet (AdoptResults) for
+    the caller; ``ran``: seconds the call ran there."""
     task_id: bytes
     results: list
     adopted: bool
+    ran: float = 0.0
 
 
 # ---------------------------------------------------------------- raylet <-> head (TCP, CURVE)
@@ -518,6 +520,64 @@ class HoldLimit(NamedTuple):
     tasks: int
 
 
+# ---------------------------------------------------------------- worker leases (issue 18)
+class LeaseRequest(NamedTuple):
+    """A driver asks for a pool worker of its own for a while (a lease): it then sends
+    plain tasks of this resource shape straight to that worker and gets the results
+    straight back, two hops instead of four (_driver/_leases.py)."""
+    request_id: int
+    resources: dict
+
+
+class LeaseGranted(NamedTuple):
+    """Raylet -> driver: the lease, the socket its worker listens on and that worker's pid."""
+    request_id: int
+    lease_id: bytes
+    socket: str
+    pid: int
+
+
+class LeaseReturn(NamedTuple):
+    """Driver -> raylet: the lease is given back (nothing sent there is unanswered)."""
+    lease_id: bytes
+
+
+class LeaseRevoke(NamedTuple):
+    """Raylet -> driver: give the lease back once what was sent there is answered (other
+    work waits for a worker)."""
+    lease_id: bytes
+
+
+class Lease(NamedTuple):
+    """Raylet -> worker: take the tasks ``caller`` (a driver's identity) sends you directly
+    until LeaseEnd; say LeaseReady once you listen."""
+    lease_id: bytes
+    caller: bytes
+
+
+class LeaseReady(NamedTuple):
+    """Worker -> raylet: it listens for the lease's caller."""
+    lease_id: bytes
+
+
+class LeaseEnd(NamedTuple):
+    """Raylet -> worker: the lease is over."""
+    lease_id: bytes
+
+
+class CancelLeased(NamedTuple):
+    """Driver -> raylet: cancel a task sent straight to the lease's worker."""
+    lease_id: bytes
+    task_id: bytes
+    force: bool
+
+
+class ReclaimLeased(NamedTuple):
+    """Driver -> raylet: tasks wait behind a long one at the lease's worker: have it hand
+    back those it has not started (its control pipe, as for the raylet's own reclaim)."""
+    lease_id: bytes
+
+
 MESSAGE_TYPES = (
     Hello, RegisterFunction, SubmitTask, PutObject, GetObjects, RefDelta, Blocked,
     Unblocked, TaskDone, CancelTask, StatusRequest, StopNode, Goodbye,
@@ -528,6 +588,8 @@ MESSAGE_TYPES = (
     ClusterStatusRequest, ClusterStatusReply, FreeRemote, PullRequest, PullChunk,
     SpillActor, RunActor, RouteCall, RouteKill, ActorLookup, ActorFound, ActorHosted,
     ActorGone, RemoteLog, ActorRestartSpec, ReturnTasks, CallsDone, TaskEvents, HoldLimit,
+    LeaseRequest, LeaseGranted, LeaseReturn, LeaseRevoke, Lease, LeaseReady, LeaseEnd, CancelLeased,
+    ReclaimLeased,
 )
 
 __all__ = [c.__name__ for c in MESSAGE_TYPES] + [

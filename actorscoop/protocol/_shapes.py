@@ -12,7 +12,8 @@ from . import _codec
 from ._messages import (VALUE_ERROR, VALUE_INLINE, VALUE_PLASMA, VALUE_REMOTE, ActorRestartSpec, AdoptResults,
                         Blocked, ClusterStatusReply, CreateActor, GetObjects, Heartbeat, KVPut, NodeJoin, Promote,
                         PutObject, RefDelta, RegisterFunction, RouteCall, RunActor, RunTask, SpillActor, SpillTask,
-                        SubmitTask, TaskDone, TaskResult, WatchStart)
+                        SubmitTask, TaskDone, TaskResult, WatchStart, LeaseRequest, LeaseReturn, LeaseReady,
+                        CancelLeased, ReclaimLeased)
 
 MAX_RETURNS = 1 << 16  # return values a task may have
 _INF = math.inf
@@ -168,6 +169,11 @@ _CLIENT = {
     WatchStart: lambda r: ids_error(r.task_ids),
     Promote: lambda r: ids_error(r.pending) or value_rows_error(r.ready, 5),
     AdoptResults: lambda r: value_rows_error(r.results, 5),
+    LeaseRequest: lambda r: resources_error(r.resources),
+    LeaseReturn: lambda r: ids_error([r.lease_id]),
+    LeaseReady: lambda r: ids_error([r.lease_id]),
+    CancelLeased: lambda r: ids_error([r.lease_id, r.task_id]),
+    ReclaimLeased: lambda r: ids_error([r.lease_id]),
 }
 
 
@@ -195,6 +201,21 @@ def execute_error(rec):
     if rec.sys_path is not None and not all(type(p) is str for p in rec.sys_path):
         return "an import path (sys_path) that is not all str"  # the worker adds it to sys.path for good
     return value_rows_error(rec.deps, 3)
+
+
+def leased_task_error(rec):
+    """An ExecuteTask a driver sends straight to the pool worker it leased: a plain task
+    (no actor), its code at most once per function, no refs to resolve, no large arguments."""
+    if rec.actor_id is not None or rec.method is not None:
+        return "an actor's call sent to a leased pool worker"
+    why = execute_error(rec)
+    if why is not None:
+        return why
+    if rec.args_object is not None or rec.deps or rec.reply_to is not None or rec.inline:
+        return "a field a leased task does not have (refs, large arguments, a reply socket)"
+    if (rec.function_blob is None) != (rec.sys_path is None):
+        return "code without its import path, or an import path without code"
+    return local_value_error(VALUE_INLINE, rec.args)
 
 
 def direct_call_error(rec, actor_id):

@@ -11,6 +11,8 @@ class TaskSubmitted(NamedTuple):
     #                           which are better run inline by the worker that waits)
     held_by: bytes = None  # the worker whose running task submitted it keeps it, to run it
     #                        inside its own waits (held), unless it is handed back
+    lease: bool = False  # not a task: a driver's lease of a worker (it holds the worker and
+    #                      these resources until returned; nothing is queued behind it)
 
 
 class ObjectReady(NamedTuple):

@@ -40,6 +40,7 @@ class _Task:
     inline: bool = False  # running inside a blocked worker's wait
     held: bool = False  # inline, and kept by the worker that submitted it: started or not
     avoid: bytes = None  # a worker it may not run inline in (a lock it needs is held there)
+    is_lease: bool = False  # a driver's lease of the worker it runs on, not a task
     missing: set = field(default_factory=set)
     worker: bytes = None
 
@@ -130,7 +131,8 @@ class Scheduler:
     def counts(self) -> dict:
         by_state = {s.value: 0 for s in TaskState}
         for t in self.tasks.values():
-            by_state[t.state.value] += 1
+            if not t.is_lease:  # a lease is not a task (its tasks are counted where they run)
+                by_state[t.state.value] += 1
         return by_state
 
     def advertised(self) -> dict:
@@ -164,11 +166,18 @@ class Scheduler:
             if w.state is not WorkerState.BUSY or len(w.tasks) < 2:
                 continue
             tasks = [self.tasks[t] for t in w.tasks if t in self.tasks]
+            if any(t.is_lease for t in tasks):
+                continue  # a leased worker's tasks come from its driver
             if any(t.held for t in tasks):
                 out.append((w.worker_id, w.tasks[0], True))
             elif not any(t.inline for t in tasks):
                 out.append((w.worker_id, w.tasks[0], False))
         return out
+
+    def tasks_wait_for_workers(self):
+        """Whether tasks (not leases) are queued here waiting for a worker."""
+        tasks = self.tasks
+        return any(not tasks[t].is_lease for t in itertools.islice(self.ready, 64))
 
     def worker_of(self, task_id):
         t = self.tasks.get(task_id)
@@ -196,7 +205,7 @@ class Scheduler:
     def _on_submitted(self, e):
         if e.task_id in self.tasks:
             raise IllegalTransition(e.task_id, self.tasks[e.task_id].state, "submitted", "duplicate submit")
-        task = _Task(e.task_id, e.resources, e.name, pipelinable=e.pipelinable)
+        task = _Task(e.task_id, e.resources, e.name, pipelinable=e.pipelinable and not e.lease, is_lease=e.lease)
         self.tasks[e.task_id] = task
         if e.held_by is not None:
             self._on_held(task, e.held_by)
@@ -503,7 +512,7 @@ class Scheduler:
         for w in self.workers.values():
             if w.state is WorkerState.BUSY and len(w.tasks) < depth and w.lease == task.resources \
                     and task.avoid != w.worker_id \
-                    and not any(self.tasks[t].inline for t in w.tasks):  # not one inside a wait
+                    and not any(self.tasks[t].inline or self.tasks[t].is_lease for t in w.tasks):
                 self._assign(task, w)
                 return True
         return False

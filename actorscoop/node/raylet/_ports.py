@@ -286,7 +286,8 @@ class StatusPort(_Port):
         return {"raylet.tasks": len(r.tasks), "raylet.clients": len(r.clients),
                 "raylet.peers": len(r.peers), "raylet.functions": len(r.functions),
                 "raylet.dead_workers": len(r.dead_workers), "raylet.idle_seen": len(r.idle_seen),
-                "raylet.unknown_gets": len(r._unknown), "workers.by_id": len(r.workers.by_id)}
+                "raylet.unknown_gets": len(r._unknown), "workers.by_id": len(r.workers.by_id),
+                "raylet.leases": len(r.leases)}
 
     def scheduler_table_sizes(self):
         return {"scheduler.tasks": len(self._r.scheduler.tasks), "scheduler.workers": len(self._r.scheduler.workers)}

@@ -29,6 +29,7 @@ from ._loop import Loop, drain_fd, who
 from ._memory_monitor import MemoryMonitor
 from . import _ports
 from ._objects import DIRECT_CALL, ObjectTable, ObjState
+from ._leases import Leasing
 from ._output import WorkerOutput
 from ._task_flow import TaskFlow
 from .._proc import describe_exit
@@ -48,7 +49,7 @@ class _Client:
         self.reply_path = None  # a driver's socket for results sent straight to it
 
 
-class Raylet(TaskFlow, WorkerOutput):
+class Raylet(TaskFlow, WorkerOutput, Leasing):
     def __init__(self, session_dir, num_cpus, resources=None, object_store_memory=None,
                  port=None, head=True, config=None, zygote=None):
         """``zygote``: the fork server's handle if it was started already (node/__main__.py
@@ -72,6 +73,7 @@ class Raylet(TaskFlow, WorkerOutput):
         self.clients = {}
         self.functions = {}
         self.tasks = {}
+        self.leases = {}  # lease id -> _Lease (_leases.py)
         self.outbox = collections.defaultdict(list)
         self.events = []  # scheduler events of this loop turn
         self.kv = KVStore(_ports.KVPort(self))
@@ -117,6 +119,9 @@ class Raylet(TaskFlow, WorkerOutput):
             P.WatchStart: self._on_watch_start, P.ReturnAddress: self._on_return_address,
             P.Promote: self._on_promote, P.AdoptResults: self._on_adopt,
             P.InterruptCall: self._on_interrupt_call, P.CallsDone: self.recorder.calls_done,
+            P.LeaseRequest: self._on_lease_request, P.LeaseReady: self._on_lease_ready,
+            P.LeaseReturn: self._on_lease_return, P.CancelLeased: self._on_cancel_leased,
+            P.ReclaimLeased: self._on_reclaim_leased,
         }
         self._instr = {
             S.Dispatch: self._do_dispatch, S.StartWorker: self._do_start_worker,
@@ -356,6 +361,8 @@ class Raylet(TaskFlow, WorkerOutput):
                 if more:
                     queue.extend(more)
         self._reclaim_stuck()
+        if self.leases:
+            self._revoke_leases()
 
     # ------------------------------------------------------------------ handlers
     def _on_hello(self, peer, rec):
@@ -537,6 +544,7 @@ class Raylet(TaskFlow, WorkerOutput):
             peer.close()
         self.objects.drop_client(ident)
         self.actors.owner_gone(ident)
+        self._drop_leases_of(ident)
         if c.kind != P.KIND_WORKER:
             # A driver (or CLI) that left: its queued tasks are dropped, running ones finish unseen.
             events = []
@@ -622,6 +630,8 @@ class Raylet(TaskFlow, WorkerOutput):
             self.recorder.fold_safely()
         self.actors.forget_dead(int(self.config.get("dead_actors_kept", 1000)))
         self._tell_hold_limit()
+        if self.leases:
+            self._revoke_leases()
         self._retire_idle_workers()
         self._reclaim_stuck()
         if self.store is not None and not self._store_dead_logged and not self.store.alive():

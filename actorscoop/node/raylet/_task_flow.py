@@ -60,6 +60,8 @@ class TaskFlow:
             pins.append(spec.args_object)
         task = self.tasks[tid] = _TaskRecord(spec, ident, pins)
         task.job = self._job_of(ident)
+        if spec.previous_pid and spec.actor_id is None:
+            task.attempts = 1  # sent to a leased worker that died first: that was an attempt
         missing = []
         for oid in spec.deps:
             e = objects.get(oid)
@@ -175,12 +177,18 @@ class TaskFlow:
             if w is None or w.reclaiming or task is None or task.started_at is None \
                     or (not holds and now - task.started_at < RECLAIM_AFTER):
                 continue
-            w.reclaiming = True
-            try:
-                os.write(w.ctrl_fd, P.RECLAIM)
-            except OSError:
-                continue
-            self.workers.signal(w, signal.SIGINT)
+            self._ask_back(w)
+
+    def _ask_back(self, w):
+        """Ask worker ``w`` (busy in a task) for the tasks queued on it that it has not
+        started: its control pipe and a signal (it answers ReturnTasks, and hands a leasing
+        driver's back to that driver)."""
+        w.reclaiming = True
+        try:
+            os.write(w.ctrl_fd, P.RECLAIM)
+        except OSError:
+            return
+        self.workers.signal(w, signal.SIGINT)
 
     def _on_done(self, ident, rec):
         w = self.workers.by_id.get(ident)
@@ -281,6 +289,10 @@ class TaskFlow:
         self._feed([S.CancelRequested(rec.task_id, rec.force)])
 
     def _do_dispatch(self, d):
+        lease = self.leases.get(d.task_id)
+        if lease is not None:
+            self._grant(lease, self.workers.by_id[d.worker_id])
+            return
         self._dispatch_to(self.workers.by_id[d.worker_id], self.tasks[d.task_id], inline=d.inline)
 
     def _dispatch_to(self, w, task, concurrency=0, inline=False):
@@ -328,6 +340,7 @@ class TaskFlow:
     def _do_task_lost(self, lost):
         task = self.tasks.get(lost.task_id)
         if task is None:
+            self._lease_lost(lost.task_id)
             return None
         spec = task.spec
         pid, code = self.dead_workers.get(lost.worker_id, ("?", None))

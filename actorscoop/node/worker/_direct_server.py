@@ -1,4 +1,5 @@
-"""An actor process's direct endpoint: drivers on the node send calls straight here.
+"""A direct endpoint: drivers on the node send calls straight to an actor's process, and
+plain tasks straight to a pool worker they lease (node/raylet/_leases.py).
 
 Once its constructor has run, an actor's process listens on ``a-<actor id>.sock`` in the
 node's socket directory (private to the user). A driver connects, sends ``DirectHello``
@@ -21,7 +22,7 @@ log = logging.getLogger("actorscoop.worker")
 
 
 class DirectServer:
-    def __init__(self, core, path):
+    def __init__(self, core, path, wake_fd=None):
         self.core = core
         try:
             os.unlink(path)  # a previous incarnation's socket (it was killed)
@@ -33,10 +34,14 @@ class DirectServer:
         self.peers = {}  # fd -> Peer
         self.callers = {}  # fd -> the caller's identity at the raylet (DirectHello)
         self.origin = {}  # task id -> Peer it came from
+        self.watched = set()  # leased tasks whose start the driver watches (WatchStart)
         self._locks = {}  # fd -> send lock
         self.poller = select.poll()
         self.poller.register(core._conn.fileno(), select.POLLIN)
         self.poller.register(self.listener.fd, select.POLLIN)
+        self.wake_fd = wake_fd  # a signal's byte (a cancel) wakes the worker's loop
+        if wake_fd is not None:
+            self.poller.register(wake_fd, select.POLLIN)
 
     # ------------------------------------------------------------------ main thread
     def poll(self, timeout_ms, handle_raylet_frames):
@@ -54,6 +59,12 @@ class DirectServer:
                     self.poller.register(peer.fd, select.POLLIN)
             elif fd in self.peers:
                 self._read(self.peers[fd])
+            elif fd == self.wake_fd:
+                try:
+                    while os.read(fd, 512):
+                        pass
+                except BlockingIOError:
+                    pass
             else:
                 handle_raylet_frames(0)
         return got
@@ -73,7 +84,12 @@ class DirectServer:
                 continue
             for rec in records:
                 if type(rec) is P.ExecuteTask:
-                    why = P.direct_call_error(rec, self.core.actor_id)
+                    if self.core.actor_id is None:  # a pool worker: a task of its leasing driver
+                        why = P.leased_task_error(rec) or (
+                            None if self.callers.get(peer.fd) == self.core.lease_caller() and
+                            self.callers.get(peer.fd) is not None else "no lease of this worker")
+                    else:
+                        why = P.direct_call_error(rec, self.core.actor_id)
                     if why is None and rec.task_id in self.origin:
                         why = "a call with the task id of a call not answered yet"
                     if why is not None:
@@ -83,6 +99,12 @@ class DirectServer:
                     self.core._handle(rec)
                 elif type(rec) is P.DirectHello:
                     self.callers[peer.fd] = rec.caller
+                elif type(rec) is P.WatchStart and self.core.actor_id is None:
+                    for tid in rec.task_ids if type(rec.task_ids) is list else ():
+                        if self.origin.get(tid) is peer:
+                            self.watched.add(tid)
+                            if tid in self.core.started_here:
+                                self.started(tid)
                 else:
                     drops.drop(f"unexpected {type(rec).__name__} from a direct caller", "callers send calls only")
 
@@ -97,11 +119,47 @@ class DirectServer:
     def owns(self, task_id):
         return task_id in self.origin
 
-    def answer(self, spec, results):
+    def started(self, task_id):
+        """A leased task whose start its driver watches has started: say so."""
+        if task_id not in self.watched:
+            return
+        self.watched.discard(task_id)
+        peer = self.origin.get(task_id)
+        lock = self._locks.get(peer.fd) if peer is not None else None
+        if lock is None or peer.closed:
+            return
+        try:
+            with lock:
+                if not peer.write(P.encode([P.TaskStarted(task_id)])):
+                    self._flush_blocking(peer)
+        except ConnectionClosed:
+            pass
+
+    def hand_back(self, task_ids):
+        """Tasks a leasing driver sent that this (blocked) worker will not start: back to
+        that driver, which sends them through the raylet and no more here."""
+        by_peer = {}
+        for tid in task_ids:
+            peer = self.origin.pop(tid, None)
+            if peer is not None:
+                by_peer.setdefault(peer, []).append(tid)
+        for peer, tids in by_peer.items():
+            lock = self._locks.get(peer.fd)
+            try:
+                if lock is None or peer.closed:
+                    continue
+                with lock:
+                    if not peer.write(P.encode([P.ReturnTasks(tids, False)])):
+                        self._flush_blocking(peer)
+            except ConnectionClosed:
+                pass  # the driver is gone: nobody waits for them
+
+    def answer(self, spec, results, ran=0.0):
         """Send a direct call's results to its caller. Results the raylet must manage (in
         plasma, or holding refs) are first registered with it for the caller; if the caller
         is gone, plasma results are deleted. Returns the caller's identity (b"" if unknown)."""
         peer = self.origin.pop(spec.task_id, None)
+        self.watched.discard(spec.task_id)
         if peer is None:
             return b""
         caller = self.callers.get(peer.fd)
@@ -113,7 +171,7 @@ class DirectServer:
             if lock is None or peer.closed:
                 raise ConnectionClosed("the caller went away")
             with lock:
-                if not peer.write(P.encode([P.CallDone(spec.task_id, results, adopt)])):
+                if not peer.write(P.encode([P.CallDone(spec.task_id, results, adopt, ran)])):
                     self._flush_blocking(peer)
         except ConnectionClosed:
             if adopt and caller is None:

@@ -111,7 +111,10 @@ class WorkerCore(CoreClient):
         self.actor = None  # the instance, in an actor's worker
         self.actor_id = None
         self._concurrency = None  # a Concurrency once a threaded/async actor is made
-        self._direct_server = None  # an actor's DirectServer once its constructor succeeded
+        self._direct_server = None  # an actor's DirectServer once its constructor succeeded,
+        #                             or a pool worker's once it was first leased
+        self._lease = None  # (lease id, the driver's identity) while a driver leases us
+        self.started_here = set()  # leased tasks running now whose start was watched early
         self._main_thread = threading.get_ident()
         self.drops = Drops(log)  # bad input (from direct callers, or the raylet), counted by kind
         # Called with each task's spec as it ends; True: the result goes through the
@@ -239,6 +242,11 @@ class WorkerCore(CoreClient):
             self._on_started(rec.task_id)
         elif t is P.HoldLimit:
             self._hold_limit = rec.tasks
+        elif t is P.Lease:
+            self._take_lease(rec)
+        elif t is P.LeaseEnd:
+            if self._lease is not None and self._lease[0] == rec.lease_id:
+                self._lease = None
         elif t is P.StopNode:
             raise SystemExit(0)
         else:
@@ -269,6 +277,9 @@ class WorkerCore(CoreClient):
                 return False
             self._recv_and_handle(1000 if left is None else max(1, int(left * 1000)))
         return True
+
+    def _route_task(self, rec, remote):
+        return self._hold(rec, remote._function)
 
     def _hold(self, rec, function):
         """Keep a task that the running task submits, to run it here, on this worker's CPU,
@@ -348,13 +359,22 @@ class WorkerCore(CoreClient):
     # ------------------------------------------------------------------ main loop
     def _take_queued(self):
         """The tasks queued here that have not started (inline ones excepted), and the
-        older half of the tasks we hold, taken out: idle workers take them."""
+        older half of the tasks we hold, taken out: idle workers take them. Returns (ids
+        for the raylet, ids for our leasing driver)."""
         self._reclaim = False
         back = [s for s in self._queue if not s.inline]
         for spec in back:
             self._queue.remove(spec)
         back += [self._held.popleft() for _ in range((len(self._held) + 1) // 2)]
-        return [spec.task_id for spec in back]
+        server = self._direct_server if self.actor_id is None else None
+        leased = [s.task_id for s in back if server is not None and server.owns(s.task_id)]
+        return [s.task_id for s in back if s.task_id not in set(leased)], leased
+
+    def _return_tasks(self, to_raylet, to_driver):
+        """Send tasks taken back (_take_queued) to whoever gave them (any thread)."""
+        if to_driver:
+            self._direct_server.hand_back(to_driver)
+        self._send([P.ReturnTasks(to_raylet)])
 
     def serve(self):
         """The hub: run, resume and hand back tasks; read the raylet when nothing can run."""
@@ -377,7 +397,7 @@ class WorkerCore(CoreClient):
         """Do the next thing the hub can do; False when it must wait for the raylet."""
         tasklets, queue = self._tasklets, self._queue
         if self._reclaim:  # asked between two tasks: hand back what waits
-            self._send([P.ReturnTasks(self._take_queued())])
+            self._return_tasks(*self._take_queued())
             return True
         p = tasklets.resumable(self._cancelled)
         if p is not None:
@@ -403,6 +423,13 @@ class WorkerCore(CoreClient):
             # for, and hand back the tasks queued here that have not started.
             returned = [s.task_id for s in queue]
             queue.clear()
+            if self._direct_server is not None and self.actor_id is None:
+                # tasks our leasing driver sent go back to it (it sends them through the
+                # raylet, and no more here): a blocked worker gives its lease back
+                leased = [t for t in returned if self._direct_server.owns(t)]
+                if leased:
+                    self._direct_server.hand_back(leased)
+                    returned = [t for t in returned if t not in set(leased)]
             awaited = tasklets.awaited_tasks(self._values)
             if not self._blocked or returned or awaited != self._blocked_on:
                 self._say_blocked(awaited, returned, len(tasklets.paused))
@@ -447,7 +474,7 @@ class WorkerCore(CoreClient):
                 self._recv_and_handle(0)
             finally:
                 self._in_user_code = True
-            threading.Thread(target=self._send, args=([P.ReturnTasks(self._take_queued())],),
+            threading.Thread(target=self._return_tasks, args=self._take_queued(),
                              name="actorscoop-return", daemon=True).start()
         if self._in_user_code and self._current is not None and self._current.task_id in self._cancelled:
             raise _Cancelled()  # only while user code runs: never inside our socket I/O
@@ -464,6 +491,10 @@ class WorkerCore(CoreClient):
             self._finish(spec, self._error_results(spec, _errors.pack_exception(
                 TaskCancelledError(f"task {spec.name}() was cancelled before it started"))), False, start)
             return
+        server = self._direct_server
+        if server is not None and self.actor_id is None:  # a leasing driver may watch its start
+            self.started_here.add(spec.task_id)
+            server.started(spec.task_id)
         try:
             results, retryable = self.execute(spec)
         except _Moved:
@@ -473,6 +504,7 @@ class WorkerCore(CoreClient):
             return
         finally:
             self._cancelled.discard(spec.task_id)
+            self.started_here.discard(spec.task_id)
         if spec.method == "__init__" and self.actor is not None and self._direct_server is None:
             self._listen_direct(spec.actor_id)  # before the raylet hears the actor is up
         self._finish(spec, results, retryable, start)
@@ -558,7 +590,7 @@ class WorkerCore(CoreClient):
             pass
         error = _errors.describe(results[0][2]) if results and results[0][1] == P.VALUE_ERROR else None
         if self._direct_server is not None and self._direct_server.owns(spec.task_id):
-            caller = self._direct_server.answer(spec, results)
+            caller = self._direct_server.answer(spec, results, time.time() - start)
             self._direct_calls.append([spec.task_id, spec.name, start, time.time(), error, caller])
             return
         delivered = False
@@ -587,6 +619,28 @@ class WorkerCore(CoreClient):
             self._direct_reported = now
             batch = [calls.popleft() for _ in range(len(calls))]  # threads may append meanwhile
             self._send([P.CallsDone(batch)])
+
+    def _take_lease(self, rec):
+        """A driver leases this pool worker: listen for it (once; the socket stays for later
+        leases), and tell the raylet, which then tells the driver where to connect."""
+        if self.actor_id is not None:
+            self.drops.drop("Lease for an actor's process", "only pool workers are leased")
+            return
+        if self._direct_server is None:
+            from ..._common._session import worker_socket
+            from ._direct_server import DirectServer
+            try:
+                self._direct_server = DirectServer(
+                    self, worker_socket(os.path.dirname(self.plasma_socket), self.worker_id), self._wake_fd)
+            except OSError as exc:
+                log.warning("cannot listen for a leasing driver (%s); its tasks go through the raylet", exc)
+                return
+        self._lease = (rec.lease_id, rec.caller)
+        self._send([P.LeaseReady(rec.lease_id)])
+
+    def lease_caller(self):
+        """The identity of the driver leasing this worker now, or None."""
+        return self._lease[1] if self._lease is not None else None
 
     def _listen_direct(self, actor_id):
         from ..._common._session import actor_socket
