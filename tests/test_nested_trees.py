@@ -151,6 +151,7 @@ def test_an_error_deep_in_a_tree_comes_back_once(fresh_node):
     assert shown.count("raise ValueError") == 1
     assert shown.count("raised through task fails_at_leaf()") == depth
     assert __file__.rstrip("c") in shown  # the user's file and line, not <dynamic-code>
+    assert os.sep + "actorscoop" + os.sep not in shown  # the runtime's own frames left out
 
 
 @asc.remote

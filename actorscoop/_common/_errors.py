@@ -49,7 +49,7 @@ def _portable(exc):
         return _Rebuilt(exc)
 
 
-_PACKAGE = os.path.dirname(os.path.abspath(__file__)) + os.sep
+_PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep  # actorscoop/
 
 
 def _trim(te, seen):
