@@ -292,3 +292,36 @@ def test_cli_without_nodes_says_so(tmp_path):
         r = cli(*command, env=env)
         assert r.returncode == 1 and "no actorscoop node runs on this machine" in r.stderr, r.stderr
     assert "No actorscoop node runs" in cli("status", env=env).stdout
+
+
+def test_a_scripts_embedded_node_is_a_node_like_any_other(tmp_path):
+    """`actorscoop status`, `memory`, `timeline` and `logs` on the same machine find the
+    node a running script started for itself."""
+    env = dict(os.environ)
+    script = tmp_path / "s.py"
+    gate = tmp_path / "gate"
+    script.write_text(textwrap.dedent(f"""
+        import os, time, actorscoop as asc
+        @asc.remote
+        def waits_here():
+            print("hello from a task", flush=True)
+            while not os.path.exists({str(gate)!r}):
+                time.sleep(0.01)
+            return 1
+        ref = waits_here.remote()
+        print("READY", flush=True)
+        assert asc.get(ref, timeout=60) == 1
+    """))
+    proc = subprocess.Popen([PY, str(script)], stdout=subprocess.PIPE, text=True, env=env)
+    try:
+        wait_for(lambda: "waits_here" in cli("status", env=env).stdout, 30, what="status to show the task")
+        st = cli("status", env=env)
+        assert st.returncode == 0 and "1 running" in st.stdout, st.stdout
+        assert cli("memory", env=env).returncode == 0
+        trace = tmp_path / "trace.json"
+        assert cli("timeline", "-o", str(trace), env=env).returncode == 0 and trace.exists()
+        wait_for(lambda: "hello from a task" in cli("logs", env=env).stdout, 30, what="the task's output in logs")
+    finally:
+        gate.write_text("")
+        proc.wait(60)
+    assert proc.returncode == 0
