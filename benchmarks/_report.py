@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from _spec import SYSTEMS, TARGETS, WORKLOADS
+from _spec import ABSOLUTE, SYSTEMS, TARGETS, WORKLOADS
 
 GiB = 2**30
 
@@ -63,11 +63,12 @@ def notes(workload: str, cell: dict) -> str:
                          f"run(s), {extra['tasks_per_s']:,.0f} tasks/s")
         elif workload == "init":
             runs = cell.get("runs_s") or []
-            ps = cell.get("process_start_s")
             if len(runs) > 1:
                 parts.append(f"median of {len(runs)} fresh processes")
-            if ps is not None:
-                parts.append(f"process start→first result {ps:.2f} s")
+            for key, label in (("init_to_first_result_s", "init()→first result"),
+                               ("whole_process_s", "whole process"), ("shutdown_s", "shutdown")):
+                if extra.get(key) is not None:
+                    parts.append(f"{label} {extra[key]:.3f} s")
     elif cell.get("lower_bound_s"):
         parts.append(f"killed ≥ {cell['lower_bound_s']:.0f} s into the timed run")
     if cell.get("peak_pss_bytes"):
@@ -112,6 +113,13 @@ def target_lines(workload: str, cells: dict) -> list[str]:
             continue
         peer = cells.get(peer_key)
         out.append(f"- Target: {text}: **{judge(workload, asc, peer, factor)}**")
+    for wl, key, limit, text in ABSOLUTE:
+        if wl != workload:
+            continue
+        value = ((asc or {}).get("extra") or {}).get(key) if asc and asc["status"] == "ok" else None
+        verdict = "NOT MEASURED" if value is None else \
+            f"{'PASS' if value <= limit else 'FAIL'} ({value:.3f} s)"
+        out.append(f"- Target: {text}: **{verdict}**")
     aim = cells.get("scoop")
     if workload.startswith("fib") and aim is not None:
         adv = advantage(workload, asc, aim)

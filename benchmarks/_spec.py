@@ -43,10 +43,12 @@ WORKLOADS = {
         "unit": "s", "better": "lower", "nested": True,
     },
     "init": {
-        "title": "4. init() to first result",
-        "what": "In a fresh process, after imports: init() / pool or cluster creation, submit "
-                "one no-op, wait for its result. Median of 3 fresh processes (quick: 1). "
-                "SCOOP has no init(): its value is process start (launcher) to first result.",
+        "title": "4. Start-up: process start to first result",
+        "what": "A fresh interpreter, as a user's script runs: imports, init() / pool or cluster "
+                "creation, one no-op, its result. The value is from the process's spawn to the "
+                "first result (SCOOP's includes its launcher); the notes give init() to first "
+                "result, the whole process (spawn to exit) and the shutdown. Median of 3 fresh "
+                "processes (quick: 1).",
         "unit": "s", "better": "lower", "nested": False,
     },
 }
@@ -60,5 +62,15 @@ TARGETS = [
     ("throughput", "ppe", 1.0, "throughput ≥ ProcessPoolExecutor(2)'s"),
     ("fib15", "ray", 20.0, "fib(15) ≥ 20× faster than Ray"),
     ("fib16", "ray", 20.0, "fib(16) ≥ 20× faster than Ray"),
-    ("init", "ray", 5.0, "init-to-first-result ≤ 1/5 of Ray's"),
+    ("init", "ray", 5.0, "start-up ≤ 1/5 of Ray's"),
+    # issue 18: the cost of a small script, and the per-task cost
+    ("init", "scoop", 1.0, "process start to first result ≤ SCOOP's"),
+    ("roundtrip", "ppe", 1 / 0.6, "round trip ≤ 0.6× ProcessPoolExecutor(2)'s"),
+    ("throughput", "ppe", 1.5, "throughput ≥ 1.5× ProcessPoolExecutor(2)'s"),
+]
+
+# (workload, extra key, limit in seconds, text): PASS when actorscoop's value is at most that
+ABSOLUTE = [
+    ("init", "whole_process_s", 0.4, "whole process (spawn to exit) ≤ 0.4 s"),
+    ("init", "shutdown_s", 0.15, "shutdown() ≤ 0.15 s"),
 ]

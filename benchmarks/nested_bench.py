@@ -252,6 +252,8 @@ def verdicts(cells, recurse):
 
 def main(argv=None):
     args = parse_args(argv)
+    import compileall  # as pip install would have (see run.py's compile_bytecode)
+    compileall.compile_dir(os.path.join(REPO, "actorscoop"), quiet=1)
     if not _watchdog.become_subreaper():
         print("warning: cannot become a child subreaper; strays are found by pid only", file=sys.stderr)
     depths = [10] if args.quick else [12, 14]

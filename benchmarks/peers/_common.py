@@ -80,9 +80,9 @@ def measure_init(adapter, spawn_epoch):
     extra = {"init_to_first_result_s": t1 - t0}
     if spawn_epoch:
         extra["process_start_to_first_result_s"] = time.time() - spawn_epoch
-    value = t1 - t0
-    if getattr(adapter, "init_from_process_start", False):
-        value = extra.get("process_start_to_first_result_s", value)
+    # What a user's short script pays: from the interpreter's start (imports included) to
+    # the first result; the driver also records the whole process and its shutdown.
+    value = extra.get("process_start_to_first_result_s", t1 - t0)
     return {"value": value, "unit": "s", "extra": extra}
 
 
@@ -216,9 +216,10 @@ def main(adapter, argv=None):
         payload["traceback"] = traceback.format_exc()[-4000:]
     emit(payload)
     faulthandler.cancel_dump_traceback_later()
+    t0 = time.perf_counter()
     try:
         adapter.teardown()
     except Exception as exc:  # logged; the driver still cleans up by pid
         print(f"{PROGRESS_MARK}teardown_error {type(exc).__name__}: {exc}"[:400], flush=True)
-    print(f"{PROGRESS_MARK}teardown_done", flush=True)
+    print(f"{PROGRESS_MARK}teardown_done {time.perf_counter() - t0:.6f}", flush=True)
     return 0
