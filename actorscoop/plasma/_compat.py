@@ -291,6 +291,11 @@ class PlasmaClient:
         note = self._notifications.next()
         return ObjectID(note.object_id), note.data_size, note.metadata_size
 
+    def decode_notification(self, buf):
+        """Decode one message read from the notification socket: ``(ObjectID, data_size, metadata_size)``."""
+        note = P.decode(bytes(buf))
+        return ObjectID(note.object_id), note.data_size, note.metadata_size
+
     def decode_notifications(self, buf):
         """Decode a frame read from the notification socket: ``(ids, data_sizes, metadata_sizes)``."""
         note = P.decode(bytes(buf))
@@ -353,6 +358,7 @@ class _Notifications:
         self.ctx = zmq.Context()
         self.sock = self.ctx.socket(zmq.DEALER)
         self.sock.setsockopt(zmq.LINGER, 0)
+        self.sock.setsockopt(zmq.RCVHWM, 0)  # notifications are never dropped, however late they are read
         self.sock.connect(f"ipc://{socket_path}")
         self.timeout = timeout
         self._call(P.Connect(1, os.getpid(), P.VERSION))

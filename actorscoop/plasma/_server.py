@@ -86,6 +86,9 @@ class StoreServer:
         self._ctx = zmq.Context()
         self.sock = self._ctx.socket(zmq.ROUTER)
         self.sock.setsockopt(zmq.LINGER, 0)
+        # No limit on what waits for a client: a ROUTER drops messages past the limit without a
+        # word, and a subscriber may read its notifications long after (Arrow's store queued them too).
+        self.sock.setsockopt(zmq.SNDHWM, 0)
         self.sock.bind(f"ipc://{socket_path}")
         os.chmod(socket_path, 0o600)  # ZeroMQ makes it under the umask; only this user may connect
         self._handlers = {
