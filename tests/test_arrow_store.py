@@ -27,6 +27,15 @@ def column_sum(table):
     return pc.sum(table.column("x")).as_py()
 
 
+@asc.remote
+def where_is(table):
+    """Whether the table's first column lives in this worker's mapping of the store."""
+    from actorscoop._client import _context
+    store = _context.current().plasma()
+    address = table.column(0).chunk(0).buffers()[1].address
+    return store._arena.address <= address < store._arena.address + store.capacity
+
+
 def _table(n=N):
     return pa.table({"x": pa.array(np.arange(n, dtype=np.int64)), "s": pa.array([str(i % 97) for i in range(n)])})
 
@@ -127,6 +136,8 @@ def test_task_results_and_arguments_that_are_tables(node):
     assert out == "7.0"
     assert asc.get(column_sum.remote(ref)) == N * (N - 1) // 2
     assert asc.get(column_sum.remote(table)) == N * (N - 1) // 2
+    assert asc.get(where_is.remote(table)) is True  # a large Arrow argument: stored as Arrow, read in place
+    assert asc.get(where_is.remote(table=table)) is True
 
 
 def test_arrow_inside_other_values_keeps_the_pickle_path(node):

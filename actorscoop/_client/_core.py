@@ -246,6 +246,10 @@ class CoreClient:
         its role may route itself (_route_task)."""
         task_id = new_task_id()
         deps = []
+        if args and any(is_arrow(a) for a in args):  # stored as Arrow IPC, passed by ref
+            args = tuple(self._arrow_arg(a) for a in args)
+        if kwargs and any(is_arrow(v) for v in kwargs.values()):
+            kwargs = {k: self._arrow_arg(v) for k, v in kwargs.items()}
         if args and any(type(a) is ObjectRef for a in args):
             new_args = []
             for a in args:
@@ -298,6 +302,14 @@ class CoreClient:
             return refs
         self._send([*before, rec])
         return refs
+
+    def _arrow_arg(self, value):
+        """A large top-level Arrow argument is put on its own, as Arrow IPC, and passed as a
+        ref (resolved to the value before the function runs): any Arrow reader can read it
+        in the store, and the task reads it zero-copy."""
+        if is_arrow(value) and arrow_nbytes(value) > self.inline_threshold:
+            return self.put(value)
+        return value
 
     def _route_task(self, rec, remote):
         """A plain task this role may route itself instead of through the raylet: a worker
