@@ -38,7 +38,8 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 OUT = os.path.join(HERE, "out", "store-actors")
-DEFAULT_VENV_PY = os.path.join(os.environ.get("BENCH_VENV", "/work/benchvenv"), "bin", "python")
+import _venv  # noqa: E402  (this directory is sys.path[0])
+DEFAULT_VENV_PY = _venv.PYTHON
 DEFAULT_RESULTS = os.path.join(HERE, "RESULTS-store-actors.md")
 
 try:

@@ -27,6 +27,9 @@ def main(argv=None):
         return launch_script(argv)
     parser = _parser()
     args = parser.parse_args(argv)
+    if args.version:  # printed here: argparse's version action wraps the line
+        print(version_text())
+        return 0
     if not getattr(args, "command", None):
         parser.print_help()
         return 2
@@ -37,8 +40,23 @@ def main(argv=None):
         return 1
 
 
+def version_text():
+    """``actorscoop X.Y.Z (Python A.B.C, pyzmq P, pyarrow A)``: what a bug report needs."""
+    from importlib import metadata
+    from .. import __version__
+    parts = [f"Python {sys.version.split()[0]}"]
+    for dist in ("pyzmq", "pyarrow", "cloudpickle"):
+        try:
+            parts.append(f"{dist} {metadata.version(dist)}")
+        except metadata.PackageNotFoundError:
+            parts.append(f"{dist} missing")
+    return f"actorscoop {__version__} ({', '.join(parts)})"
+
+
 def _parser():
     p = argparse.ArgumentParser(prog="actorscoop", description="Run and inspect actorscoop nodes.")
+    p.add_argument("--version", action="store_true",
+                   help="print the versions of actorscoop, Python, pyzmq, pyarrow, cloudpickle")
     sub = p.add_subparsers(dest="command")
     s = sub.add_parser("start", help="start a node on this machine")
     s.add_argument("--head", action="store_true", help="start the head node of a new cluster")
