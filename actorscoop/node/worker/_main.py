@@ -673,7 +673,7 @@ class WorkerCore(CoreClient):
 
     def _arguments(self, spec):
         if spec.args_object is not None:
-            _meta, stream, buffers = self.plasma().get_parts(spec.args_object, timeout=10)
+            stream, buffers = self.plasma().get_parts(spec.args_object, timeout=10)
             args, kwargs = _serialization.loads_parts(stream, buffers)
         else:
             args, kwargs = _serialization.loads_inline(spec.args)
