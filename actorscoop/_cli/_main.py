@@ -403,8 +403,10 @@ def launch_script(argv):
         except ActorScoopError as exc:
             print(f"actorscoop: {exc}", file=sys.stderr)
             return 1
+    os.environ["ACTORSCOOP_LAUNCHED"] = "1"  # scoop.IS_RUNNING
     if a.num_cpus is not None:
         os.environ["ACTORSCOOP_NUM_CPUS"] = str(a.num_cpus)
+        os.environ["ACTORSCOOP_SIZE"] = str(a.num_cpus)  # scoop.SIZE
     if a.address:
         os.environ["ACTORSCOOP_ADDRESS"] = a.address
     return _run_script(a)
