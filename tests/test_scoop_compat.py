@@ -99,3 +99,32 @@ def test_map_honours_timeout_and_ignores_other_keywords(node):
     assert next(it) == 0
     with pytest.raises(concurrent.futures.TimeoutError):
         next(it)
+
+
+SCRIPTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "scoop_scripts")
+
+
+@pytest.mark.timeout(180)
+def test_the_original_exception_through_every_api_nested_three_deep():
+    """A ValueError three tasks deep comes out of futures, map, Executor, Pool, joblib and
+    asc.get as itself: its class, args and str(), a TaskError too, with each remote
+    traceback shown once and naming this script's file and line."""
+    import json
+    from actorscoop.exceptions import TaskError  # noqa: F401 (the script checks isinstance)
+    script = os.path.join(SCRIPTS, "nested_errors.py")
+    out = subprocess.run([PY, script], capture_output=True, text=True, timeout=170)
+    assert out.returncode == 0, out.stderr
+    reports = json.loads(out.stdout.strip().splitlines()[-1])
+    assert set(reports) == {"futures", "map", "executor", "pool", "joblib", "get"}
+    for way, r in reports.items():
+        assert r["ok"], (way, r)
+        assert r["type"] == "ValueError" and r["is_task_error"] and r["has_cause"], (way, r)
+        assert r["args"] == ["boom", 7] and r["str"] == str(ValueError("boom", 7)), (way, r)
+        tb = r["traceback"]
+        mark = "REMOTE-RAISE-LINE" if way == "get" else "RAISE-LINE"
+        raise_lines = [x for x in tb.splitlines() if x.strip().endswith(f"# {mark}")]
+        assert len(raise_lines) == 1, (way, tb)  # shown once, not once per level
+        assert "<dynamic-code>" not in tb, (way, tb)
+        lineno = next(i for i, x in enumerate(open(script), 1) if x.rstrip().endswith(f"# {mark}"))
+        assert f'File "{script}", line {lineno}, in ' in tb, (way, tb)
+        assert tb.count("raised through task") == 2, (way, tb)
