@@ -30,6 +30,8 @@ STANDIN = os.path.join(HERE, "ssh_standin.py")
 SSH = f"{shlex.quote(PY)} {shlex.quote(STANDIN)} -o BatchMode=yes"
 # A head on 127.0.0.1 and a free port; the hosts run this Python.
 COMMON = ["--ssh", SSH, "--python", PY, "--port", "0", "--host", "127.0.0.1"]
+# The launcher's --host is SCOOP's list of hosts; the head's bind address is --bind.
+LAUNCH = ["--ssh", SSH, "--python", PY, "--port", "0", "--bind", "127.0.0.1"]
 BATCH_VARS = ("SLURM_JOB_NODELIST", "SLURM_NODELIST", "SLURM_JOB_CPUS_PER_NODE",
               "PBS_NODEFILE", "PE_HOSTFILE")
 
@@ -365,7 +367,7 @@ def test_launcher_runs_a_script_on_the_hosts_and_stops_them(env, how, code):
     hf = env.hostfile("h1 1\nh2 1\n")
     # As from a terminal: a shell's background job (CI's, say) starts with SIGINT ignored,
     # and Python then never turns it into KeyboardInterrupt.
-    r = cli("--hostfile", hf, "-n", "1", *COMMON, str(script), how,
+    r = cli("--hostfile", hf, "-n", "2", *LAUNCH, str(script), how,
             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     assert r.returncode == code, r.stdout + r.stderr
     pids = json.loads(r.stdout.split("PIDS ")[1].splitlines()[0])
@@ -381,7 +383,10 @@ def test_launcher_runs_a_script_on_the_hosts_and_stops_them(env, how, code):
         assert "the script failed" in r.stderr
     wait_for(lambda: not alive(pids), 30, what=f"processes {alive(pids)} to exit")
     assert env.states() == [] and _session.list_nodes() == []
-    assert [x["command"].split()[3] for x in env.ssh_log()] == ["start"] * 2 + ["stop"] * 2
+    commands = [shlex.split(x["command"]) for x in env.ssh_log()]
+    assert [c[c.index("actorscoop") + 1] for c in commands] == ["start"] * 2 + ["stop"] * 2
+    # The launcher's settings travel to the hosts' nodes (and so to their workers).
+    assert all("ACTORSCOOP_SIZE=2" in c for c in commands[:2]), commands
 
 
 def test_remote_command_reads_its_input_and_the_command_line_does_not_hold_it(env):
@@ -397,11 +402,11 @@ def test_launcher_options_for_hosts_need_a_hostfile(env, tmp_path):
     script = tmp_path / "s.py"
     script.write_text("print('ran')\n")
     r = cli("--ssh", "ssh -p 2", str(script))
-    assert r.returncode == 2 and "need --hostfile F or --allocation" in r.stderr
+    assert r.returncode == 2 and "need --hostfile F or --host H" in r.stderr
     r = cli("--address", "127.0.0.1:1", "--hostfile", "x", str(script))
     assert r.returncode == 2 and "give one of them" in r.stderr
-    r = cli("--allocation", *COMMON, str(script))  # outside a batch job
-    assert r.returncode == 1 and "no hosts to start nodes on" in r.stderr
+    r = cli("--allocation", *LAUNCH, str(script))  # outside a batch job
+    assert r.returncode == 1 and "does not run inside a SLURM" in r.stderr
     assert "ran" not in r.stdout
 
 
