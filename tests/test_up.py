@@ -33,7 +33,7 @@ COMMON = ["--ssh", SSH, "--python", PY, "--port", "0", "--host", "127.0.0.1"]
 # The launcher's --host is SCOOP's list of hosts; the head's bind address is --bind.
 LAUNCH = ["--ssh", SSH, "--python", PY, "--port", "0", "--bind", "127.0.0.1"]
 BATCH_VARS = ("SLURM_JOB_NODELIST", "SLURM_NODELIST", "SLURM_JOB_CPUS_PER_NODE",
-              "PBS_NODEFILE", "PE_HOSTFILE")
+              "PBS_NODEFILE", "PE_HOSTFILE", "SLURM_NTASKS", "PBS_NP", "NSLOTS")
 
 
 def cli(*args, timeout=150, **kwargs):
@@ -429,3 +429,59 @@ def test_a_node_of_the_heads_machine_joins_with_the_saved_token(env):
         assert "CPU 2.0 extra 1.0" in out.stdout, out.stderr
     finally:
         assert cli("stop").returncode == 0
+
+
+# ---------------------------------------------------------------------- SCOOP's launcher
+SCOOP_SCRIPT = textwrap.dedent("""
+    import json, os
+    import actorscoop as scoop
+    from actorscoop import futures
+
+    def where(_):
+        return os.environ.get("FROM_PROLOG"), scoop.SIZE, scoop.IS_ORIGIN
+
+    if __name__ == "__main__":
+        cpus = {next((k[5:] for k in n["Resources"] if k.startswith("host:")), "?"):
+                n["Resources"].get("CPU", 0) for n in scoop.nodes()}
+        print("CPUS", json.dumps(cpus), flush=True)
+        print("TASKS", json.dumps(sorted(set(futures.map(where, range(12))))), flush=True)
+""")
+
+
+@pytest.mark.timeout(150)
+def test_scoop_launcher_fills_the_hosts_in_order_and_sources_the_prolog(env):
+    """-n 3 over 'h1 2, h2 2': two workers on h1, one on h2, none here (SCOOP's division);
+    what the prolog exports, the hosts' workers see."""
+    script = env.tmp / "scoop_hosts.py"
+    script.write_text(SCOOP_SCRIPT)
+    prolog = env.tmp / "prolog.sh"
+    prolog.write_text("export FROM_PROLOG=sourced-on-the-host\n")
+    hf = env.hostfile("h1 2\nh2:2\n")
+    r = cli("--hostfile", hf, "-n", "3", *LAUNCH, "--prolog", str(prolog), str(script))
+    assert r.returncode == 0, r.stdout + r.stderr
+    cpus = json.loads(r.stdout.split("CPUS ")[1].splitlines()[0])
+    me = socket.gethostname()
+    assert cpus == {"h1": 2, "h2": 1, me: 0}, cpus
+    assert json.loads(r.stdout.split("TASKS ")[1].splitlines()[0]) == [
+        ["sourced-on-the-host", 3, False]]
+    starts = [x["command"] for x in env.ssh_log() if " start " in x["command"]]
+    assert len(starts) == 2 and all(str(prolog) in c for c in starts)
+    assert "Stopped the cluster" in r.stdout
+
+
+@pytest.mark.timeout(150)
+def test_scoop_launcher_finds_the_hosts_of_a_slurm_job(env, monkeypatch):
+    """Inside a batch job the hosts come from the allocation without a flag; -n defaults
+    to SLURM_NTASKS; the head binds every interface and says where the hosts join it."""
+    script = env.tmp / "scoop_hosts.py"
+    script.write_text(SCOOP_SCRIPT)
+    monkeypatch.setenv("SLURM_JOB_NODELIST", "h[1-2]")
+    monkeypatch.setenv("SLURM_JOB_CPUS_PER_NODE", "1(x2)")
+    monkeypatch.setenv("SLURM_NTASKS", "2")
+    r = cli("--ssh", SSH, "--python", PY, "-e", "127.0.0.1", str(script))
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "Hosts from the SLURM allocation: 2" in r.stdout
+    assert "serving nodes on 0.0.0.0:" in r.stdout and "hosts join 127.0.0.1:" in r.stdout
+    cpus = json.loads(r.stdout.split("CPUS ")[1].splitlines()[0])
+    assert cpus == {"h1": 1, "h2": 1, socket.gethostname(): 0}, cpus
+    assert json.loads(r.stdout.split("TASKS ")[1].splitlines()[0]) == [[None, 2, False]]
