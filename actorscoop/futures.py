@@ -75,7 +75,7 @@ def mapReduce(mapFunc, reductionOp, *iterables, timeout=None, chunksize=None,  #
 
 
 def mapScan(mapFunc, reductionOp, *iterables, timeout=None, chunksize=None,  # noqa: N802
-            progress=None):
+            progress=None, **ignored):
     """Map, then return every prefix reduction, in order:
     ``list(itertools.accumulate(map(mapFunc, *iterables), reductionOp))``."""
     _warn_ignored("mapScan", ignored)

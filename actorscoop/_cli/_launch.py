@@ -12,14 +12,15 @@ options and their meanings (the user's page: docs/migrating-from-scoop.md).
 """
 import argparse
 import difflib
+import json
 import logging
 import os
 import runpy
 import subprocess
 import sys
 
-from .._common._worker_settings import (ENV_CWD, ENV_LOG_LEVEL, ENV_NICE, ENV_PROFILE,
-                                        ENV_TRACE)
+from .._common._worker_settings import (ENV_CWD, ENV_LOG_LEVEL, ENV_MAIN, ENV_MAIN_ARGV,
+                                        ENV_NICE, ENV_PROFILE, ENV_TRACE)
 from ..exceptions import ActorScoopError
 from ._hosts import Host, batch_system, hosts_from_environment, parse_hostfile_text
 
@@ -190,7 +191,8 @@ def prolog_environment(path) -> dict:
 def worker_environment(a, size) -> dict:
     """What the workers (and the script) get in their environment from the options."""
     env = {"ACTORSCOOP_LAUNCHED": "1", "ACTORSCOOP_SIZE": str(size),
-           ENV_LOG_LEVEL: logging.getLevelName(log_level(a))}
+           ENV_LOG_LEVEL: logging.getLevelName(log_level(a)),
+           ENV_MAIN: os.path.abspath(a.script), ENV_MAIN_ARGV: json.dumps(a.args)}
     if a.nice is not None:
         env[ENV_NICE] = str(a.nice)
     if a.path:
@@ -275,11 +277,28 @@ def _run(a, logger):
     sys.path.insert(0, os.path.dirname(os.path.abspath(a.script)))
     try:
         runpy.run_path(a.script, run_name="__main__")
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException as exc:  # the script's own error: shown as Python would show it
+        _print_script_error(exc, a.script)
+        return 1
     finally:
         if a.debug or a.profile:
             from . import _records
             _records.finish(logger)
     return 0
+
+
+def _print_script_error(exc, script):
+    """The traceback of an exception the script let out, from the script's first frame
+    on (the launcher's and runpy's frames left out), as ``python script.py`` shows it."""
+    import traceback
+    path = os.path.abspath(script)
+    tb = exc.__traceback__
+    while tb is not None and os.path.abspath(tb.tb_frame.f_code.co_filename) != path:
+        tb = tb.tb_next
+    traceback.print_exception(type(exc), exc, tb or exc.__traceback__)
+    sys.stderr.flush()
 
 
 def _run_on_hosts(a, hosts, source, env, run_script):

@@ -771,6 +771,7 @@ def main(command) -> int:
     core.task_stdout = sys.stdout
     _task_locks.install(core._tasklets.hub, core._lock_contention)
     signal.signal(signal.SIGINT, core.on_sigint)
+    _worker_settings.run_main_script()  # under python -m actorscoop, as SCOOP's workers
     try:
         core.serve()
     except SystemExit:
