@@ -221,3 +221,32 @@ def test_the_parser_takes_scoops_spellings():
     assert a.verbose == 2 and a.ssh == "myssh" and a.brokers == 1 and a.backend == "ZMQ"
     assert a.script == "s.py" and a.args == ["--their", "-n", "1"] and a.n is None
     assert isinstance(a, argparse.Namespace)
+
+
+@pytest.mark.timeout(150)
+def test_workers_run_the_scripts_top_level_as_scoop_workers_do(tmp_path):
+    """What the script sets up outside its __main__ block (here a module global of a
+    helper module, from the script's arguments) is there for its tasks."""
+    (tmp_path / "helper.py").write_text(textwrap.dedent("""
+        DATA = None
+
+        def load(value):
+            global DATA
+            DATA = value
+
+        def read(_):
+            return DATA
+    """))
+    (tmp_path / "main.py").write_text(textwrap.dedent("""
+        import sys
+        import helper
+        from actorscoop import futures
+
+        helper.load(sys.argv[1])
+
+        if __name__ == "__main__":
+            print("READ", sorted(set(futures.map(helper.read, range(4)))))
+    """))
+    r = launch("-n", "2", "main.py", "the-data", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "READ ['the-data']" in r.stdout
