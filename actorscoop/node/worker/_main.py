@@ -463,6 +463,8 @@ class WorkerCore(CoreClient):
                         self._reclaim = True
                     else:
                         self._cancelled.add(data[i:i + 16])
+                        if self._concurrency is not None:  # an async actor's call: cancel it
+                            self._concurrency.cancel(data[i:i + 16])
             except BlockingIOError:
                 pass
         if self._reclaim and self._in_user_code:
