@@ -28,7 +28,7 @@ from ... import protocol as P
 from ..._client import _context, _refcount
 from ..._client._connect import connect
 from ..._client._core import CoreClient, _Dep
-from ..._common import _errors, _serialization
+from ..._common import _errors, _serialization, _worker_settings
 from ..._common._drops import Drops
 from ..._common._ids import return_ids
 from ...exceptions import TaskCancelledError
@@ -767,11 +767,13 @@ def main(command) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     _refcount.reset()
     core = WorkerCore(command)
+    _worker_settings.apply(core)  # python -m actorscoop's --nice, --path, --debug, --profile
     _context.set_current(core)
     sys.stdout, sys.stderr = _TaskOutput(sys.stdout, core), _TaskOutput(sys.stderr, core)
     core.task_stdout = sys.stdout
     _task_locks.install(core._tasklets.hub, core._lock_contention)
     signal.signal(signal.SIGINT, core.on_sigint)
+    _worker_settings.run_main_script()  # under python -m actorscoop, as SCOOP's workers
     try:
         core.serve()
     except SystemExit:
