@@ -191,7 +191,7 @@ def test_the_raylets_helpers_reach_it_only_through_their_ports():
 PUBLIC = {
     "actorscoop": ["ActorClass", "ActorHandle", "ObjectRef", "RemoteFunction", "RuntimeContext", "__version__",
                    "available_resources", "cancel", "cluster_resources", "exceptions", "get", "get_actor",
-                   "get_runtime_context", "init", "is_initialized", "kill", "method", "nodes", "put", "remote",
+                   "get_gpu_ids", "get_runtime_context", "init", "is_initialized", "kill", "method", "nodes", "put", "remote",
                    "shutdown", "timeline", "tqdm", "wait"],
     "actorscoop.futures": ["ALL_COMPLETED", "Executor", "FIRST_COMPLETED", "FIRST_EXCEPTION", "Future",
                            "as_completed", "map", "mapReduce", "mapScan", "map_as_completed", "shutdown",

@@ -63,6 +63,10 @@ def _nodes(status, cluster):
     out = ["Nodes"] + _table(["NODE", "HOST", "STATE", "CPU", "WORKERS", "MEMORY FREE", "OBJECT STORE"], rows)
     tot, av = used
     out.append("Resources used: " + ", ".join(_used(tot, av, k, named=True) for k in sorted(tot)))
+    gpus = status.get("gpus")
+    if gpus:
+        out.append("GPUs of this node (CUDA_VISIBLE_DEVICES ids): " + ", ".join(
+            f"{g['id']} " + ("free" if not g["used"] else f"{g['used']:.0%} in use") for g in gpus))
     return out
 
 

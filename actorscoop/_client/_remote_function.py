@@ -24,6 +24,9 @@ def validate_options(opts: dict, allowed: dict, what: str) -> dict:
         v = opts.get(key)
         if v is not None and (not isinstance(v, (int, float)) or isinstance(v, bool) or v < 0):
             raise ValueError(f"{key} must be a number >= 0, got {v!r}")
+    g = opts.get("num_gpus")
+    if isinstance(g, (int, float)) and g > 1 and g != int(g):
+        raise ValueError(f"num_gpus above 1 must be a whole number (a fraction shares one device), got {g!r}")
     if "num_returns" in opts:
         n = opts["num_returns"]
         if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= MAX_RETURNS:

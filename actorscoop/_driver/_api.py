@@ -62,7 +62,7 @@ def init(address=None, *, num_cpus=None, num_gpus=None, resources=None,
             if num_cpus is None:
                 num_cpus = float(os.environ.get("ACTORSCOOP_NUM_CPUS") or len(os.sched_getaffinity(0)))
             res = dict(resources or {})
-            if num_gpus:
+            if num_gpus is not None:  # else the node finds its GPUs itself
                 res["GPU"] = float(num_gpus)
             session_dir = _session.new_session_dir()
             dashboard = {"host": dashboard_host, "port": dashboard_port} if include_dashboard else None
@@ -331,6 +331,13 @@ class RuntimeContext:
     @property
     def actor_id(self):
         return self.get_actor_id()
+
+
+def get_gpu_ids() -> list:
+    """The GPU ids the calling task or actor holds (what its ``CUDA_VISIBLE_DEVICES`` says):
+    ints for numeric ids, strings otherwise; [] in a driver or a task that asked for none."""
+    gpu_ids = getattr(_context.current(), "gpu_ids", None)
+    return gpu_ids() if gpu_ids is not None else []
 
 
 def get_runtime_context() -> RuntimeContext:

@@ -62,6 +62,9 @@ class SubmitTask(NamedTuple):
     # From a worker: it keeps the task to run it itself (inside its running task's waits,
     # or after it), unless the raylet asks for it back (P.RECLAIM). See node/worker/_tasklets.py.
     held: bool = False
+    # Its runtime environment (issue 20), as _client/_runtime_env.py packs it: env_vars, and
+    # working_dir/py_modules as packages in the object store (their ids are in ``nested``).
+    runtime_env: Optional[dict] = None
 
 
 class CreateActor(NamedTuple):
@@ -253,6 +256,8 @@ class ExecuteTask(NamedTuple):
     concurrency: int  # with method "__init__": the actor's max_concurrency
     reply_to: Optional[str]  # a socket of the submitter: send the results there directly
     inline: bool  # handed to a worker blocked in get(): run it now, inside the wait
+    gpu_ids: Optional[list] = None  # the GPU devices it holds: CUDA_VISIBLE_DEVICES while it runs
+    runtime_env: Optional[dict] = None  # as SubmitTask.runtime_env
 
 
 class ObjectValue(NamedTuple):

@@ -41,6 +41,7 @@ class _Actor:
         self.inflight = {}  # task id -> None, in send order
         self.attempts = {}  # task id -> times sent
         self.death = ""  # why it died
+        self.gpu_ids = ()  # the GPU devices its reservation holds
         self.last_death = ""  # why its previous process died (kept across a restart)
         self.creation_error = None  # serialized error of a constructor that raised
         self.no_restart = False
@@ -110,8 +111,10 @@ class ActorManager:
             self._start(a)
         return True
 
-    def on_reserved(self, actor_id):
+    def on_reserved(self, actor_id, gpu_ids=()):
         a = self.actors.get(actor_id)
+        if a is not None:
+            a.gpu_ids = tuple(gpu_ids)  # its devices for as long as it holds its resources
         if a is not None and a.state is ActorState.PENDING:
             self._start(a)
         elif a is None or a.state is ActorState.DEAD:
@@ -137,7 +140,7 @@ class ActorManager:
         if a.state is ActorState.DEAD:  # killed while its process started
             self.raylet.kill_worker(w)
             return
-        self.raylet.dispatch(w, a.creation, concurrency=a.spec.max_concurrency)
+        self.raylet.dispatch(w, a.creation, concurrency=a.spec.max_concurrency, gpu_ids=a.gpu_ids)
 
     # ------------------------------------------------------------------ calls
     def submit(self, task, missing):

@@ -105,8 +105,8 @@ class ActorsPort(_Port):
     def kill_worker(self, w):
         self._r.workers.signal(w, signal.SIGKILL)
 
-    def dispatch(self, w, task, concurrency=0):
-        self._r._dispatch_to(w, task, concurrency=concurrency)
+    def dispatch(self, w, task, concurrency=0, gpu_ids=()):
+        self._r._dispatch_to(w, task, concurrency=concurrency, gpu_ids=gpu_ids)
 
     def interrupt(self, instr):
         self._r._do_interrupt(instr)

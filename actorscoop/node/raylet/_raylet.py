@@ -25,6 +25,7 @@ from ...protocol import client_record_error
 from ._actors import ActorManager
 from ..._common._drops import Drops
 from ._kv import KVStore
+from ._gpus import node_gpus
 from ._loop import Loop, drain_fd, who
 from ._memory_monitor import MemoryMonitor
 from . import _ports
@@ -62,10 +63,13 @@ class Raylet(TaskFlow, WorkerOutput, Leasing):
         self.config = {"inline_threshold": 100 * 1024, "hold_limit": 32, **(config or {})}
         self.hold_limit = int(self.config["hold_limit"])  # what our workers were told
         totals = {"CPU": self.num_cpus, **(resources or {})}
+        totals["GPU"], self.gpu_ids = node_gpus(totals.get("GPU"))
+        if not totals["GPU"]:
+            del totals["GPU"]
         max_workers = int(self.config.get("max_workers", max(4, 4 * int(max(1, num_cpus)))))
         self.scheduler = S.Scheduler(S.SchedulerConfig(
             resources=totals, max_workers=max_workers,
-            pipeline_depth=int(self.config.get("pipeline_depth", 8))))
+            pipeline_depth=int(self.config.get("pipeline_depth", 8)), gpu_ids=tuple(self.gpu_ids)))
         self.objects = ObjectTable()
         self.actors = ActorManager(_ports.ActorsPort(self))
         self.workers = WorkerTable(os.path.join(session_dir, "logs"),
@@ -128,7 +132,7 @@ class Raylet(TaskFlow, WorkerOutput, Leasing):
             S.FailTask: self._do_fail, S.TaskLost: self._do_task_lost,
             S.InterruptTask: self._do_interrupt, S.KillWorker: self._do_kill,
             S.WarnInfeasible: self._do_warn_infeasible,
-            S.Reserved: lambda instr: self.actors.on_reserved(instr.key),
+            S.Reserved: lambda instr: self.actors.on_reserved(instr.key, instr.gpu_ids),
         }
 
     # ------------------------------------------------------------------ lifecycle
@@ -193,7 +197,7 @@ class Raylet(TaskFlow, WorkerOutput, Leasing):
         info = {"node_id": self.node_id.hex(), "pid": os.getpid(), "head": self.head,
                 "port": self.port, "session_dir": self.session_dir,
                 "raylet_socket": self.sock_path, "num_cpus": self.num_cpus,
-                "started": self.started}
+                "started": self.started, "gpu_ids": list(self.gpu_ids)}
         if self.cluster is not None:
             info["cluster"] = self.cluster.address
         return info

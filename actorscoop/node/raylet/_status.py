@@ -60,6 +60,7 @@ def node_status(r) -> dict:
         "session_dir": r.session_dir,
         "resources_total": dict(sch.total), "resources_available": dict(sch.available),
         "tasks": sch.counts(),
+        "gpus": [{"id": i, "used": round(1 - f / 10_000, 4)} for i, f in sch.gpus.free.items()],
         "infeasible": [{"task_id": t.hex(), "name": n, "resources": res} for t, n, res in sch.infeasible()],
         "workers": r.workers_report(), "drivers": drivers,
         "objects": r.objects.summary(), "store": store, "actors": r.actors.report(),

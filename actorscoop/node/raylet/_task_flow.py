@@ -293,9 +293,10 @@ class TaskFlow:
         if lease is not None:
             self._grant(lease, self.workers.by_id[d.worker_id])
             return
-        self._dispatch_to(self.workers.by_id[d.worker_id], self.tasks[d.task_id], inline=d.inline)
+        self._dispatch_to(self.workers.by_id[d.worker_id], self.tasks[d.task_id], inline=d.inline,
+                          gpu_ids=d.gpu_ids)
 
-    def _dispatch_to(self, w, task, concurrency=0, inline=False):
+    def _dispatch_to(self, w, task, concurrency=0, inline=False, gpu_ids=()):
         """Send a task (or an actor's constructor or method call) to a worker."""
         spec = task.spec
         sw = self.scheduler.workers.get(w.worker_id)
@@ -314,7 +315,8 @@ class TaskFlow:
         self._send(w.worker_id, P.ExecuteTask(
             spec.task_id, spec.function_id, spec.name, blob, path, spec.args, spec.args_object, deps,
             spec.num_returns, spec.retry_exceptions, task.job, task.attempts,
-            spec.actor_id, spec.method, concurrency, reply_to, inline))
+            spec.actor_id, spec.method, concurrency, reply_to, inline,
+            list(gpu_ids) if gpu_ids else None, spec.runtime_env))
 
     def _mark_started(self, task):
         """The task runs now: tell its submitter if it asked (WatchStart)."""

@@ -36,6 +36,7 @@ from ...protocol._output import TASK_MARK
 from ...transport import Connection, ConnectionClosed
 from . import _task_locks
 from ._concurrency import Concurrency
+from ._task_env import TaskEnv
 from ._tasklets import Tasklets
 
 log = logging.getLogger("actorscoop.worker")
@@ -122,6 +123,7 @@ class WorkerCore(CoreClient):
         self.task_end_hooks = []
         self._direct_calls = collections.deque()  # direct calls run, not yet reported to the raylet
         self._direct_reported = time.monotonic()
+        self.task_env = TaskEnv(self)  # a task's GPUs and runtime environment while it runs
         for rec in early:
             self._handle(rec)
         # Connect to the store now, in the background: the connection maps the store's
@@ -515,8 +517,13 @@ class WorkerCore(CoreClient):
         """Run one task in phases; return (results, retryable). Any thread."""
         prev = getattr(self._tls, "spec", None)
         self._tls.spec = spec
-        phase = "loading the function"
+        phase = "setting up its environment"
+        undo = None
         try:
+            undo = self.task_env.enter(spec)
+            if spec.method == "__init__":
+                undo = None  # an actor keeps its environment for its life
+            phase = "loading the function"
             fn = self._load(spec)
             phase = "unpickling the arguments"
             args, kwargs = self._arguments(spec)
@@ -548,6 +555,7 @@ class WorkerCore(CoreClient):
             return self.failure(spec, exc, phase)
         finally:
             self._tls.spec = prev
+            self.task_env.leave(undo)
 
     def _load(self, spec):
         if spec.actor_id is not None and spec.method != "__init__":
@@ -722,6 +730,9 @@ class WorkerCore(CoreClient):
     # ------------------------------------------------------------------ context
     def current_task(self):
         return getattr(self._tls, "spec", None)
+
+    def gpu_ids(self):
+        return self.task_env.gpu_ids(self.current_task())
 
 
 class _TaskOutput:
