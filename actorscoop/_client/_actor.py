@@ -15,7 +15,7 @@ from ._remote_function import resource_request, validate_options
 _ACTOR_OPTIONS = {
     "num_cpus": None, "num_gpus": 0, "resources": None, "memory": 0, "max_restarts": 0,
     "max_task_retries": 0, "max_concurrency": None, "name": None, "namespace": None,
-    "lifetime": None, "get_if_exists": False,
+    "lifetime": None, "get_if_exists": False, "runtime_env": None, "scheduling_strategy": None,
 }
 _METHOD_OPTIONS = {"num_returns": 1, "name": None}
 
@@ -111,7 +111,7 @@ class ActorClass:
         else:
             before = (create,)
         core.submit(fid, f"{self._cls.__name__}.__init__", args, kwargs, 1, {}, 0, False,
-                    actor_id=actor_id, method="__init__", before=before)
+                    actor_id=actor_id, method="__init__", before=before, runtime_env=o["runtime_env"])
         return ActorHandle(actor_id, meta)
 
     def __reduce__(self):

@@ -11,6 +11,7 @@ from ..protocol import MAX_RETURNS
 _FUNCTION_OPTIONS = {
     "num_cpus": 1, "num_gpus": 0, "resources": None, "num_returns": 1,
     "max_retries": 3, "retry_exceptions": False, "name": None, "memory": 0,
+    "runtime_env": None, "scheduling_strategy": None,
 }
 
 
@@ -44,6 +45,9 @@ def validate_options(opts: dict, allowed: dict, what: str) -> dict:
                 raise ValueError(f"use num_cpus=/num_gpus= rather than resources={{'{k}': ...}}")
             if not isinstance(v, (int, float)) or v < 0:
                 raise ValueError(f"resource {k!r} must be a number >= 0, got {v!r}")
+    if opts.get("runtime_env") is not None:
+        from ._runtime_env import validate
+        validate(opts["runtime_env"])
     rx = opts.get("retry_exceptions")
     if rx is not None and not isinstance(rx, bool):
         if not isinstance(rx, (list, tuple)) or not all(
@@ -105,7 +109,8 @@ class RemoteFunction:
         if fid not in core._registered:
             core.ensure_registered(fid, self._task_name, self._blob)
         refs = core.submit(fid, self._task_name, args, kwargs, self._num_returns,
-                           self._resources, self._max_retries, self._retry, remote=self)
+                           self._resources, self._max_retries, self._retry, remote=self,
+                           runtime_env=self._options["runtime_env"])
         return refs[0] if self._num_returns == 1 else refs
 
     def options(self, **options):

@@ -292,7 +292,7 @@ class WorkerCore(CoreClient):
         if (rec.actor_id is not None or self.actor_id is not None or rec.max_retries <= 0
                 or len(self._held) >= self._hold_limit or not self._tasklets.in_task()
                 or threading.get_ident() != self._main_thread or self._current.actor_id is not None
-                or any(k != "CPU" for k in rec.resources)):
+                or any(k != "CPU" for k in rec.resources) or rec.runtime_env is not None):
             return False  # (an actor's process, its constructor included, keeps none)
         deps = []
         for oid in rec.deps:
@@ -733,6 +733,13 @@ class WorkerCore(CoreClient):
 
     def gpu_ids(self):
         return self.task_env.gpu_ids(self.current_task())
+
+    def base_runtime_env(self):
+        """A task submitted here inherits the runtime_env of the task (or actor) submitting it."""
+        spec = self.current_task()
+        if spec is not None and spec.runtime_env:
+            return spec.runtime_env
+        return self.task_env.actor_runtime_env
 
 
 class _TaskOutput:

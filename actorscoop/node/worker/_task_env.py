@@ -16,6 +16,7 @@ class TaskEnv:
     def __init__(self, core):
         self.core = core
         self.actor_gpu_ids = None  # an actor's devices, for its life
+        self.actor_runtime_env = None  # an actor's runtime_env (what its calls' tasks inherit)
 
     def enter(self, spec):
         """Put ``spec``'s environment in place; what ``leave`` needs to undo it (None: nothing
@@ -24,7 +25,7 @@ class TaskEnv:
         renv = spec.runtime_env
         if gpu_ids is None and not renv:
             return None
-        saved_env, saved_path, saved_cwd = {}, None, None
+        saved_env, saved_path, saved_cwd, dirs = {}, None, None, ()
         if gpu_ids is not None:
             saved_env[CUDA] = os.environ.get(CUDA)
             os.environ[CUDA] = ",".join(gpu_ids)
@@ -32,19 +33,21 @@ class TaskEnv:
                 self.actor_gpu_ids = list(gpu_ids)
         if renv:
             from . import _runtime_env
+            if spec.method == "__init__":
+                self.actor_runtime_env = renv
             saved_path, saved_cwd = list(sys.path), os.getcwd()
             try:
-                _runtime_env.apply(self.core, renv, saved_env)
+                dirs = _runtime_env.apply(self.core, renv, saved_env)
             except BaseException:
-                self.leave((saved_env, saved_path, saved_cwd))
+                self.leave((saved_env, saved_path, saved_cwd, dirs))
                 raise
-        return saved_env, saved_path, saved_cwd
+        return saved_env, saved_path, saved_cwd, dirs
 
     @staticmethod
     def leave(undo):
         if undo is None:
             return
-        saved_env, saved_path, saved_cwd = undo
+        saved_env, saved_path, saved_cwd, dirs = undo
         for k, v in saved_env.items():
             if v is None:
                 os.environ.pop(k, None)
@@ -57,6 +60,9 @@ class TaskEnv:
                 os.chdir(saved_cwd)
             except OSError:
                 pass
+        if dirs:
+            from ._runtime_env import forget_modules
+            forget_modules(dirs)
 
     def gpu_ids(self, spec):
         """The GPU ids of the task ``spec`` (or of this actor) as ``get_gpu_ids`` gives them."""
