@@ -173,3 +173,15 @@ def test_env_vars_do_not_reach_other_jobs(cluster):
     out = subprocess.run([sys.executable, "-c", other], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip().splitlines()[-1] == "[None, None, None]"
+
+
+def test_a_malformed_runtime_env_on_the_wire_is_refused():
+    from actorscoop import protocol as P
+    from actorscoop.protocol._shapes import submit_error
+    spec = P.SubmitTask(b"t" * 16, b"f" * 16, "n", b"", None, [], [], 1, {"CPU": 1.0}, 0, False, None, None)
+    assert submit_error(spec) is None
+    ok = {"env_vars": {"A": "1"}, "working_dir": ["0" * 32, b"o" * 20], "py_modules": [["a" * 32, b"p" * 20]]}
+    assert submit_error(spec._replace(runtime_env=ok)) is None
+    for bad in ({"working_dir": ["../../etc" + "0" * 23, b"o"]}, {"env_vars": {"A": 1}},
+                {"env_vars": {"A=B": "1"}}, {"pip": ["x"]}, {"py_modules": "x"}):
+        assert submit_error(spec._replace(runtime_env=bad)), bad
