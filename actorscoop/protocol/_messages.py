@@ -583,6 +583,46 @@ class ReclaimLeased(NamedTuple):
     lease_id: bytes
 
 
+# ---------------------------------------------------------------- placement groups (issue 20)
+class PlacementGroupOp(NamedTuple):
+    """A client's request about placement groups (op "create", "remove", "table"), to its
+    raylet, which passes it on to the head of its cluster (who keeps the groups); answered
+    with a PlacementGroupReply. ``bundles``: a list of resource dicts."""
+    request_id: int
+    op: str
+    pg_id: bytes  # b"": every group (op "table")
+    name: str
+    bundles: list
+    strategy: str
+    detached: bool
+    job: bytes = b""  # set by the raylet: the job whose group it is (its driver's id)
+
+
+class PlacementGroupReply(NamedTuple):
+    request_id: int
+    error: str  # "" when it worked
+    table: list  # op "table": one dict per group (see node/raylet/_groups.py)
+
+
+class BundleOp(NamedTuple):
+    """From whoever keeps the groups to the node of one bundle: "prepare" (hold
+    ``resources`` now, if free now), "commit" (lend them under the names ``renamed``),
+    "release" (give them back; what runs in the bundle is killed)."""
+    op: str
+    pg_id: bytes
+    index: int
+    resources: dict
+    renamed: dict
+
+
+class BundleReply(NamedTuple):
+    """A node's answer to a "prepare": whether it holds the bundle."""
+    pg_id: bytes
+    index: int
+    node_id: bytes
+    ok: bool
+
+
 MESSAGE_TYPES = (
     Hello, RegisterFunction, SubmitTask, PutObject, GetObjects, RefDelta, Blocked,
     Unblocked, TaskDone, CancelTask, StatusRequest, StopNode, Goodbye,
@@ -594,7 +634,7 @@ MESSAGE_TYPES = (
     SpillActor, RunActor, RouteCall, RouteKill, ActorLookup, ActorFound, ActorHosted,
     ActorGone, RemoteLog, ActorRestartSpec, ReturnTasks, CallsDone, TaskEvents, HoldLimit,
     LeaseRequest, LeaseGranted, LeaseReturn, LeaseRevoke, Lease, LeaseReady, LeaseEnd, CancelLeased,
-    ReclaimLeased,
+    ReclaimLeased, PlacementGroupOp, PlacementGroupReply, BundleOp, BundleReply,
 )
 
 __all__ = [c.__name__ for c in MESSAGE_TYPES] + [

@@ -13,7 +13,7 @@ from ._messages import (VALUE_ERROR, VALUE_INLINE, VALUE_PLASMA, VALUE_REMOTE, A
                         Blocked, ClusterStatusReply, CreateActor, GetObjects, Heartbeat, KVPut, NodeJoin, Promote,
                         PutObject, RefDelta, RegisterFunction, RouteCall, RunActor, RunTask, SpillActor, SpillTask,
                         SubmitTask, TaskDone, TaskResult, WatchStart, LeaseRequest, LeaseReturn, LeaseReady,
-                        CancelLeased, ReclaimLeased)
+                        CancelLeased, ReclaimLeased, PlacementGroupOp, BundleOp)
 
 MAX_RETURNS = 1 << 16  # return values a task may have
 _INF = math.inf
@@ -181,7 +181,20 @@ _CLUSTER = {
     TaskResult: lambda r: value_rows_error(r.results, 5) or value_rows_error(r.extras, 5),
     KVPut: lambda r: ids_error(r.contained),
     ClusterStatusReply: lambda r: None if all(type(n) is dict for n in r.nodes) else "a node is not a dict",
+    PlacementGroupOp: lambda r: bundles_error(r.bundles),
+    BundleOp: lambda r: resources_error(r.resources) or resources_error(r.renamed),
 }
+
+
+def bundles_error(bundles):
+    """A placement group's bundles: a list of resource dicts."""
+    for b in bundles:
+        if type(b) is not dict:
+            return "a bundle is not a dict"
+        why = resources_error(b)
+        if why is not None:
+            return why
+    return None
 
 
 _LOCAL_KINDS = (VALUE_INLINE, VALUE_PLASMA, VALUE_ERROR)
@@ -202,6 +215,7 @@ _CLIENT = {
     Promote: lambda r: ids_error(r.pending) or value_rows_error(r.ready, 5),
     AdoptResults: lambda r: value_rows_error(r.results, 5),
     LeaseRequest: lambda r: resources_error(r.resources),
+    PlacementGroupOp: lambda r: bundles_error(r.bundles),
     LeaseReturn: lambda r: ids_error([r.lease_id]),
     LeaseReady: lambda r: ids_error([r.lease_id]),
     CancelLeased: lambda r: ids_error([r.lease_id, r.task_id]),

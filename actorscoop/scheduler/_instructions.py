@@ -43,3 +43,14 @@ class Reserved(NamedTuple):
 class WarnInfeasible(NamedTuple):
     task_id: bytes
     resources: dict
+
+
+class BundlePrepared(NamedTuple):
+    key: bytes
+    ok: bool
+
+
+class Resubmit(NamedTuple):
+    """A task no resource here could satisfy now can be (a bundle was committed): the raylet
+    submits it again (with the arguments it still waits for)."""
+    task_id: bytes

@@ -107,6 +107,8 @@ class Scheduler:
             ev.CancelRequested: self._on_cancel,
             ev.ReserveResources: self._on_reserve, ev.ReleaseResources: self._on_release,
             ev.RetireWorker: self._on_retire, ev.TasksReturned: self._on_returned,
+            ev.PrepareBundle: self._on_prepare_bundle, ev.CommitBundle: self._on_commit_bundle,
+            ev.ReleaseBundle: self._on_release_bundle,
         }
 
     # ------------------------------------------------------------------ interface
@@ -428,8 +430,51 @@ class Scheduler:
             _give(self.available, held)
         self.gpus.give(self.reserved_gpus.pop(e.key, ()))
 
+    # ------------------------------------------------------------------ placement group bundles
+    def _on_prepare_bundle(self, e):
+        ok = e.key in self.reserved or fits(e.resources, self.available)
+        if ok and e.key not in self.reserved:
+            self.reserved[e.key] = dict(e.resources)
+            _take(self.available, e.resources)
+        self._out.append(ins.BundlePrepared(e.key, ok))
+
+    def _on_commit_bundle(self, e):
+        if e.key not in self.reserved:
+            return  # released meanwhile
+        _give(self.total, e.renamed)
+        _give(self.available, e.renamed)
+        for task in [t for t in self.tasks.values() if t.state is TaskState.INFEASIBLE]:
+            if fits(task.resources, self.total):
+                self._forget(task)
+                self._out.append(ins.Resubmit(task.task_id))
+
+    def _on_release_bundle(self, e):
+        held = self.reserved.pop(e.key, None)
+        if held is None:
+            return
+        _give(self.available, held)
+        if not e.renamed:
+            return  # only prepared: nothing ran in it
+        _take(self.total, e.renamed)
+        _take(self.available, e.renamed)
+        gone = set(e.renamed)
+        for w in self.workers.values():
+            if w.lease and gone.intersection(w.lease):
+                self._out.append(ins.KillWorker(w.worker_id))  # its task ran in the bundle
+        for task in list(self.tasks.values()):
+            if task.state is not TaskState.RUNNING and gone.intersection(task.resources) \
+                    and not fits(task.resources, self.total):
+                self._forget(task)
+                self._out.append(ins.FailTask(task.task_id, "placement group removed", b""))
+        for k in gone:
+            if abs(self.total.get(k, 0.0)) < 1e-9 and abs(self.available.get(k, 0.0)) < 1e-9:
+                self.total.pop(k, None)
+                self.available.pop(k, None)
+
     def _grant_reservations(self):
         for key, need in list(self.reservations.items()):
+            if not fits(need, self.total):
+                continue  # waits for a bundle to be committed here; blocks nobody meanwhile
             gpu = need.get("GPU", 0.0)
             if not fits(need, self.available) or (gpu and not self.gpus.can_take(gpu)):
                 return  # in order: a big request is not starved by small ones

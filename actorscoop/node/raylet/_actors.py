@@ -352,7 +352,13 @@ class ActorManager:
             f"{a.label} is dead: {a.death}. Its pending and later calls, like "
             f"{spec.name}(), fail. Give it max_restarts=N to restart it automatically."))
 
-    def kill(self, actor_id, no_restart, route=True):
+    def in_group(self, group_hex):
+        """Live actors hosted here that were placed in placement group ``group_hex``."""
+        suffix = "_" + group_hex
+        return [a for a in self.actors.values() if a.state not in (ActorState.DEAD, ActorState.REMOTE)
+                and any(k.endswith(suffix) for k in a.spec.resources)]
+
+    def kill(self, actor_id, no_restart, route=True, cause="it was killed with actorscoop.kill()"):
         """``route``: an actor this node does not host is killed where it lives."""
         a = self.actors.get(actor_id)
         if route and self.raylet.cluster is not None and (a is None or a.state is ActorState.REMOTE):
@@ -364,7 +370,6 @@ class ActorManager:
             return
         if a is None or a.state is ActorState.DEAD:
             return
-        cause = "it was killed with actorscoop.kill()"
         if no_restart:
             # Dead from now on: its name is free and its calls fail at once.
             a.no_restart = True

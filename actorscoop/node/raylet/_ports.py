@@ -183,6 +183,10 @@ class ClusterPort(_Port):
     def feed(self, events):
         self._r._feed(events)
 
+    def bundle_op(self, rec):
+        """A placement group's bundle to prepare, commit or release here (from the head)."""
+        self._r.on_bundle_op(rec)
+
     def fail(self, instr):
         """Carry out a FailTask (a task that cannot run): its scheduler events."""
         return self._r._do_fail(instr) or []
@@ -263,6 +267,7 @@ class StatusPort(_Port):
     recorder = property(lambda self: self._r.recorder)
     store_up = property(lambda self: self._r.store is not None)
     plasma = property(lambda self: self._r.plasma)
+    groups = property(lambda self: self._r.groups, doc="the placement groups' keeper here, or None")
 
     def snapshot(self):
         from ..events._events import current

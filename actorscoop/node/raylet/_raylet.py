@@ -31,6 +31,7 @@ from ._memory_monitor import MemoryMonitor
 from . import _ports
 from ._objects import DIRECT_CALL, ObjectTable, ObjState
 from ._leases import Leasing
+from ._bundles import Bundles
 from ._output import WorkerOutput
 from ._task_flow import TaskFlow
 from .._proc import describe_exit
@@ -50,7 +51,7 @@ class _Client:
         self.reply_path = None  # a driver's socket for results sent straight to it
 
 
-class Raylet(TaskFlow, WorkerOutput, Leasing):
+class Raylet(TaskFlow, WorkerOutput, Leasing, Bundles):
     def __init__(self, session_dir, num_cpus, resources=None, object_store_memory=None,
                  port=None, head=True, config=None, zygote=None):
         """``zygote``: the fork server's handle if it was started already (node/__main__.py
@@ -126,6 +127,7 @@ class Raylet(TaskFlow, WorkerOutput, Leasing):
             P.LeaseRequest: self._on_lease_request, P.LeaseReady: self._on_lease_ready,
             P.LeaseReturn: self._on_lease_return, P.CancelLeased: self._on_cancel_leased,
             P.ReclaimLeased: self._on_reclaim_leased,
+            P.PlacementGroupOp: self._on_placement_group,
         }
         self._instr = {
             S.Dispatch: self._do_dispatch, S.StartWorker: self._do_start_worker,
@@ -133,6 +135,7 @@ class Raylet(TaskFlow, WorkerOutput, Leasing):
             S.InterruptTask: self._do_interrupt, S.KillWorker: self._do_kill,
             S.WarnInfeasible: self._do_warn_infeasible,
             S.Reserved: lambda instr: self.actors.on_reserved(instr.key, instr.gpu_ids),
+            S.BundlePrepared: self._do_bundle_prepared, S.Resubmit: self._do_resubmit,
         }
 
     # ------------------------------------------------------------------ lifecycle
@@ -364,6 +367,8 @@ class Raylet(TaskFlow, WorkerOutput, Leasing):
                     continue
                 if more:
                     queue.extend(more)
+            if not queue and self.events:  # fed while carrying out instructions (bundles)
+                queue, self.events = self.events, []
         self._reclaim_stuck()
         if self.leases:
             self._revoke_leases()
@@ -549,6 +554,8 @@ class Raylet(TaskFlow, WorkerOutput, Leasing):
         self.objects.drop_client(ident)
         self.actors.owner_gone(ident)
         self._drop_leases_of(ident)
+        if c.kind == P.KIND_DRIVER:
+            self._groups_job_done(ident)  # its placement groups go, unless detached
         if c.kind != P.KIND_WORKER:
             # A driver (or CLI) that left: its queued tasks are dropped, running ones finish unseen.
             events = []

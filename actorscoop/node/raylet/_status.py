@@ -67,6 +67,9 @@ def node_status(r) -> dict:
         "memory": memory(), "memory_monitor": r.memory.report(),
         "dropped": r.drops.counts(), "tables": table_sizes(r),
     }
+    groups = r.groups
+    if groups is not None:
+        body["placement_groups"] = groups.table()
     if r.cluster is not None:
         body["cluster"] = report = r.cluster.report()
         if report.get("nodes") and r.cluster.head is not None:

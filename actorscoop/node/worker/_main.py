@@ -238,7 +238,7 @@ class WorkerCore(CoreClient):
                 self._queue.append(rec)
         elif t is P.ObjectValue:
             self._on_value(rec.object_id, rec.kind, rec.data)
-        elif t is P.KVReply or t is P.ActorReply or t is P.StatusReply:
+        elif t is P.KVReply or t is P.ActorReply or t is P.StatusReply or t is P.PlacementGroupReply:
             self._on_reply(rec)
         elif t is P.TaskStarted:
             self._on_started(rec.task_id)
