@@ -93,7 +93,7 @@ class ActorClass:
         explicit = o["num_cpus"] is not None or bool(o["resources"]) or bool(o["num_gpus"])
         resources = resource_request({**o, "num_cpus": 1 if o["num_cpus"] is None else o["num_cpus"]})
         if o["scheduling_strategy"] not in (None, "DEFAULT", "SPREAD"):
-            from ._groups import scheduled_resources
+            from ._strategy import scheduled_resources
             resources = scheduled_resources(resources, o["scheduling_strategy"])
             explicit = True  # it holds its share of the bundle while it lives
         from .._common._ids import random_id

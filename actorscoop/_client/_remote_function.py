@@ -46,7 +46,7 @@ def validate_options(opts: dict, allowed: dict, what: str) -> dict:
             if not isinstance(v, (int, float)) or v < 0:
                 raise ValueError(f"resource {k!r} must be a number >= 0, got {v!r}")
     if opts.get("scheduling_strategy") is not None:
-        from ._groups import scheduled_resources
+        from ._strategy import scheduled_resources
         scheduled_resources({}, opts["scheduling_strategy"])  # raises ValueError if wrong
     if opts.get("runtime_env") is not None:
         from ._runtime_env import validate
@@ -90,7 +90,7 @@ class RemoteFunction:
         self._num_returns = o["num_returns"]
         self._resources = resource_request(o)
         if o["scheduling_strategy"] is not None:
-            from ._groups import scheduled_resources
+            from ._strategy import scheduled_resources
             self._resources = scheduled_resources(self._resources, o["scheduling_strategy"])
         self._max_retries = o["max_retries"] if o["max_retries"] >= 0 else 2 ** 31
         rx = o["retry_exceptions"]
