@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 
 import psutil
 import pytest
@@ -189,3 +190,20 @@ def test_launcher_exit_codes(tmp_path):
     assert cli(str(ok)).returncode == 3
     r = cli(str(bad))
     assert r.returncode == 1 and "script failed" in r.stderr
+
+
+def test_a_zombie_node_counts_as_stopped():
+    """A node that exited but was not reaped yet (its parent is busy, or a container's PID 1
+    never reaps) is gone: `actorscoop stop` must not wait its whole timeout for it."""
+    from actorscoop._common import _session
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    try:
+        zombie = psutil.Process(proc.pid)
+        deadline = time.monotonic() + 30
+        while zombie.status() != psutil.STATUS_ZOMBIE:
+            assert time.monotonic() < deadline, "the child never exited"
+            time.sleep(0.01)
+        assert not _session.pid_alive(proc.pid)
+        assert _session.pid_alive(os.getpid())
+    finally:
+        proc.wait()

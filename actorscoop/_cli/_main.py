@@ -11,7 +11,6 @@ import sys
 import time
 
 from .._common import _session
-from .. import protocol as P
 from ._nodes import start_head_node, stop_nodes
 from ..exceptions import ActorScoopError
 
@@ -282,6 +281,7 @@ def cmd_stop(args):
 # ---------------------------------------------------------------------- status / memory
 def request(node, what, timeout=10.0):
     """Ask a node's raylet for a report over its socket."""
+    from .. import protocol as P  # here: `start` and `stop` need none of it
     from .._client._connect import connect
     conn, _welcome, _ = connect(node["raylet_socket"], P.KIND_CLI, os.getpid(),
                                 os.urandom(16), "cli", timeout)

@@ -114,14 +114,25 @@ def remove_node_file(node_id_hex: str):
 
 
 def pid_alive(pid) -> bool:
-    """Whether a process with this pid exists (it may be another user's)."""
+    """Whether a process with this pid runs (it may be another user's).
+
+    A zombie does not: a node that exited stays one until its parent reaps it, and in a
+    container whose PID 1 never reaps (or under a subreaper busy elsewhere) that can be
+    forever — `actorscoop stop` would wait out its whole timeout for a node long gone.
+    """
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except OSError:  # it ended just now, or there is no /proc (not Linux)
+        return not os.path.isdir("/proc/self")
+    # the state follows the command name, which is in parentheses and may hold any byte
+    return stat[stat.rfind(b")") + 2:stat.rfind(b")") + 3] != b"Z"
 
 
 def list_nodes() -> list:

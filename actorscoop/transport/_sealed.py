@@ -30,10 +30,27 @@ import hmac
 import os
 
 import zmq
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from zmq.utils import z85
+
+# cryptography is imported by the first message sealed or opened, not with this module:
+# it is ~65 ms of a head's start-up (issue 18), and a node that never transfers an object
+# never needs it.
+Cipher = algorithms = modes = AESGCM = None
+
+
+class _NeverRaised(Exception):
+    pass
+
+
+InvalidTag = _NeverRaised  # cryptography's, once it is imported
+
+
+def _load_cipher():
+    global Cipher, algorithms, modes, AESGCM, InvalidTag
+    if AESGCM is None:
+        from cryptography.exceptions import InvalidTag
+        from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 NONCE = 12
 TAG = 16
@@ -52,9 +69,16 @@ class Sealer:
     def __init__(self, creds):
         secret = z85.decode(creds.secret)
         self.key = hmac.new(secret, _KEY_INFO, hashlib.sha256).digest()
-        self._aead = AESGCM(self.key)
+        self._aead_ = None
         self._seen = set()
         self._seen_order = collections.deque()
+
+    @property
+    def _aead(self):
+        if self._aead_ is None:
+            _load_cipher()
+            self._aead_ = AESGCM(self.key)
+        return self._aead_
 
     # -- small messages (headers, requests): nonce | ciphertext | tag -------------------
     def seal(self, data, aad=b""):
@@ -89,6 +113,7 @@ class Sealer:
         nonce = os.urandom(NONCE)
         n = len(view)
         out = memoryview(out)[:n + TAG]
+        _load_cipher()
         enc = Cipher(algorithms.AES(self.key), modes.GCM(nonce)).encryptor()
         enc.authenticate_additional_data(aad)
         if n:
@@ -105,6 +130,7 @@ class Sealer:
         n = len(sealed) - TAG
         if n < 0 or n != len(out):
             raise Unsealable(f"a payload of {len(sealed)} bytes for a place of {len(out)}")
+        _load_cipher()
         dec = Cipher(algorithms.AES(self.key), modes.GCM(bytes(nonce), bytes(sealed[n:]))).decryptor()
         dec.authenticate_additional_data(aad)
         if n:

@@ -30,7 +30,6 @@ import time
 
 import zmq
 from zmq.utils import z85
-from zmq.utils.monitor import parse_monitor_message
 
 from ..exceptions import ActorScoopError
 
@@ -399,6 +398,8 @@ class Authenticator:
 
     def _on_event(self, monitor, endpoint) -> bool:
         """Record a failed handshake; True once the server socket is closed."""
+        # imported here: zmq.utils.monitor imports asyncio (~15 ms of every node's start)
+        from zmq.utils.monitor import parse_monitor_message
         event = parse_monitor_message(monitor.recv_multipart())
         kind, value = int(event["event"]), int(event["value"])
         if kind == zmq.EVENT_MONITOR_STOPPED:

@@ -119,7 +119,6 @@ class ClusterLink:
 
     def _join(self, timeout):
         """Join the head; fail fast (and say why) on a refused handshake or no answer."""
-        import zmq.utils.monitor as zmon
         endpoint = f"inproc://join-monitor-{id(self)}"
         self.sock.monitor(endpoint, zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
                           | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL | zmq.EVENT_HANDSHAKE_FAILED_AUTH)
@@ -132,6 +131,7 @@ class ClusterLink:
             poller.register(monitor, zmq.POLLIN)
             ready = dict(poller.poll(timeout * 1000))
             if monitor in ready and self.sock not in ready:
+                import zmq.utils.monitor as zmon  # here: it imports asyncio (~15 ms of a join)
                 event = zmon.recv_monitor_message(monitor)["event"]
                 raise ActorScoopError(
                     f"the head at {self.address} refused this node's handshake "
