@@ -97,6 +97,7 @@ class Scheduler:
             [str(i) for i in range(int(gpu_total) if gpu_total >= 1 else (1 if gpu_total > 0 else 0))]
         self.gpus = GpuPool(ids)
         self.reserved_gpus = {}  # key -> the devices a reservation holds
+        self._dropping = set()  # resources of released bundles, until nothing holds them
         self._out = []
         self._handlers = {
             ev.TaskSubmitted: self._on_submitted, ev.ObjectReady: self._on_object_ready,
@@ -466,10 +467,14 @@ class Scheduler:
                     and not fits(task.resources, self.total):
                 self._forget(task)
                 self._out.append(ins.FailTask(task.task_id, "placement group removed", b""))
-        for k in gone:
+        self._dropping |= gone  # forgotten once nothing holds them (killed tasks give them back)
+
+    def _drop_gone_keys(self):
+        for k in list(self._dropping):
             if abs(self.total.get(k, 0.0)) < 1e-9 and abs(self.available.get(k, 0.0)) < 1e-9:
                 self.total.pop(k, None)
                 self.available.pop(k, None)
+                self._dropping.discard(k)
 
     def _grant_reservations(self):
         for key, need in list(self.reservations.items()):
@@ -500,6 +505,8 @@ class Scheduler:
         """Place ready tasks, oldest first: on an idle worker whose resources fit; else
         inline on a blocked worker that waits for it (cheaper than a new process); else
         behind a busy worker (pipelining); else ask for more workers."""
+        if self._dropping:
+            self._drop_gone_keys()
         if self.reservations:
             self._grant_reservations()
         if not self.ready:

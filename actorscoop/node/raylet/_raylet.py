@@ -639,6 +639,8 @@ class Raylet(TaskFlow, WorkerOutput, Leasing, Bundles):
             self.cluster.tick(self.recorder.for_head())
         else:
             self.recorder.fold_safely()
+            if self._local_groups is not None:
+                self._local_groups.tick()  # groups waiting for resources freed since
         self.actors.forget_dead(int(self.config.get("dead_actors_kept", 1000)))
         self._tell_hold_limit()
         if self.leases:
