@@ -162,7 +162,7 @@ def cmd_start(args):
                               "--token")
     num_cpus = args.num_cpus if args.num_cpus is not None else len(os.sched_getaffinity(0))
     resources = json.loads(args.resources)
-    if args.num_gpus:
+    if args.num_gpus is not None:  # else the node finds its GPUs itself
         resources["GPU"] = args.num_gpus
     if args.head:
         port = DEFAULT_PORT if args.port is None else args.port
