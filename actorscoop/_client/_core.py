@@ -241,10 +241,13 @@ class CoreClient:
 
     # ------------------------------------------------------------------ submit / put
     def submit(self, function_id, name, args, kwargs, num_returns, resources,
-               max_retries, retry_exceptions, actor_id=None, method=None, before=(), remote=None):
+               max_retries, retry_exceptions, actor_id=None, method=None, before=(), remote=None,
+               runtime_env=None):
         """Submit a task; its refs. ``remote``: the RemoteFunction submitting it, for a task
-        its role may route itself (_route_task)."""
+        its role may route itself (_route_task). ``runtime_env``: the caller's (checked)
+        runtime_env option, over the job's or the submitting task's."""
         task_id = new_task_id()
+        renv, renv_oids = self.runtime_env_of(runtime_env)
         deps = []
         if args and any(is_arrow(a) for a in args):  # stored as Arrow IPC, passed by ref
             args = tuple(self._arrow_arg(a) for a in args)
@@ -289,8 +292,11 @@ class CoreClient:
         # The refs exist before the submit leaves: a fast result must find them held.
         refs = [ObjectRef(object_id(task_id, i), _owned_new=True) for i in range(1, num_returns + 1)]
         self._requested.update(r.id for r in refs)  # results are pushed to their submitter
+        if renv_oids:
+            nested = [*nested, *renv_oids]  # the task pins its packages; they travel with it
         rec = P.SubmitTask(task_id, function_id, name, wire_args, args_object, deps, nested,
-                           num_returns, resources, max_retries, retry_exceptions, actor_id, method)
+                           num_returns, resources, max_retries, retry_exceptions, actor_id, method,
+                           runtime_env=renv)
         direct = self._direct
         if direct is not None:
             for oid in deps:
@@ -310,6 +316,30 @@ class CoreClient:
         if is_arrow(value) and arrow_nbytes(value) > self.inline_threshold:
             return self.put(value)
         return value
+
+    # ------------------------------------------------------------------ runtime environments
+    _packer = None
+    job_runtime_env = None  # the packed runtime_env of init(runtime_env=...)
+
+    def base_runtime_env(self):
+        """The packed runtime_env a task submitted here inherits: the job's (a worker: the
+        running task's)."""
+        return self.job_runtime_env
+
+    def runtime_env_of(self, option):
+        """(packed runtime_env, object ids of its packages) of a task with this option."""
+        base = self.base_runtime_env()
+        if not option and not base:
+            return None, ()
+        wire = None
+        if option:
+            if self._packer is None:
+                from ._runtime_env import Packer
+                self._packer = Packer(self.put)
+            wire, _oids = self._packer.pack(option)
+        from ._runtime_env import merged, package_ids
+        wire = merged(base, wire)
+        return wire, package_ids(wire)
 
     def _route_task(self, rec, remote):
         """A plain task this role may route itself instead of through the raylet: a worker
