@@ -25,7 +25,7 @@ from ..exceptions import ActorScoopError
 from ._hosts import Host, batch_system, hosts_from_environment, parse_hostfile_text
 
 LEVELS = {0: logging.WARNING, 1: logging.INFO}  # -q, default; -v and more: DEBUG
-_HOST_OPTIONS = ("ssh", "port", "bind", "timeout", "head_address")
+_HOST_OPTIONS = ("ssh", "port", "bind", "timeout", "head_address", "tunnel")
 _BATCH_COUNTS = ("SLURM_NTASKS", "PBS_NP", "NSLOTS")  # SCOOP's total for a batch job
 
 
@@ -82,7 +82,8 @@ def parser(commands=()):
     g.add_argument("--ssh-executable", "--ssh", dest="ssh", metavar="CMD",
                    help="program and options that run a command on a host (default: ssh)")
     g.add_argument("--tunnel", action="store_true",
-                   help="hosts reach this machine through ssh port forwarding")
+                   help="the hosts' nodes reach the head through ssh port forwarding (for "
+                        "hosts that cannot connect back to this machine)")
     g = p.add_argument_group("what it says and records")
     g.add_argument("-v", "--verbose", action="count", default=0,
                    help="more messages (-v: debug); the script's scoop.logger follows it")
@@ -234,10 +235,6 @@ def main(argv, commands=()) -> int:
     if a.address and (a.hostfile or a.hosts or a.allocation):
         p.error("--address uses a running cluster; --hostfile, --host and --allocation start "
                 "one: give one of them")
-    if a.tunnel:
-        p.error("--tunnel is not supported yet: the hosts must reach this machine directly "
-                "(give its reachable name with -e/--external-hostname). See "
-                "docs/migrating-from-scoop.md")
     if not os.path.exists(a.script):
         near = difflib.get_close_matches(a.script, commands, n=1)
         hint = f" (did you mean the command `actorscoop {near[0]}`?)" if near else ""
@@ -317,7 +314,7 @@ def _run_on_hosts(a, hosts, source, env, run_script):
                             port=a.port or 0, bind=bind, address=a.head_address,
                             num_cpus=sum(h.cpus for h in local), say=say, hints=False,
                             timeout=a.timeout or _up.DEFAULT_TIMEOUT, env=remote_env,
-                            prolog=prolog)
+                            prolog=prolog, tunnel=a.tunnel)
     return _up.run_cluster(cluster, run_script)
 
 
