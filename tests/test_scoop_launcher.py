@@ -250,3 +250,17 @@ def test_workers_run_the_scripts_top_level_as_scoop_workers_do(tmp_path):
     r = launch("-n", "2", "main.py", "the-data", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert "READ ['the-data']" in r.stdout
+
+
+@pytest.mark.timeout(150)
+def test_a_script_without_a_main_block_still_runs(tmp_path):
+    """Its top level submits tasks: in the workers (which run the top level first) that
+    fails at once with a message saying why, instead of tying the workers up."""
+    (tmp_path / "flat.py").write_text(textwrap.dedent("""
+        from actorscoop import futures
+        print("SUM", sum(futures.map(abs, range(-5, 0))))
+    """))
+    r = launch("-n", "2", "flat.py", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "SUM 15" in r.stdout
+    assert "put the script's main code under `if __name__ == \"__main__\":`" in r.stdout + r.stderr

@@ -10,7 +10,6 @@ the forward) open; stopping the node (``actorscoop down`` / the end of the launc
 it. Object transfers from a node to another still connect directly (large task results
 and arguments): a tunnel carries the control link, not those.
 """
-import json
 import os
 import queue
 import shlex
@@ -20,7 +19,7 @@ import subprocess
 import threading
 import time
 
-from ._hosts import shell_command
+from ._hosts import node_info, shell_command
 
 
 def free_port() -> int:
@@ -74,13 +73,9 @@ class TunneledNode:
                 return False, (f"ssh to {self.host!r} with the forward {self.remote_port} -> "
                                f"here ended with code {self.proc.returncode} before the node "
                                f"started{self._tail()}")
-            if line.startswith("{"):
-                try:
-                    info = json.loads(line)
-                except ValueError:
-                    continue
-                if isinstance(info, dict) and "node_id" in info:
-                    return True, info
+            info = node_info(line.strip())
+            if info is not None:
+                return True, info
 
     def _drain(self, stream, sink):
         for line in stream:

@@ -20,7 +20,7 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 
 from .._common import _session
 from ._hosts import (RemoteCommandError, RemoteLauncher, RemoteTimeoutError, batch_system,
-                     hosts_from_environment, local_names, parse_hostfile)
+                     hosts_from_environment, local_names, node_info, parse_hostfile)
 from ..exceptions import ActorScoopError
 
 STATE_VERSION = 1
@@ -287,13 +287,9 @@ class ClusterUp:
         except (RemoteCommandError, OSError, ValueError) as exc:
             return FAILED, str(exc)
         for line in reversed(done.stdout.splitlines()):
-            if line.startswith("{"):
-                try:
-                    info = json.loads(line)
-                except ValueError:
-                    continue
-                if isinstance(info, dict) and "node_id" in info:
-                    return RUNNING, info
+            info = node_info(line)
+            if info is not None:
+                return RUNNING, info
         return UNKNOWN, (f"`{shlex.join(argv)}` on {host.name!r} exited with 0 but printed no "
                          f"node info; its output:\n{done.stdout.strip()}")
 

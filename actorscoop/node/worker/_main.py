@@ -34,7 +34,7 @@ from ..._common._ids import return_ids
 from ...exceptions import TaskCancelledError
 from ...protocol._output import TASK_MARK
 from ...transport import Connection, ConnectionClosed
-from . import _task_locks
+from . import _main_script, _task_locks
 from ._concurrency import Concurrency
 from ._tasklets import Tasklets
 
@@ -768,12 +768,12 @@ def main(command) -> int:
     _refcount.reset()
     core = WorkerCore(command)
     _worker_settings.apply(core)  # python -m actorscoop's --nice, --path, --debug, --profile
+    _main_script.run_main_script()  # under python -m actorscoop, as SCOOP's workers do
     _context.set_current(core)
     sys.stdout, sys.stderr = _TaskOutput(sys.stdout, core), _TaskOutput(sys.stderr, core)
     core.task_stdout = sys.stdout
     _task_locks.install(core._tasklets.hub, core._lock_contention)
     signal.signal(signal.SIGINT, core.on_sigint)
-    _worker_settings.run_main_script()  # under python -m actorscoop, as SCOOP's workers
     try:
         core.serve()
     except SystemExit:
