@@ -22,7 +22,7 @@ __all__ = [
     "init", "shutdown", "is_initialized", "remote", "get", "put", "wait", "cancel",
     "get_runtime_context", "RuntimeContext", "nodes", "cluster_resources",
     "available_resources", "ObjectRef", "RemoteFunction", "exceptions", "__version__",
-    "ActorClass", "ActorHandle", "get_actor", "kill", "method", "timeline", "tqdm",
+    "ActorClass", "ActorHandle", "get_actor", "kill", "method", "timeline", "tqdm", "get_gpu_ids",
 ]
 
 # SCOOP's module globals (``import actorscoop as scoop; scoop.worker``), computed when read:
@@ -31,7 +31,7 @@ _SCOOP_GLOBALS = ("worker", "SIZE", "IS_RUNNING", "IS_ORIGIN", "DEBUG", "logger"
 _WHERE = {  # public name -> the module that defines it
     **dict.fromkeys(("init", "shutdown", "is_initialized", "remote", "get", "put", "wait", "cancel",
                      "get_runtime_context", "RuntimeContext", "nodes", "cluster_resources",
-                     "available_resources", "timeline"), "._driver._api"),
+                     "available_resources", "timeline", "get_gpu_ids"), "._driver._api"),
     **dict.fromkeys(("ActorClass", "ActorHandle", "get_actor", "kill", "method"), "._client._actor"),
     "ObjectRef": "._client._object_ref",
     "RemoteFunction": "._client._remote_function",

@@ -1,9 +1,13 @@
-"""Helpers users of Ray expect: ``ActorPool``."""
+"""Helpers users of Ray expect: ``ActorPool``, and placement groups under Ray's names
+(``ray.util.placement_group`` and friends; see docs/placement_groups.md)."""
 import collections
 
+from ._client._groups import (PlacementGroup, PlacementGroupSchedulingStrategy, get_placement_group,
+                              placement_group, placement_group_table, remove_placement_group)
 from ._driver import _api
 
-__all__ = ["ActorPool"]
+__all__ = ["ActorPool", "PlacementGroup", "PlacementGroupSchedulingStrategy", "get_placement_group",
+           "placement_group", "placement_group_table", "remove_placement_group"]
 
 
 class ActorPool:

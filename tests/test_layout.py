@@ -191,7 +191,7 @@ def test_the_raylets_helpers_reach_it_only_through_their_ports():
 PUBLIC = {
     "actorscoop": ["ActorClass", "ActorHandle", "ObjectRef", "RemoteFunction", "RuntimeContext", "__version__",
                    "available_resources", "cancel", "cluster_resources", "exceptions", "get", "get_actor",
-                   "get_runtime_context", "init", "is_initialized", "kill", "method", "nodes", "put", "remote",
+                   "get_gpu_ids", "get_runtime_context", "init", "is_initialized", "kill", "method", "nodes", "put", "remote",
                    "shutdown", "timeline", "tqdm", "wait"],
     "actorscoop.futures": ["ALL_COMPLETED", "Executor", "FIRST_COMPLETED", "FIRST_EXCEPTION", "Future",
                            "as_completed", "map", "mapReduce", "mapScan", "map_as_completed", "shutdown",
@@ -201,12 +201,15 @@ PUBLIC = {
                               "ObjectLostError", "ObjectStoreFullError", "OutOfMemoryError",
                               "RuntimeNotInitializedError", "TaskCancelledError", "TaskError", "WorkerCrashedError"],
     "actorscoop.testing": ["Cluster"],
-    "actorscoop.util": ["ActorPool"],
+    "actorscoop.util": ["ActorPool", "PlacementGroup", "PlacementGroupSchedulingStrategy", "get_placement_group",
+                        "placement_group", "placement_group_table", "remove_placement_group"],
     "actorscoop.joblib": ["ActorScoopBackend", "register"],
     "actorscoop.multiprocessing": ["AsyncResult", "Pool"],
-    "actorscoop.plasma": ["ObjectExistsError", "ObjectNotFoundError", "ObjectStoreFullError", "PlasmaClient",
-                          "PlasmaError", "ProtocolError", "StoreHandle", "StoreUnavailableError", "deserialize",
-                          "serialize", "spawn_store", "start_store"],
+    "actorscoop.plasma": ["ObjectID", "ObjectNotAvailable", "PlasmaClient", "connect", "start_plasma_store",
+                          "PlasmaObjectExists", "PlasmaObjectNotFound", "PlasmaStoreFull", "StoreClient",
+                          "ObjectExistsError", "ObjectNotFoundError", "ObjectStoreFullError",
+                          "PlasmaError", "ProtocolError", "StoreHandle", "StoreUnavailableError",
+                          "spawn_store", "start_store"],
 }
 
 

@@ -31,7 +31,8 @@ def test_a_field_of_the_wrong_type_is_rejected_by_name(cls):
         if hints[name] is typing.Any:
             continue
         fields = list(valid)
-        fields[i] = ["not", "a", "dict"] if hints[name] is dict else {"not": "a list"}
+        is_dict = dict in (hints[name], *typing.get_args(hints[name]))  # Optional[dict] too
+        fields[i] = ["not", "a", "dict"] if is_dict else {"not": "a list"}
         frame = msgpack.packb([[P.MESSAGE_TYPES.index(cls), *fields]], use_bin_type=True)
         with pytest.raises(P.ProtocolError, match=f"{cls.__name__} record whose {name} is a"):
             P.decode(frame)

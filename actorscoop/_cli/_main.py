@@ -30,6 +30,9 @@ def main(argv=None):
         return launch(argv, _COMMANDS)
     parser = _parser()
     args = parser.parse_args(argv)
+    if args.version:  # printed here: argparse's version action wraps the line
+        print(version_text())
+        return 0
     if not getattr(args, "command", None):
         parser.print_help()
         return 2
@@ -40,8 +43,23 @@ def main(argv=None):
         return 1
 
 
+def version_text():
+    """``actorscoop X.Y.Z (Python A.B.C, pyzmq P, pyarrow A)``: what a bug report needs."""
+    from importlib import metadata
+    from .. import __version__
+    parts = [f"Python {sys.version.split()[0]}"]
+    for dist in ("pyzmq", "pyarrow", "cloudpickle"):
+        try:
+            parts.append(f"{dist} {metadata.version(dist)}")
+        except metadata.PackageNotFoundError:
+            parts.append(f"{dist} missing")
+    return f"actorscoop {__version__} ({', '.join(parts)})"
+
+
 def _parser():
     p = argparse.ArgumentParser(prog="actorscoop", description="Run and inspect actorscoop nodes.")
+    p.add_argument("--version", action="store_true",
+                   help="print the versions of actorscoop, Python, pyzmq, pyarrow, cloudpickle")
     sub = p.add_subparsers(dest="command")
     s = sub.add_parser("start", help="start a node on this machine")
     s.add_argument("--head", action="store_true", help="start the head node of a new cluster")
@@ -144,7 +162,7 @@ def cmd_start(args):
                               "--token")
     num_cpus = args.num_cpus if args.num_cpus is not None else len(os.sched_getaffinity(0))
     resources = json.loads(args.resources)
-    if args.num_gpus:
+    if args.num_gpus is not None:  # else the node finds its GPUs itself
         resources["GPU"] = args.num_gpus
     if args.head:
         port = DEFAULT_PORT if args.port is None else args.port

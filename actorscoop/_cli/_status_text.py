@@ -24,6 +24,7 @@ def format_status(status: dict, tasks: dict = None) -> str:
         lines += ["Tasks: " + ", ".join(f"{k} {v}" for k, v in status["tasks"].items())]
         lines += _demands([{"name": i["name"], "resources": i["resources"], "count": 1,
                             "reason": "no node has these resources"} for i in status["infeasible"]])
+    lines += _groups(status.get("placement_groups"))
     lines += _monitor(status.get("memory_monitor"))
     lines += _dropped(status)
     drivers = status.get("drivers") or []
@@ -63,7 +64,24 @@ def _nodes(status, cluster):
     out = ["Nodes"] + _table(["NODE", "HOST", "STATE", "CPU", "WORKERS", "MEMORY FREE", "OBJECT STORE"], rows)
     tot, av = used
     out.append("Resources used: " + ", ".join(_used(tot, av, k, named=True) for k in sorted(tot)))
+    gpus = status.get("gpus")
+    if gpus:
+        out.append("GPUs of this node (CUDA_VISIBLE_DEVICES ids): " + ", ".join(
+            f"{g['id']} " + ("free" if not g["used"] else f"{g['used']:.0%} in use") for g in gpus))
     return out
+
+
+def _groups(groups):
+    """Placement groups: how many are made, and each one waiting with why."""
+    if not groups:
+        return []
+    live = [g for g in groups if g["state"] != "REMOVED"]
+    made = sum(1 for g in live if g["state"] == "CREATED")
+    out = [f"Placement groups: {made} created, {len(live) - made} waiting"]
+    for g in [g for g in live if g["state"] != "CREATED"][:MAX_DEMANDS]:
+        label = g["name"] or g["placement_group_id"][:12]
+        out.append(f"  {label} ({g['strategy']}, {len(g['bundles'])} bundles) {g['state']}: {g['reason']}")
+    return out + [""]
 
 
 def _workers(workers):

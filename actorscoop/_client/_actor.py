@@ -15,7 +15,7 @@ from ._remote_function import resource_request, validate_options
 _ACTOR_OPTIONS = {
     "num_cpus": None, "num_gpus": 0, "resources": None, "memory": 0, "max_restarts": 0,
     "max_task_retries": 0, "max_concurrency": None, "name": None, "namespace": None,
-    "lifetime": None, "get_if_exists": False,
+    "lifetime": None, "get_if_exists": False, "runtime_env": None, "scheduling_strategy": None,
 }
 _METHOD_OPTIONS = {"num_returns": 1, "name": None}
 
@@ -92,6 +92,10 @@ class ActorClass:
                                    lambda: _class_blob(self._cls, self._shared))
         explicit = o["num_cpus"] is not None or bool(o["resources"]) or bool(o["num_gpus"])
         resources = resource_request({**o, "num_cpus": 1 if o["num_cpus"] is None else o["num_cpus"]})
+        if o["scheduling_strategy"] not in (None, "DEFAULT", "SPREAD"):
+            from ._strategy import scheduled_resources
+            resources = scheduled_resources(resources, o["scheduling_strategy"])
+            explicit = True  # it holds its share of the bundle while it lives
         from .._common._ids import random_id
         actor_id = random_id()
         namespace = o["namespace"] or ""
@@ -111,7 +115,7 @@ class ActorClass:
         else:
             before = (create,)
         core.submit(fid, f"{self._cls.__name__}.__init__", args, kwargs, 1, {}, 0, False,
-                    actor_id=actor_id, method="__init__", before=before)
+                    actor_id=actor_id, method="__init__", before=before, runtime_env=o["runtime_env"])
         return ActorHandle(actor_id, meta)
 
     def __reduce__(self):

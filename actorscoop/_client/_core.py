@@ -18,6 +18,7 @@ from .._common._ids import new_task_id, object_id, task_of
 from ._object_ref import ObjectRef
 from ..exceptions import GetTimeoutError, ObjectLostError
 from ..plasma._errors import ObjectStoreFullError
+from ..plasma._layout import arrow_nbytes, is_arrow
 
 _SIMPLE = (type(None), bool, int, float, str, bytes)
 
@@ -119,9 +120,9 @@ class CoreClient:
         if self._plasma_client is None:
             with self._plasma_lock:
                 if self._plasma_client is None:
-                    from ..plasma import PlasmaClient
+                    from ..plasma._client import StoreClient
                     _wait_for_path(self.plasma_socket, 30.0)
-                    self._plasma_client = PlasmaClient(self.plasma_socket, prefault_idle=self.prefault_idle)
+                    self._plasma_client = StoreClient(self.plasma_socket, prefault_idle=self.prefault_idle)
         return self._plasma_client
 
     def _close_plasma(self):
@@ -211,22 +212,25 @@ class CoreClient:
             fut.set_exception(exc)
 
     def serialize_value(self, object_id_, value):
-        """Serialize for a result or a put: (kind, data, size, contained)."""
+        """Serialize for a result or a put: (kind, data, size, contained). A large Arrow value
+        (a Table, RecordBatch, Array, ChunkedArray or Tensor) is stored as Arrow IPC."""
+        if is_arrow(value):
+            nbytes = arrow_nbytes(value)
+            if nbytes > self.inline_threshold:
+                self.plasma().put(object_id_, value)
+                return P.VALUE_PLASMA, None, nbytes, []
         stream, buffers, contained, nbytes = _serialization.dumps(value)
         if nbytes <= self.inline_threshold:
             return P.VALUE_INLINE, _serialization.pack_inline(stream, buffers), nbytes, contained
-        self.plasma().put_parts(object_id_, b"", stream, buffers)
+        self.plasma().put_parts(object_id_, stream, buffers)
         return P.VALUE_PLASMA, None, nbytes, contained
 
     def materialize(self, oid, kind, data, copy=False):
         """Turn a received value into the Python object (raises stored errors)."""
         if kind == P.VALUE_INLINE:
-            return _serialization.loads_inline(data)
+            return _serialization.loads_inline(data, copy)
         if kind == P.VALUE_PLASMA:
-            _meta, stream, buffers = self.plasma().get_parts(oid, timeout=10.0)
-            if copy:
-                buffers = [bytearray(b) for b in buffers]
-            return _serialization.loads_parts(stream, buffers)
+            return self.plasma().get(oid, timeout=10.0, copy=copy)
         raise _errors.unpack(data)
 
     # ------------------------------------------------------------------ functions
@@ -237,11 +241,18 @@ class CoreClient:
 
     # ------------------------------------------------------------------ submit / put
     def submit(self, function_id, name, args, kwargs, num_returns, resources,
-               max_retries, retry_exceptions, actor_id=None, method=None, before=(), remote=None):
+               max_retries, retry_exceptions, actor_id=None, method=None, before=(), remote=None,
+               runtime_env=None):
         """Submit a task; its refs. ``remote``: the RemoteFunction submitting it, for a task
-        its role may route itself (_route_task)."""
+        its role may route itself (_route_task). ``runtime_env``: the caller's (checked)
+        runtime_env option, over the job's or the submitting task's."""
         task_id = new_task_id()
+        renv, renv_oids = self.runtime_env_of(runtime_env)
         deps = []
+        if args and any(is_arrow(a) for a in args):  # stored as Arrow IPC, passed by ref
+            args = tuple(self._arrow_arg(a) for a in args)
+        if kwargs and any(is_arrow(v) for v in kwargs.values()):
+            kwargs = {k: self._arrow_arg(v) for k, v in kwargs.items()}
         if args and any(type(a) is ObjectRef for a in args):
             new_args = []
             for a in args:
@@ -272,7 +283,7 @@ class CoreClient:
             args_object = object_id(new_task_id(), 0)
             if blob is not None:
                 stream, buffers = blob, []
-            self.plasma().put_parts(args_object, b"", stream, buffers)
+            self.plasma().put_parts(args_object, stream, buffers)
             wire_args = None
         elif blob is not None:
             wire_args = blob
@@ -281,8 +292,11 @@ class CoreClient:
         # The refs exist before the submit leaves: a fast result must find them held.
         refs = [ObjectRef(object_id(task_id, i), _owned_new=True) for i in range(1, num_returns + 1)]
         self._requested.update(r.id for r in refs)  # results are pushed to their submitter
+        if renv_oids:
+            nested = [*nested, *renv_oids]  # the task pins its packages; they travel with it
         rec = P.SubmitTask(task_id, function_id, name, wire_args, args_object, deps, nested,
-                           num_returns, resources, max_retries, retry_exceptions, actor_id, method)
+                           num_returns, resources, max_retries, retry_exceptions, actor_id, method,
+                           runtime_env=renv)
         direct = self._direct
         if direct is not None:
             for oid in deps:
@@ -294,6 +308,38 @@ class CoreClient:
             return refs
         self._send([*before, rec])
         return refs
+
+    def _arrow_arg(self, value):
+        """A large top-level Arrow argument is put on its own, as Arrow IPC, and passed as a
+        ref (resolved to the value before the function runs): any Arrow reader can read it
+        in the store, and the task reads it zero-copy."""
+        if is_arrow(value) and arrow_nbytes(value) > self.inline_threshold:
+            return self.put(value)
+        return value
+
+    # ------------------------------------------------------------------ runtime environments
+    _packer = None
+    job_runtime_env = None  # the packed runtime_env of init(runtime_env=...)
+
+    def base_runtime_env(self):
+        """The packed runtime_env a task submitted here inherits: the job's (a worker: the
+        running task's)."""
+        return self.job_runtime_env
+
+    def runtime_env_of(self, option):
+        """(packed runtime_env, object ids of its packages) of a task with this option."""
+        base = self.base_runtime_env()
+        if not option and not base:
+            return None, ()
+        wire = None
+        if option:
+            if self._packer is None:
+                from ._runtime_env import Packer
+                self._packer = Packer(self.put)
+            wire, _oids = self._packer.pack(option)
+        from ._runtime_env import merged, package_ids
+        wire = merged(base, wire)
+        return wire, package_ids(wire)
 
     def _route_task(self, rec, remote):
         """A plain task this role may route itself instead of through the raylet: a worker

@@ -11,6 +11,7 @@ from ..protocol import MAX_RETURNS
 _FUNCTION_OPTIONS = {
     "num_cpus": 1, "num_gpus": 0, "resources": None, "num_returns": 1,
     "max_retries": 3, "retry_exceptions": False, "name": None, "memory": 0,
+    "runtime_env": None, "scheduling_strategy": None,
 }
 
 
@@ -24,6 +25,9 @@ def validate_options(opts: dict, allowed: dict, what: str) -> dict:
         v = opts.get(key)
         if v is not None and (not isinstance(v, (int, float)) or isinstance(v, bool) or v < 0):
             raise ValueError(f"{key} must be a number >= 0, got {v!r}")
+    g = opts.get("num_gpus")
+    if isinstance(g, (int, float)) and g > 1 and g != int(g):
+        raise ValueError(f"num_gpus above 1 must be a whole number (a fraction shares one device), got {g!r}")
     if "num_returns" in opts:
         n = opts["num_returns"]
         if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= MAX_RETURNS:
@@ -41,6 +45,12 @@ def validate_options(opts: dict, allowed: dict, what: str) -> dict:
                 raise ValueError(f"use num_cpus=/num_gpus= rather than resources={{'{k}': ...}}")
             if not isinstance(v, (int, float)) or v < 0:
                 raise ValueError(f"resource {k!r} must be a number >= 0, got {v!r}")
+    if opts.get("scheduling_strategy") is not None:
+        from ._strategy import scheduled_resources
+        scheduled_resources({}, opts["scheduling_strategy"])  # raises ValueError if wrong
+    if opts.get("runtime_env") is not None:
+        from ._runtime_env import validate
+        validate(opts["runtime_env"])
     rx = opts.get("retry_exceptions")
     if rx is not None and not isinstance(rx, bool):
         if not isinstance(rx, (list, tuple)) or not all(
@@ -79,6 +89,9 @@ class RemoteFunction:
         o = self._options
         self._num_returns = o["num_returns"]
         self._resources = resource_request(o)
+        if o["scheduling_strategy"] is not None:
+            from ._strategy import scheduled_resources
+            self._resources = scheduled_resources(self._resources, o["scheduling_strategy"])
         self._max_retries = o["max_retries"] if o["max_retries"] >= 0 else 2 ** 31
         rx = o["retry_exceptions"]
         self._retry = rx if isinstance(rx, bool) else cloudpickle.dumps(tuple(rx))
@@ -102,7 +115,8 @@ class RemoteFunction:
         if fid not in core._registered:
             core.ensure_registered(fid, self._task_name, self._blob)
         refs = core.submit(fid, self._task_name, args, kwargs, self._num_returns,
-                           self._resources, self._max_retries, self._retry, remote=self)
+                           self._resources, self._max_retries, self._retry, remote=self,
+                           runtime_env=self._options["runtime_env"])
         return refs[0] if self._num_returns == 1 else refs
 
     def options(self, **options):

@@ -23,7 +23,7 @@ _atexit_installed = False
 
 def init(address=None, *, num_cpus=None, num_gpus=None, resources=None,
          object_store_memory=None, ignore_reinit_error=False, include_dashboard=False,
-         dashboard_host="127.0.0.1", dashboard_port=None, _system_config=None):
+         dashboard_host="127.0.0.1", dashboard_port=None, runtime_env=None, _system_config=None):
     """Connect this process to a node, starting an embedded local one if needed.
 
     ``address``: None (or unset ``ACTORSCOOP_ADDRESS``) starts an embedded node that
@@ -34,6 +34,10 @@ def init(address=None, *, num_cpus=None, num_gpus=None, resources=None,
     ``include_dashboard=True`` makes the embedded node serve the dashboard on
     ``dashboard_host:dashboard_port`` (default 127.0.0.1:8265, or any free port when 8265
     is taken; 0: any free port); its address is the ``"dashboard_url"`` of the returned dict.
+
+    ``runtime_env``: the job's runtime environment (``env_vars``, ``working_dir``,
+    ``py_modules``, ``excludes``; see docs/runtime_env.md): every task and actor of this
+    driver runs in it. Its packages are uploaded here, once.
     """
     global _node, _atexit_installed
     with _state_lock:
@@ -43,6 +47,9 @@ def init(address=None, *, num_cpus=None, num_gpus=None, resources=None,
             raise RuntimeError("actorscoop.init() was already called in this process; call "
                                "actorscoop.shutdown() first, or pass ignore_reinit_error=True")
         address = address or os.environ.get("ACTORSCOOP_ADDRESS") or None
+        if runtime_env is not None:
+            from .._client._runtime_env import validate
+            validate(runtime_env)
         # The store client's imports (numpy, zmq: ~0.1 s) overlap the node's start.
         threading.Thread(target=importlib.import_module, args=("actorscoop.plasma._client",),
                          name="actorscoop-preimport", daemon=True).start()
@@ -62,7 +69,7 @@ def init(address=None, *, num_cpus=None, num_gpus=None, resources=None,
             if num_cpus is None:
                 num_cpus = float(os.environ.get("ACTORSCOOP_NUM_CPUS") or len(os.sched_getaffinity(0)))
             res = dict(resources or {})
-            if num_gpus:
+            if num_gpus is not None:  # else the node finds its GPUs itself
                 res["GPU"] = float(num_gpus)
             session_dir = _session.new_session_dir()
             dashboard = {"host": dashboard_host, "port": dashboard_port} if include_dashboard else None
@@ -83,6 +90,12 @@ def init(address=None, *, num_cpus=None, num_gpus=None, resources=None,
         threading.Thread(target=core.prepare_store, name="actorscoop-store-prepare", daemon=True).start()
         core.dashboard_url = info.get("dashboard")
         _context.set_current(core)
+        if runtime_env:
+            try:  # packaged and uploaded now: a directory too large fails init(), not a task
+                core.job_runtime_env = core.runtime_env_of(runtime_env)[0]
+            except BaseException:
+                shutdown()
+                raise
         if not _atexit_installed:
             atexit.register(shutdown)
             _atexit_installed = True
@@ -251,15 +264,21 @@ def timeline(filename=None) -> list:
 
 
 def nodes() -> list:
-    """One dict per node of the cluster (or the one node): id, alive, resources, address."""
+    """One dict per node of the cluster (or the one node): id, alive, resources, address, and
+    ``ObjectStoreSocketName``, the socket of its object store (``actorscoop.plasma.connect``
+    takes it; None for a node on another machine, whose socket is not reachable from here)."""
     s = status()
     table = (s.get("cluster") or {}).get("nodes")
+    core = _context.current()
+    here = core.node_id.hex()
     if not table:
         return [{"NodeID": s["node_id"], "Alive": True, "Resources": s["resources_total"],
-                 "NodeManagerAddress": "127.0.0.1", "head": s["head"], "pid": s["pid"]}]
+                 "NodeManagerAddress": "127.0.0.1", "head": s["head"], "pid": s["pid"],
+                 "ObjectStoreSocketName": core.plasma_socket}]
     return [{"NodeID": n["node_id"], "Alive": n["alive"], "Resources": n["resources"],
              "Available": n["available"], "NodeManagerAddress": n["address"].rpartition(":")[0],
-             "head": n["head"], "pid": n["pid"], "host": n["host"]} for n in table]
+             "head": n["head"], "pid": n["pid"], "host": n["host"],
+             "ObjectStoreSocketName": core.plasma_socket if n["node_id"] == here else None} for n in table]
 
 
 def _summed(key):
@@ -331,6 +350,13 @@ class RuntimeContext:
     @property
     def actor_id(self):
         return self.get_actor_id()
+
+
+def get_gpu_ids() -> list:
+    """The GPU ids the calling task or actor holds (what its ``CUDA_VISIBLE_DEVICES`` says):
+    ints for numeric ids, strings otherwise; [] in a driver or a task that asked for none."""
+    gpu_ids = getattr(_context.current(), "gpu_ids", None)
+    return gpu_ids() if gpu_ids is not None else []
 
 
 def get_runtime_context() -> RuntimeContext:

@@ -286,7 +286,8 @@ class DriverCore(CoreClient):
             self._leases.revoked(rec)
         elif type(rec) is P.LogLines:
             self._output.show(rec.prefix, rec.text)
-        elif type(rec) is P.KVReply or type(rec) is P.ActorReply or type(rec) is P.StatusReply:
+        elif type(rec) is P.KVReply or type(rec) is P.ActorReply or type(rec) is P.StatusReply \
+                or type(rec) is P.PlacementGroupReply:
             self._on_reply(rec)
         elif type(rec) is P.Warning_:
             if rec.message not in self._warned:

@@ -85,8 +85,8 @@ class Leases:
         """Send a plain task to a leased worker; False: it goes through the raylet."""
         if (rec.max_retries <= 0 or not direct_eligible(rec.deps, rec.nested, rec.args_object,
                                                         rec.retry_exceptions)
-                or any(k != "CPU" for k in rec.resources)):
-            return False
+                or any(k != "CPU" for k in rec.resources) or rec.runtime_env is not None):
+            return False  # (GPUs, placement groups and runtime environments go through the raylet)
         took = self.durations.get(rec.function_id)
         if took is None or took >= SHORT:
             # Unknown or long: through the raylet (status, queues, reclaim all as usual; a

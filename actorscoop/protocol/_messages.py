@@ -6,8 +6,9 @@ by :mod:`actorscoop._common._serialization` (``bytes`` or a list ``[stream, *buf
 """
 from typing import Any, NamedTuple, Optional
 
-PROTOCOL_VERSION = 6  # 3: object transfers sealed with AES-GCM (transport/_sealed.py); 4: task events;
-# 5: a worker holds several paused tasks (Blocked.paused); 6: worker leases
+PROTOCOL_VERSION = 7  # 3: object transfers sealed with AES-GCM (transport/_sealed.py); 4: task events;
+# 5: a worker holds several paused tasks (Blocked.paused); 6: worker leases; 7: GPUs, runtime
+# environments and placement groups (PlacementGroupOp/Reply, BundleOp/Reply)
 
 # How a value travels.
 VALUE_INLINE = 0  # data holds the serialized value
@@ -62,6 +63,9 @@ class SubmitTask(NamedTuple):
     # From a worker: it keeps the task to run it itself (inside its running task's waits,
     # or after it), unless the raylet asks for it back (P.RECLAIM). See node/worker/_tasklets.py.
     held: bool = False
+    # Its runtime environment (issue 20), as _client/_runtime_env.py packs it: env_vars, and
+    # working_dir/py_modules as packages in the object store (their ids are in ``nested``).
+    runtime_env: Optional[dict] = None
 
 
 class CreateActor(NamedTuple):
@@ -253,6 +257,8 @@ class ExecuteTask(NamedTuple):
     concurrency: int  # with method "__init__": the actor's max_concurrency
     reply_to: Optional[str]  # a socket of the submitter: send the results there directly
     inline: bool  # handed to a worker blocked in get(): run it now, inside the wait
+    gpu_ids: Optional[list] = None  # the GPU devices it holds: CUDA_VISIBLE_DEVICES while it runs
+    runtime_env: Optional[dict] = None  # as SubmitTask.runtime_env
 
 
 class ObjectValue(NamedTuple):
@@ -578,6 +584,46 @@ class ReclaimLeased(NamedTuple):
     lease_id: bytes
 
 
+# ---------------------------------------------------------------- placement groups (issue 20)
+class PlacementGroupOp(NamedTuple):
+    """A client's request about placement groups (op "create", "remove", "table"), to its
+    raylet, which passes it on to the head of its cluster (who keeps the groups); answered
+    with a PlacementGroupReply. ``bundles``: a list of resource dicts."""
+    request_id: int
+    op: str
+    pg_id: bytes  # b"": every group (op "table")
+    name: str
+    bundles: list
+    strategy: str
+    detached: bool
+    job: bytes = b""  # set by the raylet: the job whose group it is (its driver's id)
+
+
+class PlacementGroupReply(NamedTuple):
+    request_id: int
+    error: str  # "" when it worked
+    table: list  # op "table": one dict per group (see node/raylet/_groups.py)
+
+
+class BundleOp(NamedTuple):
+    """From whoever keeps the groups to the node of one bundle: "prepare" (hold
+    ``resources`` now, if free now), "commit" (lend them under the names ``renamed``),
+    "release" (give them back; what runs in the bundle is killed)."""
+    op: str
+    pg_id: bytes
+    index: int
+    resources: dict
+    renamed: dict
+
+
+class BundleReply(NamedTuple):
+    """A node's answer to a "prepare": whether it holds the bundle."""
+    pg_id: bytes
+    index: int
+    node_id: bytes
+    ok: bool
+
+
 MESSAGE_TYPES = (
     Hello, RegisterFunction, SubmitTask, PutObject, GetObjects, RefDelta, Blocked,
     Unblocked, TaskDone, CancelTask, StatusRequest, StopNode, Goodbye,
@@ -589,7 +635,7 @@ MESSAGE_TYPES = (
     SpillActor, RunActor, RouteCall, RouteKill, ActorLookup, ActorFound, ActorHosted,
     ActorGone, RemoteLog, ActorRestartSpec, ReturnTasks, CallsDone, TaskEvents, HoldLimit,
     LeaseRequest, LeaseGranted, LeaseReturn, LeaseRevoke, Lease, LeaseReady, LeaseEnd, CancelLeased,
-    ReclaimLeased,
+    ReclaimLeased, PlacementGroupOp, PlacementGroupReply, BundleOp, BundleReply,
 )
 
 __all__ = [c.__name__ for c in MESSAGE_TYPES] + [

@@ -13,7 +13,7 @@ from ._messages import (VALUE_ERROR, VALUE_INLINE, VALUE_PLASMA, VALUE_REMOTE, A
                         Blocked, ClusterStatusReply, CreateActor, GetObjects, Heartbeat, KVPut, NodeJoin, Promote,
                         PutObject, RefDelta, RegisterFunction, RouteCall, RunActor, RunTask, SpillActor, SpillTask,
                         SubmitTask, TaskDone, TaskResult, WatchStart, LeaseRequest, LeaseReturn, LeaseReady,
-                        CancelLeased, ReclaimLeased)
+                        CancelLeased, ReclaimLeased, PlacementGroupOp, BundleOp)
 
 MAX_RETURNS = 1 << 16  # return values a task may have
 _INF = math.inf
@@ -71,7 +71,39 @@ def submit_error(spec):
         return f"num_returns {num_returns} is not in 0..{MAX_RETURNS}"
     if not task_id or args_object == b"" or spec[_ACTOR] == b"":
         return "an empty id"
-    return (deps and ids_error(deps)) or (nested and ids_error(nested)) or resources_error(resources)
+    return (deps and ids_error(deps)) or (nested and ids_error(nested)) or resources_error(resources) \
+        or (spec.runtime_env is not None and runtime_env_error(spec.runtime_env)) or None
+
+
+_HEX = frozenset("0123456789abcdef")
+
+
+def _package_error(pkg):
+    """[content hash, object id]: the hash names a directory on the node, so it is 32 hex
+    digits and nothing else."""
+    if type(pkg) is not list or len(pkg) != 2 or type(pkg[0]) is not str or len(pkg[0]) != 32 \
+            or not _HEX.issuperset(pkg[0]) or type(pkg[1]) is not bytes or not pkg[1]:
+        return f"a package that is not [32 hex digits, object id]: {pkg!r:.80}"
+    return None
+
+
+def runtime_env_error(renv):
+    """A packed runtime_env (_client/_runtime_env.py): env_vars of str, packages by hash."""
+    if set(renv) - {"env_vars", "working_dir", "py_modules"}:
+        return f"unknown runtime_env fields {sorted(set(renv) - {'env_vars', 'working_dir', 'py_modules'})}"
+    env = renv.get("env_vars", {})
+    if type(env) is not dict or not all(type(k) is str and type(v) is str and k and "=" not in k and "\0" not in k + v
+                                        for k, v in env.items()):
+        return "env_vars that are not names and values of str"
+    if renv.get("working_dir") is not None and _package_error(renv["working_dir"]):
+        return _package_error(renv["working_dir"])
+    mods = renv.get("py_modules", [])
+    if type(mods) is not list:
+        return "py_modules is not a list"
+    for m in mods:
+        if _package_error(m):
+            return _package_error(m)
+    return None
 
 
 def create_error(create):
@@ -149,7 +181,20 @@ _CLUSTER = {
     TaskResult: lambda r: value_rows_error(r.results, 5) or value_rows_error(r.extras, 5),
     KVPut: lambda r: ids_error(r.contained),
     ClusterStatusReply: lambda r: None if all(type(n) is dict for n in r.nodes) else "a node is not a dict",
+    PlacementGroupOp: lambda r: bundles_error(r.bundles),
+    BundleOp: lambda r: resources_error(r.resources) or resources_error(r.renamed),
 }
+
+
+def bundles_error(bundles):
+    """A placement group's bundles: a list of resource dicts."""
+    for b in bundles:
+        if type(b) is not dict:
+            return "a bundle is not a dict"
+        why = resources_error(b)
+        if why is not None:
+            return why
+    return None
 
 
 _LOCAL_KINDS = (VALUE_INLINE, VALUE_PLASMA, VALUE_ERROR)
@@ -170,6 +215,7 @@ _CLIENT = {
     Promote: lambda r: ids_error(r.pending) or value_rows_error(r.ready, 5),
     AdoptResults: lambda r: value_rows_error(r.results, 5),
     LeaseRequest: lambda r: resources_error(r.resources),
+    PlacementGroupOp: lambda r: bundles_error(r.bundles),
     LeaseReturn: lambda r: ids_error([r.lease_id]),
     LeaseReady: lambda r: ids_error([r.lease_id]),
     CancelLeased: lambda r: ids_error([r.lease_id, r.task_id]),
@@ -200,6 +246,10 @@ def execute_error(rec):
         return f"an empty task id, or num_returns {rec.num_returns} not in 0..{MAX_RETURNS}"
     if rec.sys_path is not None and not all(type(p) is str for p in rec.sys_path):
         return "an import path (sys_path) that is not all str"  # the worker adds it to sys.path for good
+    if rec.gpu_ids is not None and not all(type(i) is str and i and "," not in i for i in rec.gpu_ids):
+        return "GPU ids that are not non-empty str"
+    if rec.runtime_env is not None and runtime_env_error(rec.runtime_env):
+        return runtime_env_error(rec.runtime_env)
     return value_rows_error(rec.deps, 3)
 
 
@@ -211,8 +261,9 @@ def leased_task_error(rec):
     why = execute_error(rec)
     if why is not None:
         return why
-    if rec.args_object is not None or rec.deps or rec.reply_to is not None or rec.inline:
-        return "a field a leased task does not have (refs, large arguments, a reply socket)"
+    if rec.args_object is not None or rec.deps or rec.reply_to is not None or rec.inline \
+            or rec.gpu_ids is not None or rec.runtime_env is not None:
+        return "a field a leased task does not have (refs, large arguments, a reply socket, GPUs, a runtime_env)"
     if (rec.function_blob is None) != (rec.sys_path is None):
         return "code without its import path, or an import path without code"
     return local_value_error(VALUE_INLINE, rec.args)
@@ -227,8 +278,9 @@ def direct_call_error(rec, actor_id):
     if why is not None:
         return why
     if rec.function_blob is not None or rec.sys_path is not None or rec.args_object is not None or rec.deps \
-            or rec.retry_exceptions or rec.reply_to is not None or rec.inline:
-        return "a field a direct call does not have (code, refs, retries, a reply socket)"
+            or rec.retry_exceptions or rec.reply_to is not None or rec.inline \
+            or rec.gpu_ids is not None or rec.runtime_env is not None:
+        return "a field a direct call does not have (code, refs, retries, a reply socket, GPUs, a runtime_env)"
     return local_value_error(VALUE_INLINE, rec.args)
 
 

@@ -6,10 +6,11 @@ The raylet feeds it events and carries out the instructions it returns.
 from ._events import (
     TaskSubmitted, ObjectReady, ObjectFailed, WorkerStarted, WorkerDied, TaskFinished,
     WorkerBlocked, WorkerUnblocked, CancelRequested, WorkerStartFailed, ReserveResources,
-    ReleaseResources, RetireWorker, TasksReturned,
+    ReleaseResources, RetireWorker, TasksReturned, PrepareBundle, CommitBundle, ReleaseBundle,
 )
 from ._instructions import (
     Dispatch, StartWorker, FailTask, TaskLost, InterruptTask, KillWorker, WarnInfeasible, Reserved,
+    BundlePrepared, Resubmit,
 )
 from ._placement import NodeLoad, fits, pick_node, should_spill
 from ._scheduler import Scheduler, SchedulerConfig, IllegalTransition
@@ -22,4 +23,5 @@ __all__ = [
     "Dispatch", "StartWorker", "FailTask", "TaskLost", "InterruptTask", "KillWorker",
     "WarnInfeasible", "Reserved", "ReserveResources", "ReleaseResources", "RetireWorker", "TasksReturned",
     "NodeLoad", "fits", "pick_node", "should_spill",
+    "PrepareBundle", "CommitBundle", "ReleaseBundle", "BundlePrepared", "Resubmit",
 ]

@@ -81,3 +81,24 @@ class ReleaseResources(NamedTuple):
 class CancelRequested(NamedTuple):
     task_id: bytes
     force: bool
+
+
+class PrepareBundle(NamedTuple):
+    """Hold a placement group's bundle now, if it fits now (the first of two phases: the
+    group is made only when every bundle is held); answered with BundlePrepared."""
+    key: bytes
+    resources: dict
+
+
+class CommitBundle(NamedTuple):
+    """Every bundle of the group is held: this one lends ``renamed`` (scheduler/_groups.py)
+    to the tasks scheduled into it."""
+    key: bytes
+    renamed: dict
+
+
+class ReleaseBundle(NamedTuple):
+    """Give a bundle back (its group was removed, or it could not be made): tasks running
+    in it are killed, queued ones that no longer fit anywhere here fail."""
+    key: bytes
+    renamed: dict

@@ -6,6 +6,7 @@ class Dispatch(NamedTuple):
     task_id: bytes
     worker_id: bytes
     inline: bool  # handed to a worker blocked waiting for it
+    gpu_ids: tuple = ()  # the GPU devices it holds (ids, as strings)
 
 
 class StartWorker(NamedTuple):
@@ -36,8 +37,20 @@ class KillWorker(NamedTuple):
 class Reserved(NamedTuple):
     """The resources asked for under ``key`` are now held."""
     key: bytes
+    gpu_ids: tuple = ()  # the GPU devices among them
 
 
 class WarnInfeasible(NamedTuple):
     task_id: bytes
     resources: dict
+
+
+class BundlePrepared(NamedTuple):
+    key: bytes
+    ok: bool
+
+
+class Resubmit(NamedTuple):
+    """A task no resource here could satisfy now can be (a bundle was committed): the raylet
+    submits it again (with the arguments it still waits for)."""
+    task_id: bytes

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 from . import _events as ev
 from . import _instructions as ins
+from ._gpus import GpuPool, ids_of
 from ._placement import fits
 from ._state import TASK_TRANSITIONS, TaskState, WorkerState
 
@@ -28,6 +29,7 @@ class SchedulerConfig:
     max_workers: int = 8  # cap on worker processes, extra ones for blocked workers included
     pipeline_depth: int = 8  # tasks queued on one busy worker when the backlog is long
     scan_limit: int = 64  # tasks skipped per pass before giving up (head-of-line bound)
+    gpu_ids: tuple = None  # the node's GPU device ids (default: 0..GPU-1)
 
 
 @dataclass
@@ -54,6 +56,7 @@ class _Worker:
     awaited: tuple = ()  # while BLOCKED: the tasks it waits for
     paused: int = 0  # tasks it holds paused in get, as its last Blocked said (0 once idle; 0
     #                  while blocked: a thread of a task waits, nothing may run inline there)
+    gpus: tuple = ()  # the GPU devices its lease holds ((id, shares), from the GpuPool)
 
 
 def _take(pool, need):
@@ -64,6 +67,13 @@ def _take(pool, need):
 def _give(pool, need):
     for k, v in need.items():
         pool[k] = pool.get(k, 0.0) + v
+
+
+def _lendable(lease):
+    """What a blocked worker lends out: its CPU only. GPUs and custom resources stay with
+    the task (its devices are in use by it: another task must not get them meanwhile)."""
+    cpu = lease.get("CPU")
+    return {"CPU": cpu} if cpu else {}
 
 
 class Scheduler:
@@ -82,6 +92,12 @@ class Scheduler:
         self.starting = 0  # StartWorker issued, WorkerStarted not yet seen
         self.reserved = {}  # key -> resources held outside tasks (actors)
         self.reservations = {}  # key -> resources asked for, FIFO
+        gpu_total = self.total.get("GPU", 0.0)
+        ids = config.gpu_ids if config.gpu_ids is not None else \
+            [str(i) for i in range(int(gpu_total) if gpu_total >= 1 else (1 if gpu_total > 0 else 0))]
+        self.gpus = GpuPool(ids)
+        self.reserved_gpus = {}  # key -> the devices a reservation holds
+        self._dropping = set()  # resources of released bundles, until nothing holds them
         self._out = []
         self._handlers = {
             ev.TaskSubmitted: self._on_submitted, ev.ObjectReady: self._on_object_ready,
@@ -92,6 +108,8 @@ class Scheduler:
             ev.CancelRequested: self._on_cancel,
             ev.ReserveResources: self._on_reserve, ev.ReleaseResources: self._on_release,
             ev.RetireWorker: self._on_retire, ev.TasksReturned: self._on_returned,
+            ev.PrepareBundle: self._on_prepare_bundle, ev.CommitBundle: self._on_commit_bundle,
+            ev.ReleaseBundle: self._on_release_bundle,
         }
 
     # ------------------------------------------------------------------ interface
@@ -266,6 +284,7 @@ class Scheduler:
             self._wake(w)
         if w.lease is not None:
             _give(self.available, w.lease)
+        self._free_gpus(w)
         # Only the task it was running, and those run inline inside its waits, were
         # started; tasks queued behind them go back to the queue, blameless.
         started = [tid for i, tid in enumerate(w.tasks)
@@ -297,10 +316,16 @@ class Scheduler:
                 self._wake(w)
             if w.lease is not None:
                 _give(self.available, w.lease)
+            self._free_gpus(w)
             w.lease = None
             w.paused = 0
             w.state = WorkerState.IDLE
             self.idle[w.worker_id] = None
+
+    def _free_gpus(self, w):
+        if w.gpus:
+            self.gpus.give(w.gpus)
+            w.gpus = ()
 
     def _on_blocked(self, e):
         """Every task of the worker waits in get() for ``awaited_tasks``. A worker already
@@ -322,7 +347,7 @@ class Scheduler:
             self._forget_awaited(w)
         else:
             if w.lease is not None:
-                _give(self.available, w.lease)
+                _give(self.available, _lendable(w.lease))
             w.state = WorkerState.BLOCKED
         w.awaited = tuple(e.awaited_tasks) if e.paused else ()
         for tid in w.awaited:
@@ -354,6 +379,7 @@ class Scheduler:
         if not w.tasks and w.state is WorkerState.BUSY:  # it finished its own meanwhile
             if w.lease is not None:
                 _give(self.available, w.lease)
+            self._free_gpus(w)
             w.lease = None
             w.paused = 0
             w.state = WorkerState.IDLE
@@ -368,7 +394,7 @@ class Scheduler:
     def _wake(self, w):
         """A blocked worker takes its CPU back (may oversubscribe briefly, as designed)."""
         if w.lease is not None:
-            _take(self.available, w.lease)
+            _take(self.available, _lendable(w.lease))
         w.state = WorkerState.BUSY
         self._forget_awaited(w)
 
@@ -403,15 +429,67 @@ class Scheduler:
         held = self.reserved.pop(e.key, None)
         if held is not None:
             _give(self.available, held)
+        self.gpus.give(self.reserved_gpus.pop(e.key, ()))
+
+    # ------------------------------------------------------------------ placement group bundles
+    def _on_prepare_bundle(self, e):
+        ok = e.key in self.reserved or fits(e.resources, self.available)
+        if ok and e.key not in self.reserved:
+            self.reserved[e.key] = dict(e.resources)
+            _take(self.available, e.resources)
+        self._out.append(ins.BundlePrepared(e.key, ok))
+
+    def _on_commit_bundle(self, e):
+        if e.key not in self.reserved:
+            return  # released meanwhile
+        _give(self.total, e.renamed)
+        _give(self.available, e.renamed)
+        for task in [t for t in self.tasks.values() if t.state is TaskState.INFEASIBLE]:
+            if fits(task.resources, self.total):
+                self._forget(task)
+                self._out.append(ins.Resubmit(task.task_id))
+
+    def _on_release_bundle(self, e):
+        held = self.reserved.pop(e.key, None)
+        if held is None:
+            return
+        _give(self.available, held)
+        if not e.renamed:
+            return  # only prepared: nothing ran in it
+        _take(self.total, e.renamed)
+        _take(self.available, e.renamed)
+        gone = set(e.renamed)
+        for w in self.workers.values():
+            if w.lease and gone.intersection(w.lease):
+                self._out.append(ins.KillWorker(w.worker_id))  # its task ran in the bundle
+        for task in list(self.tasks.values()):
+            if task.state is not TaskState.RUNNING and gone.intersection(task.resources) \
+                    and not fits(task.resources, self.total):
+                self._forget(task)
+                self._out.append(ins.FailTask(task.task_id, "placement group removed", b""))
+        self._dropping |= gone  # forgotten once nothing holds them (killed tasks give them back)
+
+    def _drop_gone_keys(self):
+        for k in list(self._dropping):
+            if abs(self.total.get(k, 0.0)) < 1e-9 and abs(self.available.get(k, 0.0)) < 1e-9:
+                self.total.pop(k, None)
+                self.available.pop(k, None)
+                self._dropping.discard(k)
 
     def _grant_reservations(self):
         for key, need in list(self.reservations.items()):
-            if not fits(need, self.available):
+            if not fits(need, self.total):
+                continue  # waits for a bundle to be committed here; blocks nobody meanwhile
+            gpu = need.get("GPU", 0.0)
+            if not fits(need, self.available) or (gpu and not self.gpus.can_take(gpu)):
                 return  # in order: a big request is not starved by small ones
             del self.reservations[key]
             self.reserved[key] = need
             _take(self.available, need)
-            self._out.append(ins.Reserved(key))
+            taken = self.gpus.take(gpu) if gpu else ()
+            if taken:
+                self.reserved_gpus[key] = taken
+            self._out.append(ins.Reserved(key, ids_of(taken)))
 
     # ------------------------------------------------------------------ placement
     def _assign(self, task, w, inline=False, held=False):
@@ -420,12 +498,15 @@ class Scheduler:
         task.inline, task.held = inline, held
         w.tasks.append(task.task_id)
         if not held:  # a held task is with its worker already
-            self._out.append(ins.Dispatch(task.task_id, w.worker_id, inline))
+            self._out.append(ins.Dispatch(task.task_id, w.worker_id, inline,
+                                          ids_of(w.gpus) if w.tasks[0] == task.task_id else ()))
 
     def _schedule(self):
         """Place ready tasks, oldest first: on an idle worker whose resources fit; else
         inline on a blocked worker that waits for it (cheaper than a new process); else
         behind a busy worker (pipelining); else ask for more workers."""
+        if self._dropping:
+            self._drop_gone_keys()
         if self.reservations:
             self._grant_reservations()
         if not self.ready:
@@ -446,6 +527,9 @@ class Scheduler:
             need = task.resources
             shape = frozenset(need.items())
             fits_now = shape not in stuck and fits(need, avail)
+            gpu = need.get("GPU", 0.0)
+            if fits_now and gpu and not self.gpus.can_take(gpu):
+                fits_now = False  # enough GPU in all, but not on devices it can share
             if fits_now and self.idle:
                 wid = next(iter(self.idle))
                 del self.idle[wid]
@@ -453,6 +537,8 @@ class Scheduler:
                 w.state = WorkerState.BUSY
                 w.lease = dict(need)
                 _take(avail, need)
+                if gpu:
+                    w.gpus = self.gpus.take(gpu)
                 del self.ready[tid]
                 self._assign(task, w)
                 continue
@@ -507,7 +593,8 @@ class Scheduler:
     def _pipeline(self, task):
         """Queue a task behind a busy worker holding the same resource shape."""
         depth = self.config.pipeline_depth
-        if depth <= 1 or not task.pipelinable or len(self.ready) <= len(self.workers):
+        if depth <= 1 or not task.pipelinable or len(self.ready) <= len(self.workers) \
+                or "GPU" in task.resources:  # its devices are chosen when it starts
             return False
         for w in self.workers.values():
             if w.state is WorkerState.BUSY and len(w.tasks) < depth and w.lease == task.resources \
@@ -532,8 +619,8 @@ class Scheduler:
                 assert wid not in self.idle, f"busy worker {wid.hex()} in idle set"
                 assert w.tasks, f"{w.state} worker {wid.hex()} has no task"
                 assert w.lease is not None
-                if w.state is WorkerState.BUSY:
-                    _give(held, w.lease)
+                _give(held, w.lease if w.state is WorkerState.BUSY else
+                      {k: v for k, v in w.lease.items() if k not in _lendable(w.lease)})
             for tid in w.tasks:
                 t = self.tasks.get(tid)
                 assert t is not None and t.state is TaskState.RUNNING and t.worker == wid, \
@@ -557,6 +644,7 @@ class Scheduler:
                 assert t.missing
                 for oid in t.missing:
                     assert t.task_id in self.waiting_on.get(oid, ()), "waiting index out of date"
+        self.gpus.validate([w.gpus for w in self.workers.values()] + list(self.reserved_gpus.values()))
         for oid, tids in self.waiting_on.items():
             assert tids, f"empty waiter set for {oid.hex()}"
             for tid in tids:

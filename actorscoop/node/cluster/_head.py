@@ -15,6 +15,7 @@ import time
 from ... import protocol as P
 from ... import scheduler as S
 from ..events._event_view import checked_snapshot
+from ..raylet._groups import GroupManager
 
 log = logging.getLogger("actorscoop.head")
 
@@ -50,6 +51,11 @@ class HeadService:
         self.actor_specs = {}  # actor id -> SpillActor of an actor the head placed (to restart it)
         self.names = {}  # (namespace, name) -> (actor id, meta)
         self.functions = {}  # function id -> [name, pickled function, sys.path entry]
+        # Placement groups (issue 20): the head keeps them; tasks and actors scheduled into a
+        # group no node can run yet wait here (parked) until a bundle of it is committed.
+        self.groups = GroupManager(lambda: [n.load for n in self.nodes.values() if n.load.alive],
+                                   self._forward_to, self._group_created)
+        self.parked = []  # SpillTask / SpillActor records waiting for their group
         where = self.placed.get
         self._handlers = {  # message type -> handler(ident, node, record)
             P.Heartbeat: self._heartbeat,
@@ -71,6 +77,9 @@ class HeadService:
             P.TaskEvents: lambda ident, node, rec: self._task_events(node, rec),
             P.ClusterStatusRequest: lambda ident, node, rec: self.link.send_to(
                 ident, P.ClusterStatusReply(rec.request_id, self.table())),
+            P.PlacementGroupOp: self._group_op,
+            P.BundleReply: lambda ident, node, rec: self.groups.on_reply(
+                rec._replace(node_id=node.load.node_id)),  # a node answers for itself only
         }
 
     # ------------------------------------------------------------------ messages
@@ -173,6 +182,29 @@ class HeadService:
                 return node
         return None
 
+    # ------------------------------------------------------------------ placement groups
+    def _group_op(self, ident, node, rec):
+        if rec.op == "job_done":
+            self.groups.job_done(rec.job)
+            return
+        error, table = self.groups.request(rec, rec.job)
+        if rec.request_id:
+            self.link.send_to(ident, P.PlacementGroupReply(rec.request_id, error, table))
+
+    def _group_created(self, group_hex):
+        """Tasks and actors that waited for this group (or any) may be placed now."""
+        parked, self.parked = self.parked, []
+        for rec in parked:
+            (self._place if type(rec) is P.SpillTask else self._place_actor)(rec)
+
+    def _park(self, rec, resources):
+        """Keep a spilled task or actor of a placement group that no node can run yet."""
+        groups = {k.rpartition("_")[2] for k in resources if "_group_" in k}
+        if not groups or not groups <= self.groups.group_hexes():
+            return False  # not in a group, or in one that is gone: its owner fails it
+        self.parked.append(rec)
+        return True
+
     def _place(self, rec):
         resources = rec.spec[8]  # SubmitTask.resources
         owner = self.nodes.get(rec.owner)
@@ -180,6 +212,8 @@ class HeadService:
             owner.load.backlog = rec.owner_backlog
         target = S.pick_node([n.load for n in self.nodes.values()], resources, rec.owner,
                              _holding(rec.deps))
+        if target is None and self._park(rec, resources):
+            return
         if target is None:
             target = rec.owner  # nobody can: it waits, infeasible, at its owner (with a warning)
         node = self.nodes.get(target)
@@ -194,6 +228,8 @@ class HeadService:
         create = P.CreateActor(*rec.create)
         target = S.pick_node([n.load for n in self.nodes.values() if n.load.node_id != rec.owner],
                              create.resources, rec.owner)
+        if target is None and self._park(rec, create.resources):
+            return
         node = self.nodes.get(target)
         if node is None:  # nowhere: its owner keeps it pending (and warns)
             node = self.nodes.get(rec.owner)
@@ -267,6 +303,7 @@ class HeadService:
                       f"{self.node_timeout:g} s")
             log.warning("%s: declared dead", reason)
             node.load.placed = 0  # what it had is going back to the owners
+            self.groups.node_died(node_id)
             for task_id, (owner, target) in list(self.placed.items()):
                 if target == node_id:
                     del self.placed[task_id]
@@ -274,6 +311,7 @@ class HeadService:
                     if owner_node is not None and owner_node.load.alive:
                         self.link.send_to(owner_node.ident, P.TaskLost(owner, task_id, reason))
             self._restart_actors_of(node_id, reason)
+        self.groups.tick()
 
     def _restart_actors_of(self, node_id, reason):
         """Actors the head placed on a dead node start again elsewhere while they have

@@ -252,6 +252,8 @@ class ClusterLink:
             P.RemoteLog: self._remote_log,
             P.KVReply: self._answer_lookup,
             P.ActorFound: self._answer_lookup,
+            P.PlacementGroupReply: self._answer_lookup,
+            P.BundleOp: r.bundle_op,
             P.ClusterStatusReply: lambda rec: setattr(self, "table", rec.nodes),
         }
 
@@ -288,7 +290,7 @@ class ClusterLink:
         ident, request_id = self._lookups.pop(rec.request_id, (None, 0))
         if ident is None:
             return
-        if type(rec) is P.KVReply:
+        if type(rec) is P.KVReply or type(rec) is P.PlacementGroupReply:
             if self.r.connected(ident):
                 self.r.send(ident, rec._replace(request_id=request_id))
             return

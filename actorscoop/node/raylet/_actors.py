@@ -41,6 +41,7 @@ class _Actor:
         self.inflight = {}  # task id -> None, in send order
         self.attempts = {}  # task id -> times sent
         self.death = ""  # why it died
+        self.gpu_ids = ()  # the GPU devices its reservation holds
         self.last_death = ""  # why its previous process died (kept across a restart)
         self.creation_error = None  # serialized error of a constructor that raised
         self.no_restart = False
@@ -110,8 +111,10 @@ class ActorManager:
             self._start(a)
         return True
 
-    def on_reserved(self, actor_id):
+    def on_reserved(self, actor_id, gpu_ids=()):
         a = self.actors.get(actor_id)
+        if a is not None:
+            a.gpu_ids = tuple(gpu_ids)  # its devices for as long as it holds its resources
         if a is not None and a.state is ActorState.PENDING:
             self._start(a)
         elif a is None or a.state is ActorState.DEAD:
@@ -137,7 +140,7 @@ class ActorManager:
         if a.state is ActorState.DEAD:  # killed while its process started
             self.raylet.kill_worker(w)
             return
-        self.raylet.dispatch(w, a.creation, concurrency=a.spec.max_concurrency)
+        self.raylet.dispatch(w, a.creation, concurrency=a.spec.max_concurrency, gpu_ids=a.gpu_ids)
 
     # ------------------------------------------------------------------ calls
     def submit(self, task, missing):
@@ -349,7 +352,13 @@ class ActorManager:
             f"{a.label} is dead: {a.death}. Its pending and later calls, like "
             f"{spec.name}(), fail. Give it max_restarts=N to restart it automatically."))
 
-    def kill(self, actor_id, no_restart, route=True):
+    def in_group(self, group_hex):
+        """Live actors hosted here that were placed in placement group ``group_hex``."""
+        suffix = "_" + group_hex
+        return [a for a in self.actors.values() if a.state not in (ActorState.DEAD, ActorState.REMOTE)
+                and any(k.endswith(suffix) for k in a.spec.resources)]
+
+    def kill(self, actor_id, no_restart, route=True, cause="it was killed with actorscoop.kill()"):
         """``route``: an actor this node does not host is killed where it lives."""
         a = self.actors.get(actor_id)
         if route and self.raylet.cluster is not None and (a is None or a.state is ActorState.REMOTE):
@@ -361,7 +370,6 @@ class ActorManager:
             return
         if a is None or a.state is ActorState.DEAD:
             return
-        cause = "it was killed with actorscoop.kill()"
         if no_restart:
             # Dead from now on: its name is free and its calls fail at once.
             a.no_restart = True

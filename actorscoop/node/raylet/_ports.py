@@ -105,8 +105,8 @@ class ActorsPort(_Port):
     def kill_worker(self, w):
         self._r.workers.signal(w, signal.SIGKILL)
 
-    def dispatch(self, w, task, concurrency=0):
-        self._r._dispatch_to(w, task, concurrency=concurrency)
+    def dispatch(self, w, task, concurrency=0, gpu_ids=()):
+        self._r._dispatch_to(w, task, concurrency=concurrency, gpu_ids=gpu_ids)
 
     def interrupt(self, instr):
         self._r._do_interrupt(instr)
@@ -182,6 +182,10 @@ class ClusterPort(_Port):
 
     def feed(self, events):
         self._r._feed(events)
+
+    def bundle_op(self, rec):
+        """A placement group's bundle to prepare, commit or release here (from the head)."""
+        self._r.on_bundle_op(rec)
 
     def fail(self, instr):
         """Carry out a FailTask (a task that cannot run): its scheduler events."""
@@ -263,6 +267,7 @@ class StatusPort(_Port):
     recorder = property(lambda self: self._r.recorder)
     store_up = property(lambda self: self._r.store is not None)
     plasma = property(lambda self: self._r.plasma)
+    groups = property(lambda self: self._r.groups, doc="the placement groups' keeper here, or None")
 
     def snapshot(self):
         from ..events._events import current

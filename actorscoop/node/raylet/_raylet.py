@@ -25,11 +25,13 @@ from ...protocol import client_record_error
 from ._actors import ActorManager
 from ..._common._drops import Drops
 from ._kv import KVStore
+from ._gpus import node_gpus
 from ._loop import Loop, drain_fd, who
 from ._memory_monitor import MemoryMonitor
 from . import _ports
 from ._objects import DIRECT_CALL, ObjectTable, ObjState
 from ._leases import Leasing
+from ._bundles import Bundles
 from ._output import WorkerOutput
 from ._task_flow import TaskFlow
 from .._proc import describe_exit
@@ -49,7 +51,7 @@ class _Client:
         self.reply_path = None  # a driver's socket for results sent straight to it
 
 
-class Raylet(TaskFlow, WorkerOutput, Leasing):
+class Raylet(TaskFlow, WorkerOutput, Leasing, Bundles):
     def __init__(self, session_dir, num_cpus, resources=None, object_store_memory=None,
                  port=None, head=True, config=None, zygote=None):
         """``zygote``: the fork server's handle if it was started already (node/__main__.py
@@ -62,10 +64,13 @@ class Raylet(TaskFlow, WorkerOutput, Leasing):
         self.config = {"inline_threshold": 100 * 1024, "hold_limit": 32, **(config or {})}
         self.hold_limit = int(self.config["hold_limit"])  # what our workers were told
         totals = {"CPU": self.num_cpus, **(resources or {})}
+        totals["GPU"], self.gpu_ids = node_gpus(totals.get("GPU"))
+        if not totals["GPU"]:
+            del totals["GPU"]
         max_workers = int(self.config.get("max_workers", max(4, 4 * int(max(1, num_cpus)))))
         self.scheduler = S.Scheduler(S.SchedulerConfig(
             resources=totals, max_workers=max_workers,
-            pipeline_depth=int(self.config.get("pipeline_depth", 8))))
+            pipeline_depth=int(self.config.get("pipeline_depth", 8)), gpu_ids=tuple(self.gpu_ids)))
         self.objects = ObjectTable()
         self.actors = ActorManager(_ports.ActorsPort(self))
         self.workers = WorkerTable(os.path.join(session_dir, "logs"),
@@ -122,13 +127,15 @@ class Raylet(TaskFlow, WorkerOutput, Leasing):
             P.LeaseRequest: self._on_lease_request, P.LeaseReady: self._on_lease_ready,
             P.LeaseReturn: self._on_lease_return, P.CancelLeased: self._on_cancel_leased,
             P.ReclaimLeased: self._on_reclaim_leased,
+            P.PlacementGroupOp: self._on_placement_group,
         }
         self._instr = {
             S.Dispatch: self._do_dispatch, S.StartWorker: self._do_start_worker,
             S.FailTask: self._do_fail, S.TaskLost: self._do_task_lost,
             S.InterruptTask: self._do_interrupt, S.KillWorker: self._do_kill,
             S.WarnInfeasible: self._do_warn_infeasible,
-            S.Reserved: lambda instr: self.actors.on_reserved(instr.key),
+            S.Reserved: lambda instr: self.actors.on_reserved(instr.key, instr.gpu_ids),
+            S.BundlePrepared: self._do_bundle_prepared, S.Resubmit: self._do_resubmit,
         }
 
     # ------------------------------------------------------------------ lifecycle
@@ -163,11 +170,11 @@ class Raylet(TaskFlow, WorkerOutput, Leasing):
 
     def _connect_store(self, launch):
         """Wait for the store, connect, and keep it until the node stops."""
-        from ...plasma import PlasmaClient
+        from ...plasma._client import StoreClient
         store = None
         try:
             store = launch.wait_ready()
-            self.plasma = PlasmaClient(self.plasma_path)
+            self.plasma = StoreClient(self.plasma_path)
             self.store = store  # set last: the loop uses the store once this is set
         except Exception as exc:
             if not self._store_stop.is_set():
@@ -193,7 +200,7 @@ class Raylet(TaskFlow, WorkerOutput, Leasing):
         info = {"node_id": self.node_id.hex(), "pid": os.getpid(), "head": self.head,
                 "port": self.port, "session_dir": self.session_dir,
                 "raylet_socket": self.sock_path, "num_cpus": self.num_cpus,
-                "started": self.started}
+                "started": self.started, "gpu_ids": list(self.gpu_ids)}
         if self.cluster is not None:
             info["cluster"] = self.cluster.address
         return info
@@ -360,6 +367,8 @@ class Raylet(TaskFlow, WorkerOutput, Leasing):
                     continue
                 if more:
                     queue.extend(more)
+            if not queue and self.events:  # fed while carrying out instructions (bundles)
+                queue, self.events = self.events, []
         self._reclaim_stuck()
         if self.leases:
             self._revoke_leases()
@@ -545,6 +554,8 @@ class Raylet(TaskFlow, WorkerOutput, Leasing):
         self.objects.drop_client(ident)
         self.actors.owner_gone(ident)
         self._drop_leases_of(ident)
+        if c.kind == P.KIND_DRIVER:
+            self._groups_job_done(ident)  # its placement groups go, unless detached
         if c.kind != P.KIND_WORKER:
             # A driver (or CLI) that left: its queued tasks are dropped, running ones finish unseen.
             events = []
@@ -628,6 +639,8 @@ class Raylet(TaskFlow, WorkerOutput, Leasing):
             self.cluster.tick(self.recorder.for_head())
         else:
             self.recorder.fold_safely()
+            if self._local_groups is not None:
+                self._local_groups.tick()  # groups waiting for resources freed since
         self.actors.forget_dead(int(self.config.get("dead_actors_kept", 1000)))
         self._tell_hold_limit()
         if self.leases:

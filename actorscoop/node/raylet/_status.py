@@ -60,12 +60,16 @@ def node_status(r) -> dict:
         "session_dir": r.session_dir,
         "resources_total": dict(sch.total), "resources_available": dict(sch.available),
         "tasks": sch.counts(),
+        "gpus": [{"id": i, "used": round(1 - f / 10_000, 4)} for i, f in sch.gpus.free.items()],
         "infeasible": [{"task_id": t.hex(), "name": n, "resources": res} for t, n, res in sch.infeasible()],
         "workers": r.workers_report(), "drivers": drivers,
         "objects": r.objects.summary(), "store": store, "actors": r.actors.report(),
         "memory": memory(r), "memory_monitor": r.memory.report(),
         "dropped": r.drops.counts(), "tables": table_sizes(r),
     }
+    groups = r.groups
+    if groups is not None:
+        body["placement_groups"] = groups.table()
     if r.cluster is not None:
         body["cluster"] = report = r.cluster.report()
         if report.get("nodes") and r.cluster.head is not None:

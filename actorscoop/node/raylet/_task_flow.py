@@ -293,9 +293,10 @@ class TaskFlow:
         if lease is not None:
             self._grant(lease, self.workers.by_id[d.worker_id])
             return
-        self._dispatch_to(self.workers.by_id[d.worker_id], self.tasks[d.task_id], inline=d.inline)
+        self._dispatch_to(self.workers.by_id[d.worker_id], self.tasks[d.task_id], inline=d.inline,
+                          gpu_ids=d.gpu_ids)
 
-    def _dispatch_to(self, w, task, concurrency=0, inline=False):
+    def _dispatch_to(self, w, task, concurrency=0, inline=False, gpu_ids=()):
         """Send a task (or an actor's constructor or method call) to a worker."""
         spec = task.spec
         sw = self.scheduler.workers.get(w.worker_id)
@@ -314,7 +315,8 @@ class TaskFlow:
         self._send(w.worker_id, P.ExecuteTask(
             spec.task_id, spec.function_id, spec.name, blob, path, spec.args, spec.args_object, deps,
             spec.num_returns, spec.retry_exceptions, task.job, task.attempts,
-            spec.actor_id, spec.method, concurrency, reply_to, inline))
+            spec.actor_id, spec.method, concurrency, reply_to, inline,
+            list(gpu_ids) if gpu_ids else None, spec.runtime_env))
 
     def _mark_started(self, task):
         """The task runs now: tell its submitter if it asked (WatchStart)."""
@@ -331,6 +333,8 @@ class TaskFlow:
         if f.reason == "cancelled":
             err = _errors.pack_exception(TaskCancelledError(
                 f"task {task.spec.name}() was cancelled before it ran"))
+        elif f.reason == "placement group removed":
+            err = self.group_removed_error(task.spec.name)
         else:
             e = self.objects.get(f.cause)
             upstream = e.data if e is not None else _errors.pack_exception(ObjectLostError("upstream value lost"))
@@ -351,6 +355,9 @@ class TaskFlow:
                 f"task {spec.name}() was cancelled; its worker (pid {pid}) was killed")))
         if spec.task_id in self.scheduler.tasks:
             return None  # already queued again (its retry raced with the worker's death)
+        if self.in_removed_group(spec.resources):  # killed with its placement group: no retry
+            del self.tasks[lost.task_id]
+            return self._fail_returns(task, self.group_removed_error(spec.name))
         # The dead attempt may have sealed some results in the store: clear them, so a
         # retry can write them again (and a failed task leaves nothing behind).
         self.objects.free_later(return_ids(spec.task_id, spec.num_returns))
@@ -395,8 +402,8 @@ class TaskFlow:
 
     def _do_warn_infeasible(self, instr):
         task = self.tasks.get(instr.task_id)
-        if task is None:
-            return
+        if task is None or any("_group_" in k for k in instr.resources):
+            return  # (a task of a placement group not made yet waits for it: status says why)
         key = (task.spec.function_id, tuple(sorted(instr.resources.items())))
         if key in self.warned_infeasible:
             return

@@ -36,6 +36,7 @@ from ...protocol._output import TASK_MARK
 from ...transport import Connection, ConnectionClosed
 from . import _main_script, _task_locks
 from ._concurrency import Concurrency
+from ._task_env import TaskEnv
 from ._tasklets import Tasklets
 
 log = logging.getLogger("actorscoop.worker")
@@ -122,6 +123,7 @@ class WorkerCore(CoreClient):
         self.task_end_hooks = []
         self._direct_calls = collections.deque()  # direct calls run, not yet reported to the raylet
         self._direct_reported = time.monotonic()
+        self.task_env = TaskEnv(self)  # a task's GPUs and runtime environment while it runs
         for rec in early:
             self._handle(rec)
         # Connect to the store now, in the background: the connection maps the store's
@@ -236,7 +238,7 @@ class WorkerCore(CoreClient):
                 self._queue.append(rec)
         elif t is P.ObjectValue:
             self._on_value(rec.object_id, rec.kind, rec.data)
-        elif t is P.KVReply or t is P.ActorReply or t is P.StatusReply:
+        elif t is P.KVReply or t is P.ActorReply or t is P.StatusReply or t is P.PlacementGroupReply:
             self._on_reply(rec)
         elif t is P.TaskStarted:
             self._on_started(rec.task_id)
@@ -290,7 +292,7 @@ class WorkerCore(CoreClient):
         if (rec.actor_id is not None or self.actor_id is not None or rec.max_retries <= 0
                 or len(self._held) >= self._hold_limit or not self._tasklets.in_task()
                 or threading.get_ident() != self._main_thread or self._current.actor_id is not None
-                or any(k != "CPU" for k in rec.resources)):
+                or any(k != "CPU" for k in rec.resources) or rec.runtime_env is not None):
             return False  # (an actor's process, its constructor included, keeps none)
         deps = []
         for oid in rec.deps:
@@ -517,8 +519,13 @@ class WorkerCore(CoreClient):
         """Run one task in phases; return (results, retryable). Any thread."""
         prev = getattr(self._tls, "spec", None)
         self._tls.spec = spec
-        phase = "loading the function"
+        phase = "setting up its environment"
+        undo = None
         try:
+            undo = self.task_env.enter(spec)
+            if spec.method == "__init__":
+                undo = None  # an actor keeps its environment for its life
+            phase = "loading the function"
             fn = self._load(spec)
             phase = "unpickling the arguments"
             args, kwargs = self._arguments(spec)
@@ -550,6 +557,7 @@ class WorkerCore(CoreClient):
             return self.failure(spec, exc, phase)
         finally:
             self._tls.spec = prev
+            self.task_env.leave(undo)
 
     def _load(self, spec):
         if spec.actor_id is not None and spec.method != "__init__":
@@ -673,7 +681,7 @@ class WorkerCore(CoreClient):
 
     def _arguments(self, spec):
         if spec.args_object is not None:
-            _meta, stream, buffers = self.plasma().get_parts(spec.args_object, timeout=10)
+            stream, buffers = self.plasma().get_parts(spec.args_object, timeout=10)
             args, kwargs = _serialization.loads_parts(stream, buffers)
         else:
             args, kwargs = _serialization.loads_inline(spec.args)
@@ -724,6 +732,16 @@ class WorkerCore(CoreClient):
     # ------------------------------------------------------------------ context
     def current_task(self):
         return getattr(self._tls, "spec", None)
+
+    def gpu_ids(self):
+        return self.task_env.gpu_ids(self.current_task())
+
+    def base_runtime_env(self):
+        """A task submitted here inherits the runtime_env of the task (or actor) submitting it."""
+        spec = self.current_task()
+        if spec is not None and spec.runtime_env:
+            return spec.runtime_env
+        return self.task_env.actor_runtime_env
 
 
 class _TaskOutput:
