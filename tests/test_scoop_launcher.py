@@ -14,6 +14,7 @@ import pytest
 
 from actorscoop._cli import _launch
 from actorscoop._cli._hosts import Host
+from actorscoop.exceptions import ActorScoopError
 
 PY = sys.executable
 
@@ -61,6 +62,10 @@ def test_where_the_hosts_come_from(tmp_path):
     assert got == hosts(("a", 2), ("b", 1), ("c", 3)) and n == 6 and source == "--host list"
     assert _launch.plan(args("-n", "3"), env={}) == (None, "this machine", 3)
     assert _launch.plan(args(), env={}) == (None, "this machine", here)
+    with pytest.raises(ActorScoopError, match="give at least one worker"):
+        _launch.plan(args("-n", "0"), env={})
+    with pytest.raises(ActorScoopError, match="give at least one worker"):
+        _launch.plan(args("--hostfile", str(hf), "-n", "0"), env={})
 
 
 def test_batch_allocations_without_a_flag(tmp_path):
@@ -120,6 +125,15 @@ def probe(tmp_path):
 
 def parse(out, key):
     return json.loads(out.split(f"{key} ", 1)[1].splitlines()[0])
+
+
+@pytest.mark.timeout(150)
+def test_prolog_environment_is_what_the_script_exports(tmp_path):
+    (tmp_path / "p.sh").write_text("export FROM_PROLOG=1\nNOT_EXPORTED=2\ncd /\n")
+    assert _launch.prolog_environment(str(tmp_path / "p.sh")) == {"FROM_PROLOG": "1"}
+    (tmp_path / "bad.sh").write_text("echo broken >&2; exit 3\n")
+    with pytest.raises(ActorScoopError, match="failed with exit code 3: broken"):
+        _launch.prolog_environment(str(tmp_path / "bad.sh"))
 
 
 @pytest.mark.timeout(150)

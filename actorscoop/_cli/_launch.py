@@ -163,7 +163,10 @@ def plan(a, env=os.environ):
             raise ActorScoopError("--allocation: this does not run inside a SLURM, PBS/Torque "
                                   "or SGE job (none of their variables is set)")
     else:
-        return None, "this machine", a.n if a.n is not None else here
+        n = a.n if a.n is not None else here
+        if n < 1:
+            raise ActorScoopError(f"-n {n}: give at least one worker")
+        return None, "this machine", n
     hosts = [Host(h.name, h.cpus or here) for h in hosts]  # no count: as many as here
     n = a.n
     if n is None and source.endswith("allocation"):
@@ -177,14 +180,25 @@ def plan(a, env=os.environ):
 
 # ---------------------------------------------------------------------- worker settings
 def prolog_environment(path) -> dict:
-    """The environment after sourcing the shell script ``path`` (what it exports)."""
+    """What sourcing the shell script ``path`` exports: the variables it sets or changes
+    (against the same shell without it, which sets a few of its own)."""
     if not os.path.isfile(path):
         raise ActorScoopError(f"--prolog {path}: no such file")
-    done = subprocess.run(["sh", "-c", '. "$1" >&2 && env -0', "sh", os.path.abspath(path)],
+    before = _shell_environment(": >&2")
+    after = _shell_environment('. "$1" >&2', os.path.abspath(path))
+    if isinstance(after, subprocess.CompletedProcess):
+        raise ActorScoopError(f"--prolog {path} failed with exit code {after.returncode}: "
+                              f"{after.stderr.decode(errors='replace').strip()[-500:]}")
+    return {k: v for k, v in after.items() if before.get(k) != v and k not in ("_", "PWD", "OLDPWD")}
+
+
+def _shell_environment(script, *args):
+    """The environment ``sh`` has after running ``script``: a dict, or the completed
+    process when it failed."""
+    done = subprocess.run(["sh", "-c", f"{script} && env -0", "sh", *args],
                           capture_output=True, timeout=120)
     if done.returncode:
-        raise ActorScoopError(f"--prolog {path} failed with exit code {done.returncode}: "
-                              f"{done.stderr.decode(errors='replace').strip()[-500:]}")
+        return done
     pairs = (item.split(b"=", 1) for item in done.stdout.split(b"\0") if b"=" in item)
     return {k.decode(errors="replace"): v.decode(errors="replace") for k, v in pairs}
 
