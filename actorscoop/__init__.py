@@ -25,6 +25,9 @@ __all__ = [
     "ActorClass", "ActorHandle", "get_actor", "kill", "method", "timeline", "tqdm", "get_gpu_ids",
 ]
 
+# SCOOP's module globals (``import actorscoop as scoop; scoop.worker``), computed when read:
+# see _futures/_scoop_globals.py. Not in __all__: ``from actorscoop import *`` leaves them.
+_SCOOP_GLOBALS = ("worker", "SIZE", "IS_RUNNING", "IS_ORIGIN", "DEBUG", "logger")
 _WHERE = {  # public name -> the module that defines it
     **dict.fromkeys(("init", "shutdown", "is_initialized", "remote", "get", "put", "wait", "cancel",
                      "get_runtime_context", "RuntimeContext", "nodes", "cluster_resources",
@@ -37,6 +40,8 @@ _WHERE = {  # public name -> the module that defines it
 
 
 def __getattr__(name):
+    if name in _SCOOP_GLOBALS:  # SCOOP's worker, SIZE, IS_RUNNING, ...: read each time
+        return importlib.import_module("._futures._scoop_globals", __name__).value(name)
     where = _WHERE.get(name)
     if where is None:
         raise AttributeError(f"module 'actorscoop' has no attribute {name!r}")
@@ -46,7 +51,7 @@ def __getattr__(name):
 
 
 def __dir__():
-    return sorted(set(globals()) | set(__all__))
+    return sorted(set(globals()) | set(__all__) | set(_SCOOP_GLOBALS))
 
 
 def _start_embedded_node():

@@ -28,7 +28,8 @@ REPO = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
 import _watchdog  # noqa: E402
 
-BENCH_PY = os.path.join(os.environ.get("BENCH_VENV", "/work/benchvenv"), "bin", "python")
+import _venv  # noqa: E402  (this directory is sys.path[0])
+BENCH_PY = _venv.PYTHON
 
 
 def free_port():

@@ -27,7 +27,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 PEERS = os.path.join(HERE, "futures_peers")
 sys.path.insert(0, PEERS)
 
-DEFAULT_SCOOP_PYTHON = os.environ.get("BENCH_VENV", "/work/benchvenv") + "/bin/python"
+import _venv  # noqa: E402  (this directory is sys.path[0])
+DEFAULT_SCOOP_PYTHON = _venv.PYTHON
 
 
 def noop(x):

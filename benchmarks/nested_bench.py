@@ -38,8 +38,8 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 PEERS = os.path.join(HERE, "peers_nested")
-DEFAULT_VENV_PY = os.path.join(os.environ.get("BENCH_VENV", os.path.join(REPO, ".benchvenv")), "bin", "python")
-LEGACY_VENV_PY = "/work/benchvenv/bin/python"
+import _venv  # noqa: E402  (this directory is sys.path[0])
+DEFAULT_VENV_PY = _venv.PYTHON
 
 sys.path.insert(0, PEERS)
 import psutil  # noqa: E402
@@ -66,7 +66,7 @@ def parse_args(argv=None):
     p.add_argument("--json", default=None, help="write the raw cells to this file")
     args = p.parse_args(argv)
     if args.python is None:
-        args.python = next((py for py in (DEFAULT_VENV_PY, LEGACY_VENV_PY) if os.path.exists(py)), sys.executable)
+        args.python = DEFAULT_VENV_PY if os.path.exists(DEFAULT_VENV_PY) else sys.executable
     args.systems = [s.strip() for s in args.only.split(",") if s.strip()]
     if args.recurse_runs is None:
         args.recurse_runs = 1 if args.quick else 5

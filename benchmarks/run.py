@@ -23,7 +23,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 PEERS = os.path.join(HERE, "peers")
 OUT = os.path.join(HERE, "out")
-DEFAULT_VENV_PY = os.path.join(os.environ.get("BENCH_VENV", "/work/benchvenv"), "bin", "python")
+import _venv  # noqa: E402  (this directory is sys.path[0])
+DEFAULT_VENV_PY = _venv.PYTHON
 
 try:
     import psutil

@@ -18,6 +18,9 @@ benchmarks/_watchdog.py for a wall-clock timeout and a memory limit, cleaned up 
           and the wall time of get([total.remote(ref) for _ in range(8)]).
 - small:  10,000 puts, then 10,000 gets, of 1 KB numpy arrays (rates).
 - spill:  a 256 MiB store; put 1 GB as ten 100 MB arrays, then get the first one back.
+- plasma_api: the pyarrow.plasma API on a standalone store (actorscoop only: Ray's plasma
+          cannot run alone): create+write+seal and get_buffers of 1 KB, 1 MB, 100 MB objects.
+- arrow:  put and get of a 100 MB Arrow table through the runtime, against a warm copy.
 
 The runners live in peers_store/ (one adapter per system, shared loop in _store_common.py).
 actor_bench.py reuses this driver for the actor workloads (issue 4).
@@ -38,7 +41,8 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 OUT = os.path.join(HERE, "out", "store-actors")
-DEFAULT_VENV_PY = os.path.join(os.environ.get("BENCH_VENV", "/work/benchvenv"), "bin", "python")
+import _venv  # noqa: E402  (this directory is sys.path[0])
+DEFAULT_VENV_PY = _venv.PYTHON
 DEFAULT_RESULTS = os.path.join(HERE, "RESULTS-store-actors.md")
 
 try:
@@ -428,6 +432,15 @@ STORE_TITLES = {
     "small": ("S4. 10,000 puts and 10,000 gets of 1 KB objects",
               "1 KB numpy uint8 arrays; put all 10,000 (refs kept), then get each one in a loop; "
               "500 warm-up puts; median rate of 3 rounds."),
+    "plasma_api": ("S6. The plasma API (pyarrow.plasma's) on a standalone store",
+                   "`plasma.start_plasma_store(1.5 GiB)`, one client: `create` + write the bytes "
+                   "(numpy into the returned buffer) + `seal`, for 20,000 objects of 1 KB, 500 of 1 MB, "
+                   "10 of 100 MB; then `get_buffers` of each. Ray's plasma cannot run alone (no "
+                   "peer); the physical limit is a warm copy of 100 MB."),
+    "arrow": ("S7. put/get of a 100 MB Arrow table through the runtime",
+              "A two-column `pyarrow.Table` of 100 MB; `put` then `get` (median of 11, after a "
+              "warm-up put). actorscoop writes it as an Arrow IPC stream into shared memory and "
+              "`get` maps it back zero-copy; the limit is a warm copy of its bytes."),
     "spill": ("S5. Spilling to local disk and restore",
               "`init(object_store_memory=256 MiB)`, then put 1 GB as ten 100 MB arrays (refs "
               "kept, so at least 744 MB must go to disk), then get the first array back "
@@ -449,6 +462,13 @@ def store_brief(workload, cell):
                 f"{x['readers_pss_MB']:.1f}), wall {x['wall_ms']:.1f} ms, procs {x['procs_base']}->{x['procs_held']}")
     if workload == "small":
         return f"puts {x['put_per_s']:,.0f}/s, gets {x['get_per_s']:,.0f}/s"
+    if workload == "plasma_api":
+        if "not_applicable" in x:
+            return x["not_applicable"]
+        return (f"1KB {x['create_1KB_per_s']:,.0f}/s create+seal, {x['get_1KB_per_s']:,.0f}/s get; "
+                f"100MB {x['create_100MB_GBps']:.2f} GB/s create, {x['get_100MB_per_s']:,.0f}/s get")
+    if workload == "arrow":
+        return f"put {x['table_put_ms']:.1f} ms ({x['table_put_vs_copy']:.2f}x copy), get {x['table_get_ms']:.3f} ms"
     if workload == "spill":
         return (f"overall {x['put_MBps_overall']:.0f} MB/s, spill {x['spill_MBps']:.0f} MB/s, "
                 f"restore {x['restore_first_ms']:.1f} ms")
@@ -527,6 +547,25 @@ def store_table(workload, by):
         ga = adv(m(by, A, "get_per_s"), m(by, R, "get_per_s"), "higher")
         out += ["", f"- Target: puts ≥ 5× Ray's rate: {verdict(None if pa is None else pa >= 5, ratio(pa))}",
                 f"- Target: gets ≥ 5× Ray's rate: {verdict(None if ga is None else ga >= 5, ratio(ga))}"]
+    elif workload == "plasma_api":
+        out += ["| measure | actorscoop | Ray |", "|---|---:|---:|"]
+        for label in ("1KB", "1MB", "100MB"):
+            for what, key in (("create+write+seal", "create"), ("get_buffers", "get")):
+                out.append(f"| {what} of {label} | {fmt(m(by, A, f'{key}_{label}_per_s'), '/s')} "
+                           f"({fmt(m(by, A, f'{key}_{label}_GBps'), ' GB/s')}) | n/a |")
+        out.append(f"| physical limit: warm copy of 100 MB | {fmt(m(by, A, 'warm_copy_100MB_ms'), 'ms')} | — |")
+        c1 = m(by, A, "create_1KB_per_s")
+        out += ["", f"- Target: 1 KB create+seal ≥ 20,000/s: "
+                    f"{verdict(None if c1 is None else c1 >= 20_000, fmt(c1, '/s'))}"]
+    elif workload == "arrow":
+        out += ["| measure | actorscoop | Ray | actorscoop advantage over Ray |", "|---|---:|---:|---:|"]
+        out.append(row("put of a 100 MB table", "table_put_ms", "ms", "lower"))
+        out.append(row("get of a 100 MB table", "table_get_ms", "ms", "lower"))
+        out.append(f"| physical limit: warm copy of its bytes | {fmt(m(by, A, 'warm_copy_ms'), 'ms')} | "
+                   f"{fmt(m(by, R, 'warm_copy_ms'), 'ms')} | — |")
+        pv, g = m(by, A, "table_put_vs_copy"), m(by, A, "table_get_ms")
+        out += ["", f"- Target: put ≤ 1.5× a warm copy: {verdict(None if pv is None else pv <= 1.5, ratio(pv))}",
+                f"- Target: get ≤ 1 ms: {verdict(None if g is None else g <= 1.0, fmt(g, 'ms'))}"]
     elif workload == "spill":
         out += ["| measure | actorscoop | Ray | actorscoop advantage over Ray |", "|---|---:|---:|---:|"]
         out.append(row("put 1 GB into a 256 MiB store, overall", "put_MBps_overall", "MB/s", "higher"))
@@ -556,7 +595,7 @@ STORE_NOTES = [
 STORE_SUITE = {
     "name": "store", "title": "object store (issue 3)", "doc": __doc__, "peers": "peers_store",
     "runners": {"actorscoop": "asc_store_peer.py", "ray": "ray_store_peer.py"},
-    "workloads": ["put", "get", "share8", "small", "spill"],
+    "workloads": ["put", "get", "share8", "small", "spill", "plasma_api", "arrow"],
     "brief": store_brief, "table": store_table, "notes": STORE_NOTES,
 }
 

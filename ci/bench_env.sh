@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # Create the benchmark virtualenv with actorscoop (editable) and its peers.
 #
-#   bash ci/bench_env.sh            # -> /work/benchvenv (or $BENCH_VENV)
+#   bash ci/bench_env.sh            # -> .benchvenv in this checkout (or $BENCH_VENV)
 #
 # Peers: ray[default], dask[distributed], loky, scoop (+ psutil, numpy).
 # A peer that fails to install is reported and skipped; the suite then shows
 # it as "not installed". Re-running is cheap: pip skips what is already there.
 set -u
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-VENV="${BENCH_VENV:-/work/benchvenv}"
+VENV="${BENCH_VENV:-$REPO/.benchvenv}"
 PY="${PYTHON:-python3}"
 
 if [ ! -x "$VENV/bin/python" ]; then

@@ -178,6 +178,56 @@ def test_async_actor_runs_calls_concurrently(node):
     assert asc.get(a.plain.remote()) == "plain"
 
 
+def test_cancel_reaches_an_async_actors_call(node, tmp_path):
+    """asc.cancel of a running async call cancels its coroutine (it sees CancelledError at
+    its await, can clean up) and its get raises TaskCancelledError; a call still waiting for
+    a slot is dropped; the actor keeps serving."""
+    from actorscoop.exceptions import TaskCancelledError
+
+    @asc.remote(max_concurrency=3)
+    class Waiter:
+        def __init__(self, log):
+            self.log = log
+            self.cleaned = 0
+
+        async def wait_long(self):
+            with open(self.log, "a") as f:
+                f.write("started\n")
+            try:
+                await asyncio.sleep(120)
+            except asyncio.CancelledError:
+                self.cleaned += 1
+                raise
+            return "slept"
+
+        async def quick(self):
+            await asyncio.sleep(0.01)
+            return "quick"
+
+        def cleaned_up(self):
+            return self.cleaned
+
+    log = tmp_path / "calls.log"
+    a = Waiter.remote(str(log))
+    running = [a.wait_long.remote() for _ in range(3)]  # every slot
+
+    def started():
+        return log.read_text().count("started") if log.exists() else 0
+    wait_for(lambda: started() == 3, 30, what="three calls running")
+    queued = a.wait_long.remote()  # waits for a slot
+    for ref in running + [queued]:
+        asc.cancel(ref)
+    for ref in running:
+        with pytest.raises(TaskCancelledError, match="wait_long.. was cancelled while running"):
+            asc.get(ref, timeout=30)
+    with pytest.raises(TaskCancelledError, match="wait_long.. was cancelled before it started"):
+        asc.get(queued, timeout=30)
+    assert asc.get(a.cleaned_up.remote(), timeout=30) == 3
+    assert started() == 3  # the queued call never ran
+    assert asc.get(a.quick.remote(), timeout=30) == "quick"
+    asc.kill(a)
+
+
 def test_named_actor_and_get_if_exists(node):
     c = Counter.options(name="shared-counter").remote(100)
     h = asc.get_actor("shared-counter")

@@ -207,3 +207,12 @@ def test_a_zombie_node_counts_as_stopped():
         assert _session.pid_alive(os.getpid())
     finally:
         proc.wait()
+
+
+def test_version_names_the_package_and_what_it_runs_on():
+    out = subprocess.run([sys.executable, "-m", "actorscoop", "--version"], capture_output=True,
+                         text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    line = out.stdout.strip()
+    assert line.startswith(f"actorscoop {asc.__version__} (Python {sys.version.split()[0]}, pyzmq "), line
+    assert "\n" not in line

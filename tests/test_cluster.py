@@ -220,6 +220,35 @@ def test_status_on_the_head_lists_every_node(cluster):
     assert "Cluster at" in text and cluster.info(2)["node_id"][:12] in text
 
 
+@asc.remote(resources={"actor_slot": 1})
+class Holder:
+    def hold(self, n):
+        self.ref = asc.put(np.ones(n))  # owned here: it stays in this node's store
+        return asc.get_runtime_context().get_node_id()
+
+
+def test_members_heartbeats_carry_their_store_use(cluster):
+    """The head's node table (what members and `asc.nodes()` see of the cluster) tells how
+    much of each member's store is used: a heartbeat used to say 0 whatever it held."""
+    from actorscoop._cli._main import request
+    holder = Holder.remote()
+    node2 = asc.get(holder.hold.remote(1_000_000), timeout=60)  # 8 MB
+    assert node2 == cluster.info(2)["node_id"]
+
+    def used_as_node1_hears_it():
+        for n in request(cluster.info(1), "status")["cluster"]["nodes"]:
+            if n["node_id"] == node2:
+                return (n.get("store") or {}).get("used", 0)
+        return 0
+    try:
+        wait_for(lambda: used_as_node1_hears_it() >= 8_000_000, 30,
+                 what="node 2's heartbeat counting the 8 MB it holds")
+        from actorscoop._cli._status_text import _store
+        assert _store({"used": 8_000_000}) == "7.6 MiB used"
+    finally:
+        asc.kill(holder)
+
+
 def test_a_wrong_token_is_refused_fast_with_a_clear_error(cluster, tmp_path, monkeypatch):
     monkeypatch.setenv("ACTORSCOOP_TMPDIR", str(tmp_path))
     wrong = _secure.new_credentials()

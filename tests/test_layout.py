@@ -205,9 +205,11 @@ PUBLIC = {
                         "placement_group", "placement_group_table", "remove_placement_group"],
     "actorscoop.joblib": ["ActorScoopBackend", "register"],
     "actorscoop.multiprocessing": ["AsyncResult", "Pool"],
-    "actorscoop.plasma": ["ObjectExistsError", "ObjectNotFoundError", "ObjectStoreFullError", "PlasmaClient",
-                          "PlasmaError", "ProtocolError", "StoreHandle", "StoreUnavailableError", "deserialize",
-                          "serialize", "spawn_store", "start_store"],
+    "actorscoop.plasma": ["ObjectID", "ObjectNotAvailable", "PlasmaClient", "connect", "start_plasma_store",
+                          "PlasmaObjectExists", "PlasmaObjectNotFound", "PlasmaStoreFull", "StoreClient",
+                          "ObjectExistsError", "ObjectNotFoundError", "ObjectStoreFullError",
+                          "PlasmaError", "ProtocolError", "StoreHandle", "StoreUnavailableError",
+                          "spawn_store", "start_store"],
 }
 
 

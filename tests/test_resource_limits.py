@@ -11,6 +11,7 @@ import pickle
 import re
 import subprocess
 import sys
+import textwrap
 import time
 
 import numpy as np
@@ -281,6 +282,31 @@ def test_a_task_that_outgrows_the_node_is_killed_with_out_of_memory_error(memory
     assert store and not psutil.pid_exists(raylet) and not psutil.pid_exists(store)
     assert not [f for f in os.listdir("/dev/shm") if f.startswith(f"actorscoop-plasma-{store}-")]
     assert issubclass(ActorDiedError, ActorScoopError)
+
+
+def test_status_and_the_store_size_read_the_cgroups_limit(memory_cgroup, tmp_path):
+    """A node in a 768 MiB cgroup on a machine of many GiB: `status` (and the dashboard)
+    show the cgroup's 768 MiB as the node's memory, and the default store is 30% of it."""
+    script = textwrap.dedent("""
+        import json, actorscoop as asc
+        asc.init(num_cpus=1)
+        asc.get(asc.put(bytes(1 << 20)))  # the store is up (init() does not wait for it)
+        st = asc._driver._api.status()
+        print("RESULT " + json.dumps({"memory": st["memory"], "capacity": st["store"]["capacity"]}))
+        asc.shutdown()
+    """)
+    proc = subprocess.run(memory_cgroup.launcher([sys.executable, "-c", script]), capture_output=True,
+                          text=True, timeout=100, cwd=HERE, env=dict(os.environ, ACTORSCOOP_TMPDIR=str(tmp_path)))
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
+    assert proc.returncode == 0 and lines, proc.stdout + proc.stderr[-3000:]
+    out = json.loads(lines[0][len("RESULT "):])
+    assert out["memory"]["total"] == 768 * MiB, out
+    assert 0 <= out["memory"]["available"] < 768 * MiB and "cgroup" in out["memory"]["source"]
+    assert psutil.virtual_memory().total > 2 * 768 * MiB  # else the test proves nothing
+    assert out["capacity"] <= int(0.3 * 768 * MiB)
+    from actorscoop._cli._status_text import _memory as memory_text
+    assert memory_text(out["memory"]).endswith("/ 768.0 MiB")
+    assert memory_cgroup.close() == []
 
 
 # ---------------------------------------------------------------------- a full spill disk

@@ -30,8 +30,10 @@ STANDIN = os.path.join(HERE, "ssh_standin.py")
 SSH = f"{shlex.quote(PY)} {shlex.quote(STANDIN)} -o BatchMode=yes"
 # A head on 127.0.0.1 and a free port; the hosts run this Python.
 COMMON = ["--ssh", SSH, "--python", PY, "--port", "0", "--host", "127.0.0.1"]
+# The launcher's --host is SCOOP's list of hosts; the head's bind address is --bind.
+LAUNCH = ["--ssh", SSH, "--python", PY, "--port", "0", "--bind", "127.0.0.1"]
 BATCH_VARS = ("SLURM_JOB_NODELIST", "SLURM_NODELIST", "SLURM_JOB_CPUS_PER_NODE",
-              "PBS_NODEFILE", "PE_HOSTFILE")
+              "PBS_NODEFILE", "PE_HOSTFILE", "SLURM_NTASKS", "PBS_NP", "NSLOTS")
 
 
 def cli(*args, timeout=150, **kwargs):
@@ -365,7 +367,7 @@ def test_launcher_runs_a_script_on_the_hosts_and_stops_them(env, how, code):
     hf = env.hostfile("h1 1\nh2 1\n")
     # As from a terminal: a shell's background job (CI's, say) starts with SIGINT ignored,
     # and Python then never turns it into KeyboardInterrupt.
-    r = cli("--hostfile", hf, "-n", "1", *COMMON, str(script), how,
+    r = cli("--hostfile", hf, "-n", "2", *LAUNCH, str(script), how,
             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     assert r.returncode == code, r.stdout + r.stderr
     pids = json.loads(r.stdout.split("PIDS ")[1].splitlines()[0])
@@ -381,7 +383,10 @@ def test_launcher_runs_a_script_on_the_hosts_and_stops_them(env, how, code):
         assert "the script failed" in r.stderr
     wait_for(lambda: not alive(pids), 30, what=f"processes {alive(pids)} to exit")
     assert env.states() == [] and _session.list_nodes() == []
-    assert [x["command"].split()[3] for x in env.ssh_log()] == ["start"] * 2 + ["stop"] * 2
+    commands = [shlex.split(x["command"]) for x in env.ssh_log()]
+    assert [c[c.index("actorscoop") + 1] for c in commands] == ["start"] * 2 + ["stop"] * 2
+    # The launcher's settings travel to the hosts' nodes (and so to their workers).
+    assert all("ACTORSCOOP_SIZE=2" in c for c in commands[:2]), commands
 
 
 def test_remote_command_reads_its_input_and_the_command_line_does_not_hold_it(env):
@@ -397,11 +402,11 @@ def test_launcher_options_for_hosts_need_a_hostfile(env, tmp_path):
     script = tmp_path / "s.py"
     script.write_text("print('ran')\n")
     r = cli("--ssh", "ssh -p 2", str(script))
-    assert r.returncode == 2 and "need --hostfile F or --allocation" in r.stderr
+    assert r.returncode == 2 and "need --hostfile F or --host H" in r.stderr
     r = cli("--address", "127.0.0.1:1", "--hostfile", "x", str(script))
     assert r.returncode == 2 and "give one of them" in r.stderr
-    r = cli("--allocation", *COMMON, str(script))  # outside a batch job
-    assert r.returncode == 1 and "no hosts to start nodes on" in r.stderr
+    r = cli("--allocation", *LAUNCH, str(script))  # outside a batch job
+    assert r.returncode == 1 and "does not run inside a SLURM" in r.stderr
     assert "ran" not in r.stdout
 
 
@@ -424,3 +429,59 @@ def test_a_node_of_the_heads_machine_joins_with_the_saved_token(env):
         assert "CPU 2.0 extra 1.0" in out.stdout, out.stderr
     finally:
         assert cli("stop").returncode == 0
+
+
+# ---------------------------------------------------------------------- SCOOP's launcher
+SCOOP_SCRIPT = textwrap.dedent("""
+    import json, os
+    import actorscoop as scoop
+    from actorscoop import futures
+
+    def where(_):
+        return os.environ.get("FROM_PROLOG"), scoop.SIZE, scoop.IS_ORIGIN
+
+    if __name__ == "__main__":
+        cpus = {next((k[5:] for k in n["Resources"] if k.startswith("host:")), "?"):
+                n["Resources"].get("CPU", 0) for n in scoop.nodes()}
+        print("CPUS", json.dumps(cpus), flush=True)
+        print("TASKS", json.dumps(sorted(set(futures.map(where, range(12))))), flush=True)
+""")
+
+
+@pytest.mark.timeout(150)
+def test_scoop_launcher_fills_the_hosts_in_order_and_sources_the_prolog(env):
+    """-n 3 over 'h1 2, h2 2': two workers on h1, one on h2, none here (SCOOP's division);
+    what the prolog exports, the hosts' workers see."""
+    script = env.tmp / "scoop_hosts.py"
+    script.write_text(SCOOP_SCRIPT)
+    prolog = env.tmp / "prolog.sh"
+    prolog.write_text("export FROM_PROLOG=sourced-on-the-host\n")
+    hf = env.hostfile("h1 2\nh2:2\n")
+    r = cli("--hostfile", hf, "-n", "3", *LAUNCH, "--prolog", str(prolog), str(script))
+    assert r.returncode == 0, r.stdout + r.stderr
+    cpus = json.loads(r.stdout.split("CPUS ")[1].splitlines()[0])
+    me = socket.gethostname()
+    assert cpus == {"h1": 2, "h2": 1, me: 0}, cpus
+    assert json.loads(r.stdout.split("TASKS ")[1].splitlines()[0]) == [
+        ["sourced-on-the-host", 3, False]]
+    starts = [x["command"] for x in env.ssh_log() if " start " in x["command"]]
+    assert len(starts) == 2 and all(str(prolog) in c for c in starts)
+    assert "Stopped the cluster" in r.stdout
+
+
+@pytest.mark.timeout(150)
+def test_scoop_launcher_finds_the_hosts_of_a_slurm_job(env, monkeypatch):
+    """Inside a batch job the hosts come from the allocation without a flag; -n defaults
+    to SLURM_NTASKS; the head binds every interface and says where the hosts join it."""
+    script = env.tmp / "scoop_hosts.py"
+    script.write_text(SCOOP_SCRIPT)
+    monkeypatch.setenv("SLURM_JOB_NODELIST", "h[1-2]")
+    monkeypatch.setenv("SLURM_JOB_CPUS_PER_NODE", "1(x2)")
+    monkeypatch.setenv("SLURM_NTASKS", "2")
+    r = cli("--ssh", SSH, "--python", PY, "-e", "127.0.0.1", str(script))
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "Hosts from the SLURM allocation: 2" in r.stdout
+    assert "serving nodes on 0.0.0.0:" in r.stdout and "hosts join 127.0.0.1:" in r.stdout
+    cpus = json.loads(r.stdout.split("CPUS ")[1].splitlines()[0])
+    assert cpus == {"h1": 1, "h2": 1, socket.gethostname(): 0}, cpus
+    assert json.loads(r.stdout.split("TASKS ")[1].splitlines()[0]) == [[None, 2, False]]

@@ -4,7 +4,6 @@ the script launcher ``python -m actorscoop [-n N] [--address A | --hostfile F] s
 import argparse
 import json
 import os
-import runpy
 import signal
 import socket
 import sys
@@ -16,17 +15,24 @@ from ..exceptions import ActorScoopError
 
 DEFAULT_PORT = 6380
 _COMMANDS = ("start", "stop", "status", "memory", "timeline", "logs", "up", "down")
-_LAUNCHER_OPTIONS = ("-n", "--num-cpus", "--address", "--hostfile", "--allocation", "--ssh",
-                     "--python", "--port", "--host", "--head-address", "--timeout")
 
 
 def main(argv=None):
+    """``actorscoop COMMAND ...``, or the launcher: anything that is not a command
+    (``python -m actorscoop [options] script.py [args]``, ``--help``)."""
     argv = sys.argv[1:] if argv is None else argv
-    if argv and argv[0] not in _COMMANDS and (
-            argv[0].endswith(".py") or argv[0].split("=", 1)[0] in _LAUNCHER_OPTIONS):
-        return launch_script(argv)
+    if not argv or argv[0] not in _COMMANDS:
+        from ._launch import main as launch
+        if not argv:
+            from ._launch import parser
+            parser(_COMMANDS).print_help()
+            return 2
+        return launch(argv, _COMMANDS)
     parser = _parser()
     args = parser.parse_args(argv)
+    if args.version:  # printed here: argparse's version action wraps the line
+        print(version_text())
+        return 0
     if not getattr(args, "command", None):
         parser.print_help()
         return 2
@@ -37,8 +43,23 @@ def main(argv=None):
         return 1
 
 
+def version_text():
+    """``actorscoop X.Y.Z (Python A.B.C, pyzmq P, pyarrow A)``: what a bug report needs."""
+    from importlib import metadata
+    from .. import __version__
+    parts = [f"Python {sys.version.split()[0]}"]
+    for dist in ("pyzmq", "pyarrow", "cloudpickle"):
+        try:
+            parts.append(f"{dist} {metadata.version(dist)}")
+        except metadata.PackageNotFoundError:
+            parts.append(f"{dist} missing")
+    return f"actorscoop {__version__} ({', '.join(parts)})"
+
+
 def _parser():
     p = argparse.ArgumentParser(prog="actorscoop", description="Run and inspect actorscoop nodes.")
+    p.add_argument("--version", action="store_true",
+                   help="print the versions of actorscoop, Python, pyzmq, pyarrow, cloudpickle")
     sub = p.add_subparsers(dest="command")
     s = sub.add_parser("start", help="start a node on this machine")
     s.add_argument("--head", action="store_true", help="start the head node of a new cluster")
@@ -366,52 +387,3 @@ def cmd_timeline(args):
 def cmd_logs(args):
     from ._logs import cmd_logs as show
     return show(args)
-
-
-# ---------------------------------------------------------------------- launcher
-def launch_script(argv):
-    """``python -m actorscoop [-n N] [--address A | --hostfile F] script.py [args]``: run a
-    script with a node of N CPUs (embedded), connected to ``--address``, or on a cluster
-    started for it on the hosts of ``--hostfile`` (or ``--allocation``) and stopped when
-    it ends."""
-    from . import _up
-    p = argparse.ArgumentParser(prog="python -m actorscoop")
-    p.add_argument("-n", "--num-cpus", type=int, default=None, metavar="N",
-                   help="CPUs of the node on this machine (with --hostfile: of the head)")
-    p.add_argument("--address", default=None, help="HOST:PORT of a running head to use")
-    p.add_argument("--allocation", action="store_true",
-                   help="start nodes on the hosts of the batch job this runs in (SLURM, "
-                        "PBS/Torque, SGE), as `actorscoop up` does without --hostfile")
-    _up.add_up_options(p, 0, launcher=True)
-    p.add_argument("script")
-    p.add_argument("args", nargs=argparse.REMAINDER)
-    a = p.parse_args(argv)
-    if a.address and (a.hostfile or a.allocation):
-        p.error("--address uses a running cluster; --hostfile and --allocation start one: "
-                "give one of them")
-    if a.hostfile and a.allocation:
-        p.error("give --hostfile or --allocation, not both")
-    if not (a.hostfile or a.allocation) and _up.options_given(a):
-        p.error(f"{', '.join(_up.options_given(a))}: these start nodes on other hosts and "
-                "need --hostfile F or --allocation")
-    if not os.path.exists(a.script):
-        print(f"actorscoop: no such script: {a.script}", file=sys.stderr)
-        return 2
-    if a.hostfile or a.allocation:
-        try:
-            return _up.run_on_hosts(a, lambda: _run_script(a))
-        except ActorScoopError as exc:
-            print(f"actorscoop: {exc}", file=sys.stderr)
-            return 1
-    if a.num_cpus is not None:
-        os.environ["ACTORSCOOP_NUM_CPUS"] = str(a.num_cpus)
-    if a.address:
-        os.environ["ACTORSCOOP_ADDRESS"] = a.address
-    return _run_script(a)
-
-
-def _run_script(a):
-    sys.argv = [a.script, *a.args]
-    sys.path.insert(0, os.path.dirname(os.path.abspath(a.script)))
-    runpy.run_path(a.script, run_name="__main__")
-    return 0

@@ -188,6 +188,8 @@ def _summed(nodes):
 
 
 def _store(st):
+    if st and "capacity" not in st and "used" in st:  # a member, as its heartbeat tells it
+        return f"{size(st['used'])} used"
     if not st or "capacity" not in st:
         return (st or {}).get("error", "")[:40]
     text = f"{size(st.get('used', 0))} / {size(st['capacity'])}"

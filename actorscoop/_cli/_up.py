@@ -176,8 +176,11 @@ class ClusterUp:
 
     def __init__(self, hosts, source, *, ssh=DEFAULT_SSH, python=DEFAULT_PYTHON, port=0,
                  bind=DEFAULT_BIND, address=None, num_cpus=None, timeout=DEFAULT_TIMEOUT,
-                 say=print, hints=True):
+                 say=print, hints=True, env=None, prolog=None):
         self.launcher = RemoteLauncher(ssh)
+        # The launcher's worker settings (environment) and a shell script each host's
+        # node sources before it starts (--prolog).
+        self.env, self.prolog = dict(env or {}), prolog
         self.hints = hints  # how to use and stop the cluster, for `up`
         self.hosts, self.source, self.python = list(hosts), source, python
         self.port, self.bind, self.num_cpus, self.timeout = port, bind, num_cpus, timeout
@@ -270,8 +273,11 @@ class ClusterUp:
                 "--resources", json.dumps({f"host:{host.name}": 1})]
         if host.cpus:
             argv += ["--num-cpus", str(host.cpus)]
+        if self.prolog:  # sourced by the shell that then becomes the node's start
+            argv = ["sh", "-c", '. "$0" >&2 && exec "$@"', self.prolog, *argv]
         try:
-            done = self.launcher.run(host, argv, self.timeout, check=True, input=token + "\n")
+            done = self.launcher.run(host, argv, self.timeout, env=self.env, check=True,
+                                     input=token + "\n")
         except RemoteTimeoutError as exc:
             return UNKNOWN, f"{exc} Its node may have started: `actorscoop down` will look."
         except (RemoteCommandError, OSError, ValueError) as exc:
@@ -436,12 +442,11 @@ def cmd_down(args):
     return 0 if all(ok) else 1
 
 
-def run_on_hosts(a, run_script):
-    """``python -m actorscoop --hostfile F script.py``: ``up``, run the script with
-    ACTORSCOOP_ADDRESS set to the head, then ``down``, also when the script fails, is
-    interrupted (Ctrl-C) or gets SIGTERM. A host that fails to start stops the run
-    before the script starts (exit code 1)."""
-    cluster = _cluster_from_args(a, a.num_cpus, hints=False)
+def run_cluster(cluster, run_script):
+    """``python -m actorscoop --hostfile F script.py``: start ``cluster`` (a
+    :class:`ClusterUp`), run ``run_script()`` with ACTORSCOOP_ADDRESS set to the head, then
+    ``down``, also when the script fails, is interrupted (Ctrl-C) or gets SIGTERM. A host
+    that fails to start stops the run before the script starts (exit code 1)."""
     previous = signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:
         failed = cluster.start()

@@ -18,6 +18,7 @@ from .._common._ids import new_task_id, object_id, task_of
 from ._object_ref import ObjectRef
 from ..exceptions import GetTimeoutError, ObjectLostError
 from ..plasma._errors import ObjectStoreFullError
+from ..plasma._layout import arrow_nbytes, is_arrow
 
 _SIMPLE = (type(None), bool, int, float, str, bytes)
 
@@ -119,9 +120,9 @@ class CoreClient:
         if self._plasma_client is None:
             with self._plasma_lock:
                 if self._plasma_client is None:
-                    from ..plasma import PlasmaClient
+                    from ..plasma._client import StoreClient
                     _wait_for_path(self.plasma_socket, 30.0)
-                    self._plasma_client = PlasmaClient(self.plasma_socket, prefault_idle=self.prefault_idle)
+                    self._plasma_client = StoreClient(self.plasma_socket, prefault_idle=self.prefault_idle)
         return self._plasma_client
 
     def _close_plasma(self):
@@ -211,22 +212,25 @@ class CoreClient:
             fut.set_exception(exc)
 
     def serialize_value(self, object_id_, value):
-        """Serialize for a result or a put: (kind, data, size, contained)."""
+        """Serialize for a result or a put: (kind, data, size, contained). A large Arrow value
+        (a Table, RecordBatch, Array, ChunkedArray or Tensor) is stored as Arrow IPC."""
+        if is_arrow(value):
+            nbytes = arrow_nbytes(value)
+            if nbytes > self.inline_threshold:
+                self.plasma().put(object_id_, value)
+                return P.VALUE_PLASMA, None, nbytes, []
         stream, buffers, contained, nbytes = _serialization.dumps(value)
         if nbytes <= self.inline_threshold:
             return P.VALUE_INLINE, _serialization.pack_inline(stream, buffers), nbytes, contained
-        self.plasma().put_parts(object_id_, b"", stream, buffers)
+        self.plasma().put_parts(object_id_, stream, buffers)
         return P.VALUE_PLASMA, None, nbytes, contained
 
     def materialize(self, oid, kind, data, copy=False):
         """Turn a received value into the Python object (raises stored errors)."""
         if kind == P.VALUE_INLINE:
-            return _serialization.loads_inline(data)
+            return _serialization.loads_inline(data, copy)
         if kind == P.VALUE_PLASMA:
-            _meta, stream, buffers = self.plasma().get_parts(oid, timeout=10.0)
-            if copy:
-                buffers = [bytearray(b) for b in buffers]
-            return _serialization.loads_parts(stream, buffers)
+            return self.plasma().get(oid, timeout=10.0, copy=copy)
         raise _errors.unpack(data)
 
     # ------------------------------------------------------------------ functions
@@ -245,6 +249,10 @@ class CoreClient:
         task_id = new_task_id()
         renv, renv_oids = self.runtime_env_of(runtime_env)
         deps = []
+        if args and any(is_arrow(a) for a in args):  # stored as Arrow IPC, passed by ref
+            args = tuple(self._arrow_arg(a) for a in args)
+        if kwargs and any(is_arrow(v) for v in kwargs.values()):
+            kwargs = {k: self._arrow_arg(v) for k, v in kwargs.items()}
         if args and any(type(a) is ObjectRef for a in args):
             new_args = []
             for a in args:
@@ -275,7 +283,7 @@ class CoreClient:
             args_object = object_id(new_task_id(), 0)
             if blob is not None:
                 stream, buffers = blob, []
-            self.plasma().put_parts(args_object, b"", stream, buffers)
+            self.plasma().put_parts(args_object, stream, buffers)
             wire_args = None
         elif blob is not None:
             wire_args = blob
@@ -300,6 +308,14 @@ class CoreClient:
             return refs
         self._send([*before, rec])
         return refs
+
+    def _arrow_arg(self, value):
+        """A large top-level Arrow argument is put on its own, as Arrow IPC, and passed as a
+        ref (resolved to the value before the function runs): any Arrow reader can read it
+        in the store, and the task reads it zero-copy."""
+        if is_arrow(value) and arrow_nbytes(value) > self.inline_threshold:
+            return self.put(value)
+        return value
 
     # ------------------------------------------------------------------ runtime environments
     _packer = None

@@ -29,6 +29,11 @@ class ObjectRef:
     def hex(self) -> str:
         return self.id.hex()
 
+    def binary(self) -> bytes:
+        """The 20-byte object id (as Ray's): the id of the object in its node's store, so
+        ``actorscoop.plasma.ObjectID(ref.binary())`` names it for the plasma API."""
+        return self.id
+
     def task_id(self) -> bytes:
         return task_of(self.id)
 

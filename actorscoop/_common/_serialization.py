@@ -74,10 +74,13 @@ def pack_inline(stream, buffers):
     return [stream, *(bytes(b) for b in buffers)]
 
 
-def loads_inline(data):
+def loads_inline(data, copy=False):
+    """An inline value; ``copy=True``: its arrays are writable (they are views of the message
+    otherwise, read-only like the store's)."""
     if type(data) is bytes:
         return pickle.loads(data)
-    return pickle.loads(data[0], buffers=data[1:])
+    buffers = [bytearray(b) for b in data[1:]] if copy else data[1:]
+    return pickle.loads(data[0], buffers=buffers)
 
 
 def loads_parts(stream, buffers):

@@ -264,15 +264,21 @@ def timeline(filename=None) -> list:
 
 
 def nodes() -> list:
-    """One dict per node of the cluster (or the one node): id, alive, resources, address."""
+    """One dict per node of the cluster (or the one node): id, alive, resources, address, and
+    ``ObjectStoreSocketName``, the socket of its object store (``actorscoop.plasma.connect``
+    takes it; None for a node on another machine, whose socket is not reachable from here)."""
     s = status()
     table = (s.get("cluster") or {}).get("nodes")
+    core = _context.current()
+    here = core.node_id.hex()
     if not table:
         return [{"NodeID": s["node_id"], "Alive": True, "Resources": s["resources_total"],
-                 "NodeManagerAddress": "127.0.0.1", "head": s["head"], "pid": s["pid"]}]
+                 "NodeManagerAddress": "127.0.0.1", "head": s["head"], "pid": s["pid"],
+                 "ObjectStoreSocketName": core.plasma_socket}]
     return [{"NodeID": n["node_id"], "Alive": n["alive"], "Resources": n["resources"],
              "Available": n["available"], "NodeManagerAddress": n["address"].rpartition(":")[0],
-             "head": n["head"], "pid": n["pid"], "host": n["host"]} for n in table]
+             "head": n["head"], "pid": n["pid"], "host": n["host"],
+             "ObjectStoreSocketName": core.plasma_socket if n["node_id"] == here else None} for n in table]
 
 
 def _summed(key):

@@ -1,16 +1,25 @@
-"""actorscoop's node object store: shared-memory objects, zero-copy reads, spilling to disk.
+"""actorscoop's Arrow shared-memory object store, usable alone: a drop-in for the
+``pyarrow.plasma`` module that Arrow removed in pyarrow 12.
 
-Start a store with ``start_store``; talk to it with ``PlasmaClient``.  See docs/plasma.md.
+    import actorscoop.plasma as plasma
+    client = plasma.connect("/tmp/plasma")           # a store: actorscoop-plasma-store -m BYTES -s /tmp/plasma
+    buf = client.create(plasma.ObjectID.from_random(), 1000)   # a mutable pyarrow.Buffer in shared memory
+
+The runtime's own client is ``StoreClient``; ``start_store`` runs a store as a child process.
+See docs/plasma.md for what differs from Arrow's store and for the object format.
 """
 
 import importlib
 
 # Names are imported on first use (PEP 562), so a process that only starts a store
-# (the raylet) does not pay for the client's imports, nor the store for the client's.
+# (the raylet) does not pay for the client's imports, nor anything for pyarrow until the
+# plasma API is used.
 _WHERE = {
-    "PlasmaClient": "._client",
+    "ObjectID": "._compat", "ObjectNotAvailable": "._compat", "PlasmaClient": "._compat",
+    "connect": "._compat", "start_plasma_store": "._compat", "PlasmaObjectExists": "._compat",
+    "PlasmaObjectNotFound": "._compat", "PlasmaStoreFull": "._compat",
+    "StoreClient": "._client",
     "start_store": "._launch", "spawn_store": "._launch", "StoreHandle": "._launch",
-    "serialize": "._serialization", "deserialize": "._serialization",
     "PlasmaError": "._errors", "ObjectStoreFullError": "._errors", "ObjectNotFoundError": "._errors",
     "ObjectExistsError": "._errors", "StoreUnavailableError": "._errors", "ProtocolError": "._errors",
 }
@@ -30,12 +39,20 @@ def __dir__():
 
 
 __all__ = [
+    # Arrow's pyarrow.plasma
+    "ObjectID",
+    "ObjectNotAvailable",
     "PlasmaClient",
+    "connect",
+    "start_plasma_store",
+    "PlasmaObjectExists",
+    "PlasmaObjectNotFound",
+    "PlasmaStoreFull",
+    # the runtime's
+    "StoreClient",
     "start_store",
     "spawn_store",
     "StoreHandle",
-    "serialize",
-    "deserialize",
     "PlasmaError",
     "ObjectStoreFullError",
     "ObjectNotFoundError",

@@ -1,5 +1,6 @@
-"""The store process: ``python -m actorscoop.plasma --socket PATH --capacity BYTES [--spill-dir DIR]
-[--shm-dir DIR]``.
+"""The store process: ``python -m actorscoop.plasma -s SOCKET -m BYTES [-d DIR] [--spill-dir DIR]``,
+also installed as ``actorscoop-plasma-store`` (the flags of Arrow's ``plasma_store``: ``-s``,
+``-m``, ``-d`` the directory of the memory file, e.g. a hugetlbfs mount, ``-h`` huge pages).
 
 Prints ``READY {json: arena_path, spill_path}`` on stdout once it accepts connections (or ``ERROR <why>``
 and exits 1).  Exits cleanly, removing its arena and socket files, on SIGTERM, SIGINT,
@@ -45,24 +46,37 @@ def _die_with_parent(parent_pid: int | None) -> None:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m actorscoop.plasma", description="actorscoop object store")
-    parser.add_argument("--socket", required=True, help="path of the ipc:// socket to bind")
-    parser.add_argument("--capacity", required=True, type=int, help="arena size in bytes")
+    parser = argparse.ArgumentParser(prog="actorscoop-plasma-store", add_help=False,
+                                     description="actorscoop's Arrow shared-memory object store (plasma)")
+    parser.add_argument("--help", action="help", help="show this help message and exit")
+    parser.add_argument("-s", "--socket", required=True, help="path of the Unix socket clients connect to")
+    parser.add_argument("-m", "--capacity", required=True, type=int, help="store memory in bytes")
+    parser.add_argument("-d", "--shm-dir", default=None,
+                        help="directory of the memory file: a tmpfs or hugetlbfs mount (default /dev/shm)")
+    parser.add_argument("-h", "--hugepages", action="store_true",
+                        help="the -d directory is a hugetlbfs mount (the memory is rounded to its page size)")
+    parser.add_argument("-e", "--external-store", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--spill-dir", default=None, help="directory for spilled objects and fallback files")
     parser.add_argument("--parent-pid", type=int, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--prefault-bytes", type=int, default=DEFAULT_PREFAULT,
                         help="pre-fault this much of the arena in the background (default 1 GiB)")
-    parser.add_argument("--shm-dir", default=None,
-                        help="directory of the shared-memory arena file, on a tmpfs (default /dev/shm)")
     parser.add_argument("--validate", action="store_true", help="check store invariants after every request")
     args = parser.parse_args(argv)
+    if args.external_store is not None:
+        parser.error("external stores (-e) are not supported: objects that do not fit are evicted or spilled")
+    if args.hugepages:
+        if args.shm_dir is None:
+            parser.error("-h (huge pages) needs -d, the directory of a hugetlbfs mount")
+        page = os.statvfs(args.shm_dir).f_bsize
+        args.capacity = -(-args.capacity // page) * page
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
                         format=f"plasma[{os.getpid()}] %(levelname)s: %(message)s")
     faulthandler.register(signal.SIGUSR1, all_threads=True)  # kill -USR1 <pid>: dump stacks
     signal.signal(signal.SIGTERM, _on_signal)
     signal.signal(signal.SIGINT, _on_signal)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM, signal.SIGINT})  # the mask survives exec
-    _die_with_parent(args.parent_pid)
+    if args.parent_pid is not None:
+        _die_with_parent(args.parent_pid)
     server = None
     try:
         signals = {signal.SIGTERM, signal.SIGINT}

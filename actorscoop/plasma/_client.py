@@ -1,4 +1,4 @@
-"""PlasmaClient: read and write objects in shared memory; ask the store for blocks and pins.
+"""StoreClient: the runtime's client of the store; read and write objects in shared memory; ask the store for blocks and pins.
 
 Thread-safe: the socket belongs to one I/O thread (``_connection.py``); any
 thread may call any method, and a get waiting for an object blocks only its own
@@ -46,7 +46,7 @@ class _Pin:
         finalizer.atexit = False
 
 
-class PlasmaClient:
+class StoreClient:
     """A connection to the object store at ``socket_path``.
 
     ``timeout`` bounds every request.  ``full_store_wait`` is how long a put waits
@@ -64,6 +64,7 @@ class PlasmaClient:
         self._closed = False
         self._releases = ReleaseQueue()
         self._fallback_maps: weakref.WeakValueDictionary[str, Mapping] = weakref.WeakValueDictionary()
+        self._raw_blocks: dict[bytes, object] = {}  # create_block's blocks until sealed: they say their sizes
         if not os.path.exists(socket_path):
             raise StoreUnavailableError(f"no object store socket at {socket_path}: start the store first "
                                         "(actorscoop.plasma.start_store)")
@@ -92,42 +93,64 @@ class PlasmaClient:
 
     # -- writing ---------------------------------------------------------------
 
-    def put_parts(self, object_id: bytes, metadata: bytes, stream, buffers: list) -> int:
-        """Create, write and seal an object from its serialized parts; return its size in bytes.
-
-        Raises ObjectExistsError if the id is taken, ObjectStoreFullError if the store
-        cannot make room within ``full_store_wait`` seconds.
-        """
+    def create(self, object_id: bytes, data_size: int, metadata=b"", *, wait: float | None = None,
+               evictable: bool = False, keep_pin: bool = False, fallback_ok: bool = True):
+        """Create an object of ``data_size`` bytes of data with ``metadata`` (written now); return a
+        writable uint8 array over its data part, to fill and then ``seal`` (or ``abort``).
+        ``evictable``: the store deletes it (LRU) when it needs room, rather than spill it;
+        ``keep_pin``: it stays pinned after the seal until ``release`` (the plasma API's create);
+        ``fallback_ok``: an object larger than the whole store goes to a disk-backed file (else
+        ObjectStoreFullError). Raises ObjectExistsError, or ObjectStoreFullError if the store
+        cannot make room within ``wait`` seconds (default ``full_store_wait``)."""
         _check_id(object_id)
-        views = [_layout.as_bytes(b) for b in buffers]
-        metadata, stream = _layout.as_bytes(metadata), _layout.as_bytes(stream)
-        layout = _layout.plan(len(metadata), len(stream), [len(v) for v in views])
-        located = self._request(P.Create(0, object_id, layout.total, float(self.full_store_wait)),
-                                timeout=self.timeout + self.full_store_wait)
+        metadata = _layout.as_bytes(metadata)
+        wait = self.full_store_wait if wait is None else wait
+        located = self._request(P.Create(0, object_id, int(data_size), len(metadata), float(wait), evictable,
+                                         keep_pin, fallback_ok), timeout=self.timeout + wait)
         if located.warning:
             _warn_fallback(located.warning)
         try:
             mapping = self._mapping(located.path)
             _populate(mapping, located, object_id)
-            dst = mapping.array[located.offset:located.offset + layout.total]
-            _layout.write(dst, layout, metadata, stream, views)
+            block = mapping.array[located.offset:located.offset + located.size]
+            _layout.copy(block, 0, metadata)
         except BaseException:
-            try:
-                self._request(P.Abort(0, object_id))
-            except PlasmaError:
-                pass  # the store will abort it when this client goes away; the first error matters
+            self._abort_quietly(object_id)
             raise
-        self._request(P.Seal(0, object_id))
-        return layout.total
+        start = _layout.data_offset(len(metadata))
+        return block[start:start + int(data_size)]
+
+    def put_parts(self, object_id: bytes, stream, buffers: list) -> int:
+        """Create, write and seal a pickle-5 object from its serialized parts; return its size in bytes.
+
+        Raises ObjectExistsError if the id is taken, ObjectStoreFullError if the store
+        cannot make room within ``full_store_wait`` seconds.
+        """
+        views = [_layout.as_bytes(b) for b in buffers]
+        stream = _layout.as_bytes(stream)
+        metadata, head = _layout.pickle_header(len(stream), [len(v) for v in views])
+        data = self.create(object_id, head.data_size, metadata)
+        try:
+            _layout.write_pickle(data, head, stream, views)
+        except BaseException:
+            self._abort_quietly(object_id)
+            raise
+        self.seal(object_id)
+        return _layout.block_size(head.data_size, len(metadata))
 
     def put(self, object_id: bytes, obj) -> int:
-        """Serialize ``obj`` with pickle protocol 5 (buffers out-of-band) and put it."""
+        """Put ``obj``: an Arrow Table, RecordBatch, Array, ChunkedArray or Tensor as Arrow IPC
+        (see _layout), anything else with pickle protocol 5 (buffers out-of-band)."""
+        if _layout.is_arrow(obj):
+            from . import _arrow
+            return _arrow.put(self, object_id, obj)
         return self.put_parts(object_id, *serialize(obj))
 
     def create_block(self, object_id: bytes, size: int, populate: str = "now", wait: float | None = None):
         """Create an object of ``size`` raw bytes and return a writable uint8 view of its
-        block, to be filled (e.g. with another store's block, chunk by chunk) and then
-        sealed with ``seal`` or dropped with ``abort``. ``populate``: reserve its pages and
+        block, to be filled with another store's block of a runtime object (it starts with
+        the object's header, which says its parts' sizes), chunk by chunk, and then sealed with
+        ``seal`` or dropped with ``abort``. ``populate``: reserve its pages and
         fault them in "now"; or fault them in from a "background" thread (the caller writes
         meanwhile, e.g. as chunks arrive from the network); or "no". With "background" or
         "no", the caller must ``reserve`` each part of the block before it writes there.
@@ -136,7 +159,8 @@ class PlasmaClient:
         holding the arena cannot back the block."""
         _check_id(object_id)
         wait = self.full_store_wait if wait is None else wait
-        located = self._request(P.Create(0, object_id, int(size), float(wait)), timeout=self.timeout + wait)
+        located = self._request(P.Create(0, object_id, int(size), -1, float(wait), False, False, True),
+                                timeout=self.timeout + wait)
         if located.warning:
             _warn_fallback(located.warning)
         mapping = self._mapping(located.path)
@@ -148,7 +172,9 @@ class PlasmaClient:
                 raise
         elif populate == "background":
             populate_range_in_background(mapping, located.offset, int(size))
-        return mapping.array[located.offset:located.offset + int(size)]
+        block = mapping.array[located.offset:located.offset + int(size)]
+        self._raw_blocks[object_id] = block
+        return block
 
     def reserve(self, object_id: bytes, view) -> None:
         """Give the pages under ``view`` (a part of ``object_id``'s block from ``create_block``)
@@ -164,53 +190,63 @@ class PlasmaClient:
         except OSError as exc:
             raise _no_room(object_id, len(view), mapping.path, exc) from exc
 
-    def seal(self, object_id: bytes) -> None:
-        self._request(P.Seal(0, object_id))
+    def seal(self, object_id: bytes, wait: bool = True) -> None:
+        """Seal an object this client created: readers may now get it. ``wait=False`` does not
+        wait for the store's answer (errors are then the store's to log)."""
+        block = self._raw_blocks.pop(object_id, None)
+        metadata_size = -1 if block is None else _layout.sizes_of_block(block)[1]
+        if wait:
+            self._request(P.Seal(0, object_id, metadata_size, True))
+        else:
+            self._send(P.Seal(0, object_id, metadata_size, False))
 
     def abort(self, object_id: bytes) -> None:
+        self._raw_blocks.pop(object_id, None)
         self._request(P.Abort(0, object_id))
+
+    def release(self, object_id: bytes) -> None:
+        """Give back one pin (a get's, or a kept creator's); sent before the next request."""
+        self._releases.push(object_id)
 
     # -- reading ---------------------------------------------------------------
 
-    def get_parts(self, object_id: bytes, timeout: float | None = None) -> tuple[bytes, memoryview, list]:
-        """Return ``(metadata, stream, buffers)``; stream and buffers are read-only zero-copy views.
-
-        The object stays pinned as long as any of the views (or anything built on them) is alive.
+    def read(self, object_id: bytes, timeout: float | None = None):
+        """Pin a sealed object; return ``(header, metadata, data)``: the runtime's header (None for
+        an object the plasma API made) and read-only zero-copy views of both parts. The object
+        stays pinned as long as any view (or anything built on one) is alive.
         Raises ObjectNotFoundError if it is not sealed in the store within ``timeout`` seconds
-        (None: do not wait).
-        """
-        _check_id(object_id)
-        wait = None if timeout is None else float(timeout)
-        located = self._request(P.Get(0, object_id, wait), timeout=self.timeout + (wait or 0.0))
-        try:
-            mapping = self._mapping(located.path)
-        except BaseException:
-            self._releases.push(object_id)  # we hold the pin the store just took
-            raise
-        pin = _Pin(object_id, mapping, self._releases)
-        block = _view(mapping.address + located.offset, located.size, pin)
-        layout = _layout.read(block)
-        metadata = bytes(_part(block, layout.meta))
-        return metadata, _part(block, layout.stream), [_part(block, b) for b in layout.buffers]
+        (None: do not wait)."""
+        block, located = self._get_block(object_id, timeout)
+        start = _layout.data_offset(located.metadata_size)
+        metadata = block[:located.metadata_size]
+        data = block[start:start + located.data_size]
+        return _layout.decode(metadata, located.data_size), metadata, data
+
+    def get_parts(self, object_id: bytes, timeout: float | None = None) -> tuple[memoryview, list]:
+        """Return ``(stream, buffers)`` of a pickle-5 object: read-only zero-copy views, pinned as ``read``."""
+        header, _, data = self.read(object_id, timeout)
+        if header is None or header.kind != _layout.PICKLE5:
+            raise PlasmaError(f"object {object_id.hex()} is {_describe(header)}, not a pickle-5 object: "
+                              "read it with get")
+        return _part(data, header.stream), [_part(data, b) for b in header.buffers]
 
     def get_block(self, object_id: bytes) -> memoryview:
         """The whole block of a sealed object, raw (header and parts), read-only and pinned
         while the view lives: what another store copies to hold the same object."""
-        _check_id(object_id)
-        located = self._request(P.Get(0, object_id, None))
-        try:
-            mapping = self._mapping(located.path)
-        except BaseException:
-            self._releases.push(object_id)
-            raise
-        return _view(mapping.address + located.offset, located.size,
-                     _Pin(object_id, mapping, self._releases))
+        return self._get_block(object_id, None)[0]
 
     def get(self, object_id: bytes, timeout: float | None = None, copy: bool = False):
         """Get and deserialize an object.  Arrays in it are read-only views of shared memory
-        unless ``copy=True``, which gives writable copies (and releases the pin at once)."""
-        metadata, stream, buffers = self.get_parts(object_id, timeout)
-        return deserialize(metadata, stream, buffers, copy=copy)
+        unless ``copy=True``, which gives writable copies (and releases the pin at once).
+        Arrow values come back as pyarrow objects over shared memory."""
+        header, _, data = self.read(object_id, timeout)
+        if header is None:
+            raise PlasmaError(f"object {object_id.hex()} was not written by put (it has no runtime header): "
+                              "read its buffers with actorscoop.plasma.connect(...).get_buffers")
+        if header.kind == _layout.PICKLE5:
+            return deserialize(_part(data, header.stream), [_part(data, b) for b in header.buffers], copy=copy)
+        from . import _arrow
+        return _arrow.load(header, data, copy)
 
     def contains(self, object_id: bytes) -> bool:
         """True if the object is sealed in the store (in memory or spilled)."""
@@ -227,8 +263,14 @@ class PlasmaClient:
         self._request(P.Delete(0, ids))
 
     def list_objects(self) -> list[dict]:
-        """One dict per object: id, size, state, pins, where ("shm"/"spilled"/"fallback"), lru position."""
+        """One dict per object: id, size, state, pins, where ("shm"/"spilled"/"fallback"), lru position,
+        data_size, metadata_size, evictable, create_time, construct_duration."""
         return self._request(P.ListObjects(0)).value
+
+    def evict(self, num_bytes: int) -> int:
+        """Delete unpinned objects made evictable (the plasma API's), least recently used first,
+        until ``num_bytes`` of data and metadata are freed; return the bytes freed."""
+        return self._request(P.Evict(0, int(num_bytes))).value
 
     def stats(self) -> dict:
         """capacity, used, num_objects, spilled_bytes, ... of the store."""
@@ -253,13 +295,37 @@ class PlasmaClient:
         self._releases.closed = True
         self._conn.close(timeout=self.timeout)
 
-    def __enter__(self) -> "PlasmaClient":
+    def __enter__(self) -> "StoreClient":
         return self
 
     def __exit__(self, *exc) -> None:
         self.close()
 
     # -- internals -------------------------------------------------------------
+
+    def _get_block(self, object_id: bytes, timeout: float | None):
+        _check_id(object_id)
+        wait = None if timeout is None else float(timeout)
+        located = self._request(P.Get(0, object_id, wait), timeout=self.timeout + (wait or 0.0))
+        try:
+            mapping = self._mapping(located.path)
+        except BaseException:
+            self._releases.push(object_id)  # we hold the pin the store just took
+            raise
+        pin = _Pin(object_id, mapping, self._releases)
+        return _view(mapping.address + located.offset, located.size, pin), located
+
+    def _abort_quietly(self, object_id: bytes) -> None:
+        try:
+            self.abort(object_id)
+        except PlasmaError:
+            pass  # the store will abort it when this client goes away; the first error matters
+
+    def _send(self, msg) -> None:
+        if os.getpid() != self._pid:
+            raise PlasmaError("this PlasmaClient was created in another process (fork): "
+                              "create a new PlasmaClient in the child")
+        self._conn.send(msg)
 
     def _mapping(self, path: str) -> Mapping:
         if path == self.arena_path:
@@ -289,6 +355,12 @@ def _view(address: int, size: int, pin: _Pin) -> memoryview:
     exporter = (ctypes.c_ubyte * size).from_address(address)
     exporter.pin = pin
     return memoryview(exporter).cast("B").toreadonly()
+
+
+def _describe(header) -> str:
+    if header is None:
+        return "an object of the plasma API (no runtime header)"
+    return f"{_layout.KINDS[header.kind]} ({header.arrow_type})" if header.arrow_type else _layout.KINDS[header.kind]
 
 
 def _part(block: memoryview, part: tuple[int, int]) -> memoryview:

@@ -138,6 +138,13 @@ class Connection:
         call.event.wait()  # set by now: either in time, or just as we gave up
         return call.reply
 
+    def send(self, msg) -> None:
+        """Send a one-way message (no reply comes); it goes out before any later request."""
+        if self._stopping:
+            raise PlasmaError("this PlasmaClient is closed: create a new one")
+        frame = P.encode(msg)
+        self._with_socket(lambda: self._sock.send(frame))
+
     def close(self, timeout: float) -> None:
         """Stop the I/O thread after it has sent queued releases, and close the socket."""
         with self._cond:

@@ -15,7 +15,7 @@ import msgpack
 
 from ._errors import ProtocolError
 
-VERSION = 1
+VERSION = 2  # 2: data and metadata parts, eviction per object, notifications
 
 _MESSAGES: dict[str, type] = {}
 
@@ -43,14 +43,20 @@ class Connect:
 class Create:
     rid: int
     object_id: bytes
-    size: int
+    data_size: int  # with metadata_size -1: a raw block of this many bytes (sizes told at seal)
+    metadata_size: int
     full_timeout: float  # how long to wait for pinned objects to be released when full
+    evictable: bool  # the plasma API's objects: evicted (deleted) when room is needed, not spilled
+    keep_pin: bool  # the creator keeps a pin after sealing, until it releases it (the plasma API's create)
+    fallback_ok: bool  # an object larger than the store may go to a disk-backed file
 
 
 @_message("seal")
 class Seal:
     rid: int
     object_id: bytes
+    metadata_size: int  # of a raw block (its data part is the rest); -1: as created
+    reply: bool  # False: one-way (the plasma API's seal does not wait)
 
 
 @_message("abort")
@@ -104,6 +110,19 @@ class Disconnect:
     rid: int
 
 
+@_message("evict")
+class Evict:
+    """Delete unpinned plasma-API objects, least recently used first, until num_bytes are freed."""
+    rid: int
+    num_bytes: int
+
+
+@_message("subscribe")
+class Subscribe:
+    """From now on, send this client a Notification when an object is sealed or removed."""
+    rid: int
+
+
 # -- replies (store -> client) -------------------------------------------------
 
 @_message("connected")
@@ -122,7 +141,9 @@ class Located:
     object_id: bytes
     path: str
     offset: int
-    size: int
+    size: int  # of the whole block
+    data_size: int
+    metadata_size: int
     warning: str | None
 
 
@@ -137,6 +158,14 @@ class Error:
     rid: int
     kind: str  # name of an exception class in _errors
     message: str
+
+
+@_message("notification")
+class Notification:
+    """To subscribers: an object was sealed, or removed (sizes -1). No reply."""
+    object_id: bytes
+    data_size: int
+    metadata_size: int
 
 
 MESSAGE_TYPES = tuple(_MESSAGES.values())
@@ -191,6 +220,8 @@ def _type_ok(value, kind) -> bool:
         return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
     if kind is int:
         return isinstance(value, int) and not isinstance(value, bool)
+    if kind is bool:
+        return isinstance(value, bool)
     return isinstance(value, kind)
 
 

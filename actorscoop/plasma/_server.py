@@ -18,6 +18,7 @@ import time
 
 import zmq
 
+from . import _layout
 from . import _protocol as P
 from ._arena import (DEFAULT_PREFAULT, SHM_DIR, Mapping, create_arena, remove_stale_arenas,
                      socket_in_use, unlink_quietly)
@@ -79,11 +80,15 @@ class StoreServer:
         self.clients = ClientTable()
         self.gets: dict[bytes, list[_Waiter]] = {}
         self.blocked: list[_Waiter] = []  # Create, or Get of a spilled object, waiting for room
+        self.subscribers: set[bytes] = set()  # clients told of every seal and removal
         self._dropped: dict[str, list] = {}  # kind of bad message -> [count, when last logged]
         self._fallback_warned = False
         self._ctx = zmq.Context()
         self.sock = self._ctx.socket(zmq.ROUTER)
         self.sock.setsockopt(zmq.LINGER, 0)
+        # No limit on what waits for a client: a ROUTER drops messages past the limit without a
+        # word, and a subscriber may read its notifications long after (Arrow's store queued them too).
+        self.sock.setsockopt(zmq.SNDHWM, 0)
         self.sock.bind(f"ipc://{socket_path}")
         os.chmod(socket_path, 0o600)  # ZeroMQ makes it under the umask; only this user may connect
         self._handlers = {
@@ -91,6 +96,7 @@ class StoreServer:
             P.Abort: self.on_abort, P.Get: self.on_get, P.Release: self.on_release,
             P.Contains: self.on_contains, P.Delete: self.on_delete, P.ListObjects: self.on_list,
             P.Stats: self.on_stats, P.Story: self.on_story, P.Disconnect: self.on_disconnect,
+            P.Evict: self.on_evict, P.Subscribe: self.on_subscribe,
         }
 
     # -- the loop ------------------------------------------------------------
@@ -199,8 +205,15 @@ class StoreServer:
         return P.Connected(m.rid, self.arena_path, self.store.capacity, os.getpid(), self.prefault_bytes)
 
     def on_create(self, identity, m: P.Create):
-        if not 0 <= m.size <= MAX_OBJECT_SIZE:
-            raise ValueError(f"object size must be from 0 to {MAX_OBJECT_SIZE} bytes, got {m.size}")
+        size = _size(m)
+        if not (0 <= m.data_size and m.metadata_size >= -1 and size <= MAX_OBJECT_SIZE):
+            raise ValueError(f"object sizes must be from 0 to {MAX_OBJECT_SIZE} bytes, got data {m.data_size}, "
+                             f"metadata {m.metadata_size}")
+        if size > self.store.capacity and not m.fallback_ok:
+            raise ObjectStoreFullError(
+                f"object {m.object_id.hex()} of {size} bytes (data {m.data_size}, metadata {m.metadata_size}) "
+                f"is larger than the whole store ({self.store.capacity} bytes): start the store with more "
+                "memory (-m)", object_id=m.object_id, size=size, capacity=self.store.capacity)
         located = self._try_create(identity, m)
         if located is not None:
             return located
@@ -210,11 +223,14 @@ class StoreServer:
         raise self._full_error(m)
 
     def on_seal(self, identity, m: P.Seal):
-        removed = self.store.seal(m.object_id, identity)
+        removed = self.store.seal(m.object_id, identity, time.time(), m.metadata_size)
+        entry = self.store.get(m.object_id)
+        if self.subscribers and entry is not None:
+            self._notify(P.Notification(m.object_id, entry.data_size, entry.metadata_size))
         self._discard(removed)
         for waiter in self.gets.pop(m.object_id, []):
             self._answer_get(waiter.identity, waiter.msg)
-        return P.Answer(m.rid, True)
+        return P.Answer(m.rid, True) if m.reply else None
 
     def on_abort(self, identity, m: P.Abort):
         entry = self.store.get(m.object_id)
@@ -281,6 +297,23 @@ class StoreServer:
                 lines.append(f"{event} by {'pid ' + str(pid) if pid is not None else 'a departed client'}")
         return P.Answer(m.rid, lines)
 
+    def on_evict(self, identity, m: P.Evict):
+        freed, removed = self.store.evict(m.num_bytes)
+        self._discard(removed)
+        return P.Answer(m.rid, freed)
+
+    def on_subscribe(self, identity, m: P.Subscribe):
+        self.subscribers.add(identity)
+        return P.Answer(m.rid, True)
+
+    def _notify(self, note: P.Notification) -> None:
+        frame = P.encode(note)
+        for identity in self.subscribers:
+            try:
+                self.sock.send_multipart([identity, frame], zmq.NOBLOCK)
+            except zmq.Again:
+                self._drop("notification", f"to {identity!r}: its queue is full (read notifications faster)")
+
     def on_disconnect(self, identity, m: P.Disconnect):
         self._client_gone(identity, "disconnected")
         return P.Answer(m.rid, True)
@@ -288,33 +321,36 @@ class StoreServer:
     # -- making room, spilling, restoring --------------------------------------
 
     def _try_create(self, identity, m: P.Create) -> P.Located | None:
-        if m.size > self.store.capacity:
+        size = _size(m)
+        if size > self.store.capacity:
             return self._create_fallback(identity, m)
-        entry = self._with_room(m.size, lambda: self.store.create(m.object_id, m.size, identity))
+        entry = self._with_room(size, lambda: self.store.create(m.object_id, size, identity, **_fields(m)))
         if entry is None:
             return None
-        return P.Located(m.rid, m.object_id, self.arena_path, entry.offset, m.size, None)
+        return P.Located(m.rid, m.object_id, self.arena_path, entry.offset, size, entry.data_size,
+                         entry.metadata_size, None)
 
     def _create_fallback(self, identity, m: P.Create) -> P.Located:
         self.store.check_new(m.object_id)
+        size = _size(m)
         try:
-            path = self.spill.create_fallback(m.object_id, m.size)
+            path = self.spill.create_fallback(m.object_id, size)
         except OSError as exc:
             why = (f"that file system is full ({self.spill.free_bytes()} bytes free)" if is_full(exc)
                    else f"creating it failed: {exc}")
             raise ObjectStoreFullError(
-                f"object {m.object_id.hex()} of {m.size} bytes is larger than the whole object store "
+                f"object {m.object_id.hex()} of {size} bytes is larger than the whole object store "
                 f"({self.store.capacity} bytes), so it goes to a file in the spill directory "
                 f"{self.spill.path}, but {why}. {_SPILL_ADVICE}",
                 object_id=m.object_id, spill_dir=self.spill.path, spill_failed=True) from exc
-        self.store.create_fallback(m.object_id, m.size, identity, path)
-        warning = (f"object {m.object_id.hex()} of {m.size} bytes is larger than the whole object store "
+        entry = self.store.create_fallback(m.object_id, size, identity, path, **_fields(m))
+        warning = (f"object {m.object_id.hex()} of {size} bytes is larger than the whole object store "
                    f"({self.store.capacity} bytes): it is kept in a disk-backed file in {self.spill.path} "
                    "(slower). Start the store with a larger capacity to keep such objects in memory.")
         if not self._fallback_warned:
             self._fallback_warned = True
             log.warning("%s", warning)
-        return P.Located(m.rid, m.object_id, path, 0, m.size, warning)
+        return P.Located(m.rid, m.object_id, path, 0, size, entry.data_size, entry.metadata_size, warning)
 
     def _with_room(self, size: int, attempt):
         """Run ``attempt`` (an allocation); while it fails, spill the victims the policy chooses."""
@@ -326,7 +362,10 @@ class StoreServer:
             if not victims:
                 return None
             for object_id in victims:
-                self._spill(object_id)
+                if self.store.get(object_id).evictable:  # the plasma API's objects go, as in Arrow's store
+                    self._discard(self.store.delete(object_id))
+                else:
+                    self._spill(object_id)
                 result = attempt()
                 if result is not None:
                     break
@@ -358,7 +397,7 @@ class StoreServer:
         self.store.pin(m.object_id, identity)
         path = self.arena_path if entry.where is Where.SHM else entry.path
         offset = entry.offset if entry.where is Where.SHM else 0
-        return P.Located(m.rid, m.object_id, path, offset, entry.size, None)
+        return P.Located(m.rid, m.object_id, path, offset, entry.size, entry.data_size, entry.metadata_size, None)
 
     def _restore(self, entry: Entry) -> None:
         restored = self._with_room(entry.size, lambda: self.store.restore(entry.object_id))
@@ -435,21 +474,24 @@ class StoreServer:
             if not self.gets[object_id]:
                 del self.gets[object_id]
         self.blocked = [w for w in self.blocked if w.identity != identity]
+        self.subscribers.discard(identity)
         if client is not None:
             log.debug("client pid %d %s; its pins were released", client.pid, why)
 
     def _discard(self, removed: list[Entry]) -> None:
-        """Delete the files of objects the store has just removed."""
+        """Delete the files of objects the store has just removed; tell subscribers."""
         for entry in removed:
             unlink_quietly(entry.path)
+            if self.subscribers and entry.seal_time is not None:
+                self._notify(P.Notification(entry.object_id, -1, -1))
 
     def _full_error(self, m: P.Create) -> ObjectStoreFullError:
         return ObjectStoreFullError(
-            f"object store full: cannot fit object {m.object_id.hex()} of {m.size} bytes in the "
+            f"object store full: cannot fit object {m.object_id.hex()} of {_size(m)} bytes in the "
             f"{self.store.capacity}-byte store; {self.store.pinned_summary()}, nothing left to spill "
             f"after waiting {m.full_timeout:.1f}s. Drop references to objects you got (views, numpy arrays), "
             "delete objects you no longer need, or start the store with a larger capacity.",
-            object_id=m.object_id, size=m.size, capacity=self.store.capacity)
+            object_id=m.object_id, size=_size(m), capacity=self.store.capacity)
 
     def _restore_full_error(self, entry: Entry) -> ObjectStoreFullError:
         return ObjectStoreFullError(
@@ -486,6 +528,17 @@ class StoreServer:
 _SPILL_ADVICE = ("Free space there, delete objects you no longer need (drop their references), start "
                  "the store with a larger capacity, or spill to a larger file system (actorscoop: "
                  "ACTORSCOOP_SPILL_DIR, or spill_dir in the node config).")
+
+
+def _size(m: P.Create) -> int:
+    """The block a Create asks for: its parts, or a raw block of data_size bytes."""
+    return m.data_size if m.metadata_size < 0 else _layout.block_size(m.data_size, m.metadata_size)
+
+
+def _fields(m: P.Create) -> dict:
+    return {"data_size": m.data_size if m.metadata_size >= 0 else _size(m),
+            "metadata_size": max(m.metadata_size, 0), "evictable": m.evictable,
+            "creator_pin": m.keep_pin, "create_time": time.time()}
 
 
 def _final(exc: ObjectStoreFullError) -> bool:

@@ -57,8 +57,14 @@ _ALLOWED = {
 @dataclasses.dataclass(eq=False)
 class Entry:
     object_id: bytes
-    size: int  # bytes of data (header + metadata + stream + buffers)
+    size: int  # bytes of the block's contents: metadata, padding, data
     creator: object
+    data_size: int = 0
+    metadata_size: int = 0
+    evictable: bool = False  # the plasma API's objects are deleted to make room; the runtime's are spilled
+    creator_pin: bool = False  # the creator keeps a pin once sealed (the plasma API's create), unless released
+    create_time: float = 0.0
+    seal_time: float | None = None
     state: State | None = None
     where: Where = Where.SHM
     offset: int = -1  # offset in the arena when where == SHM
@@ -123,6 +129,20 @@ class ObjectStore:
         """Ids the eviction policy picks to free ``needed`` bytes (possibly fewer, if not enough)."""
         return self.policy.choose(self._lru, needed)
 
+    def evict(self, num_bytes: int) -> tuple[int, list[Entry]]:
+        """The plasma API's evict: delete unpinned evictable objects, least recently used
+        first, until their data and metadata add up to ``num_bytes``. Returns (bytes, removed).
+        The runtime's own objects are never chosen: they are spilled, never destroyed."""
+        freed, removed = 0, []
+        for object_id in list(self._lru):
+            if freed >= num_bytes:
+                break
+            entry = self._objects[object_id]
+            if entry.evictable:
+                freed += entry.data_size + entry.metadata_size
+                removed.extend(self.delete(object_id))
+        return freed, removed
+
     def evictable_bytes(self) -> int:
         return sum(self._lru.values())
 
@@ -141,6 +161,11 @@ class ObjectStore:
                 "pins": sum(e.pins.values()),
                 "where": e.where.value,
                 "lru": lru_pos.get(e.object_id),
+                "data_size": e.data_size,
+                "metadata_size": e.metadata_size,
+                "evictable": e.evictable,
+                "create_time": e.create_time,
+                "construct_duration": -1 if e.seal_time is None else e.seal_time - e.create_time,
             }
             for e in self._objects.values()
         ]
@@ -161,33 +186,48 @@ class ObjectStore:
 
     # -- transitions ---------------------------------------------------------
 
-    def create(self, object_id: bytes, size: int, client) -> Entry | None:
-        """Create an object in the arena.  Returns None if no block fits (caller evicts and retries)."""
+    def create(self, object_id: bytes, size: int, client, **fields) -> Entry | None:
+        """Create an object in the arena.  Returns None if no block fits (caller evicts and retries).
+        ``fields``: the Entry's data_size, metadata_size, evictable, creator_pin, create_time."""
         self.check_new(object_id)
         offset = self.allocator.allocate(size)
         if offset is None:
             return None
-        entry = Entry(object_id, size, client, offset=offset)
+        entry = Entry(object_id, size, client, offset=offset, **fields)
         self._transition(entry, State.CREATED, "create")
         self._objects[object_id] = entry
         return entry
 
-    def create_fallback(self, object_id: bytes, size: int, client, path: str) -> Entry:
+    def create_fallback(self, object_id: bytes, size: int, client, path: str, **fields) -> Entry:
         """Create an object that lives in its own disk-backed file (too big for the arena)."""
         self.check_new(object_id)
-        entry = Entry(object_id, size, client, where=Where.FALLBACK, path=path)
+        entry = Entry(object_id, size, client, where=Where.FALLBACK, path=path, **fields)
         self._transition(entry, State.CREATED, "create (fallback file)")
         self._objects[object_id] = entry
         return entry
 
-    def seal(self, object_id: bytes, client) -> list[Entry]:
-        """Seal an object; its creator's implicit pin ends.  Returns entries removed as a result."""
+    def seal(self, object_id: bytes, client, now: float = 0.0, metadata_size: int = -1) -> list[Entry]:
+        """Seal an object; its creator's implicit pin ends (or becomes a pin it releases later,
+        with ``creator_pin``).  ``metadata_size`` (>= 0) splits a raw block into its parts.
+        Returns entries removed as a result."""
         entry = self._require(object_id, "seal")
         if entry.creator != client:
             raise IllegalTransitionError(
                 f"object {object_id.hex()}: seal by a client that did not create it",
                 object_id=object_id, state=entry.state, target=State.SEALED, cause="seal")
+        if metadata_size >= 0:
+            offset = (metadata_size + 63) // 64 * 64
+            if offset > entry.size:
+                raise ValueError(f"seal of {object_id.hex()}: metadata of {metadata_size} bytes in a "
+                                 f"block of {entry.size}")
+            entry.metadata_size, entry.data_size = metadata_size, entry.size - offset
         self._transition(entry, State.SEALED, "seal")
+        entry.seal_time = now
+        if entry.creator_pin and not entry.delete_after_seal:
+            entry.creator_pin = False
+            entry.pins[client] = entry.pins.get(client, 0) + 1
+            self._client_pins.setdefault(client, {})[object_id] = entry.pins[client]
+            entry.record("pin (creator's buffer)", client)
         self._on_unpinned(entry)
         if entry.delete_after_seal:
             return self.delete(object_id)
@@ -220,6 +260,10 @@ class ObjectStore:
     def release(self, object_id: bytes, client) -> list[Entry]:
         """Drop one pin of ``client``.  Returns the entries removed as a result (deferred deletes)."""
         entry = self._objects.get(object_id)
+        if entry is not None and entry.state is State.CREATED and entry.creator == client and entry.creator_pin:
+            entry.creator_pin = False  # the creator dropped its buffer before sealing: no pin at seal
+            entry.record("creator's buffer released before seal", client)
+            return []
         if entry is None or client not in entry.pins:
             raise IllegalTransitionError(
                 f"object {object_id.hex()}: release without a pin by this client",

@@ -26,6 +26,11 @@ except Exception as exc:  # report as a result row
 class Adapter:
     name = "actorscoop"
 
+    @property
+    def plasma(self):
+        import actorscoop.plasma
+        return actorscoop.plasma
+
     def version(self):
         if _IMPORT_ERROR is not None:
             raise _IMPORT_ERROR

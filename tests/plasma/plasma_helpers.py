@@ -18,7 +18,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 if ROOT not in sys.path:  # the package is used from the source tree, not installed
     sys.path.insert(0, ROOT)
 
-from actorscoop.plasma import PlasmaClient, start_store  # noqa: E402
+from actorscoop.plasma import StoreClient as PlasmaClient, start_store  # noqa: E402
 from actorscoop.plasma._arena import PREFIX, SHM_DIR  # noqa: E402
 
 

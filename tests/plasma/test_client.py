@@ -12,7 +12,7 @@ import pyarrow as pa
 import pytest
 
 import actorscoop.plasma as plasma
-from actorscoop.plasma import ObjectExistsError, ObjectNotFoundError, PlasmaClient
+from actorscoop.plasma import ObjectExistsError, ObjectNotFoundError, StoreClient as PlasmaClient
 
 from plasma_helpers import client, store, stores, wait_for  # noqa: F401 (fixtures)
 
@@ -33,7 +33,9 @@ def in_arena(client, address: int) -> bool:
 
 def test_public_names():
     assert sorted(plasma.__all__) == sorted([
-        "PlasmaClient", "start_store", "spawn_store", "StoreHandle", "serialize", "deserialize", "PlasmaError",
+        "ObjectID", "ObjectNotAvailable", "PlasmaClient", "connect", "start_plasma_store", "PlasmaObjectExists",
+        "PlasmaObjectNotFound", "PlasmaStoreFull",
+        "StoreClient", "start_store", "spawn_store", "StoreHandle", "PlasmaError",
         "ObjectStoreFullError", "ObjectNotFoundError", "ObjectExistsError", "StoreUnavailableError",
         "ProtocolError"])
     for name in plasma.__all__:
@@ -76,9 +78,9 @@ def test_get_is_zero_copy_and_read_only(client):
 
 def test_get_parts_views_are_read_only_and_aligned(client):
     bufs = [np.arange(10, dtype=np.int32), memoryview(b"x" * 33), pickle.PickleBuffer(bytearray(b"y" * 65)), b""]
-    total = client.put_parts(oid(3), b"meta", b"stream-bytes", bufs)
-    meta, stream, buffers = client.get_parts(oid(3))
-    assert meta == b"meta" and bytes(stream) == b"stream-bytes"
+    total = client.put_parts(oid(3), b"stream-bytes", bufs)
+    stream, buffers = client.get_parts(oid(3))
+    assert bytes(stream) == b"stream-bytes"
     assert stream.readonly and all(b.readonly for b in buffers)
     assert [bytes(b) for b in buffers] == [bufs[0].tobytes(), b"x" * 33, b"y" * 65, b""]
     for b in buffers[:3]:
@@ -104,9 +106,9 @@ def test_pin_lasts_exactly_as_long_as_views(client):
     del obj
     gc.collect()
     assert pins(client, oid(1)) == 1
-    meta, stream, buffers = client.get_parts(oid(1))
+    stream, buffers = client.get_parts(oid(1))
     assert pins(client, oid(1)) == 2
-    del meta, stream, buffers
+    del stream, buffers
     assert pins(client, oid(1)) == 1
     del view
     gc.collect()
@@ -178,9 +180,7 @@ def test_errors(client):
     with pytest.raises(TypeError, match="non-empty bytes"):
         client.get(b"")
     with pytest.raises(ValueError, match="not contiguous"):
-        client.put_parts(oid(3), b"", b"", [np.arange(10)[::2]])
-    with pytest.raises(ValueError, match="not .*pickle5"):
-        plasma.deserialize(b"other", b"", [])
+        client.put_parts(oid(3), b"", [np.arange(10)[::2]])
     assert client.list_objects()[0]["id"] == oid(1)  # the failed put left nothing behind
     assert len(client.list_objects()) == 1
 
@@ -239,7 +239,7 @@ def test_client_refuses_use_after_fork(client):
 def test_unsealed_object_is_not_readable(stores, store):
     """A create without seal (writer still writing) is invisible to contains and get."""
     c = stores.client(store)
-    c._request(plasma._client.P.Create(0, oid(1), 100, 0.0))
+    c._request(plasma._client.P.Create(0, oid(1), 100, 0, 0.0, False, False, True))
     assert not c.contains(oid(1))
     with pytest.raises(ObjectNotFoundError, match="not sealed yet"):
         c.get(oid(1))
@@ -319,7 +319,7 @@ def test_failed_write_aborts_the_object(client, monkeypatch):
     def broken_write(*args):
         raise MemoryError("simulated failure while copying")
 
-    monkeypatch.setattr(plasma._client._layout, "write", broken_write)
+    monkeypatch.setattr(plasma._client._layout, "write_pickle", broken_write)
     with pytest.raises(MemoryError, match="simulated"):
         client.put(oid(1), np.ones(10))
     monkeypatch.undo()

@@ -8,7 +8,7 @@ import sys
 import psutil
 import pytest
 
-from actorscoop.plasma import PlasmaClient, PlasmaError, ProtocolError, StoreUnavailableError, start_store
+from actorscoop.plasma import PlasmaError, ProtocolError, StoreClient as PlasmaClient, StoreUnavailableError, start_store
 
 from plasma_helpers import ROOT, python, store_files, stores, wait_for  # noqa: F401 (fixtures)
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import zmq
 
-from actorscoop.plasma import PlasmaClient, ProtocolError
+from actorscoop.plasma import ProtocolError, StoreClient as PlasmaClient
 from actorscoop.plasma import _protocol as P
 
 from plasma_helpers import python, store, stores, wait_for  # noqa: F401 (fixtures)
@@ -17,7 +17,7 @@ pytestmark = pytest.mark.timeout(120)
 
 READER = """
 import sys, numpy as np
-from actorscoop.plasma import PlasmaClient
+from actorscoop.plasma import StoreClient as PlasmaClient
 c = PlasmaClient(sys.argv[1])
 arr = c.get(bytes.fromhex(sys.argv[2]))
 print("PINNED", int(arr.sum()), flush=True)
@@ -26,7 +26,7 @@ sys.stdin.read()  # hold the pin until killed
 
 WORKER = """
 import sys, numpy as np
-from actorscoop.plasma import PlasmaClient
+from actorscoop.plasma import StoreClient as PlasmaClient
 c = PlasmaClient(sys.argv[1])
 k = int(sys.argv[2])
 for i in range(25):
@@ -114,9 +114,9 @@ def test_malformed_messages_are_dropped_and_the_store_keeps_serving(stores, stor
         # connected, but sending nonsense fields: errors come back, the store survives
         raw.send(P.encode(P.Connect(9, os.getpid(), P.VERSION)))
         assert raw.poll(10_000) and isinstance(P.decode(raw.recv()), P.Connected)
-        raw.send(P.encode(P.Create(10, b"y" * 20, -5, 0.0)))
+        raw.send(P.encode(P.Create(10, b"y" * 20, -5, 0, 0.0, False, False, True)))
         assert raw.poll(10_000)
-        assert "size must be from 0 to" in P.decode(raw.recv()).message
+        assert "sizes must be from 0 to" in P.decode(raw.recv()).message
         raw.send(P.encode(P.Delete(11, ["not-bytes"])))
         assert raw.poll(10_000)
         assert "bytes" in P.decode(raw.recv()).message

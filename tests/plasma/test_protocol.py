@@ -14,8 +14,13 @@ pytestmark = pytest.mark.timeout(60)
 
 EXAMPLES = [
     P.Connect(1, 1234, P.VERSION),
-    P.Create(2, b"\x00" * 20, 10**12, 5.0),
-    P.Seal(3, b"id"),
+    P.Create(2, b"\x00" * 20, 10**12, 64, 5.0, False, False, True),
+    P.Create(2, b"\x00" * 20, 100, -1, 0.0, True, True, False),
+    P.Seal(3, b"id", -1, True),
+    P.Seal(3, b"id", 80, False),
+    P.Evict(18, 1000),
+    P.Subscribe(19),
+    P.Notification(b"id", -1, -1),
     P.Abort(4, b"id"),
     P.Get(5, b"id", None),
     P.Get(6, b"id", 0.5),
@@ -27,8 +32,8 @@ EXAMPLES = [
     P.Disconnect(11),
     P.Story(17, b"id"),
     P.Connected(12, "/dev/shm/x", 1 << 30, 99, 1 << 30),
-    P.Located(13, b"id", "/dev/shm/x", 4096, 100, None),
-    P.Located(14, b"id", "/tmp/f", 0, 100, "too big"),
+    P.Located(13, b"id", "/dev/shm/x", 4096, 100, 36, 0, None),
+    P.Located(14, b"id", "/tmp/f", 0, 100, 0, 100, "too big"),
     P.Answer(15, [{"id": b"x", "size": 1, "state": "SEALED", "pins": 0, "where": "shm", "lru": None}]),
     P.Error(16, "ObjectNotFoundError", "gone"),
 ]
@@ -43,7 +48,7 @@ def test_roundtrip(msg):
     assert P.decode(P.encode(msg)) == msg
 
 
-_values = {int: st.integers(0, 2**63 - 1), bytes: st.binary(max_size=64), str: st.text(max_size=64),
+_values = {int: st.integers(0, 2**63 - 1), bool: st.booleans(), bytes: st.binary(max_size=64), str: st.text(max_size=64),
            float: st.floats(0, 1e9), list[bytes]: st.lists(st.binary(max_size=24), max_size=5),
            float | None: st.none() | st.floats(0, 1e9), str | None: st.none() | st.text(max_size=20),
            typing.Any: st.recursive(st.none() | st.booleans() | st.integers(-2**63, 2**64 - 1) | st.binary()
@@ -64,13 +69,19 @@ def test_roundtrip_random_fields(data):
 @pytest.mark.parametrize("frame, match", [
     (b"\xc1garbage", "not msgpack"),
     (msgpack.packb([1, 2]), "expected a map"),
-    (msgpack.packb({"v": 999, "t": "seal", "rid": 1, "object_id": b"x"}), "protocol version 999"),
+    (msgpack.packb({"v": 999, "t": "seal", "rid": 1, "object_id": b"x", "metadata_size": -1, "reply": True}),
+     "protocol version 999"),
     (msgpack.packb({"v": P.VERSION, "t": "nope"}), "unknown message type"),
     (msgpack.packb({"v": P.VERSION, "t": "seal", "rid": 1}), "fields"),
-    (msgpack.packb({"v": P.VERSION, "t": "seal", "rid": 1, "object_id": b"x", "extra": 1}), "fields"),
-    (msgpack.packb({"v": P.VERSION, "t": "seal", "rid": "1", "object_id": b"x"}), "seal.rid"),
-    (msgpack.packb({"v": P.VERSION, "t": "create", "rid": 1, "object_id": b"x", "size": True,
-                    "full_timeout": 1.0}), "create.size"),
+    (msgpack.packb({"v": P.VERSION, "t": "seal", "rid": 1, "object_id": b"x", "metadata_size": -1, "reply": True,
+                    "extra": 1}), "fields"),
+    (msgpack.packb({"v": P.VERSION, "t": "seal", "rid": "1", "object_id": b"x", "metadata_size": -1,
+                    "reply": True}), "seal.rid"),
+    (msgpack.packb({"v": P.VERSION, "t": "seal", "rid": 1, "object_id": b"x", "metadata_size": -1,
+                    "reply": 1}), "seal.reply"),
+    (msgpack.packb({"v": P.VERSION, "t": "create", "rid": 1, "object_id": b"x", "data_size": True,
+                    "metadata_size": 0, "full_timeout": 1.0, "evictable": False, "keep_pin": False,
+                    "fallback_ok": True}), "create.data_size"),
     (msgpack.packb({"v": P.VERSION, "t": "get", "rid": 1, "object_id": b"x", "timeout": float("inf")}), "get.timeout"),
     (msgpack.packb({"v": P.VERSION, "t": "release", "object_ids": [b"x", "y"]}), "release.object_ids"),
     (msgpack.packb({"v": P.VERSION, "t": {}}), "unknown message type"),

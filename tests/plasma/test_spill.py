@@ -185,7 +185,7 @@ def test_an_object_no_file_can_hold_is_a_clear_error_not_an_internal_one(stores)
     c = stores.client(store)
     with pytest.raises(ObjectStoreFullError, match="so it goes to a file in the spill directory .*File too large"):
         c.create_block(oid(9), 1 << 62)
-    with pytest.raises(ValueError, match="object size must be from 0 to"):  # past what a file can be
+    with pytest.raises(ValueError, match="object sizes must be from 0 to"):  # past what a file can be
         c.create_block(oid(9), 1 << 63)
     assert os.listdir(store.spill_path) == []  # no half-made file left
     c.put(oid(1), data(1))

@@ -43,7 +43,8 @@ function serverNow() { return Date.now() / 1000 + state.clockOffset; }
 function known(v) { return v !== null && v !== undefined; }
 
 function meter(used, total, text, warnAbove) {
-  if (!known(used) || !known(total)) text = "–";  // not reported (yet)
+  if (!known(used)) text = "–";  // not reported (yet)
+  else if (!known(total)) text = text.split(" / ")[0];  // a member's heartbeat tells only its use
   const frac = total > 0 ? Math.min(1, used / total) : 0;
   const fill = el("div", { class: "fill" + (warnAbove && frac > warnAbove ? " high" : "") });
   fill.style.width = (frac * 100).toFixed(1) + "%";

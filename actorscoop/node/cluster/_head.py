@@ -25,7 +25,8 @@ _ACTOR_ID = P.SubmitTask._fields.index("actor_id")
 
 
 class _Node:
-    __slots__ = ("load", "ident", "host", "pid", "last_seen", "joined", "address", "functions")
+    __slots__ = ("load", "ident", "host", "pid", "last_seen", "joined", "address", "functions",
+                 "store_used")
 
     def __init__(self, load, ident, host, pid, now, address=""):
         self.load, self.ident, self.host, self.pid = load, ident, host, pid
@@ -33,6 +34,7 @@ class _Node:
         self.last_seen = self.joined = now
         self.address = address
         self.functions = set()  # ids of the functions the head has sent it
+        self.store_used = 0  # bytes of objects in its store, as of its last heartbeat
 
 
 class HeadService:
@@ -106,6 +108,7 @@ class HeadService:
             self.link.send_to(ident, P.JoinReply(False, "rejoin", self.node_id))
             return
         load.available, load.backlog, load.running = rec.available, rec.backlog, rec.running
+        node.store_used = max(0, int(rec.store_used))
 
     def _actor_hosted(self, ident, node, rec):
         self.actors[rec.actor_id] = rec.node_id
@@ -335,6 +338,7 @@ class HeadService:
                  "head": n.ident is None, "alive": n.load.alive, "resources": n.load.total,
                  "available": n.load.available, "backlog": n.load.backlog,
                  "running": n.load.running, "placed": n.load.placed,
+                 "store": {"used": n.store_used},
                  "seconds_since_heartbeat": round(now - n.last_seen, 1)}
                 for n in self.nodes.values()]
 

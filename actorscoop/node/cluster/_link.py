@@ -301,7 +301,9 @@ class ClusterLink:
         """Every second: heartbeat; a member also sends its task events (``events``: the
         batch its raylet just folded) and what it runs now."""
         r = self.r
-        store_used = 0
+        # bytes of the objects its raylet knows in its store (no request to the store:
+        # a busy store must not delay the heartbeat)
+        store_used = r.objects.plasma_bytes
         free, _total, backlog, running = r.load()
         self.to_head(P.Heartbeat(r.node_id, free, backlog, running, store_used))
         if self.head is not None:

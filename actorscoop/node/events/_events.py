@@ -144,7 +144,7 @@ def current(r) -> dict:
         "workers": len(r.workers.by_id),
         "busy_workers": sum(1 for w in sched_workers.values() if w.tasks),
         "store": _store(r),
-        "memory": memory(),
+        "memory": memory(r),
     }
 
 
@@ -167,8 +167,18 @@ def _store(r):
     return {k: s.get(k, 0) for k in ("capacity", "used", "num_objects", "spilled_bytes")}
 
 
-def memory() -> dict:
-    """This machine's memory: total and available bytes."""
+def memory(r=None) -> dict:
+    """The node's memory, total and available bytes: inside a container or a memory-limited
+    cgroup, its limit and what is left of it (as the memory monitor reads it), else the
+    machine's. ``r``: the raylet, whose monitor knows the cgroup."""
+    reader = getattr(getattr(r, "memory", None), "node", None)
+    if reader is not None:
+        try:
+            use = reader.read()
+            return {"total": use.total, "available": max(0, use.total - use.used),
+                    "source": use.source}
+        except (OSError, ValueError):
+            pass
     import psutil
     vm = psutil.virtual_memory()
-    return {"total": vm.total, "available": vm.available}
+    return {"total": vm.total, "available": vm.available, "source": "the machine's memory"}

@@ -170,11 +170,11 @@ class Raylet(TaskFlow, WorkerOutput, Leasing, Bundles):
 
     def _connect_store(self, launch):
         """Wait for the store, connect, and keep it until the node stops."""
-        from ...plasma import PlasmaClient
+        from ...plasma._client import StoreClient
         store = None
         try:
             store = launch.wait_ready()
-            self.plasma = PlasmaClient(self.plasma_path)
+            self.plasma = StoreClient(self.plasma_path)
             self.store = store  # set last: the loop uses the store once this is set
         except Exception as exc:
             if not self._store_stop.is_set():

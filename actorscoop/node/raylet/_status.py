@@ -64,7 +64,7 @@ def node_status(r) -> dict:
         "infeasible": [{"task_id": t.hex(), "name": n, "resources": res} for t, n, res in sch.infeasible()],
         "workers": r.workers_report(), "drivers": drivers,
         "objects": r.objects.summary(), "store": store, "actors": r.actors.report(),
-        "memory": memory(), "memory_monitor": r.memory.report(),
+        "memory": memory(r), "memory_monitor": r.memory.report(),
         "dropped": r.drops.counts(), "tables": table_sizes(r),
     }
     groups = r.groups

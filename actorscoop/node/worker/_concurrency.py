@@ -9,6 +9,7 @@ import time
 class Concurrency:
     def __init__(self, core, max_concurrency, is_async):
         self.core = core
+        self.running = {}  # task id -> its asyncio task (async actors), while it runs
         if is_async:
             self.loop = _new_loop()
             self.sem = None
@@ -27,9 +28,22 @@ class Concurrency:
         else:
             self.pool.submit(self._run_thread, spec)
 
+    def cancel(self, task_id):
+        """A cancel for ``task_id`` came (the worker recorded it in ``core._cancelled``):
+        an async call that runs is cancelled at its next ``await`` (its coroutine sees
+        ``asyncio.CancelledError``, as in asyncio and Ray); a call still waiting for a slot
+        is dropped when its turn comes. A threaded call that runs cannot be interrupted
+        (Python cannot interrupt another thread): it finishes. Any thread."""
+        task = self.running.get(task_id)
+        if task is not None:
+            self.loop.call_soon_threadsafe(task.cancel)
+
     def _run_thread(self, spec):
         start = time.time()
-        results, retryable = self.core.execute(spec)
+        try:
+            results, retryable = self.core.execute(spec)  # it drops a call cancelled meanwhile
+        finally:
+            self.core._cancelled.discard(spec.task_id)
         self.core._finish(spec, results, retryable, start)
 
     def _run_loop(self):
@@ -43,11 +57,19 @@ class Concurrency:
         if self.sem is None:
             import asyncio
             self.sem = asyncio.Semaphore(self.limit)
+        import asyncio
+        from ..._common import _errors
+        from ...exceptions import TaskCancelledError
         core = self.core
-        async with self.sem:
-            start = time.time()
-            phase = "loading the function"
-            try:
+        self.running[spec.task_id] = asyncio.current_task()
+        start = time.time()
+        phase = "waiting for a slot"
+        try:
+            async with self.sem:
+                if spec.task_id in core._cancelled:  # cancelled while it waited for its turn
+                    raise asyncio.CancelledError()
+                start = time.time()
+                phase = "loading the function"
                 fn = core._load(spec)
                 phase = "unpickling the arguments"
                 args, kwargs = core._arguments(spec)
@@ -57,9 +79,19 @@ class Concurrency:
                     value = await value
                 phase = "pickling the result"
                 results, retryable = core._store(spec, value), False
-            except BaseException as exc:
+        except asyncio.CancelledError as exc:
+            if spec.task_id in core._cancelled:  # asc.cancel(ref) of this call
+                when = "while running" if phase == "executing" else "before it started"
+                results, retryable = core._error_results(spec, _errors.pack_exception(
+                    TaskCancelledError(f"task {spec.name}() was cancelled {when}"))), False
+            else:  # the method's own (it cancelled something and let the error out)
                 results, retryable = core.failure(spec, exc, phase)
-            core._finish(spec, results, retryable, start)
+        except BaseException as exc:
+            results, retryable = core.failure(spec, exc, phase)
+        finally:
+            self.running.pop(spec.task_id, None)
+            core._cancelled.discard(spec.task_id)
+        core._finish(spec, results, retryable, start)
 
 
 def _new_loop():

@@ -28,7 +28,7 @@ from ... import protocol as P
 from ..._client import _context, _refcount
 from ..._client._connect import connect
 from ..._client._core import CoreClient, _Dep
-from ..._common import _errors, _serialization
+from ..._common import _errors, _serialization, _worker_settings
 from ..._common._drops import Drops
 from ..._common._ids import return_ids
 from ...exceptions import TaskCancelledError
@@ -465,6 +465,8 @@ class WorkerCore(CoreClient):
                         self._reclaim = True
                     else:
                         self._cancelled.add(data[i:i + 16])
+                        if self._concurrency is not None:  # an async actor's call: cancel it
+                            self._concurrency.cancel(data[i:i + 16])
             except BlockingIOError:
                 pass
         if self._reclaim and self._in_user_code:
@@ -679,7 +681,7 @@ class WorkerCore(CoreClient):
 
     def _arguments(self, spec):
         if spec.args_object is not None:
-            _meta, stream, buffers = self.plasma().get_parts(spec.args_object, timeout=10)
+            stream, buffers = self.plasma().get_parts(spec.args_object, timeout=10)
             args, kwargs = _serialization.loads_parts(stream, buffers)
         else:
             args, kwargs = _serialization.loads_inline(spec.args)
@@ -783,11 +785,13 @@ def main(command) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     _refcount.reset()
     core = WorkerCore(command)
+    _worker_settings.apply(core)  # python -m actorscoop's --nice, --path, --debug, --profile
     _context.set_current(core)
     sys.stdout, sys.stderr = _TaskOutput(sys.stdout, core), _TaskOutput(sys.stderr, core)
     core.task_stdout = sys.stdout
     _task_locks.install(core._tasklets.hub, core._lock_contention)
     signal.signal(signal.SIGINT, core.on_sigint)
+    _worker_settings.run_main_script()  # under python -m actorscoop, as SCOOP's workers
     try:
         core.serve()
     except SystemExit:

@@ -99,7 +99,7 @@ def _preimport_essential():
     from . import _main as _worker_main  # noqa: F401
 
 
-_HEAVY = ("numpy", "zmq", "pyarrow", "actorscoop.plasma")
+_HEAVY = ("numpy", "zmq", "actorscoop.plasma._client", "pyarrow", "actorscoop.plasma._arrow")
 
 
 def _preimport_heavy(sock):
