@@ -230,3 +230,19 @@ def test_gpu_bundles_on_a_node(fresh_node, monkeypatch):
     got = asc.get([in_bundle.options(scheduling_strategy=PlacementGroupSchedulingStrategy(pg, i)).remote(b)
                    for i in (0, 1)], timeout=60)
     assert sorted(got) == ["0", "1"]
+
+
+@asc.remote(num_gpus=1)
+def gpu_parent():
+    before = os.environ.get("CUDA_VISIBLE_DEVICES")
+    child_env, child_ids, child_pid = asc.get(cpu_task.remote())  # runs in this worker, in the wait
+    return before, os.environ.get("CUDA_VISIBLE_DEVICES"), child_env, child_ids, child_pid, os.getpid()
+
+
+def test_a_child_run_in_a_gpu_tasks_wait_does_not_see_its_devices(fresh_node, monkeypatch):
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    fresh_node(num_cpus=1, num_gpus=1)
+    before, after, child_env, child_ids, child_pid, pid = asc.get(gpu_parent.remote(), timeout=60)
+    assert before == after == "0"  # its device again once it goes on
+    assert child_env is None and child_ids == []
+    assert child_pid == pid  # (the child did run inside the parent's wait, in its worker)
