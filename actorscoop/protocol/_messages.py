@@ -345,6 +345,8 @@ class Heartbeat(NamedTuple):
     backlog: int  # tasks ready to run that wait for a worker or resources
     running: int
     store_used: int
+    received: int = 0  # RunTasks this node had received from the head when it sent this (the
+    #                    head's book of free CPUs, scheduler/_balance.py); sent early when a CPU frees
 
 
 class SpillTask(NamedTuple):

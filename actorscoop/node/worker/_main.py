@@ -267,9 +267,11 @@ class WorkerCore(CoreClient):
             waiter = self._add_waiter(oids, num)
             if waiter is None:
                 return True
+            paused = self.task_env.suspend(self._current)  # a task run meanwhile sees its own env
             try:
                 self._tasklets.pause(self._current, waiter, deadline, oids)
             finally:
+                self.task_env.resume(paused)
                 self._remove_waiter(waiter)
             return waiter.still_needed <= 0
         values = self._values
@@ -538,11 +540,8 @@ class WorkerCore(CoreClient):
         prev = getattr(self._tls, "spec", None)
         self._tls.spec = spec
         phase = "setting up its environment"
-        undo = None
         try:
-            undo = self.task_env.enter(spec)
-            if spec.method == "__init__":
-                undo = None  # an actor keeps its environment for its life
+            self.task_env.enter(spec)  # (an actor's constructor: for the actor's life)
             phase = "loading the function"
             fn = self._load(spec)
             phase = "unpickling the arguments"
@@ -575,7 +574,7 @@ class WorkerCore(CoreClient):
             return self.failure(spec, exc, phase)
         finally:
             self._tls.spec = prev
-            self.task_env.leave(undo)
+            self.task_env.finish(spec)
 
     def _load(self, spec):
         if spec.actor_id is not None and spec.method != "__init__":
