@@ -95,6 +95,7 @@ class ClusterLink:
         self.table = []  # the head's node table, as of its last answer (members ask every tick)
         self.drops = Drops(log)  # bad input from other nodes (or the head), counted by kind
         self.received = 0  # messages read from the cluster socket
+        self.received_bytes = 0  # ... and their bytes (a function's pickle comes once per node)
         self._rejoin_logged = -LOG_INTERVAL  # when "the head does not count this node in" was logged
         self._request_ids = itertools.count(1)
         try:
@@ -192,6 +193,7 @@ class ClusterLink:
         while sock.getsockopt(zmq.EVENTS) & zmq.POLLIN:
             parts = sock.recv_multipart(zmq.NOBLOCK)
             self.received += 1
+            self.received_bytes += sum(len(p) for p in parts)
             if self.head is not None:
                 if len(parts) != 2:
                     self.drops.drop("message of several frames", f"{len(parts)} frames from a node")
@@ -757,7 +759,7 @@ class ClusterLink:
 
     def report(self):
         out = {"address": self.address, "head": self.head is not None, "head_lost": self.head_lost,
-               "received": self.received, "dropped": self.drops.counts(),
+               "received": self.received, "received_bytes": self.received_bytes, "dropped": self.drops.counts(),
                "refused": self.auth.refusals() if self.auth is not None else {},
                "transfer": self.transfer.report() if self.transfer is not None else None}
         out["nodes"] = self.head.table() if self.head is not None else self.table
