@@ -53,10 +53,20 @@ def test_work_queued_behind_busy_nodes_goes_to_the_one_that_frees(four, tmp_path
     done = asc.get(refs, timeout=120)  # would hang if a task waited behind a blocker
     assert sorted(i for i, _ in done) == list(range(24))
     assert len({n for _, n in done}) == 1  # the one free CPU ran them all
+    # Tasks submitted before their argument is ready go there too once it is.
+    first = _job.remote(100, 0.3, str(ledger))
+    after = [_after.remote(first, i, str(ledger)) for i in range(101, 113)]
+    assert sorted(i for i, _ in asc.get(after, timeout=120)) == list(range(101, 113))
     for g in gates:
         open(g, "w").close()
     assert len(set(asc.get(blockers, timeout=60))) == 3  # the held CPUs were on three nodes
-    assert sorted(_ran(str(ledger))) == list(range(24))  # each ran once
+    assert sorted(_ran(str(ledger))) == list(range(24)) + list(range(100, 113))  # each ran once
+
+
+@asc.remote
+def _after(previous, i, ledger):
+    assert previous[0] == 100
+    return _job._function(i, 0.0, ledger)
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
