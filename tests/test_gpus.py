@@ -195,3 +195,54 @@ def test_status_names_the_devices():
               "gpus": [{"id": "0", "used": 0.5}, {"id": "1", "used": 0.0}]}
     text = format_status(status)
     assert "GPU 0.5/2" in text and "GPUs of this node (CUDA_VISIBLE_DEVICES ids): 0 50% in use, 1 free" in text
+
+
+def test_tasks_in_a_gpu_bundle_get_devices():
+    from actorscoop.scheduler import CommitBundle, PrepareBundle
+    from actorscoop.scheduler import _groups as G
+    s = _sched(gpus=2.0)
+    for i in (1, 2):
+        _run(s, WorkerStarted(w(i)))
+    h = "ef" * 16
+    for i in (0, 1):
+        _run(s, PrepareBundle(bytes([i]) * 20, {"GPU": 1.0}))
+        _run(s, CommitBundle(bytes([i]) * 20, G.renamed(h, i, {"GPU": 1.0})))
+    d1 = _run(s, TaskSubmitted(t(1), G.task_request({"GPU": 1.0}, h, 0), ()))
+    d2 = _run(s, TaskSubmitted(t(2), G.task_request({"GPU": 1.0}, h, 1), ()))
+    assert {d1[0].gpu_ids, d2[0].gpu_ids} == {("0",), ("1",)}
+
+
+@asc.remote(num_gpus=1, num_cpus=0)
+def in_bundle(barrier):
+    barrier.arrive.remote()
+    while asc.get(barrier.count.remote()) < 2:  # both hold their device at once
+        pass
+    return os.environ.get("CUDA_VISIBLE_DEVICES")
+
+
+def test_gpu_bundles_on_a_node(fresh_node, monkeypatch):
+    from actorscoop.util import PlacementGroupSchedulingStrategy, placement_group
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    fresh_node(num_cpus=1, num_gpus=2)
+    pg = placement_group([{"GPU": 1}, {"GPU": 1}], strategy="STRICT_PACK")
+    asc.get(pg.ready(), timeout=30)
+    b = Barrier.remote(2)
+    got = asc.get([in_bundle.options(scheduling_strategy=PlacementGroupSchedulingStrategy(pg, i)).remote(b)
+                   for i in (0, 1)], timeout=60)
+    assert sorted(got) == ["0", "1"]
+
+
+@asc.remote(num_gpus=1)
+def gpu_parent():
+    before = os.environ.get("CUDA_VISIBLE_DEVICES")
+    child_env, child_ids, child_pid = asc.get(cpu_task.remote())  # runs in this worker, in the wait
+    return before, os.environ.get("CUDA_VISIBLE_DEVICES"), child_env, child_ids, child_pid, os.getpid()
+
+
+def test_a_child_run_in_a_gpu_tasks_wait_does_not_see_its_devices(fresh_node, monkeypatch):
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    fresh_node(num_cpus=1, num_gpus=1)
+    before, after, child_env, child_ids, child_pid, pid = asc.get(gpu_parent.remote(), timeout=60)
+    assert before == after == "0"  # its device again once it goes on
+    assert child_env is None and child_ids == []
+    assert child_pid == pid  # (the child did run inside the parent's wait, in its worker)

@@ -274,3 +274,25 @@ def test_an_actor_lands_in_its_bundle_on_another_node(cluster):
     assert asc.get([a.node.remote() for a in actors], timeout=60) == [nodes[0], nodes[1]]
     remove_placement_group(pg)
     wait_for(lambda: asc.available_resources().get("CPU") == 6.0, 30, what="every CPU back")
+
+
+def test_a_drivers_groups_go_with_it_unless_detached(cluster):
+    import subprocess
+    import sys
+    import textwrap
+    script = textwrap.dedent(f"""
+        import actorscoop as asc
+        from actorscoop.util import placement_group
+        asc.init(address={cluster.address!r})
+        asc.get(placement_group([{{"CPU": 1}}], name="mine").ready(), timeout=60)
+        asc.get(placement_group([{{"CPU": 1}}], name="kept", lifetime="detached").ready(), timeout=60)
+        asc.shutdown()
+    """)
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    kept = get_placement_group("kept")
+    assert placement_group_table(kept)["state"] == "CREATED"
+    wait_for(lambda: not any(r["name"] == "mine" and r["state"] != "REMOVED"
+                             for r in placement_group_table().values()), 30, what="the job's group removed")
+    remove_placement_group(kept)
+    wait_for(lambda: asc.available_resources().get("CPU") == 6.0, 30, what="every CPU back")

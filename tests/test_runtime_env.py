@@ -140,6 +140,26 @@ def test_a_task_without_working_dir_does_not_see_its_modules(fresh_node, tmp_pat
     assert asc.get(where.remote(), timeout=30)[0] != os.path.join(wd)
 
 
+@asc.remote
+def quick(name):
+    return os.environ.get(name)
+
+
+def test_short_tasks_keep_their_env_whatever_path_they_take(fresh_node):
+    """Short plain tasks may go to leased workers (two hops); those with a runtime_env go
+    through the raylet and still see their variables, the plain ones never do."""
+    fresh_node(num_cpus=2)
+    name = "ACTORSCOOP_TEST_LEASED"
+    with_env = quick.options(runtime_env={"env_vars": {name: "yes"}})
+    for _ in range(3):
+        asc.get([quick.remote(name) for _ in range(50)], timeout=60)  # timed, then leased
+    refs = []
+    for i in range(200):
+        refs.append((i % 2, (with_env if i % 2 else quick).remote(name)))
+    got = asc.get([r for _, r in refs], timeout=120)
+    assert got == [("yes" if odd else None) for odd, _ in refs]
+
+
 # ---------------------------------------------------------------- across nodes
 @pytest.fixture(scope="module")
 def cluster():

@@ -69,6 +69,17 @@ def _give(pool, need):
         pool[k] = pool.get(k, 0.0) + v
 
 
+def _gpus_of(need):
+    """How many GPUs ``need`` asks for: plain, or a placement group bundle's (GPU_group_...)."""
+    g = need.get("GPU")
+    if g:
+        return g
+    for k, v in need.items():
+        if k.startswith("GPU_group_"):
+            return v
+    return 0.0
+
+
 def _lendable(lease):
     """What a blocked worker lends out: its CPU only. GPUs and custom resources stay with
     the task (its devices are in use by it: another task must not get them meanwhile)."""
@@ -480,7 +491,7 @@ class Scheduler:
         for key, need in list(self.reservations.items()):
             if not fits(need, self.total):
                 continue  # waits for a bundle to be committed here; blocks nobody meanwhile
-            gpu = need.get("GPU", 0.0)
+            gpu = _gpus_of(need)
             if not fits(need, self.available) or (gpu and not self.gpus.can_take(gpu)):
                 return  # in order: a big request is not starved by small ones
             del self.reservations[key]
@@ -527,7 +538,7 @@ class Scheduler:
             need = task.resources
             shape = frozenset(need.items())
             fits_now = shape not in stuck and fits(need, avail)
-            gpu = need.get("GPU", 0.0)
+            gpu = _gpus_of(need)
             if fits_now and gpu and not self.gpus.can_take(gpu):
                 fits_now = False  # enough GPU in all, but not on devices it can share
             if fits_now and self.idle:
@@ -594,7 +605,7 @@ class Scheduler:
         """Queue a task behind a busy worker holding the same resource shape."""
         depth = self.config.pipeline_depth
         if depth <= 1 or not task.pipelinable or len(self.ready) <= len(self.workers) \
-                or "GPU" in task.resources:  # its devices are chosen when it starts
+                or _gpus_of(task.resources):  # its devices are chosen when it starts
             return False
         for w in self.workers.values():
             if w.state is WorkerState.BUSY and len(w.tasks) < depth and w.lease == task.resources \

@@ -34,7 +34,7 @@ from ..._common._ids import return_ids
 from ...exceptions import TaskCancelledError
 from ...protocol._output import TASK_MARK
 from ...transport import Connection, ConnectionClosed
-from . import _task_locks
+from . import _main_script, _task_locks
 from ._concurrency import Concurrency
 from ._task_env import TaskEnv
 from ._tasklets import Tasklets
@@ -267,9 +267,11 @@ class WorkerCore(CoreClient):
             waiter = self._add_waiter(oids, num)
             if waiter is None:
                 return True
+            paused = self.task_env.suspend(self._current)  # a task run meanwhile sees its own env
             try:
                 self._tasklets.pause(self._current, waiter, deadline, oids)
             finally:
+                self.task_env.resume(paused)
                 self._remove_waiter(waiter)
             return waiter.still_needed <= 0
         values = self._values
@@ -456,6 +458,20 @@ class WorkerCore(CoreClient):
                 self._blocked = False
                 self._send([P.Unblocked()])
 
+    def _client_locks_free(self):
+        """Whether no thread holds the client's locks now (in a signal handler: whether
+        the interrupted code, on this thread, may be inside one of them)."""
+        taken = []
+        try:
+            for lock in (self._futures_lock, self._waiters_lock, self._plasma_lock):
+                if not lock.acquire(blocking=False):
+                    return False
+                taken.append(lock)
+            return True
+        finally:
+            for lock in taken:
+                lock.release()
+
     def on_sigint(self, signum, frame):
         if self._ctrl_fd is not None:
             try:
@@ -475,7 +491,11 @@ class WorkerCore(CoreClient):
             # from a thread: this handler may have interrupted code holding a lock _send needs.
             self._in_user_code = False
             try:
-                self._recv_and_handle(0)
+                # Not when the interrupted code holds a lock that handling them takes (a
+                # task's futures.submit inside on_start, say): that deadlocked this worker
+                # for good. What stays in the socket is read by the hub afterwards.
+                if self._client_locks_free():
+                    self._recv_and_handle(0)
             finally:
                 self._in_user_code = True
             threading.Thread(target=self._return_tasks, args=self._take_queued(),
@@ -520,11 +540,8 @@ class WorkerCore(CoreClient):
         prev = getattr(self._tls, "spec", None)
         self._tls.spec = spec
         phase = "setting up its environment"
-        undo = None
         try:
-            undo = self.task_env.enter(spec)
-            if spec.method == "__init__":
-                undo = None  # an actor keeps its environment for its life
+            self.task_env.enter(spec)  # (an actor's constructor: for the actor's life)
             phase = "loading the function"
             fn = self._load(spec)
             phase = "unpickling the arguments"
@@ -557,7 +574,7 @@ class WorkerCore(CoreClient):
             return self.failure(spec, exc, phase)
         finally:
             self._tls.spec = prev
-            self.task_env.leave(undo)
+            self.task_env.finish(spec)
 
     def _load(self, spec):
         if spec.actor_id is not None and spec.method != "__init__":
@@ -786,12 +803,12 @@ def main(command) -> int:
     _refcount.reset()
     core = WorkerCore(command)
     _worker_settings.apply(core)  # python -m actorscoop's --nice, --path, --debug, --profile
+    _main_script.run_main_script()  # under python -m actorscoop, as SCOOP's workers do
     _context.set_current(core)
     sys.stdout, sys.stderr = _TaskOutput(sys.stdout, core), _TaskOutput(sys.stderr, core)
     core.task_stdout = sys.stdout
     _task_locks.install(core._tasklets.hub, core._lock_contention)
     signal.signal(signal.SIGINT, core.on_sigint)
-    _worker_settings.run_main_script()  # under python -m actorscoop, as SCOOP's workers
     try:
         core.serve()
     except SystemExit:

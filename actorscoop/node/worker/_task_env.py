@@ -11,10 +11,14 @@ CUDA = "CUDA_VISIBLE_DEVICES"
 
 
 class TaskEnv:
-    """Enter a task's environment and leave it (one per worker process)."""
+    """Enter a task's environment and leave it (one per worker process). A task that
+    pauses in ``get`` (its worker runs other tasks meanwhile) has its environment taken
+    down while paused (``suspend``) and put back when it goes on (``resume``): a task run
+    in its wait sees only its own."""
 
     def __init__(self, core):
         self.core = core
+        self.applied = {}  # task id -> what undoes its environment (None while it is paused)
         self.actor_gpu_ids = None  # an actor's devices, for its life
         self.actor_runtime_env = None  # an actor's runtime_env (what its calls' tasks inherit)
 
@@ -25,6 +29,32 @@ class TaskEnv:
         renv = spec.runtime_env
         if gpu_ids is None and not renv:
             return None
+        undo = self._apply(spec, gpu_ids, renv)
+        if spec.method != "__init__":
+            self.applied[spec.task_id] = undo
+        return undo
+
+    def finish(self, spec):
+        """``spec`` ended: put back what its environment changed."""
+        undo = self.applied.pop(spec.task_id, None)
+        if undo is not None:
+            self.leave(undo)
+
+    def suspend(self, spec):
+        """``spec`` pauses: take its environment down (its imported modules stay)."""
+        undo = self.applied.get(spec.task_id) if spec is not None else None
+        if undo is None:
+            return None
+        self.leave(undo[:3] + ((),))
+        self.applied[spec.task_id] = None
+        return spec
+
+    def resume(self, spec):
+        """``spec`` goes on after a pause: its environment again."""
+        if spec is not None and spec.task_id in self.applied and self.applied[spec.task_id] is None:
+            self.applied[spec.task_id] = self._apply(spec, spec.gpu_ids, spec.runtime_env)
+
+    def _apply(self, spec, gpu_ids, renv):
         saved_env, saved_path, saved_cwd, dirs = {}, None, None, ()
         if gpu_ids is not None:
             saved_env[CUDA] = os.environ.get(CUDA)
