@@ -25,6 +25,13 @@ runs on the head, node A. actorscoop: `actorscoop.testing.Cluster`; Ray:
   the task(s) that were running on D have finished elsewhere (default max_retries), until
   all 12 results are in, and until the control plane reports D dead. actorscoop runs with
   `node_timeout=2.0`; Ray with its defaults. Reported, no bound.
+- balance (issue 19): 4 nodes of 1 CPU, the same warm-up; tasks that sleep (so the cores
+  are not the limit), submitted by the driver on A: 64 heavy-tailed lengths (0.02-1.5 s)
+  for each of 3 seeds, 4 long then 60 short, 60 short then 4 long, 48 equal, and a binary
+  tree of nested tasks of depth 5. Makespan per shape; efficiency = ideal makespan
+  (max(work / 4 CPUs, longest task)) / measured, and against the best online schedule
+  (each task starts, in submission order, on the first CPU that frees, at no cost) =
+  that bound / measured. Target: >= 0.9 of the bound on every shape, and >= Ray's.
 
 Each (system, workload, repetition) runs in its own fresh process tree, watched by
 _watchdog.py (timeout, memory guard, cleanup by pid); the cell machinery is
@@ -57,7 +64,8 @@ SYSTEMS = ["actorscoop", "ray"]
 LABEL = {"actorscoop": "actorscoop", "ray": "Ray"}
 RUNNERS = {"actorscoop": "asc_cluster_peer.py", "ray": "ray_cluster_peer.py"}
 WORKLOADS = list(CC.WORKLOADS)
-ALIASES = {"asc": "actorscoop", "c1": "throughput", "c2": "transfer", "c3": "deadnode"}
+ALIASES = {"asc": "actorscoop", "c1": "throughput", "c2": "transfer", "c3": "deadnode", "c4": "balance"}
+BALANCE_TARGET = 0.9
 C1_FACTOR = 2.0
 C2_MIN_GBPS = 1.0
 
@@ -184,6 +192,8 @@ def brief(workload, cell):
     if workload == "transfer":
         return (f"{x['value']:.2f} GB/s return→usable ({x['return_to_ready_s']:.2f} s to ready, "
                 f"{x['ready_to_got_s']:.3f} s get); bytes identical: {x['bytes_identical']}")
+    if workload == "balance":
+        return "of the online bound: " + ", ".join(f"{r['vs_bound']:.2f}" for r in x["shapes"])
     dead = f"{x['dead_report_s']:.1f} s" if x.get("dead_reported") else "not reported"
     return (f"kill→task(s) from D done {x['retried_s']:.2f} s, all done {x['value']:.2f} s; "
             f"D reported dead after {dead}; {x['unfinished_at_kill']} unfinished at kill")
@@ -355,7 +365,41 @@ def table_deadnode(by, args):
     return out
 
 
-TABLES = {"throughput": table_throughput, "transfer": table_transfer, "deadnode": table_deadnode}
+def table_balance(by, args):
+    A, R = "actorscoop", "ray"
+    names = [f"heavy-tailed 0.02-1.5 s, seed {s}" for s in CC.HEAVY_SEEDS] + [
+        "4 long (1 s) first, then 60 short (0.05 s)", "60 short first, then 4 long", "48 equal (0.25 s)",
+        f"binary tree of nested tasks, depth {CC.TREE_DEPTH} ({CC.TREE_S:g} s each)"]
+    bounds = [CC.ideal_makespan(x) / CC.online_makespan(x) for _n, x in CC.balance_shapes()] + [1.0]
+    out = ["### C4. Load balancing without task lengths: 4 nodes of 1 CPU, tasks that sleep", "",
+           "The driver on A submits each shape's tasks and gets them all. *efficiency* = ideal makespan "
+           "(max(work / 4 CPUs, longest task)) / measured; *of bound* = the best online schedule's "
+           "makespan (each task starts, in submission order, on the first CPU that frees, at no "
+           "cost) / measured. **Higher is better**; 1.0 = as good as the bound.", "",
+           "| shape | bound's efficiency | actorscoop efficiency | actorscoop of bound | Ray efficiency | "
+           "Ray of bound | actorscoop / Ray |", "|---|---:|---:|---:|---:|---:|---:|"]
+    worst, beats = None, True
+    for i, name in enumerate(names):
+        ea, er = sb.m(by, A, f"efficiency_{i}"), sb.m(by, R, f"efficiency_{i}")
+        va, vr = sb.m(by, A, f"vs_bound_{i}"), sb.m(by, R, f"vs_bound_{i}")
+        out.append(f"| {name} | {bounds[i]:.2f} | {sb.fmt(ea)} | {sb.fmt(va)} | {sb.fmt(er)} | {sb.fmt(vr)} | "
+                   f"{sb.ratio(sb.adv(va, vr, 'higher'))} |")
+        if va is not None:
+            worst = va if worst is None else min(worst, va)
+        if va is not None and vr is not None and va < vr:
+            beats = False
+    out.append(warmup_row(by))
+    out += ["", f"- worst shape, of bound, per run: actorscoop {sb.runs_of(by, A, 'value', '')}; "
+                f"Ray {sb.runs_of(by, R, 'value', '')}.",
+            f"- Target: ≥ {BALANCE_TARGET:g} of the bound on every shape: "
+            + judge(by, None if worst is None else worst >= BALANCE_TARGET, f"worst {sb.fmt(worst)}"),
+            "- Target: ≥ Ray's on every shape: " + judge(by, beats if worst is not None else None,
+                                                       "per shape, of bound", peer_needed=True)]
+    return out
+
+
+TABLES = {"throughput": table_throughput, "transfer": table_transfer, "deadnode": table_deadnode,
+          "balance": table_balance}
 
 NOTES = [
     "Notes:",

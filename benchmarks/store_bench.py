@@ -418,6 +418,10 @@ STORE_TITLES = {
             "before the next, right after that. *Node settled*: 15 more once the tree's memory has "
             "stopped moving (background pre-fault done; up to 20 s). The physical limit is a warm `np.copyto` of the same 100 MB between "
             "two touched heap buffers, measured in the same process."),
+    "put_soon": ("S1b. put of a 100 MB array half a second after init()",
+                 "As S1's first put, on a freshly started node, but issued 0.5 s after `init()` "
+                 "returns: `init()` does not wait for the store's pre-faulting (issue 18), which "
+                 "goes on meanwhile; the limit is a warm copy of the same 100 MB."),
     "get": ("S2. get of 100 MB and of 1 GB",
             "`get(ref)` of an array already in the store (put by the driver), median of 21; the "
             "result is a read-only zero-copy view in both systems (checked)."),
@@ -455,6 +459,8 @@ def store_brief(workload, cell):
     if workload == "put":
         return (f"first {x['first_put_ms']:.1f} ms, after task {x['first_put_after_task_ms']:.1f} ms, "
                 f"repeated {x['repeated_put_ms']:.1f} ms, copy {x['warm_copy_ms']:.1f} ms")
+    if workload == "put_soon":
+        return f"put {x['put_soon_ms']:.1f} ms ({x['put_soon_vs_copy']:.2f}x copy)"
     if workload == "get":
         return f"100MB {x['get_100MB_ms']:.3f} ms, 1GB {x['get_1GB_ms']:.3f} ms"
     if workload == "share8":
@@ -502,8 +508,9 @@ def store_table(workload, by):
         fa, ra = m(by, A, "first_put_vs_copy"), m(by, A, "repeated_put_vs_copy")
         sa = m(by, A, "steady_put_vs_copy")
         ta = m(by, A, "first_put_after_task_vs_copy")
-        out += [f"- Target: first put on a freshly started node ≤ 1.5× a warm copy: "
-                f"{verdict(None if fa is None else fa <= 1.5, f'{ratio(fa)} of the copy')}"
+        out += [f"- Target (issue 18): first put at once on a freshly started node ≤ 3× a warm copy "
+                f"(it may pay first-touch faults): "
+                f"{verdict(None if fa is None else fa <= 3.0, f'{ratio(fa)} of the copy')}"
                 f"; after the node's first task: {ratio(ta)} of the copy "
                 f"({'PASS' if ta is not None and ta <= 1.5 else 'FAIL'} by the same bound)",
                 f"- Target: repeated put ≤ 1.5× a warm copy: "
@@ -512,6 +519,18 @@ def store_table(workload, by):
                 f"({'PASS' if sa is not None and sa <= 1.5 else 'FAIL'} by the same bound)",
                 "- Ratios to the copy in the targets are medians of the per-run ratios (each run "
                 "divides by its own copy time), so they can differ slightly from the table's."]
+    elif workload == "put_soon":
+        ca, cr = m(by, A, "warm_copy_ms"), m(by, R, "warm_copy_ms")
+        a, r = m(by, A, "put_soon_ms"), m(by, R, "put_soon_ms")
+        out += ["| measure | actorscoop | Ray | actorscoop advantage over Ray | actorscoop ÷ warm copy | Ray ÷ warm copy |",
+                "|---|---:|---:|---:|---:|---:|",
+                row("first put, 0.5 s after init()", "put_soon_ms", "ms", "lower",
+                    (ratio(a / ca if a and ca else None), ratio(r / cr if r and cr else None))),
+                f"| physical limit: warm `np.copyto` of 100 MB | {fmt(ca, 'ms')} | {fmt(cr, 'ms')} | — | 1× | 1× |"]
+        sa = m(by, A, "put_soon_vs_copy")
+        out += ["", f"- actorscoop per run: {runs_of(by, A, 'put_soon_ms', 'ms')}; Ray: {runs_of(by, R, 'put_soon_ms', 'ms')}.",
+                f"- Target (issue 18): ≤ 1.5× a warm copy: "
+                f"{verdict(None if sa is None else sa <= 1.5, f'{ratio(sa)} of the copy')}"]
     elif workload == "get":
         out += ["| measure | actorscoop | Ray | actorscoop advantage over Ray |", "|---|---:|---:|---:|"]
         out.append(row("get of 100 MB", "get_100MB_ms", "ms", "lower"))
@@ -586,16 +605,16 @@ STORE_NOTES = [
     "for rates: above 1× actorscoop is better.",
     "- Both systems run with `num_cpus=2` and the same `object_store_memory`; Ray otherwise with "
     "its defaults (dashboard on, `log_to_driver=False`, `RAY_USAGE_STATS_ENABLED=0`).",
-    "- actorscoop's store pre-faults the first 256 MiB of its arena as the node starts, and "
-    "`init()` returns once the driver has mapped those pages (docs/plasma.md), so that memory "
-    "is resident in the *before* sample of S3 and a put into it adds no PSS; Ray's plasma "
-    "pages become resident when first written.",
+    "- actorscoop's store pre-faults the first 256 MiB of its arena as the node starts, and the "
+    "driver maps those pages in the background (`init()` does not wait for either), so that "
+    "memory is resident in the *before* sample of S3 and a put into it adds no PSS; Ray's "
+    "plasma pages become resident when first written.",
 ]
 
 STORE_SUITE = {
     "name": "store", "title": "object store (issue 3)", "doc": __doc__, "peers": "peers_store",
     "runners": {"actorscoop": "asc_store_peer.py", "ray": "ray_store_peer.py"},
-    "workloads": ["put", "get", "share8", "small", "spill", "plasma_api", "arrow"],
+    "workloads": ["put", "put_soon", "get", "share8", "small", "spill", "plasma_api", "arrow"],
     "brief": store_brief, "table": store_table, "notes": STORE_NOTES,
 }
 

@@ -137,6 +137,10 @@ def _pulls_in_progress():
     return asc._driver._api.status()["cluster"]["transfer"]["pulls_in_progress"]
 
 
+def _no_room_pulls():
+    return asc._driver._api.status()["cluster"]["transfer"]["pulls_no_room"]
+
+
 def test_a_pull_into_a_store_full_of_objects_in_use_waits_without_stalling_its_node():
     """Room for a pulled object is asked for without waiting in the raylet's loop (it used
     to wait there up to 5 s, the node deaf meanwhile, then fail): the pull waits as long as
@@ -156,9 +160,11 @@ def test_a_pull_into_a_store_full_of_objects_in_use_waits_without_stalling_its_n
             asc.shutdown()
 
 
-@pytest.mark.xfail(strict=False, reason="known race, open: a get waiting while its pull fails for want "
-                   "of room can pull again and again until its own timeout (seen once in four full runs)")
 def test_a_pull_that_finds_no_room_in_time_fails_clearly_and_can_be_retried():
+    """Issue 19: each get of a result the driver's store has no room for makes one pull
+    attempt, and raises ObjectStoreFullError once that attempt found no room within
+    ``pull_room_wait`` (it used to pull again and again until the get's own timeout); a get
+    once there is room pulls it."""
     with _room_cluster(1.0) as c:
         asc.init(address=c.address)
         try:
@@ -166,6 +172,11 @@ def test_a_pull_that_finds_no_room_in_time_fails_clearly_and_can_be_retried():
             ref = _forty_mib.remote(2)
             with pytest.raises(asc.exceptions.ObjectStoreFullError, match="no room"):
                 asc.get(ref, timeout=60)
+            first = _no_room_pulls()
+            assert first >= 1
+            with pytest.raises(asc.exceptions.ObjectStoreFullError, match="no room"):
+                asc.get(ref, timeout=60)  # still no room: one more attempt, then the error
+            assert _no_room_pulls() == first + 1
             del held
             assert np.array_equal(asc.get(ref, timeout=60), _forty_mib._function(2))  # pulled again
             assert asc.get(_on_a.remote(), timeout=60) == c.info(0)["node_id"]

@@ -15,7 +15,7 @@ import psutil
 import pytest
 
 import actorscoop as asc
-from actorscoop.plasma import ObjectStoreFullError, PlasmaClient
+from actorscoop.plasma import ObjectStoreFullError, StoreClient as PlasmaClient
 
 from conftest import driver_on_cluster, exited, wait_for
 from limits_helpers import tmpfs_or_skip

@@ -322,7 +322,7 @@ def cpu_seconds(pid):
 
 
 def test_a_full_spill_disk_fails_puts_at_once_and_the_store_keeps_serving(tiny_disk):
-    from actorscoop.plasma import ObjectStoreFullError, PlasmaClient, start_store
+    from actorscoop.plasma import ObjectStoreFullError, StoreClient as PlasmaClient, start_store
     sock = f"/tmp/asc-full-{os.getpid()}.sock"
     with start_store(sock, capacity=32 * MiB, spill_dir=tiny_disk, validate=True) as h:
         c = PlasmaClient(h.socket_path)

@@ -14,6 +14,7 @@ import pytest
 
 from actorscoop._cli import _launch
 from actorscoop._cli._hosts import Host
+from actorscoop.exceptions import ActorScoopError
 
 PY = sys.executable
 
@@ -61,6 +62,10 @@ def test_where_the_hosts_come_from(tmp_path):
     assert got == hosts(("a", 2), ("b", 1), ("c", 3)) and n == 6 and source == "--host list"
     assert _launch.plan(args("-n", "3"), env={}) == (None, "this machine", 3)
     assert _launch.plan(args(), env={}) == (None, "this machine", here)
+    with pytest.raises(ActorScoopError, match="give at least one worker"):
+        _launch.plan(args("-n", "0"), env={})
+    with pytest.raises(ActorScoopError, match="give at least one worker"):
+        _launch.plan(args("--hostfile", str(hf), "-n", "0"), env={})
 
 
 def test_batch_allocations_without_a_flag(tmp_path):
@@ -123,6 +128,15 @@ def parse(out, key):
 
 
 @pytest.mark.timeout(150)
+def test_prolog_environment_is_what_the_script_exports(tmp_path):
+    (tmp_path / "p.sh").write_text("export FROM_PROLOG=1\nNOT_EXPORTED=2\ncd /\n")
+    assert _launch.prolog_environment(str(tmp_path / "p.sh")) == {"FROM_PROLOG": "1"}
+    (tmp_path / "bad.sh").write_text("echo broken >&2; exit 3\n")
+    with pytest.raises(ActorScoopError, match="failed with exit code 3: broken"):
+        _launch.prolog_environment(str(tmp_path / "bad.sh"))
+
+
+@pytest.mark.timeout(150)
 def test_worker_settings_reach_the_workers(probe):
     (probe / "prolog.sh").write_text("export FROM_PROLOG=from-the-prolog\n")
     workdir = probe / "work"
@@ -136,7 +150,7 @@ def test_worker_settings_reach_the_workers(probe):
         "nice": 7, "cwd": str(workdir), "prolog": "from-the-prolog",
         "pythonpath": "/opt/nowhere", "debug": False, "mark": None}, sort_keys=True)}
     assert parse(r.stdout, "ROOT")["size"] == 2
-    assert "there is no broker" not in r.stderr or "-b/--backend" in r.stderr
+    assert "-b/--backend are accepted for SCOOP's command lines and change nothing" in r.stderr
 
 
 @pytest.mark.timeout(150)
@@ -250,3 +264,17 @@ def test_workers_run_the_scripts_top_level_as_scoop_workers_do(tmp_path):
     r = launch("-n", "2", "main.py", "the-data", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert "READ ['the-data']" in r.stdout
+
+
+@pytest.mark.timeout(150)
+def test_a_script_without_a_main_block_still_runs(tmp_path):
+    """Its top level submits tasks: in the workers (which run the top level first) that
+    fails at once with a message saying why, instead of tying the workers up."""
+    (tmp_path / "flat.py").write_text(textwrap.dedent("""
+        from actorscoop import futures
+        print("SUM", sum(futures.map(abs, range(-5, 0))))
+    """))
+    r = launch("-n", "2", "flat.py", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "SUM 15" in r.stdout
+    assert "put the script's main code under `if __name__ == \"__main__\":`" in r.stdout + r.stderr

@@ -11,6 +11,7 @@ called like it: ``PROG [options] HOST COMMAND``), and runs it directly when the 
 is this machine. The user's page is ``docs/hosts.md``.
 """
 import itertools
+import json
 import os
 import re
 import shlex
@@ -348,6 +349,17 @@ def shell_command(argv: Sequence[str], env: Mapping | None = None) -> str:
                              "(letters, digits and '_', not starting with a digit)")
         assigns.append(f"{key}={value}")
     return shlex.join(["env", *assigns, *argv] if assigns else argv)
+
+
+def node_info(line: str):
+    """The node info dict of a line ``actorscoop start --json`` printed, else None."""
+    if not line.startswith("{"):
+        return None
+    try:
+        info = json.loads(line)
+    except ValueError:
+        return None
+    return info if isinstance(info, dict) and "node_id" in info else None
 
 
 def _check_argv(argv):

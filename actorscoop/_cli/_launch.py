@@ -25,7 +25,7 @@ from ..exceptions import ActorScoopError
 from ._hosts import Host, batch_system, hosts_from_environment, parse_hostfile_text
 
 LEVELS = {0: logging.WARNING, 1: logging.INFO}  # -q, default; -v and more: DEBUG
-_HOST_OPTIONS = ("ssh", "port", "bind", "timeout", "head_address")
+_HOST_OPTIONS = ("ssh", "port", "bind", "timeout", "head_address", "tunnel")
 _BATCH_COUNTS = ("SLURM_NTASKS", "PBS_NP", "NSLOTS")  # SCOOP's total for a batch job
 
 
@@ -82,7 +82,8 @@ def parser(commands=()):
     g.add_argument("--ssh-executable", "--ssh", dest="ssh", metavar="CMD",
                    help="program and options that run a command on a host (default: ssh)")
     g.add_argument("--tunnel", action="store_true",
-                   help="hosts reach this machine through ssh port forwarding")
+                   help="the hosts' nodes reach the head through ssh port forwarding (for "
+                        "hosts that cannot connect back to this machine)")
     g = p.add_argument_group("what it says and records")
     g.add_argument("-v", "--verbose", action="count", default=0,
                    help="more messages (-v: debug); the script's scoop.logger follows it")
@@ -162,7 +163,10 @@ def plan(a, env=os.environ):
             raise ActorScoopError("--allocation: this does not run inside a SLURM, PBS/Torque "
                                   "or SGE job (none of their variables is set)")
     else:
-        return None, "this machine", a.n if a.n is not None else here
+        n = a.n if a.n is not None else here
+        if n < 1:
+            raise ActorScoopError(f"-n {n}: give at least one worker")
+        return None, "this machine", n
     hosts = [Host(h.name, h.cpus or here) for h in hosts]  # no count: as many as here
     n = a.n
     if n is None and source.endswith("allocation"):
@@ -176,14 +180,25 @@ def plan(a, env=os.environ):
 
 # ---------------------------------------------------------------------- worker settings
 def prolog_environment(path) -> dict:
-    """The environment after sourcing the shell script ``path`` (what it exports)."""
+    """What sourcing the shell script ``path`` exports: the variables it sets or changes
+    (against the same shell without it, which sets a few of its own)."""
     if not os.path.isfile(path):
         raise ActorScoopError(f"--prolog {path}: no such file")
-    done = subprocess.run(["sh", "-c", '. "$1" >&2 && env -0', "sh", os.path.abspath(path)],
+    before = _shell_environment(": >&2")
+    after = _shell_environment('. "$1" >&2', os.path.abspath(path))
+    if isinstance(after, subprocess.CompletedProcess):
+        raise ActorScoopError(f"--prolog {path} failed with exit code {after.returncode}: "
+                              f"{after.stderr.decode(errors='replace').strip()[-500:]}")
+    return {k: v for k, v in after.items() if before.get(k) != v and k not in ("_", "PWD", "OLDPWD")}
+
+
+def _shell_environment(script, *args):
+    """The environment ``sh`` has after running ``script``: a dict, or the completed
+    process when it failed."""
+    done = subprocess.run(["sh", "-c", f"{script} && env -0", "sh", *args],
                           capture_output=True, timeout=120)
     if done.returncode:
-        raise ActorScoopError(f"--prolog {path} failed with exit code {done.returncode}: "
-                              f"{done.stderr.decode(errors='replace').strip()[-500:]}")
+        return done
     pairs = (item.split(b"=", 1) for item in done.stdout.split(b"\0") if b"=" in item)
     return {k.decode(errors="replace"): v.decode(errors="replace") for k, v in pairs}
 
@@ -234,10 +249,6 @@ def main(argv, commands=()) -> int:
     if a.address and (a.hostfile or a.hosts or a.allocation):
         p.error("--address uses a running cluster; --hostfile, --host and --allocation start "
                 "one: give one of them")
-    if a.tunnel:
-        p.error("--tunnel is not supported yet: the hosts must reach this machine directly "
-                "(give its reachable name with -e/--external-hostname). See "
-                "docs/migrating-from-scoop.md")
     if not os.path.exists(a.script):
         near = difflib.get_close_matches(a.script, commands, n=1)
         hint = f" (did you mean the command `actorscoop {near[0]}`?)" if near else ""
@@ -317,7 +328,7 @@ def _run_on_hosts(a, hosts, source, env, run_script):
                             port=a.port or 0, bind=bind, address=a.head_address,
                             num_cpus=sum(h.cpus for h in local), say=say, hints=False,
                             timeout=a.timeout or _up.DEFAULT_TIMEOUT, env=remote_env,
-                            prolog=prolog)
+                            prolog=prolog, tunnel=a.tunnel)
     return _up.run_cluster(cluster, run_script)
 
 

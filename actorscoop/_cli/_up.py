@@ -20,7 +20,7 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 
 from .._common import _session
 from ._hosts import (RemoteCommandError, RemoteLauncher, RemoteTimeoutError, batch_system,
-                     hosts_from_environment, local_names, parse_hostfile)
+                     hosts_from_environment, local_names, node_info, parse_hostfile)
 from ..exceptions import ActorScoopError
 
 STATE_VERSION = 1
@@ -176,11 +176,14 @@ class ClusterUp:
 
     def __init__(self, hosts, source, *, ssh=DEFAULT_SSH, python=DEFAULT_PYTHON, port=0,
                  bind=DEFAULT_BIND, address=None, num_cpus=None, timeout=DEFAULT_TIMEOUT,
-                 say=print, hints=True, env=None, prolog=None):
+                 say=print, hints=True, env=None, prolog=None, tunnel=False):
         self.launcher = RemoteLauncher(ssh)
         # The launcher's worker settings (environment) and a shell script each host's
         # node sources before it starts (--prolog).
         self.env, self.prolog = dict(env or {}), prolog
+        # --tunnel: each host's node joins through an ssh remote forward held open while
+        # it runs (_tunnel.TunneledNode); those ssh processes, by host name.
+        self.tunnel, self.tunnels = tunnel, {}
         self.hints = hints  # how to use and stop the cluster, for `up`
         self.hosts, self.source, self.python = list(hosts), source, python
         self.port, self.bind, self.num_cpus, self.timeout = port, bind, num_cpus, timeout
@@ -214,7 +217,7 @@ class ClusterUp:
         self.state = {
             "version": STATE_VERSION, "created": time.time(), "port": port,
             "address": address, "bind": self.bind, "source": self.source,
-            "ssh": list(self.launcher.ssh), "python": self.python,
+            "ssh": list(self.launcher.ssh), "python": self.python, "prolog": self.prolog,
             "fingerprint": creds.fingerprint,
             "head": {"name": me, "node_id": info["node_id"], "pid": info["pid"],
                      "num_cpus": num_cpus, "session_dir": info["session_dir"]},
@@ -273,8 +276,9 @@ class ClusterUp:
                 "--resources", json.dumps({f"host:{host.name}": 1})]
         if host.cpus:
             argv += ["--num-cpus", str(host.cpus)]
-        if self.prolog:  # sourced by the shell that then becomes the node's start
-            argv = ["sh", "-c", '. "$0" >&2 && exec "$@"', self.prolog, *argv]
+        if self.tunnel:
+            return self._start_tunneled(host, argv, token)
+        argv = with_prolog(argv, self.prolog)
         try:
             done = self.launcher.run(host, argv, self.timeout, env=self.env, check=True,
                                      input=token + "\n")
@@ -283,15 +287,29 @@ class ClusterUp:
         except (RemoteCommandError, OSError, ValueError) as exc:
             return FAILED, str(exc)
         for line in reversed(done.stdout.splitlines()):
-            if line.startswith("{"):
-                try:
-                    info = json.loads(line)
-                except ValueError:
-                    continue
-                if isinstance(info, dict) and "node_id" in info:
-                    return RUNNING, info
+            info = node_info(line)
+            if info is not None:
+                return RUNNING, info
         return UNKNOWN, (f"`{shlex.join(argv)}` on {host.name!r} exited with 0 but printed no "
                          f"node info; its output:\n{done.stdout.strip()}")
+
+    def _start_tunneled(self, host, argv, token):
+        from ._tunnel import TunneledNode
+        port = int(self.state["port"])
+        target = f"127.0.0.1:{port}" if self.bind in _ANY_ADDRESS else f"{self.bind}:{port}"
+        node = TunneledNode(self.launcher.ssh, host.name, target, self.timeout)
+        at = argv.index("--address") + 1
+        argv = argv[:at] + [node.address] + argv[at + 1:] + ["--block"]
+        ok, detail = node.start(with_prolog(argv, self.prolog), self.env, token)
+        if not ok:
+            return FAILED, detail
+        self.tunnels[host.name] = node
+        return RUNNING, detail
+
+    def close_tunnels(self, timeout=30.0):
+        """After ``down``: wait for each tunnel's ssh to end (its node stopped)."""
+        for node in self.tunnels.values():
+            node.close(timeout)
 
     def _record(self, entry, outcome):
         state, detail = outcome
@@ -324,7 +342,7 @@ def down(state, *, ssh=None, timeout=DEFAULT_TIMEOUT, say=print, head_proc=None)
         with ThreadPoolExecutor(min(_PARALLEL, len(todo)),
                                 thread_name_prefix="actorscoop-down") as pool:
             futures = {pool.submit(_stop_one, launcher, state["python"], e, address,
-                                   timeout): e for e in todo}
+                                   timeout, state.get("prolog")): e for e in todo}
             for fut in as_completed(futures):
                 entry = futures[fut]
                 ok, text = fut.result()
@@ -346,11 +364,18 @@ def down(state, *, ssh=None, timeout=DEFAULT_TIMEOUT, say=print, head_proc=None)
     return True
 
 
-def _stop_one(launcher, python, entry, address, timeout):
+def with_prolog(argv, prolog):
+    """``argv`` run by a shell that first sources ``prolog`` (--prolog), if any."""
+    if not prolog:
+        return argv
+    return ["sh", "-c", '. "$0" >&2 && exec "$@"', prolog, *argv]
+
+
+def _stop_one(launcher, python, entry, address, timeout, prolog=None):
     """``(stopped or gone, what happened)`` for one host's node."""
     which = (["--node", entry["node_id"]] if entry["state"] == RUNNING
              else ["--cluster", address])
-    argv = [python, "-m", "actorscoop", "stop", *which]
+    argv = with_prolog([python, "-m", "actorscoop", "stop", *which], prolog)
     try:
         done = launcher.run(entry["name"], argv, timeout)
     except (RemoteTimeoutError, OSError, ValueError) as exc:
@@ -467,6 +492,7 @@ def run_cluster(cluster, run_script):
         finally:
             if cluster.state is not None:
                 down(cluster.state, timeout=cluster.timeout, head_proc=cluster.head_proc)
+            cluster.close_tunnels()
             signal.signal(signal.SIGTERM, previous)
 
 

@@ -12,7 +12,7 @@ also on other hosts), applied by each worker when it starts (:func:`apply`):
   them at the end);
 - ``ACTORSCOOP_MAIN_SCRIPT=PATH`` (and ``ACTORSCOOP_MAIN_ARGV``, its arguments as JSON):
   the worker runs the launched script's top level as module ``__mp_main__`` before its
-  first task (:func:`run_main_script`), as SCOOP's workers import the script: what the
+  first task (node/worker/_main_script.py), as SCOOP's workers import the script: what the
   script sets up outside ``if __name__ == "__main__":`` (a data file read into a module
   global, say) is there for its tasks.
 """
@@ -56,31 +56,6 @@ def apply(core, env=os.environ):
                         env[ENV_CWD], exc)
     if env.get(ENV_TRACE) or env.get(ENV_PROFILE):
         core.execute = Recorder(core.execute, env.get(ENV_TRACE), env.get(ENV_PROFILE))
-
-
-def run_main_script(env=os.environ):
-    """Run the launched script's top level in this worker as ``__mp_main__`` (with the
-    script's directory on sys.path and its arguments in sys.argv), as SCOOP's workers do.
-    A failure there is logged; the worker serves on (a task that needed it will fail)."""
-    path = env.get(ENV_MAIN)
-    if not path:
-        return
-    log = logging.getLogger("actorscoop")
-    if not os.path.isfile(path):
-        log.info("worker pid %d: the script %s is not on this host; its top level is not "
-                 "run here (give --path, or put it at the same place)", os.getpid(), path)
-        return
-    import runpy
-    import sys
-    folder = os.path.dirname(path)
-    if folder not in sys.path:
-        sys.path.insert(0, folder)
-    try:
-        sys.argv = [path, *json.loads(env.get(ENV_MAIN_ARGV) or "[]")]
-        runpy.run_path(path, run_name="__mp_main__")
-    except BaseException as exc:  # noqa: BLE001 - SystemExit too: the worker must live on
-        log.warning("worker pid %d: running the top level of %s failed: %s: %s",
-                    os.getpid(), path, type(exc).__name__, exc)
 
 
 def file_stem():

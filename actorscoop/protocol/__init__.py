@@ -1,7 +1,7 @@
 """Every message exchanged between actorscoop processes, and the codec.
 
-This package is the only code that knows the wire format. A ZeroMQ message is one
-frame holding a msgpack array of *records*; each record is ``[tag, field, ...]`` and
+This package is the only code that knows the wire format. A frame (length-prefixed on
+a node's Unix sockets, a ZeroMQ message between nodes) holds a msgpack array of *records*; each record is ``[tag, field, ...]`` and
 maps to one of the NamedTuple classes in :mod:`._messages`. Batching is therefore
 free: a busy sender packs many records into one frame. The codec checks each field's
 declared type; :mod:`._shapes` checks what is inside lists and dicts, for receivers to

@@ -20,7 +20,6 @@ VALUE_REMOTE = 3  # between nodes only: data is [node_id, object_address, key] o
 KIND_DRIVER = "driver"
 KIND_WORKER = "worker"
 KIND_CLI = "cli"
-KIND_DRIVER_TX = "driver-tx"  # a driver's sending socket; worker_id names its driver
 # Written to a worker's control pipe (where cancelled task ids go) before a SIGINT: hand
 # back the tasks queued on you that you have not started (answer: ReturnTasks).
 RECLAIM = b"\xff" * 16
@@ -346,6 +345,8 @@ class Heartbeat(NamedTuple):
     backlog: int  # tasks ready to run that wait for a worker or resources
     running: int
     store_used: int
+    received: int = 0  # RunTasks this node had received from the head when it sent this (the
+    #                    head's book of free CPUs, scheduler/_balance.py); sent early when a CPU frees
 
 
 class SpillTask(NamedTuple):
@@ -640,5 +641,5 @@ MESSAGE_TYPES = (
 
 __all__ = [c.__name__ for c in MESSAGE_TYPES] + [
     "PROTOCOL_VERSION", "VALUE_INLINE", "VALUE_PLASMA", "VALUE_ERROR", "VALUE_REMOTE",
-    "KIND_DRIVER", "KIND_WORKER", "KIND_CLI", "KIND_DRIVER_TX", "RECLAIM",
+    "KIND_DRIVER", "KIND_WORKER", "KIND_CLI", "RECLAIM",
 ]

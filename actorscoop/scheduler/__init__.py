@@ -12,7 +12,8 @@ from ._instructions import (
     Dispatch, StartWorker, FailTask, TaskLost, InterruptTask, KillWorker, WarnInfeasible, Reserved,
     BundlePrepared, Resubmit,
 )
-from ._placement import NodeLoad, fits, pick_node, should_spill
+from ._balance import SlotBook, pick_free_node, should_spill
+from ._placement import NodeLoad, fits, pick_node
 from ._scheduler import Scheduler, SchedulerConfig, IllegalTransition
 from ._state import TaskState, WorkerState
 
@@ -22,6 +23,6 @@ __all__ = [
     "TaskFinished", "WorkerBlocked", "WorkerUnblocked", "CancelRequested", "WorkerStartFailed",
     "Dispatch", "StartWorker", "FailTask", "TaskLost", "InterruptTask", "KillWorker",
     "WarnInfeasible", "Reserved", "ReserveResources", "ReleaseResources", "RetireWorker", "TasksReturned",
-    "NodeLoad", "fits", "pick_node", "should_spill",
+    "NodeLoad", "fits", "pick_node", "should_spill", "SlotBook", "pick_free_node",
     "PrepareBundle", "CommitBundle", "ReleaseBundle", "BundlePrepared", "Resubmit",
 ]

@@ -34,17 +34,6 @@ def fits(need: dict, have: dict) -> bool:
     return True
 
 
-def should_spill(need: dict, local_total: dict, backlog: int, local_cpus: float,
-                 threshold: float, cluster_size: int) -> bool:
-    """Whether a new task leaves its node: never alone; always if the node can never run
-    it; else once ``backlog`` ready tasks per CPU already wait here."""
-    if cluster_size < 2:
-        return False
-    if not fits(need, local_total):
-        return True
-    return backlog >= threshold * max(local_cpus, 1.0)
-
-
 LOCALITY_BYTES = 100 << 20  # holding this much of a task's arguments counts as one task less
 
 

@@ -23,12 +23,17 @@ Adapter interface (node 0 is the head; the driver runs on it):
 - ``kill_node(index)``: SIGKILL that node's raylet and reap it
 - ``node_dead(index)`` -> whether the control plane reports that node dead
 - ``heartbeat`` (text): how dead nodes are detected, for the notes
+- ``sleeper(seconds)`` -> ref of a task that sleeps that long (balance)
+- ``tree(depth, seconds)`` -> ref of a task that sleeps, then submits two ``tree(depth - 1)``
+  and gets them (balance, nested)
 """
 
 from __future__ import annotations
 
 import argparse
+import heapq
 import os
+import random
 import shutil
 import sys
 import tempfile
@@ -37,7 +42,7 @@ from collections import Counter
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # benchmarks/
 from _cell import PROGRESS_MARK, RESULT_MARK, emit, run_cell  # noqa: E402,F401
-WORKLOADS = ["throughput", "transfer", "deadnode"]
+WORKLOADS = ["throughput", "transfer", "deadnode", "balance"]
 
 MiB = 2**20
 GB = 1e9
@@ -55,6 +60,9 @@ PROBE_ROUNDS = 5                 # C3: rounds tried before giving up on a victim
 VICTIM_START_DEADLINE_S = 60.0
 AFTER_KILL_DEADLINE_S = 60.0     # C3: how long to wait for results and the death report
 WAIT_TIMEOUT_S = 600.0           # blocking calls; the driver's watchdog normally ends sooner
+BALANCE_CPUS = 4                 # balance: 4 nodes of 1 CPU
+HEAVY_SEEDS = (1, 2, 3)          # balance: heavy-tailed shapes, one per seed
+TREE_DEPTH, TREE_S = 5, 0.1      # balance: a binary tree of nested tasks, each sleeping TREE_S
 
 
 # --- task bodies (run in the workers of both systems) ------------------------------------
@@ -100,6 +108,47 @@ def share_metrics(counts, min_share=MIN_SHARE):
     out["min_share_pct"] = 100.0 * min(counts) / total if counts else 0.0
     out["every_node_shares"] = bool(counts) and min(counts) >= min_share * total
     return out
+
+
+def sleep_body(seconds):
+    time.sleep(seconds)
+    return seconds
+
+
+def heavy_tailed(seed, n=64, lo=0.02, hi=1.5, alpha=1.1):
+    """``n`` task lengths from a Pareto tail (shape ``alpha``) from ``lo``, capped at ``hi``."""
+    rng = random.Random(seed)
+    return [round(min(hi, lo * (1.0 - rng.random()) ** (-1.0 / alpha)), 4) for _ in range(n)]
+
+
+def balance_shapes():
+    """(name, task lengths in submission order) of the balance workloads (issue 19)."""
+    shapes = [(f"heavy-tailed, seed {s}", heavy_tailed(s)) for s in HEAVY_SEEDS]
+    shapes += [("4 long first, then 60 short", [1.0] * 4 + [0.05] * 60),
+               ("60 short first, then 4 long", [0.05] * 60 + [1.0] * 4),
+               ("48 equal", [0.25] * 48)]
+    return shapes
+
+
+def ideal_makespan(lengths, cpus=BALANCE_CPUS):
+    return max(sum(lengths) / cpus, max(lengths))
+
+
+def online_makespan(lengths, cpus=BALANCE_CPUS):
+    """The best online schedule when lengths are unknown: each task starts, in submission
+    order, on the first CPU that frees, at no cost."""
+    free = [0.0] * cpus
+    for x in lengths:
+        heapq.heapreplace(free, free[0] + x)
+    return max(free)
+
+
+def tree_bounds(depth=TREE_DEPTH, s=TREE_S, cpus=BALANCE_CPUS):
+    """(ideal, online bound) of the nested tree: 2^(depth+1) - 1 tasks of ``s``, each
+    starting its children after its sleep; its critical path is (depth + 1) * s."""
+    n = 2 ** (depth + 1) - 1
+    ideal = max(n * s / cpus, (depth + 1) * s)
+    return ideal, ideal
 
 
 def markers(marker_dir):
@@ -236,7 +285,34 @@ def w_deadnode(ad, o):
         shutil.rmtree(marker_dir, ignore_errors=True)
 
 
-FUNCS = {"throughput": w_throughput, "transfer": w_transfer, "deadnode": w_deadnode}
+def w_balance(ad, o):
+    """Issue 19: 4 nodes of 1 CPU, tasks that sleep (so the cores are not the limit), one
+    driver on A. For each shape: makespan from the first submit to the last result;
+    efficiency = ideal makespan / measured, and measured against the best online schedule
+    (``online_makespan``) = that bound / measured."""
+    ids = ad.start([{"num_cpus": 1}] * BALANCE_CPUS)
+    warm_rounds, warm_nodes = warm_up(ad, ids)
+    out = {"warmup_rounds": warm_rounds, "warmup_nodes": warm_nodes, "shapes": []}
+    rows = [(name, lengths, ideal_makespan(lengths), online_makespan(lengths)) for name, lengths in balance_shapes()]
+    rows.append((f"binary tree of nested tasks, depth {TREE_DEPTH}", None, *tree_bounds()))
+    for name, lengths, ideal, bound in rows:
+        t0 = now()
+        if lengths is None:
+            ad.get(ad.tree(TREE_DEPTH, TREE_S), WAIT_TIMEOUT_S)
+        else:
+            ad.get([ad.sleeper(x) for x in lengths], WAIT_TIMEOUT_S)
+        took = now() - t0
+        out["shapes"].append({"name": name, "makespan_s": took, "ideal_s": ideal, "bound_s": bound,
+                              "efficiency": ideal / took, "vs_bound": bound / took,
+                              "bound_efficiency": ideal / bound})
+    out["value"] = min(r["vs_bound"] for r in out["shapes"])
+    for i, r in enumerate(out["shapes"]):
+        out[f"vs_bound_{i}"] = r["vs_bound"]
+        out[f"efficiency_{i}"] = r["efficiency"]
+    return out
+
+
+FUNCS = {"throughput": w_throughput, "transfer": w_transfer, "deadnode": w_deadnode, "balance": w_balance}
 
 
 def parse_args(argv=None, default_node_timeout=None):

@@ -23,6 +23,17 @@ try:
     @asc.remote(resources={"b": 1})
     def make(nbytes, seed):
         return C.make_body(nbytes, seed, _node())
+
+    @asc.remote
+    def sleeper(seconds):
+        return C.sleep_body(seconds)
+
+    @asc.remote
+    def tree(depth, seconds):
+        C.sleep_body(seconds)
+        if depth:
+            asc.get([tree.remote(depth - 1, seconds) for _ in range(2)])
+        return depth
 except Exception as exc:  # reported as the cell's error
     _IMPORT_ERROR = exc
 
@@ -67,6 +78,12 @@ class Adapter:
 
     def make(self, nbytes, seed):
         return make.remote(nbytes, seed)
+
+    def sleeper(self, seconds):
+        return sleeper.remote(seconds)
+
+    def tree(self, depth, seconds):
+        return tree.remote(depth, seconds)
 
     def wait(self, refs, num_returns, timeout):
         return asc.wait(refs, num_returns=num_returns, timeout=timeout, fetch_local=False)

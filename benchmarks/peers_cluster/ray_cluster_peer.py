@@ -36,6 +36,19 @@ def make(nbytes, seed):
     return C.make_body(nbytes, seed, _node())
 
 
+@ray.remote
+def sleeper(seconds):
+    return C.sleep_body(seconds)
+
+
+@ray.remote
+def tree(depth, seconds):
+    C.sleep_body(seconds)
+    if depth:
+        ray.get([tree.remote(depth - 1, seconds) for _ in range(2)])
+    return depth
+
+
 class Adapter:
     name = "ray"
     heartbeat = ("defaults: GCS health checks of each raylet every 3 s, dead after 5 failures "
@@ -85,6 +98,12 @@ class Adapter:
 
     def make(self, nbytes, seed):
         return make.remote(nbytes, seed)
+
+    def sleeper(self, seconds):
+        return sleeper.remote(seconds)
+
+    def tree(self, depth, seconds):
+        return tree.remote(depth, seconds)
 
     def wait(self, refs, num_returns, timeout):
         return ray.wait(refs, num_returns=num_returns, timeout=timeout, fetch_local=False)

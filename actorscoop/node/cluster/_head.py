@@ -9,6 +9,8 @@ the owners of the tasks placed on it are told (TaskLost) and retry them.
 The head's own raylet is a node like the others, reached by a direct call instead of a
 socket (its routing identity is None).
 """
+import collections
+import itertools
 import logging
 import time
 
@@ -21,12 +23,13 @@ log = logging.getLogger("actorscoop.head")
 
 
 _FUNCTION_ID = P.SubmitTask._fields.index("function_id")
+DISPATCH_SCAN = 256  # queued tasks looked at per dispatch (those no node has room for are skipped)
 _ACTOR_ID = P.SubmitTask._fields.index("actor_id")
 
 
 class _Node:
     __slots__ = ("load", "ident", "host", "pid", "last_seen", "joined", "address", "functions",
-                 "store_used")
+                 "store_used", "book")
 
     def __init__(self, load, ident, host, pid, now, address=""):
         self.load, self.ident, self.host, self.pid = load, ident, host, pid
@@ -35,6 +38,10 @@ class _Node:
         self.address = address
         self.functions = set()  # ids of the functions the head has sent it
         self.store_used = 0  # bytes of objects in its store, as of its last heartbeat
+        self.book = S.SlotBook(load.total.get("CPU", 0.0))  # its free CPUs, as the head knows them
+
+    def free_cpu(self):
+        return self.book.free(self.load.total.get("CPU", 0.0))
 
 
 class HeadService:
@@ -47,6 +54,10 @@ class HeadService:
         now = time.monotonic()
         self.nodes = {node_id: _Node(S.NodeLoad(node_id, dict(totals)), None, link.host, link.pid, now)}
         self.placed = {}  # task id -> (owner node id, node id it runs on)
+        self.placed_cpu = {}  # task id -> CPUs it holds where it runs (freed when its result passes)
+        # Spilled tasks that wait for a CPU to free somewhere, oldest first (issue 19: the
+        # first CPU that frees takes the oldest task; scheduler/_balance.py).
+        self.queue = collections.OrderedDict()  # task id -> SpillTask
         self.actors = {}  # actor id -> node id hosting it
         self.actor_specs = {}  # actor id -> SpillActor of an actor the head placed (to restart it)
         self.names = {}  # (namespace, name) -> (actor id, meta)
@@ -56,7 +67,6 @@ class HeadService:
         self.groups = GroupManager(lambda: [n.load for n in self.nodes.values() if n.load.alive],
                                    self._forward_to, self._group_created)
         self.parked = []  # SpillTask / SpillActor records waiting for their group
-        where = self.placed.get
         self._handlers = {  # message type -> handler(ident, node, record)
             P.Heartbeat: self._heartbeat,
             P.SpillTask: lambda ident, node, rec: self._place(rec),
@@ -68,8 +78,7 @@ class HeadService:
             P.RouteCall: lambda ident, node, rec: self._route_call(rec),
             P.RouteKill: lambda ident, node, rec: self._forward_to(self.actors.get(rec.actor_id), rec),
             P.ActorLookup: self._actor_lookup,
-            P.CancelTask: lambda ident, node, rec: self._forward_to(
-                where(rec.task_id, (None, None))[1], rec),
+            P.CancelTask: self._cancel,
             P.RemoteLog: lambda ident, node, rec: self._forward_to(rec.owner, rec),
             P.FreeRemote: lambda ident, node, rec: self._forward_to(rec.node, rec),
             P.KVPut: self._kv,
@@ -109,6 +118,9 @@ class HeadService:
             return
         load.available, load.backlog, load.running = rec.available, rec.backlog, rec.running
         node.store_used = max(0, int(rec.store_used))
+        node.book.heard(rec.available.get("CPU", 0.0), rec.received)
+        if self.queue:
+            self._dispatch()
 
     def _actor_hosted(self, ident, node, rec):
         self.actors[rec.actor_id] = rec.node_id
@@ -216,13 +228,51 @@ class HeadService:
             return
         if target is None:
             target = rec.owner  # nobody can: it waits, infeasible, at its owner (with a warning)
-        node = self.nodes.get(target)
+        elif resources.get("CPU") and not any("_group_" in k for k in resources):
+            # A feasible task goes where a CPU is free for it now, else waits here for one.
+            self.queue[rec.spec[0]] = rec
+            self._dispatch()
+            return
+        self._send_task(self.nodes.get(target), rec)
+
+    def _send_task(self, node, rec):
         if node is None:
             return
+        target = node.load.node_id
+        cpu = float(rec.spec[8].get("CPU", 0.0) or 0.0)
+        node.book.sent(cpu)
         if target != rec.owner:  # handed back to its owner, a task shows in the owner's own load
             node.load.placed += 1
             self.placed[rec.spec[0]] = (rec.owner, target)
+            self.placed_cpu[rec.spec[0]] = cpu
         self.link.send_to(node.ident, P.RunTask(rec.owner, rec.spec, rec.deps, self._function_for(node, rec)))
+
+    def _dispatch(self):
+        """Queued tasks, oldest first, to nodes with a CPU free for them now; a task no node
+        has room for waits (tasks of other shapes behind it may go). Looks at no more than
+        DISPATCH_SCAN tasks a call."""
+        live = [n for n in self.nodes.values() if n.load.alive]
+        free = {n.load.node_id: n.free_cpu() for n in live}
+        for tid, rec in list(itertools.islice(self.queue.items(), DISPATCH_SCAN)):
+            if max(free.values(), default=0.0) <= 1e-9:
+                return
+            target = S.pick_free_node([(n.load, free[n.load.node_id]) for n in live], rec.spec[8],
+                                      rec.owner, _holding(rec.deps))
+            if target is None:
+                continue
+            del self.queue[tid]
+            node = self.nodes[target]
+            self._send_task(node, rec)
+            free[target] = node.free_cpu()
+
+    def _cancel(self, ident, node, rec):
+        queued = self.queue.pop(rec.task_id, None)
+        if queued is None:
+            self._forward_to(self.placed.get(rec.task_id, (None, None))[1], rec)
+            return
+        owner = self.nodes.get(queued.owner)  # it never started: its owner fails it, cancelled
+        if owner is not None and owner.load.alive:
+            self.link.send_to(owner.ident, P.TaskLost(queued.owner, rec.task_id, "it was cancelled before it started"))
 
     def _place_actor(self, rec):
         create = P.CreateActor(*rec.create)
@@ -282,14 +332,17 @@ class HeadService:
 
     def _done(self, rec):
         where = self.placed.pop(rec.task_id, None)
+        cpu = self.placed_cpu.pop(rec.task_id, 0.0)
         if where is not None:
             node = self.nodes.get(where[1])
             if node is not None:
                 node.load.placed = max(0, node.load.placed - 1)
+                node.book.finished(cpu)
         owner = self.nodes.get(rec.owner)
-        if owner is None or not owner.load.alive:
-            return  # its owner is gone: nobody wants the result
-        self.link.send_to(owner.ident, rec)
+        if owner is not None and owner.load.alive:  # else nobody wants the result
+            self.link.send_to(owner.ident, rec)
+        if self.queue and where is not None:
+            self._dispatch()
 
     # ------------------------------------------------------------------ time
     def tick(self, now=None):
@@ -304,14 +357,20 @@ class HeadService:
             log.warning("%s: declared dead", reason)
             node.load.placed = 0  # what it had is going back to the owners
             self.groups.node_died(node_id)
+            for task_id, rec in list(self.queue.items()):
+                if rec.owner == node_id:  # its owner is gone: nobody wants its result
+                    del self.queue[task_id]
             for task_id, (owner, target) in list(self.placed.items()):
                 if target == node_id:
                     del self.placed[task_id]
+                    self.placed_cpu.pop(task_id, None)
                     owner_node = self.nodes.get(owner)
                     if owner_node is not None and owner_node.load.alive:
                         self.link.send_to(owner_node.ident, P.TaskLost(owner, task_id, reason))
             self._restart_actors_of(node_id, reason)
         self.groups.tick()
+        if self.queue:
+            self._dispatch()
 
     def _restart_actors_of(self, node_id, reason):
         """Actors the head placed on a dead node start again elsewhere while they have
@@ -338,6 +397,7 @@ class HeadService:
                  "head": n.ident is None, "alive": n.load.alive, "resources": n.load.total,
                  "available": n.load.available, "backlog": n.load.backlog,
                  "running": n.load.running, "placed": n.load.placed,
+                 "queued_at_head": sum(1 for rec in self.queue.values() if rec.owner == n.load.node_id),
                  "store": {"used": n.store_used},
                  "seconds_since_heartbeat": round(now - n.last_seen, 1)}
                 for n in self.nodes.values()]

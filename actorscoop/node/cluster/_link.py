@@ -8,8 +8,11 @@ The ZeroMQ socket joins the raylet's epoll loop through its notification fd; Zer
 signals that fd edge-style, so the raylet also drains the socket once per loop turn.
 
 Spilling (DESIGN.md section 6): a task whose node can never run it, or that arrives when
-the node's backlog passes ``spill_threshold`` ready tasks per CPU, goes to the head with
-the values of its arguments; the head places it (maybe back on its owner). The node that
+the tasks not started here fill the node's free CPUs (plus ``spill_threshold`` per CPU, 0
+by default), goes to the head with the values of its arguments; the head sends it to a
+node with a CPU free for it, or keeps it queued until a CPU frees (scheduler/_balance.py):
+a node tells the head at once when a CPU frees with nothing queued for it (an early
+heartbeat), so waiting work moves to idle nodes. The node that
 runs it keeps the task's arguments and results only until it sends the results back
 (``TaskResult``, plasma values inline); the owner resolves them as if it had run the task.
 """
@@ -29,6 +32,7 @@ from ...transport import _secure
 from ..._common._drops import LOG_INTERVAL, Drops
 from ..._common._ids import return_ids
 from ._head import HeadService
+from ._unpulled import UnpulledResults, unpulled_error
 from ..raylet._objects import ObjState
 
 log = logging.getLogger("actorscoop.cluster")
@@ -73,18 +77,16 @@ class ClusterLink:
         self.host = socket.gethostname()
         self.pid = os.getpid()
         cfg = raylet.config
-        self.spill_threshold = float(cfg.get("spill_threshold", 2.0))
+        self.spill_threshold = float(cfg.get("spill_threshold", 0.0))
+        self.run_received = 0  # RunTasks received from the head (heartbeats tell the head)
+        self.free_told = 0.0  # free CPUs as the head last heard them from us
         self.ctx = zmq.Context()
         self.auth = None
         self.head = None
         self.transfer = None
         self._lookups = {}  # head request id -> (client, client's request id)
         self.results_waiting = {}  # object id -> results of tasks run here that refer to it
-        # Results our store had no room for (a full /dev/shm): the node that ran the task
-        # keeps them, held under its key until we free it; a get pulls them again.
-        self.unpulled = {}  # object id -> (node id, transfer address, key)
-        self.unpulled_by_key = {}  # key -> set of object ids still there: FreeRemote when empty
-        self.repulls = {}  # object id -> set of clients waiting for its pull
+        self.unpulled = UnpulledResults(self)  # results our store had no room for
         self.held = {}  # object id -> ids of tasks held until it is ready, then spilled (hold())
         self.functions_at_head = set()  # ids of the functions sent to the head's function table
         self.head_lost = False
@@ -303,9 +305,7 @@ class ClusterLink:
         r = self.r
         # bytes of the objects its raylet knows in its store (no request to the store:
         # a busy store must not delay the heartbeat)
-        store_used = r.objects.plasma_bytes
-        free, _total, backlog, running = r.load()
-        self.to_head(P.Heartbeat(r.node_id, free, backlog, running, store_used))
+        self._heartbeat()
         if self.head is not None:
             self.head.tick()
         else:
@@ -316,8 +316,22 @@ class ClusterLink:
                                           r.snapshot()))
             self._watch_head()
         self.transfer.tick()
-        for oid in [oid for oid in self.unpulled if oid not in r.objects and oid not in self.repulls]:
-            self._forget_unpulled(oid)  # its refs are gone: free it on the node that holds it
+        self.unpulled.sweep(r.objects)
+
+    def _heartbeat(self):
+        r = self.r
+        free, _total, backlog, running = r.load()
+        self.free_told = free.get("CPU", 0.0)
+        self.to_head(P.Heartbeat(r.node_id, free, backlog, running, r.objects.plasma_bytes, self.run_received))
+
+    def notice_free(self):
+        """After each scheduler turn: a CPU here freed with nothing queued for it? Tell the
+        head now (a heartbeat), not at the next tick: it sends this node queued work."""
+        free = self.r.free_cpu()
+        if free < self.free_told:
+            self.free_told = free  # so that the next CPU to free is told
+        elif free > self.free_told and free >= 1.0 and not self.r.queued() and not self.head_lost:
+            self._heartbeat()
 
     def _watch_head(self):
         """A member that has not heard from the head for 2x the node timeout counts it lost:
@@ -355,9 +369,9 @@ class ClusterLink:
             e = self.r.objects.get(oid)
             if e is None or e.state is not ObjState.READY or e.kind not in (P.VALUE_INLINE, P.VALUE_PLASMA):
                 return False
-        _free, total, backlog, _running = self.r.load()
+        free, total, backlog, _running = self.r.load()
         # + events not yet fed to the scheduler: a burst of submits arrives in one loop turn
-        return S.should_spill(spec.resources, total, backlog, total.get("CPU", 0.0),
+        return S.should_spill(spec.resources, total, backlog, free.get("CPU", 0.0), total.get("CPU", 0.0),
                               self.spill_threshold, self.size())
 
     def hold(self, task, missing):
@@ -522,7 +536,8 @@ class ClusterLink:
                 return
             node_id, key = remote[0][2][0], remote[0][2][2]
             if errors and all(getattr(e, "store_full", False) for e in errors.values()):
-                self._keep_remote(task, results, extras, errors, node_id, key)
+                self.unpulled.keep_remote(results, extras, errors, node_id, key)
+                self._finish_with_extras(task, results, extras)
                 return
             self.to_head(P.FreeRemote(node_id, key))
             if errors:
@@ -540,75 +555,8 @@ class ClusterLink:
             oid, address = res[0], self._reachable(res[2][1])
             self.transfer.pull(oid, address, lambda error, oid=oid: pulled(oid, error))
 
-    def _keep_remote(self, task, results, extras, failed, node_id, key):
-        """Our store had no room for some of a task's results (``failed``: id -> why): they
-        stay in the store of the node that ran it. Their refs fail with ObjectStoreFullError
-        for now; a get of one pulls it again (``repull``)."""
-        for res in results + extras:
-            if res[1] != P.VALUE_REMOTE:
-                continue
-            oid, address = res[0], self._reachable(res[2][1])
-            if oid in failed:
-                self.unpulled[oid] = (node_id, address, key)
-                self.unpulled_by_key.setdefault(key, set()).add(oid)
-                res[1], res[2] = P.VALUE_ERROR, _unpulled_error(oid, failed[oid])
-            else:
-                res[1], res[2] = P.VALUE_PLASMA, None
-        self._finish_with_extras(task, results, extras)
-
     def repull(self, oid, client):
-        """A get of a result we could not pull (``_keep_remote``): pull it again, and answer
-        ``client`` when that ends. False if ``oid`` is not such a result."""
-        where = self.unpulled.get(oid)
-        if where is None:
-            return False
-        waiting = self.repulls.get(oid)
-        if waiting is None:
-            waiting = self.repulls[oid] = set()
-            self.transfer.pull(oid, where[1], lambda error: self._repulled(oid, error))
-        waiting.add(client)
-        return True
-
-    def _repulled(self, oid, error):
-        r = self.r
-        waiting = self.repulls.pop(oid, set())
-        e = r.objects.get(oid)
-        if error is None:
-            self._forget_unpulled(oid)
-            if e is None or e.kind != P.VALUE_ERROR:  # freed meanwhile
-                r.objects.free_later([oid])
-                r.delete_plasma()
-                return
-            r.objects.pulled_late(oid, e)
-        elif getattr(error, "store_full", False):
-            if e is not None:
-                e.data = _unpulled_error(oid, error)
-        else:  # its node died, or lost it: no later get will find it either
-            node_id = self.unpulled.get(oid, (b"",))[0]
-            self._forget_unpulled(oid)
-            if e is not None:
-                e.data = _errors.pack_exception(ObjectLostError(
-                    f"object {oid.hex()} could not be fetched from node {node_id.hex()[:8]}, which held "
-                    f"it while this node's object store had no room for it: {error}"))
-        if e is not None:
-            value = P.ObjectValue(oid, e.kind, e.data)
-            for client in waiting:
-                if r.connected(client):
-                    r.send(client, value)
-
-    def _forget_unpulled(self, oid):
-        """``oid`` is pulled, or nobody wants it any more: once no result of its task is left
-        on the node that ran it, that node may free them."""
-        where = self.unpulled.pop(oid, None)
-        if where is None:
-            return
-        node_id, _address, key = where
-        left = self.unpulled_by_key.get(key)
-        if left is not None:
-            left.discard(oid)
-            if not left:
-                del self.unpulled_by_key[key]
-                self.to_head(P.FreeRemote(node_id, key))
+        return self.unpulled.repull(oid, client)
 
     def _finish_with_extras(self, task, results, extras):
         """Resolve a task's results; objects they refer to (extras) exist first, held until
@@ -660,6 +608,7 @@ class ClusterLink:
         """Run a task another node spilled (or take back one of ours the head returned)."""
         spec = P.SubmitTask(*rec.spec)
         r = self.r
+        self.run_received += 1
         if rec.owner == r.node_id and spec.task_id in r.tasks:  # ours: run it here after all
             self._run_here(r.tasks[spec.task_id])
             return
@@ -730,7 +679,7 @@ class ClusterLink:
         if error is None:
             e, recipients = r.objects.resolve(oid, P.VALUE_PLASMA, None, 0, ())
         elif getattr(error, "store_full", False):  # its owner keeps it: a retry of the task may work
-            e, recipients = r.objects.resolve(oid, P.VALUE_ERROR, _unpulled_error(oid, error), 0, ())
+            e, recipients = r.objects.resolve(oid, P.VALUE_ERROR, unpulled_error(oid, error), 0, ())
         else:
             e, recipients = r.objects.resolve(oid, P.VALUE_ERROR, _errors.pack_exception(
                 ObjectLostError(f"argument {oid.hex()} could not be fetched from its owner: {error}")), 0, ())
@@ -823,12 +772,3 @@ class ClusterLink:
         if self.auth is not None:
             self.auth.stop()
         self.ctx.term()
-
-
-def _unpulled_error(oid, why):
-    from ...plasma._errors import ObjectStoreFullError
-    return _errors.pack_exception(ObjectStoreFullError(
-        f"object {oid.hex()} could not be fetched into this node: {why}. Nothing is lost: the node "
-        "that holds it keeps it; get it again once there is room (free space in /dev/shm, or the "
-        "node's shm_dir; delete objects you no longer need; or start the node with a smaller "
-        "--object-store-memory).", object_id=oid, no_room=True))

@@ -110,6 +110,7 @@ class Transfer:
         self.bytes_pulled = 0
         self.pull_seconds = 0.0  # summed over pulls, from first request to seal
         self.pulls_done = 0
+        self.pulls_no_room = 0  # pulls that failed: our store had no room within room_wait
         self.bytes_served = 0
         self.outbox = _Outbox(CHUNK + _sealed.TAG)
         self.drops = Drops(log)  # refused messages, by kind
@@ -173,6 +174,7 @@ class Transfer:
                     self._ask(p, p.next_offset, min(CHUNK, p.total - p.next_offset))
                     asked = True
         for p, exc in no_room:
+            self.pulls_no_room += 1
             self._finish(p, _store_full(f"this node's object store has no room for it: {exc}"))
 
     def _on_chunk(self, head, payload):
@@ -204,6 +206,7 @@ class Transfer:
             self.sealer.open_into(head.nonce, payload, place, _aad(head))
             p.received += n
         except ObjectStoreFullError as exc:
+            self.pulls_no_room += 1
             self._finish(p, _store_full(f"this node's object store has no room for it: {exc}"))
             return
         except _sealed.Unsealable as exc:
@@ -325,7 +328,7 @@ class Transfer:
         rate = self.bytes_pulled / self.pull_seconds if self.pull_seconds else 0.0
         return {"address": self.address, "pulls": self.pulls_done, "bytes_pulled": self.bytes_pulled,
                 "bytes_served": self.bytes_served, "pull_rate_bytes_per_s": round(rate),
-                "pulls_in_progress": len(self.pulls), "peak_chunks_in_flight": self.peak_inflight,
+                "pulls_in_progress": len(self.pulls), "pulls_no_room": self.pulls_no_room, "peak_chunks_in_flight": self.peak_inflight,
                 "chunk_bytes": CHUNK, "refused": self.drops.counts()}
 
     # ------------------------------------------------------------------ loop

@@ -180,6 +180,13 @@ class ClusterPort(_Port):
         sch = self._r.scheduler
         return sch.advertised(), sch.total, sch.backlog() + len(self._r.events), sch.running()
 
+    def free_cpu(self):
+        return max(0.0, self._r.scheduler.available.get("CPU", 0.0))
+
+    def queued(self):
+        """Tasks here ready to run that wait for a worker, and events not yet fed."""
+        return len(self._r.scheduler.ready) + len(self._r.events)
+
     def feed(self, events):
         self._r._feed(events)
 

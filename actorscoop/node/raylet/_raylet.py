@@ -372,6 +372,8 @@ class Raylet(TaskFlow, WorkerOutput, Leasing, Bundles):
         self._reclaim_stuck()
         if self.leases:
             self._revoke_leases()
+        if self.cluster is not None:
+            self.cluster.notice_free()
 
     # ------------------------------------------------------------------ handlers
     def _on_hello(self, peer, rec):

@@ -34,7 +34,7 @@ from ..._common._ids import return_ids
 from ...exceptions import TaskCancelledError
 from ...protocol._output import TASK_MARK
 from ...transport import Connection, ConnectionClosed
-from . import _task_locks
+from . import _main_script, _task_locks
 from ._concurrency import Concurrency
 from ._task_env import TaskEnv
 from ._tasklets import Tasklets
@@ -458,6 +458,20 @@ class WorkerCore(CoreClient):
                 self._blocked = False
                 self._send([P.Unblocked()])
 
+    def _client_locks_free(self):
+        """Whether no thread holds the client's locks now (in a signal handler: whether
+        the interrupted code, on this thread, may be inside one of them)."""
+        taken = []
+        try:
+            for lock in (self._futures_lock, self._waiters_lock, self._plasma_lock):
+                if not lock.acquire(blocking=False):
+                    return False
+                taken.append(lock)
+            return True
+        finally:
+            for lock in taken:
+                lock.release()
+
     def on_sigint(self, signum, frame):
         if self._ctrl_fd is not None:
             try:
@@ -477,7 +491,11 @@ class WorkerCore(CoreClient):
             # from a thread: this handler may have interrupted code holding a lock _send needs.
             self._in_user_code = False
             try:
-                self._recv_and_handle(0)
+                # Not when the interrupted code holds a lock that handling them takes (a
+                # task's futures.submit inside on_start, say): that deadlocked this worker
+                # for good. What stays in the socket is read by the hub afterwards.
+                if self._client_locks_free():
+                    self._recv_and_handle(0)
             finally:
                 self._in_user_code = True
             threading.Thread(target=self._return_tasks, args=self._take_queued(),
@@ -785,12 +803,12 @@ def main(command) -> int:
     _refcount.reset()
     core = WorkerCore(command)
     _worker_settings.apply(core)  # python -m actorscoop's --nice, --path, --debug, --profile
+    _main_script.run_main_script()  # under python -m actorscoop, as SCOOP's workers do
     _context.set_current(core)
     sys.stdout, sys.stderr = _TaskOutput(sys.stdout, core), _TaskOutput(sys.stderr, core)
     core.task_stdout = sys.stdout
     _task_locks.install(core._tasklets.hub, core._lock_contention)
     signal.signal(signal.SIGINT, core.on_sigint)
-    _worker_settings.run_main_script()  # under python -m actorscoop, as SCOOP's workers
     try:
         core.serve()
     except SystemExit:

@@ -1,0 +1,81 @@
+"""Load balancing without task lengths (issue 19), pure: the head's book of free CPUs.
+
+Task lengths are unknown, so the best a scheduler can do online is to start each task, in
+submission order, on the first CPU that frees. The head does that for spilled tasks: it
+sends a task to a node only while the node has a CPU free for it, and keeps the rest in
+its queue (oldest first) until a CPU frees somewhere. A node's free CPUs, as the head
+knows them (:class:`SlotBook`):
+
+- its last heartbeat's free CPUs (a node sends one at once when a CPU frees with nothing
+  queued for it, not only every second), which count every task it had received then;
+- minus what the tasks sent after that heartbeat need (a heartbeat says how many tasks the
+  node had received, so the head knows which ones are still on their way or newer);
+- plus what the tasks it placed there and that finished since that heartbeat needed (their
+  results pass through the head, in order with the heartbeats).
+
+No I/O, no clock: the head feeds in what it hears and sends.
+"""
+import collections
+
+from ._placement import fits, locality_bonus
+
+
+class SlotBook:
+    """The head's estimate of one node's free CPUs."""
+
+    __slots__ = ("heard_cpu", "unacked", "acked", "freed")
+
+    def __init__(self, cpus: float):
+        self.heard_cpu = float(cpus)  # free CPUs at the node's last heartbeat
+        self.unacked = collections.deque()  # CPUs of each task sent since that heartbeat, in order
+        self.acked = 0  # tasks the node had received at its last heartbeat
+        self.freed = 0.0  # CPUs of placed tasks that finished since that heartbeat
+
+    def heard(self, free_cpu: float, received: int):
+        """A heartbeat: ``free_cpu`` free when ``received`` tasks had come from the head."""
+        for _ in range(max(0, min(received - self.acked, len(self.unacked)))):
+            self.unacked.popleft()
+        self.acked = max(self.acked, received)
+        self.heard_cpu = float(free_cpu)
+        self.freed = 0.0
+
+    def sent(self, cpu: float):
+        """The head sent the node a task needing ``cpu`` CPUs."""
+        self.unacked.append(float(cpu))
+
+    def finished(self, cpu: float):
+        """A task the head placed there finished (its result passed through the head)."""
+        self.freed += float(cpu)
+
+    def free(self, total_cpu: float) -> float:
+        return min(float(total_cpu), self.heard_cpu - sum(self.unacked) + self.freed)
+
+
+def pick_free_node(candidates, need: dict, owner: bytes, holding=None):
+    """The live node with a CPU free now for a task needing ``need`` (``candidates``:
+    ``(NodeLoad, free CPUs)`` pairs), or None: then the task waits at the head. The node
+    holding most of its arguments wins (``holding``: node id -> bytes), then the one with
+    most CPUs free; the owner loses ties (it spilled the task for want of a CPU)."""
+    holding = holding or {}
+    cpu = float(need.get("CPU", 0.0) or 0.0)
+    best, best_key = None, None
+    for n, free in candidates:
+        if not n.alive or not fits(need, n.total) or free + 1e-9 < cpu:
+            continue
+        key = (-locality_bonus(holding.get(n.node_id, 0)), -free, n.node_id == owner)
+        if best_key is None or key < best_key:
+            best, best_key = n, key
+    return None if best is None else best.node_id
+
+
+def should_spill(need: dict, local_total: dict, backlog: int, free_cpus: float,
+                 local_cpus: float, threshold: float, cluster_size: int) -> bool:
+    """Whether a new task leaves its node: never alone; always if the node can never run
+    it; else once the tasks not started here (``backlog``) fill every free CPU plus
+    ``threshold`` tasks per CPU (0 by default: what waits, waits at the head, where the
+    first CPU to free anywhere takes it)."""
+    if cluster_size < 2:
+        return False
+    if not fits(need, local_total):
+        return True
+    return backlog >= free_cpus + threshold * max(local_cpus, 1.0)

@@ -1,0 +1,115 @@
+"""Load balancing across real nodes (issue 19, item 1): work queued behind a busy node
+goes to idle ones, each task runs once, actor calls keep their order.
+
+No timing is asserted: a task that would wait behind the long one makes the test hang
+(and fail at its deadline) instead of passing."""
+import os
+import random
+import time
+
+import pytest
+
+import actorscoop as asc
+from conftest import driver_on_cluster, wait_for
+
+
+@pytest.fixture(scope="module")
+def four():
+    with driver_on_cluster(nodes=[{"num_cpus": 1}] * 4, config={"node_timeout": 5.0}) as c:
+        yield c
+
+
+@asc.remote
+def _blocker(gate):
+    """Holds a CPU until ``gate`` exists."""
+    while not os.path.exists(gate):
+        time.sleep(0.01)
+    return asc.get_runtime_context().get_node_id()
+
+
+@asc.remote
+def _job(i, seconds, ledger):
+    with open(os.path.join(ledger, f"{i}-{os.getpid()}-{time.monotonic_ns()}"), "w"):
+        pass
+    time.sleep(seconds)
+    return i, asc.get_runtime_context().get_node_id()
+
+
+def _ran(ledger):
+    return [int(n.split("-")[0]) for n in os.listdir(ledger)]
+
+
+def test_work_queued_behind_busy_nodes_goes_to_the_one_that_frees(four, tmp_path):
+    """Three CPUs held until the test says so, then a batch: all of it must run on the one
+    free CPU (and later on the others) — nothing may wait behind a held CPU. The held
+    ones are let go only after every short task has finished."""
+    gates = [str(tmp_path / f"gate{i}") for i in range(3)]
+    blockers = [_blocker.remote(g) for g in gates]
+    ledger = tmp_path / "ledger"
+    ledger.mkdir()
+    wait_for(lambda: sum(n["available"].get("CPU", 1) < 0.5 for n in _nodes()) >= 3, 60,
+             what="three CPUs to be held")
+    refs = [_job.remote(i, 0.01, str(ledger)) for i in range(24)]
+    done = asc.get(refs, timeout=120)  # would hang if a task waited behind a blocker
+    assert sorted(i for i, _ in done) == list(range(24))
+    assert len({n for _, n in done}) == 1  # the one free CPU ran them all
+    for g in gates:
+        open(g, "w").close()
+    assert len(set(asc.get(blockers, timeout=60))) == 3  # the held CPUs were on three nodes
+    assert sorted(_ran(str(ledger))) == list(range(24))  # each ran once
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_random_shapes_run_each_task_once_and_use_every_node(four, tmp_path, seed):
+    """Random lengths and submission orders (some long, many short, some nested): every
+    task runs exactly once, every result comes back, and every node takes a share."""
+    rng = random.Random(seed)
+    ledger = tmp_path / "ledger"
+    ledger.mkdir()
+    lengths = [rng.choice([0.0, 0.01, 0.02, 0.05, 0.3]) for _ in range(rng.randint(20, 48))]
+    refs = [_job.remote(i, x, str(ledger)) for i, x in enumerate(lengths)]
+    done = asc.get(refs, timeout=180)
+    assert [i for i, _ in done] == list(range(len(lengths)))
+    assert sorted(_ran(str(ledger))) == list(range(len(lengths)))  # never twice
+    if sum(lengths) >= 1.5:  # enough work that one node alone would leave the others idle
+        assert len({n for _, n in done}) >= 2
+
+
+@asc.remote
+def _tree(depth):
+    if depth == 0:
+        time.sleep(0.02)
+        return 1
+    return sum(asc.get([_tree.remote(depth - 1) for _ in range(2)], timeout=120))
+
+
+def test_nested_tasks_spread_and_finish(four):
+    assert asc.get(_tree.remote(5), timeout=180) == 32
+
+
+@asc.remote
+class _Log:
+    def __init__(self):
+        self.seen = []
+
+    def add(self, i):
+        self.seen.append(i)
+        return i
+
+    def all(self):
+        return self.seen
+
+
+def test_actor_calls_keep_their_order_while_tasks_move(four, tmp_path):
+    ledger = tmp_path / "ledger"
+    ledger.mkdir()
+    log = _Log.remote()
+    busy = [_job.remote(i, 0.05, str(ledger)) for i in range(16)]
+    calls = [log.add.remote(i) for i in range(50)]
+    assert asc.get(calls, timeout=60) == list(range(50))
+    assert asc.get(log.all.remote(), timeout=60) == list(range(50))
+    asc.get(busy, timeout=60)
+
+
+def _nodes():
+    return asc._driver._api.status()["cluster"]["nodes"]
