@@ -222,8 +222,13 @@ class HeadService:
         owner = self.nodes.get(rec.owner)
         if owner is not None:
             owner.load.backlog = rec.owner_backlog
-        target = S.pick_node([n.load for n in self.nodes.values()], resources, rec.owner,
-                             _holding(rec.deps))
+        target = None
+        if not resources.get("CPU") and owner is not None and owner.load.alive \
+                and any("_group_" in k for k in resources) and S.fits(resources, owner.load.total):
+            target = rec.owner  # no CPU to wait for (pg.ready()): where its result goes
+        if target is None:
+            target = S.pick_node([n.load for n in self.nodes.values()], resources, rec.owner,
+                                 _holding(rec.deps))
         if target is None and self._park(rec, resources):
             return
         if target is None:
