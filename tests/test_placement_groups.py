@@ -9,7 +9,7 @@ import pytest
 
 import actorscoop as asc
 from actorscoop import protocol as P
-from actorscoop.exceptions import ActorDiedError, ActorScoopError
+from actorscoop.exceptions import ActorDiedError, ActorPlacementGroupRemoved, TaskPlacementGroupRemoved
 from actorscoop.node.raylet._groups import CREATED, PENDING, RESCHEDULING, GroupManager
 from actorscoop.scheduler import (CommitBundle, Dispatch, FailTask, KillWorker, NodeLoad, PrepareBundle,
                                   ReleaseBundle, Resubmit, Scheduler, SchedulerConfig, TaskSubmitted,
@@ -210,10 +210,11 @@ def test_a_group_on_a_node_alone(fresh_node, tmp_path):
     asc.get(actor.node.remote(), timeout=30)
     wait_for(marker.exists, 30, what="the task in the group to start")
     remove_placement_group(pg)
-    with pytest.raises(ActorScoopError, match="placement group that has been removed"):
+    with pytest.raises(TaskPlacementGroupRemoved, match="placement group that has been removed"):
         asc.get(running, timeout=30)
-    with pytest.raises(ActorDiedError, match="placement group"):
+    with pytest.raises(ActorPlacementGroupRemoved, match="placement group") as died:
         asc.get(actor.node.remote(), timeout=30)
+    assert isinstance(died.value, ActorDiedError)
     wait_for(lambda: asc.available_resources().get("CPU") == 3.0, 30, what="the group's CPUs back")
     assert placement_group_table(pg)["state"] == "REMOVED"
     assert not any("_group_" in k for k in asc.cluster_resources())
