@@ -42,12 +42,18 @@ def get_json(url, headers=None):
     return json.loads(body)
 
 
-def dashboard_pid(node_pid):
-    """The pid of the dashboard process a node started."""
-    for p in psutil.Process(node_pid).children():
-        if "actorscoop.dashboard" in " ".join(p.cmdline()):
-            return p.pid
-    raise AssertionError(f"node {node_pid} runs no dashboard process")
+def dashboard_pid(node_pid, timeout=15.0):
+    """The pid of the dashboard process a node started (once it is ready: its socket
+    listens from the start, its process follows)."""
+    def find():
+        for p in psutil.Process(node_pid).children():
+            try:
+                if "actorscoop.dashboard" in " ".join(p.cmdline()):
+                    return p.pid
+            except psutil.NoSuchProcess:
+                pass
+        return None
+    return wait_for(find, timeout, what=f"node {node_pid}'s dashboard process")
 
 
 # ---------------------------------------------------------------------- a live cluster

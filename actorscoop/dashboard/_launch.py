@@ -20,13 +20,41 @@ class Dashboard:
     """A running dashboard process. ``url``: where it serves; ``note``: what to tell the
     user about the address (a default port that was taken), or ''."""
 
-    def __init__(self, proc, lifeline, url, note):
-        self.proc, self._lifeline, self.url, self.note = proc, lifeline, url, note
+    def __init__(self, url, note, sock, cmd, env, log_path):
+        self.url, self.note = url, note
+        self.proc = self._lifeline = None
+        self._sock, self._cmd, self._env, self._log_path = sock, cmd, env, log_path
+
+    def launch(self):
+        """Start the dashboard's process. Its socket listens already (``start``): a browser
+        that comes before it waits in the socket's backlog, not refused."""
+        if self.proc is not None or self._sock is None:
+            return self
+        life_r, life_w = os.pipe()
+        cmd = [*self._cmd, "--listen-fd", str(self._sock.fileno()), "--lifeline-fd", str(life_r)]
+        try:
+            with _session.open_private(self._log_path) as log:  # 0600, as the node's other logs
+                self.proc = subprocess.Popen(cmd, pass_fds=[self._sock.fileno(), life_r], env=self._env,
+                                             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
+        except BaseException:
+            os.close(life_w)
+            raise
+        finally:
+            os.close(life_r)
+            self._sock.close()
+            self._sock = None
+        self._lifeline = life_w
+        return self
 
     def stop(self, timeout=5.0):
+        if self._sock is not None:  # never launched
+            self._sock.close()
+            self._sock = None
         if self._lifeline is not None:
             os.close(self._lifeline)  # the dashboard stops when its lifeline closes
             self._lifeline = None
+        if self.proc is None:
+            return
         try:
             self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
@@ -34,11 +62,14 @@ class Dashboard:
             self.proc.wait(timeout)
 
 
-def start(host, port, raylet_socket, token, log_path) -> Dashboard:
+def start(host, port, raylet_socket, token, log_path, launch=True) -> Dashboard:
     """Serve a dashboard for the raylet at ``raylet_socket`` on ``host:port``. ``port``
     None: the default (8265), or any free port when that one is taken; an explicit port
     that is taken raises ActorScoopError saying what to do. ``token``: the cluster token
-    (or None); a dashboard on a loopback address asks for none, any other needs it."""
+    (or None); a dashboard on a loopback address asks for none, any other needs it.
+    ``launch`` False: bind now (the URL is known), start the process with ``launch()``
+    later — a node starting up does so once it is ready, so that one interpreter fewer
+    competes for the CPUs while it starts (issue 18)."""
     if is_loopback(host):
         token = None
     elif token is None:
@@ -49,23 +80,12 @@ def start(host, port, raylet_socket, token, log_path) -> Dashboard:
             f"{host}`)")
     sock, note = bind(host, port)
     url = url_of(host, sock.getsockname()[1])
-    life_r, life_w = os.pipe()
     env = {k: v for k, v in os.environ.items() if k != "ACTORSCOOP_TOKEN"}
     if token:
         env["ACTORSCOOP_DASHBOARD_TOKEN"] = token  # not argv: ps shows argv
-    cmd = [sys.executable, "-m", "actorscoop.dashboard", "--listen-fd", str(sock.fileno()),
-           "--lifeline-fd", str(life_r), "--raylet-socket", raylet_socket, "--host", host]
-    try:
-        with _session.open_private(log_path) as log:  # 0600, as the node's other logs
-            proc = subprocess.Popen(cmd, pass_fds=[sock.fileno(), life_r], env=env,
-                                    stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
-    except BaseException:
-        os.close(life_w)
-        raise
-    finally:
-        os.close(life_r)
-        sock.close()
-    return Dashboard(proc, life_w, url, note)
+    cmd = [sys.executable, "-m", "actorscoop.dashboard", "--raylet-socket", raylet_socket, "--host", host]
+    dashboard = Dashboard(url, note, sock, cmd, env, log_path)
+    return dashboard.launch() if launch else dashboard
 
 
 def bind(host, port):

@@ -69,7 +69,8 @@ def main(argv=None):
             from ..dashboard import _launch
             dashboard = _launch.start(a.dashboard_host, a.dashboard_port, r.sock_path,
                                       token if a.cluster else None,
-                                      os.path.join(a.session_dir, "logs", "dashboard.log"))
+                                      os.path.join(a.session_dir, "logs", "dashboard.log"),
+                                      launch=False)  # its process starts once the node is ready
         r.start_store(store)
         r.install_signal_handlers()
         if a.lifeline_fd is not None:
@@ -101,6 +102,11 @@ def main(argv=None):
     if ready is not None:
         ready.write(json.dumps({"ready": info}) + "\n")
         ready.close()
+    if dashboard is not None:
+        try:
+            dashboard.launch()
+        except OSError as exc:  # the node runs on; the page is what is missing
+            logging.getLogger("actorscoop.dashboard").error("the dashboard could not start: %s", exc)
     profile = os.environ.get("ACTORSCOOP_PROFILE_RAYLET")  # a path: cProfile stats go there
     try:
         if profile:

@@ -220,7 +220,7 @@ def checked_snapshot(snap) -> dict:
         "resources": lambda v: {str(k): float(x) for k, x in v.items()},
         "workers": int, "busy_workers": int,
         "store": lambda v: {str(k): v[k] for k in v if isinstance(v[k], (int, float, str))},
-        "memory": lambda v: {str(k): int(v[k]) for k in v},
+        "memory": lambda v: {str(k): (int(v[k]) if k != "source" else str(v[k])[:200]) for k in v},
     }
     for key, check in parts.items():
         if key in snap:
