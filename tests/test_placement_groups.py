@@ -297,3 +297,25 @@ def test_a_drivers_groups_go_with_it_unless_detached(cluster):
                              for r in placement_group_table().values()), 30, what="the job's group removed")
     remove_placement_group(kept)
     wait_for(lambda: asc.available_resources().get("CPU") == 6.0, 30, what="every CPU back")
+
+
+@asc.remote(num_cpus=0)
+def make_group_here(name):
+    """From a node that is not the head: the request goes through its raylet to the head."""
+    pg = placement_group([{"CPU": 0.5}], name=name)
+    asc.get(pg.ready(), timeout=60)
+    return asc.get_runtime_context().get_node_id(), placement_group_table(pg)["state"]
+
+
+def test_a_group_made_from_a_member_node(cluster):
+    spread = placement_group([{"CPU": 0.5}] * 3, strategy="STRICT_SPREAD")
+    asc.get(spread.ready(), timeout=60)
+    nodes = placement_group_table(spread)["bundles_to_node_id"]
+    head = cluster.info(0)["node_id"]
+    i = next(i for i, n in nodes.items() if n != head)
+    node, state = asc.get(make_group_here.options(
+        scheduling_strategy=PlacementGroupSchedulingStrategy(spread, i)).remote("from-member"), timeout=60)
+    assert node == nodes[i] != head and state == "CREATED"
+    remove_placement_group(get_placement_group("from-member"))
+    remove_placement_group(spread)
+    wait_for(lambda: asc.available_resources().get("CPU") == 6.0, 30, what="every CPU back")
