@@ -94,9 +94,9 @@ def prepare(repo: str, dest: str, python: str = sys.executable) -> dict:
     second with its import lines changed. The tree example's tree (random) is made once
     and shared, so both run the same work."""
     src = extract(repo, os.path.join(dest, "src"))
-    subprocess.run([python, "TreeGen.py", "--height", "4", "--minChildren", "1", "--maxChildren", "4", "--scale",
-                    "0.001", "-f", "tree.txt"], cwd=os.path.join(src, "tree"), check=True,
-                   capture_output=True, timeout=120)
+    subprocess.run([python, "TreeGen.py", "--height", "4", "--minChildren", "1",
+                    "--maxChildren", "4", "--scale", "0.001", "-f", "tree.txt"],
+                   cwd=os.path.join(src, "tree"), check=True, capture_output=True, timeout=120)
     dirs = {}
     for system in ("scoop", "actorscoop"):
         d = os.path.join(dest, system)
