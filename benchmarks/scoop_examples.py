@@ -150,7 +150,7 @@ def main(argv=None):
         rows = []
         print(f"SCOOP's examples, -n 2 each, best of {a.repeat}; "
               f"{dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC, {os.cpu_count()} CPUs")
-        print(f"| example | SCOOP s | actorscoop s | ratio | SCOOP ok | actorscoop ok |")
+        print("| example | SCOOP s | actorscoop s | ratio | SCOOP ok | actorscoop ok |")
         print("|---|---:|---:|---:|:-:|:-:|", flush=True)
         for name in names:
             best = {}

@@ -233,11 +233,13 @@ def test_a_bad_record_from_a_member_is_dropped_and_counted(head, kind, record):
 
 def test_a_spilled_task_the_head_already_runs_is_dropped_not_fatal(head):
     """The head placed a member's task on its own node while a task of that id ran there:
-    the scheduler raised on the duplicate, and the head's raylet died."""
+    the scheduler raised on the duplicate, and the head's raylet died. (Now the head drops
+    a spill of a task it has queued or placed; the node drops a RunTask of a task it has.)"""
     ctx, sock, node_id = member(head)
+    kinds = ("RunTask of a task this node has", "SpillTask of a task the head has")
     try:
         task_id = os.urandom(16)
-        before = cluster_dropped(head).get("RunTask of a task this node has", 0)
+        before = sum(cluster_dropped(head).get(k, 0) for k in kinds)
         sock.send(P.encode([spill(node_id, task_id, 1.0)]))
         sock.send(P.encode([spill(node_id, task_id, 1.0)]))
         got = []
@@ -246,7 +248,7 @@ def test_a_spilled_task_the_head_already_runs_is_dropped_not_fatal(head):
             got += P.decode(sock.recv())
         (result,) = [r for r in got if type(r) is P.TaskResult]
         assert result.task_id == task_id and result.results[0][1] == P.VALUE_INLINE
-        assert cluster_dropped(head)["RunTask of a task this node has"] == before + 1
+        assert sum(cluster_dropped(head).get(k, 0) for k in kinds) == before + 1
         assert head.nodes[0][0].poll() is None
     finally:
         sock.close(linger=0)

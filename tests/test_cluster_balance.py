@@ -53,10 +53,20 @@ def test_work_queued_behind_busy_nodes_goes_to_the_one_that_frees(four, tmp_path
     done = asc.get(refs, timeout=120)  # would hang if a task waited behind a blocker
     assert sorted(i for i, _ in done) == list(range(24))
     assert len({n for _, n in done}) == 1  # the one free CPU ran them all
+    # Tasks submitted before their argument is ready go there too once it is.
+    first = _job.remote(100, 0.3, str(ledger))
+    after = [_after.remote(first, i, str(ledger)) for i in range(101, 113)]
+    assert sorted(i for i, _ in asc.get(after, timeout=120)) == list(range(101, 113))
     for g in gates:
         open(g, "w").close()
     assert len(set(asc.get(blockers, timeout=60))) == 3  # the held CPUs were on three nodes
-    assert sorted(_ran(str(ledger))) == list(range(24))  # each ran once
+    assert sorted(_ran(str(ledger))) == list(range(24)) + list(range(100, 113))  # each ran once
+
+
+@asc.remote
+def _after(previous, i, ledger):
+    assert previous[0] == 100
+    return _job._function(i, 0.0, ledger)
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
@@ -113,3 +123,31 @@ def test_actor_calls_keep_their_order_while_tasks_move(four, tmp_path):
 
 def _nodes():
     return asc._driver._api.status()["cluster"]["nodes"]
+
+
+_BIG = os.urandom(400_000)  # pickled with the function that refers to it
+
+
+@asc.remote
+def _big_function(i):
+    time.sleep(0.01)
+    return len(_BIG) + i, asc.get_runtime_context().get_node_id()
+
+
+def test_a_functions_pickle_crosses_to_each_node_once(four):
+    """Item 3: the head keeps the function table; a node gets a function's pickle with the
+    first task of it placed there, and only its name with the later ones."""
+    from actorscoop._cli._main import request
+    members = [four.info(i) for i in range(1, 4)]
+
+    def bytes_in():
+        return [request(m, "status")["cluster"]["received_bytes"] for m in members]
+    before = bytes_in()
+    done = asc.get([_big_function.remote(i) for i in range(60)], timeout=120)
+    assert [n for n, _ in done] == [len(_BIG) + i for i in range(60)]
+    ran = {node for _, node in done}
+    assert ran - {four.info(0)["node_id"]}  # members ran some
+    grown = [b - a for a, b in zip(before, bytes_in())]
+    for m, g in zip(members, grown):
+        if m["node_id"] in ran:
+            assert len(_BIG) <= g < 2 * len(_BIG), (g, grown)  # once, not with each task

@@ -12,7 +12,7 @@ from ._instructions import (
     Dispatch, StartWorker, FailTask, TaskLost, InterruptTask, KillWorker, WarnInfeasible, Reserved,
     BundlePrepared, Resubmit,
 )
-from ._balance import SlotBook, pick_free_node, should_spill
+from ._balance import Durations, SlotBook, pick_free_node, should_spill
 from ._placement import NodeLoad, fits, pick_node
 from ._scheduler import Scheduler, SchedulerConfig, IllegalTransition
 from ._state import TaskState, WorkerState
@@ -23,6 +23,6 @@ __all__ = [
     "TaskFinished", "WorkerBlocked", "WorkerUnblocked", "CancelRequested", "WorkerStartFailed",
     "Dispatch", "StartWorker", "FailTask", "TaskLost", "InterruptTask", "KillWorker",
     "WarnInfeasible", "Reserved", "ReserveResources", "ReleaseResources", "RetireWorker", "TasksReturned",
-    "NodeLoad", "fits", "pick_node", "should_spill", "SlotBook", "pick_free_node",
+    "NodeLoad", "fits", "pick_node", "should_spill", "SlotBook", "pick_free_node", "Durations",
     "PrepareBundle", "CommitBundle", "ReleaseBundle", "BundlePrepared", "Resubmit",
 ]

@@ -51,6 +51,31 @@ class SlotBook:
         return min(float(total_cpu), self.heard_cpu - sum(self.unacked) + self.freed)
 
 
+SHORT_TASK_S = 0.01  # a function whose tasks come back sooner than this from an idle CPU is short
+SHORT_DEPTH = 16  # tasks per CPU a node may hold queued of a short function (throughput)
+
+
+class Durations:
+    """How long each function's tasks take, from the head's side (sent to an idle CPU ->
+    result back): only for telling tiny tasks, which a node may queue (the round trip
+    would cost more than the task), from others, which wait at the head. Lengths are
+    never used to order tasks."""
+
+    __slots__ = ("ema",)
+
+    def __init__(self):
+        self.ema = {}  # function id -> seconds, moving average
+
+    def observe(self, function_id, seconds: float):
+        old = self.ema.get(function_id)
+        self.ema[function_id] = seconds if old is None else 0.8 * old + 0.2 * seconds
+
+    def depth(self, function_id, total_cpu: float) -> float:
+        """Extra CPUs' worth of this function's tasks a node may hold beyond its free ones."""
+        t = self.ema.get(function_id)
+        return SHORT_DEPTH * max(1.0, total_cpu) if t is not None and t < SHORT_TASK_S else 0.0
+
+
 def pick_free_node(candidates, need: dict, owner: bytes, holding=None):
     """The live node with a CPU free now for a task needing ``need`` (``candidates``:
     ``(NodeLoad, free CPUs)`` pairs), or None: then the task waits at the head. The node

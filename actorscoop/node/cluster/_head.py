@@ -58,6 +58,8 @@ class HeadService:
         # Spilled tasks that wait for a CPU to free somewhere, oldest first (issue 19: the
         # first CPU that frees takes the oldest task; scheduler/_balance.py).
         self.queue = collections.OrderedDict()  # task id -> SpillTask
+        self.durations = S.Durations()  # tiny tasks may queue at a node (throughput)
+        self.timing = {}  # task id -> (function id, when sent) of a task sent to an idle CPU
         self.actors = {}  # actor id -> node id hosting it
         self.actor_specs = {}  # actor id -> SpillActor of an actor the head placed (to restart it)
         self.names = {}  # (namespace, name) -> (actor id, meta)
@@ -222,8 +224,16 @@ class HeadService:
         owner = self.nodes.get(rec.owner)
         if owner is not None:
             owner.load.backlog = rec.owner_backlog
-        target = S.pick_node([n.load for n in self.nodes.values()], resources, rec.owner,
-                             _holding(rec.deps))
+        if rec.spec[0] in self.queue or rec.spec[0] in self.placed:
+            self.link.drops.drop("SpillTask of a task the head has", f"task {rec.spec[0].hex()} is queued or placed")
+            return
+        target = None
+        if not resources.get("CPU") and owner is not None and owner.load.alive \
+                and any("_group_" in k for k in resources) and S.fits(resources, owner.load.total):
+            target = rec.owner  # no CPU to wait for (pg.ready()): where its result goes
+        if target is None:
+            target = S.pick_node([n.load for n in self.nodes.values()], resources, rec.owner,
+                                 _holding(rec.deps))
         if target is None and self._park(rec, resources):
             return
         if target is None:
@@ -240,11 +250,14 @@ class HeadService:
             return
         target = node.load.node_id
         cpu = float(rec.spec[8].get("CPU", 0.0) or 0.0)
+        idle = node.free_cpu() >= cpu
         node.book.sent(cpu)
         if target != rec.owner:  # handed back to its owner, a task shows in the owner's own load
             node.load.placed += 1
             self.placed[rec.spec[0]] = (rec.owner, target)
             self.placed_cpu[rec.spec[0]] = cpu
+            if idle and len(self.timing) < 10_000:
+                self.timing[rec.spec[0]] = (rec.spec[_FUNCTION_ID], time.monotonic())
         self.link.send_to(node.ident, P.RunTask(rec.owner, rec.spec, rec.deps, self._function_for(node, rec)))
 
     def _dispatch(self):
@@ -254,10 +267,11 @@ class HeadService:
         live = [n for n in self.nodes.values() if n.load.alive]
         free = {n.load.node_id: n.free_cpu() for n in live}
         for tid, rec in list(itertools.islice(self.queue.items(), DISPATCH_SCAN)):
-            if max(free.values(), default=0.0) <= 1e-9:
-                return
-            target = S.pick_free_node([(n.load, free[n.load.node_id]) for n in live], rec.spec[8],
-                                      rec.owner, _holding(rec.deps))
+            fid = rec.spec[_FUNCTION_ID]
+            if max(free.values(), default=0.0) <= 1e-9 and not self.durations.depth(fid, 1.0):
+                return  # no CPU free anywhere, and this task may not queue at a node
+            target = S.pick_free_node([(n.load, free[n.load.node_id] + self.durations.depth(
+                fid, n.load.total.get("CPU", 0.0))) for n in live], rec.spec[8], rec.owner, _holding(rec.deps))
             if target is None:
                 continue
             del self.queue[tid]
@@ -333,6 +347,9 @@ class HeadService:
     def _done(self, rec):
         where = self.placed.pop(rec.task_id, None)
         cpu = self.placed_cpu.pop(rec.task_id, 0.0)
+        timed = self.timing.pop(rec.task_id, None)
+        if timed is not None:
+            self.durations.observe(timed[0], time.monotonic() - timed[1])
         if where is not None:
             node = self.nodes.get(where[1])
             if node is not None:
@@ -364,6 +381,7 @@ class HeadService:
                 if target == node_id:
                     del self.placed[task_id]
                     self.placed_cpu.pop(task_id, None)
+                    self.timing.pop(task_id, None)
                     owner_node = self.nodes.get(owner)
                     if owner_node is not None and owner_node.load.alive:
                         self.link.send_to(owner_node.ident, P.TaskLost(owner, task_id, reason))

@@ -88,6 +88,7 @@ class ClusterLink:
         self.results_waiting = {}  # object id -> results of tasks run here that refer to it
         self.unpulled = UnpulledResults(self)  # results our store had no room for
         self.held = {}  # object id -> ids of tasks held until it is ready, then spilled (hold())
+        self.held_local = {}  # task id -> pipelinable, of held tasks that may run here after all
         self.functions_at_head = set()  # ids of the functions sent to the head's function table
         self.head_lost = False
         self.last_heard = time.monotonic()
@@ -95,6 +96,7 @@ class ClusterLink:
         self.table = []  # the head's node table, as of its last answer (members ask every tick)
         self.drops = Drops(log)  # bad input from other nodes (or the head), counted by kind
         self.received = 0  # messages read from the cluster socket
+        self.received_bytes = 0  # ... and their bytes (a function's pickle comes once per node)
         self._rejoin_logged = -LOG_INTERVAL  # when "the head does not count this node in" was logged
         self._request_ids = itertools.count(1)
         try:
@@ -192,6 +194,7 @@ class ClusterLink:
         while sock.getsockopt(zmq.EVENTS) & zmq.POLLIN:
             parts = sock.recv_multipart(zmq.NOBLOCK)
             self.received += 1
+            self.received_bytes += sum(len(p) for p in parts)
             if self.head is not None:
                 if len(parts) != 2:
                     self.drops.drop("message of several frames", f"{len(parts)} frames from a node")
@@ -374,14 +377,22 @@ class ClusterLink:
         return S.should_spill(spec.resources, total, backlog, free.get("CPU", 0.0), total.get("CPU", 0.0),
                               self.spill_threshold, self.size())
 
-    def hold(self, task, missing):
-        """Whether a newly submitted task that no node resource here can ever satisfy, and
-        whose arguments are not all ready, waits here for them (outside the scheduler, which
-        would only call it infeasible); ``object_ready`` spills it once they are."""
+    def hold(self, task, missing, pipelinable=True):
+        """Whether a newly submitted task whose arguments are not all ready waits here for
+        them, outside the scheduler: one no node resource here can ever satisfy (the
+        scheduler would only call it infeasible), or, in a cluster of several, any plain
+        task (once they are ready it goes where a CPU is free, not into this node's queue
+        by default). ``object_ready`` releases it."""
         spec = task.spec
-        if task.forwarded or S.fits(spec.resources, self.r.load()[1]):
+        if task.forwarded:
             return False
-        task.missing = set(missing) | set(self.pending_nested(spec))  # nested refs travel ready too
+        if S.fits(spec.resources, self.r.load()[1]):
+            if self.size() < 2:
+                return False
+            self.held_local[spec.task_id] = pipelinable  # may run here: decided when ready
+            task.missing = set(missing)
+        else:
+            task.missing = set(missing) | set(self.pending_nested(spec))  # nested refs travel ready too
         for oid in task.missing:
             self.held.setdefault(oid, set()).add(spec.task_id)
         return True
@@ -397,6 +408,7 @@ class ClusterLink:
         return True
 
     def _unhold(self, tid, task):
+        self.held_local.pop(tid, None)
         for oid in task.missing:
             waiting = self.held.get(oid)
             if waiting is not None:
@@ -417,7 +429,11 @@ class ClusterLink:
             self._unhold(tid, task)  # it leaves every other wait too
             self.r.feed(self.r.fail(S.FailTask(tid, "dependency", oid)))
         elif not task.missing:
-            self.spill(task)
+            pipelinable = self.held_local.pop(tid, None)
+            if pipelinable is not None and not self.wants(task, ()):
+                self.r.submit_local(task, pipelinable)
+            else:
+                self.spill(task)
 
     def pending_nested(self, spec):
         """Refs inside a call's arguments whose values this node is still waiting for: a
@@ -757,7 +773,7 @@ class ClusterLink:
 
     def report(self):
         out = {"address": self.address, "head": self.head is not None, "head_lost": self.head_lost,
-               "received": self.received, "dropped": self.drops.counts(),
+               "received": self.received, "received_bytes": self.received_bytes, "dropped": self.drops.counts(),
                "refused": self.auth.refusals() if self.auth is not None else {},
                "transfer": self.transfer.report() if self.transfer is not None else None}
         out["nodes"] = self.head.table() if self.head is not None else self.table

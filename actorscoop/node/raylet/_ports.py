@@ -213,8 +213,8 @@ class ClusterPort(_Port):
     def missing_deps(self, spec):
         return self._r.missing_deps(spec)
 
-    def submit_local(self, task):
-        self._r.submit_local(task)
+    def submit_local(self, task, pipelinable=True):
+        self._r.submit_local(task, pipelinable)
 
     def finish_remote(self, task, results, err=None):
         self._r.finish_remote(task, results, err)

@@ -99,7 +99,8 @@ class TaskFlow:
         if self.cluster is not None and self.cluster.wants(task, missing):
             self.cluster.spill(task)
             return
-        if self.cluster is not None and missing and self.cluster.hold(task, missing):
+        if self.cluster is not None and missing and self.cluster.hold(
+                task, missing, self.clients[ident].kind != P.KIND_WORKER):
             return
         self._feed([S.TaskSubmitted(tid, _resources(spec.resources), tuple(missing), spec.name,
                                     self.clients[ident].kind != P.KIND_WORKER)])
@@ -112,11 +113,12 @@ class TaskFlow:
         """The arguments of a task that have no value yet (all are in the object table)."""
         return tuple(o for o in spec.deps if self.objects.is_pending(o))
 
-    def submit_local(self, task):
-        """Queue a task here (one that came from, or came back from, the cluster)."""
+    def submit_local(self, task, pipelinable=True):
+        """Queue a task here (one that came from, or came back from, the cluster, or that
+        waited outside the scheduler for its arguments)."""
         spec = task.spec
         self._feed([S.TaskSubmitted(spec.task_id, _resources(spec.resources), self.missing_deps(spec),
-                                    spec.name, True)])
+                                    spec.name, pipelinable)])
 
     def fence_foreign_tasks(self):
         """The head counted this node dead and gave the tasks other nodes sent here back to
