@@ -122,7 +122,8 @@ def test_public_names_are_pinned():
     assert sorted(asc.exceptions.__all__) == sorted([
         "ActorScoopError", "TaskError", "GetTimeoutError", "WorkerCrashedError",
         "TaskCancelledError", "ObjectLostError", "NodeDiedError", "RuntimeNotInitializedError",
-        "ActorDiedError", "ObjectStoreFullError", "OutOfMemoryError"])
+        "ActorDiedError", "ObjectStoreFullError", "OutOfMemoryError", "TaskPlacementGroupRemoved",
+        "ActorPlacementGroupRemoved"])
 
 
 def test_driver_killed_with_sigkill_takes_its_node_down(tmp_path):
