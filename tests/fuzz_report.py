@@ -17,9 +17,15 @@ from actorscoop._client import _context
 WARMUP = 0.1  # share of the examples run before the "before" measurement (caches, first connections)
 
 
-def tables(info):
-    """Sizes of a node's tables that bad input must not grow, and its processes' memory."""
+def tables(info, store_wait=30.0):
+    """Sizes of a node's tables that bad input must not grow, and its processes' memory.
+    ``init()`` does not wait for the node's store: wait (up to ``store_wait`` s) until the
+    raylet reports it, so that before and after measure the same things."""
+    deadline = time.monotonic() + store_wait
     s = T.node_status(info)
+    while s.get("store", {}).get("num_objects") is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+        s = T.node_status(info)
     store = s.get("store", {})
     out = {"objects": s["objects"]["objects"], "tasks": sum(s["tasks"].values()),
            "live_actors": sum(a["state"] != "dead" for a in s["actors"]), "drivers": len(s["drivers"]),

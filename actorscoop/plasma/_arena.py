@@ -228,6 +228,21 @@ def remove_stale_arenas(shm_dir: str = SHM_DIR) -> list[str]:
     return removed
 
 
+def remove_arenas_of(pid: int, shm_dir: str = SHM_DIR) -> list[str]:
+    """Unlink the arena files in ``shm_dir`` made by the store of ``pid``, which has exited."""
+    removed = []
+    try:
+        names = os.listdir(shm_dir)
+    except OSError:
+        return removed
+    for name in names:
+        if owner_pid(name) == pid:
+            path = os.path.join(shm_dir, name)
+            unlink_quietly(path)
+            removed.append(path)
+    return removed
+
+
 def unlink_quietly(path: str | None) -> None:
     if path:
         try:

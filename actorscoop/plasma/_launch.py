@@ -78,9 +78,10 @@ def start_store(socket_path: str, capacity: int, spill_dir: str | None = None, t
 class StoreLaunch:
     """A store process that was started and may not be ready yet (``spawn_store``)."""
 
-    def __init__(self, proc: subprocess.Popen, socket_path: str):
+    def __init__(self, proc: subprocess.Popen, socket_path: str, shm_dir: str | None = None):
         self.proc = proc
         self.socket_path = socket_path
+        self.shm_dir = shm_dir  # where its arena file goes (None: /dev/shm)
 
     def wait_ready(self, timeout: float = 10.0) -> StoreHandle:
         """Wait for the store to accept connections (any thread may wait);
@@ -91,6 +92,10 @@ class StoreLaunch:
             paths = json.loads(line[6:])
             return StoreHandle(proc, self.socket_path, paths["arena_path"], paths["spill_path"])
         _kill(proc)
+        # Killed (or dead) before it said where its arena is: it may have made the file
+        # already (a store slow to start on a busy machine, killed at the timeout).
+        from ._arena import SHM_DIR, remove_arenas_of
+        remove_arenas_of(proc.pid, self.shm_dir or SHM_DIR)
         if line.startswith("ERROR "):
             raise PlasmaError(f"object store failed to start: {line[6:]}")
         raise PlasmaError(f"object store (pid {proc.pid}) did not become ready within {timeout}s "
@@ -122,7 +127,7 @@ def spawn_store(socket_path: str, capacity: int, spill_dir: str | None = None, *
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (_PACKAGE_ROOT, env.get("PYTHONPATH")) if p)
     proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, env=env, close_fds=True)
-    return StoreLaunch(proc, socket_path)
+    return StoreLaunch(proc, socket_path, shm_dir)
 
 
 def _read_line(proc: subprocess.Popen, timeout: float) -> str:

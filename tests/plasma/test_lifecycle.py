@@ -134,3 +134,21 @@ def test_client_of_a_restarted_store_is_told_to_reconnect(stores):
     with pytest.raises(ProtocolError, match="store restarted, create a new PlasmaClient"):
         c.contains(b"x" * 20)
     assert not stores.client(second).contains(b"x" * 20)
+
+
+def test_a_store_killed_before_it_is_ready_leaves_no_arena(tmp_path):
+    """A store slow to start (a busy machine) is killed at wait_ready's timeout before it
+    said where its arena is: the file it may have made already is removed all the same."""
+    from actorscoop.plasma._arena import PREFIX
+    from actorscoop.plasma._launch import StoreLaunch
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"],
+                            stdout=subprocess.PIPE)  # says nothing: never READY
+    arena = tmp_path / f"{PREFIX}{proc.pid}-0123abcd"
+    arena.write_bytes(b"\0" * 4096)
+    other = tmp_path / f"{PREFIX}{proc.pid + 1}-0123abcd"  # another store's: kept
+    other.write_bytes(b"\0")
+    launch = StoreLaunch(proc, str(tmp_path / "s.sock"), str(tmp_path))
+    with pytest.raises(PlasmaError, match="did not become ready"):
+        launch.wait_ready(timeout=0.5)
+    assert proc.returncode is not None
+    assert not arena.exists() and other.exists()
