@@ -51,24 +51,28 @@ class SlotBook:
         return min(float(total_cpu), self.heard_cpu - sum(self.unacked) + self.freed)
 
 
-SHORT_TASK_S = 0.01  # a function whose tasks come back sooner than this from an idle CPU is short
+SHORT_TASK_S = 0.01  # a task whose result comes back within this of the quickest one is short
 SHORT_DEPTH = 16  # tasks per CPU a node may hold queued of a short function (throughput)
 
 
 class Durations:
-    """How long each function's tasks take, from the head's side (sent to an idle CPU ->
-    result back): only for telling tiny tasks, which a node may queue (the round trip
-    would cost more than the task), from others, which wait at the head. Lengths are
-    never used to order tasks."""
+    """How long each function's tasks take, from the head's side: the time from sending a
+    task to an idle CPU to its result, less the quickest such round trip to that node (the
+    messages' own cost, however loaded the machine). Only for telling tiny tasks, which a
+    node may queue (the round trip would cost more than the task), from others, which wait
+    at the head. Lengths are never used to order tasks."""
 
-    __slots__ = ("ema",)
+    __slots__ = ("ema", "quickest")
 
     def __init__(self):
-        self.ema = {}  # function id -> seconds, moving average
+        self.ema = {}  # function id -> seconds beyond the quickest round trip, moving average
+        self.quickest = {}  # node id -> quickest round trip seen
 
-    def observe(self, function_id, seconds: float):
+    def observe(self, function_id, seconds: float, node_id=b""):
+        q = self.quickest[node_id] = min(seconds, self.quickest.get(node_id, seconds))
+        excess = seconds - q
         old = self.ema.get(function_id)
-        self.ema[function_id] = seconds if old is None else 0.8 * old + 0.2 * seconds
+        self.ema[function_id] = excess if old is None else 0.8 * old + 0.2 * excess
 
     def depth(self, function_id, total_cpu: float) -> float:
         """Extra CPUs' worth of this function's tasks a node may hold beyond its free ones."""

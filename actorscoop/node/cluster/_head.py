@@ -252,23 +252,21 @@ class HeadService:
             self.placed[rec.spec[0]] = (rec.owner, target)
             self.placed_cpu[rec.spec[0]] = cpu
             if idle and len(self.timing) < 10_000:
-                self.timing[rec.spec[0]] = (rec.spec[_FUNCTION_ID], time.monotonic())
+                self.timing[rec.spec[0]] = (rec.spec[_FUNCTION_ID], time.monotonic(), target)
         self.link.send_to(node.ident, P.RunTask(rec.owner, rec.spec, rec.deps, self._function_for(node, rec)))
 
     def _dispatch(self):
-        """Queued tasks, oldest first, to nodes with a CPU free for them now; a task no node
-        has room for waits (tasks of other shapes behind it may go). Looks at no more than
-        DISPATCH_SCAN tasks a call."""
+        """Queued tasks, oldest first, to nodes with a CPU free for them now (or, for tiny
+        tasks, room in the node's queue); stops at the first task no node has room for:
+        the first CPU to free takes it (a task needing less CPU behind it waits too)."""
         live = [n for n in self.nodes.values() if n.load.alive]
         free = {n.load.node_id: n.free_cpu() for n in live}
         for tid, rec in list(itertools.islice(self.queue.items(), DISPATCH_SCAN)):
             fid = rec.spec[_FUNCTION_ID]
-            if max(free.values(), default=0.0) <= 1e-9 and not self.durations.depth(fid, 1.0):
-                return  # no CPU free anywhere, and this task may not queue at a node
             target = S.pick_free_node([(n.load, free[n.load.node_id] + self.durations.depth(
                 fid, n.load.total.get("CPU", 0.0))) for n in live], rec.spec[8], rec.owner, _holding(rec.deps))
             if target is None:
-                continue
+                return
             del self.queue[tid]
             node = self.nodes[target]
             self._send_task(node, rec)
@@ -344,7 +342,7 @@ class HeadService:
         cpu = self.placed_cpu.pop(rec.task_id, 0.0)
         timed = self.timing.pop(rec.task_id, None)
         if timed is not None:
-            self.durations.observe(timed[0], time.monotonic() - timed[1])
+            self.durations.observe(timed[0], time.monotonic() - timed[1], timed[2])
         if where is not None:
             node = self.nodes.get(where[1])
             if node is not None:
