@@ -178,13 +178,16 @@ def test_tiny_tasks_may_queue_at_a_node_others_wait_at_the_head():
     """Throughput: tasks of a function that comes back within SHORT_TASK_S from an idle CPU
     may queue at a node (SHORT_DEPTH per CPU); lengths never order anything."""
     from actorscoop.scheduler import Durations
-    from actorscoop.scheduler._balance import SHORT_DEPTH
+    from actorscoop.scheduler._balance import SHORT_DEPTH, SHORT_EVIDENCE
     d = Durations()
     assert d.depth(b"f", 2) == 0  # unknown: waits at the head
     d.observe(b"f", 0.030, b"n")  # the quickest round trip to n: 30 ms (a loaded machine)
     d.observe(b"f", 0.034, b"n")
+    assert d.depth(b"f", 2) == 0  # not enough seen yet
+    for _ in range(SHORT_EVIDENCE):
+        d.observe(b"f", 0.034, b"n")
     assert d.depth(b"f", 2) == SHORT_DEPTH * 2
-    for _ in range(20):
+    for _ in range(40):
         d.observe(b"f", 0.5, b"n")
     assert d.depth(b"f", 2) == 0
     d.observe(b"g", 0.08, b"n")
