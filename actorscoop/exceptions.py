@@ -10,6 +10,7 @@ __all__ = [
     "ActorScoopError", "TaskError", "GetTimeoutError", "WorkerCrashedError",
     "TaskCancelledError", "ObjectLostError", "NodeDiedError", "RuntimeNotInitializedError",
     "ActorDiedError", "ObjectStoreFullError", "OutOfMemoryError",
+    "TaskPlacementGroupRemoved", "ActorPlacementGroupRemoved",
 ]
 
 
@@ -196,6 +197,23 @@ class RuntimeNotInitializedError(ActorScoopError):
 class ActorDiedError(ActorScoopError):
     """The actor's process died (or was killed) and it will not be restarted: its pending
     and later calls fail with this error, which names the actor, its class and the cause."""
+
+    def __init__(self, message=""):
+        super().__init__(message)
+
+
+class TaskPlacementGroupRemoved(ActorScoopError):
+    """The task was scheduled into a placement group that was removed
+    (``remove_placement_group``) before it finished: it was killed, or never ran, and is not
+    retried (Ray's name)."""
+
+    def __init__(self, message=""):
+        super().__init__(message)
+
+
+class ActorPlacementGroupRemoved(ActorDiedError):
+    """The actor was placed in a placement group that was removed: it was killed and is
+    not restarted; its pending and later calls fail with this (an ``ActorDiedError`` too)."""
 
     def __init__(self, message=""):
         super().__init__(message)

@@ -94,9 +94,9 @@ def prepare(repo: str, dest: str, python: str = sys.executable) -> dict:
     second with its import lines changed. The tree example's tree (random) is made once
     and shared, so both run the same work."""
     src = extract(repo, os.path.join(dest, "src"))
-    subprocess.run([python, "TreeGen.py", "--height", "4", "--maxChildren", "4", "--scale",
-                    "0.001", "-f", "tree.txt"], cwd=os.path.join(src, "tree"), check=True,
-                   capture_output=True, timeout=120)
+    subprocess.run([python, "TreeGen.py", "--height", "4", "--minChildren", "1",
+                    "--maxChildren", "4", "--scale", "0.001", "-f", "tree.txt"],
+                   cwd=os.path.join(src, "tree"), check=True, capture_output=True, timeout=120)
     dirs = {}
     for system in ("scoop", "actorscoop"):
         d = os.path.join(dest, system)
@@ -150,7 +150,7 @@ def main(argv=None):
         rows = []
         print(f"SCOOP's examples, -n 2 each, best of {a.repeat}; "
               f"{dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC, {os.cpu_count()} CPUs")
-        print(f"| example | SCOOP s | actorscoop s | ratio | SCOOP ok | actorscoop ok |")
+        print("| example | SCOOP s | actorscoop s | ratio | SCOOP ok | actorscoop ok |")
         print("|---|---:|---:|---:|:-:|:-:|", flush=True)
         for name in names:
             best = {}

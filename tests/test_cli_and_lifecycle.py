@@ -118,11 +118,12 @@ def test_public_names_are_pinned():
         "init", "shutdown", "is_initialized", "remote", "get", "put", "wait", "cancel",
         "get_runtime_context", "RuntimeContext", "nodes", "cluster_resources",
         "available_resources", "ObjectRef", "RemoteFunction", "exceptions", "__version__",
-        "ActorClass", "ActorHandle", "get_actor", "kill", "method", "timeline", "tqdm"])
+        "ActorClass", "ActorHandle", "get_actor", "kill", "method", "timeline", "tqdm", "get_gpu_ids"])
     assert sorted(asc.exceptions.__all__) == sorted([
         "ActorScoopError", "TaskError", "GetTimeoutError", "WorkerCrashedError",
         "TaskCancelledError", "ObjectLostError", "NodeDiedError", "RuntimeNotInitializedError",
-        "ActorDiedError", "ObjectStoreFullError", "OutOfMemoryError"])
+        "ActorDiedError", "ObjectStoreFullError", "OutOfMemoryError", "TaskPlacementGroupRemoved",
+        "ActorPlacementGroupRemoved"])
 
 
 def test_driver_killed_with_sigkill_takes_its_node_down(tmp_path):

@@ -9,7 +9,7 @@ import pytest
 
 import actorscoop as asc
 from actorscoop import protocol as P
-from actorscoop.exceptions import ActorDiedError, ActorScoopError
+from actorscoop.exceptions import ActorDiedError, ActorPlacementGroupRemoved, TaskPlacementGroupRemoved
 from actorscoop.node.raylet._groups import CREATED, PENDING, RESCHEDULING, GroupManager
 from actorscoop.scheduler import (CommitBundle, Dispatch, FailTask, KillWorker, NodeLoad, PrepareBundle,
                                   ReleaseBundle, Resubmit, Scheduler, SchedulerConfig, TaskSubmitted,
@@ -210,10 +210,11 @@ def test_a_group_on_a_node_alone(fresh_node, tmp_path):
     asc.get(actor.node.remote(), timeout=30)
     wait_for(marker.exists, 30, what="the task in the group to start")
     remove_placement_group(pg)
-    with pytest.raises(ActorScoopError, match="placement group that has been removed"):
+    with pytest.raises(TaskPlacementGroupRemoved, match="placement group that has been removed"):
         asc.get(running, timeout=30)
-    with pytest.raises(ActorDiedError, match="placement group"):
+    with pytest.raises(ActorPlacementGroupRemoved, match="placement group") as died:
         asc.get(actor.node.remote(), timeout=30)
+    assert isinstance(died.value, ActorDiedError)
     wait_for(lambda: asc.available_resources().get("CPU") == 3.0, 30, what="the group's CPUs back")
     assert placement_group_table(pg)["state"] == "REMOVED"
     assert not any("_group_" in k for k in asc.cluster_resources())
@@ -295,4 +296,26 @@ def test_a_drivers_groups_go_with_it_unless_detached(cluster):
     wait_for(lambda: not any(r["name"] == "mine" and r["state"] != "REMOVED"
                              for r in placement_group_table().values()), 30, what="the job's group removed")
     remove_placement_group(kept)
+    wait_for(lambda: asc.available_resources().get("CPU") == 6.0, 30, what="every CPU back")
+
+
+@asc.remote(num_cpus=0)
+def make_group_here(name):
+    """From a node that is not the head: the request goes through its raylet to the head."""
+    pg = placement_group([{"CPU": 0.5}], name=name)
+    asc.get(pg.ready(), timeout=60)
+    return asc.get_runtime_context().get_node_id(), placement_group_table(pg)["state"]
+
+
+def test_a_group_made_from_a_member_node(cluster):
+    spread = placement_group([{"CPU": 0.5}] * 3, strategy="STRICT_SPREAD")
+    asc.get(spread.ready(), timeout=60)
+    nodes = placement_group_table(spread)["bundles_to_node_id"]
+    head = cluster.info(0)["node_id"]
+    i = next(i for i, n in nodes.items() if n != head)
+    node, state = asc.get(make_group_here.options(
+        scheduling_strategy=PlacementGroupSchedulingStrategy(spread, i)).remote("from-member"), timeout=60)
+    assert node == nodes[i] != head and state == "CREATED"
+    remove_placement_group(get_placement_group("from-member"))
+    remove_placement_group(spread)
     wait_for(lambda: asc.available_resources().get("CPU") == 6.0, 30, what="every CPU back")

@@ -109,7 +109,6 @@ def test_the_original_exception_through_every_api_nested_three_deep():
     asc.get as itself: its class, args and str(), a TaskError too, with each remote
     traceback shown once and naming this script's file and line."""
     import json
-    from actorscoop.exceptions import TaskError  # noqa: F401 (the script checks isinstance)
     script = os.path.join(SCRIPTS, "nested_errors.py")
     out = subprocess.run([PY, script], capture_output=True, text=True, timeout=170)
     assert out.returncode == 0, out.stderr

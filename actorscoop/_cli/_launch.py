@@ -102,6 +102,8 @@ def parser(commands=()):
                    help="accepted for SCOOP's command lines: nodes always talk over ZeroMQ "
                         "(CURVE-encrypted), processes of a node over Unix sockets")
     g = p.add_argument_group("actorscoop's own")
+    g.add_argument("--version", action="store_true",
+                   help="print the versions of actorscoop, Python, pyzmq, pyarrow, cloudpickle")
     g.add_argument("--address", help="HOST:PORT of a running head to use instead")
     g.add_argument("--allocation", action="store_true",
                    help="(the default inside a batch job) use the job's hosts")

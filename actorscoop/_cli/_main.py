@@ -21,6 +21,9 @@ def main(argv=None):
     """``actorscoop COMMAND ...``, or the launcher: anything that is not a command
     (``python -m actorscoop [options] script.py [args]``, ``--help``)."""
     argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["--version"]:
+        print(version_text())
+        return 0
     if not argv or argv[0] not in _COMMANDS:
         from ._launch import main as launch
         if not argv:

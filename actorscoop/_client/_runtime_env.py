@@ -20,6 +20,7 @@ SUPPORTED = ("env_vars", "working_dir", "py_modules", "excludes")
 LATER = ("pip", "conda", "uv", "container", "image_uri")
 MAX_BYTES = int(os.environ.get("ACTORSCOOP_RUNTIME_ENV_MAX_BYTES", 100 << 20))
 _EPOCH = (1980, 1, 1, 0, 0, 0)
+STORE_ABOVE = 1 << 20  # files larger than this are stored in the zip as they are
 
 
 def validate(renv):
@@ -109,8 +110,11 @@ def _zip_dir(root, excludes, prefix=""):
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as z:
         for rel, path in files:
             info = zipfile.ZipInfo(prefix + rel, _EPOCH)
-            info.external_attr = (os.stat(path).st_mode & 0o777) << 16
-            info.compress_type = zipfile.ZIP_DEFLATED
+            st = os.stat(path)
+            info.external_attr = (st.st_mode & 0o777) << 16
+            # Code compresses well and is small; large files (data, models) are mostly
+            # compressed already, and deflating them cost ~0.1 s a MiB on a busy machine.
+            info.compress_type = zipfile.ZIP_STORED if st.st_size > STORE_ABOVE else zipfile.ZIP_DEFLATED
             with open(path, "rb") as f:
                 z.writestr(info, f.read(), compresslevel=1)
     return buf.getvalue()

@@ -167,6 +167,10 @@ class StoreServer:
         except Exception as exc:  # a bug: keep serving, tell the client, log the traceback (once a minute)
             self._drop(f"{msg.TYPE} that broke its handler", f"internal error: {exc!r}", exc_info=True)
             reply = P.Error(getattr(msg, "rid", 0), "PlasmaError", f"internal store error in {msg.TYPE}: {exc!r}")
+        if isinstance(msg, P.Seal) and not msg.reply:  # one-way: nobody waits for an answer
+            if isinstance(reply, P.Error):
+                self._drop("failed one-way seal", f"from {identity!r}: {reply.message}")
+            return
         if reply is not None and hasattr(msg, "rid"):
             self._reply(identity, reply)
 

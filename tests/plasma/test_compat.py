@@ -253,3 +253,15 @@ def test_flags_of_arrow_that_do_not_apply_are_refused(tmp_path):
     out = subprocess.run([sys.executable, "-m", "actorscoop.plasma", "-s", str(tmp_path / "x.sock"), "-m", "1000000",
                           "-h"], capture_output=True, text=True, timeout=60)
     assert out.returncode == 2 and "hugetlbfs" in out.stderr
+
+
+def test_a_failed_one_way_seal_is_counted_not_answered(store):
+    """The plasma API's seal does not wait for the store: a seal the store refuses (here: of an
+    object another client created) is counted among dropped messages, and nothing answers it."""
+    with StoreClient(store) as a, StoreClient(store) as b:
+        a.create(b"o" * 20, 10)
+        b.seal(b"o" * 20, wait=False)
+        wait_for(lambda: a.stats()["dropped"].get("failed one-way seal") == 1, what="the seal to be refused")
+        assert a.list_objects()[0]["state"] == "CREATED"
+        a.seal(b"o" * 20)
+        assert b.contains(b"o" * 20)

@@ -230,8 +230,13 @@ class HeadService:
         if rec.spec[0] in self.queue or rec.spec[0] in self.placed:
             self.link.drops.drop("SpillTask of a task the head has", f"task {rec.spec[0].hex()} is queued or placed")
             return
-        target = S.pick_node([n.load for n in self.nodes.values()], resources, rec.owner,
-                             _holding(rec.deps))
+        target = None
+        if not resources.get("CPU") and owner is not None and owner.load.alive \
+                and any("_group_" in k for k in resources) and S.fits(resources, owner.load.total):
+            target = rec.owner  # no CPU to wait for (pg.ready()): where its result goes
+        if target is None:
+            target = S.pick_node([n.load for n in self.nodes.values()], resources, rec.owner,
+                                 _holding(rec.deps))
         if target is None and self._park(rec, resources):
             return
         if target is None:

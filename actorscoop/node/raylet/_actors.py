@@ -12,7 +12,7 @@ import logging
 from ..._common import _errors
 from ... import protocol as P
 from ... import scheduler as S
-from ...exceptions import ActorDiedError
+from ...exceptions import ActorDiedError, ActorPlacementGroupRemoved
 from .._proc import describe_exit
 
 log = logging.getLogger("actorscoop.raylet")
@@ -42,6 +42,7 @@ class _Actor:
         self.attempts = {}  # task id -> times sent
         self.death = ""  # why it died
         self.gpu_ids = ()  # the GPU devices its reservation holds
+        self.group_removed = False  # killed because its placement group was removed
         self.last_death = ""  # why its previous process died (kept across a restart)
         self.creation_error = None  # serialized error of a constructor that raised
         self.no_restart = False
@@ -348,7 +349,7 @@ class ActorManager:
                 "here, or it died long ago)"))
         if a.creation_error is not None:
             return a.creation_error
-        return _errors.pack_exception(ActorDiedError(
+        return _errors.pack_exception((ActorPlacementGroupRemoved if a.group_removed else ActorDiedError)(
             f"{a.label} is dead: {a.death}. Its pending and later calls, like "
             f"{spec.name}(), fail. Give it max_restarts=N to restart it automatically."))
 

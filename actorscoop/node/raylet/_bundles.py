@@ -7,7 +7,7 @@ import logging
 from ... import protocol as P
 from ... import scheduler as S
 from ..._common import _errors
-from ...exceptions import ActorScoopError
+from ...exceptions import TaskPlacementGroupRemoved
 from ...scheduler._groups import group_of
 from ._groups import GroupManager, local_nodes
 
@@ -87,6 +87,7 @@ class Bundles:
     def _kill_actors_in(self, group_hex):
         for a in self.actors.in_group(group_hex):
             log.info("placement group %s removed: killing actor %s", group_hex[:12], a.id.hex()[:12])
+            a.group_removed = True
             self.actors.kill(a.id, True, route=False,
                              cause=f"its placement group {group_hex[:12]} was removed")
 
@@ -95,6 +96,6 @@ class Bundles:
         return bool(removed) and any(group_of(k) in removed for k in resources)
 
     def group_removed_error(self, name):
-        return _errors.pack_exception(ActorScoopError(
+        return _errors.pack_exception(TaskPlacementGroupRemoved(
             f"task {name}() was scheduled into a placement group that has been removed: what ran "
-            "in its bundles was killed and what waited for them fails (Ray's TaskPlacementGroupRemoved)"))
+            "in its bundles was killed and what waited for them fails"))
