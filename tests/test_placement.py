@@ -107,6 +107,7 @@ def test_spilled_tasks_wait_at_the_head_until_a_cpu_frees_and_go_oldest_first():
     head = HeadService(link, A, {"CPU": 1}, 5, kv=None, events_view=None)
     head.handle(b"ib", P.NodeJoin(P.PROTOCOL_VERSION, B, "h", 2, {"CPU": 2}, "h:1"))
     head.handle(None, P.Heartbeat(A, {"CPU": 0.0}, 1, 1, 0, 0))  # the head's node is busy
+    head.durations.observe(b"f" * 16, 0.001)
     head.durations.observe(b"f" * 16, 1.0)  # f's tasks take long: none may queue at a node
     link.sent.clear()
     tids = [bytes([i]) * 16 for i in range(1, 6)]
@@ -177,11 +178,17 @@ def test_tiny_tasks_may_queue_at_a_node_others_wait_at_the_head():
     """Throughput: tasks of a function that comes back within SHORT_TASK_S from an idle CPU
     may queue at a node (SHORT_DEPTH per CPU); lengths never order anything."""
     from actorscoop.scheduler import Durations
-    from actorscoop.scheduler._balance import SHORT_DEPTH
+    from actorscoop.scheduler._balance import SHORT_DEPTH, SHORT_EVIDENCE
     d = Durations()
     assert d.depth(b"f", 2) == 0  # unknown: waits at the head
-    d.observe(b"f", 0.001)
+    d.observe(b"f", 0.030, b"n")  # the quickest round trip to n: 30 ms (a loaded machine)
+    d.observe(b"f", 0.034, b"n")
+    assert d.depth(b"f", 2) == 0  # not enough seen yet
+    for _ in range(SHORT_EVIDENCE):
+        d.observe(b"f", 0.034, b"n")
     assert d.depth(b"f", 2) == SHORT_DEPTH * 2
-    for _ in range(20):
-        d.observe(b"f", 0.5)
+    for _ in range(40):
+        d.observe(b"f", 0.5, b"n")
     assert d.depth(b"f", 2) == 0
+    d.observe(b"g", 0.08, b"n")
+    assert d.depth(b"g", 2) == 0  # 50 ms beyond the quickest

@@ -51,29 +51,38 @@ class SlotBook:
         return min(float(total_cpu), self.heard_cpu - sum(self.unacked) + self.freed)
 
 
-SHORT_TASK_S = 0.01  # a function whose tasks come back sooner than this from an idle CPU is short
+SHORT_TASK_S = 0.01  # a task whose result comes back within this of the quickest one is short
 SHORT_DEPTH = 16  # tasks per CPU a node may hold queued of a short function (throughput)
+SHORT_EVIDENCE = 32  # round trips seen before a function may count as short
 
 
 class Durations:
-    """How long each function's tasks take, from the head's side (sent to an idle CPU ->
-    result back): only for telling tiny tasks, which a node may queue (the round trip
-    would cost more than the task), from others, which wait at the head. Lengths are
-    never used to order tasks."""
+    """How long each function's tasks take, from the head's side: the time from sending a
+    task to an idle CPU to its result, less the quickest such round trip to that node (the
+    messages' own cost, however loaded the machine). Only for telling tiny tasks, which a
+    node may queue (the round trip would cost more than the task), from others, which wait
+    at the head. Lengths are never used to order tasks."""
 
-    __slots__ = ("ema",)
+    __slots__ = ("ema", "quickest", "seen")
 
     def __init__(self):
-        self.ema = {}  # function id -> seconds, moving average
+        self.ema = {}  # function id -> seconds beyond the quickest round trip, moving average
+        self.quickest = {}  # node id -> quickest round trip seen
+        self.seen = {}  # function id -> round trips seen
 
-    def observe(self, function_id, seconds: float):
+    def observe(self, function_id, seconds: float, node_id=b""):
+        q = self.quickest[node_id] = min(seconds, self.quickest.get(node_id, seconds))
+        excess = seconds - q
         old = self.ema.get(function_id)
-        self.ema[function_id] = seconds if old is None else 0.8 * old + 0.2 * seconds
+        self.ema[function_id] = excess if old is None else 0.9 * old + 0.1 * excess
+        self.seen[function_id] = self.seen.get(function_id, 0) + 1
 
     def depth(self, function_id, total_cpu: float) -> float:
         """Extra CPUs' worth of this function's tasks a node may hold beyond its free ones."""
         t = self.ema.get(function_id)
-        return SHORT_DEPTH * max(1.0, total_cpu) if t is not None and t < SHORT_TASK_S else 0.0
+        if t is None or t >= SHORT_TASK_S or self.seen.get(function_id, 0) < SHORT_EVIDENCE:
+            return 0.0
+        return SHORT_DEPTH * max(1.0, total_cpu)
 
 
 def pick_free_node(candidates, need: dict, owner: bytes, holding=None):

@@ -23,13 +23,15 @@ log = logging.getLogger("actorscoop.head")
 
 
 _FUNCTION_ID = P.SubmitTask._fields.index("function_id")
+FLOWING_S = 0.1  # tiny tasks queue only at a node that sent a result this recently (not one
+#                  whose CPUs a long task holds: what queues there waits for it)
 DISPATCH_SCAN = 256  # queued tasks looked at per dispatch (those no node has room for are skipped)
 _ACTOR_ID = P.SubmitTask._fields.index("actor_id")
 
 
 class _Node:
     __slots__ = ("load", "ident", "host", "pid", "last_seen", "joined", "address", "functions",
-                 "store_used", "book")
+                 "store_used", "book", "last_result")
 
     def __init__(self, load, ident, host, pid, now, address=""):
         self.load, self.ident, self.host, self.pid = load, ident, host, pid
@@ -39,6 +41,7 @@ class _Node:
         self.functions = set()  # ids of the functions the head has sent it
         self.store_used = 0  # bytes of objects in its store, as of its last heartbeat
         self.book = S.SlotBook(load.total.get("CPU", 0.0))  # its free CPUs, as the head knows them
+        self.last_result = -1e9  # when a result of a task placed there last came back
 
     def free_cpu(self):
         return self.book.free(self.load.total.get("CPU", 0.0))
@@ -257,23 +260,24 @@ class HeadService:
             self.placed[rec.spec[0]] = (rec.owner, target)
             self.placed_cpu[rec.spec[0]] = cpu
             if idle and len(self.timing) < 10_000:
-                self.timing[rec.spec[0]] = (rec.spec[_FUNCTION_ID], time.monotonic())
+                self.timing[rec.spec[0]] = (rec.spec[_FUNCTION_ID], time.monotonic(), target)
         self.link.send_to(node.ident, P.RunTask(rec.owner, rec.spec, rec.deps, self._function_for(node, rec)))
 
     def _dispatch(self):
-        """Queued tasks, oldest first, to nodes with a CPU free for them now; a task no node
-        has room for waits (tasks of other shapes behind it may go). Looks at no more than
-        DISPATCH_SCAN tasks a call."""
+        """Queued tasks, oldest first, to nodes with a CPU free for them now (or, for tiny
+        tasks, room in the node's queue); stops at the first task no node has room for:
+        the first CPU to free takes it (a task needing less CPU behind it waits too)."""
         live = [n for n in self.nodes.values() if n.load.alive]
         free = {n.load.node_id: n.free_cpu() for n in live}
+        now = time.monotonic()
+        flowing = [n for n in live if now - n.last_result < FLOWING_S]
         for tid, rec in list(itertools.islice(self.queue.items(), DISPATCH_SCAN)):
             fid = rec.spec[_FUNCTION_ID]
-            if max(free.values(), default=0.0) <= 1e-9 and not self.durations.depth(fid, 1.0):
-                return  # no CPU free anywhere, and this task may not queue at a node
-            target = S.pick_free_node([(n.load, free[n.load.node_id] + self.durations.depth(
-                fid, n.load.total.get("CPU", 0.0))) for n in live], rec.spec[8], rec.owner, _holding(rec.deps))
+            target = S.pick_free_node([(n.load, free[n.load.node_id] + (self.durations.depth(
+                fid, n.load.total.get("CPU", 0.0)) if n in flowing else 0.0)) for n in live],
+                rec.spec[8], rec.owner, _holding(rec.deps))
             if target is None:
-                continue
+                return
             del self.queue[tid]
             node = self.nodes[target]
             self._send_task(node, rec)
@@ -349,12 +353,13 @@ class HeadService:
         cpu = self.placed_cpu.pop(rec.task_id, 0.0)
         timed = self.timing.pop(rec.task_id, None)
         if timed is not None:
-            self.durations.observe(timed[0], time.monotonic() - timed[1])
+            self.durations.observe(timed[0], time.monotonic() - timed[1], timed[2])
         if where is not None:
             node = self.nodes.get(where[1])
             if node is not None:
                 node.load.placed = max(0, node.load.placed - 1)
                 node.book.finished(cpu)
+                node.last_result = time.monotonic()
         owner = self.nodes.get(rec.owner)
         if owner is not None and owner.load.alive:  # else nobody wants the result
             self.link.send_to(owner.ident, rec)
