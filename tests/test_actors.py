@@ -215,7 +215,7 @@ def test_cancel_reaches_an_async_actors_call(node, tmp_path):
         return log.read_text().count("started") if log.exists() else 0
     wait_for(lambda: started() == 3, 30, what="three calls running")
     queued = a.wait_long.remote()  # waits for a slot
-    for ref in running + [queued]:
+    for ref in [queued] + running:  # the queued one first: else it may take a freed slot
         asc.cancel(ref)
     for ref in running:
         with pytest.raises(TaskCancelledError, match="wait_long.. was cancelled while running"):

@@ -285,7 +285,10 @@ class DriverCore(CoreClient):
         elif type(rec) is P.LeaseRevoke and self._leases is not None:
             self._leases.revoked(rec)
         elif type(rec) is P.LogLines:
-            self._output.show(rec.prefix, rec.text)
+            try:
+                self._output.show(rec.prefix, rec.text)
+            except Exception as exc:  # noqa: BLE001 (workers' output must never stop this thread)
+                log.warning("dropped output from %s that could not be shown: %s", rec.prefix, exc)
         elif type(rec) is P.KVReply or type(rec) is P.ActorReply or type(rec) is P.StatusReply \
                 or type(rec) is P.PlacementGroupReply:
             self._on_reply(rec)

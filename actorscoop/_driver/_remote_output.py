@@ -102,14 +102,16 @@ class RemoteOutput:
                 if bar is None:
                     bar = self._new_bar(bar_id, desc, state)
                 _update(bar, desc, state)
+                if state.get("closed"):
+                    self._close(bar_id, state.get("leave", True))
             except Exception as exc:  # noqa: BLE001 (a bad state must not stop the I/O thread)
                 log.warning("dropped a progress bar from %s: its state %s is not valid (%s)",
                             prefix, state, exc)
                 if bar_id in self._bars:
-                    self._close(bar_id, False)
-                return
-            if state.get("closed"):
-                self._close(bar_id, state.get("leave", True))
+                    try:
+                        self._close(bar_id, False)
+                    except Exception:  # noqa: BLE001 (its own drawing failed: forget it)
+                        self._bars.pop(bar_id, None)
 
     def _new_bar(self, bar_id, desc, state):
         from .._client._tqdm import tqdm
@@ -135,10 +137,10 @@ class RemoteOutput:
         bar = self._bars.pop(bar_id)
         tid = self._task_of.pop(bar_id, None)
         if tid is not None:
-            ids = self.tasks.get(tid)
+            ids = self.tasks.get(tid, set())
             ids.discard(bar_id)
             if not ids:
-                del self.tasks[tid]
+                self.tasks.pop(tid, None)
                 self._ended.pop(tid, None)
         self._closed[bar_id] = None
         while len(self._closed) > REMEMBERED:
@@ -146,7 +148,7 @@ class RemoteOutput:
         bar.leave = bool(leave)
         try:
             bar._close_above()
-        except (OSError, ValueError):
+        except (OSError, ValueError, TypeError, OverflowError):  # a state that cannot be drawn
             pass
 
     # ------------------------------------------------------------------ task ends
