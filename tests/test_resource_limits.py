@@ -290,8 +290,13 @@ def test_status_and_the_store_size_read_the_cgroups_limit(memory_cgroup, tmp_pat
     script = textwrap.dedent("""
         import json, actorscoop as asc
         asc.init(num_cpus=1)
-        asc.get(asc.put(bytes(1 << 20)))  # the store is up (init() does not wait for it)
+        import time
+        asc.get(asc.put(bytes(1 << 20)))
+        deadline = time.monotonic() + 60
         st = asc._driver._api.status()
+        while "capacity" not in st["store"] and time.monotonic() < deadline:
+            time.sleep(0.05)  # the raylet connects to its store in the background
+            st = asc._driver._api.status()
         print("RESULT " + json.dumps({"memory": st["memory"], "capacity": st["store"]["capacity"]}))
         asc.shutdown()
     """)

@@ -84,6 +84,8 @@ def start(host, port, raylet_socket, token, log_path, launch=True) -> Dashboard:
     if token:
         env["ACTORSCOOP_DASHBOARD_TOKEN"] = token  # not argv: ps shows argv
     cmd = [sys.executable, "-m", "actorscoop.dashboard", "--raylet-socket", raylet_socket, "--host", host]
+    with _session.open_private(log_path):  # its log exists (0600) from now, as it did when
+        pass                               # the process started here
     dashboard = Dashboard(url, note, sock, cmd, env, log_path)
     return dashboard.launch() if launch else dashboard
 
