@@ -37,8 +37,9 @@ def hog(cap):
 def steady(flag):
     """Stay alive (holding little memory) until ``flag`` exists; return this pid."""
     pid = os.getpid()
-    with open(flag + ".pid", "w") as f:
+    with open(flag + ".pid.tmp", "w") as f:
         f.write(str(pid))
+    os.replace(flag + ".pid.tmp", flag + ".pid")  # the driver never reads a half-written file
     deadline = time.monotonic() + 120
     while not os.path.exists(flag) and time.monotonic() < deadline:
         time.sleep(0.02)
