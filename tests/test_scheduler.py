@@ -88,6 +88,19 @@ def test_blocked_worker_runs_awaited_child_inline():
     assert s.workers[w(1)].tasks == [t(1)]
 
 
+def test_the_backlog_counts_tasks_not_started_only():
+    """What a heartbeat says waits here for a CPU: not a task paused inside a blocked
+    worker (the head counted those as queued and sent a nested tree's children nowhere)."""
+    s = make(cpus=1.0)
+    run(s, WorkerStarted(w(1)))
+    run(s, TaskSubmitted(t(1), CPU1, ()))
+    run(s, TaskSubmitted(t(2), CPU1, ()))
+    run(s, TaskSubmitted(t(3), CPU1, (o(9),)))  # waits for an argument
+    assert s.backlog() == 2
+    run(s, WorkerBlocked(w(1), (t(2),)))  # t(2) runs inside t(1)'s wait
+    assert s.workers[w(1)].tasks == [t(1), t(2)] and s.backlog() == 1
+
+
 def test_held_tasks_run_on_their_worker_without_dispatch_and_come_back_when_reclaimed():
     s = make(cpus=1.0)
     run(s, WorkerStarted(w(1)))

@@ -86,17 +86,23 @@ class Durations:
 
 
 def pick_free_node(candidates, need: dict, owner: bytes, holding=None):
-    """The live node with a CPU free now for a task needing ``need`` (``candidates``:
-    ``(NodeLoad, free CPUs)`` pairs), or None: then the task waits at the head. The node
-    holding most of its arguments wins (``holding``: node id -> bytes), then the one with
-    most CPUs free; the owner loses ties (it spilled the task for want of a CPU)."""
+    """The live node with a CPU free now for a task needing ``need``, or None: then the
+    task waits at the head. ``candidates``: ``(NodeLoad, free CPUs, room)`` triples, where
+    ``room`` is how many more CPUs' worth of this task's function the node may hold queued
+    beyond its free CPUs (tiny tasks, :class:`Durations`; 0 for others). The node holding
+    most of its arguments wins (``holding``: node id -> bytes); then a node with an idle CPU
+    beats one that only has queue room (a task must not queue behind others while a CPU
+    idles elsewhere, the driver's own node included); then the most CPUs free (or the most
+    room); the owner loses ties (it spilled the task for want of a CPU)."""
     holding = holding or {}
     cpu = float(need.get("CPU", 0.0) or 0.0)
     best, best_key = None, None
-    for n, free in candidates:
-        if not n.alive or not fits(need, n.total) or free + 1e-9 < cpu:
+    for n, free, room in candidates:
+        if not n.alive or not fits(need, n.total) or free + room + 1e-9 < cpu:
             continue
-        key = (-locality_bonus(holding.get(n.node_id, 0)), -free, n.node_id == owner)
+        idle = free + 1e-9 >= cpu
+        key = (-locality_bonus(holding.get(n.node_id, 0)), not idle, -(free if idle else free + room),
+               n.node_id == owner)
         if best_key is None or key < best_key:
             best, best_key = n, key
     return None if best is None else best.node_id

@@ -172,8 +172,19 @@ class Scheduler:
 
     def backlog(self) -> int:
         """Tasks here that have not started: waiting, ready, or queued behind a worker's
-        current task (pipelined)."""
-        return max(0, len(self.tasks) - self.running())
+        current task (pipelined). A task running inside a blocked worker's wait has started
+        (paused there, it is not backlog: counting it kept the head from sending work to
+        a node whose workers all waited for children)."""
+        started = 0
+        tasks = self.tasks
+        for w in self.workers.values():
+            if w.tasks:
+                started += 1
+                for tid in itertools.islice(w.tasks, 1, None):
+                    t = tasks.get(tid)
+                    if t is not None and t.inline and not t.held:
+                        started += 1
+        return max(0, len(tasks) - started)
 
     def running(self) -> int:
         """Tasks being run now (one per busy worker)."""

@@ -10,7 +10,6 @@ The head's own raylet is a node like the others, reached by a direct call instea
 socket (its routing identity is None).
 """
 import collections
-import itertools
 import logging
 import time
 
@@ -25,7 +24,6 @@ log = logging.getLogger("actorscoop.head")
 _FUNCTION_ID = P.SubmitTask._fields.index("function_id")
 FLOWING_S = 0.1  # tiny tasks queue only at a node that sent a result this recently (not one
 #                  whose CPUs a long task holds: what queues there waits for it)
-DISPATCH_SCAN = 256  # queued tasks looked at per dispatch (those no node has room for are skipped)
 _ACTOR_ID = P.SubmitTask._fields.index("actor_id")
 
 
@@ -61,6 +59,7 @@ class HeadService:
         # Spilled tasks that wait for a CPU to free somewhere, oldest first (issue 19: the
         # first CPU that frees takes the oldest task; scheduler/_balance.py).
         self.queue = collections.OrderedDict()  # task id -> SpillTask
+        self.queued_by_owner = collections.Counter()  # owner node id -> its tasks in the queue
         self.durations = S.Durations()  # tiny tasks may queue at a node (throughput)
         self.timing = {}  # task id -> (function id, when sent) of a task sent to an idle CPU
         self.actors = {}  # actor id -> node id hosting it
@@ -123,7 +122,9 @@ class HeadService:
             return
         load.available, load.backlog, load.running = rec.available, rec.backlog, rec.running
         node.store_used = max(0, int(rec.store_used))
-        node.book.heard(rec.available.get("CPU", 0.0), rec.received)
+        # Tasks queued there and not started (tiny ones the head let queue) take CPUs
+        # as they free: count them as taken, one CPU each.
+        node.book.heard(rec.available.get("CPU", 0.0) - rec.backlog, rec.received)
         if self.queue:
             self._dispatch()
 
@@ -243,7 +244,7 @@ class HeadService:
             target = rec.owner  # nobody can: it waits, infeasible, at its owner (with a warning)
         elif resources.get("CPU") and not any("_group_" in k for k in resources):
             # A feasible task goes where a CPU is free for it now, else waits here for one.
-            self.queue[rec.spec[0]] = rec
+            self._enqueue(rec)
             self._dispatch()
             return
         self._send_task(self.nodes.get(target), rec)
@@ -255,8 +256,12 @@ class HeadService:
         cpu = float(rec.spec[8].get("CPU", 0.0) or 0.0)
         idle = node.free_cpu() >= cpu
         node.book.sent(cpu)
-        if target != rec.owner:  # handed back to its owner, a task shows in the owner's own load
-            node.load.placed += 1
+        if target != rec.owner or target == self.node_id:
+            # The head hears when the task ends: from its result, or (handed back to the
+            # head's own node) from its own raylet (``ran_here``): the book stays exact,
+            # and tiny tasks may queue at the driver's node as at the others.
+            if target != rec.owner:  # handed back, a task shows in its owner's own load
+                node.load.placed += 1
             self.placed[rec.spec[0]] = (rec.owner, target)
             self.placed_cpu[rec.spec[0]] = cpu
             if idle and len(self.timing) < 10_000:
@@ -266,25 +271,42 @@ class HeadService:
     def _dispatch(self):
         """Queued tasks, oldest first, to nodes with a CPU free for them now (or, for tiny
         tasks, room in the node's queue); stops at the first task no node has room for:
-        the first CPU to free takes it (a task needing less CPU behind it waits too)."""
+        the first CPU to free takes it (a task needing less CPU behind it waits too). Looks
+        at the queue's head only, however long the queue (it runs once per result)."""
         live = [n for n in self.nodes.values() if n.load.alive]
         free = {n.load.node_id: n.free_cpu() for n in live}
         now = time.monotonic()
         flowing = [n for n in live if now - n.last_result < FLOWING_S]
-        for tid, rec in list(itertools.islice(self.queue.items(), DISPATCH_SCAN)):
+        queue = self.queue
+        while queue:
+            tid, rec = next(iter(queue.items()))
             fid = rec.spec[_FUNCTION_ID]
-            target = S.pick_free_node([(n.load, free[n.load.node_id] + (self.durations.depth(
-                fid, n.load.total.get("CPU", 0.0)) if n in flowing else 0.0)) for n in live],
-                rec.spec[8], rec.owner, _holding(rec.deps))
+            target = S.pick_free_node(
+                [(n.load, free[n.load.node_id],
+                  self.durations.depth(fid, n.load.total.get("CPU", 0.0)) if n in flowing else 0.0)
+                 for n in live], rec.spec[8], rec.owner, _holding(rec.deps))
             if target is None:
                 return
-            del self.queue[tid]
+            self._unqueue(tid)
             node = self.nodes[target]
             self._send_task(node, rec)
             free[target] = node.free_cpu()
 
+    def _enqueue(self, rec):
+        self.queue[rec.spec[0]] = rec
+        self.queued_by_owner[rec.owner] += 1
+
+    def _unqueue(self, task_id):
+        """Take a task out of the head's queue (None if it is not there)."""
+        rec = self.queue.pop(task_id, None)
+        if rec is not None:
+            left = self.queued_by_owner[rec.owner] = self.queued_by_owner[rec.owner] - 1
+            if left <= 0:
+                del self.queued_by_owner[rec.owner]
+        return rec
+
     def _cancel(self, ident, node, rec):
-        queued = self.queue.pop(rec.task_id, None)
+        queued = self._unqueue(rec.task_id)
         if queued is None:
             self._forward_to(self.placed.get(rec.task_id, (None, None))[1], rec)
             return
@@ -349,22 +371,35 @@ class HeadService:
         self.link.send_to(node.ident, P.RunTask(rec.owner, rec.spec, rec.deps, ["", b"", []]))
 
     def _done(self, rec):
-        where = self.placed.pop(rec.task_id, None)
-        cpu = self.placed_cpu.pop(rec.task_id, 0.0)
-        timed = self.timing.pop(rec.task_id, None)
-        if timed is not None:
-            self.durations.observe(timed[0], time.monotonic() - timed[1], timed[2])
-        if where is not None:
-            node = self.nodes.get(where[1])
-            if node is not None:
-                node.load.placed = max(0, node.load.placed - 1)
-                node.book.finished(cpu)
-                node.last_result = time.monotonic()
+        where = self._ended(rec.task_id)
         owner = self.nodes.get(rec.owner)
         if owner is not None and owner.load.alive:  # else nobody wants the result
             self.link.send_to(owner.ident, rec)
         if self.queue and where is not None:
             self._dispatch()
+
+    def ran_here(self, task_id):
+        """A task the head handed back to its own node ended there (its results stay there:
+        only the head's book learns of it)."""
+        if self.placed.get(task_id, (None, None))[1] == self.node_id and self._ended(task_id) and self.queue:
+            self._dispatch()
+
+    def _ended(self, task_id):
+        """A task the head placed ended: its CPU is free again, and how long it took is
+        known. Returns (owner, node it ran on), or None if the head did not place it."""
+        where = self.placed.pop(task_id, None)
+        cpu = self.placed_cpu.pop(task_id, 0.0)
+        timed = self.timing.pop(task_id, None)
+        if timed is not None:
+            self.durations.observe(timed[0], time.monotonic() - timed[1], timed[2])
+        if where is not None:
+            node = self.nodes.get(where[1])
+            if node is not None:
+                if where[0] != where[1]:
+                    node.load.placed = max(0, node.load.placed - 1)
+                node.book.finished(cpu)
+                node.last_result = time.monotonic()
+        return where
 
     # ------------------------------------------------------------------ time
     def tick(self, now=None):
@@ -381,7 +416,7 @@ class HeadService:
             self.groups.node_died(node_id)
             for task_id, rec in list(self.queue.items()):
                 if rec.owner == node_id:  # its owner is gone: nobody wants its result
-                    del self.queue[task_id]
+                    self._unqueue(task_id)
             for task_id, (owner, target) in list(self.placed.items()):
                 if target == node_id:
                     del self.placed[task_id]
@@ -420,7 +455,7 @@ class HeadService:
                  "head": n.ident is None, "alive": n.load.alive, "resources": n.load.total,
                  "available": n.load.available, "backlog": n.load.backlog,
                  "running": n.load.running, "placed": n.load.placed,
-                 "queued_at_head": sum(1 for rec in self.queue.values() if rec.owner == n.load.node_id),
+                 "queued_at_head": self.queued_by_owner.get(n.load.node_id, 0),
                  "store": {"used": n.store_used},
                  "seconds_since_heartbeat": round(now - n.last_seen, 1)}
                 for n in self.nodes.values()]

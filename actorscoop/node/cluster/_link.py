@@ -99,6 +99,7 @@ class ClusterLink:
         self.received_bytes = 0  # ... and their bytes (a function's pickle comes once per node)
         self._rejoin_logged = -LOG_INTERVAL  # when "the head does not count this node in" was logged
         self._request_ids = itertools.count(1)
+        self._outbox = {}  # routing identity (None: the head) -> records queued this loop turn
         try:
             self.auth = _secure.Authenticator(self.ctx, creds).start()
             if join is None:
@@ -168,25 +169,39 @@ class ClusterLink:
 
     # ------------------------------------------------------------------ I/O
     def to_head(self, rec):
+        """Send ``rec`` to the head: at once on the head's own node (a call), else queued
+        for this loop turn's frame (``flush``), in order."""
         if self.head is not None:
             self.head.handle(None, rec)
             return
-        try:
-            self.sock.send(P.encode([rec]), zmq.NOBLOCK)
-        except zmq.Again:  # the head is unreachable and the queue to it is full
-            if not self.head_lost:
-                log.warning("the link to the head at %s is full: dropped a %s", self.address,
-                            type(rec).__name__)
+        self._outbox.setdefault(None, []).append(rec)
 
     def send_to(self, ident, rec):
-        """The head's send: to a node's routing identity, or to its own raylet (None)."""
+        """The head's send: to a node's routing identity (queued for this loop turn's frame
+        to it, ``flush``), or to its own raylet (None: at once)."""
         if ident is None:
             self.deliver(rec)
         else:
+            self._outbox.setdefault(ident, []).append(rec)
+
+    def flush(self):
+        """Send what this loop turn queued: one frame per peer, the records in order (a
+        message per record cost the head a quarter of its time on 20,000 tiny tasks)."""
+        if not self._outbox:
+            return
+        out, self._outbox = self._outbox, {}
+        for ident, records in out.items():
+            frame = P.encode(records)
             try:
-                self.sock.send_multipart([ident, P.encode([rec])], zmq.NOBLOCK)
-            except zmq.Again:
-                log.warning("the link to a node is full: dropped a %s", type(rec).__name__)
+                if ident is None:
+                    self.sock.send(frame, zmq.NOBLOCK)
+                else:
+                    self.sock.send_multipart([ident, frame], zmq.NOBLOCK)
+            except zmq.Again:  # the peer is unreachable and the queue to it is full
+                if ident is not None or not self.head_lost:
+                    log.warning("the link to %s is full: dropped %d message(s) (%s)",
+                                "a node" if ident is not None else f"the head at {self.address}",
+                                len(records), ", ".join(sorted({type(r).__name__ for r in records})))
 
     def drain(self):
         """Handle every message waiting on the socket (called on its fd and every loop turn)."""
@@ -570,6 +585,13 @@ class ClusterLink:
         for res in remote:
             oid, address = res[0], self._reachable(res[2][1])
             self.transfer.pull(oid, address, lambda error, oid=oid: pulled(oid, error))
+
+    def ran_here(self, task):
+        """One of this node's tasks that the head handed back to it ended (on the head's
+        own node the head's book of free CPUs learns of it; a member's next heartbeat
+        tells the head)."""
+        if self.head is not None:
+            self.head.ran_here(task.spec.task_id)
 
     def repull(self, oid, client):
         return self.unpulled.repull(oid, client)

@@ -247,6 +247,8 @@ class Raylet(TaskFlow, WorkerOutput, Leasing, Bundles):
             if now >= next_tick:
                 next_tick = time.monotonic() + 1.0
                 self._tick()
+            if self.cluster is not None:
+                self.cluster.flush()  # this turn's messages to other nodes, a frame per node
         self.shutdown()
 
     def shutdown(self):

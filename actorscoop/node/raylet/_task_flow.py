@@ -241,6 +241,8 @@ class TaskFlow:
         if task.owner is not None:  # run here for another node: the results go home
             self.cluster.send_result(task, results)
             return []
+        if task.forwarded and self.cluster is not None:  # the head handed it back to us
+            self.cluster.ran_here(task)
         events = []
         submitter = None if delivered else task.submitter
         for oid, kind, data, size, contained in results:
