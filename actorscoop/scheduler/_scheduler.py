@@ -119,6 +119,7 @@ class Scheduler:
             ev.CancelRequested: self._on_cancel,
             ev.ReserveResources: self._on_reserve, ev.ReleaseResources: self._on_release,
             ev.RetireWorker: self._on_retire, ev.TasksReturned: self._on_returned,
+            ev.TasksWithdrawn: self._on_withdrawn,
             ev.PrepareBundle: self._on_prepare_bundle, ev.CommitBundle: self._on_commit_bundle,
             ev.ReleaseBundle: self._on_release_bundle,
         }
@@ -406,6 +407,31 @@ class Scheduler:
             w.paused = 0
             w.state = WorkerState.IDLE
             self.idle[w.worker_id] = None
+
+    def _on_withdrawn(self, e):
+        taken = []
+        for tid in e.task_ids:
+            task = self.tasks.get(tid)
+            if task is not None and task.state is TaskState.READY and not task.is_lease \
+                    and tid not in self.awaited_by:  # a blocked worker here waits for it: it stays
+                self._forget(task)
+                taken.append(tid)
+        if taken:
+            self._out.append(ins.Withdrawn(tuple(taken)))
+
+    def queued_not_started(self):
+        """The tasks here that wait for a CPU and have not started: (ids queued, oldest
+        first; {busy worker id: ids queued on it behind its running task}). Leases and
+        tasks held by their submitter's worker are not listed."""
+        tasks = self.tasks
+        queued = [tid for tid in self.ready if not tasks[tid].is_lease]
+        behind = {}
+        for w in self.workers.values():
+            if w.state is WorkerState.BUSY and len(w.tasks) > 1:
+                ids = [tid for tid in w.tasks[1:] if tid in tasks and not tasks[tid].inline]
+                if ids:
+                    behind[w.worker_id] = ids
+        return queued, behind
 
     def _on_unblocked(self, e):
         w = self.workers.get(e.worker_id)

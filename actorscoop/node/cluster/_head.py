@@ -56,6 +56,7 @@ class HeadService:
         self.nodes = {node_id: _Node(S.NodeLoad(node_id, dict(totals)), None, link.host, link.pid, now)}
         self.placed = {}  # task id -> (owner node id, node id it runs on)
         self.placed_cpu = {}  # task id -> CPUs it holds where it runs (freed when its result passes)
+        self.sent = {}  # task id -> SpillTask of a placed task (to place again if given back)
         # Spilled tasks that wait for a CPU to free somewhere, oldest first (issue 19: the
         # first CPU that frees takes the oldest task; scheduler/_balance.py).
         self.queue = collections.OrderedDict()  # task id -> SpillTask
@@ -75,6 +76,7 @@ class HeadService:
             P.Heartbeat: self._heartbeat,
             P.SpillTask: lambda ident, node, rec: self._place(rec),
             P.TaskResult: lambda ident, node, rec: self._done(rec),
+            P.ReturnTasks: self._given_back,
             P.SpillActor: lambda ident, node, rec: self._place_actor(rec),
             P.ActorHosted: self._actor_hosted,
             P.ActorRestartSpec: self._actor_restart_spec,
@@ -264,6 +266,7 @@ class HeadService:
                 node.load.placed += 1
             self.placed[rec.spec[0]] = (rec.owner, target)
             self.placed_cpu[rec.spec[0]] = cpu
+            self.sent[rec.spec[0]] = rec
             if idle and len(self.timing) < 10_000:
                 self.timing[rec.spec[0]] = (rec.spec[_FUNCTION_ID], time.monotonic(), target)
         self.link.send_to(node.ident, P.RunTask(rec.owner, rec.spec, rec.deps, self._function_for(node, rec)))
@@ -304,6 +307,31 @@ class HeadService:
             if left <= 0:
                 del self.queued_by_owner[rec.owner]
         return rec
+
+    def _given_back(self, ident, node, rec):
+        """A node gives back tasks the head placed there that never started (it withdrew
+        them: work stealing, node/raylet/_give_back.py): they queue again ahead of the
+        rest (they are older), in their order, and the first CPU to free takes them. The
+        node's book is left to its next heartbeat (its CPUs are held by long tasks)."""
+        node_id = node.load.node_id
+        back = []
+        for tid in rec.task_ids:
+            where, spill = self.placed.get(tid), self.sent.get(tid)
+            if where is None or spill is None or where[1] != node_id:
+                self.link.drops.drop("ReturnTasks of a task the head did not place there",
+                                     f"task {bytes(tid).hex()} from node {node_id.hex()[:8]}")
+                continue
+            del self.placed[tid], self.sent[tid]
+            self.placed_cpu.pop(tid, None)
+            self.timing.pop(tid, None)
+            if where[0] != node_id:
+                node.load.placed = max(0, node.load.placed - 1)
+            back.append(spill)
+        for spill in reversed(back):
+            self._enqueue(spill)
+            self.queue.move_to_end(spill.spec[0], last=False)
+        if back:
+            self._dispatch()
 
     def _cancel(self, ident, node, rec):
         queued = self._unqueue(rec.task_id)
@@ -389,6 +417,7 @@ class HeadService:
         known. Returns (owner, node it ran on), or None if the head did not place it."""
         where = self.placed.pop(task_id, None)
         cpu = self.placed_cpu.pop(task_id, 0.0)
+        self.sent.pop(task_id, None)
         timed = self.timing.pop(task_id, None)
         if timed is not None:
             self.durations.observe(timed[0], time.monotonic() - timed[1], timed[2])
@@ -421,6 +450,7 @@ class HeadService:
                 if target == node_id:
                     del self.placed[task_id]
                     self.placed_cpu.pop(task_id, None)
+                    self.sent.pop(task_id, None)
                     self.timing.pop(task_id, None)
                     owner_node = self.nodes.get(owner)
                     if owner_node is not None and owner_node.load.alive:

@@ -79,6 +79,7 @@ class ClusterLink:
         cfg = raylet.config
         self.spill_threshold = float(cfg.get("spill_threshold", 0.0))
         self.run_received = 0  # RunTasks received from the head (heartbeats tell the head)
+        self.given_back = 0  # tasks the head placed here given back unstarted (work stealing)
         self.free_told = 0.0  # free CPUs as the head last heard them from us
         self.ctx = zmq.Context()
         self.auth = None
@@ -593,6 +594,17 @@ class ClusterLink:
         if self.head is not None:
             self.head.ran_here(task.spec.task_id)
 
+    def head_keeps(self, task_id):
+        """Whether the head could place this task again if this node gave it back (the
+        head's own node only: the head keeps what it handed back to its own node)."""
+        return self.head is not None and task_id in self.head.sent
+
+    def give_back(self, task_ids):
+        """Tasks the head placed here, never started, go back to it (work stealing:
+        node/raylet/_give_back.py)."""
+        self.given_back += len(task_ids)
+        self.to_head(P.ReturnTasks(list(task_ids), False))
+
     def repull(self, oid, client):
         return self.unpulled.repull(oid, client)
 
@@ -796,6 +808,7 @@ class ClusterLink:
     def report(self):
         out = {"address": self.address, "head": self.head is not None, "head_lost": self.head_lost,
                "received": self.received, "received_bytes": self.received_bytes, "dropped": self.drops.counts(),
+               "given_back": self.given_back,
                "refused": self.auth.refusals() if self.auth is not None else {},
                "transfer": self.transfer.report() if self.transfer is not None else None}
         out["nodes"] = self.head.table() if self.head is not None else self.table
