@@ -183,7 +183,7 @@ def test_an_idle_node_takes_tiny_tasks_queued_behind_one_that_turned_long(four, 
     # hold the victim's CPU: the first to start there holds it, those behind it wait.
     refs = [_tiny_until.remote(-1, "", gate, str(warm)) for _ in range(100)]
     refs += [_tiny_until.remote(i, victim["node_id"], gate, str(ledger)) for i in range(300)]
-    ready, held = asc.wait(refs, num_returns=len(refs) - 1, timeout=90)
+    _ready, held = asc.wait(refs, num_returns=len(refs) - 1, timeout=90)
     assert len(held) == 1, f"{len(held)} tasks did not finish while one held the victim's CPU"
     given = request(victim, "status")["cluster"]["given_back"] - before
     open(gate, "w").close()
