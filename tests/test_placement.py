@@ -20,6 +20,15 @@ def test_should_spill(need, total, free, backlog, threshold, size, expected):
     assert should_spill(need, total, backlog, free, total.get("CPU", 0), threshold, size) is expected
 
 
+def test_a_nested_task_may_wait_for_its_parents_cpu():
+    """A task's first child stays (its parent is about to lend its CPU or run it inside
+    its wait); the next one goes to the head; a driver's task does not stay."""
+    total = {"CPU": 1}
+    assert not should_spill({"CPU": 1}, total, 0, 0.0, 1, 0.0, 4, nested=True)
+    assert should_spill({"CPU": 1}, total, 1, 0.0, 1, 0.0, 4, nested=True)
+    assert should_spill({"CPU": 1}, total, 0, 0.0, 1, 0.0, 4)
+
+
 def test_pick_the_lowest_expected_wait_and_only_feasible_live_nodes():
     nodes = [NodeLoad(A, {"CPU": 1}, backlog=4), NodeLoad(B, {"CPU": 4}, backlog=4),
              NodeLoad(C, {"CPU": 8, "gpu": 1}, backlog=0, alive=False)]

@@ -48,7 +48,10 @@ class SlotBook:
         self.freed += float(cpu)
 
     def free(self, total_cpu: float) -> float:
-        return min(float(total_cpu), self.heard_cpu - sum(self.unacked) + self.freed)
+        # Capped before what is on its way is taken off: a task that finished after its
+        # CPU was already heard free (it lent it while blocked in get) must not make one
+        # CPU two (a nested tree's siblings then queued on one node while others idled).
+        return min(float(total_cpu), self.heard_cpu + self.freed) - sum(self.unacked)
 
 
 SHORT_TASK_S = 0.01  # a task whose result comes back within this of the quickest one is short
@@ -109,13 +112,17 @@ def pick_free_node(candidates, need: dict, owner: bytes, holding=None):
 
 
 def should_spill(need: dict, local_total: dict, backlog: int, free_cpus: float,
-                 local_cpus: float, threshold: float, cluster_size: int) -> bool:
+                 local_cpus: float, threshold: float, cluster_size: int, nested: bool = False) -> bool:
     """Whether a new task leaves its node: never alone; always if the node can never run
     it; else once the tasks not started here (``backlog``) fill every free CPU plus
     ``threshold`` tasks per CPU (0 by default: what waits, waits at the head, where the
-    first CPU to free anywhere takes it)."""
+    first CPU to free anywhere takes it). A nested task (``nested``: a task's task) may
+    wait here one more: its parent is about to wait for it, lending its CPU or running it
+    inside its wait, with no trip to the head (a tree walks depth first on each node and
+    spills its siblings; if the parent does not wait, the node gives it up once its CPUs
+    have been held a while, node/raylet/_give_back.py)."""
     if cluster_size < 2:
         return False
     if not fits(need, local_total):
         return True
-    return backlog >= free_cpus + threshold * max(local_cpus, 1.0)
+    return backlog >= free_cpus + threshold * max(local_cpus, 1.0) + (1 if nested else 0)

@@ -557,8 +557,23 @@ class Scheduler:
             self._drop_gone_keys()
         if self.reservations:
             self._grant_reservations()
-        if not self.ready:
+        if self.ready:
+            self._place_ready()
+        self._keep_a_spare()
+
+    def _keep_a_spare(self):
+        """While a CPU is free here and no worker is idle (a blocked worker lent its CPU
+        out), keep one worker starting, up to the cap: the next task (a child, or work
+        another node sends) then starts at once instead of waiting for a process (0.1 to
+        0.2 s on a loaded machine, most of what a cold nested tree lost)."""
+        if self.idle or self.starting or len(self.workers) >= self.config.max_workers \
+                or self.available.get("CPU", 0.0) < 1.0 - 1e-9:
             return
+        if any(w.state is WorkerState.BLOCKED for w in self.workers.values()):
+            self.starting += 1
+            self._out.append(ins.StartWorker())
+
+    def _place_ready(self):
         skipped = 0
         demand = 0  # tasks that could run now if a worker were free
         claimed = {}  # the resources those tasks would take

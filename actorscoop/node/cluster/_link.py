@@ -81,6 +81,7 @@ class ClusterLink:
         self.run_received = 0  # RunTasks received from the head (heartbeats tell the head)
         self.given_back = 0  # tasks the head placed here given back unstarted (work stealing)
         self.free_told = 0.0  # free CPUs as the head last heard them from us
+        self._counted = 0  # RunTasks received that a fall in free CPUs was put down to
         self.ctx = zmq.Context()
         self.auth = None
         self.head = None
@@ -341,15 +342,25 @@ class ClusterLink:
         r = self.r
         free, _total, backlog, running = r.load()
         self.free_told = free.get("CPU", 0.0)
+        self._counted = self.run_received
         self.to_head(P.Heartbeat(r.node_id, free, backlog, running, r.objects.plasma_bytes, self.run_received))
 
     def notice_free(self):
         """After each scheduler turn: a CPU here freed with nothing queued for it? Tell the
-        head now (a heartbeat), not at the next tick: it sends this node queued work."""
+        head now (a heartbeat), not at the next tick: it sends this node queued work. A CPU
+        that work of this node's own took (a driver's task, a nested task that stayed, a
+        task run inside a blocked worker's wait) is told at once too: the head's book
+        counts only what it sent, and would send work to a CPU that is not free."""
         free = self.r.free_cpu()
+        if self.head_lost:
+            return
         if free < self.free_told:
-            self.free_told = free  # so that the next CPU to free is told
-        elif free > self.free_told and free >= 1.0 and not self.r.queued() and not self.head_lost:
+            if self.run_received > self._counted:  # the head sent it: its book has it
+                self._counted = self.run_received
+                self.free_told = free  # so that the next CPU to free is told
+            else:
+                self._heartbeat()
+        elif free > self.free_told and free >= 1.0 and not self.r.queued():
             self._heartbeat()
 
     def _watch_head(self):
@@ -379,19 +390,25 @@ class ClusterLink:
         return 1 if self.head_lost else max(2, sum(1 for n in self.table if n.get("alive")))
 
     # ------------------------------------------------------------------ owner side
-    def wants(self, task, missing):
-        """Whether this newly submitted task should leave this node."""
+    def wants(self, task, missing, nested=False):
+        """Whether this newly submitted task should leave this node. ``nested``: a task's
+        task (submitted by a worker here)."""
         spec = task.spec
-        if missing or task.forwarded:
+        if missing or task.forwarded or not self.portable(task):
             return False  # its inputs are not all here yet
-        for oid in _inputs(spec):  # refs inside the arguments, and large arguments, travel too
-            e = self.r.objects.get(oid)
-            if e is None or e.state is not ObjState.READY or e.kind not in (P.VALUE_INLINE, P.VALUE_PLASMA):
-                return False
         free, total, backlog, _running = self.r.load()
         # + events not yet fed to the scheduler: a burst of submits arrives in one loop turn
         return S.should_spill(spec.resources, total, backlog, free.get("CPU", 0.0), total.get("CPU", 0.0),
-                              self.spill_threshold, self.size())
+                              self.spill_threshold, self.size(), nested)
+
+    def portable(self, task):
+        """Whether every input of the task has its value here, ready to travel with it
+        (refs inside the arguments, and large arguments, travel too)."""
+        for oid in _inputs(task.spec):
+            e = self.r.objects.get(oid)
+            if e is None or e.state is not ObjState.READY or e.kind not in (P.VALUE_INLINE, P.VALUE_PLASMA):
+                return False
+        return True
 
     def hold(self, task, missing, pipelinable=True):
         """Whether a newly submitted task whose arguments are not all ready waits here for

@@ -38,12 +38,12 @@ class GiveBack:
         queued, behind = self.scheduler.queued_not_started()
         if not (queued or behind) or not self._cpus_held_long(now):
             return
-        ids = tuple(tid for tid in queued if self._head_placed(tid))
+        ids = tuple(tid for tid in queued if self._movable(tid))
         if ids:
             self._feed([S.TasksWithdrawn(ids)])
         for wid, tids in behind.items():
             w = self.workers.by_id.get(wid)
-            if w is not None and not w.reclaiming and any(self._head_placed(t) for t in tids):
+            if w is not None and not w.reclaiming and any(self._movable(t) for t in tids):
                 self._ask_back(w)  # they come back queued here, and go at the next look
 
     def _cpus_held_long(self, now):
@@ -60,12 +60,15 @@ class GiveBack:
                 return False
         return True
 
-    def _head_placed(self, task_id):
-        """Whether the head placed this task here and can place it again: one another node
-        sent, or one of ours it handed back (on the head's own node, where it keeps them)."""
+    def _movable(self, task_id):
+        """Whether this task may go to another node: one the head placed here and can place
+        again (another node's, or one of ours it handed back on the head's own node), or
+        one of ours that stayed here (a nested task waits here for its parent's CPU)."""
         task = self.tasks.get(task_id)
-        if task is None or not task.forwarded or task.spec.actor_id is not None or task.cancelled:
+        if task is None or task.spec.actor_id is not None or task.cancelled or task.remote:
             return False
+        if not task.forwarded:  # plain CPU work only (not a placement group's, not a GPU's)
+            return task.owner is None and set(task.spec.resources) <= {"CPU"} and self.cluster.portable(task)
         return task.owner is not None or self.cluster.head_keeps(task_id)
 
     def _do_withdrawn(self, instr):
@@ -74,6 +77,9 @@ class GiveBack:
         for tid in instr.task_ids:
             task = self.tasks.get(tid)
             if task is None:
+                continue
+            if not task.forwarded:  # ours, never placed by the head: spilled now
+                self.cluster.spill(task)
                 continue
             back.append(tid)
             if task.owner is None:  # ours: it runs elsewhere now, its record stays

@@ -96,7 +96,7 @@ class TaskFlow:
             self._mark_started(task)
             self._feed([S.TaskSubmitted(tid, _resources(spec.resources), (), spec.name, False, ident)])
             return
-        if self.cluster is not None and self.cluster.wants(task, missing):
+        if self.cluster is not None and self.cluster.wants(task, missing, self.clients[ident].kind == P.KIND_WORKER):
             self.cluster.spill(task)
             return
         if self.cluster is not None and missing and self.cluster.hold(
