@@ -55,7 +55,7 @@ class SlotBook:
 
 
 SHORT_TASK_S = 0.01  # a task whose result comes back within this of the quickest one is short
-SHORT_DEPTH = 16  # tasks per CPU a node may hold queued of a short function (throughput)
+SHORT_DEPTH = 64  # tasks per CPU a node may hold queued of a short function (throughput)
 SHORT_EVIDENCE = 32  # round trips seen before a function may count as short
 
 

@@ -25,6 +25,7 @@ _FUNCTION_ID = P.SubmitTask._fields.index("function_id")
 FLOWING_S = 0.1  # tiny tasks queue only at a node that sent a result this recently (not one
 #                  whose CPUs a long task holds: what queues there waits for it)
 _ACTOR_ID = P.SubmitTask._fields.index("actor_id")
+REFILL = 0.5  # a node's tiny-task queue is topped up once this much of it is free
 
 
 class _Node:
@@ -275,25 +276,35 @@ class HeadService:
         """Queued tasks, oldest first, to nodes with a CPU free for them now (or, for tiny
         tasks, room in the node's queue); stops at the first task no node has room for:
         the first CPU to free takes it (a task needing less CPU behind it waits too). Looks
-        at the queue's head only, however long the queue (it runs once per result)."""
+        at the queue's head only, however long the queue (it runs once per result). A
+        node's tiny-task queue is topped up in batches: once half of it is free, then to
+        the full (one frame, and the node hands its worker several at once: a task at a
+        time cost workers, raylets and the driver twice the CPU per task)."""
         live = [n for n in self.nodes.values() if n.load.alive]
         free = {n.load.node_id: n.free_cpu() for n in live}
         now = time.monotonic()
         flowing = [n for n in live if now - n.last_result < FLOWING_S]
         queue = self.queue
+        filling = None  # the node being topped up
         while queue:
             tid, rec = next(iter(queue.items()))
             fid = rec.spec[_FUNCTION_ID]
-            target = S.pick_free_node(
-                [(n.load, free[n.load.node_id],
-                  self.durations.depth(fid, n.load.total.get("CPU", 0.0)) if n in flowing else 0.0)
-                 for n in live], rec.spec[8], rec.owner, _holding(rec.deps))
+            candidates = []
+            for n in live:
+                nid = n.load.node_id
+                room = self.durations.depth(fid, n.load.total.get("CPU", 0.0)) if n in flowing else 0.0
+                if room and nid != filling and free[nid] + room < REFILL * room:
+                    room = 0.0  # not half free yet: topped up later, in one batch
+                candidates.append((n.load, free[nid], room))
+            target = S.pick_free_node(candidates, rec.spec[8], rec.owner, _holding(rec.deps))
             if target is None:
                 return
             self._unqueue(tid)
             node = self.nodes[target]
+            idle = free[target] + 1e-9 >= float(rec.spec[8].get("CPU", 0.0) or 0.0)
             self._send_task(node, rec)
             free[target] = node.free_cpu()
+            filling = None if idle else target
 
     def _enqueue(self, rec):
         self.queue[rec.spec[0]] = rec
