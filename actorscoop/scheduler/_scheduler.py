@@ -15,6 +15,9 @@ from ._state import TASK_TRANSITIONS, TaskState, WorkerState
 
 
 
+SPARES = 2  # workers started ahead while a blocked worker lends its CPU (at most)
+
+
 class IllegalTransition(RuntimeError):
     """A task was moved between states that do not connect: a scheduler bug."""
 
@@ -569,7 +572,8 @@ class Scheduler:
         if self.idle or self.starting or len(self.workers) >= self.config.max_workers \
                 or self.available.get("CPU", 0.0) < 1.0 - 1e-9:
             return
-        if any(w.state is WorkerState.BLOCKED for w in self.workers.values()):
+        blocked = sum(1 for w in self.workers.values() if w.state is WorkerState.BLOCKED)
+        for _ in range(min(blocked, SPARES, self.config.max_workers - len(self.workers))):
             self.starting += 1
             self._out.append(ins.StartWorker())
 
