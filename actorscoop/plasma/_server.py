@@ -42,6 +42,9 @@ class _Waiter:
     deadline: float
 
 
+_PREALLOCATE_SLICE = 32 << 20
+
+
 class StoreServer:
     def __init__(self, socket_path: str, capacity: int, spill_dir: str | None = None, validate: bool = False,
                  prefault_bytes: int = DEFAULT_PREFAULT, shm_dir: str | None = None):
@@ -63,8 +66,9 @@ class StoreServer:
             raise
         self.prefault_bytes = min(prefault_bytes, capacity) if os.path.dirname(self.arena_path) == self.shm_dir else 0
         # The pages that will be used first get their memory (fallocate: ~0.23 s per GiB) in
-        # a thread at the lowest CPU priority, in spare time: not while the node and the
-        # first tasks start. Every client then maps them in cheaply (~0.06 s per GiB, in the
+        # a thread once the store serves: the node's start does not wait for it (a thread at
+        # the lowest priority would hold the file's lock while others run, and make a
+        # client's put wait). Every client then maps them in cheaply (~0.06 s per GiB, in the
         # background too); a client that gets there first gives them their memory itself.
         # Faulted in by the store instead, they raced with the clients doing the same, and
         # each page cost several times more. The store itself never touches them: it needs
@@ -100,12 +104,12 @@ class StoreServer:
     # -- the loop ------------------------------------------------------------
 
     def _preallocate(self) -> None:
+        """Give the arena's first ``prefault_bytes`` their memory, a slice at a time: fallocate
+        holds the file's lock, and a client reserving its pages waits for it (a slice takes
+        ~7 ms)."""
         try:
-            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)  # this thread only
-        except OSError:
-            pass
-        try:
-            self.arena.allocate(0, self.prefault_bytes)
+            for start in range(0, self.prefault_bytes, _PREALLOCATE_SLICE):
+                self.arena.allocate(start, min(_PREALLOCATE_SLICE, self.prefault_bytes - start))
         except (OSError, ValueError) as exc:  # ValueError: the arena was closed under us
             log.warning("could not pre-allocate %d bytes of the arena (%s); first puts will be slower",
                         self.prefault_bytes, exc)
