@@ -6,12 +6,13 @@ sends a task to a node only while the node has a CPU free for it, and keeps the 
 its queue (oldest first) until a CPU frees somewhere. A node's free CPUs, as the head
 knows them (:class:`SlotBook`):
 
-- its last heartbeat's free CPUs (a node sends one at once when a CPU frees with nothing
-  queued for it, not only every second), which count every task it had received then;
-- minus what the tasks sent after that heartbeat need (a heartbeat says how many tasks the
-  node had received, so the head knows which ones are still on their way or newer);
+- its last heartbeat's free CPUs less the tasks queued there not started (a node sends
+  one at once when a CPU frees with nothing queued for it, and when work of its own takes
+  a CPU, not only every second), which count every task it had received then;
 - plus what the tasks it placed there and that finished since that heartbeat needed (their
-  results pass through the head, in order with the heartbeats).
+  results pass through the head, in order with the heartbeats), capped at its CPUs;
+- minus what the tasks sent after that heartbeat need (a heartbeat says how many tasks the
+  node had received, so the head knows which ones are still on their way or newer).
 
 No I/O, no clock: the head feeds in what it hears and sends.
 """
