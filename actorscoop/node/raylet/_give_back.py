@@ -26,7 +26,6 @@ class GiveBack:
     """The Raylet's side of work stealing (a mixin: the Raylet's own state and methods)."""
 
     _give_back_due = 0.0  # when to look again
-
     def _give_back_stuck(self):
         cluster = self.cluster
         if cluster is None or cluster.head_lost or cluster.size() < 2:
@@ -44,7 +43,18 @@ class GiveBack:
         for wid, tids in behind.items():
             w = self.workers.by_id.get(wid)
             if w is not None and not w.reclaiming and any(self._movable(t) for t in tids):
-                self._ask_back(w)  # they come back queued here, and go at the next look
+                self._ask_back(w)  # what it hands back is withdrawn as it comes (_to_withdraw)
+                self._giving_back.add(wid)
+
+    def _to_withdraw(self, ident, rec):
+        """The events that withdraw what a worker handed back because this node gives its
+        queue away: in the same batch as their return, before the scheduler could queue
+        them on a busy worker again (which it did: asked back, queued again, forever)."""
+        if ident not in self._giving_back or rec.moved:
+            return ()
+        self._giving_back.discard(ident)
+        ids = tuple(tid for tid in rec.task_ids if self._movable(tid))
+        return (S.TasksWithdrawn(ids),) if ids else ()
 
     def _cpus_held_long(self, now):
         """Whether no CPU here is free and every task holding one has run for

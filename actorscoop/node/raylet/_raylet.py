@@ -80,6 +80,7 @@ class Raylet(TaskFlow, WorkerOutput, Leasing, Bundles, GiveBack):
         self.functions = {}
         self.tasks = {}
         self.leases = {}  # lease id -> _Lease (_leases.py)
+        self._giving_back = set()  # workers asked for their queued tasks so they leave (_give_back.py)
         self.outbox = collections.defaultdict(list)
         self.events = []  # scheduler events of this loop turn
         self.kv = KVStore(_ports.KVPort(self))

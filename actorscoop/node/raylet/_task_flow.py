@@ -165,7 +165,7 @@ class TaskFlow:
         w = self.workers.by_id.get(ident)
         if w is not None and not rec.moved:
             w.reclaiming = False
-        self._feed([S.TasksReturned(ident, tuple(rec.task_ids), rec.moved)])
+        self._feed([S.TasksReturned(ident, tuple(rec.task_ids), rec.moved), *self._to_withdraw(ident, rec)])
 
     def _reclaim_stuck(self):
         """Tasks queued behind a task that has run for a while, while a worker idles: ask
@@ -220,9 +220,14 @@ class TaskFlow:
             self._release_pins(task.pins)
             return
         sw = self.scheduler.workers.get(ident)
-        if sw is not None and len(sw.tasks) > 1 and sw.tasks[0] == rec.task_id:
-            nxt = self.tasks.get(sw.tasks[1])  # the worker starts its next queued task now
-            if nxt is not None:
+        if sw is not None and rec.task_id in sw.tasks:
+            # the worker starts its next queued task now (found by position: when several
+            # TaskDones come in one frame the scheduler has not dropped the earlier ones
+            # yet, and the tasks after the first were never marked started)
+            at = sw.tasks.index(rec.task_id) + 1
+            nxt = self.tasks.get(sw.tasks[at]) if at < len(sw.tasks) else None
+            st = self.scheduler.tasks.get(sw.tasks[at]) if nxt is not None else None
+            if st is not None and not st.inline:  # (one run inside a wait started already)
                 self._mark_started(nxt)
         events = [S.TaskFinished(rec.task_id, ident)]
         if state == RETRIED:
