@@ -41,6 +41,8 @@ class State(enum.Enum):
     DELETING = "DELETING"  # delete requested while pinned; removed at the last release
     REMOVED = "REMOVED"  # only ever seen in error messages and on returned entries
 
+    __hash__ = object.__hash__  # members are singletons; Enum's own hash is Python code, on the hot path
+
 
 class Where(str, enum.Enum):
     SHM = "shm"
