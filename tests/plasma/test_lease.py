@@ -86,13 +86,19 @@ def test_lease_objects_are_cut_off_its_front():
     assert s.stats()["leased_bytes"] == 0 and s.allocator.used == 2 * 1024
 
 
-def test_a_refused_register_leaves_a_hole_until_the_buffer_goes():
-    s = ObjectStore(1 << 20)
+def refused(s: ObjectStore) -> int:
+    """Client "c" registers an id that "other" created: refused; returns c's lease offset."""
     s.create(b"a" * 20, 100, "other", **FIELDS)
     offset, _ = s.lease("c", 64 << 10)
     with pytest.raises(ObjectExistsError):
         s.register(b"a" * 20, offset, 1000, "c", **FIELDS)
     s.validate()
+    return offset
+
+
+def test_a_refused_register_leaves_a_hole_until_the_buffer_goes():
+    s = ObjectStore(1 << 20)
+    refused(s)
     assert s.has_hole("c", b"a" * 20) and s.get(b"a" * 20).creator == "other"
     used = s.allocator.used
     assert s.release_hole("c", b"a" * 20) and not s.release_hole("c", b"a" * 20)
@@ -102,10 +108,7 @@ def test_a_refused_register_leaves_a_hole_until_the_buffer_goes():
 
 def test_a_departed_client_gives_back_its_lease_and_holes():
     s = ObjectStore(1 << 20)
-    s.create(b"a" * 20, 100, "other", **FIELDS)
-    offset, _ = s.lease("c", 64 << 10)
-    with pytest.raises(ObjectExistsError):
-        s.register(b"a" * 20, offset, 1000, "c", **FIELDS)
+    offset = refused(s)
     s.register(b"b" * 20, offset + 1024, 1000, "c", **FIELDS)  # never sealed: aborted
     s.client_gone("c")
     s.validate()
