@@ -276,10 +276,10 @@ class StoreServer:
 
     def _record_create(self, identity, record) -> None:
         _, object_id, offset, data_size, metadata_size, evictable, keep_pin, create_time = record
-        for name, value in (("offset", offset), ("data_size", data_size), ("metadata_size", metadata_size)):
-            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-                raise ValueError(f"{name} must be an int >= 0, got {value!r:.40}")
-        if not (isinstance(evictable, bool) and isinstance(keep_pin, bool) and isinstance(create_time, float)):
+        if not (type(offset) is int and type(data_size) is int and type(metadata_size) is int
+                and min(offset, data_size, metadata_size) >= 0):
+            raise ValueError(f"offset, data_size and metadata_size are ints >= 0, got {record[2:5]!r:.80}")
+        if not (type(evictable) is bool and type(keep_pin) is bool and type(create_time) is float):
             raise ValueError("evictable and keep_pin are bools, create_time a float")
         try:
             self.store.register(object_id, offset, _layout.block_size(data_size, metadata_size), identity,

@@ -480,7 +480,8 @@ class ObjectStore:
                 f"object {entry.object_id.hex()}: illegal transition {before} -> {target.value} ({cause})",
                 object_id=entry.object_id, state=entry.state, target=target, cause=cause)
         entry.state = target
-        entry.record(f"{cause} -> {target.value}", entry.creator if target is State.CREATED else None)
+        # _value_, not .value: Enum's property is Python code, and this runs several times per object
+        entry.record(f"{cause} -> {target._value_}", entry.creator if target is State.CREATED else None)
 
     def _on_unpinned(self, entry: Entry) -> None:
         if entry.state is State.SEALED and not entry.pinned and entry.where is Where.SHM:
