@@ -102,7 +102,8 @@ class DriverCore(CoreClient):
             _wait_for_path(self.plasma_socket, timeout)
             self.plasma().wait_prefaulted(max(0.0, deadline - time.monotonic()))
         except Exception as exc:
-            log.warning("the object store is not ready (%s); large objects will fail until it is up", exc)
+            if not (self._stopping or self._leaving):  # shutdown() came first: nothing to say
+                log.warning("the object store is not ready (%s); large objects will fail until it is up", exc)
 
     # ------------------------------------------------------------------ any thread
     def _send(self, records):

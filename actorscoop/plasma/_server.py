@@ -14,6 +14,7 @@ import errno
 import logging
 import os
 import shutil
+import threading
 import time
 
 import zmq
@@ -42,6 +43,9 @@ class _Waiter:
     deadline: float
 
 
+_PREALLOCATE_SLICE = 32 << 20
+
+
 class StoreServer:
     def __init__(self, socket_path: str, capacity: int, spill_dir: str | None = None, validate: bool = False,
                  prefault_bytes: int = DEFAULT_PREFAULT, shm_dir: str | None = None):
@@ -62,16 +66,14 @@ class StoreServer:
             shutil.rmtree(self.spill.path, ignore_errors=True)
             raise
         self.prefault_bytes = min(prefault_bytes, capacity) if os.path.dirname(self.arena_path) == self.shm_dir else 0
-        # The pages that will be used first get their memory now, before the store says it
-        # is ready (fallocate: ~0.23 s per GiB): every client then maps them in cheaply
-        # (~0.06 s per GiB, in the background). Faulted in by the store in a thread instead,
-        # they raced with the clients doing the same, and each page cost several times more.
-        # The store itself never touches them: it needs no page tables of its own.
-        try:
-            self.arena.allocate(0, self.prefault_bytes)
-        except OSError as exc:
-            log.warning("could not pre-allocate %d bytes of the arena (%s); first puts will be slower",
-                        self.prefault_bytes, exc)
+        # The pages that will be used first get their memory (fallocate: ~0.23 s per GiB) in
+        # a thread once the store serves: the node's start does not wait for it (a thread at
+        # the lowest priority would hold the file's lock while others run, and make a
+        # client's put wait). Every client then maps them in cheaply (~0.06 s per GiB, in the
+        # background too); a client that gets there first gives them their memory itself.
+        # Faulted in by the store instead, they raced with the clients doing the same, and
+        # each page cost several times more. The store itself never touches them: it needs
+        # no page tables of its own. (Started by serve_forever.)
         self.ids_path, id_filter = _create_id_filter(os.path.dirname(self.arena_path))
         try:
             self.store = ObjectStore(capacity, id_filter=id_filter)
@@ -107,9 +109,22 @@ class StoreServer:
 
     # -- the loop ------------------------------------------------------------
 
+    def _preallocate(self) -> None:
+        """Give the arena's first ``prefault_bytes`` their memory, a slice at a time: fallocate
+        holds the file's lock, and a client reserving its pages waits for it (a slice takes
+        ~7 ms)."""
+        try:
+            for start in range(0, self.prefault_bytes, _PREALLOCATE_SLICE):
+                self.arena.allocate(start, min(_PREALLOCATE_SLICE, self.prefault_bytes - start))
+        except (OSError, ValueError) as exc:  # ValueError: the arena was closed under us
+            log.warning("could not pre-allocate %d bytes of the arena (%s); first puts will be slower",
+                        self.prefault_bytes, exc)
+
     def serve_forever(self, wakeup_fd: int | None = None) -> None:
         """Serve until a signal handler raises.  ``wakeup_fd`` (from ``signal.set_wakeup_fd``) is polled
         too: a signal delivered to another thread would otherwise not interrupt the poll."""
+        if self.prefault_bytes:
+            threading.Thread(target=self._preallocate, name="plasma-preallocate", daemon=True).start()
         poller, fds = None, None
         while True:
             if fds != self.clients.fds():
@@ -449,7 +464,7 @@ class StoreServer:
         path = entry.path
         if path is None:  # first spill; a restored object keeps its file, re-spilling it is free
             try:
-                path = self.spill.spill(object_id, self.arena.array[entry.offset:entry.offset + entry.size])
+                path = self.spill.spill(object_id, self.arena.view(entry.offset, entry.size))
             except OSError as exc:
                 if is_full(exc):
                     why = (f"the spill directory {self.spill.path} is full ({self.spill.free_bytes()} "
@@ -480,7 +495,7 @@ class StoreServer:
             # its block's pages get their memory first: read into pages a full tmpfs cannot back,
             # and the store would die of SIGBUS (or the read fail half-way with EFAULT)
             self.arena.allocate(entry.offset, entry.size)
-            self.spill.restore(entry.path, self.arena.array[entry.offset:entry.offset + entry.size])
+            self.spill.restore(entry.path, self.arena.view(entry.offset, entry.size))
         except OSError as exc:
             self.store.spilled(entry.object_id, entry.path)  # back to where it was
             if is_full(exc) or exc.errno == errno.EFBIG:
