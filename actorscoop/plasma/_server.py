@@ -654,12 +654,18 @@ def _read_nonblocking(fd: int) -> bytes:
 def _create_id_filter(directory: str) -> tuple[str | None, IdFilter | None]:
     """The file of the id filter clients read (named like an arena, so a dead store's is cleaned up
     the same way), in the arena's directory or else /dev/shm; (None, None) if neither can hold it:
-    clients then ask the store at every create."""
+    clients then ask the store at every create. Its pages get their memory now (fallocate): the
+    store writes them at any moment, and a page a full tmpfs cannot back would kill it (SIGBUS)."""
     from . import _idfilter
     for where in dict.fromkeys([directory, SHM_DIR]):
         path = None
         try:
             path = create_arena(_idfilter.SIZE, None, where)
+            fd = os.open(path, os.O_RDWR)
+            try:
+                os.posix_fallocate(fd, 0, _idfilter.SIZE)
+            finally:
+                os.close(fd)
             return path, IdFilter(Mapping(path, _idfilter.SIZE).mmap)
         except (OSError, PlasmaError) as exc:
             unlink_quietly(path)
