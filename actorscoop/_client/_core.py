@@ -150,12 +150,24 @@ class CoreClient:
             self._waiters.append(waiter)
             return waiter
 
+    def _awaited(self, oid):
+        """Whether a get, a wait or a future waits for ``oid`` now."""
+        if oid in self._futures:
+            return True
+        with self._waiters_lock:
+            return any(oid in w.missing for w in self._waiters)
+
     def _remove_waiter(self, waiter):
         with self._waiters_lock:
             if waiter in self._waiters:
                 self._waiters.remove(waiter)
 
     def _on_value(self, oid, kind, data):
+        if kind == P.VALUE_REMOTE:  # ready, in another node's store: fetched when asked for
+            self._requested.discard(oid)
+            if self._awaited(oid):
+                self._request([oid])
+            return
         if _refcount.held(oid):
             self._values[oid] = (kind, data)
         self._requested.discard(oid)

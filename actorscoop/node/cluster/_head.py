@@ -86,6 +86,8 @@ class HeadService:
             P.CancelTask: self._cancel,
             P.RemoteLog: lambda ident, node, rec: self._forward_to(rec.owner, rec),
             P.FreeRemote: lambda ident, node, rec: self._forward_to(rec.node, rec),
+            P.Borrow: lambda ident, node, rec: self._forward_to(  # a node borrows for itself only
+                rec.owner, rec._replace(borrower=node.load.node_id)),
             P.KVPut: self._kv,
             P.KVGet: self._kv,
             P.TaskEvents: lambda ident, node, rec: self._task_events(node, rec),
@@ -391,9 +393,18 @@ class HeadService:
                     if owner_node is not None and owner_node.load.alive:
                         self.link.send_to(owner_node.ident, P.TaskLost(owner, task_id, reason))
             self._restart_actors_of(node_id, reason)
+            self._tell_death(node, reason)
         self.groups.tick()
         if self.queue:
             self._dispatch()
+
+    def _tell_death(self, dead, reason):
+        """Every live node learns of a death: owners rebuild or fail what only it held, its
+        borrows end, pulls from it fail now (_remote.py, _borrows.py)."""
+        rec = P.NodeDied(dead.load.node_id, reason)
+        for node in list(self.nodes.values()):
+            if node.load.alive:
+                self.link.send_to(node.ident, rec)
 
     def _restart_actors_of(self, node_id, reason):
         """Actors the head placed on a dead node start again elsewhere while they have
