@@ -16,7 +16,7 @@ owner never frees an object that a ref on its way still names. Refs that never l
 their node cost nothing here; small values travel inline and are never borrowed.
 """
 from ... import protocol as P
-from ...exceptions import ObjectLostError
+from ...exceptions import ObjectLostError, OwnerDiedError
 
 BORROW = b"\x00borrow:"  # prefix of the holder identity of a node that borrows our object
 
@@ -64,7 +64,13 @@ class Borrows:
         self.told += 1
         self.link.to_head(P.Borrow(owner, self.link.r.node_id, added, removed))
 
-    def lost_error(self, oid, owner, node_id, why):
+    def lost_error(self, oid, owner, node_id, why, owner_dead):
+        """The error of a borrowed object whose copy we knew of is gone."""
+        if owner_dead:
+            return OwnerDiedError(
+                f"object {oid.hex()} was lost: its owner, node {owner.hex()[:8]} (where its ref was "
+                f"made), died, and the copy this node knew of, on node {node_id.hex()[:8]}, is gone "
+                f"({why}). Nobody can rebuild it: make it again from a live node.")
         return ObjectLostError(
             f"object {oid.hex()} cannot be fetched: this node borrows it from node {owner.hex()[:8]} "
             f"(its owner), and the copy it knew of, on node {node_id.hex()[:8]}, is gone ({why}). Its "

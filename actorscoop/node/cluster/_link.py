@@ -571,8 +571,8 @@ class ClusterLink:
     def node_died(self, rec):
         """The head declared a node dead: objects only it held are rebuilt or fail, its
         borrows end, pulls from it fail now."""
-        self.borrows.node_died(rec.node_id)
         self.remote.node_died(rec.node_id, rec.reason)
+        self.borrows.node_died(rec.node_id)
         self.r.delete_plasma()
 
     def resubmit(self, task):

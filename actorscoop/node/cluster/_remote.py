@@ -177,7 +177,7 @@ class RemoteObjects:
             tid = task_of(oid)
             owner = borrows.owner_of(oid)
             if owner is not None:
-                err = borrows.lost_error(oid, owner, node_id, why)
+                err = borrows.lost_error(oid, owner, node_id, why, owner in self.dead)
             elif tid in r.tasks:  # its task runs again already (another of its results was lost)
                 self._reopen(e)
                 continue
