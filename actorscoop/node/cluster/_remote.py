@@ -21,9 +21,9 @@ the entry fails with the ObjectLostError subclass that says why.
 """
 import logging
 
+from ... import protocol as P
 from ..._common import _errors
 from ..._common._ids import task_of
-from ... import protocol as P
 from ..raylet._objects import ObjState
 
 log = logging.getLogger("actorscoop.cluster")
