@@ -51,6 +51,14 @@ class Borrows:
         for owner, oids in added.items():
             self._tell(owner, oids, [])
 
+    def register_again(self):
+        """Every borrow again (the owners dropped them when the head counted this node dead)."""
+        by_owner = {}
+        for oid, owner in self.owners.items():
+            by_owner.setdefault(owner, []).append(oid)
+        for owner, oids in by_owner.items():
+            self._tell(owner, oids, [])
+
     def sweep(self, objects):
         """Every tick: borrowed objects nothing here holds any more are dropped."""
         dropped = {}

@@ -281,7 +281,17 @@ class ClusterLink:
                 log.warning("the head at %s does not count this node in: dropping the work other "
                             "nodes gave it (they run it elsewhere) and joining again", self.address)
             self.r.fence_foreign_tasks()
+            self._fence_objects()
             self.sock.send(P.encode([self._join_record()]), zmq.NOBLOCK)
+            self.borrows.register_again()  # (after the join: the head drops what comes before)
+
+    def _fence_objects(self):
+        """Counted dead, this node joins again: owners counted the results it kept for them
+        lost (and rebuilt them), so it frees them; its borrows were dropped (registered again)."""
+        objects = self.r.objects
+        for holder in [h for h in objects.held_by if h.startswith(SERVE)]:
+            objects.drop_client(holder)
+        self.r.delete_plasma()
 
     def _free_remote(self, rec):
         self.r.objects.drop_client(SERVE + rec.key)

@@ -70,6 +70,7 @@ class RemoteObjects:
     def _locate(self, oid, node_id, address, key):
         self.where[oid] = (node_id, address, key)
         self.addresses[node_id] = address
+        self.dead.pop(node_id, None)  # it holds a new object: it rejoined since it was declared dead
         if key:
             self.by_key.setdefault((node_id, key), set()).add(oid)
 
