@@ -210,3 +210,30 @@ def _borrowed(info):
     """How many objects of other nodes node ``info`` borrows now."""
     from actorscoop._cli._main import request
     return request(info, "status")["cluster"]["objects"]["borrowed"]
+
+
+@asc.remote(resources={"a": 1})
+class _Asker:
+    def ask(self, log):
+        return int(asc.get(_make.remote(log, 5), timeout=60).sum())
+
+
+@asc.remote(resources={"a": 1})
+def _ask(log):
+    return int(asc.get(_make.remote(log, 6), timeout=60).sum())
+
+
+def test_a_worker_or_actor_waiting_for_a_result_made_elsewhere_gets_it(tmp_path):
+    """A submitter told "ready, on another node" while it already waits (an actor's get, a
+    task's paused get) asks for the value then."""
+    log = str(tmp_path / "runs")
+    with Cluster(nodes=[{"num_cpus": 2, "resources": {"a": 2}}, {"num_cpus": 1, "resources": {"b": 1}}],
+                 config={"node_timeout": 2.0}) as c:
+        asc.init(address=c.address)
+        try:
+            asker = _Asker.remote()
+            assert asc.get(asker.ask.remote(log), timeout=120) == int(_expected(5).sum())
+            assert asc.get(_ask.remote(log), timeout=120) == int(_expected(6).sum())
+            assert set(_runs(log, "make")) == {c.info(1)["node_id"]}
+        finally:
+            asc.shutdown()
