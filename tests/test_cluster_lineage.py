@@ -237,3 +237,20 @@ def test_a_worker_or_actor_waiting_for_a_result_made_elsewhere_gets_it(tmp_path)
             assert set(_runs(log, "make")) == {c.info(1)["node_id"]}
         finally:
             asc.shutdown()
+
+
+def test_a_task_sent_with_an_argument_lost_on_the_way_runs_again_once_it_is_rebuilt(tmp_path):
+    """y = twice(x) is submitted right after x's node died, before the head says so: the
+    node that runs y cannot pull x; x's owner rebuilds it, and runs y again with it."""
+    log = str(tmp_path / "runs")
+    with _cluster({"num_cpus": 1, "resources": {"b": 1}}, {"num_cpus": 1, "resources": {"b": 1}}) as c:
+        asc.init(address=c.address)
+        try:
+            x = _make.remote(log, 7)
+            wait_for(lambda: _remote_objects() >= 1, 60, what="x, kept where it was made")
+            c.kill_node(_index_of(c, _runs(log, "make")[0]))
+            y = _twice.remote(log, x)  # sent with x's location on the dead node
+            assert np.array_equal(asc.get(y, timeout=120), _expected(7) * 2)
+            assert len(_runs(log, "make")) == 2
+        finally:
+            asc.shutdown()

@@ -380,6 +380,7 @@ class HeadService:
                       f"{self.node_timeout:g} s")
             log.warning("%s: declared dead", reason)
             node.load.placed = 0  # what it had is going back to the owners
+            self._tell_death(node, reason)  # first: a retry must not count on what it held
             self.groups.node_died(node_id)
             for task_id, rec in list(self.queue.items()):
                 if rec.owner == node_id:  # its owner is gone: nobody wants its result
@@ -393,7 +394,6 @@ class HeadService:
                     if owner_node is not None and owner_node.load.alive:
                         self.link.send_to(owner_node.ident, P.TaskLost(owner, task_id, reason))
             self._restart_actors_of(node_id, reason)
-            self._tell_death(node, reason)
         self.groups.tick()
         if self.queue:
             self._dispatch()

@@ -567,9 +567,25 @@ class ClusterLink:
         del self.r.tasks[rec.task_id]
         results = [list(res) for res in rec.results]
         extras = [list(res) for res in rec.extras]
+        if self._argument_lost(task, results):
+            return
         if self.remote.keep_results([(res, False) for res in results] + [(res, True) for res in extras]):
             self.lineage.keep(task)
         self._finish_with_extras(task, results, extras)
+
+    def _argument_lost(self, task, results):
+        """A task that failed while an argument it was sent with is being rebuilt (lost
+        with its node: the runner could not pull it) runs again once it is, as a retry."""
+        objects = self.r.objects
+        if task.attempts >= task.spec.max_retries or task.spec.actor_id is not None \
+                or not any(res[1] == P.VALUE_ERROR for res in results) \
+                or not any(objects.is_pending(oid) for oid in task.spec.deps):
+            return False
+        task.attempts += 1
+        log.warning("%s() failed on another node while its argument was being rebuilt: running it "
+                    "again (attempt %d of %d)", task.spec.name, task.attempts + 1, task.spec.max_retries + 1)
+        self.resubmit(task)
+        return True
 
     def fetch(self, oid):
         """A reader here needs ``oid``: fetch it if it lies elsewhere (True), else False."""
@@ -637,7 +653,7 @@ class ClusterLink:
             return
         if task.attempts < task.spec.max_retries:
             task.attempts += 1
-            self._run_here(task)  # this time: no second trip to the dead node
+            self.resubmit(task)  # the head knows the node is dead: it will not go there again
             return
         del self.r.tasks[rec.task_id]
         self.r.finish_remote(task, None, _errors.pack_exception(NodeDiedError(
