@@ -472,6 +472,24 @@ class FreeRemote(NamedTuple):
     key: bytes
 
 
+class NodeDied(NamedTuple):
+    """The head to every live node: ``node_id`` is dead. Owners fail or rebuild the objects
+    whose only copy was there (lineage), and drop its borrows; pulls from it fail now
+    instead of stalling."""
+    node_id: bytes
+    reason: str
+
+
+class Borrow(NamedTuple):
+    """A borrower node to the owner of objects (through the head): refs to them reached
+    ``borrower`` (``added``: keep them while it holds them), or it dropped them all
+    (``removed``). The owner frees an object only when it and every borrower dropped it."""
+    owner: bytes
+    borrower: bytes
+    added: list
+    removed: list
+
+
 class PullRequest(NamedTuple):
     """Node to node (object transfer socket, every frame sealed: transport/_sealed.py): send
     ``length`` bytes of an object's block from ``offset``. The answer is a PullChunk record
@@ -638,6 +656,7 @@ MESSAGE_TYPES = (
     ActorGone, RemoteLog, ActorRestartSpec, ReturnTasks, CallsDone, TaskEvents, HoldLimit,
     LeaseRequest, LeaseGranted, LeaseReturn, LeaseRevoke, Lease, LeaseReady, LeaseEnd, CancelLeased,
     ReclaimLeased, PlacementGroupOp, PlacementGroupReply, BundleOp, BundleReply,
+    NodeDied, Borrow,
 )
 
 __all__ = [c.__name__ for c in MESSAGE_TYPES] + [
