@@ -6,10 +6,11 @@ by :mod:`actorscoop._common._serialization` (``bytes`` or a list ``[stream, *buf
 """
 from typing import Any, NamedTuple, Optional
 
-PROTOCOL_VERSION = 8  # 3: object transfers sealed with AES-GCM (transport/_sealed.py); 4: task events;
+PROTOCOL_VERSION = 9  # 3: object transfers sealed with AES-GCM (transport/_sealed.py); 4: task events;
 # 5: a worker holds several paused tasks (Blocked.paused); 6: worker leases; 7: GPUs, runtime
 # environments and placement groups (PlacementGroupOp/Reply, BundleOp/Reply); 8: Heartbeat.received
-# (load balancing: the head counts what each node has taken)
+# (load balancing: the head counts what each node has taken); 9: lineage and borrowers
+# (NodeDied, Borrow, results kept where they were made)
 
 # How a value travels.
 VALUE_INLINE = 0  # data holds the serialized value
