@@ -13,8 +13,10 @@ by default), goes to the head with the values of its arguments; the head sends i
 node with a CPU free for it, or keeps it queued until a CPU frees (scheduler/_balance.py):
 a node tells the head at once when a CPU frees with nothing queued for it (an early
 heartbeat), so waiting work moves to idle nodes. The node that
-runs it keeps the task's arguments and results only until it sends the results back
-(``TaskResult``, plasma values inline); the owner resolves them as if it had run the task.
+runs it sends the results back (``TaskResult``): small values inline, large ones stay in
+its store and travel as their location (``_remote.py``: the owner fetches them when
+something needs them, and reruns their task if that node dies first, ``_lineage.py``).
+Refs a task takes to another node are borrowed there (``_borrows.py``).
 """
 import itertools
 import logging
@@ -31,8 +33,10 @@ from ...exceptions import ActorDiedError, ActorScoopError, NodeDiedError, Object
 from ...transport import _secure
 from ..._common._drops import LOG_INTERVAL, Drops
 from ..._common._ids import return_ids
+from ._borrows import Borrows
 from ._head import HeadService
-from ._unpulled import UnpulledResults, unpulled_error
+from ._lineage import Lineage
+from ._remote import RemoteObjects, unpulled_error
 from ..raylet._objects import ObjState
 
 log = logging.getLogger("actorscoop.cluster")
@@ -88,7 +92,9 @@ class ClusterLink:
         self.transfer = None
         self._lookups = {}  # head request id -> (client, client's request id)
         self.results_waiting = {}  # object id -> results of tasks run here that refer to it
-        self.unpulled = UnpulledResults(self)  # results our store had no room for
+        self.remote = RemoteObjects(self)  # objects whose copy is in another node's store
+        self.lineage = Lineage(raylet.objects)  # tasks whose results are elsewhere: to rebuild them
+        self.borrows = Borrows(self)  # refs to other nodes' objects held here, and to ours elsewhere
         self.held = {}  # object id -> ids of tasks held until it is ready, then spilled (hold())
         self.held_local = {}  # task id -> pipelinable, of held tasks that may run here after all
         self.functions_at_head = set()  # ids of the functions sent to the head's function table
@@ -277,6 +283,8 @@ class ClusterLink:
             P.PlacementGroupReply: self._answer_lookup,
             P.BundleOp: r.bundle_op,
             P.ClusterStatusReply: lambda rec: setattr(self, "table", rec.nodes),
+            P.NodeDied: self.node_died,
+            P.Borrow: lambda rec: self.borrows.on_borrow(rec),
         }
 
     def _join_reply(self, rec):
@@ -290,7 +298,17 @@ class ClusterLink:
                 log.warning("the head at %s does not count this node in: dropping the work other "
                             "nodes gave it (they run it elsewhere) and joining again", self.address)
             self.r.fence_foreign_tasks()
+            self._fence_objects()
             self.sock.send(P.encode([self._join_record()]), zmq.NOBLOCK)
+            self.borrows.register_again()  # (after the join: the head drops what comes before)
+
+    def _fence_objects(self):
+        """Counted dead, this node joins again: owners counted the results it kept for them
+        lost (and rebuilt them), so it frees them; its borrows were dropped (registered again)."""
+        objects = self.r.objects
+        for holder in [h for h in objects.held_by if h.startswith(SERVE)]:
+            objects.drop_client(holder)
+        self.r.delete_plasma()
 
     def _free_remote(self, rec):
         self.r.objects.drop_client(SERVE + rec.key)
@@ -336,7 +354,10 @@ class ClusterLink:
                                           r.snapshot()))
             self._watch_head()
         self.transfer.tick()
-        self.unpulled.sweep(r.objects)
+        if self.lineage.sweep():
+            r.delete_plasma()
+        self.remote.sweep(r.objects)
+        self.borrows.sweep(r.objects)
 
     def _heartbeat(self):
         r = self.r
@@ -406,7 +427,7 @@ class ClusterLink:
         (refs inside the arguments, and large arguments, travel too)."""
         for oid in _inputs(task.spec):
             e = self.r.objects.get(oid)
-            if e is None or e.state is not ObjState.READY or e.kind not in (P.VALUE_INLINE, P.VALUE_PLASMA):
+            if e is None or e.state is not ObjState.READY or e.kind == P.VALUE_ERROR:
                 return False
         return True
 
@@ -483,12 +504,19 @@ class ClusterLink:
         a nested ref whose value is not ready here is not sent (a get of it there fails).
         A failed argument travels as its error (an actor call fails with it there)."""
         deps = []
+        borrows = self.borrows
         for oid in dict.fromkeys(_inputs(spec)):
             e = self.r.objects.get(oid)
             if e is None or e.state is ObjState.PENDING:
                 continue
-            if e.kind == P.VALUE_PLASMA:
-                deps.append([oid, P.VALUE_REMOTE, [self.r.node_id, self.transfer.address, b"", e.size]])
+            origin = borrows.location(oid)  # [node, address, key, size, owner]: the owner keeps it
+            if origin is not None:
+                deps.append([oid, P.VALUE_REMOTE, [*origin, borrows.owner_of(oid)]])
+            elif e.kind == P.VALUE_PLASMA:
+                deps.append([oid, P.VALUE_REMOTE, [self.r.node_id, self.transfer.address, b"", e.size,
+                                                   self.r.node_id]])
+            elif e.kind == P.VALUE_REMOTE:
+                deps.append([oid, P.VALUE_REMOTE, [*e.data[:4], self.r.node_id]])
             else:
                 deps.append([oid, e.kind, e.data])
         return deps
@@ -563,46 +591,41 @@ class ClusterLink:
         r.actors.on_creation_task(task)
 
     def result(self, rec):
+        """One of our tasks ran on another node: its results are ours. Large values stay in
+        that node's store (no copy home until something here needs them); the task's record
+        stays while they are referenced, to rebuild them if that node dies."""
         task = self._sent_away(rec)
         if task is None:
             return
         del self.r.tasks[rec.task_id]
         results = [list(res) for res in rec.results]
         extras = [list(res) for res in rec.extras]
-        remote = [res for res in results + extras if res[1] == P.VALUE_REMOTE]
-        if not remote:
-            self._finish_with_extras(task, results, extras)
+        if self._argument_lost(task, results):
             return
-        # Values in the runner's store: pull them into ours, then let the runner free them.
-        left = {res[0] for res in remote}
-        errors = {}
+        if self.remote.keep_results([(res, False) for res in results] + [(res, True) for res in extras]):
+            self.lineage.keep(task)
+        self._finish_with_extras(task, results, extras)
 
-        def pulled(oid, error):
-            left.discard(oid)
-            if error is not None:
-                errors[oid] = error
-            if left:
-                return
-            node_id, key = remote[0][2][0], remote[0][2][2]
-            if errors and all(getattr(e, "store_full", False) for e in errors.values()):
-                self.unpulled.keep_remote(results, extras, errors, node_id, key)
-                self._finish_with_extras(task, results, extras)
-                return
-            self.to_head(P.FreeRemote(node_id, key))
-            if errors:
-                self.r.tasks[task.spec.task_id] = task
-                self.lost(P.TaskLost(self.r.node_id, task.spec.task_id,
-                                     "its results could not be fetched from the node that ran it ("
-                                     + "; ".join(f"{oid.hex()}: {e}" for oid, e in errors.items()) + ")"))
-                return
-            for res in results + extras:
-                if res[1] == P.VALUE_REMOTE:
-                    res[1], res[2] = P.VALUE_PLASMA, None
-            self._finish_with_extras(task, results, extras)
+    def _argument_lost(self, task, results):
+        """A task that failed while an argument it was sent with is being rebuilt (lost
+        with its node: the runner could not pull it) runs again once it is, as a retry."""
+        objects = self.r.objects
+        if task.attempts >= task.spec.max_retries or task.spec.actor_id is not None \
+                or not any(res[1] == P.VALUE_ERROR for res in results) \
+                or not any(objects.is_pending(oid) for oid in task.spec.deps):
+            return False
+        task.attempts += 1
+        log.warning("%s() failed on another node while its argument was being rebuilt: running it "
+                    "again (attempt %d of %d)", task.spec.name, task.attempts + 1, task.spec.max_retries + 1)
+        self.resubmit(task)
+        return True
 
-        for res in remote:
-            oid, address = res[0], self._reachable(res[2][1])
-            self.transfer.pull(oid, address, lambda error, oid=oid: pulled(oid, error))
+    def fetch(self, oid):
+        """A reader here needs ``oid``: fetch it if it lies elsewhere (True), else False."""
+        e = self.r.objects.get(oid)
+        if e is None or not self.remote.wanted_here(oid, e):
+            return False
+        return self.remote.fetch(oid)
 
     def ran_here(self, task):
         """One of this node's tasks that the head handed back to it ended (on the head's
@@ -622,8 +645,26 @@ class ClusterLink:
         self.given_back += len(task_ids)
         self.to_head(P.ReturnTasks(list(task_ids), False))
 
-    def repull(self, oid, client):
-        return self.unpulled.repull(oid, client)
+    def node_died(self, rec):
+        """The head declared a node dead: objects only it held are rebuilt or fail, its
+        borrows end, pulls from it fail now."""
+        self.remote.node_died(rec.node_id, rec.reason)
+        self.borrows.node_died(rec.node_id)
+        self.r.delete_plasma()
+
+    def resubmit(self, task):
+        """Run a finished task again to rebuild its lost results, as a new task of this node
+        (its arguments are pinned still, by its lineage): spilled when the node would spill
+        it, held until rebuilt arguments are ready, else queued here."""
+        r = self.r
+        task.remote = task.forwarded = task.cancelled = False
+        task.started, task.started_at = 0.0, None
+        r.tasks[task.spec.task_id] = task
+        pending = [oid for oid in task.spec.deps if r.objects.is_pending(oid)]
+        if not pending and self.wants(task, ()):
+            self.spill(task)
+        elif not (pending and self.hold(task, pending)):
+            r.submit_local(task)
 
     def _finish_with_extras(self, task, results, extras):
         """Resolve a task's results; objects they refer to (extras) exist first, held until
@@ -663,7 +704,7 @@ class ClusterLink:
             return
         if task.attempts < task.spec.max_retries:
             task.attempts += 1
-            self._run_here(task)  # this time: no second trip to the dead node
+            self.resubmit(task)  # the head knows the node is dead: it will not go there again
             return
         del self.r.tasks[rec.task_id]
         self.r.finish_remote(task, None, _errors.pack_exception(NodeDiedError(
@@ -713,16 +754,28 @@ class ClusterLink:
         if blob and spec.function_id not in r.functions:
             r.functions[spec.function_id] = (name, blob, path)
         holder = REMOTE + spec.task_id
+        needed = set(spec.deps)  # values the task gets (the rest: refs inside its arguments)
+        if spec.args_object is not None:
+            needed.add(spec.args_object)
         for oid, kind, data in rec.deps:
             if oid in r.objects:
                 r.objects.add_holder(oid, holder)
-            elif kind == P.VALUE_REMOTE:  # in the owner's store: pull it before the task runs
-                r.objects.expect(oid, holder, "pull")
-                self.transfer.pull(oid, self._reachable(data[1]),
-                                   lambda error, oid=oid: self._dep_pulled(oid, error))
+            elif kind == P.VALUE_REMOTE:  # in a store elsewhere: borrowed while a ref to it is here
+                owner = data[4] if len(data) > 4 and type(data[4]) is bytes and data[4] else rec.owner
+                self.borrows.arrived(oid, owner, data)
+                self.remote.addresses[data[0]] = self._reachable(data[1])
+                if oid in needed:  # pulled before the task runs
+                    r.objects.expect(oid, holder, "pull")
+                    self.transfer.pull(oid, self._reachable(data[1]),
+                                       lambda error, oid=oid: self._dep_pulled(oid, error))
+                else:  # a ref inside the arguments: fetched only if a get here asks for it
+                    size = int(data[3]) if len(data) > 3 else 0
+                    r.objects.put(oid, holder, P.VALUE_REMOTE, list(data[:4]), size, ())
+                    self.remote.borrowed(oid, data)
             else:
                 r.objects.put(oid, holder, kind, data, 0, ())
             r.objects.pin(oid)
+        self.borrows.flush()
         for oid in return_ids(spec.task_id, spec.num_returns):
             r.objects.expect(oid, holder, spec.name)
         task = r.new_task(spec, holder, [dep[0] for dep in rec.deps])
@@ -736,6 +789,8 @@ class ClusterLink:
         if kind == P.VALUE_PLASMA:
             self.r.objects.add_holder(oid, SERVE + tid)
             data, kind = [self.r.node_id, self.transfer.address, tid], P.VALUE_REMOTE
+        elif kind == P.VALUE_REMOTE:  # a borrowed ref's object, elsewhere: not ours to free (no key)
+            data = [*(self.borrows.location(oid) or data)[:2], b""]
         return [oid, kind, data, size, list(contained)]
 
     def _reachable(self, address):
@@ -809,6 +864,8 @@ class ClusterLink:
     def table_sizes(self):
         """How many entries the link's tables hold (and its transfers' and the head's)."""
         out = {"cluster.lookups": len(self._lookups), "cluster.results_waiting": len(self.results_waiting),
+               "cluster.remote": len(self.remote.where), "cluster.lineage": len(self.lineage.tasks),
+               "cluster.borrowed": len(self.borrows.owners),
                "cluster.held": sum(len(v) for v in self.held.values()),
                "cluster.functions_at_head": len(self.functions_at_head)}
         if self.transfer is not None:
@@ -827,7 +884,8 @@ class ClusterLink:
                "received": self.received, "received_bytes": self.received_bytes, "dropped": self.drops.counts(),
                "given_back": self.given_back,
                "refused": self.auth.refusals() if self.auth is not None else {},
-               "transfer": self.transfer.report() if self.transfer is not None else None}
+               "transfer": self.transfer.report() if self.transfer is not None else None,
+               "objects": {**self.remote.report(), **self.borrows.report(), "lineage": len(self.lineage.tasks)}}
         out["nodes"] = self.head.table() if self.head is not None else self.table
         return out
 
