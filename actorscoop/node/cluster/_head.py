@@ -512,6 +512,13 @@ class HeadService:
                  "seconds_since_heartbeat": round(now - n.last_seen, 1)}
                 for n in self.nodes.values()]
 
+    def table_sizes(self):
+        """How many entries the head's tables hold (status: nothing may grow without bound)."""
+        return {"head.nodes": len(self.nodes), "head.placed": len(self.placed), "head.queue": len(self.queue),
+                "head.sent": len(self.sent), "head.actors": len(self.actors),
+                "head.actor_specs": len(self.actor_specs), "head.names": len(self.names),
+                "head.functions": len(self.functions)}
+
     def size(self):
         return sum(1 for n in self.nodes.values() if n.load.alive)
 

@@ -35,6 +35,7 @@ from ..._common._drops import LOG_INTERVAL, Drops
 from ..._common._ids import return_ids
 from ._borrows import Borrows
 from ._head import HeadService
+from ._join import join_head
 from ._lineage import Lineage
 from ._remote import RemoteObjects, unpulled_error
 from ..raylet._objects import ObjState
@@ -120,7 +121,7 @@ class ClusterLink:
                 self.address = join
                 self.port = None
                 self.sock = _secure.client_socket(self.ctx, zmq.DEALER, creds, f"tcp://{join}")
-                self._join(join_timeout)
+                self.head_node_id = join_head(self.ctx, self.sock, self.address, self._join_record(), join_timeout)
                 host = _route_to(join)
             from ._transfer import Transfer
             self.transfer = Transfer(raylet.transfer_port(), self.ctx, creds, host)
@@ -129,43 +130,6 @@ class ClusterLink:
             raise
         self.fd = self.sock.getsockopt(zmq.FD)
         raylet.watch(self.fd, self.drain)
-
-    def _join(self, timeout):
-        """Join the head; fail fast (and say why) on a refused handshake or no answer."""
-        endpoint = f"inproc://join-monitor-{id(self)}"
-        self.sock.monitor(endpoint, zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
-                          | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL | zmq.EVENT_HANDSHAKE_FAILED_AUTH)
-        monitor = self.ctx.socket(zmq.PAIR)
-        monitor.connect(endpoint)
-        try:
-            self.sock.send(P.encode([self._join_record()]))
-            poller = zmq.Poller()
-            poller.register(self.sock, zmq.POLLIN)
-            poller.register(monitor, zmq.POLLIN)
-            ready = dict(poller.poll(timeout * 1000))
-            if monitor in ready and self.sock not in ready:
-                import zmq.utils.monitor as zmon  # here: it imports asyncio (~15 ms of a join)
-                event = zmon.recv_monitor_message(monitor)["event"]
-                raise ActorScoopError(
-                    f"the head at {self.address} refused this node's handshake "
-                    f"({'authentication failed' if event == zmq.EVENT_HANDSHAKE_FAILED_AUTH else 'it could not decrypt it'}): "
-                    "the token is not this cluster's. Copy the token `actorscoop start --head` printed "
-                    "(in single quotes) or set ACTORSCOOP_TOKEN")
-            if self.sock not in ready:
-                raise ActorScoopError(
-                    f"the head at {self.address} did not answer within {timeout:g} s: check the "
-                    "address and that `actorscoop start --head` runs there (and that no firewall "
-                    "blocks the port)")
-        finally:
-            self.sock.monitor(None, 0)
-            monitor.close(linger=0)
-        for rec in P.decode_or_log(self.sock.recv(), log, "the head"):
-            if type(rec) is P.JoinReply:
-                if not rec.ok:
-                    raise ActorScoopError(f"the head at {self.address} refused this node: {rec.reason}")
-                self.head_node_id = rec.head_node_id
-                return
-        raise ActorScoopError(f"the head at {self.address} answered the join with something else")
 
     def _join_record(self):
         return P.NodeJoin(P.PROTOCOL_VERSION, self.r.node_id, self.host, self.pid,
@@ -177,24 +141,21 @@ class ClusterLink:
 
     # ------------------------------------------------------------------ I/O
     def to_head(self, rec):
-        """Send ``rec`` to the head: at once on the head's own node (a call), else queued
-        for this loop turn's frame (``flush``), in order."""
+        """To the head: a call on the head's own node, else queued for ``flush``."""
         if self.head is not None:
             self.head.handle(None, rec)
             return
         self._outbox.setdefault(None, []).append(rec)
 
     def send_to(self, ident, rec):
-        """The head's send: to a node's routing identity (queued for this loop turn's frame
-        to it, ``flush``), or to its own raylet (None: at once)."""
+        """The head's send: to a node's routing identity (for ``flush``), or its own raylet (None)."""
         if ident is None:
             self.deliver(rec)
         else:
             self._outbox.setdefault(ident, []).append(rec)
 
     def flush(self):
-        """Send what this loop turn queued: one frame per peer, the records in order (a
-        message per record cost the head a quarter of its time on 20,000 tiny tasks)."""
+        """Send this loop turn's records, in order, one frame per peer (not one per record)."""
         if not self._outbox:
             return
         out, self._outbox = self._outbox, {}
@@ -369,9 +330,8 @@ class ClusterLink:
     def notice_free(self):
         """After each scheduler turn: a CPU here freed with nothing queued for it? Tell the
         head now (a heartbeat), not at the next tick: it sends this node queued work. A CPU
-        that work of this node's own took (a driver's task, a nested task that stayed, a
-        task run inside a blocked worker's wait) is told at once too: the head's book
-        counts only what it sent, and would send work to a CPU that is not free."""
+        that our own work took (a driver's task, a kept child, one run inside a wait) is told
+        at once too: the head's book counts only what it sent."""
         free = self.r.free_cpu()
         if self.head_lost:
             return
@@ -627,21 +587,14 @@ class ClusterLink:
             return False
         return self.remote.fetch(oid)
 
-    def ran_here(self, task):
-        """One of this node's tasks that the head handed back to it ended (on the head's
-        own node the head's book of free CPUs learns of it; a member's next heartbeat
-        tells the head)."""
+    def ran_here(self, task):  # a task the head handed back to us ended (a member's heartbeat says it)
         if self.head is not None:
             self.head.ran_here(task.spec.task_id)
 
-    def head_keeps(self, task_id):
-        """Whether the head could place this task again if this node gave it back (the
-        head's own node only: the head keeps what it handed back to its own node)."""
+    def head_keeps(self, task_id):  # whether the head (ours) could place it again if given back
         return self.head is not None and task_id in self.head.sent
 
-    def give_back(self, task_ids):
-        """Tasks the head placed here, never started, go back to it (work stealing:
-        node/raylet/_give_back.py)."""
+    def give_back(self, task_ids):  # work stealing: node/raylet/_give_back.py
         self.given_back += len(task_ids)
         self.to_head(P.ReturnTasks(list(task_ids), False))
 
@@ -873,10 +826,7 @@ class ClusterLink:
             out.update({"transfer.serving": len(t.serving), "transfer.pulls": len(t.pulls),
                         "transfer.links": len(t.links), "transfer.deferred": len(t.deferred)})
         if self.head is not None:
-            h = self.head
-            out.update({"head.nodes": len(h.nodes), "head.placed": len(h.placed),
-                        "head.actors": len(h.actors), "head.actor_specs": len(h.actor_specs),
-                        "head.names": len(h.names), "head.functions": len(h.functions)})
+            out.update(self.head.table_sizes())
         return out
 
     def report(self):
