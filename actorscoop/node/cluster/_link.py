@@ -84,6 +84,7 @@ class ClusterLink:
         self.auth = None
         self.head = None
         self.transfer = None
+        self.calls = None  # direct calls to actors on other nodes (_peer_calls.py)
         self._lookups = {}  # head request id -> (client, client's request id)
         self.results_waiting = {}  # object id -> results of tasks run here that refer to it
         self.unpulled = UnpulledResults(self)  # results our store had no room for
@@ -111,8 +112,11 @@ class ClusterLink:
                 self.address = join
                 self.port = None
                 self.sock = _secure.client_socket(self.ctx, zmq.DEALER, creds, f"tcp://{join}")
-                self._join(join_timeout)
                 host = _route_to(join)
+            from ._peer_calls import PeerCalls
+            self.calls = PeerCalls(self, self.ctx, creds, host)  # before the join, which names its address
+            if join is not None:
+                self._join(join_timeout)
             from ._transfer import Transfer
             self.transfer = Transfer(raylet.transfer_port(), self.ctx, creds, host)
         except BaseException:
@@ -160,7 +164,7 @@ class ClusterLink:
 
     def _join_record(self):
         return P.NodeJoin(P.PROTOCOL_VERSION, self.r.node_id, self.host, self.pid,
-                          dict(self.r.load()[1]), self.object_address())
+                          dict(self.r.load()[1]), self.object_address(), self.calls.address)
 
     def object_address(self):
         t = getattr(self, "transfer", None)
@@ -200,7 +204,7 @@ class ClusterLink:
                     self.drops.drop("message of several frames", f"{len(parts)} frames from a node")
                     continue
                 ident, frame = parts
-                for rec in self._records(frame, "a node"):
+                for rec in self.records(frame, "a node"):
                     if type(rec) is P.Heartbeat and self.head._node_of(ident) is None:
                         self.send_to(ident, P.JoinReply(False, "rejoin", self.r.node_id))
                         continue
@@ -208,12 +212,18 @@ class ClusterLink:
             else:
                 self.last_heard = time.monotonic()
                 for frame in parts:
-                    for rec in self._records(frame, "the head"):
+                    for rec in self.records(frame, "the head"):
                         self._handle(lambda _ident, rec: self.deliver(rec), None, rec, "the head")
         if self.transfer is not None:
             self.transfer.drain()
+        if self.calls is not None:
+            self.calls.drain()
 
-    def _records(self, frame, source):
+    def flush(self):
+        """End of a loop turn: send the direct calls and results it queued."""
+        self.calls.flush()
+
+    def records(self, frame, source):
         """The records of a frame from ``source``; none (dropped, counted) if it is malformed."""
         try:
             records = P.decode(frame)
@@ -250,16 +260,17 @@ class ClusterLink:
             P.TaskResult: self.result,
             P.TaskLost: self.lost,
             P.JoinReply: self._join_reply,
-            P.FreeRemote: self._free_remote,
+            P.FreeRemote: self.free_remote,
             P.RunActor: self.run_actor,
             P.RouteKill: lambda rec: r.actors.kill(rec.actor_id, rec.no_restart, route=False),
-            P.CancelTask: self._cancel_from_owner,
-            P.RemoteLog: self._remote_log,
+            P.CancelTask: self.cancel_from_owner,
+            P.RemoteLog: self.remote_log,
             P.KVReply: self._answer_lookup,
             P.ActorFound: self._answer_lookup,
             P.PlacementGroupReply: self._answer_lookup,
             P.BundleOp: r.bundle_op,
             P.ClusterStatusReply: lambda rec: setattr(self, "table", rec.nodes),
+            P.ActorRoute: lambda rec: self.calls.located(rec),
         }
 
     def _join_reply(self, rec):
@@ -275,17 +286,17 @@ class ClusterLink:
             self.r.fence_foreign_tasks()
             self.sock.send(P.encode([self._join_record()]), zmq.NOBLOCK)
 
-    def _free_remote(self, rec):
+    def free_remote(self, rec):
         self.r.objects.drop_client(SERVE + rec.key)
         self.r.delete_plasma()
 
-    def _cancel_from_owner(self, rec):
+    def cancel_from_owner(self, rec):
         """The owner cancels a task it sent here."""
         task = self.r.tasks.get(rec.task_id)
         if task is not None and task.owner is not None:
             self.r.cancel(rec)
 
-    def _remote_log(self, rec):
+    def remote_log(self, rec):
         task = self.r.tasks.get(rec.task_id)
         if task is not None and self.r.connected(task.job):
             self.r.send(task.job, P.LogLines(rec.prefix, rec.text))
@@ -320,6 +331,14 @@ class ClusterLink:
             self._watch_head()
         self.transfer.tick()
         self.unpulled.sweep(r.objects)
+        self.calls.check_alive(self._dead_nodes())
+
+    def _dead_nodes(self):
+        """Ids of the nodes the head declared dead (as of its last table, for a member; a
+        node that joined since is not in it, and not dead)."""
+        if self.head is not None:
+            return {n.load.node_id for n in self.head.nodes.values() if not n.load.alive}
+        return {bytes.fromhex(n["node_id"]) for n in self.table if not n.get("alive")}
 
     def _heartbeat(self):
         r = self.r
@@ -353,6 +372,7 @@ class ClusterLink:
                 if task.remote:
                     del self.r.tasks[tid]
                     self.r.finish_remote(task, None, err)
+            self.calls.reset()
         if self.head_lost:
             self.to_head(self._join_record())
 
@@ -442,7 +462,7 @@ class ClusterLink:
         actor holds the refs, whatever the owner's driver drops meanwhile."""
         return [oid for oid in spec.nested if self.r.objects.is_pending(oid)]
 
-    def _portable_deps(self, spec):
+    def portable_deps(self, spec):
         """Argument values as they travel: inline values as they are, plasma values as a
         place to pull them from (our store); the arguments themselves too when they are
         large (``args_object``, put in our store by the submitter: pulled like the rest). Refs found inside the arguments (``nested``)
@@ -474,7 +494,7 @@ class ClusterLink:
         task.remote = True
         self.r.task_origins.append((spec.task_id, task.submitted, task.submitter))
         backlog = self.r.load()[2]
-        self.to_head(P.SpillTask(self.r.node_id, list(spec), self._portable_deps(spec),
+        self.to_head(P.SpillTask(self.r.node_id, list(spec), self.portable_deps(spec),
                                  self._function(spec.function_id), backlog))
 
     # ------------------------------------------------------------------ actors on other nodes
@@ -483,13 +503,13 @@ class ClusterLink:
         spec = task.spec
         task.remote = True
         self.r.tasks[spec.task_id] = task  # its __init__ result comes back as a TaskResult
-        self.to_head(P.SpillActor(self.r.node_id, list(a.spec), list(spec), self._portable_deps(spec),
+        self.to_head(P.SpillActor(self.r.node_id, list(a.spec), list(spec), self.portable_deps(spec),
                                   self._function(spec.function_id)))
 
     def restartable(self, a):
         """A detached actor we host may outlive this node: the head learns how to restart it."""
         spec = a.creation.spec
-        self.to_head(P.ActorRestartSpec(self.r.node_id, list(a.spec), list(spec), self._portable_deps(spec),
+        self.to_head(P.ActorRestartSpec(self.r.node_id, list(a.spec), list(spec), self.portable_deps(spec),
                                         self._function(spec.function_id)))
 
     def hosted(self, a):
@@ -498,7 +518,7 @@ class ClusterLink:
     def route_call(self, task):
         task.remote = True
         self.r.task_origins.append((task.spec.task_id, task.submitted, task.submitter))
-        self.to_head(P.RouteCall(self.r.node_id, list(task.spec), self._portable_deps(task.spec)))
+        self.to_head(P.RouteCall(self.r.node_id, list(task.spec), self.portable_deps(task.spec)))
 
     def kv_forward(self, ident, rec):
         """A client's key-value request, to the head (its answer comes back to the client)."""
@@ -524,7 +544,7 @@ class ClusterLink:
             return
         holder = REMOTE + create.actor_id
         r.actors.on_create(holder, create._replace(request_id=0, get_if_exists=True))
-        task = self._take(rec, spec)
+        task = self.take(rec, spec)
         del r.tasks[spec.task_id]  # the actor keeps its creation task itself
         task.missing = set(r.missing_deps(spec))
         r.actors.on_creation_task(task)
@@ -533,6 +553,7 @@ class ClusterLink:
         task = self._sent_away(rec)
         if task is None:
             return
+        direct = self.calls.answered(task) if task.spec.actor_id is not None else None
         del self.r.tasks[rec.task_id]
         results = [list(res) for res in rec.results]
         extras = [list(res) for res in rec.extras]
@@ -555,7 +576,10 @@ class ClusterLink:
                 self.unpulled.keep_remote(results, extras, errors, node_id, key)
                 self._finish_with_extras(task, results, extras)
                 return
-            self.to_head(P.FreeRemote(node_id, key))
+            if direct is not None:  # a direct call's: the actor's node hears it from us
+                self.calls.free(direct, P.FreeRemote(node_id, key))
+            else:
+                self.to_head(P.FreeRemote(node_id, key))
             if errors:
                 self.r.tasks[task.spec.task_id] = task
                 self.lost(P.TaskLost(self.r.node_id, task.spec.task_id,
@@ -568,7 +592,7 @@ class ClusterLink:
             self._finish_with_extras(task, results, extras)
 
         for res in remote:
-            oid, address = res[0], self._reachable(res[2][1])
+            oid, address = res[0], self.reachable(res[2][1])
             self.transfer.pull(oid, address, lambda error, oid=oid: pulled(oid, error))
 
     def repull(self, oid, client):
@@ -601,6 +625,7 @@ class ClusterLink:
         if task is None:
             return
         if task.spec.actor_id is not None:
+            self.calls.answered(task)
             del self.r.tasks[rec.task_id]
             self.r.finish_remote(task, None, _errors.pack_exception(ActorDiedError(
                 f"{task.spec.name}(): the actor is gone: {rec.reason}")))
@@ -634,7 +659,7 @@ class ClusterLink:
         if spec.actor_id is None and not rec.function[1] and spec.function_id not in r.functions:
             self._refuse_run(rec, spec, "the head sent it without its function, which this node does not have")
             return
-        task = self._take(rec, spec)
+        task = self.take(rec, spec)
         if spec.actor_id is not None:  # a call to an actor we host
             r.actors.submit(task, list(r.missing_deps(spec)))
         else:
@@ -646,7 +671,7 @@ class ClusterLink:
         err = _errors.pack_exception(ActorScoopError(f"task {spec.name}() could not run on node "
                                                      f"{self.r.node_id.hex()[:8]}: {why}"))
         results = _errors.error_results(spec.task_id, spec.num_returns, err)
-        self.to_head(P.TaskResult(rec.owner, self.r.node_id, spec.task_id, results, []))
+        self.to_owner(spec.task_id, P.TaskResult(rec.owner, self.r.node_id, spec.task_id, results, []))
 
     def _run_here(self, task):
         """One of our tasks runs on this node after all; the head placed it: never spill it."""
@@ -654,7 +679,7 @@ class ClusterLink:
         task.forwarded = True
         self.r.submit_local(task)
 
-    def _take(self, rec, spec):
+    def take(self, rec, spec):
         """Make a task another node sent us ours to run: its function, its arguments (pulled
         if they are in the owner's store), its results expected here until they go home."""
         r = self.r
@@ -667,7 +692,7 @@ class ClusterLink:
                 r.objects.add_holder(oid, holder)
             elif kind == P.VALUE_REMOTE:  # in the owner's store: pull it before the task runs
                 r.objects.expect(oid, holder, "pull")
-                self.transfer.pull(oid, self._reachable(data[1]),
+                self.transfer.pull(oid, self.reachable(data[1]),
                                    lambda error, oid=oid: self._dep_pulled(oid, error))
             else:
                 r.objects.put(oid, holder, kind, data, 0, ())
@@ -687,7 +712,7 @@ class ClusterLink:
             data, kind = [self.r.node_id, self.transfer.address, tid], P.VALUE_REMOTE
         return [oid, kind, data, size, list(contained)]
 
-    def _reachable(self, address):
+    def reachable(self, address):
         return address if self.head is not None else reachable(address, self.address)
 
     def _dep_pulled(self, oid, error):
@@ -704,11 +729,27 @@ class ClusterLink:
             r.publish(oid, e, recipients, events)
             r.feed(events)
 
+    def to_owner(self, task_id, rec):
+        """A record about a task run here for another node, to that node: straight back
+        if it came straight here (a direct actor call), else through the head."""
+        ident = self.calls.caller_of(task_id, done=type(rec) is P.TaskResult)
+        if ident is None:
+            self.to_head(rec)
+        else:
+            self.calls.reply(ident, rec)
+
+    def cancel_remote(self, rec, task):
+        """Cancel one of our tasks that another node runs: through the head, or straight
+        to the actor's node for a direct call."""
+        if task.spec.actor_id is None or not self.calls.cancel(rec, task):
+            self.to_head(rec)
+
     def send_result(self, task, results):
         """A task run for another node ended: send the results home. Values in our store stay
         here, held for the owner until it has pulled them (FreeRemote); the rest is forgotten."""
         tid = task.spec.task_id
         if task.fenced:  # its owner runs it elsewhere; forget what it made here
+            self.calls.caller_of(tid, done=True)
             for oid, kind, data, size, contained in results:
                 self.r.objects.resolve(oid, kind, data, size, contained)
             self.r.objects.drop_client(REMOTE + tid)
@@ -741,7 +782,7 @@ class ClusterLink:
                 self.results_waiting.setdefault(oid, []).append((task, results))
             return
         out = [self._outgoing(*res, tid) for res in results]
-        self.to_head(P.TaskResult(task.owner, self.r.node_id, tid, out, extras))
+        self.to_owner(tid, P.TaskResult(task.owner, self.r.node_id, tid, out, extras))
         self.r.objects.drop_client(REMOTE + tid)
         self.r.delete_plasma()
 
@@ -760,6 +801,8 @@ class ClusterLink:
         out = {"cluster.lookups": len(self._lookups), "cluster.results_waiting": len(self.results_waiting),
                "cluster.held": sum(len(v) for v in self.held.values()),
                "cluster.functions_at_head": len(self.functions_at_head)}
+        if self.calls is not None:
+            out.update(self.calls.table_sizes())
         if self.transfer is not None:
             t = self.transfer
             out.update({"transfer.serving": len(t.serving), "transfer.pulls": len(t.pulls),
@@ -775,13 +818,18 @@ class ClusterLink:
         out = {"address": self.address, "head": self.head is not None, "head_lost": self.head_lost,
                "received": self.received, "received_bytes": self.received_bytes, "dropped": self.drops.counts(),
                "refused": self.auth.refusals() if self.auth is not None else {},
-               "transfer": self.transfer.report() if self.transfer is not None else None}
+               "transfer": self.transfer.report() if self.transfer is not None else None,
+               "direct_calls": self.calls.report() if self.calls is not None else None}
+        if self.head is not None:
+            out["routed_calls"] = self.head.routed_calls  # actor calls the head passed on
         out["nodes"] = self.head.table() if self.head is not None else self.table
         return out
 
     def close(self):
         if self.transfer is not None:
             self.transfer.close()
+        if self.calls is not None:
+            self.calls.close()
         sock = getattr(self, "sock", None)
         if sock is not None:
             sock.close(linger=0)

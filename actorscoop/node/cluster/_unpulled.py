@@ -27,7 +27,7 @@ class UnpulledResults:
         for res in results + extras:
             if res[1] != P.VALUE_REMOTE:
                 continue
-            oid, address = res[0], self.link._reachable(res[2][1])
+            oid, address = res[0], self.link.reachable(res[2][1])
             if oid in failed:
                 self.where[oid] = (node_id, address, key)
                 self.by_key.setdefault(key, set()).add(oid)
