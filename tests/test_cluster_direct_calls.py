@@ -8,7 +8,6 @@ import pytest
 
 import actorscoop as asc
 from actorscoop._cli._main import request
-from actorscoop.testing import Cluster
 from conftest import driver_on_cluster, wait_for
 
 
@@ -130,3 +129,39 @@ def test_cancel_and_print_reach_across_a_direct_route(three, capfd, tmp_path):
     with pytest.raises(asc.exceptions.TaskCancelledError):
         asc.get(long, timeout=30)
     assert asc.get(s.nap.remote(0), timeout=30) == 0
+
+
+def test_the_call_link_binds_the_nodes_address_and_lets_in_only_the_cluster(three):
+    """A peer without the token (plaintext, or another cluster's key) gets nothing from a
+    node's call server and nothing it sends is decoded; the node keeps serving."""
+    import os
+
+    import zmq
+
+    from actorscoop import protocol as P
+    from actorscoop.transport import _secure
+    far = three.info(2)
+    address = _direct(far)["address"]
+    assert address.startswith("127.0.0.1:")  # the node's bind address (localhost by default)
+    received = _direct(far)["calls_received"]
+    spec = [os.urandom(16), b"f", "Log.add", b"x", None, [], [], 1, {}, 0, False, os.urandom(16), "add",
+            0, False, None]
+    call = P.encode([P.RunTask(os.urandom(16), spec, [], ["", b"", []])])
+    ctx = zmq.Context()
+    try:
+        plain = ctx.socket(zmq.DEALER)
+        plain.linger = 0
+        plain.connect(f"tcp://{address}")
+        wrong = _secure.client_socket(ctx, zmq.DEALER, _secure.new_credentials(), f"tcp://{address}")
+        for sock in (plain, wrong):
+            sock.send(call)
+        assert not plain.poll(1500) and not wrong.poll(500), "an unauthenticated peer got an answer"
+        plain.close(0)
+        wrong.close(0)
+    finally:
+        ctx.term()
+    wait_for(lambda: sum(request(far, "status")["cluster"]["refused"].values()) >= 1, 30,
+             what="the refusal to be counted")
+    assert _direct(far)["calls_received"] == received
+    log = Log.remote()
+    assert asc.get(log.where.remote(), timeout=60) == far["node_id"]  # still serving

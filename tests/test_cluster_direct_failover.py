@@ -72,7 +72,7 @@ def test_an_actor_restarted_on_another_node_is_called_there_directly():
         wait_for(lambda: _direct(c.info(0))["routes"].get(k._actor_id.hex()) not in (None, first),
                  30, what="the route to the new node")
         routed = request(c.info(0), "status")["cluster"]["routed_calls"]
-        n, second = asc.get([k.incr.remote() for _ in range(50)], timeout=60)[-1]
+        _, second = asc.get([k.incr.remote() for _ in range(50)], timeout=60)[-1]
         assert second != first
         assert request(c.info(0), "status")["cluster"]["routed_calls"] == routed
     finally:

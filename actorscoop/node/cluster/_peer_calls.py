@@ -63,6 +63,8 @@ class PeerCalls:
         self.calls_sent = 0  # calls this node sent straight to an actor's node
         self.calls_received = 0  # calls other nodes sent straight here
         self.retried = 0  # direct calls resent after their actor's node died
+        # node config "direct_calls": False keeps every call on the way through the head
+        self.enabled = bool(self.r.config.get("direct_calls", True))
         self.r.watch(self.server.getsockopt(zmq.FD), link.drain)
 
     # ------------------------------------------------------------------ caller side
@@ -90,7 +92,7 @@ class PeerCalls:
 
     def located(self, rec):
         """The head says where an actor lives (it passed one of our calls on to it)."""
-        if rec.node_id == self.r.node_id or not rec.address:
+        if rec.node_id == self.r.node_id or not rec.address or not self.enabled:
             return
         route = self.routes.get(rec.actor_id)
         if route is None or route.address is not None:
@@ -224,8 +226,10 @@ class PeerCalls:
             while sock.getsockopt(zmq.EVENTS) & zmq.POLLIN:
                 frame = sock.recv(zmq.NOBLOCK)
                 for rec in self._records(frame, _FROM_ACTOR_NODE, "an actor's node"):
-                    handler = self.link.result if type(rec) is P.TaskResult else self.link.remote_log
-                    self._handle(lambda _i, rec: handler(rec), None, rec)
+                    self._handle(self._from_actor_node, None, rec)
+
+    def _from_actor_node(self, _ident, rec):
+        (self.link.result if type(rec) is P.TaskResult else self.link.remote_log)(rec)
 
     def _records(self, frame, allowed, source):
         records = self.link.records(frame, source)
