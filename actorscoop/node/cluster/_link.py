@@ -287,7 +287,7 @@ class ClusterLink:
             self.sock.send(P.encode([self._join_record()]), zmq.NOBLOCK)
 
     def free_remote(self, rec):
-        self.r.objects.drop_client(SERVE + rec.key)
+        self.r.objects.drop_holder(SERVE + rec.key)
         self.r.delete_plasma()
 
     def cancel_from_owner(self, rec):
@@ -752,7 +752,7 @@ class ClusterLink:
             self.calls.caller_of(tid, done=True)
             for oid, kind, data, size, contained in results:
                 self.r.objects.resolve(oid, kind, data, size, contained)
-            self.r.objects.drop_client(REMOTE + tid)
+            self.r.objects.drop_holder(REMOTE + tid)
             self.r.delete_plasma()
             return
         for oid, kind, data, size, contained in results:
@@ -783,7 +783,7 @@ class ClusterLink:
             return
         out = [self._outgoing(*res, tid) for res in results]
         self.to_owner(tid, P.TaskResult(task.owner, self.r.node_id, tid, out, extras))
-        self.r.objects.drop_client(REMOTE + tid)
+        self.r.objects.drop_holder(REMOTE + tid)
         self.r.delete_plasma()
 
     def object_ready(self, oid):
