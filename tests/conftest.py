@@ -77,7 +77,7 @@ class LeakCheck:
         for n in asc_session().list_nodes():
             self.session_dirs.add(n["session_dir"])
 
-    def assert_clean(self, timeout=15.0):
+    def assert_clean(self, timeout=30.0):  # a deadline: loaded CI machines exit slowly
         def left():
             return [p for p in self.pids if not exited(p)]
         wait_for(lambda: not left(), timeout, what=f"processes {left()} to exit")

@@ -305,3 +305,37 @@ def test_authenticator_restarts_on_the_same_context(ctx):
                     client.close()
             finally:
                 server.close()
+
+
+def test_a_tokens_form_is_checked_without_zmq_as_zmq_would():
+    """The command line checks a join token's form (transport/_token.py, no ZeroMQ import):
+    every real token passes, and a key part is refused exactly when Z85 cannot decode it."""
+    import random
+    import struct
+
+    import zmq
+    from zmq.utils import z85
+
+    from actorscoop.transport import _token
+    for _ in range(20):
+        _, secret = zmq.curve_keypair()
+        assert _token.secret_of(" asc1." + secret.decode() + "\n") == secret
+    rng = random.Random(7)
+    alphabet = _token._Z85 + "~\"'"
+    for _ in range(2000):
+        text = "".join(rng.choice(alphabet if rng.random() < 0.1 else _token._Z85[-20:])
+                       for _ in range(40))
+        try:
+            z85.decode(text)
+            ok = True
+        except (KeyError, ValueError, struct.error):
+            ok = False
+        if ok:
+            assert _token.secret_of("asc1." + text) == text.encode()
+        else:
+            with pytest.raises(ValueError, match="not Z85 text"):
+                _token.secret_of("asc1." + text)
+    for bad, says in ((b"asc1.x", "a str"), ("asc2." + "0" * 40, "starts with 'asc1.'"),
+                      ("asc1." + "0" * 39, "has 39 characters")):
+        with pytest.raises(ValueError, match=says):
+            _token.secret_of(bad)

@@ -31,7 +31,7 @@ def main(argv=None):
             parser(_COMMANDS).print_help()
             return 2
         return launch(argv, _COMMANDS)
-    parser = _parser()
+    parser = _parser(argv[0])
     args = parser.parse_args(argv)
     if args.version:  # printed here: argparse's version action wraps the line
         print(version_text())
@@ -59,7 +59,7 @@ def version_text():
     return f"actorscoop {__version__} ({', '.join(parts)})"
 
 
-def _parser():
+def _parser(command=None):
     p = argparse.ArgumentParser(prog="actorscoop", description="Run and inspect actorscoop nodes.")
     p.add_argument("--version", action="store_true",
                    help="print the versions of actorscoop, Python, pyzmq, pyarrow, cloudpickle")
@@ -115,24 +115,29 @@ def _parser():
     s.add_argument("-n", "--tail", type=int, default=50, metavar="N",
                    help="lines of each log to show first (default 50)")
     s.set_defaults(func=cmd_logs)
-    from . import _up
     s = sub.add_parser("up", help="start a head here and a node on every host of a hostfile "
                                   "or of the batch job (over ssh)")
+    d = sub.add_parser("down", help="stop the nodes `actorscoop up` started, then its head")
+    if command in ("up", "down"):  # their options need _up (ssh, hostfiles: ~15 ms to import)
+        _up_options(s, d)
+    return p
+
+
+def _up_options(s, d):
+    from . import _up
     _up.add_up_options(s, DEFAULT_PORT)
     s.add_argument("--num-cpus", type=float, default=None, metavar="N",
                    help="CPUs of the head node (default: the hostfile's count for this "
                         "machine, else all CPUs here)")
     s.set_defaults(func=_up.cmd_up)
-    s = sub.add_parser("down", help="stop the nodes `actorscoop up` started, then its head")
-    s.add_argument("--ssh", default=None, metavar="CMD",
+    d.add_argument("--ssh", default=None, metavar="CMD",
                    help="program and options to reach the hosts (default: the one `up` used)")
-    s.add_argument("--port", type=int, default=None, metavar="P",
+    d.add_argument("--port", type=int, default=None, metavar="P",
                    help="stop only the cluster whose head serves this port (default: every "
                         "cluster `up` recorded)")
-    s.add_argument("--timeout", type=float, default=_up.DEFAULT_TIMEOUT, metavar="SECONDS",
+    d.add_argument("--timeout", type=float, default=_up.DEFAULT_TIMEOUT, metavar="SECONDS",
                    help=f"give up on a host after this long (default {_up.DEFAULT_TIMEOUT:g})")
-    s.set_defaults(func=_up.cmd_down)
-    return p
+    d.set_defaults(func=_up.cmd_down)
 
 
 def _add_dashboard_options(s):
@@ -156,7 +161,7 @@ def _dashboard_option(args):
 # ---------------------------------------------------------------------- start / stop
 def cmd_start(args):
     from .._common._launcher import launch_node
-    from ..transport import _secure
+    from ..transport import _token
     if args.head == bool(args.address):
         raise ActorScoopError("say --head to start a new cluster, or --address HOST:PORT "
                               "--token T to join one")
@@ -191,7 +196,7 @@ def cmd_start(args):
                                   "--token-stdin or ACTORSCOOP_TOKEN "
                                   "(`actorscoop start --head` printed it)")
         try:
-            _secure.Credentials.from_token(token)
+            _token.secret_of(token)  # its form; the node derives the keys (zmq: not imported here)
         except ValueError as exc:
             raise ActorScoopError(str(exc)) from None
         session_dir = _session.new_session_dir()

@@ -1,6 +1,5 @@
 """The public calls: init, shutdown, remote, get, put, wait, cancel, and cluster info."""
 import atexit
-import importlib
 import inspect
 import os
 import signal
@@ -50,9 +49,6 @@ def init(address=None, *, num_cpus=None, num_gpus=None, resources=None,
         if runtime_env is not None:
             from .._client._runtime_env import validate
             validate(runtime_env)
-        # The store client's imports (numpy, zmq: ~0.1 s) overlap the node's start.
-        threading.Thread(target=importlib.import_module, args=("actorscoop.plasma._client",),
-                         name="actorscoop-preimport", daemon=True).start()
         if address is not None:
             if num_cpus is not None or resources is not None or object_store_memory is not None:
                 raise ValueError("num_cpus/resources/object_store_memory describe a new node; "

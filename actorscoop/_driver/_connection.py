@@ -35,6 +35,8 @@ _WARNED = 256  # warnings remembered (not shown twice): the raylet's are of a fe
 
 
 class DriverCore(CoreClient):
+    prefault_idle = True  # in spare time: never ahead of this driver's first tasks
+
     def __init__(self, socket_path, job_id, raylet_alive, name="driver", timeout=10.0):
         self._conn, welcome, _ = connect(socket_path, P.KIND_DRIVER, os.getpid(), job_id, name, timeout)
         super().__init__(welcome, job_id)
@@ -102,7 +104,8 @@ class DriverCore(CoreClient):
             _wait_for_path(self.plasma_socket, timeout)
             self.plasma().wait_prefaulted(max(0.0, deadline - time.monotonic()))
         except Exception as exc:
-            log.warning("the object store is not ready (%s); large objects will fail until it is up", exc)
+            if not (self._stopping or self._leaving):  # shutdown() came first: nothing to say
+                log.warning("the object store is not ready (%s); large objects will fail until it is up", exc)
 
     # ------------------------------------------------------------------ any thread
     def _send(self, records):

@@ -23,7 +23,6 @@ import secrets
 import socket
 import threading
 
-import numpy as np
 import psutil
 
 from ._errors import PlasmaError
@@ -45,7 +44,8 @@ _NO_ROOM = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)  # fallocate's "the file sy
 
 
 class Mapping:
-    """A shared, read-write mapping of a file, with a uint8 numpy view and its base address.
+    """A shared, read-write mapping of a file, with its base address and (made on first use:
+    the store process never imports numpy) a uint8 numpy view.
 
     The mapping is unmapped when the last reference to it goes: views handed to
     readers keep it alive through their pins, so they can never dangle.
@@ -61,9 +61,23 @@ class Mapping:
             os.close(fd)
         self.path = path
         self.size = size
-        self.array = np.frombuffer(self.mmap, dtype=np.uint8)
-        self.address = self.array.ctypes.data
+        anchor = ctypes.c_char.from_buffer(self.mmap)
+        self.address = ctypes.addressof(anchor)
+        del anchor
+        self._array = None
         self._populated = bytearray(-(-size // _GRANULE))  # one flag per 2 MiB granule
+
+    @property
+    def array(self):
+        """A uint8 numpy view of the whole mapping."""
+        if self._array is None:
+            import numpy as np
+            self._array = np.frombuffer(self.mmap, dtype=np.uint8)
+        return self._array
+
+    def view(self, offset: int, size: int) -> memoryview:
+        """A writable memoryview of [offset, offset+size) (no numpy needed)."""
+        return memoryview(self.mmap)[offset:offset + size]
 
     def populate(self, offset: int = 0, length: int | None = None, write: bool = True) -> None:
         """Fault in the page tables of [offset, offset+length) now, so copies run at memory speed.

@@ -14,6 +14,7 @@ import errno
 import logging
 import os
 import shutil
+import threading
 import time
 
 import zmq
@@ -61,16 +62,13 @@ class StoreServer:
             shutil.rmtree(self.spill.path, ignore_errors=True)
             raise
         self.prefault_bytes = min(prefault_bytes, capacity) if os.path.dirname(self.arena_path) == self.shm_dir else 0
-        # The pages that will be used first get their memory now, before the store says it
-        # is ready (fallocate: ~0.23 s per GiB): every client then maps them in cheaply
-        # (~0.06 s per GiB, in the background). Faulted in by the store in a thread instead,
-        # they raced with the clients doing the same, and each page cost several times more.
-        # The store itself never touches them: it needs no page tables of its own.
-        try:
-            self.arena.allocate(0, self.prefault_bytes)
-        except OSError as exc:
-            log.warning("could not pre-allocate %d bytes of the arena (%s); first puts will be slower",
-                        self.prefault_bytes, exc)
+        # The pages that will be used first get their memory (fallocate: ~0.23 s per GiB) in
+        # a thread at the lowest CPU priority, in spare time: not while the node and the
+        # first tasks start. Every client then maps them in cheaply (~0.06 s per GiB, in the
+        # background too); a client that gets there first gives them their memory itself.
+        # Faulted in by the store instead, they raced with the clients doing the same, and
+        # each page cost several times more. The store itself never touches them: it needs
+        # no page tables of its own. (Started by serve_forever.)
         try:
             self.store = ObjectStore(capacity)
         except BaseException:  # (too small to hold one block): leave no arena file behind
@@ -101,9 +99,22 @@ class StoreServer:
 
     # -- the loop ------------------------------------------------------------
 
+    def _preallocate(self) -> None:
+        try:
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)  # this thread only
+        except OSError:
+            pass
+        try:
+            self.arena.allocate(0, self.prefault_bytes)
+        except (OSError, ValueError) as exc:  # ValueError: the arena was closed under us
+            log.warning("could not pre-allocate %d bytes of the arena (%s); first puts will be slower",
+                        self.prefault_bytes, exc)
+
     def serve_forever(self, wakeup_fd: int | None = None) -> None:
         """Serve until a signal handler raises.  ``wakeup_fd`` (from ``signal.set_wakeup_fd``) is polled
         too: a signal delivered to another thread would otherwise not interrupt the poll."""
+        if self.prefault_bytes:
+            threading.Thread(target=self._preallocate, name="plasma-preallocate", daemon=True).start()
         poller, fds = None, None
         while True:
             if fds != self.clients.fds():
@@ -380,7 +391,7 @@ class StoreServer:
         path = entry.path
         if path is None:  # first spill; a restored object keeps its file, re-spilling it is free
             try:
-                path = self.spill.spill(object_id, self.arena.array[entry.offset:entry.offset + entry.size])
+                path = self.spill.spill(object_id, self.arena.view(entry.offset, entry.size))
             except OSError as exc:
                 if is_full(exc):
                     why = (f"the spill directory {self.spill.path} is full ({self.spill.free_bytes()} "
@@ -411,7 +422,7 @@ class StoreServer:
             # its block's pages get their memory first: read into pages a full tmpfs cannot back,
             # and the store would die of SIGBUS (or the read fail half-way with EFAULT)
             self.arena.allocate(entry.offset, entry.size)
-            self.spill.restore(entry.path, self.arena.array[entry.offset:entry.offset + entry.size])
+            self.spill.restore(entry.path, self.arena.view(entry.offset, entry.size))
         except OSError as exc:
             self.store.spilled(entry.object_id, entry.path)  # back to where it was
             if is_full(exc) or exc.errno == errno.EFBIG:

@@ -12,8 +12,6 @@ import os
 import shutil
 import tempfile
 
-import numpy as np
-
 from ._arena import PREFIX, unlink_quietly
 
 
@@ -26,7 +24,7 @@ class SpillDir:
             self.path = os.path.join(spill_dir, f"{PREFIX}{os.getpid()}")
             os.makedirs(self.path, mode=0o700, exist_ok=True)
 
-    def spill(self, object_id: bytes, data: np.ndarray) -> str:
+    def spill(self, object_id: bytes, data) -> str:
         """Write an object's bytes to a new file and return its path."""
         path = os.path.join(self.path, f"{object_id.hex()}.spill")
         try:
@@ -38,7 +36,7 @@ class SpillDir:
         return path
 
     @staticmethod
-    def restore(path: str, dst: np.ndarray) -> None:
+    def restore(path: str, dst) -> None:
         """Read a spilled object back into ``dst``, which has exactly its size."""
         with open(path, "rb", buffering=0) as f:
             n = f.readinto(memoryview(dst))

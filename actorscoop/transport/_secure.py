@@ -24,7 +24,6 @@ import logging
 import os
 import re
 import stat
-import struct
 import threading
 import time
 
@@ -32,10 +31,10 @@ import zmq
 from zmq.utils import z85
 
 from ..exceptions import ActorScoopError
+from ._token import TOKEN_PREFIX, secret_of
 
 log = logging.getLogger("actorscoop.transport")
 
-TOKEN_PREFIX = "asc1."
 ZAP_DOMAIN = b"actorscoop"
 HANDSHAKE_MS = 5000  # a peer that has not finished its handshake by then is dropped
 _ZAP_ENDPOINT = "inproc://zeromq.zap.01"  # fixed by the ZAP specification (RFC 27)
@@ -45,18 +44,6 @@ _NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]{0,63}\Z")
 _running = {}  # zmq.Context -> its started Authenticator (a context has one ZAP handler)
 _running_lock = threading.Lock()
 _monitor_ids = itertools.count()
-
-
-def _secret_from_z85(text: str) -> bytes:
-    """The Z85 secret key in ``text``; ValueError saying what is wrong (never the key)."""
-    if len(text) != 40:
-        raise ValueError(f"the key part has {len(text)} characters, a key has 40")
-    try:
-        z85.decode(text)
-    except (KeyError, ValueError, struct.error):
-        raise ValueError("the key part is not Z85 text (a character is outside the Z85 "
-                         "alphabet, or a 5-character group is out of range)") from None
-    return text.encode("ascii")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,18 +66,7 @@ class Credentials:
     @classmethod
     def from_token(cls, token: str) -> "Credentials":
         """Credentials from a join token. Raises ValueError saying what is wrong with it."""
-        hint = ("Copy the whole token printed by `actorscoop start --head`, quoted: it "
-                "contains characters a shell interprets.")
-        if not isinstance(token, str):
-            raise ValueError(f"a join token is a str, not {type(token).__name__}. {hint}")
-        token = token.strip()
-        if not token.startswith(TOKEN_PREFIX):
-            raise ValueError(f"a join token starts with {TOKEN_PREFIX!r}; this one does not "
-                             f"({len(token)} characters). {hint}")
-        try:
-            secret = _secret_from_z85(token[len(TOKEN_PREFIX):])
-        except ValueError as exc:
-            raise ValueError(f"malformed join token: {exc}. {hint}") from None
+        secret = secret_of(token)
         return cls(zmq.curve_public(secret), secret)
 
 
@@ -172,7 +148,7 @@ def load(name: str = "default"):
         text = f.read(1 << 16)
     try:
         data = json.loads(text)
-        creds = Credentials(zmq.curve_public(_secret_from_z85(data["secret"])),
+        creds = Credentials(zmq.curve_public(secret_of(TOKEN_PREFIX + data["secret"])),
                             data["secret"].encode("ascii"))
         if creds.public.decode() != data["public"]:
             raise ValueError("the public key does not match the secret key")

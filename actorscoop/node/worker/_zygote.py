@@ -99,17 +99,22 @@ def _preimport_essential():
     from . import _main as _worker_main  # noqa: F401
 
 
-_HEAVY = ("numpy", "zmq", "actorscoop.plasma._client", "pyarrow", "actorscoop.plasma._arrow")
+# What most workers need (their store client), imported once here rather than in each
+# worker; then what Arrow values need (~0.1 s of CPU), only once nobody has asked for a
+# worker for a while: not while the node and its first tasks start.
+_HEAVY = ("numpy", "zmq", "actorscoop.plasma._client")
+_LATER = ("pyarrow", "actorscoop.plasma._arrow")
+LATER_AFTER = 1.0  # s without a request for a worker
 
 
-def _preimport_heavy(sock):
-    """Import what most workers need, one module at a time, but not while a request
-    for a worker waits: the first workers start at once, later ones start warm."""
+def _preimport_heavy(sock, names):
+    """Import ``names`` (a list, emptied as it goes), one module at a time, but not while a
+    request for a worker waits: the first workers start at once, later ones start warm."""
     import importlib
-    while _HEAVY_LEFT:
+    while names:
         if select.select([sock], [], [], 0)[0]:
             return
-        name = _HEAVY_LEFT.pop(0)
+        name = names.pop(0)
         try:
             importlib.import_module(name)
         except ImportError:
@@ -117,6 +122,7 @@ def _preimport_heavy(sock):
 
 
 _HEAVY_LEFT = list(_HEAVY)
+_LATER_LEFT = list(_LATER)
 
 
 def main(fd, beside=False):
@@ -131,10 +137,13 @@ def main(fd, beside=False):
     signal.signal(signal.SIGTERM, lambda *_: _leave(children))
     children = set()
     while True:
-        _preimport_heavy(sock)
+        _preimport_heavy(sock, _HEAVY_LEFT)
         try:
-            readable, _, _ = select.select([sock, wake_r], [], [])
+            readable, _, _ = select.select([sock, wake_r], [], [], LATER_AFTER if _LATER_LEFT else None)
         except InterruptedError:
+            continue
+        if not readable:
+            _preimport_heavy(sock, _LATER_LEFT)
             continue
         if wake_r in readable:
             try:
