@@ -41,6 +41,17 @@ class Log:
 
 
 @asc.remote(resources={"caller": 1})
+def call_in_batches(log, who, batches, size=20):
+    """From a worker on another member node: calls in batches while the route switches."""
+    refs = []
+    for b in range(batches):
+        refs += [log.add.remote(who, b * size + i) for i in range(size)]
+        time.sleep(0.002)
+    asc.get(refs, timeout=120)
+    return asc.get(log.seen_by.remote(who), timeout=60)
+
+
+@asc.remote(resources={"caller": 1})
 def call_many(log, who, n):
     """From a worker on another member node: n calls, all in flight at once."""
     asc.get([log.add.remote(who, i) for i in range(n)], timeout=120)
@@ -53,12 +64,16 @@ def _direct(info):
 
 def test_calls_switch_to_direct_without_the_head_and_keep_their_order(three):
     log = Log.remote()
-    assert asc.get(log.where.remote(), timeout=60) == three.info(2)["node_id"]
     head = three.info(0)
+    waits = _direct(head)["drain_waits"]
     # Many calls in flight while the route switches from the head to direct: order holds.
-    refs = [log.add.remote("driver", i, 0.002 if i < 20 else 0.0) for i in range(400)]
+    # The first goes through the head, which names the actor's node at once (the driver's
+    # node is the head's): the next wait until the first is answered, then go direct.
+    refs = [log.add.remote("driver", i, 0.3 if i == 0 else 0.0) for i in range(400)]
     asc.get(refs, timeout=120)
     assert asc.get(log.seen_by.remote("driver"), timeout=60) == list(range(400))
+    assert _direct(head)["drain_waits"] > waits
+    assert asc.get(log.where.remote(), timeout=60) == three.info(2)["node_id"]
     wait_for(lambda: _direct(head)["routes"], 30, what="the head's node to learn the route")
     routed = request(head, "status")["cluster"]["routed_calls"]
     sent = _direct(head)["calls_sent"]
@@ -78,6 +93,8 @@ def test_a_member_calls_an_actor_on_another_member_directly_in_order(three):
     seen, ran_on = asc.get(call_many.remote(log, "w", 300), timeout=120)
     assert ran_on == caller["node_id"]
     assert seen == list(range(300))
+    fresh = Log.remote()  # a route not known yet: calls keep coming while it switches
+    assert asc.get(call_in_batches.remote(fresh, "b", 40), timeout=120) == list(range(800))
     before = request(three.info(0), "status")["cluster"]["routed_calls"]
     seen, _ = asc.get(call_many.remote(log, "w2", 200), timeout=120)
     assert seen == list(range(200))

@@ -63,6 +63,8 @@ class PeerCalls:
         self.calls_sent = 0  # calls this node sent straight to an actor's node
         self.calls_received = 0  # calls other nodes sent straight here
         self.retried = 0  # direct calls resent after their actor's node died
+        self.drain_waits = 0  # calls that waited for the calls through the head to be answered
+        self._waiting = None  # the call that waits now (counted once)
         # node config "direct_calls": False keeps every call on the way through the head
         self.enabled = bool(self.r.config.get("direct_calls", True))
         self.r.watch(self.server.getsockopt(zmq.FD), link.drain)
@@ -81,6 +83,9 @@ class PeerCalls:
             self.link.route_call(task)
             return True
         if route.via_head:
+            if self._waiting != tid:
+                self._waiting = tid
+                self.drain_waits += 1
             return False
         task.remote = True
         self.r.task_origins.append((tid, task.submitted, task.submitter))
@@ -268,6 +273,7 @@ class PeerCalls:
     def report(self):
         return {"address": self.address, "calls_sent": self.calls_sent,
                 "calls_received": self.calls_received, "retried": self.retried,
+                "drain_waits": self.drain_waits,
                 "routes": {aid.hex(): (route.node_id.hex() if route.node_id else None)
                            for aid, route in self.routes.items()},
                 "waiting_results": sum(len(rt.direct) for rt in self.routes.values()),
