@@ -17,7 +17,7 @@ def _direct(info):
 
 def _cluster_with_far_actor(**actor_options):
     c = Cluster(nodes=[{"num_cpus": 1}, {"num_cpus": 1, "resources": {"slot": 1}},
-                       {"num_cpus": 1, "resources": {"slot": 1}}], config={"node_timeout": 1.0})
+                       {"num_cpus": 1, "resources": {"slot": 1}}], config={"node_timeout": 2.0})
     asc.init(address=c.address)
     return c
 

@@ -32,6 +32,10 @@ from ...transport import _secure
 
 log = logging.getLogger("actorscoop.cluster")
 
+# Unanswered direct calls per actor; later ones wait at the caller's node. Without a bound,
+# 20,000 calls made at once reached the actor's raylet in one frame and held its loop for
+# seconds: it missed its heartbeats and the head declared it dead (cluster_bench C5).
+WINDOW = 1024
 _NO_FUNCTION = ["", b"", []]  # an actor call carries no function: the actor has its class
 _FROM_CALLER = (P.RunTask, P.CancelTask, P.FreeRemote)  # what a caller's node may send
 _FROM_ACTOR_NODE = (P.TaskResult, P.RemoteLog)  # ... and what the actor's node answers
@@ -87,6 +91,8 @@ class PeerCalls:
                 self._waiting = tid
                 self.drain_waits += 1
             return False
+        if len(route.direct) >= WINDOW:
+            return False  # resumed as answers come (``answered``)
         task.remote = True
         self.r.task_origins.append((tid, task.submitted, task.submitter))
         route.direct[tid] = None
@@ -113,6 +119,8 @@ class PeerCalls:
         tid = task.spec.task_id
         if tid in route.direct:
             del route.direct[tid]
+            if len(route.direct) == WINDOW - 1:  # calls may wait for room in the window
+                self.r.actors.resume(task.spec.actor_id)
             return route.address
         route.via_head.discard(tid)
         if not route.via_head and route.address is not None:
@@ -166,6 +174,8 @@ class PeerCalls:
         self._close_peer(address)
         if retry:  # ahead of the calls that wait: they go through the head, which knows where it is now
             self.r.actors.retry_remote(actor_id, retry)
+        else:
+            self.r.actors.resume(actor_id)  # calls that waited for room in the window
 
     def reset(self):
         """The head is lost: the link fails every call sent away; forget the routes."""
