@@ -177,6 +177,11 @@ class PeerCalls:
         else:
             self.r.actors.resume(actor_id)  # calls that waited for room in the window
 
+    def forget(self, actor_id):
+        """The actor is dead for this node: its route goes (results of calls still on
+        their way are handled as if they came through the head)."""
+        self.routes.pop(actor_id, None)
+
     def reset(self):
         """The head is lost: the link fails every call sent away; forget the routes."""
         for route in self.routes.values():

@@ -336,6 +336,8 @@ class ActorManager:
         if self.raylet.cluster is not None:
             if remote and kill:  # it lives on another node: kill it there first
                 self.raylet.cluster.to_head(P.RouteKill(a.id, True))
+            if remote:
+                self.raylet.cluster.calls.forget(a.id)
             self.raylet.cluster.to_head(P.ActorGone(a.id))
         if a.spec.name:
             self.names.pop((a.spec.namespace, a.spec.name), None)
