@@ -11,6 +11,7 @@ __all__ = [
     "TaskCancelledError", "ObjectLostError", "NodeDiedError", "RuntimeNotInitializedError",
     "ActorDiedError", "ObjectStoreFullError", "OutOfMemoryError",
     "TaskPlacementGroupRemoved", "ActorPlacementGroupRemoved",
+    "OwnerDiedError", "ObjectReconstructionFailedError", "ObjectReconstructionFailedMaxAttemptsExceededError",
 ]
 
 
@@ -177,10 +178,28 @@ class TaskCancelledError(ActorScoopError):
 
 
 class ObjectLostError(ActorScoopError):
-    """An object's value cannot be had: it was freed, or the node that owned it died."""
+    """An object's value cannot be had: it was freed, or the node that owned it died, or
+    every copy of it was on nodes that died and it could not be rebuilt (the subclasses
+    below say which, as Ray's do)."""
 
     def __init__(self, message=""):
         super().__init__(message)
+
+
+class OwnerDiedError(ObjectLostError):
+    """Raised by ``get`` when the node that owned the object (where its ref was made, by
+    ``put`` or by submitting its task) died: nobody can say where it is or rebuild it."""
+
+
+class ObjectReconstructionFailedError(ObjectLostError):
+    """Raised by ``get`` when the only copy of an object was on a node that died and it
+    cannot be rebuilt: it was made by ``put`` or is an actor call's result (no lineage to
+    rerun), or its task was lost meanwhile."""
+
+
+class ObjectReconstructionFailedMaxAttemptsExceededError(ObjectReconstructionFailedError):
+    """Raised by ``get`` when the only copy of a task's result was on a node that died
+    and rebuilding it would rerun its task more than ``max_retries`` allows."""
 
 
 class NodeDiedError(ActorScoopError):

@@ -32,7 +32,13 @@ runs on the head, node A. actorscoop: `actorscoop.testing.Cluster`; Ray:
   (max(work / 4 CPUs, longest task)) / measured, and against the best online schedule
   (each task starts, in submission order, on the first CPU that frees, at no cost) =
   that bound / measured. Target: >= 0.9 of the bound on every shape, and >= Ray's.
-- actor (issue 19 item 3): 2 nodes; an actor pinned to node B by the resource {"b": 1}
+- recover (C5, issue 19): 3 nodes of 1 CPU; B and C have the resource {"b": 1}. A task
+  needing it returns a random 100 MB uint8 array (and its crc32); the driver holds the ref
+  without fetching it, so the only copy is where it was made. That node's raylet is
+  SIGKILLed; the driver then gets the array: the time from the kill until it is usable
+  (death detection, the task's rerun on the node left, the pull), and whether the task ran
+  again elsewhere. actorscoop with `node_timeout=2.0`; Ray with its defaults. Reported.
+- actor (C6, issue 19 item 3): 2 nodes; an actor pinned to node B by the resource {"b": 1}
   (no CPU held), called by the driver on A. After 500 calls (the route settles: actorscoop
   sends calls through the head until it knows the actor's node, then straight there),
   20,000 calls submitted at once then got (calls/s, results in order), then 1,000 calls
@@ -71,7 +77,7 @@ LABEL = {"actorscoop": "actorscoop", "ray": "Ray"}
 RUNNERS = {"actorscoop": "asc_cluster_peer.py", "ray": "ray_cluster_peer.py"}
 WORKLOADS = list(CC.WORKLOADS)
 ALIASES = {"asc": "actorscoop", "c1": "throughput", "c2": "transfer", "c3": "deadnode", "c4": "balance",
-           "c5": "actor"}
+           "c5": "recover", "c6": "actor"}
 BALANCE_TARGET = 0.9
 C1_FACTOR = 2.0
 C2_MIN_GBPS = 1.0
@@ -206,6 +212,9 @@ def brief(workload, cell):
                    if "route_via_head" in x else ""))
     if workload == "balance":
         return "of the online bound: " + ", ".join(f"{r['vs_bound']:.2f}" for r in x["shapes"])
+    if workload == "recover":
+        return (f"kill→usable {x['value']:.2f} s; runs {x['runs']}, rebuilt elsewhere "
+                f"{x['rebuilt_elsewhere']}; bytes identical: {x['bytes_identical']}")
     dead = f"{x['dead_report_s']:.1f} s" if x.get("dead_reported") else "not reported"
     return (f"kill→task(s) from D done {x['retried_s']:.2f} s, all done {x['value']:.2f} s; "
             f"D reported dead after {dead}; {x['unfinished_at_kill']} unfinished at kill")
@@ -322,10 +331,9 @@ def table_transfer(by, args):
     intact = sb.m(by, A, "bytes_identical") and sb.m(by, A, "made_on_B")
     out += ["", f"- GB/s per run: actorscoop {sb.runs_of(by, A, 'value', '')}; Ray {sb.runs_of(by, R, 'value', '')}.",
             "- Where the bytes move: Ray's `wait(fetch_local=False)` returns once the object is "
-            "sealed in B's store, and `get` pulls it to A. actorscoop's node A fetches a remote "
-            "result before the task counts as finished (it ignores `fetch_local`), so its `wait` "
-            "returns only once the bytes are on A and its `get` is a local read. Only the first "
-            "row compares the same path.",
+            "sealed in B's store, and `get` pulls it to A. actorscoop's `wait` fetches a result "
+            "that lies on another node (it ignores `fetch_local`), so it returns only once the "
+            "bytes are on A and its `get` is a local read. Only the first row compares the same path.",
             f"- Target: ≥ {C2_MIN_GBPS:g} GB/s, bytes identical: "
             + judge(by, None if a is None else (a >= C2_MIN_GBPS and bool(intact)),
                     f"{sb.fmt(a, 'GB/s')}; bytes identical: {sb.fmt(sb.m(by, A, 'bytes_identical'))}"),
@@ -411,10 +419,36 @@ def table_balance(by, args):
     return out
 
 
+def table_recover(by, args):
+    A, R = "actorscoop", "ray"
+    mib = CC.RECOVER_MIB[1 if args.quick else 0]
+    a, r = sb.m(by, A, "value"), sb.m(by, R, "value")
+    out = [f"### C5. Recovering a lost {mib} MiB object: its only copy's node killed", "",
+           f"3 nodes of 1 CPU; B and C have the resource `b`. A task needing it returns a random "
+           f"{mib} MiB uint8 array; the driver on A holds the ref without fetching it, so the only "
+           f"copy is on the node that made it. That node's raylet is SIGKILLed, then the driver "
+           f"`get`s the array: its owner reruns the task on the node left (lineage) and the driver "
+           f"fetches it. Timed from the kill to the array usable. **Lower is better.**", "",
+           "| measure | actorscoop | Ray | actorscoop advantage over Ray |", "|---|---:|---:|---:|",
+           f"| kill → lost object usable in the driver | {value_or_error(by, A, 'value', 's')} | "
+           f"{value_or_error(by, R, 'value', 's')} | {sb.ratio(sb.adv(a, r, 'lower'))} |"]
+    for label, key in (("times the task ran", "runs"), ("rebuilt on the other node", "rebuilt_elsewhere"),
+                       ("bytes identical (crc32)", "bytes_identical")):
+        out.append(f"| {label} | {sb.fmt(sb.m(by, A, key))} | {sb.fmt(sb.m(by, R, key))} | — |")
+    hb = {s: ((by.get(s) or {}).get("options") or {}) for s in (A, R)}
+    out += ["", f"- seconds per run: actorscoop {sb.runs_of(by, A, 'value', 's')}; "
+                f"Ray {sb.runs_of(by, R, 'value', 's')}.",
+            f"- Dead-node detection is most of it: actorscoop with `node_timeout={CC.ASC_NODE_TIMEOUT:g}` s; "
+            f"Ray {hb[R].get('heartbeat') or 'with its defaults'}.",
+            "- Target: recovered, bytes identical (no bound): "
+            + judge(by, None if a is None else bool(sb.m(by, A, "bytes_identical")), f"{sb.fmt(a, 's')}")]
+    return out
+
+
 def table_actor(by, args):
     A, R = "actorscoop", "ray"
     q = 1 if args.quick else 0
-    out = ["### C5. Calls to an actor on another node", "",
+    out = ["### C6. Calls to an actor on another node", "",
            f"2 nodes; an actor pinned to node B (resource `b`, no CPU held), called by the driver "
            f"on A: {CC.ACTOR_CALLS[q]:,} calls in flight at once (submit all, then get all), then "
            f"{CC.ACTOR_ROUND_TRIPS[q]:,} calls one at a time; after {CC.ACTOR_WARMUP} warm-up calls.", "",
@@ -435,7 +469,7 @@ def table_actor(by, args):
 
 
 TABLES = {"throughput": table_throughput, "transfer": table_transfer, "deadnode": table_deadnode,
-          "balance": table_balance, "actor": table_actor}
+          "balance": table_balance, "recover": table_recover, "actor": table_actor}
 
 NOTES = [
     "Notes:",

@@ -123,7 +123,8 @@ def test_public_names_are_pinned():
         "ActorScoopError", "TaskError", "GetTimeoutError", "WorkerCrashedError",
         "TaskCancelledError", "ObjectLostError", "NodeDiedError", "RuntimeNotInitializedError",
         "ActorDiedError", "ObjectStoreFullError", "OutOfMemoryError", "TaskPlacementGroupRemoved",
-        "ActorPlacementGroupRemoved"])
+        "ActorPlacementGroupRemoved", "OwnerDiedError", "ObjectReconstructionFailedError",
+        "ObjectReconstructionFailedMaxAttemptsExceededError"])
 
 
 def test_driver_killed_with_sigkill_takes_its_node_down(tmp_path):

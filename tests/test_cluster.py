@@ -174,9 +174,10 @@ def later(x, path):
 
 
 def test_refs_an_actor_on_another_node_keeps_outlive_the_callers_refs(cluster, tmp_path):
-    """Ownership across nodes: the actor's node holds its own copies of what the actor
-    keeps, so the caller dropping its refs (and the owner freeing them) loses nothing —
-    also for a ref whose task had not finished when the call was made."""
+    """Ownership across nodes: what the actor keeps outlives the caller's refs — also a ref
+    whose task had not finished when the call was made. Small values travel with the call
+    (the caller's node frees them); the large one is borrowed by the actor's node, so its
+    owner keeps it until the actor is gone."""
     import gc
     keeper = Keeper.remote()
     go = str(tmp_path / "go")
@@ -186,11 +187,13 @@ def test_refs_an_actor_on_another_node_keeps_outlive_the_callers_refs(cluster, t
     assert asc.get(call, timeout=60) == 3
     del big, small, pending
     gc.collect()
-    wait_for(lambda: asc._driver._api.status()["objects"]["objects"] <= 1, 30, interval=0.05,
-             what="the caller's node to free the objects once its refs are gone")
+    wait_for(lambda: asc._driver._api.status()["objects"]["objects"] <= 2, 30, interval=0.05,
+             what="the caller's node to free the small objects once its refs are gone")
     value, text, answer = asc.get(keeper.values.remote(), timeout=60)
     assert np.array_equal(value, np.arange(200_000)) and text == "five" and answer == 42
     asc.kill(keeper)
+    wait_for(lambda: asc._driver._api.status()["objects"]["objects"] <= 1, 30, interval=0.05,
+             what="the caller's node to free the borrowed object once the actor is gone")
 
 
 @asc.remote(resources={"special": 1})

@@ -61,9 +61,9 @@ def test_many_objects_pulled_at_once_stay_within_the_bound():
             @asc.remote(resources={"b": 1}, num_returns=10)
             def blocks():
                 return [np.random.default_rng(seed).random(n) for seed in range(10)]
-            refs = blocks.remote()  # 10 results ready at once: 30 chunks want to move together
-            for s, ref in enumerate(refs):
-                assert np.array_equal(asc.get(ref, timeout=120), np.random.default_rng(s).random(n))
+            refs = blocks.remote()  # 10 results fetched at once: 30 chunks want to move together
+            for s, value in enumerate(asc.get(refs, timeout=120)):
+                assert np.array_equal(value, np.random.default_rng(s).random(n))
             report = asc._driver._api.status()["cluster"]["transfer"]
             assert report["pulls"] >= 10
             assert _transfer.WINDOW < report["peak_chunks_in_flight"] <= _transfer.MAX_IN_FLIGHT, report
@@ -151,11 +151,12 @@ def test_a_pull_into_a_store_full_of_objects_in_use_waits_without_stalling_its_n
         try:
             held = asc.get(asc.put(np.ones(40 << 20, np.uint8)))  # pinned while `held` lives
             ref = _forty_mib.remote(1)
+            value = ref.future()  # asks for it: the result is fetched from node B
             wait_for(lambda: _pulls_in_progress() >= 1, 60, what="the pull to start")
             assert asc.get(_on_a.remote(), timeout=60) == c.info(0)["node_id"]  # node A serves...
             assert _pulls_in_progress() >= 1  # ...while the pull waits for room
             del held
-            assert np.array_equal(asc.get(ref, timeout=60), _forty_mib._function(1))
+            assert np.array_equal(value.result(timeout=60), _forty_mib._function(1))
         finally:
             asc.shutdown()
 

@@ -92,6 +92,7 @@ class CoreClient:
         # Ids whose value the raylet sends without being asked: results of tasks this
         # process submitted (pushed to the submitter), and ids already asked for.
         self._requested = set()
+        self._awaiting = {}  # object id -> gets and waits blocked on it now (see _awaited)
         self._registered = set()  # function ids this process has sent to the raylet
         self._plasma_client = None
         self._plasma_lock = threading.Lock()
@@ -150,12 +151,34 @@ class CoreClient:
             self._waiters.append(waiter)
             return waiter
 
+    def _awaited(self, oid):
+        """Whether a get, a wait or a future waits for ``oid`` now."""
+        if oid in self._futures or self._awaiting.get(oid, 0) > 0:
+            return True
+        with self._waiters_lock:
+            return any(oid in w.missing for w in self._waiters)
+
+    def _await(self, oids, delta):
+        """Count ``oids`` as awaited by a get or wait now (+1), or no longer (-1)."""
+        with self._waiters_lock:
+            for o in oids:
+                n = self._awaiting.get(o, 0) + delta
+                if n > 0:
+                    self._awaiting[o] = n
+                else:
+                    self._awaiting.pop(o, None)
+
     def _remove_waiter(self, waiter):
         with self._waiters_lock:
             if waiter in self._waiters:
                 self._waiters.remove(waiter)
 
     def _on_value(self, oid, kind, data):
+        if kind == P.VALUE_REMOTE:  # ready, in another node's store: fetched when asked for
+            self._requested.discard(oid)
+            if self._awaited(oid):
+                self._request([oid])
+            return
         if _refcount.held(oid):
             self._values[oid] = (kind, data)
         self._requested.discard(oid)
@@ -367,10 +390,14 @@ class CoreClient:
         values = self._values
         missing = [o for o in oids if o not in values]
         if missing:
-            self._request(missing)
-            deadline = None if timeout is None else time.monotonic() + timeout
-            pending = [] if self._block_until(missing, len(missing), deadline) else \
-                [o for o in missing if o not in values]
+            self._await(missing, 1)
+            try:
+                self._request(missing)
+                deadline = None if timeout is None else time.monotonic() + timeout
+                pending = [] if self._block_until(missing, len(missing), deadline) else \
+                    [o for o in missing if o not in values]
+            finally:
+                self._await(missing, -1)
             if pending:
                 raise GetTimeoutError(
                     f"get() timed out after {timeout} s with {len(pending)} of {len(oids)} "
@@ -393,9 +420,13 @@ class CoreClient:
         oids = [r.id for r in refs]
         ready_now = sum(1 for o in oids if o in self._values)
         if ready_now < num_returns:
-            self._request(oids)
-            deadline = None if timeout is None else time.monotonic() + timeout
-            self._block_until(oids, num_returns, deadline)
+            self._await(oids, 1)
+            try:
+                self._request(oids)
+                deadline = None if timeout is None else time.monotonic() + timeout
+                self._block_until(oids, num_returns, deadline)
+            finally:
+                self._await(oids, -1)
         ready, not_ready = [], []
         for r in refs:
             (ready if r.id in self._values and len(ready) < num_returns else not_ready).append(r)

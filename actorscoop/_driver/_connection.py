@@ -35,8 +35,6 @@ _WARNED = 256  # warnings remembered (not shown twice): the raylet's are of a fe
 
 
 class DriverCore(CoreClient):
-    prefault_idle = True  # in spare time: never ahead of this driver's first tasks
-
     def __init__(self, socket_path, job_id, raylet_alive, name="driver", timeout=10.0):
         self._conn, welcome, _ = connect(socket_path, P.KIND_DRIVER, os.getpid(), job_id, name, timeout)
         super().__init__(welcome, job_id)

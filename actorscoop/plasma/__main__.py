@@ -89,7 +89,8 @@ def main(argv=None) -> int:
             return 1
         finally:
             signal.pthread_sigmask(signal.SIG_UNBLOCK, signals)
-        print("READY " + json.dumps({"arena_path": server.arena_path, "spill_path": server.spill.path}), flush=True)
+        print("READY " + json.dumps({"arena_path": server.arena_path, "spill_path": server.spill.path,
+                                      "ids_path": server.ids_path}), flush=True)
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, 1)
         os.close(devnull)

@@ -105,6 +105,19 @@ class Allocator:
                 start = left
         self._add_free(start, end - start)
 
+    def split(self, offset: int, head: int) -> int | None:
+        """Cut the allocated block at ``offset`` in two: its first ``head`` bytes (a multiple of 64,
+        at least 64) stay at ``offset``; the rest becomes an allocated block of its own, whose
+        offset is returned (None if ``head`` is the whole block). Nothing is freed or moved."""
+        size = self.block_size(offset)
+        if head % ALIGNMENT or not 0 < head <= size:
+            raise AllocatorError(f"cannot split a block of {size} bytes at {offset} after {head} bytes")
+        if head == size:
+            return None
+        self._allocated[offset] = head
+        self._allocated[offset + head] = size - head
+        return offset + head
+
     # -- invariants ----------------------------------------------------------
 
     def validate(self) -> None:

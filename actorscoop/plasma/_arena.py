@@ -21,6 +21,7 @@ import os
 import re
 import secrets
 import socket
+import sys
 import threading
 
 import psutil
@@ -215,7 +216,12 @@ def create_arena(capacity: int, fallback_dir: str | None, shm_dir: str = SHM_DIR
 
 
 def shm_free_bytes(shm_dir: str = SHM_DIR) -> int:
+    """Free bytes of the file system of ``shm_dir``; unbounded (sys.maxsize) for one that states no
+    size (a hugetlbfs mounted without ``size=``: it has as much as the huge page pool, and mapping
+    the arena fails with ENOMEM if the pool has too little)."""
     st = os.statvfs(shm_dir)
+    if st.f_blocks == 0:
+        return sys.maxsize
     return st.f_bavail * st.f_frsize
 
 

@@ -12,12 +12,16 @@ raises an error).
 from __future__ import annotations
 
 import ctypes
+import mmap
 import os
+import threading
+import time
 import warnings
 import weakref
 
 from . import _layout
 from . import _protocol as P
+from ._allocator import ALIGNMENT
 from ._arena import Mapping, populate_in_background, populate_range_in_background
 from ._connection import Connection, ReleaseQueue
 from ._errors import (IllegalTransitionError, ObjectExistsError, ObjectNotFoundError, ObjectStoreFullError,
@@ -28,6 +32,15 @@ _ERRORS = {cls.__name__: cls for cls in (PlasmaError, ObjectStoreFullError, Obje
                                          StoreUnavailableError, ProtocolError, IllegalTransitionError)}
 _ERRORS["ValueError"] = ValueError
 _warned_fallback = False
+LEASE_BYTES = 1 << 20  # a client's lease: at most this, and a 64th of the store
+_forks = [0]  # forks of this process so far, as seen in the child (os.getpid() is a slow syscall here)
+
+
+def _count_fork() -> None:
+    _forks[0] += 1
+
+
+os.register_at_fork(after_in_child=_count_fork)
 
 
 class _Pin:
@@ -61,6 +74,7 @@ class StoreClient:
         self.timeout = timeout
         self.full_store_wait = full_store_wait
         self._pid = os.getpid()
+        self._fork = _forks[0]
         self._closed = False
         self._releases = ReleaseQueue()
         self._fallback_maps: weakref.WeakValueDictionary[str, Mapping] = weakref.WeakValueDictionary()
@@ -84,6 +98,12 @@ class StoreClient:
         # (measured per GiB: 0.21 s vs 0.39 s).
         self._prefault = populate_in_background(self._arena, write=True, name="plasma-client-prefault",
                                                 length=reply.prefault_bytes, idle=prefault_idle)
+        self._ids = _map_id_filter(reply.ids_path)
+        self._lease_size = min(LEASE_BYTES, self.capacity // 64 // ALIGNMENT * ALIGNMENT)
+        self._lease: list[int] | None = None  # [next free offset, end) of this client's lease
+        self._lease_lock = threading.Lock()  # allocating in the lease and queueing its record are one step
+        self._lease_backoff = 0  # creates left before asking for a lease again, after the store had no room
+        self._unconfirmed: dict[bytes, int] = {}  # created in the lease -> conn.sent when queued
 
     def wait_prefaulted(self, timeout: float | None = None) -> bool:
         """Wait until this client has faulted in its view of the store's pre-faulted pages
@@ -105,8 +125,14 @@ class StoreClient:
         _check_id(object_id)
         metadata = _layout.as_bytes(metadata)
         wait = self.full_store_wait if wait is None else wait
-        located = self._request(P.Create(0, object_id, int(data_size), len(metadata), float(wait), evictable,
-                                         keep_pin, fallback_ok), timeout=self.timeout + wait)
+        request = P.Create(0, object_id, int(data_size), len(metadata), float(wait), evictable, keep_pin,
+                           fallback_ok)
+        try:
+            located = self._request(request, timeout=self.timeout + wait)
+        except ObjectStoreFullError:
+            if not self._end_lease():
+                raise
+            located = self._request(request, timeout=self.timeout + wait)  # with this client's lease given back
         if located.warning:
             _warn_fallback(located.warning)
         try:
@@ -119,6 +145,93 @@ class StoreClient:
             raise
         start = _layout.data_offset(len(metadata))
         return block[start:start + int(data_size)]
+
+    def create_in_lease(self, object_id: bytes, data_size: int, metadata=b"", *, evictable: bool = False,
+                        keep_pin: bool = False):
+        """As ``create``, without a round trip to the store, for a small object: it is placed in
+        this client's lease (a region of the arena the store gave it) and the store is told
+        one-way, before this client's next request. Returns None where that does not apply
+        (the object is large, the store's id filter says the id may be taken, the store has no
+        room for a lease): call ``create``, which asks the store. Raises ObjectExistsError if
+        this client created the id and the store has not yet handled it."""
+        address = self.place_in_lease(object_id, int(data_size), metadata, evictable, keep_pin)
+        if address is None:
+            return None
+        start = address - self._arena.address
+        return self._arena.array[start:start + int(data_size)]
+
+    def place_in_lease(self, object_id: bytes, data_size: int, metadata, evictable: bool,
+                       keep_pin: bool) -> int | None:
+        """``create_in_lease``, returning the address of the data part (the plasma API wraps it itself)."""
+        if self._ids is None:
+            return None
+        metadata = _layout.as_bytes(metadata)
+        meta_size = len(metadata)
+        data_start = (meta_size + 63) & ~63
+        size = data_start + data_size if data_start + data_size > 0 else 1
+        block = (size + 63) & ~63 if size > 64 else 64
+        if block > self._lease_size >> 3 or data_size < 0:
+            return None
+        if not object_id or type(object_id) is not bytes:
+            _check_id(object_id)
+        mark = self._unconfirmed.get(object_id)
+        if mark is not None:
+            if mark >= self._conn.confirmed:
+                raise ObjectExistsError(f"object {object_id.hex()} already exists: this client created it "
+                                        "(delete it first or use a fresh id)", object_id=object_id)
+            del self._unconfirmed[object_id]
+        if self._ids.may_contain(object_id):
+            return None  # maybe taken (or a false positive): the store decides
+        if _forks[0] != self._fork or self._closed:
+            self._request(P.Stats(0))  # raises the error that says why
+        with self._lease_lock:
+            lease = self._lease
+            if lease is None or lease[0] + block > lease[1]:
+                lease = self._new_lease()
+                if lease is None:
+                    return None
+            offset = lease[0]
+            lease[0] += block
+            if len(self._unconfirmed) > 4096:
+                confirmed = self._conn.confirmed
+                self._unconfirmed = {k: v for k, v in self._unconfirmed.items() if v >= confirmed}
+            self._unconfirmed[object_id] = self._conn.sent
+            self._releases.push(("c", object_id, offset, data_size, meta_size, evictable, keep_pin, time.time()))
+        if meta_size:
+            self._arena.array[offset:offset + meta_size] = metadata
+        return self._arena.address + offset + data_start
+
+    def _new_lease(self) -> list[int] | None:  # holding _lease_lock
+        self._lease = None
+        if self._lease_backoff:
+            self._lease_backoff -= 1
+            return None
+        try:
+            offset, size = self._request(P.Lease(0, self._lease_size)).value
+        except ObjectStoreFullError:
+            self._lease_backoff = 64  # a full store: creates ask it directly for a while
+            return None
+        try:
+            self._arena.populate(offset, size, write=True)
+        except OSError:
+            return None  # a full /dev/shm: create reports it
+        self._lease = [offset, offset + size]
+        return self._lease
+
+    def _end_lease(self) -> bool:
+        """Give back what is left of this client's lease (a create that found the store full tries
+        again after it); False if there was none."""
+        with self._lease_lock:
+            if self._lease is None:
+                return False
+            self._lease = None
+            self._request(P.Lease(0, 0))
+            return True
+
+    def release_creator(self, object_id: bytes) -> None:
+        """The creator's buffer of an object made with ``keep_pin`` is gone: its pin is given back
+        (before or after the seal); sent before the next request."""
+        self._releases.push(("r", object_id))
 
     def put_parts(self, object_id: bytes, stream, buffers: list) -> int:
         """Create, write and seal a pickle-5 object from its serialized parts; return its size in bytes.
@@ -195,7 +308,11 @@ class StoreClient:
         wait for the store's answer (errors are then the store's to log)."""
         block = self._raw_blocks.pop(object_id, None)
         metadata_size = -1 if block is None else _layout.sizes_of_block(block)[1]
-        if wait:
+        if not wait and block is None:
+            if _forks[0] != self._fork or self._closed:
+                self._request(P.Stats(0))  # raises the error that says why
+            self._releases.push(("s", object_id))  # goes with the next batch, before any later request
+        elif wait:
             self._request(P.Seal(0, object_id, metadata_size, True))
         else:
             self._send(P.Seal(0, object_id, metadata_size, False))
@@ -346,6 +463,21 @@ class StoreClient:
         if isinstance(reply, P.Error):
             raise _ERRORS.get(reply.kind, PlasmaError)(reply.message)
         return reply
+
+
+def _map_id_filter(path: str):
+    """The store's id filter, mapped read-only; None if the store has none (or it cannot be mapped)."""
+    if not path:
+        return None
+    from ._idfilter import SIZE, IdFilter
+    try:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            return IdFilter(mmap.mmap(fd, SIZE, flags=mmap.MAP_SHARED, prot=mmap.PROT_READ))
+        finally:
+            os.close(fd)
+    except (OSError, ValueError):
+        return None
 
 
 def _view(address: int, size: int, pin: _Pin) -> memoryview:

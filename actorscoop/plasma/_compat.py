@@ -20,7 +20,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import weakref
 
 import pyarrow as pa
 import zmq
@@ -93,15 +92,23 @@ ObjectNotAvailable = _NotAvailable()
 
 
 class _Writable:
-    """Exports the data part of an object being created and holds its creator's pin: when
-    the last buffer over it dies, the pin is given back (before or after the seal)."""
+    """Holds the creator's pin of an object being created, and keeps its mapping alive: it hangs
+    on the exporter of the buffers ``create`` returns, so when the last buffer over it dies the
+    pin is given back (before or after the seal). ``__del__``, not weakref.finalize: this is
+    the hot path of small creates, and a finalizer costs several microseconds more."""
 
-    __slots__ = ("array", "__weakref__")
+    __slots__ = ("keep", "object_id", "client")
 
-    def __init__(self, array, object_id: bytes, client: StoreClient):
-        self.array = array
-        finalizer = weakref.finalize(self, client.release, object_id)
-        finalizer.atexit = False
+    def __init__(self, keep, object_id: bytes, client: StoreClient):
+        self.keep = keep  # the mapping (or an array over it)
+        self.object_id = object_id
+        self.client = client
+
+    def __del__(self):
+        try:
+            self.client.release_creator(self.object_id)
+        except (AttributeError, TypeError):  # interpreter shutdown: the store releases a departed client's pins
+            return
 
 
 class PlasmaClient:
@@ -121,15 +128,31 @@ class PlasmaClient:
         evicted) while that buffer (or anything built on it) lives. Seal it to make it readable.
         Raises PlasmaObjectExists, or PlasmaStoreFull when no room can be made."""
         oid = _binary(object_id)
+        client = self._client
+        data_size = int(data_size)
         try:
-            data = self._client.create(oid, int(data_size), metadata, wait=0.0, evictable=True, keep_pin=True,
-                                       fallback_ok=False)
+            address = client.place_in_lease(oid, data_size, metadata, True, True)
+            if address is None:
+                keep = client.create(oid, data_size, metadata, wait=0.0, evictable=True, keep_pin=True,
+                                     fallback_ok=False)
+                address = keep.__array_interface__["data"][0]
+            else:
+                keep = client._arena
         except PlasmaError as exc:
             raise _arrow_error(exc) from None
         self._created.add(oid)
-        exporter = (ctypes.c_ubyte * len(data)).from_address(data.__array_interface__["data"][0])
-        exporter.holder = _Writable(data, oid, self._client)
+        exporter = (ctypes.c_ubyte * data_size).from_address(address)
+        exporter.holder = _Writable(keep, oid, client)
         return pa.py_buffer(memoryview(exporter).cast("B"))
+
+    def _create(self, oid: bytes, data_size: int, metadata, keep_pin: bool):
+        """A small object goes in this client's lease (no round trip); else, or when the id may be
+        taken, the store creates it (and says if the id is taken, or if there is no room)."""
+        data = self._client.create_in_lease(oid, data_size, metadata, evictable=True, keep_pin=keep_pin)
+        if data is None:
+            data = self._client.create(oid, data_size, metadata, wait=0.0, evictable=True, keep_pin=keep_pin,
+                                       fallback_ok=False)
+        return data
 
     def seal(self, object_id: ObjectID) -> None:
         """Make an object this client created readable; it can no longer be written."""
@@ -151,8 +174,7 @@ class PlasmaClient:
         oid = _binary(object_id)
         view = _layout.as_bytes(data)
         try:
-            dst = self._client.create(oid, len(view), metadata or b"", wait=0.0, evictable=True,
-                                      fallback_ok=False)
+            dst = self._create(oid, len(view), metadata or b"", keep_pin=False)
         except PlasmaError as exc:
             raise _arrow_error(exc) from None
         _layout.copy(dst, 0, view)

@@ -9,8 +9,12 @@ needs the socket.  Whoever reads a reply hands it to the call it belongs to.
 
 Pin releases come from finalizers, which can run in any thread at any moment
 (garbage collection): they only append to a deque and write a byte to the
-pipe, never touch the socket or take a lock.  Queued releases are sent before
-any request that follows them, or by the I/O thread when the client is idle.
+pipe, never touch the socket or take a lock.  One-way records (an object created
+in the client's lease, a seal, a creator's buffer gone) queue the same way.
+Queued items are sent before any request that follows them, or by the I/O thread
+when it next runs: a byte is written to the pipe only when the queue may have
+none pending, so a burst of creates and seals costs one wake-up and goes out as
+one Batch message.
 """
 
 from __future__ import annotations
@@ -32,24 +36,29 @@ log = logging.getLogger("actorscoop.plasma")
 
 
 class ReleaseQueue:
-    """Ids whose pins are to be released, plus the pipe that wakes the I/O thread.
+    """What is to be sent one-way: ids whose pins are to be released (bytes) and records
+    (tuples, see ``P.Batch``), in order; plus the pipe that wakes the I/O thread.
 
     Finalizers hold a reference to this object, so its fds stay open (and can
     never be reused for something else) as long as any finalizer may write.
     """
 
     def __init__(self):
-        self.ids: collections.deque[bytes] = collections.deque()
+        self.ids: collections.deque = collections.deque()
         self.read_fd, self.write_fd = os.pipe()
         os.set_blocking(self.read_fd, False)
         os.set_blocking(self.write_fd, False)
         self.closed = False
+        self.woken = False  # a byte is in the pipe, or the I/O thread has yet to drain it and send
 
-    def push(self, object_id: bytes) -> None:  # called from finalizers: lock-free
+    def push(self, item) -> None:  # called from finalizers: lock-free
+        """Queue a pin release (an id) or a record (a tuple)."""
         if self.closed:
             return  # the client disconnected: the store already dropped its pins
-        self.ids.append(object_id)
-        self.wake()
+        self.ids.append(item)
+        if not self.woken:  # else the I/O thread is yet to drain the pipe, and sends after that
+            self.woken = True
+            self.wake()
 
     def wake(self) -> None:
         try:
@@ -58,11 +67,15 @@ class ReleaseQueue:
             pass  # the pipe is full, so the I/O thread will wake anyway
 
     def drain_wakeups(self) -> None:
+        """Empty the pipe; the caller then sends what is queued. The flag is cleared *after* the
+        pipe is read: a push that saw it set queued before the caller sends; one that sees it
+        clear writes a new byte, so the next poll wakes for it."""
         try:
             while os.read(self.read_fd, 4096):
                 pass
         except BlockingIOError:
             pass
+        self.woken = False
 
     def pop_all(self) -> list[bytes]:
         out = []
@@ -102,6 +115,8 @@ class Connection:
         self._waits = 0  # waiting gets outstanding: the I/O thread must read replies
         self._reading = False  # the I/O thread holds the socket and is polling it
         self._stopping = False
+        self.sent = 0  # times a thread took the socket (and sent what was queued)
+        self.confirmed = 0  # the store has handled everything queued before the socket was taken this many times
         self._ctx = zmq.Context()
         self._sock = self._ctx.socket(zmq.DEALER)
         self._sock.setsockopt(zmq.LINGER, 0)
@@ -165,6 +180,7 @@ class Connection:
                 self._releases.wake()
         try:
             with self._io:
+                self.sent += 1  # before the flush: an item queued while `sent` was below this goes now
                 self._flush_releases()
                 return action()
         finally:
@@ -173,12 +189,14 @@ class Connection:
                 self._cond.notify_all()
 
     def _roundtrip(self, call: _Call, deadline: float) -> None:  # holding the socket
+        sent = self.sent
         self._sock.send(P.encode(call.msg))
         while not call.event.is_set():
             left = deadline - time.monotonic()
             if left <= 0 or not self._sock.poll(int(left * 1000) + 1):
                 return
             self._receive()
+        self.confirmed = max(self.confirmed, sent)  # the store answers in order
 
     # -- the I/O thread --------------------------------------------------------
 
@@ -224,9 +242,13 @@ class Connection:
             self._fail_all()
 
     def _flush_releases(self) -> None:  # holding the socket
-        ids = self._releases.pop_all()
-        if ids:
-            self._sock.send(P.encode(P.Release(ids)))
+        items = self._releases.pop_all()
+        if not items:
+            return
+        if all(type(item) is bytes for item in items):
+            self._sock.send(P.encode(P.Release(items)))
+        else:
+            self._sock.send(P.encode(P.Batch([("p", item) if type(item) is bytes else item for item in items])))
 
     def _receive(self) -> None:  # holding the socket
         while True:
@@ -243,7 +265,9 @@ class Connection:
                     continue
                 reply = P.Error(rid, "ProtocolError", f"malformed reply from the store: {exc}")
             call = self._calls.pop(reply.rid, None)
-            if call is not None:
+            if reply.rid == 0 and isinstance(reply, P.Error):  # about a one-way record (a refused create)
+                log.warning("the object store refused a one-way request: %s", reply.message)
+            elif call is not None:
                 call.reply = reply
                 call.event.set()
             elif reply.rid in self._abandoned:

@@ -20,12 +20,14 @@ _PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(
 class StoreHandle:
     """A running store process started by ``start_store``."""
 
-    def __init__(self, proc: subprocess.Popen, socket_path: str, arena_path: str, spill_path: str):
+    def __init__(self, proc: subprocess.Popen, socket_path: str, arena_path: str, spill_path: str,
+                 ids_path: str | None = None):
         self._proc = proc
         self.pid = proc.pid
         self.socket_path = socket_path
         self.arena_path = arena_path
         self.spill_path = spill_path
+        self.ids_path = ids_path  # the store's id filter file (_idfilter.py)
 
     def alive(self) -> bool:
         return self._proc.poll() is None
@@ -44,6 +46,7 @@ class StoreHandle:
             self._proc.stdout.close()
         from ._arena import socket_in_use, unlink_quietly  # numpy: only when stopping
         unlink_quietly(self.arena_path)
+        unlink_quietly(self.ids_path)
         if not socket_in_use(self.socket_path):  # a newer store may serve the same path by now
             unlink_quietly(self.socket_path)
         shutil.rmtree(self.spill_path, ignore_errors=True)
@@ -90,12 +93,14 @@ class StoreLaunch:
         line = _read_line(proc, timeout)
         if line.startswith("READY "):
             paths = json.loads(line[6:])
-            return StoreHandle(proc, self.socket_path, paths["arena_path"], paths["spill_path"])
+            return StoreHandle(proc, self.socket_path, paths["arena_path"], paths["spill_path"],
+                               paths.get("ids_path"))
         _kill(proc)
         # Killed (or dead) before it said where its arena is: it may have made the file
         # already (a store slow to start on a busy machine, killed at the timeout).
         from ._arena import SHM_DIR, remove_arenas_of
-        remove_arenas_of(proc.pid, self.shm_dir or SHM_DIR)
+        for directory in {self.shm_dir or SHM_DIR, SHM_DIR}:  # the id filter may be in /dev/shm
+            remove_arenas_of(proc.pid, directory)
         if line.startswith("ERROR "):
             raise PlasmaError(f"object store failed to start: {line[6:]}")
         raise PlasmaError(f"object store (pid {proc.pid}) did not become ready within {timeout}s "

@@ -2,7 +2,7 @@
 
 A message is one ZeroMQ frame: a msgpack map ``{"v": VERSION, "t": TYPE, **fields}``.
 Object data never travels in messages: it is written and read in shared memory.
-Requests carry a request id ``rid`` that the reply echoes; ``Release`` is one-way.
+Requests carry a request id ``rid`` that the reply echoes; ``Release`` and ``Batch`` are one-way.
 ``decode`` raises ``ProtocolError`` for anything malformed; callers log and drop.
 """
 
@@ -15,7 +15,7 @@ import msgpack
 
 from ._errors import ProtocolError
 
-VERSION = 2  # 2: data and metadata parts, eviction per object, notifications
+VERSION = 3  # 2: data and metadata parts, eviction per object, notifications; 3: leases, Batch
 
 _MESSAGES: dict[str, type] = {}
 
@@ -77,6 +77,25 @@ class Release:  # one-way: no reply
     object_ids: list[bytes]
 
 
+@_message("lease")
+class Lease:
+    """Free what is left of this client's lease and give it a new region of ``size`` bytes to
+    place small objects in itself (told to the store afterwards with Batch records). Answer:
+    ``[offset, size]`` in the arena. Size 0: only free the old one."""
+    rid: int
+    size: int
+
+
+@_message("batch")
+class Batch:
+    """One-way: records, handled in order. Each is a list:
+    ``["c", id, offset, data_size, metadata_size, evictable, keep_pin, create_time]`` an object
+    this client created at ``offset``, the front of its lease; ``["s", id]`` seal;
+    ``["r", id]`` the creator's buffer is gone (its pin, or a refused create's block);
+    ``["p", id]`` release a pin, as Release."""
+    records: list
+
+
 @_message("contains")
 class Contains:
     rid: int
@@ -132,6 +151,7 @@ class Connected:
     capacity: int
     store_pid: int
     prefault_bytes: int  # how much of the arena the store pre-faults; clients map that much eagerly too
+    ids_path: str  # the store's id filter (_idfilter.py), "" if none: then clients do not use leases
 
 
 @_message("located")

@@ -24,8 +24,9 @@ from . import _protocol as P
 from ._arena import (DEFAULT_PREFAULT, SHM_DIR, Mapping, create_arena, remove_stale_arenas,
                      socket_in_use, unlink_quietly)
 from ._clients import ClientTable
-from ._errors import (IllegalTransitionError, ObjectNotFoundError, ObjectStoreFullError, PlasmaError,
-                      ProtocolError)
+from ._idfilter import IdFilter
+from ._errors import (IllegalTransitionError, ObjectExistsError, ObjectNotFoundError, ObjectStoreFullError,
+                      PlasmaError, ProtocolError)
 from ._spill import SpillDir, is_full
 from ._store import Entry, ObjectStore, State, Where
 
@@ -40,6 +41,9 @@ class _Waiter:
     identity: bytes
     msg: object  # the Get or Create request
     deadline: float
+
+
+_PREALLOCATE_SLICE = 32 << 20
 
 
 class StoreServer:
@@ -63,16 +67,19 @@ class StoreServer:
             raise
         self.prefault_bytes = min(prefault_bytes, capacity) if os.path.dirname(self.arena_path) == self.shm_dir else 0
         # The pages that will be used first get their memory (fallocate: ~0.23 s per GiB) in
-        # a thread at the lowest CPU priority, in spare time: not while the node and the
-        # first tasks start. Every client then maps them in cheaply (~0.06 s per GiB, in the
+        # a thread once the store serves: the node's start does not wait for it (a thread at
+        # the lowest priority would hold the file's lock while others run, and make a
+        # client's put wait). Every client then maps them in cheaply (~0.06 s per GiB, in the
         # background too); a client that gets there first gives them their memory itself.
         # Faulted in by the store instead, they raced with the clients doing the same, and
         # each page cost several times more. The store itself never touches them: it needs
         # no page tables of its own. (Started by serve_forever.)
+        self.ids_path, id_filter = _create_id_filter(os.path.dirname(self.arena_path))
         try:
-            self.store = ObjectStore(capacity)
+            self.store = ObjectStore(capacity, id_filter=id_filter)
         except BaseException:  # (too small to hold one block): leave no arena file behind
             unlink_quietly(self.arena_path)
+            unlink_quietly(self.ids_path)
             shutil.rmtree(self.spill.path, ignore_errors=True)
             raise
         self.clients = ClientTable()
@@ -94,18 +101,21 @@ class StoreServer:
             P.Abort: self.on_abort, P.Get: self.on_get, P.Release: self.on_release,
             P.Contains: self.on_contains, P.Delete: self.on_delete, P.ListObjects: self.on_list,
             P.Stats: self.on_stats, P.Story: self.on_story, P.Disconnect: self.on_disconnect,
-            P.Evict: self.on_evict, P.Subscribe: self.on_subscribe,
+            P.Evict: self.on_evict, P.Subscribe: self.on_subscribe, P.Lease: self.on_lease,
+            P.Batch: self.on_batch,
         }
+        self._records = {"c": self._record_create, "s": self._record_seal, "r": self._record_creator_gone,
+                         "p": self._record_release}
 
     # -- the loop ------------------------------------------------------------
 
     def _preallocate(self) -> None:
+        """Give the arena's first ``prefault_bytes`` their memory, a slice at a time: fallocate
+        holds the file's lock, and a client reserving its pages waits for it (a slice takes
+        ~7 ms)."""
         try:
-            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)  # this thread only
-        except OSError:
-            pass
-        try:
-            self.arena.allocate(0, self.prefault_bytes)
+            for start in range(0, self.prefault_bytes, _PREALLOCATE_SLICE):
+                self.arena.allocate(start, min(_PREALLOCATE_SLICE, self.prefault_bytes - start))
         except (OSError, ValueError) as exc:  # ValueError: the arena was closed under us
             log.warning("could not pre-allocate %d bytes of the arena (%s); first puts will be slower",
                         self.prefault_bytes, exc)
@@ -217,7 +227,8 @@ class StoreServer:
                                 "use the same actorscoop version for the store and its clients")
         if self.clients.add(identity, m.pid) is None:
             raise ProtocolError(f"connect from pid {m.pid}, which is not running")
-        return P.Connected(m.rid, self.arena_path, self.store.capacity, os.getpid(), self.prefault_bytes)
+        return P.Connected(m.rid, self.arena_path, self.store.capacity, os.getpid(), self.prefault_bytes,
+                           self.ids_path or "")
 
     def on_create(self, identity, m: P.Create):
         size = _size(m)
@@ -238,16 +249,78 @@ class StoreServer:
         raise self._full_error(m)
 
     def on_seal(self, identity, m: P.Seal):
-        removed = self.store.seal(m.object_id, identity, time.time(), m.metadata_size)
-        entry = self.store.get(m.object_id)
-        if self.subscribers and entry is not None:
-            self._notify(P.Notification(m.object_id, entry.data_size, entry.metadata_size))
-        self._discard(removed)
-        for waiter in self.gets.pop(m.object_id, []):
-            self._answer_get(waiter.identity, waiter.msg)
+        self._seal(identity, m.object_id, m.metadata_size)
         return P.Answer(m.rid, True) if m.reply else None
 
+    def _seal(self, identity, object_id: bytes, metadata_size: int = -1) -> None:
+        removed = self.store.seal(object_id, identity, time.time(), metadata_size)
+        entry = self.store.get(object_id)
+        if self.subscribers and entry is not None:
+            self._notify(P.Notification(object_id, entry.data_size, entry.metadata_size))
+        self._discard(removed)
+        for waiter in self.gets.pop(object_id, []):
+            self._answer_get(waiter.identity, waiter.msg)
+
+    def on_lease(self, identity, m: P.Lease):
+        if not 0 <= m.size <= self.store.capacity // 16:
+            raise ValueError(f"a lease is from 1 byte to a 16th of the store ({self.store.capacity // 16}), "
+                             f"not {m.size}")
+        self.store.end_lease(identity)
+        if m.size == 0:  # only give the old one back
+            return P.Answer(m.rid, [0, 0])
+        got = self._with_room(m.size, lambda: self.store.lease(identity, m.size))
+        if got is None:
+            raise ObjectStoreFullError(f"no room for a lease of {m.size} bytes: {self.store.pinned_summary()}",
+                                       size=m.size, capacity=self.store.capacity)
+        return P.Answer(m.rid, list(got))
+
+    def on_batch(self, identity, m: P.Batch):
+        """One-way records (see P.Batch), in order; a bad one is logged and dropped, the rest go on."""
+        for record in m.records:
+            try:
+                if not (isinstance(record, list) and record and record[0] in self._records
+                        and len(record) > 1 and isinstance(record[1], bytes)):
+                    raise TypeError(f"malformed record {record!r:.80}")
+                self._records[record[0]](identity, record)
+            except PlasmaError as exc:
+                self._drop(_REFUSED[record[0]], f"from {identity!r}: {exc}")
+                if isinstance(exc, ObjectExistsError):  # the client logs it when it reads its next reply
+                    self._reply(identity, P.Error(0, "ObjectExistsError", str(exc)))
+            except (TypeError, ValueError) as exc:
+                self._drop("malformed batch record", f"from {identity!r}: {exc}")
+
+    def _record_create(self, identity, record) -> None:
+        _, object_id, offset, data_size, metadata_size, evictable, keep_pin, create_time = record
+        if not (type(offset) is int and type(data_size) is int and type(metadata_size) is int
+                and min(offset, data_size, metadata_size) >= 0):
+            raise ValueError(f"offset, data_size and metadata_size are ints >= 0, got {record[2:5]!r:.80}")
+        if not (type(evictable) is bool and type(keep_pin) is bool and type(create_time) is float):
+            raise ValueError("evictable and keep_pin are bools, create_time a float")
+        try:
+            self.store.register(object_id, offset, _layout.block_size(data_size, metadata_size), identity,
+                                data_size=data_size, metadata_size=metadata_size, evictable=evictable,
+                                creator_pin=keep_pin, create_time=create_time)
+        except ObjectExistsError as exc:
+            raise ObjectExistsError(
+                f"create of object {object_id.hex()} refused: {exc}. Another client created the same id "
+                "at the same moment; its object is kept, this client's is dropped", object_id=object_id) from None
+
+    def _record_seal(self, identity, record) -> None:
+        if not self.store.has_hole(identity, record[1]):  # a refused create: nothing to seal
+            self._seal(identity, record[1])
+
+    def _record_creator_gone(self, identity, record) -> None:
+        if not self.store.release_hole(identity, record[1]):
+            self._discard(self.store.release(record[1], identity))
+
+    def _record_release(self, identity, record) -> None:
+        self._discard(self.store.release(record[1], identity))
+
     def on_abort(self, identity, m: P.Abort):
+        if self.store.release_hole(identity, m.object_id):
+            raise ObjectExistsError(f"object {m.object_id.hex()} already exists: this client's create of it was "
+                                    "refused (another client created it at the same moment)",
+                                    object_id=m.object_id)
         entry = self.store.get(m.object_id)
         if entry is None or entry.state is not State.CREATED or entry.creator != identity:
             raise IllegalTransitionError(f"abort of {m.object_id.hex()}: not an unsealed object of this client",
@@ -533,6 +606,7 @@ class StoreServer:
     def close(self) -> None:
         """Remove the arena file, the socket file and every spill file."""
         unlink_quietly(self.arena_path)
+        unlink_quietly(self.ids_path)
         unlink_quietly(self.socket_path)
         self.spill.remove_all()
         self.clients.close()
@@ -543,6 +617,9 @@ class StoreServer:
 _SPILL_ADVICE = ("Free space there, delete objects you no longer need (drop their references), start "
                  "the store with a larger capacity, or spill to a larger file system (actorscoop: "
                  "ACTORSCOOP_SPILL_DIR, or spill_dir in the node config).")
+
+
+_REFUSED = {"c": "refused create", "s": "failed one-way seal", "r": "bad release", "p": "bad release"}
 
 
 def _size(m: P.Create) -> int:
@@ -567,6 +644,23 @@ def _read_nonblocking(fd: int) -> bytes:
         return os.read(fd, 512)
     except BlockingIOError:
         return b""
+
+
+def _create_id_filter(directory: str) -> tuple[str | None, IdFilter | None]:
+    """The file of the id filter clients read (named like an arena, so a dead store's is cleaned up
+    the same way), in the arena's directory or else /dev/shm; (None, None) if neither can hold it:
+    clients then ask the store at every create."""
+    from . import _idfilter
+    for where in dict.fromkeys([directory, SHM_DIR]):
+        path = None
+        try:
+            path = create_arena(_idfilter.SIZE, None, where)
+            return path, IdFilter(Mapping(path, _idfilter.SIZE).mmap)
+        except (OSError, PlasmaError) as exc:
+            unlink_quietly(path)
+            log.debug("no id filter in %s: %s", where, exc)
+    log.warning("could not create the id filter file: every create of the plasma API takes a round trip")
+    return None, None
 
 
 def _claim_socket_path(path: str) -> None:

@@ -16,6 +16,13 @@ disk-backed fallback file (objects larger than the whole arena).  Only SEALED,
 unpinned, in-arena objects are in the LRU order, i.e. can be chosen for eviction.
 The eviction policy only *chooses* victims; the server spills them and reports
 back with ``spilled()``, which frees the block.
+
+Leases: a client may hold one region of the arena (``lease``) and place small objects in
+it itself, front to back, telling the store afterwards (``register``: the object's block is
+cut off the front of the lease). The store frees what is left of a lease when the client
+takes another one or goes away. An id the store already holds is refused at ``register``:
+its block, which the client may still be writing, becomes a *hole* of that client, freed
+when the client drops the buffer (``release_hole``) or goes away.
 """
 
 from __future__ import annotations
@@ -24,7 +31,7 @@ import collections
 import dataclasses
 import enum
 
-from ._allocator import Allocator
+from ._allocator import ALIGNMENT, Allocator, align_up
 from ._errors import IllegalTransitionError, ObjectExistsError, ObjectNotFoundError
 
 
@@ -33,6 +40,8 @@ class State(enum.Enum):
     SEALED = "SEALED"
     DELETING = "DELETING"  # delete requested while pinned; removed at the last release
     REMOVED = "REMOVED"  # only ever seen in error messages and on returned entries
+
+    __hash__ = object.__hash__  # members are singletons; Enum's own hash is Python code, on the hot path
 
 
 class Where(str, enum.Enum):
@@ -97,11 +106,14 @@ class LRUPolicy:
 class ObjectStore:
     """Bookkeeping for one arena of ``capacity`` bytes."""
 
-    def __init__(self, capacity: int, policy: LRUPolicy | None = None):
+    def __init__(self, capacity: int, policy: LRUPolicy | None = None, id_filter=None):
         self.allocator = Allocator(capacity)
         self.capacity = self.allocator.capacity
         self.policy = policy or LRUPolicy()
+        self.id_filter = id_filter  # an _idfilter.IdFilter that clients read, or None
         self._objects: dict[bytes, Entry] = {}
+        self._leases: dict[object, list[int]] = {}  # client -> [start, end) of what is left of its lease
+        self._holes: dict[tuple[object, bytes], list[int]] = {}  # (client, refused id) -> offsets of blocks
         self._lru: collections.OrderedDict[bytes, int] = collections.OrderedDict()  # id -> block size
         self._client_pins: dict[object, dict[bytes, int]] = {}
         self._removed: collections.OrderedDict[bytes, Entry] = collections.OrderedDict()  # for story()
@@ -182,6 +194,7 @@ class ObjectStore:
             "num_fallback": len(fallback),
             "fallback_bytes": sum(e.size for e in fallback),
             "largest_free": self.allocator.largest_free(),
+            "leased_bytes": sum(end - start for start, end in self._leases.values()),
         }
 
     # -- transitions ---------------------------------------------------------
@@ -195,7 +208,7 @@ class ObjectStore:
             return None
         entry = Entry(object_id, size, client, offset=offset, **fields)
         self._transition(entry, State.CREATED, "create")
-        self._objects[object_id] = entry
+        self._add(entry)
         return entry
 
     def create_fallback(self, object_id: bytes, size: int, client, path: str, **fields) -> Entry:
@@ -203,8 +216,65 @@ class ObjectStore:
         self.check_new(object_id)
         entry = Entry(object_id, size, client, where=Where.FALLBACK, path=path, **fields)
         self._transition(entry, State.CREATED, "create (fallback file)")
-        self._objects[object_id] = entry
+        self._add(entry)
         return entry
+
+    # -- leases --------------------------------------------------------------
+
+    def lease(self, client, size: int) -> tuple[int, int] | None:
+        """Give ``client`` a region of at least ``size`` bytes to place objects in itself; it must
+        have none (``end_lease``). Returns (offset, size), or None if no block fits."""
+        if client in self._leases:
+            raise IllegalTransitionError("a client asked for a lease while it holds one", cause="lease")
+        offset = self.allocator.allocate(size)
+        if offset is None:
+            return None
+        size = self.allocator.block_size(offset)
+        self._leases[client] = [offset, offset + size]
+        return offset, size
+
+    def end_lease(self, client) -> None:
+        """Free what is left of ``client``'s lease, if it has one."""
+        lease = self._leases.pop(client, None)
+        if lease is not None:
+            self.allocator.free(lease[0])
+
+    def register(self, object_id: bytes, offset: int, size: int, client, **fields) -> Entry:
+        """Record an object of ``size`` bytes that ``client`` created at ``offset``, the front of
+        its lease (its block is cut off the lease). Raises ObjectExistsError if the id is taken:
+        the block then becomes a hole of the client (``release_hole``)."""
+        lease = self._leases.get(client)
+        block = max(ALIGNMENT, align_up(size))
+        if lease is None or offset != lease[0] or offset + block > lease[1]:
+            where = "no lease" if lease is None else f"its lease is [{lease[0]}, {lease[1]})"
+            raise ValueError(f"register of {object_id.hex()} at [{offset}, {offset + block}): {where}")
+        if self.allocator.split(offset, block) is None:
+            del self._leases[client]  # used up
+        else:
+            lease[0] += block
+        try:
+            self.check_new(object_id)
+        except (ObjectExistsError, TypeError):
+            self._holes.setdefault((client, object_id), []).append(offset)
+            raise
+        entry = Entry(object_id, size, client, offset=offset, **fields)
+        self._transition(entry, State.CREATED, "create (in the client's lease)")
+        self._add(entry)
+        return entry
+
+    def release_hole(self, client, object_id: bytes) -> bool:
+        """The client dropped the buffer of a create that ``register`` refused: free its block.
+        False if the client has no such hole."""
+        offsets = self._holes.get((client, object_id))
+        if not offsets:
+            return False
+        self.allocator.free(offsets.pop(0))
+        if not offsets:
+            del self._holes[(client, object_id)]
+        return True
+
+    def has_hole(self, client, object_id: bytes) -> bool:
+        return (client, object_id) in self._holes
 
     def seal(self, object_id: bytes, client, now: float = 0.0, metadata_size: int = -1) -> list[Entry]:
         """Seal an object; its creator's implicit pin ends (or becomes a pin it releases later,
@@ -302,7 +372,12 @@ class ObjectStore:
         return [self._remove(entry)]
 
     def client_gone(self, client) -> list[Entry]:
-        """A client disconnected or died: abort what it was writing, drop all its pins."""
+        """A client disconnected or died: abort what it was writing, drop all its pins, free
+        its lease and its holes."""
+        self.end_lease(client)
+        for key in [k for k in self._holes if k[0] == client]:
+            for offset in self._holes.pop(key):
+                self.allocator.free(offset)
         removed = [self.abort(e.object_id, "creator died")
                    for e in list(self._objects.values())
                    if e.state is State.CREATED and e.creator == client]
@@ -361,7 +436,14 @@ class ObjectStore:
             for client, count in e.pins.items():
                 assert count > 0, f"{oid.hex()}: non-positive pin count"
                 assert self._client_pins.get(client, {}).get(oid) == count, f"{oid.hex()}: client index"
-        assert blocks == self.allocator.used, f"objects hold {blocks} bytes, allocator says {self.allocator.used}"
+        for client, (start, end) in self._leases.items():
+            assert start < end and self.allocator.block_size(start) == end - start, f"lease [{start}, {end}) of {client!r}"
+            blocks += end - start
+        for key, offsets in self._holes.items():
+            assert offsets, f"empty hole list kept for {key!r}"
+            blocks += sum(self.allocator.block_size(o) for o in offsets)
+        assert blocks == self.allocator.used, (f"objects, leases and holes hold {blocks} bytes, allocator "
+                                               f"says {self.allocator.used}")
         for client, pins in self._client_pins.items():
             assert pins, "empty client pin table kept"
             for oid, count in pins.items():
@@ -398,15 +480,23 @@ class ObjectStore:
                 f"object {entry.object_id.hex()}: illegal transition {before} -> {target.value} ({cause})",
                 object_id=entry.object_id, state=entry.state, target=target, cause=cause)
         entry.state = target
-        entry.record(f"{cause} -> {target.value}", entry.creator if target is State.CREATED else None)
+        # _value_, not .value: Enum's property is Python code, and this runs several times per object
+        entry.record(f"{cause} -> {target._value_}", entry.creator if target is State.CREATED else None)
 
     def _on_unpinned(self, entry: Entry) -> None:
         if entry.state is State.SEALED and not entry.pinned and entry.where is Where.SHM:
             self._lru[entry.object_id] = self.allocator.block_size(entry.offset)
             self._lru.move_to_end(entry.object_id)
 
+    def _add(self, entry: Entry) -> None:
+        self._objects[entry.object_id] = entry
+        if self.id_filter is not None:
+            self.id_filter.add(entry.object_id)
+
     def _remove(self, entry: Entry) -> Entry:
         del self._objects[entry.object_id]
+        if self.id_filter is not None:
+            self.id_filter.remove(entry.object_id)
         self._lru.pop(entry.object_id, None)
         if entry.where is Where.SHM:
             self.allocator.free(entry.offset)

@@ -6,10 +6,11 @@ by :mod:`actorscoop._common._serialization` (``bytes`` or a list ``[stream, *buf
 """
 from typing import Any, NamedTuple, Optional
 
-PROTOCOL_VERSION = 8  # 3: object transfers sealed with AES-GCM (transport/_sealed.py); 4: task events;
+PROTOCOL_VERSION = 9  # 3: object transfers sealed with AES-GCM (transport/_sealed.py); 4: task events;
 # 5: a worker holds several paused tasks (Blocked.paused); 6: worker leases; 7: GPUs, runtime
 # environments and placement groups (PlacementGroupOp/Reply, BundleOp/Reply); 8: Heartbeat.received
-# (load balancing: the head counts what each node has taken)
+# (load balancing: the head counts what each node has taken); 9: lineage and borrowers
+# (NodeDied, Borrow, results kept where they were made)
 
 # How a value travels.
 VALUE_INLINE = 0  # data holds the serialized value
@@ -483,6 +484,24 @@ class FreeRemote(NamedTuple):
     key: bytes
 
 
+class NodeDied(NamedTuple):
+    """The head to every live node: ``node_id`` is dead. Owners fail or rebuild the objects
+    whose only copy was there (lineage), and drop its borrows; pulls from it fail now
+    instead of stalling."""
+    node_id: bytes
+    reason: str
+
+
+class Borrow(NamedTuple):
+    """A borrower node to the owner of objects (through the head): refs to them reached
+    ``borrower`` (``added``: keep them while it holds them), or it dropped them all
+    (``removed``). The owner frees an object only when it and every borrower dropped it."""
+    owner: bytes
+    borrower: bytes
+    added: list
+    removed: list
+
+
 class PullRequest(NamedTuple):
     """Node to node (object transfer socket, every frame sealed: transport/_sealed.py): send
     ``length`` bytes of an object's block from ``offset``. The answer is a PullChunk record
@@ -648,7 +667,8 @@ MESSAGE_TYPES = (
     SpillActor, RunActor, RouteCall, RouteKill, ActorLookup, ActorFound, ActorHosted,
     ActorGone, RemoteLog, ActorRestartSpec, ReturnTasks, CallsDone, TaskEvents, HoldLimit,
     LeaseRequest, LeaseGranted, LeaseReturn, LeaseRevoke, Lease, LeaseReady, LeaseEnd, CancelLeased,
-    ReclaimLeased, PlacementGroupOp, PlacementGroupReply, BundleOp, BundleReply, ActorRoute,
+    ReclaimLeased, PlacementGroupOp, PlacementGroupReply, BundleOp, BundleReply,
+    NodeDied, Borrow, ActorRoute,
 )
 
 __all__ = [c.__name__ for c in MESSAGE_TYPES] + [

@@ -13,7 +13,7 @@ from ._messages import (VALUE_ERROR, VALUE_INLINE, VALUE_PLASMA, VALUE_REMOTE, A
                         Blocked, ClusterStatusReply, CreateActor, GetObjects, Heartbeat, KVPut, NodeJoin, Promote,
                         PutObject, RefDelta, RegisterFunction, RouteCall, RunActor, RunTask, SpillActor, SpillTask,
                         SubmitTask, TaskDone, TaskResult, WatchStart, LeaseRequest, LeaseReturn, LeaseReady,
-                        CancelLeased, ReclaimLeased, PlacementGroupOp, BundleOp)
+                        CancelLeased, ReclaimLeased, PlacementGroupOp, BundleOp, Borrow)
 
 MAX_RETURNS = 1 << 16  # return values a task may have
 _INF = math.inf
@@ -183,6 +183,7 @@ _CLUSTER = {
     ClusterStatusReply: lambda r: None if all(type(n) is dict for n in r.nodes) else "a node is not a dict",
     PlacementGroupOp: lambda r: bundles_error(r.bundles),
     BundleOp: lambda r: resources_error(r.resources) or resources_error(r.renamed),
+    Borrow: lambda r: ids_error(r.added) or ids_error(r.removed),
 }
 
 

@@ -26,6 +26,10 @@ Adapter interface (node 0 is the head; the driver runs on it):
 - ``sleeper(seconds)`` -> ref of a task that sleeps that long (balance)
 - ``tree(depth, seconds)`` -> ref of a task that sleeps, then submits two ``tree(depth - 1)``
   and gets them (balance, nested)
+- ``make_marked(nbytes, seed, marker_dir)`` -> ref of a task that needs ``{"b": 1}`` and runs
+  :func:`made_body` (recover)
+- ``made(ref, timeout)``: block until the task's result is ready where it was made, without
+  moving it to the driver's node (recover)
 - ``counter()`` -> handle of an actor pinned to the node with ``{"b": 1}`` (no CPU held);
   ``incr(handle)`` -> ref of a call that adds 1 to its count and returns it (actor)
 - optional ``route_stats()`` -> dict of the system's own counters about how actor calls
@@ -46,7 +50,7 @@ from collections import Counter
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # benchmarks/
 from _cell import PROGRESS_MARK, RESULT_MARK, emit, run_cell  # noqa: E402,F401
-WORKLOADS = ["throughput", "transfer", "deadnode", "balance", "actor"]
+WORKLOADS = ["throughput", "transfer", "deadnode", "balance", "recover", "actor"]
 
 MiB = 2**20
 GB = 1e9
@@ -67,6 +71,7 @@ WAIT_TIMEOUT_S = 600.0           # blocking calls; the driver's watchdog normall
 BALANCE_CPUS = 4                 # balance: 4 nodes of 1 CPU
 HEAVY_SEEDS = (1, 2, 3)          # balance: heavy-tailed shapes, one per seed
 TREE_DEPTH, TREE_S = 5, 0.1      # balance: a binary tree of nested tasks, each sleeping TREE_S
+RECOVER_MIB = (100, 16)          # recover: the lost object (full, quick)
 ACTOR_CALLS = (20_000, 2_000)    # actor: calls in flight at once (full, quick)
 ACTOR_ROUND_TRIPS = (1_000, 200)  # actor: calls one after the other (full, quick)
 ACTOR_WARMUP = 500               # actor: calls before timing (the route settles)
@@ -81,6 +86,13 @@ def make_body(nbytes, seed, node):
     import numpy as np
     a = np.random.default_rng(seed).integers(0, 256, nbytes, dtype=np.uint8)
     return a, zlib.crc32(a), node, time.time()
+
+
+def made_body(nbytes, seed, node, marker_dir):
+    """:func:`make_body`, leaving ``made-<node>-<pid>`` in ``marker_dir`` first (which node
+    made it, and how many times it was made)."""
+    open(os.path.join(marker_dir, f"made-{node}-{os.getpid()}"), "w").close()
+    return make_body(nbytes, seed, node)
 
 
 def probe_body(i, node, victim, marker_dir, short_s):
@@ -322,6 +334,36 @@ def w_balance(ad, o):
     return out
 
 
+def w_recover(ad, o):
+    """Issue 19: a random uint8 array (100 MB) made on node B or C (resource "b"), whose only
+    copy is there; the driver on A holds its ref without fetching it. That node's raylet is
+    SIGKILLed; then the driver gets the array: its owner reruns the task on the node left
+    (lineage reconstruction) and the driver fetches it. Reported: seconds from the kill to
+    the array being usable (the node's death detection included, as each system does it)."""
+    import zlib
+    nbytes = o.recover_mib * MiB
+    ids = ad.start([{"num_cpus": 1}, {"num_cpus": 1, "resources": {"b": 1}},
+                    {"num_cpus": 1, "resources": {"b": 1}}],
+                   object_store_memory=nbytes + STORE_HEADROOM, node_timeout=o.node_timeout)
+    marker_dir = tempfile.mkdtemp(prefix="cluster-bench-")
+    try:
+        ad.get([ad.make(1000, 0) for _ in range(4)], WAIT_TIMEOUT_S)  # warm: workers, numpy
+        ref = ad.make_marked(nbytes, 1, marker_dir)
+        ad.made(ref, WAIT_TIMEOUT_S)
+        [first] = [n.split("-")[1] for n in os.listdir(marker_dir)]
+        victim = ids.index(first)
+        t_kill = now()
+        ad.kill_node(victim)
+        arr, crc, node, _t = ad.get(ref, WAIT_TIMEOUT_S)
+        took = now() - t_kill
+        ok = bool(zlib.crc32(arr) == crc and arr.nbytes == nbytes)
+        makers = [n.split("-")[1] for n in os.listdir(marker_dir)]
+        return {"value": took, "nbytes": nbytes, "bytes_identical": ok, "made_first_on": "BC"[victim - 1],
+                "runs": len(makers), "rebuilt_elsewhere": node != first and len(makers) == 2}
+    finally:
+        shutil.rmtree(marker_dir, ignore_errors=True)
+
+
 def w_actor(ad, o):
     """Issue 19: an actor pinned to node B (resource "b"), called by the driver on A:
     calls/s with ``o.actor_calls`` in flight at once (submit all, then get all), and the
@@ -355,7 +397,7 @@ def w_actor(ad, o):
 
 
 FUNCS = {"throughput": w_throughput, "transfer": w_transfer, "deadnode": w_deadnode, "balance": w_balance,
-         "actor": w_actor}
+         "recover": w_recover, "actor": w_actor}
 
 
 def parse_args(argv=None, default_node_timeout=None):
@@ -372,6 +414,7 @@ def parse_args(argv=None, default_node_timeout=None):
     o.tasks = o.tasks or TASKS[q]
     o.warmup = WARMUP_TASKS[q]
     o.transfer_mib = o.transfer_mib or TRANSFER_MIB[q]
+    o.recover_mib = RECOVER_MIB[q]
     o.actor_calls = ACTOR_CALLS[q]
     o.actor_round_trips = ACTOR_ROUND_TRIPS[q]
     return o

@@ -24,6 +24,10 @@ try:
     def make(nbytes, seed):
         return C.make_body(nbytes, seed, _node())
 
+    @asc.remote(resources={"b": 1})
+    def make_marked(nbytes, seed, marker_dir):
+        return C.made_body(nbytes, seed, _node(), marker_dir)
+
     @asc.remote
     def sleeper(seconds):
         return C.sleep_body(seconds)
@@ -87,6 +91,19 @@ class Adapter:
 
     def make(self, nbytes, seed):
         return make.remote(nbytes, seed)
+
+    def make_marked(self, nbytes, seed, marker_dir):
+        return make_marked.remote(nbytes, seed, marker_dir)
+
+    def made(self, ref, timeout):
+        # Ready where it was made, not fetched: the driver's node knows it lies elsewhere
+        # (a get or a wait would fetch it; no public API for this yet).
+        import time
+        deadline = time.monotonic() + timeout
+        while asc._driver._api.status()["cluster"]["objects"]["remote"] < 1:
+            if time.monotonic() > deadline:
+                raise TimeoutError("the result was not ready in time")
+            time.sleep(0.01)
 
     def sleeper(self, seconds):
         return sleeper.remote(seconds)

@@ -36,6 +36,11 @@ def make(nbytes, seed):
     return C.make_body(nbytes, seed, _node())
 
 
+@ray.remote(resources={"b": 1})
+def make_marked(nbytes, seed, marker_dir):
+    return C.made_body(nbytes, seed, _node(), marker_dir)
+
+
 @ray.remote
 def sleeper(seconds):
     return C.sleep_body(seconds)
@@ -108,6 +113,14 @@ class Adapter:
 
     def make(self, nbytes, seed):
         return make.remote(nbytes, seed)
+
+    def make_marked(self, nbytes, seed, marker_dir):
+        return make_marked.remote(nbytes, seed, marker_dir)
+
+    def made(self, ref, timeout):
+        ready, _ = ray.wait([ref], num_returns=1, timeout=timeout, fetch_local=False)
+        if not ready:
+            raise TimeoutError("the result was not ready in time")
 
     def sleeper(self, seconds):
         return sleeper.remote(seconds)

@@ -11,6 +11,7 @@ Where a case cannot hold as Arrow wrote it, the test says why in its docstring:
 - fixed sleeps became waits on the store's own counters.
 """
 
+import fcntl
 import math
 import os
 import pickle
@@ -518,12 +519,68 @@ def test_object_id_equality_operators():
     assert oid1 != "foo"
 
 
-@pytest.mark.skipif(not os.path.exists("/mnt/hugepages"), reason="requires hugepage support")
-def test_use_huge_pages():
-    with plasma.start_plasma_store(plasma_store_memory=2 * 10 ** 9, plasma_directory="/mnt/hugepages",
+HUGE_PAGES = 40  # of 2 MiB: a 64 MB store (31 pages) and room to spare
+
+
+@pytest.fixture
+def hugetlbfs(tmp_path):
+    """A private hugetlbfs mount (2 MiB pages) with HUGE_PAGES more pages in the kernel's pool,
+    both undone afterwards; skipped, saying why, where the machine does not allow it. A file
+    lock serializes this across test processes: the pool is the machine's."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting hugetlbfs needs root")
+    if not os.path.exists("/proc/sys/vm/nr_hugepages"):
+        pytest.skip("this kernel has no huge page pool (/proc/sys/vm/nr_hugepages)")
+    mount = tmp_path / "huge"
+    mount.mkdir()
+    with open("/tmp/actorscoop-hugepages.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        total = _huge_pages()
+        try:
+            _set_huge_pages(total + HUGE_PAGES)
+        except OSError as exc:
+            pytest.skip(f"cannot grow the huge page pool: {exc}")
+        try:
+            if _huge_pages_free() < HUGE_PAGES:
+                pytest.skip(f"the kernel gave {_huge_pages_free()} free huge pages of {HUGE_PAGES} asked")
+            out = subprocess.run(["mount", "-t", "hugetlbfs", "-o", "pagesize=2M", "none", str(mount)],
+                                 capture_output=True, text=True)
+            if out.returncode != 0:
+                pytest.skip(f"cannot mount hugetlbfs: {out.stderr.strip()}")
+            try:
+                yield str(mount)
+                assert os.listdir(mount) == [], "the store left its arena on hugetlbfs"
+            finally:  # lazily: a failed test's traceback may still hold a mapping of the arena
+                subprocess.run(["umount", "--lazy", str(mount)], check=True)
+        finally:
+            _set_huge_pages(max(0, _huge_pages() - HUGE_PAGES))
+
+
+def _huge_pages() -> int:
+    with open("/proc/sys/vm/nr_hugepages") as f:
+        return int(f.read())
+
+
+def _set_huge_pages(n: int) -> None:
+    with open("/proc/sys/vm/nr_hugepages", "w") as f:
+        f.write(str(n))
+
+
+def _huge_pages_free() -> int:
+    with open("/proc/meminfo") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("HugePages_Free:"))
+
+
+def test_use_huge_pages(hugetlbfs):
+    """As Arrow's, with a 64 MB store rather than 2 GB (the pool is reserved RAM of a shared
+    machine), on a hugetlbfs mount of its own rather than /mnt/hugepages."""
+    with plasma.start_plasma_store(plasma_store_memory=64 * 10 ** 6, plasma_directory=hugetlbfs,
                                    use_hugepages=True) as (name, _):
+        assert len(os.listdir(hugetlbfs)) == 1  # the arena is there
         client = plasma.connect(name)
-        make(client, 10 ** 8)
+        make(client, 10 ** 7)
+        small, _, _ = make(client, 100)  # in the client's lease, on huge pages too
+        assert client.get_buffers([small])[0].size == 100
         client.disconnect()
 
 

@@ -99,7 +99,7 @@ def test_malformed_messages_are_dropped_and_the_store_keeps_serving(stores, stor
                        [msgpack.packb({"v": P.VERSION, "t": "nope"})],
                        [msgpack.packb({"v": P.VERSION, "t": "release", "object_ids": [b"x" * 20]})],
                        [P.encode(P.Release([b"x" * 20, 5]))],
-                       [P.encode(P.Connected(1, "x", 1, 1, 0))]):
+                       [P.encode(P.Connected(1, "x", 1, 1, 0, ""))]):
             raw.send_multipart(frames)
         # a request before connect gets an error reply, not silence
         raw.send(P.encode(P.Contains(7, b"x" * 20)))

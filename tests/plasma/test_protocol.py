@@ -31,7 +31,9 @@ EXAMPLES = [
     P.Stats(10),
     P.Disconnect(11),
     P.Story(17, b"id"),
-    P.Connected(12, "/dev/shm/x", 1 << 30, 99, 1 << 30),
+    P.Connected(12, "/dev/shm/x", 1 << 30, 99, 1 << 30, "/dev/shm/ids"),
+    P.Lease(20, 1 << 20),
+    P.Batch([["c", b"id", 4096, 1000, 0, True, True, 1.5], ["s", b"id"], ["r", b"id"], ["p", b"id"]]),
     P.Located(13, b"id", "/dev/shm/x", 4096, 100, 36, 0, None),
     P.Located(14, b"id", "/tmp/f", 0, 100, 0, 100, "too big"),
     P.Answer(15, [{"id": b"x", "size": 1, "state": "SEALED", "pins": 0, "where": "shm", "lru": None}]),
@@ -51,6 +53,8 @@ def test_roundtrip(msg):
 _values = {int: st.integers(0, 2**63 - 1), bool: st.booleans(), bytes: st.binary(max_size=64), str: st.text(max_size=64),
            float: st.floats(0, 1e9), list[bytes]: st.lists(st.binary(max_size=24), max_size=5),
            float | None: st.none() | st.floats(0, 1e9), str | None: st.none() | st.text(max_size=20),
+           list: st.lists(st.lists(st.binary(max_size=24) | st.integers(0, 2**63 - 1) | st.booleans(), max_size=8),
+                          max_size=5),
            typing.Any: st.recursive(st.none() | st.booleans() | st.integers(-2**63, 2**64 - 1) | st.binary()
                                     | st.text(), lambda inner: st.lists(inner, max_size=4)
                                     | st.dictionaries(st.text(max_size=8), inner, max_size=4), max_leaves=10)}

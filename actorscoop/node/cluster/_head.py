@@ -88,6 +88,8 @@ class HeadService:
             P.CancelTask: self._cancel,
             P.RemoteLog: lambda ident, node, rec: self._forward_to(rec.owner, rec),
             P.FreeRemote: lambda ident, node, rec: self._forward_to(rec.node, rec),
+            P.Borrow: lambda ident, node, rec: self._forward_to(  # a node borrows for itself only
+                rec.owner, rec._replace(borrower=node.load.node_id)),
             P.KVPut: self._kv,
             P.KVGet: self._kv,
             P.TaskEvents: lambda ident, node, rec: self._task_events(node, rec),
@@ -384,6 +386,7 @@ class HeadService:
                       f"{self.node_timeout:g} s")
             log.warning("%s: declared dead", reason)
             node.load.placed = 0  # what it had is going back to the owners
+            self._tell_death(node, reason)  # first: a retry must not count on what it held
             self.groups.node_died(node_id)
             for task_id, rec in list(self.queue.items()):
                 if rec.owner == node_id:  # its owner is gone: nobody wants its result
@@ -400,6 +403,14 @@ class HeadService:
         self.groups.tick()
         if self.queue:
             self._dispatch()
+
+    def _tell_death(self, dead, reason):
+        """Every live node learns of a death: owners rebuild or fail what only it held, its
+        borrows end, pulls from it fail now (_remote.py, _borrows.py)."""
+        rec = P.NodeDied(dead.load.node_id, reason)
+        for node in list(self.nodes.values()):
+            if node.load.alive:
+                self.link.send_to(node.ident, rec)
 
     def _restart_actors_of(self, node_id, reason):
         """Actors the head placed on a dead node start again elsewhere while they have

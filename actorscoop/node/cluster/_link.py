@@ -13,8 +13,10 @@ by default), goes to the head with the values of its arguments; the head sends i
 node with a CPU free for it, or keeps it queued until a CPU frees (scheduler/_balance.py):
 a node tells the head at once when a CPU frees with nothing queued for it (an early
 heartbeat), so waiting work moves to idle nodes. The node that
-runs it keeps the task's arguments and results only until it sends the results back
-(``TaskResult``, plasma values inline); the owner resolves them as if it had run the task.
+runs it sends the results back (``TaskResult``): small values inline, large ones stay in
+its store and travel as their location (``_remote.py``: the owner fetches them when
+something needs them, and reruns their task if that node dies first, ``_lineage.py``).
+Refs a task takes to another node are borrowed there (``_borrows.py``).
 """
 import itertools
 import logging
@@ -31,8 +33,10 @@ from ...exceptions import ActorDiedError, ActorScoopError, NodeDiedError, Object
 from ...transport import _secure
 from ..._common._drops import LOG_INTERVAL, Drops
 from ..._common._ids import return_ids
+from ._borrows import Borrows
 from ._head import HeadService
-from ._unpulled import UnpulledResults, unpulled_error
+from ._lineage import Lineage
+from ._remote import RemoteObjects, unpulled_error
 from ..raylet._objects import ObjState
 
 log = logging.getLogger("actorscoop.cluster")
@@ -87,7 +91,9 @@ class ClusterLink:
         self.calls = None  # direct calls to actors on other nodes (_peer_calls.py)
         self._lookups = {}  # head request id -> (client, client's request id)
         self.results_waiting = {}  # object id -> results of tasks run here that refer to it
-        self.unpulled = UnpulledResults(self)  # results our store had no room for
+        self.remote = RemoteObjects(self)  # objects whose copy is in another node's store
+        self.lineage = Lineage(raylet.objects)  # tasks whose results are elsewhere: to rebuild them
+        self.borrows = Borrows(self)  # refs to other nodes' objects held here, and to ours elsewhere
         self.held = {}  # object id -> ids of tasks held until it is ready, then spilled (hold())
         self.held_local = {}  # task id -> pipelinable, of held tasks that may run here after all
         self.functions_at_head = set()  # ids of the functions sent to the head's function table
@@ -127,40 +133,8 @@ class ClusterLink:
 
     def _join(self, timeout):
         """Join the head; fail fast (and say why) on a refused handshake or no answer."""
-        endpoint = f"inproc://join-monitor-{id(self)}"
-        self.sock.monitor(endpoint, zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
-                          | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL | zmq.EVENT_HANDSHAKE_FAILED_AUTH)
-        monitor = self.ctx.socket(zmq.PAIR)
-        monitor.connect(endpoint)
-        try:
-            self.sock.send(P.encode([self._join_record()]))
-            poller = zmq.Poller()
-            poller.register(self.sock, zmq.POLLIN)
-            poller.register(monitor, zmq.POLLIN)
-            ready = dict(poller.poll(timeout * 1000))
-            if monitor in ready and self.sock not in ready:
-                import zmq.utils.monitor as zmon  # here: it imports asyncio (~15 ms of a join)
-                event = zmon.recv_monitor_message(monitor)["event"]
-                raise ActorScoopError(
-                    f"the head at {self.address} refused this node's handshake "
-                    f"({'authentication failed' if event == zmq.EVENT_HANDSHAKE_FAILED_AUTH else 'it could not decrypt it'}): "
-                    "the token is not this cluster's. Copy the token `actorscoop start --head` printed "
-                    "(in single quotes) or set ACTORSCOOP_TOKEN")
-            if self.sock not in ready:
-                raise ActorScoopError(
-                    f"the head at {self.address} did not answer within {timeout:g} s: check the "
-                    "address and that `actorscoop start --head` runs there (and that no firewall "
-                    "blocks the port)")
-        finally:
-            self.sock.monitor(None, 0)
-            monitor.close(linger=0)
-        for rec in P.decode_or_log(self.sock.recv(), log, "the head"):
-            if type(rec) is P.JoinReply:
-                if not rec.ok:
-                    raise ActorScoopError(f"the head at {self.address} refused this node: {rec.reason}")
-                self.head_node_id = rec.head_node_id
-                return
-        raise ActorScoopError(f"the head at {self.address} answered the join with something else")
+        from ._join import join
+        self.head_node_id = join(self.ctx, self.sock, self._join_record(), self.address, timeout)
 
     def _join_record(self):
         return P.NodeJoin(P.PROTOCOL_VERSION, self.r.node_id, self.host, self.pid,
@@ -204,7 +178,7 @@ class ClusterLink:
                     self.drops.drop("message of several frames", f"{len(parts)} frames from a node")
                     continue
                 ident, frame = parts
-                for rec in self.records(frame, "a node"):
+                for rec in self._records(frame, "a node"):
                     if type(rec) is P.Heartbeat and self.head._node_of(ident) is None:
                         self.send_to(ident, P.JoinReply(False, "rejoin", self.r.node_id))
                         continue
@@ -212,18 +186,13 @@ class ClusterLink:
             else:
                 self.last_heard = time.monotonic()
                 for frame in parts:
-                    for rec in self.records(frame, "the head"):
+                    for rec in self._records(frame, "the head"):
                         self._handle(lambda _ident, rec: self.deliver(rec), None, rec, "the head")
         if self.transfer is not None:
             self.transfer.drain()
-        if self.calls is not None:
-            self.calls.drain()
+        self.calls.drain()
 
-    def flush(self):
-        """End of a loop turn: send the direct calls and results it queued."""
-        self.calls.flush()
-
-    def records(self, frame, source):
+    def _records(self, frame, source):
         """The records of a frame from ``source``; none (dropped, counted) if it is malformed."""
         try:
             records = P.decode(frame)
@@ -260,17 +229,19 @@ class ClusterLink:
             P.TaskResult: self.result,
             P.TaskLost: self.lost,
             P.JoinReply: self._join_reply,
-            P.FreeRemote: self.free_remote,
+            P.FreeRemote: self._free_remote,
             P.RunActor: self.run_actor,
             P.RouteKill: lambda rec: r.actors.kill(rec.actor_id, rec.no_restart, route=False),
-            P.CancelTask: self.cancel_from_owner,
-            P.RemoteLog: self.remote_log,
+            P.CancelTask: self._cancel_from_owner,
+            P.RemoteLog: self._remote_log,
             P.KVReply: self._answer_lookup,
             P.ActorFound: self._answer_lookup,
             P.PlacementGroupReply: self._answer_lookup,
             P.BundleOp: r.bundle_op,
             P.ClusterStatusReply: lambda rec: setattr(self, "table", rec.nodes),
             P.ActorRoute: lambda rec: self.calls.located(rec),
+            P.NodeDied: self.node_died,
+            P.Borrow: lambda rec: self.borrows.on_borrow(rec),
         }
 
     def _join_reply(self, rec):
@@ -284,19 +255,29 @@ class ClusterLink:
                 log.warning("the head at %s does not count this node in: dropping the work other "
                             "nodes gave it (they run it elsewhere) and joining again", self.address)
             self.r.fence_foreign_tasks()
+            self._fence_objects()
             self.sock.send(P.encode([self._join_record()]), zmq.NOBLOCK)
+            self.borrows.register_again()  # (after the join: the head drops what comes before)
 
-    def free_remote(self, rec):
-        self.r.objects.drop_holder(SERVE + rec.key)
+    def _fence_objects(self):
+        """Counted dead, this node joins again: owners counted the results it kept for them
+        lost (and rebuilt them), so it frees them; its borrows were dropped (registered again)."""
+        objects = self.r.objects
+        for holder in [h for h in objects.held_by if h.startswith(SERVE)]:
+            objects.drop_client(holder)
         self.r.delete_plasma()
 
-    def cancel_from_owner(self, rec):
+    def _free_remote(self, rec):
+        self.r.objects.drop_client(SERVE + rec.key)
+        self.r.delete_plasma()
+
+    def _cancel_from_owner(self, rec):
         """The owner cancels a task it sent here."""
         task = self.r.tasks.get(rec.task_id)
         if task is not None and task.owner is not None:
             self.r.cancel(rec)
 
-    def remote_log(self, rec):
+    def _remote_log(self, rec):
         task = self.r.tasks.get(rec.task_id)
         if task is not None and self.r.connected(task.job):
             self.r.send(task.job, P.LogLines(rec.prefix, rec.text))
@@ -330,15 +311,11 @@ class ClusterLink:
                                           r.snapshot()))
             self._watch_head()
         self.transfer.tick()
-        self.unpulled.sweep(r.objects)
-        self.calls.check_alive(self._dead_nodes())
-
-    def _dead_nodes(self):
-        """Ids of the nodes the head declared dead (as of its last table, for a member; a
-        node that joined since is not in it, and not dead)."""
-        if self.head is not None:
-            return {n.load.node_id for n in self.head.nodes.values() if not n.load.alive}
-        return {bytes.fromhex(n["node_id"]) for n in self.table if not n.get("alive")}
+        if self.lineage.sweep():
+            r.delete_plasma()
+        self.remote.sweep(r.objects)
+        self.borrows.sweep(r.objects)
+        self.calls.tick()
 
     def _heartbeat(self):
         r = self.r
@@ -390,7 +367,7 @@ class ClusterLink:
             return False  # its inputs are not all here yet
         for oid in _inputs(spec):  # refs inside the arguments, and large arguments, travel too
             e = self.r.objects.get(oid)
-            if e is None or e.state is not ObjState.READY or e.kind not in (P.VALUE_INLINE, P.VALUE_PLASMA):
+            if e is None or e.state is not ObjState.READY or e.kind == P.VALUE_ERROR:
                 return False
         free, total, backlog, _running = self.r.load()
         # + events not yet fed to the scheduler: a burst of submits arrives in one loop turn
@@ -462,7 +439,7 @@ class ClusterLink:
         actor holds the refs, whatever the owner's driver drops meanwhile."""
         return [oid for oid in spec.nested if self.r.objects.is_pending(oid)]
 
-    def portable_deps(self, spec):
+    def _portable_deps(self, spec):
         """Argument values as they travel: inline values as they are, plasma values as a
         place to pull them from (our store); the arguments themselves too when they are
         large (``args_object``, put in our store by the submitter: pulled like the rest). Refs found inside the arguments (``nested``)
@@ -470,12 +447,19 @@ class ClusterLink:
         a nested ref whose value is not ready here is not sent (a get of it there fails).
         A failed argument travels as its error (an actor call fails with it there)."""
         deps = []
+        borrows = self.borrows
         for oid in dict.fromkeys(_inputs(spec)):
             e = self.r.objects.get(oid)
             if e is None or e.state is ObjState.PENDING:
                 continue
-            if e.kind == P.VALUE_PLASMA:
-                deps.append([oid, P.VALUE_REMOTE, [self.r.node_id, self.transfer.address, b"", e.size]])
+            origin = borrows.location(oid)  # [node, address, key, size, owner]: the owner keeps it
+            if origin is not None:
+                deps.append([oid, P.VALUE_REMOTE, [*origin, borrows.owner_of(oid)]])
+            elif e.kind == P.VALUE_PLASMA:
+                deps.append([oid, P.VALUE_REMOTE, [self.r.node_id, self.transfer.address, b"", e.size,
+                                                   self.r.node_id]])
+            elif e.kind == P.VALUE_REMOTE:
+                deps.append([oid, P.VALUE_REMOTE, [*e.data[:4], self.r.node_id]])
             else:
                 deps.append([oid, e.kind, e.data])
         return deps
@@ -494,7 +478,7 @@ class ClusterLink:
         task.remote = True
         self.r.task_origins.append((spec.task_id, task.submitted, task.submitter))
         backlog = self.r.load()[2]
-        self.to_head(P.SpillTask(self.r.node_id, list(spec), self.portable_deps(spec),
+        self.to_head(P.SpillTask(self.r.node_id, list(spec), self._portable_deps(spec),
                                  self._function(spec.function_id), backlog))
 
     # ------------------------------------------------------------------ actors on other nodes
@@ -503,13 +487,13 @@ class ClusterLink:
         spec = task.spec
         task.remote = True
         self.r.tasks[spec.task_id] = task  # its __init__ result comes back as a TaskResult
-        self.to_head(P.SpillActor(self.r.node_id, list(a.spec), list(spec), self.portable_deps(spec),
+        self.to_head(P.SpillActor(self.r.node_id, list(a.spec), list(spec), self._portable_deps(spec),
                                   self._function(spec.function_id)))
 
     def restartable(self, a):
         """A detached actor we host may outlive this node: the head learns how to restart it."""
         spec = a.creation.spec
-        self.to_head(P.ActorRestartSpec(self.r.node_id, list(a.spec), list(spec), self.portable_deps(spec),
+        self.to_head(P.ActorRestartSpec(self.r.node_id, list(a.spec), list(spec), self._portable_deps(spec),
                                         self._function(spec.function_id)))
 
     def hosted(self, a):
@@ -518,7 +502,7 @@ class ClusterLink:
     def route_call(self, task):
         task.remote = True
         self.r.task_origins.append((task.spec.task_id, task.submitted, task.submitter))
-        self.to_head(P.RouteCall(self.r.node_id, list(task.spec), self.portable_deps(task.spec)))
+        self.to_head(P.RouteCall(self.r.node_id, list(task.spec), self._portable_deps(task.spec)))
 
     def kv_forward(self, ident, rec):
         """A client's key-value request, to the head (its answer comes back to the client)."""
@@ -544,59 +528,71 @@ class ClusterLink:
             return
         holder = REMOTE + create.actor_id
         r.actors.on_create(holder, create._replace(request_id=0, get_if_exists=True))
-        task = self.take(rec, spec)
+        task = self._take(rec, spec)
         del r.tasks[spec.task_id]  # the actor keeps its creation task itself
         task.missing = set(r.missing_deps(spec))
         r.actors.on_creation_task(task)
 
     def result(self, rec):
+        """One of our tasks ran on another node: its results are ours. Large values stay in
+        that node's store (no copy home until something here needs them); the task's record
+        stays while they are referenced, to rebuild them if that node dies."""
         task = self._sent_away(rec)
         if task is None:
             return
-        direct = self.calls.answered(task) if task.spec.actor_id is not None else None
+        if task.spec.actor_id is not None:
+            self.calls.answered(task)  # (calls waiting for the drain or the window may go)
         del self.r.tasks[rec.task_id]
         results = [list(res) for res in rec.results]
         extras = [list(res) for res in rec.extras]
-        remote = [res for res in results + extras if res[1] == P.VALUE_REMOTE]
-        if not remote:
-            self._finish_with_extras(task, results, extras)
+        if self._argument_lost(task, results):
             return
-        # Values in the runner's store: pull them into ours, then let the runner free them.
-        left = {res[0] for res in remote}
-        errors = {}
+        if self.remote.keep_results([(res, False) for res in results] + [(res, True) for res in extras]):
+            self.lineage.keep(task)
+        self._finish_with_extras(task, results, extras)
 
-        def pulled(oid, error):
-            left.discard(oid)
-            if error is not None:
-                errors[oid] = error
-            if left:
-                return
-            node_id, key = remote[0][2][0], remote[0][2][2]
-            if errors and all(getattr(e, "store_full", False) for e in errors.values()):
-                self.unpulled.keep_remote(results, extras, errors, node_id, key)
-                self._finish_with_extras(task, results, extras)
-                return
-            if direct is not None:  # a direct call's: the actor's node hears it from us
-                self.calls.free(direct, P.FreeRemote(node_id, key))
-            else:
-                self.to_head(P.FreeRemote(node_id, key))
-            if errors:
-                self.r.tasks[task.spec.task_id] = task
-                self.lost(P.TaskLost(self.r.node_id, task.spec.task_id,
-                                     "its results could not be fetched from the node that ran it ("
-                                     + "; ".join(f"{oid.hex()}: {e}" for oid, e in errors.items()) + ")"))
-                return
-            for res in results + extras:
-                if res[1] == P.VALUE_REMOTE:
-                    res[1], res[2] = P.VALUE_PLASMA, None
-            self._finish_with_extras(task, results, extras)
+    def _argument_lost(self, task, results):
+        """A task that failed while an argument it was sent with is being rebuilt (lost
+        with its node: the runner could not pull it) runs again once it is, as a retry."""
+        objects = self.r.objects
+        if task.attempts >= task.spec.max_retries or task.spec.actor_id is not None \
+                or not any(res[1] == P.VALUE_ERROR for res in results) \
+                or not any(objects.is_pending(oid) for oid in task.spec.deps):
+            return False
+        task.attempts += 1
+        log.warning("%s() failed on another node while its argument was being rebuilt: running it "
+                    "again (attempt %d of %d)", task.spec.name, task.attempts + 1, task.spec.max_retries + 1)
+        self.resubmit(task)
+        return True
 
-        for res in remote:
-            oid, address = res[0], self.reachable(res[2][1])
-            self.transfer.pull(oid, address, lambda error, oid=oid: pulled(oid, error))
+    def fetch(self, oid):
+        """A reader here needs ``oid``: fetch it if it lies elsewhere (True), else False."""
+        e = self.r.objects.get(oid)
+        if e is None or not self.remote.wanted_here(oid, e):
+            return False
+        return self.remote.fetch(oid)
 
-    def repull(self, oid, client):
-        return self.unpulled.repull(oid, client)
+    def node_died(self, rec):
+        """The head declared a node dead: objects only it held are rebuilt or fail, its
+        borrows end, pulls from it fail now."""
+        self.remote.node_died(rec.node_id, rec.reason)
+        self.borrows.node_died(rec.node_id)
+        self.calls.node_died(rec.node_id)  # direct calls there: retried or failed
+        self.r.delete_plasma()
+
+    def resubmit(self, task):
+        """Run a finished task again to rebuild its lost results, as a new task of this node
+        (its arguments are pinned still, by its lineage): spilled when the node would spill
+        it, held until rebuilt arguments are ready, else queued here."""
+        r = self.r
+        task.remote = task.forwarded = task.cancelled = False
+        task.started, task.started_at = 0.0, None
+        r.tasks[task.spec.task_id] = task
+        pending = [oid for oid in task.spec.deps if r.objects.is_pending(oid)]
+        if not pending and self.wants(task, ()):
+            self.spill(task)
+        elif not (pending and self.hold(task, pending)):
+            r.submit_local(task)
 
     def _finish_with_extras(self, task, results, extras):
         """Resolve a task's results; objects they refer to (extras) exist first, held until
@@ -637,7 +633,7 @@ class ClusterLink:
             return
         if task.attempts < task.spec.max_retries:
             task.attempts += 1
-            self._run_here(task)  # this time: no second trip to the dead node
+            self.resubmit(task)  # the head knows the node is dead: it will not go there again
             return
         del self.r.tasks[rec.task_id]
         self.r.finish_remote(task, None, _errors.pack_exception(NodeDiedError(
@@ -659,7 +655,7 @@ class ClusterLink:
         if spec.actor_id is None and not rec.function[1] and spec.function_id not in r.functions:
             self._refuse_run(rec, spec, "the head sent it without its function, which this node does not have")
             return
-        task = self.take(rec, spec)
+        task = self._take(rec, spec)
         if spec.actor_id is not None:  # a call to an actor we host
             r.actors.submit(task, list(r.missing_deps(spec)))
         else:
@@ -671,7 +667,7 @@ class ClusterLink:
         err = _errors.pack_exception(ActorScoopError(f"task {spec.name}() could not run on node "
                                                      f"{self.r.node_id.hex()[:8]}: {why}"))
         results = _errors.error_results(spec.task_id, spec.num_returns, err)
-        self.to_owner(spec.task_id, P.TaskResult(rec.owner, self.r.node_id, spec.task_id, results, []))
+        self.calls.to_owner(spec.task_id, P.TaskResult(rec.owner, self.r.node_id, spec.task_id, results, []))
 
     def _run_here(self, task):
         """One of our tasks runs on this node after all; the head placed it: never spill it."""
@@ -679,7 +675,7 @@ class ClusterLink:
         task.forwarded = True
         self.r.submit_local(task)
 
-    def take(self, rec, spec):
+    def _take(self, rec, spec):
         """Make a task another node sent us ours to run: its function, its arguments (pulled
         if they are in the owner's store), its results expected here until they go home."""
         r = self.r
@@ -687,16 +683,28 @@ class ClusterLink:
         if blob and spec.function_id not in r.functions:
             r.functions[spec.function_id] = (name, blob, path)
         holder = REMOTE + spec.task_id
+        needed = set(spec.deps)  # values the task gets (the rest: refs inside its arguments)
+        if spec.args_object is not None:
+            needed.add(spec.args_object)
         for oid, kind, data in rec.deps:
             if oid in r.objects:
                 r.objects.add_holder(oid, holder)
-            elif kind == P.VALUE_REMOTE:  # in the owner's store: pull it before the task runs
-                r.objects.expect(oid, holder, "pull")
-                self.transfer.pull(oid, self.reachable(data[1]),
-                                   lambda error, oid=oid: self._dep_pulled(oid, error))
+            elif kind == P.VALUE_REMOTE:  # in a store elsewhere: borrowed while a ref to it is here
+                owner = data[4] if len(data) > 4 and type(data[4]) is bytes and data[4] else rec.owner
+                self.borrows.arrived(oid, owner, data)
+                self.remote.addresses[data[0]] = self._reachable(data[1])
+                if oid in needed:  # pulled before the task runs
+                    r.objects.expect(oid, holder, "pull")
+                    self.transfer.pull(oid, self._reachable(data[1]),
+                                       lambda error, oid=oid: self._dep_pulled(oid, error))
+                else:  # a ref inside the arguments: fetched only if a get here asks for it
+                    size = int(data[3]) if len(data) > 3 else 0
+                    r.objects.put(oid, holder, P.VALUE_REMOTE, list(data[:4]), size, ())
+                    self.remote.borrowed(oid, data)
             else:
                 r.objects.put(oid, holder, kind, data, 0, ())
             r.objects.pin(oid)
+        self.borrows.flush()
         for oid in return_ids(spec.task_id, spec.num_returns):
             r.objects.expect(oid, holder, spec.name)
         task = r.new_task(spec, holder, [dep[0] for dep in rec.deps])
@@ -710,9 +718,11 @@ class ClusterLink:
         if kind == P.VALUE_PLASMA:
             self.r.objects.add_holder(oid, SERVE + tid)
             data, kind = [self.r.node_id, self.transfer.address, tid], P.VALUE_REMOTE
+        elif kind == P.VALUE_REMOTE:  # a borrowed ref's object, elsewhere: not ours to free (no key)
+            data = [*(self.borrows.location(oid) or data)[:2], b""]
         return [oid, kind, data, size, list(contained)]
 
-    def reachable(self, address):
+    def _reachable(self, address):
         return address if self.head is not None else reachable(address, self.address)
 
     def _dep_pulled(self, oid, error):
@@ -728,21 +738,6 @@ class ClusterLink:
             events = []
             r.publish(oid, e, recipients, events)
             r.feed(events)
-
-    def to_owner(self, task_id, rec):
-        """A record about a task run here for another node, to that node: straight back
-        if it came straight here (a direct actor call), else through the head."""
-        ident = self.calls.caller_of(task_id, done=type(rec) is P.TaskResult)
-        if ident is None:
-            self.to_head(rec)
-        else:
-            self.calls.reply(ident, rec)
-
-    def cancel_remote(self, rec, task):
-        """Cancel one of our tasks that another node runs: through the head, or straight
-        to the actor's node for a direct call."""
-        if task.spec.actor_id is None or not self.calls.cancel(rec, task):
-            self.to_head(rec)
 
     def send_result(self, task, results):
         """A task run for another node ended: send the results home. Values in our store stay
@@ -782,7 +777,7 @@ class ClusterLink:
                 self.results_waiting.setdefault(oid, []).append((task, results))
             return
         out = [self._outgoing(*res, tid) for res in results]
-        self.to_owner(tid, P.TaskResult(task.owner, self.r.node_id, tid, out, extras))
+        self.calls.to_owner(tid, P.TaskResult(task.owner, self.r.node_id, tid, out, extras))
         self.r.objects.drop_holder(REMOTE + tid)
         self.r.delete_plasma()
 
@@ -799,10 +794,11 @@ class ClusterLink:
     def table_sizes(self):
         """How many entries the link's tables hold (and its transfers' and the head's)."""
         out = {"cluster.lookups": len(self._lookups), "cluster.results_waiting": len(self.results_waiting),
+               "cluster.remote": len(self.remote.where), "cluster.lineage": len(self.lineage.tasks),
+               "cluster.borrowed": len(self.borrows.owners),
                "cluster.held": sum(len(v) for v in self.held.values()),
                "cluster.functions_at_head": len(self.functions_at_head)}
-        if self.calls is not None:
-            out.update(self.calls.table_sizes())
+        out.update(self.calls.table_sizes())
         if self.transfer is not None:
             t = self.transfer
             out.update({"transfer.serving": len(t.serving), "transfer.pulls": len(t.pulls),
@@ -819,10 +815,11 @@ class ClusterLink:
                "received": self.received, "received_bytes": self.received_bytes, "dropped": self.drops.counts(),
                "refused": self.auth.refusals() if self.auth is not None else {},
                "transfer": self.transfer.report() if self.transfer is not None else None,
-               "direct_calls": self.calls.report() if self.calls is not None else None}
+               "direct_calls": self.calls.report() if self.calls is not None else None,
+               "objects": {**self.remote.report(), **self.borrows.report(), "lineage": len(self.lineage.tasks)}}
+        out["nodes"] = self.head.table() if self.head is not None else self.table
         if self.head is not None:
             out["routed_calls"] = self.head.routed_calls  # actor calls the head passed on
-        out["nodes"] = self.head.table() if self.head is not None else self.table
         return out
 
     def close(self):

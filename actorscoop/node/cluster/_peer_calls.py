@@ -69,6 +69,7 @@ class PeerCalls:
         self.retried = 0  # direct calls resent after their actor's node died
         self.drain_waits = 0  # calls that waited for the calls through the head to be answered
         self._waiting = None  # the call that waits now (counted once)
+        self._deaths = set()  # nodes the head said died this loop turn
         # node config "direct_calls": False keeps every call on the way through the head
         self.enabled = bool(self.r.config.get("direct_calls", True))
         self.r.watch(self.server.getsockopt(zmq.FD), link.drain)
@@ -98,7 +99,7 @@ class PeerCalls:
         route.direct[tid] = None
         self.calls_sent += 1
         self.outbox[(self._peer(route.address), None)].append(
-            P.RunTask(self.r.node_id, list(task.spec), self.link.portable_deps(task.spec), _NO_FUNCTION))
+            P.RunTask(self.r.node_id, list(task.spec), self.link._portable_deps(task.spec), _NO_FUNCTION))
         return True
 
     def located(self, rec):
@@ -108,36 +109,46 @@ class PeerCalls:
         route = self.routes.get(rec.actor_id)
         if route is None or route.address is not None:
             return  # not ours to call; or known already (it changes only when its node dies)
-        route.node_id, route.address = rec.node_id, self.link.reachable(rec.address)
+        route.node_id, route.address = rec.node_id, self.link._reachable(rec.address)
 
     def answered(self, task):
-        """A call of ours to an actor on another node ended (result or loss); the peer
-        address its results came from if it went direct, else None."""
+        """A call of ours to an actor on another node ended (result or loss)."""
         route = self.routes.get(task.spec.actor_id)
         if route is None:
-            return None
+            return
         tid = task.spec.task_id
         if tid in route.direct:
             del route.direct[tid]
             if len(route.direct) == WINDOW - 1:  # calls may wait for room in the window
                 self.r.actors.resume(task.spec.actor_id)
-            return route.address
+            return
         route.via_head.discard(tid)
         if not route.via_head and route.address is not None:
             self.r.actors.resume(task.spec.actor_id)  # calls that waited for the drain go now
-        return None
 
     def cancel(self, rec, task):
-        """Pass a cancel on to the node running our direct call; False if not direct."""
-        route = self.routes.get(task.spec.actor_id)
+        """Cancel one of our tasks that another node runs: straight to the actor's node
+        for a direct call, else through the head."""
+        route = self.routes.get(task.spec.actor_id) if task.spec.actor_id is not None else None
         if route is None or rec.task_id not in route.direct:
-            return False
+            self.link.to_head(rec)
+            return
         self.outbox[(self._peer(route.address), None)].append(rec)
-        return True
 
-    def free(self, address, rec):
-        """The results of a direct call are pulled: the actor's node lets its copies go."""
-        self.outbox[(self._peer(address), None)].append(rec)
+    def node_died(self, node_id):
+        """The head says a node died (NodeDied). Its routes are dropped at the end of this
+        loop turn (``flush``): the head's own node hears it before the head has restarted
+        the actors that lived there, and retried calls must find them."""
+        self._deaths.add(node_id)
+
+    def tick(self):
+        """Every second: routes to nodes the head's table counts dead (in case a NodeDied was lost)."""
+        link = self.link
+        if link.head is not None:
+            dead = {n.load.node_id for n in link.head.nodes.values() if not n.load.alive}
+        else:  # a node that joined after the table is not in it, and not dead
+            dead = {bytes.fromhex(n["node_id"]) for n in link.table if not n.get("alive")}
+        self.check_alive(dead)
 
     def check_alive(self, dead):
         """``dead``: the ids of the nodes the head counts dead. Routes to one of them:
@@ -209,8 +220,14 @@ class PeerCalls:
         None if it came through the head. ``done``: its results go now (forget it)."""
         return self.callers.pop(task_id, None) if done else self.callers.get(task_id)
 
-    def reply(self, ident, rec):
-        self.outbox[(self.server, ident)].append(rec)
+    def to_owner(self, task_id, rec):
+        """A record about a task run here for another node, to that node: straight back
+        if it came straight here (a direct actor call), else through the head."""
+        ident = self.caller_of(task_id, done=type(rec) is P.TaskResult)
+        if ident is None:
+            self.link.to_head(rec)
+        else:
+            self.outbox[(self.server, ident)].append(rec)
 
     def _on_call(self, ident, rec):
         r = self.r
@@ -223,7 +240,7 @@ class PeerCalls:
             return
         self.calls_received += 1
         self.callers[spec.task_id] = ident
-        task = self.link.take(rec, spec)
+        task = self.link._take(rec, spec)
         r.actors.submit(task, list(r.missing_deps(spec)))
 
     # ------------------------------------------------------------------ I/O
@@ -239,9 +256,9 @@ class PeerCalls:
                 if type(rec) is P.RunTask:
                     self._handle(self._on_call, ident, rec)
                 elif type(rec) is P.CancelTask:
-                    self._handle(lambda _i, rec: self.link.cancel_from_owner(rec), ident, rec)
+                    self._handle(lambda _i, rec: self.link._cancel_from_owner(rec), ident, rec)
                 else:
-                    self._handle(lambda _i, rec: self.link.free_remote(rec), ident, rec)
+                    self._handle(lambda _i, rec: self.link._free_remote(rec), ident, rec)
         for sock in list(self.peers.values()):
             while sock.getsockopt(zmq.EVENTS) & zmq.POLLIN:
                 frame = sock.recv(zmq.NOBLOCK)
@@ -249,10 +266,10 @@ class PeerCalls:
                     self._handle(self._from_actor_node, None, rec)
 
     def _from_actor_node(self, _ident, rec):
-        (self.link.result if type(rec) is P.TaskResult else self.link.remote_log)(rec)
+        (self.link.result if type(rec) is P.TaskResult else self.link._remote_log)(rec)
 
     def _records(self, frame, allowed, source):
-        records = self.link.records(frame, source)
+        records = self.link._records(frame, source)
         for rec in records:
             if type(rec) not in allowed:
                 self.drops.drop(f"unexpected {type(rec).__name__}", f"from {source}")
@@ -267,7 +284,11 @@ class PeerCalls:
                             f"{type(exc).__name__}: {exc}", exc_info=True)
 
     def flush(self):
-        """Send what this loop turn queued, one frame per peer."""
+        """End of a loop turn: drop the routes to nodes that died; send what the turn
+        queued, one frame per peer."""
+        if self._deaths:
+            dead, self._deaths = self._deaths, set()
+            self.check_alive(dead)
         if not self.outbox:
             return
         outbox, self.outbox = self.outbox, collections.defaultdict(list)

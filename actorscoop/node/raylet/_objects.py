@@ -5,7 +5,11 @@ to, which plasma objects to delete).
 
 An object lives while any of these holds it: a process that holds an ObjectRef
 (``holders``), a pending task that takes it as an argument (``pins``), or another
-live object whose value contains a ref to it (``pins`` too).
+live object whose value contains a ref to it (``pins`` too). In a cluster, also: another
+node that borrows it (a holder ``BORROW`` + node id, node/cluster/_borrows.py), and a
+finished task whose results may have to be rebuilt (a pin, node/cluster/_lineage.py). An
+entry of kind VALUE_REMOTE lies in another node's store (its data: the location); a
+reader here fetches it first (node/cluster/_remote.py).
 
 Results of direct actor calls (driver -> actor process, no raylet hop) reach this table
 late, or never: only when the caller promotes them (a ref leaves its process) or the
@@ -268,7 +272,7 @@ class ObjectTable:
         for oid, e in list(self.entries.items())[:limit]:
             out.append({"id": oid.hex(), "state": e.state.value, "size": e.size,
                         "where": {P.VALUE_INLINE: "inline", P.VALUE_PLASMA: "plasma",
-                                  P.VALUE_ERROR: "error"}.get(e.kind, "-"),
+                                  P.VALUE_ERROR: "error", P.VALUE_REMOTE: "remote"}.get(e.kind, "-"),
                         "holders": len(e.holders), "pins": e.pins, "producer": e.producer})
         return out
 

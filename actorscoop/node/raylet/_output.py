@@ -55,7 +55,7 @@ class WorkerOutput:
     def _send_log(self, w, prefix, targets, task, text):
         if task is not None and task.owner is not None:
             # a task run for another node: its output goes to its owner's driver
-            self.cluster.to_owner(task.spec.task_id, P.RemoteLog(
+            self.cluster.calls.to_owner(task.spec.task_id, P.RemoteLog(
                 task.owner, task.spec.task_id, f"{prefix}, node={self.node_id.hex()[:8]}", text))
             return
         for t in targets:

@@ -243,7 +243,7 @@ class Raylet(TaskFlow, WorkerOutput, Leasing, Bundles):
             if now >= memory.due:
                 memory.check(now)
             if self.cluster is not None:
-                self.cluster.flush()  # direct actor calls and their results, a frame per peer
+                self.cluster.calls.flush()  # direct actor calls and their results, a frame per peer
             self._flush()
             self.recorder.fold_if_long()
             if now >= next_tick:
@@ -444,12 +444,12 @@ class Raylet(TaskFlow, WorkerOutput, Leasing, Bundles):
     def _answer_get(self, ident, oid):
         """Send the value if there is one, else remember who waits; False if ``oid`` is not
         in the table at all."""
+        if self.cluster is not None:
+            self.cluster.fetch(oid)  # its value lies on another node: pulled here, answered then
         e = self.objects.subscribe(oid, ident)
         if e is None:
             return False
         if e.state is not ObjState.PENDING:
-            if e.state is ObjState.FAILED and self.cluster is not None and self.cluster.repull(oid, ident):
-                return True  # a result our store had no room for: pulled again, answered then
             self._send(ident, P.ObjectValue(oid, e.kind, e.data))
         return True
 

@@ -76,6 +76,8 @@ class TaskFlow:
                 return
             if e.state is ObjState.PENDING:
                 missing.append(oid)
+        if self.cluster is not None and spec.actor_id is not None:
+            missing = list(self.missing_deps(spec))  # values on other nodes are fetched first
         if spec.actor_id is not None and spec.method != "__init__":
             self.actors.submit(self.tasks[tid], missing)
             return
@@ -99,6 +101,8 @@ class TaskFlow:
         if self.cluster is not None and self.cluster.wants(task, missing):
             self.cluster.spill(task)
             return
+        if self.cluster is not None:
+            missing = list(self.missing_deps(spec))  # it runs here: values on other nodes are fetched
         if self.cluster is not None and missing and self.cluster.hold(
                 task, missing, self.clients[ident].kind != P.KIND_WORKER):
             return
@@ -110,7 +114,11 @@ class TaskFlow:
         return task
 
     def missing_deps(self, spec):
-        """The arguments of a task that have no value yet (all are in the object table)."""
+        """The arguments of a task that have no value here yet (all are in the object table);
+        in a cluster, those whose value lies on another node are fetched now."""
+        if self.cluster is not None:
+            for o in spec.deps:
+                self.cluster.fetch(o)
         return tuple(o for o in spec.deps if self.objects.is_pending(o))
 
     def submit_local(self, task, pipelinable=True):
@@ -252,6 +260,12 @@ class TaskFlow:
     def _publish(self, oid, e, kind, data, recipients, submitter, events):
         """An object got its value: send it to the submitter (if it still holds it) and to
         whoever asked; add the scheduler's event."""
+        if kind == P.VALUE_REMOTE:  # it stays where its task ran until a reader here needs it
+            if submitter is not None and submitter in e.holders and submitter not in recipients:
+                self._send(submitter, P.ObjectValue(oid, kind, None))  # "ask for it when you need it"
+            if self._fetch_for_waiters(oid, e, recipients):
+                return
+            submitter = None
         value = P.ObjectValue(oid, kind, data)
         if submitter is not None and submitter in e.holders:
             self._send(submitter, value)
@@ -263,6 +277,16 @@ class TaskFlow:
             self.actors.object_ready(oid)
         if self.cluster is not None and (self.cluster.results_waiting or self.cluster.held):
             self.cluster.object_ready(oid)
+
+    def _fetch_for_waiters(self, oid, e, recipients):
+        """A value that lies on another node, and something here waits for it now (a get, a
+        local task, an actor call): fetch it (its readers are answered when it is here).
+        False if nothing here waits."""
+        if not (recipients or oid in self.scheduler.waiting_on or oid in self.actors.waiting_on):
+            return False
+        e.subscribers.update(recipients)
+        self.cluster.fetch(oid)
+        return True
 
     def _fail_returns(self, task, err, ran_on=(b"", 0)):
         """Fail a task's returns with ``err`` (it ended without a worker's answer; ``ran_on``:
@@ -281,7 +305,7 @@ class TaskFlow:
             return
         task.cancelled = True
         if task.remote:  # running on another node: the head (or, a direct call, we) passes it on
-            self.cluster.cancel_remote(rec, task)
+            self.cluster.calls.cancel(rec, task)
             return
         if task.spec.actor_id is not None:
             self.actors.cancel(task, rec.force)
