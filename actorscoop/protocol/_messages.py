@@ -332,6 +332,7 @@ class NodeJoin(NamedTuple):
     pid: int
     resources: dict  # totals, CPU included
     address: str  # where its store serves objects (HOST:PORT): how other nodes reach it
+    calls: str = ""  # where its raylet takes actor calls straight from other nodes (HOST:PORT)
 
 
 class JoinReply(NamedTuple):
@@ -414,6 +415,16 @@ class RouteCall(NamedTuple):
     owner: bytes
     spec: list
     deps: list
+
+
+class ActorRoute(NamedTuple):
+    """Head -> the node of a caller whose call it passed on to an actor: where the actor
+    lives, and where that node's raylet takes calls (HOST:PORT, CURVE like the head's
+    socket); the caller's node sends the later calls straight there, and their results
+    come back the same way (node/cluster/_peer_calls.py)."""
+    actor_id: bytes
+    node_id: bytes
+    address: str
 
 
 class ActorHosted(NamedTuple):
@@ -657,7 +668,7 @@ MESSAGE_TYPES = (
     ActorGone, RemoteLog, ActorRestartSpec, ReturnTasks, CallsDone, TaskEvents, HoldLimit,
     LeaseRequest, LeaseGranted, LeaseReturn, LeaseRevoke, Lease, LeaseReady, LeaseEnd, CancelLeased,
     ReclaimLeased, PlacementGroupOp, PlacementGroupReply, BundleOp, BundleReply,
-    NodeDied, Borrow,
+    NodeDied, Borrow, ActorRoute,
 )
 
 __all__ = [c.__name__ for c in MESSAGE_TYPES] + [

@@ -88,6 +88,7 @@ class ClusterLink:
         self.auth = None
         self.head = None
         self.transfer = None
+        self.calls = None  # direct calls to actors on other nodes (_peer_calls.py)
         self._lookups = {}  # head request id -> (client, client's request id)
         self.results_waiting = {}  # object id -> results of tasks run here that refer to it
         self.remote = RemoteObjects(self)  # objects whose copy is in another node's store
@@ -117,8 +118,11 @@ class ClusterLink:
                 self.address = join
                 self.port = None
                 self.sock = _secure.client_socket(self.ctx, zmq.DEALER, creds, f"tcp://{join}")
-                self._join(join_timeout)
                 host = _route_to(join)
+            from ._peer_calls import PeerCalls
+            self.calls = PeerCalls(self, self.ctx, creds, host)  # before the join, which names its address
+            if join is not None:
+                self._join(join_timeout)
             from ._transfer import Transfer
             self.transfer = Transfer(raylet.transfer_port(), self.ctx, creds, host)
         except BaseException:
@@ -129,44 +133,12 @@ class ClusterLink:
 
     def _join(self, timeout):
         """Join the head; fail fast (and say why) on a refused handshake or no answer."""
-        endpoint = f"inproc://join-monitor-{id(self)}"
-        self.sock.monitor(endpoint, zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
-                          | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL | zmq.EVENT_HANDSHAKE_FAILED_AUTH)
-        monitor = self.ctx.socket(zmq.PAIR)
-        monitor.connect(endpoint)
-        try:
-            self.sock.send(P.encode([self._join_record()]))
-            poller = zmq.Poller()
-            poller.register(self.sock, zmq.POLLIN)
-            poller.register(monitor, zmq.POLLIN)
-            ready = dict(poller.poll(timeout * 1000))
-            if monitor in ready and self.sock not in ready:
-                import zmq.utils.monitor as zmon  # here: it imports asyncio (~15 ms of a join)
-                event = zmon.recv_monitor_message(monitor)["event"]
-                raise ActorScoopError(
-                    f"the head at {self.address} refused this node's handshake "
-                    f"({'authentication failed' if event == zmq.EVENT_HANDSHAKE_FAILED_AUTH else 'it could not decrypt it'}): "
-                    "the token is not this cluster's. Copy the token `actorscoop start --head` printed "
-                    "(in single quotes) or set ACTORSCOOP_TOKEN")
-            if self.sock not in ready:
-                raise ActorScoopError(
-                    f"the head at {self.address} did not answer within {timeout:g} s: check the "
-                    "address and that `actorscoop start --head` runs there (and that no firewall "
-                    "blocks the port)")
-        finally:
-            self.sock.monitor(None, 0)
-            monitor.close(linger=0)
-        for rec in P.decode_or_log(self.sock.recv(), log, "the head"):
-            if type(rec) is P.JoinReply:
-                if not rec.ok:
-                    raise ActorScoopError(f"the head at {self.address} refused this node: {rec.reason}")
-                self.head_node_id = rec.head_node_id
-                return
-        raise ActorScoopError(f"the head at {self.address} answered the join with something else")
+        from ._join import join
+        self.head_node_id = join(self.ctx, self.sock, self._join_record(), self.address, timeout)
 
     def _join_record(self):
         return P.NodeJoin(P.PROTOCOL_VERSION, self.r.node_id, self.host, self.pid,
-                          dict(self.r.load()[1]), self.object_address())
+                          dict(self.r.load()[1]), self.object_address(), self.calls.address)
 
     def object_address(self):
         t = getattr(self, "transfer", None)
@@ -218,6 +190,7 @@ class ClusterLink:
                         self._handle(lambda _ident, rec: self.deliver(rec), None, rec, "the head")
         if self.transfer is not None:
             self.transfer.drain()
+        self.calls.drain()
 
     def _records(self, frame, source):
         """The records of a frame from ``source``; none (dropped, counted) if it is malformed."""
@@ -266,6 +239,7 @@ class ClusterLink:
             P.PlacementGroupReply: self._answer_lookup,
             P.BundleOp: r.bundle_op,
             P.ClusterStatusReply: lambda rec: setattr(self, "table", rec.nodes),
+            P.ActorRoute: lambda rec: self.calls.located(rec),
             P.NodeDied: self.node_died,
             P.Borrow: lambda rec: self.borrows.on_borrow(rec),
         }
@@ -341,6 +315,7 @@ class ClusterLink:
             r.delete_plasma()
         self.remote.sweep(r.objects)
         self.borrows.sweep(r.objects)
+        self.calls.tick()
 
     def _heartbeat(self):
         r = self.r
@@ -374,6 +349,7 @@ class ClusterLink:
                 if task.remote:
                     del self.r.tasks[tid]
                     self.r.finish_remote(task, None, err)
+            self.calls.reset()
         if self.head_lost:
             self.to_head(self._join_record())
 
@@ -564,6 +540,8 @@ class ClusterLink:
         task = self._sent_away(rec)
         if task is None:
             return
+        if task.spec.actor_id is not None:
+            self.calls.answered(task)  # (calls waiting for the drain or the window may go)
         del self.r.tasks[rec.task_id]
         results = [list(res) for res in rec.results]
         extras = [list(res) for res in rec.extras]
@@ -599,6 +577,7 @@ class ClusterLink:
         borrows end, pulls from it fail now."""
         self.remote.node_died(rec.node_id, rec.reason)
         self.borrows.node_died(rec.node_id)
+        self.calls.node_died(rec.node_id)  # direct calls there: retried or failed
         self.r.delete_plasma()
 
     def resubmit(self, task):
@@ -642,6 +621,7 @@ class ClusterLink:
         if task is None:
             return
         if task.spec.actor_id is not None:
+            self.calls.answered(task)
             del self.r.tasks[rec.task_id]
             self.r.finish_remote(task, None, _errors.pack_exception(ActorDiedError(
                 f"{task.spec.name}(): the actor is gone: {rec.reason}")))
@@ -687,7 +667,7 @@ class ClusterLink:
         err = _errors.pack_exception(ActorScoopError(f"task {spec.name}() could not run on node "
                                                      f"{self.r.node_id.hex()[:8]}: {why}"))
         results = _errors.error_results(spec.task_id, spec.num_returns, err)
-        self.to_head(P.TaskResult(rec.owner, self.r.node_id, spec.task_id, results, []))
+        self.calls.to_owner(spec.task_id, P.TaskResult(rec.owner, self.r.node_id, spec.task_id, results, []))
 
     def _run_here(self, task):
         """One of our tasks runs on this node after all; the head placed it: never spill it."""
@@ -764,9 +744,10 @@ class ClusterLink:
         here, held for the owner until it has pulled them (FreeRemote); the rest is forgotten."""
         tid = task.spec.task_id
         if task.fenced:  # its owner runs it elsewhere; forget what it made here
+            self.calls.caller_of(tid, done=True)
             for oid, kind, data, size, contained in results:
                 self.r.objects.resolve(oid, kind, data, size, contained)
-            self.r.objects.drop_client(REMOTE + tid)
+            self.r.objects.drop_holder(REMOTE + tid)
             self.r.delete_plasma()
             return
         for oid, kind, data, size, contained in results:
@@ -796,8 +777,8 @@ class ClusterLink:
                 self.results_waiting.setdefault(oid, []).append((task, results))
             return
         out = [self._outgoing(*res, tid) for res in results]
-        self.to_head(P.TaskResult(task.owner, self.r.node_id, tid, out, extras))
-        self.r.objects.drop_client(REMOTE + tid)
+        self.calls.to_owner(tid, P.TaskResult(task.owner, self.r.node_id, tid, out, extras))
+        self.r.objects.drop_holder(REMOTE + tid)
         self.r.delete_plasma()
 
     def object_ready(self, oid):
@@ -817,6 +798,7 @@ class ClusterLink:
                "cluster.borrowed": len(self.borrows.owners),
                "cluster.held": sum(len(v) for v in self.held.values()),
                "cluster.functions_at_head": len(self.functions_at_head)}
+        out.update(self.calls.table_sizes())
         if self.transfer is not None:
             t = self.transfer
             out.update({"transfer.serving": len(t.serving), "transfer.pulls": len(t.pulls),
@@ -833,13 +815,18 @@ class ClusterLink:
                "received": self.received, "received_bytes": self.received_bytes, "dropped": self.drops.counts(),
                "refused": self.auth.refusals() if self.auth is not None else {},
                "transfer": self.transfer.report() if self.transfer is not None else None,
+               "direct_calls": self.calls.report() if self.calls is not None else None,
                "objects": {**self.remote.report(), **self.borrows.report(), "lineage": len(self.lineage.tasks)}}
         out["nodes"] = self.head.table() if self.head is not None else self.table
+        if self.head is not None:
+            out["routed_calls"] = self.head.routed_calls  # actor calls the head passed on
         return out
 
     def close(self):
         if self.transfer is not None:
             self.transfer.close()
+        if self.calls is not None:
+            self.calls.close()
         sock = getattr(self, "sock", None)
         if sock is not None:
             sock.close(linger=0)
