@@ -136,7 +136,9 @@ class ReturnTasks(NamedTuple):
     """A busy worker hands back the tasks queued on it that it has not started (asked by
     the raylet through its control pipe: a worker idles while they wait). ``moved``: a
     task that started here and cannot go on here (it asked for a lock that a task paused
-    in this worker holds: node/worker/_task_locks.py); it starts again in another worker."""
+    in this worker holds: node/worker/_task_locks.py); it starts again in another worker.
+    Also node -> head: tasks the head placed on the node, never started, given back (work
+    stealing: node/raylet/_give_back.py; ``moved`` False)."""
     task_ids: list
     moved: bool = False
 
