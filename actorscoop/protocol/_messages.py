@@ -10,7 +10,8 @@ PROTOCOL_VERSION = 9  # 3: object transfers sealed with AES-GCM (transport/_seal
 # 5: a worker holds several paused tasks (Blocked.paused); 6: worker leases; 7: GPUs, runtime
 # environments and placement groups (PlacementGroupOp/Reply, BundleOp/Reply); 8: Heartbeat.received
 # (load balancing: the head counts what each node has taken); 9: lineage and borrowers
-# (NodeDied, Borrow, results kept where they were made)
+# (NodeDied, Borrow, results kept where they were made), direct calls to actors on other nodes
+# (ActorRoute and the call link), work stealing
 
 # How a value travels.
 VALUE_INLINE = 0  # data holds the serialized value
