@@ -197,8 +197,10 @@ class ObjectTable:
             s.discard(oid)
         self._maybe_free(oid, e)
 
-    def drop_client(self, holder):
-        """A process went away: release everything it held."""
+    def drop_holder(self, holder):
+        """Release everything ``holder`` held. Alone, for a holder that never subscribes
+        (a task run for another node, results kept for one): no scan of the whole table,
+        which per call made thousands of calls in flight quadratic."""
         self._early.pop(holder, None)
         for oid in self.held_by.pop(holder, ()):
             e = self.entries.get(oid)
@@ -206,6 +208,10 @@ class ObjectTable:
                 e.holders.discard(holder)
                 e.subscribers.discard(holder)
                 self._maybe_free(oid, e)
+
+    def drop_client(self, holder):
+        """A process went away: release everything it held."""
+        self.drop_holder(holder)
         unawaited = []
         for oid, e in self.entries.items():
             if holder in e.subscribers:
@@ -214,6 +220,16 @@ class ObjectTable:
                     unawaited.append((oid, e))
         for oid, e in unawaited:
             self._maybe_free(oid, e)
+
+    def forget_pending(self, oids):
+        """Results expected here of a task that went to another node before it started:
+        forget those nobody here holds, pins or waits for (after ``drop_client`` of the
+        task's holder identity)."""
+        for oid in oids:
+            e = self.entries.get(oid)
+            if e is not None and e.state is ObjState.PENDING and not e.holders and not e.pins \
+                    and not e.subscribers:
+                del self.entries[oid]
 
     def pin(self, oid):
         e = self.entries.get(oid)
