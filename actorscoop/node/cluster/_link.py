@@ -36,13 +36,12 @@ from ..._common._ids import return_ids
 from ._borrows import Borrows
 from ._head import HeadService
 from ._lineage import Lineage
-from ._remote import RemoteObjects, unpulled_error
+from ._remote import SERVE, RemoteObjects, unpulled_error  # SERVE: holder of results kept for their owner
 from ..raylet._objects import ObjState
 
 log = logging.getLogger("actorscoop.cluster")
 
 REMOTE = b"\x00remote:"  # prefix of the holder identity of a task run for another node
-SERVE = b"\x00serve:"  # ... of its results kept in our store until the owner pulled them
 
 
 def reachable(address, joined):
@@ -272,17 +271,9 @@ class ClusterLink:
                 log.warning("the head at %s does not count this node in: dropping the work other "
                             "nodes gave it (they run it elsewhere) and joining again", self.address)
             self.r.fence_foreign_tasks()
-            self._fence_objects()
+            self.remote.fence()
             self.sock.send(P.encode([self._join_record()]), zmq.NOBLOCK)
             self.borrows.register_again()  # (after the join: the head drops what comes before)
-
-    def _fence_objects(self):
-        """Counted dead, this node joins again: owners counted the results it kept for them
-        lost (and rebuilt them), so it frees them; its borrows were dropped (registered again)."""
-        objects = self.r.objects
-        for holder in [h for h in objects.held_by if h.startswith(SERVE)]:
-            objects.drop_client(holder)
-        self.r.delete_plasma()
 
     def _free_remote(self, rec):
         self.r.objects.drop_client(SERVE + rec.key)
@@ -578,32 +569,23 @@ class ClusterLink:
         del self.r.tasks[rec.task_id]
         results = [list(res) for res in rec.results]
         extras = [list(res) for res in rec.extras]
-        if self._argument_lost(task, results):
+        if self.lineage.argument_lost(self, task, results):
             return
         if self.remote.keep_results([(res, False) for res in results] + [(res, True) for res in extras]):
             self.lineage.keep(task)
         self._finish_with_extras(task, results, extras)
 
-    def _argument_lost(self, task, results):
-        """A task that failed while an argument it was sent with is being rebuilt (lost
-        with its node: the runner could not pull it) runs again once it is, as a retry."""
-        objects = self.r.objects
-        if task.attempts >= task.spec.max_retries or task.spec.actor_id is not None \
-                or not any(res[1] == P.VALUE_ERROR for res in results) \
-                or not any(objects.is_pending(oid) for oid in task.spec.deps):
-            return False
-        task.attempts += 1
-        log.warning("%s() failed on another node while its argument was being rebuilt: running it "
-                    "again (attempt %d of %d)", task.spec.name, task.attempts + 1, task.spec.max_retries + 1)
-        self.resubmit(task)
-        return True
-
     def fetch(self, oid):
         """A reader here needs ``oid``: fetch it if it lies elsewhere (True), else False."""
-        e = self.r.objects.get(oid)
-        if e is None or not self.remote.wanted_here(oid, e):
-            return False
-        return self.remote.fetch(oid)
+        return self.remote.fetch_if_elsewhere(oid)
+
+    def node_died(self, rec):
+        """The head declared a node dead: objects only it held are rebuilt or fail, its
+        borrows end, pulls from it fail now; direct calls there are retried or failed."""
+        self.remote.node_died(rec.node_id, rec.reason)
+        self.borrows.node_died(rec.node_id)
+        self.calls.node_died(rec.node_id)
+        self.r.delete_plasma()
 
     def ran_here(self, task):
         """One of this node's tasks that the head handed back to it ended (on the head's
@@ -622,28 +604,6 @@ class ClusterLink:
         node/raylet/_give_back.py)."""
         self.given_back += len(task_ids)
         self.to_head(P.ReturnTasks(list(task_ids), False))
-
-    def node_died(self, rec):
-        """The head declared a node dead: objects only it held are rebuilt or fail, its
-        borrows end, pulls from it fail now."""
-        self.remote.node_died(rec.node_id, rec.reason)
-        self.borrows.node_died(rec.node_id)
-        self.calls.node_died(rec.node_id)  # direct calls there: retried or failed
-        self.r.delete_plasma()
-
-    def resubmit(self, task):
-        """Run a finished task again to rebuild its lost results, as a new task of this node
-        (its arguments are pinned still, by its lineage): spilled when the node would spill
-        it, held until rebuilt arguments are ready, else queued here."""
-        r = self.r
-        task.remote = task.forwarded = task.cancelled = False
-        task.started, task.started_at = 0.0, None
-        r.tasks[task.spec.task_id] = task
-        pending = [oid for oid in task.spec.deps if r.objects.is_pending(oid)]
-        if not pending and self.wants(task, ()):
-            self.spill(task)
-        elif not (pending and self.hold(task, pending)):
-            r.submit_local(task)
 
     def _finish_with_extras(self, task, results, extras):
         """Resolve a task's results; objects they refer to (extras) exist first, held until
@@ -684,7 +644,7 @@ class ClusterLink:
             return
         if task.attempts < task.spec.max_retries:
             task.attempts += 1
-            self.resubmit(task)  # the head knows the node is dead: it will not go there again
+            self.lineage.resubmit(self, task)  # the head knows the node is dead: it will not go there again
             return
         del self.r.tasks[rec.task_id]
         self.r.finish_remote(task, None, _errors.pack_exception(NodeDiedError(
