@@ -439,8 +439,9 @@ STORE_TITLES = {
     "plasma_api": ("S6. The plasma API (pyarrow.plasma's) on a standalone store",
                    "`plasma.start_plasma_store(1.5 GiB)`, one client: `create` + write the bytes "
                    "(numpy into the returned buffer) + `seal`, for 20,000 objects of 1 KB, 500 of 1 MB, "
-                   "10 of 100 MB; then `get_buffers` of each. Ray's plasma cannot run alone (no "
-                   "peer); the physical limit is a warm copy of 100 MB."),
+                   "10 of 100 MB; then `get_buffers` of each, after one untimed warm-up pass of the 1 KB "
+                   "loop (the store's first second pre-faults its arena). Ray's plasma cannot run alone "
+                   "(no peer); the physical limit is a warm copy of 100 MB."),
     "arrow": ("S7. put/get of a 100 MB Arrow table through the runtime",
               "A two-column `pyarrow.Table` of 100 MB; `put` then `get` (median of 11, after a "
               "warm-up put). actorscoop writes it as an Arrow IPC stream into shared memory and "

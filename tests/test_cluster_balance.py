@@ -151,3 +151,43 @@ def test_a_functions_pickle_crosses_to_each_node_once(four):
     for m, g in zip(members, grown):
         if m["node_id"] in ran:
             assert len(_BIG) <= g < 2 * len(_BIG), (g, grown)  # once, not with each task
+
+
+@asc.remote
+def _tiny_until(i, victim, gate, ledger):
+    """A no-op, except on node ``victim`` while ``gate`` is missing: there it holds its
+    CPU (a function the head has seen as tiny turns long)."""
+    node = asc.get_runtime_context().get_node_id()
+    with open(os.path.join(ledger, f"{i}-{os.getpid()}-{time.monotonic_ns()}"), "w"):
+        pass
+    while node == victim and not os.path.exists(gate):
+        time.sleep(0.01)
+    return i, node
+
+
+def test_an_idle_node_takes_tiny_tasks_queued_behind_one_that_turned_long(four, tmp_path):
+    """Work stealing: tiny tasks may queue at a node (16 per CPU); when the one running
+    there turns long, the ones queued behind it go back to the head and idle nodes run
+    them. Without that, they would wait for the gate and the wait below would time out.
+    Each task runs once (the ledger), the node says it gave tasks back (status)."""
+    from actorscoop._cli._main import request
+    victim = four.info(1)
+    warm, ledger = tmp_path / "warm", tmp_path / "ledger"
+    warm.mkdir()
+    ledger.mkdir()
+    gate = str(tmp_path / "gate")
+    for _ in range(3):  # the head learns that the function is tiny (32 round trips or more)
+        asc.get([_tiny_until.remote(-1, "", gate, str(warm)) for _ in range(100)], timeout=120)
+    before = request(victim, "status")["cluster"]["given_back"]
+    # Tiny tasks first (the nodes' queues fill while results flow), then the ones that
+    # hold the victim's CPU: the first to start there holds it, those behind it wait.
+    refs = [_tiny_until.remote(-1, "", gate, str(warm)) for _ in range(100)]
+    refs += [_tiny_until.remote(i, victim["node_id"], gate, str(ledger)) for i in range(300)]
+    _ready, held = asc.wait(refs, num_returns=len(refs) - 1, timeout=90)
+    assert len(held) == 1, f"{len(held)} tasks did not finish while one held the victim's CPU"
+    given = request(victim, "status")["cluster"]["given_back"] - before
+    open(gate, "w").close()
+    done = asc.get(refs, timeout=60)
+    assert [i for i, _ in done[100:]] == list(range(300))
+    assert sorted(_ran(str(ledger))) == list(range(300))  # each ran once
+    assert given >= 1, "the victim had no queue to give back: the test saw nothing"

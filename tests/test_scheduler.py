@@ -88,6 +88,37 @@ def test_blocked_worker_runs_awaited_child_inline():
     assert s.workers[w(1)].tasks == [t(1)]
 
 
+def test_only_queued_tasks_never_started_are_withdrawn():
+    """Work stealing takes tasks away only if they never started: not one running, not
+    one queued on a worker (asked back from it first), not one a blocked worker awaits."""
+    from actorscoop.scheduler import TasksWithdrawn, Withdrawn
+    s = make(cpus=1.0)
+    run(s, WorkerStarted(w(1)))
+    run(s, TaskSubmitted(t(1), CPU1, ()))
+    run(s, TaskSubmitted(t(5), CPU1, ()))  # queued on w(1) behind t(1) (pipelined)
+    for i in (2, 3, 4):
+        run(s, TaskSubmitted(t(i), CPU1, (), "", False))
+    assert s.queued_not_started() == ([t(2), t(3), t(4)], {w(1): [t(5)]})
+    assert run(s, TasksWithdrawn((t(5),))) == []  # on a worker: it must hand it back first
+    run(s, TasksReturned(w(1), (t(5),)))
+    run(s, WorkerBlocked(w(1), (t(4),)))  # t(4) runs inside t(1)'s wait now
+    assert run(s, TasksWithdrawn((t(1), t(2), t(4), t(9)))) == [Withdrawn((t(2),))]
+    assert t(2) not in s.tasks and s.queued_not_started()[0] == [t(3)]
+
+
+def test_the_backlog_counts_tasks_not_started_only():
+    """What a heartbeat says waits here for a CPU: not a task paused inside a blocked
+    worker (the head counted those as queued and sent a nested tree's children nowhere)."""
+    s = make(cpus=1.0)
+    run(s, WorkerStarted(w(1)))
+    run(s, TaskSubmitted(t(1), CPU1, ()))
+    run(s, TaskSubmitted(t(2), CPU1, ()))
+    run(s, TaskSubmitted(t(3), CPU1, (o(9),)))  # waits for an argument
+    assert s.backlog() == 2
+    run(s, WorkerBlocked(w(1), (t(2),)))  # t(2) runs inside t(1)'s wait
+    assert s.workers[w(1)].tasks == [t(1), t(2)] and s.backlog() == 1
+
+
 def test_held_tasks_run_on_their_worker_without_dispatch_and_come_back_when_reclaimed():
     s = make(cpus=1.0)
     run(s, WorkerStarted(w(1)))

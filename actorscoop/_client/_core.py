@@ -92,7 +92,7 @@ class CoreClient:
         # Ids whose value the raylet sends without being asked: results of tasks this
         # process submitted (pushed to the submitter), and ids already asked for.
         self._requested = set()
-        self._awaiting = {}  # object id -> gets and waits blocked on it now (see _awaited)
+        self._blocked = 0  # gets and waits blocked now (see _awaited)
         self._registered = set()  # function ids this process has sent to the raylet
         self._plasma_client = None
         self._plasma_lock = threading.Lock()
@@ -151,22 +151,17 @@ class CoreClient:
             self._waiters.append(waiter)
             return waiter
 
+    def _count_blocked(self, delta):
+        with self._waiters_lock:
+            self._blocked += delta
+
     def _awaited(self, oid):
-        """Whether a get, a wait or a future waits for ``oid`` now."""
-        if oid in self._futures or self._awaiting.get(oid, 0) > 0:
+        """Whether ``oid`` may be waited for now: a future waits for it, or a get or wait
+        of this process is blocked (on it, or on others: a value fetched a little early)."""
+        if oid in self._futures or self._blocked > 0:
             return True
         with self._waiters_lock:
             return any(oid in w.missing for w in self._waiters)
-
-    def _await(self, oids, delta):
-        """Count ``oids`` as awaited by a get or wait now (+1), or no longer (-1)."""
-        with self._waiters_lock:
-            for o in oids:
-                n = self._awaiting.get(o, 0) + delta
-                if n > 0:
-                    self._awaiting[o] = n
-                else:
-                    self._awaiting.pop(o, None)
 
     def _remove_waiter(self, waiter):
         with self._waiters_lock:
@@ -390,14 +385,14 @@ class CoreClient:
         values = self._values
         missing = [o for o in oids if o not in values]
         if missing:
-            self._await(missing, 1)
+            self._count_blocked(1)  # (a count, not per id: O(1) per get; read by _awaited)
             try:
                 self._request(missing)
                 deadline = None if timeout is None else time.monotonic() + timeout
                 pending = [] if self._block_until(missing, len(missing), deadline) else \
                     [o for o in missing if o not in values]
             finally:
-                self._await(missing, -1)
+                self._count_blocked(-1)
             if pending:
                 raise GetTimeoutError(
                     f"get() timed out after {timeout} s with {len(pending)} of {len(oids)} "
@@ -420,13 +415,13 @@ class CoreClient:
         oids = [r.id for r in refs]
         ready_now = sum(1 for o in oids if o in self._values)
         if ready_now < num_returns:
-            self._await(oids, 1)
+            self._count_blocked(1)
             try:
                 self._request(oids)
                 deadline = None if timeout is None else time.monotonic() + timeout
                 self._block_until(oids, num_returns, deadline)
             finally:
-                self._await(oids, -1)
+                self._count_blocked(-1)
         ready, not_ready = [], []
         for r in refs:
             (ready if r.id in self._values and len(ready) < num_returns else not_ready).append(r)

@@ -254,12 +254,15 @@ class StoreServer:
 
     def _seal(self, identity, object_id: bytes, metadata_size: int = -1) -> None:
         removed = self.store.seal(object_id, identity, time.time(), metadata_size)
-        entry = self.store.get(object_id)
-        if self.subscribers and entry is not None:
-            self._notify(P.Notification(object_id, entry.data_size, entry.metadata_size))
-        self._discard(removed)
-        for waiter in self.gets.pop(object_id, []):
-            self._answer_get(waiter.identity, waiter.msg)
+        if self.subscribers:
+            entry = self.store.get(object_id)
+            if entry is not None:
+                self._notify(P.Notification(object_id, entry.data_size, entry.metadata_size))
+        if removed:
+            self._discard(removed)
+        if self.gets:
+            for waiter in self.gets.pop(object_id, ()):
+                self._answer_get(waiter.identity, waiter.msg)
 
     def on_lease(self, identity, m: P.Lease):
         if not 0 <= m.size <= self.store.capacity // 16:
@@ -311,7 +314,9 @@ class StoreServer:
 
     def _record_creator_gone(self, identity, record) -> None:
         if not self.store.release_hole(identity, record[1]):
-            self._discard(self.store.release(record[1], identity))
+            removed = self.store.release(record[1], identity)
+            if removed:
+                self._discard(removed)
 
     def _record_release(self, identity, record) -> None:
         self._discard(self.store.release(record[1], identity))
@@ -649,12 +654,18 @@ def _read_nonblocking(fd: int) -> bytes:
 def _create_id_filter(directory: str) -> tuple[str | None, IdFilter | None]:
     """The file of the id filter clients read (named like an arena, so a dead store's is cleaned up
     the same way), in the arena's directory or else /dev/shm; (None, None) if neither can hold it:
-    clients then ask the store at every create."""
+    clients then ask the store at every create. Its pages get their memory now (fallocate): the
+    store writes them at any moment, and a page a full tmpfs cannot back would kill it (SIGBUS)."""
     from . import _idfilter
     for where in dict.fromkeys([directory, SHM_DIR]):
         path = None
         try:
             path = create_arena(_idfilter.SIZE, None, where)
+            fd = os.open(path, os.O_RDWR)
+            try:
+                os.posix_fallocate(fd, 0, _idfilter.SIZE)
+            finally:
+                os.close(fd)
             return path, IdFilter(Mapping(path, _idfilter.SIZE).mmap)
         except (OSError, PlasmaError) as exc:
             unlink_quietly(path)

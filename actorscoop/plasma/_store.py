@@ -63,7 +63,7 @@ _ALLOWED = {
 }
 
 
-@dataclasses.dataclass(eq=False)
+@dataclasses.dataclass(eq=False, slots=True)
 class Entry:
     object_id: bytes
     size: int  # bytes of the block's contents: metadata, padding, data
@@ -265,6 +265,8 @@ class ObjectStore:
     def release_hole(self, client, object_id: bytes) -> bool:
         """The client dropped the buffer of a create that ``register`` refused: free its block.
         False if the client has no such hole."""
+        if not self._holes:
+            return False
         offsets = self._holes.get((client, object_id))
         if not offsets:
             return False
@@ -274,7 +276,7 @@ class ObjectStore:
         return True
 
     def has_hole(self, client, object_id: bytes) -> bool:
-        return (client, object_id) in self._holes
+        return bool(self._holes) and (client, object_id) in self._holes
 
     def seal(self, object_id: bytes, client, now: float = 0.0, metadata_size: int = -1) -> list[Entry]:
         """Seal an object; its creator's implicit pin ends (or becomes a pin it releases later,

@@ -10,7 +10,8 @@ PROTOCOL_VERSION = 9  # 3: object transfers sealed with AES-GCM (transport/_seal
 # 5: a worker holds several paused tasks (Blocked.paused); 6: worker leases; 7: GPUs, runtime
 # environments and placement groups (PlacementGroupOp/Reply, BundleOp/Reply); 8: Heartbeat.received
 # (load balancing: the head counts what each node has taken); 9: lineage and borrowers
-# (NodeDied, Borrow, results kept where they were made)
+# (NodeDied, Borrow, results kept where they were made), direct calls to actors on other nodes
+# (ActorRoute and the call link), work stealing
 
 # How a value travels.
 VALUE_INLINE = 0  # data holds the serialized value
@@ -136,7 +137,9 @@ class ReturnTasks(NamedTuple):
     """A busy worker hands back the tasks queued on it that it has not started (asked by
     the raylet through its control pipe: a worker idles while they wait). ``moved``: a
     task that started here and cannot go on here (it asked for a lock that a task paused
-    in this worker holds: node/worker/_task_locks.py); it starts again in another worker."""
+    in this worker holds: node/worker/_task_locks.py); it starts again in another worker.
+    Also node -> head: tasks the head placed on the node, never started, given back (work
+    stealing: node/raylet/_give_back.py; ``moved`` False)."""
     task_ids: list
     moved: bool = False
 

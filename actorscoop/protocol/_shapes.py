@@ -13,7 +13,7 @@ from ._messages import (VALUE_ERROR, VALUE_INLINE, VALUE_PLASMA, VALUE_REMOTE, A
                         Blocked, ClusterStatusReply, CreateActor, GetObjects, Heartbeat, KVPut, NodeJoin, Promote,
                         PutObject, RefDelta, RegisterFunction, RouteCall, RunActor, RunTask, SpillActor, SpillTask,
                         SubmitTask, TaskDone, TaskResult, WatchStart, LeaseRequest, LeaseReturn, LeaseReady,
-                        CancelLeased, ReclaimLeased, PlacementGroupOp, BundleOp, Borrow)
+                        CancelLeased, ReclaimLeased, PlacementGroupOp, BundleOp, Borrow, ReturnTasks)
 
 MAX_RETURNS = 1 << 16  # return values a task may have
 _INF = math.inf
@@ -180,6 +180,7 @@ _CLUSTER = {
     ActorRestartSpec: _actor_error,
     TaskResult: lambda r: value_rows_error(r.results, 5) or value_rows_error(r.extras, 5),
     KVPut: lambda r: ids_error(r.contained),
+    ReturnTasks: lambda r: ids_error(r.task_ids),
     ClusterStatusReply: lambda r: None if all(type(n) is dict for n in r.nodes) else "a node is not a dict",
     PlacementGroupOp: lambda r: bundles_error(r.bundles),
     BundleOp: lambda r: resources_error(r.resources) or resources_error(r.renamed),

@@ -7,10 +7,11 @@ from ._events import (
     TaskSubmitted, ObjectReady, ObjectFailed, WorkerStarted, WorkerDied, TaskFinished,
     WorkerBlocked, WorkerUnblocked, CancelRequested, WorkerStartFailed, ReserveResources,
     ReleaseResources, RetireWorker, TasksReturned, PrepareBundle, CommitBundle, ReleaseBundle,
+    TasksWithdrawn,
 )
 from ._instructions import (
     Dispatch, StartWorker, FailTask, TaskLost, InterruptTask, KillWorker, WarnInfeasible, Reserved,
-    BundlePrepared, Resubmit,
+    BundlePrepared, Resubmit, Withdrawn,
 )
 from ._balance import Durations, SlotBook, pick_free_node, should_spill
 from ._placement import NodeLoad, fits, pick_node
@@ -25,4 +26,5 @@ __all__ = [
     "WarnInfeasible", "Reserved", "ReserveResources", "ReleaseResources", "RetireWorker", "TasksReturned",
     "NodeLoad", "fits", "pick_node", "should_spill", "SlotBook", "pick_free_node", "Durations",
     "PrepareBundle", "CommitBundle", "ReleaseBundle", "BundlePrepared", "Resubmit",
+    "TasksWithdrawn", "Withdrawn",
 ]

@@ -64,6 +64,13 @@ class TasksReturned(NamedTuple):
     moved: bool = False
 
 
+class TasksWithdrawn(NamedTuple):
+    """Take these tasks away if they are queued here and not started (not on a worker):
+    another node runs them (cluster work stealing). Answered with Withdrawn, naming
+    those it took; the others stay."""
+    task_ids: tuple
+
+
 class WorkerUnblocked(NamedTuple):
     worker_id: bytes
 

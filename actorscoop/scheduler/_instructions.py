@@ -54,3 +54,8 @@ class Resubmit(NamedTuple):
     """A task no resource here could satisfy now can be (a bundle was committed): the raylet
     submits it again (with the arguments it still waits for)."""
     task_id: bytes
+
+
+class Withdrawn(NamedTuple):
+    """The tasks TasksWithdrawn took away: the scheduler forgot them, never started."""
+    task_ids: tuple

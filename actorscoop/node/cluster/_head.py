@@ -10,7 +10,6 @@ The head's own raylet is a node like the others, reached by a direct call instea
 socket (its routing identity is None).
 """
 import collections
-import itertools
 import logging
 import time
 
@@ -25,8 +24,8 @@ log = logging.getLogger("actorscoop.head")
 _FUNCTION_ID = P.SubmitTask._fields.index("function_id")
 FLOWING_S = 0.1  # tiny tasks queue only at a node that sent a result this recently (not one
 #                  whose CPUs a long task holds: what queues there waits for it)
-DISPATCH_SCAN = 256  # queued tasks looked at per dispatch (those no node has room for are skipped)
 _ACTOR_ID = P.SubmitTask._fields.index("actor_id")
+REFILL = 0.5  # a node's tiny-task queue is topped up once this much of it is free
 
 
 class _Node:
@@ -59,9 +58,11 @@ class HeadService:
         self.nodes = {node_id: _Node(S.NodeLoad(node_id, dict(totals)), None, link.host, link.pid, now)}
         self.placed = {}  # task id -> (owner node id, node id it runs on)
         self.placed_cpu = {}  # task id -> CPUs it holds where it runs (freed when its result passes)
+        self.sent = {}  # task id -> SpillTask of a placed task (to place again if given back)
         # Spilled tasks that wait for a CPU to free somewhere, oldest first (issue 19: the
         # first CPU that frees takes the oldest task; scheduler/_balance.py).
         self.queue = collections.OrderedDict()  # task id -> SpillTask
+        self.queued_by_owner = collections.Counter()  # owner node id -> its tasks in the queue
         self.durations = S.Durations()  # tiny tasks may queue at a node (throughput)
         self.timing = {}  # task id -> (function id, when sent) of a task sent to an idle CPU
         self.actors = {}  # actor id -> node id hosting it
@@ -78,6 +79,7 @@ class HeadService:
             P.Heartbeat: self._heartbeat,
             P.SpillTask: lambda ident, node, rec: self._place(rec),
             P.TaskResult: lambda ident, node, rec: self._done(rec),
+            P.ReturnTasks: self._given_back,
             P.SpillActor: lambda ident, node, rec: self._place_actor(rec),
             P.ActorHosted: self._actor_hosted,
             P.ActorRestartSpec: self._actor_restart_spec,
@@ -127,7 +129,9 @@ class HeadService:
             return
         load.available, load.backlog, load.running = rec.available, rec.backlog, rec.running
         node.store_used = max(0, int(rec.store_used))
-        node.book.heard(rec.available.get("CPU", 0.0), rec.received)
+        # Tasks queued there and not started (tiny ones the head let queue) take CPUs
+        # as they free: count them as taken, one CPU each.
+        node.book.heard(rec.available.get("CPU", 0.0) - rec.backlog, rec.received)
         if self.queue:
             self._dispatch()
 
@@ -247,7 +251,7 @@ class HeadService:
             target = rec.owner  # nobody can: it waits, infeasible, at its owner (with a warning)
         elif resources.get("CPU") and not any("_group_" in k for k in resources):
             # A feasible task goes where a CPU is free for it now, else waits here for one.
-            self.queue[rec.spec[0]] = rec
+            self._enqueue(rec)
             self._dispatch()
             return
         self._send_task(self.nodes.get(target), rec)
@@ -259,10 +263,15 @@ class HeadService:
         cpu = float(rec.spec[8].get("CPU", 0.0) or 0.0)
         idle = node.free_cpu() >= cpu
         node.book.sent(cpu)
-        if target != rec.owner:  # handed back to its owner, a task shows in the owner's own load
-            node.load.placed += 1
+        if target != rec.owner or target == self.node_id:
+            # The head hears when the task ends: from its result, or (handed back to the
+            # head's own node) from its own raylet (``ran_here``): the book stays exact,
+            # and tiny tasks may queue at the driver's node as at the others.
+            if target != rec.owner:  # handed back, a task shows in its owner's own load
+                node.load.placed += 1
             self.placed[rec.spec[0]] = (rec.owner, target)
             self.placed_cpu[rec.spec[0]] = cpu
+            self.sent[rec.spec[0]] = rec
             if idle and len(self.timing) < 10_000:
                 self.timing[rec.spec[0]] = (rec.spec[_FUNCTION_ID], time.monotonic(), target)
         self.link.send_to(node.ident, P.RunTask(rec.owner, rec.spec, rec.deps, self._function_for(node, rec)))
@@ -270,25 +279,77 @@ class HeadService:
     def _dispatch(self):
         """Queued tasks, oldest first, to nodes with a CPU free for them now (or, for tiny
         tasks, room in the node's queue); stops at the first task no node has room for:
-        the first CPU to free takes it (a task needing less CPU behind it waits too)."""
+        the first CPU to free takes it (a task needing less CPU behind it waits too). Looks
+        at the queue's head only, however long the queue (it runs once per result). A
+        node's tiny-task queue is topped up in batches: once half of it is free, then to
+        the full (one frame, and the node hands its worker several at once: a task at a
+        time cost workers, raylets and the driver twice the CPU per task)."""
         live = [n for n in self.nodes.values() if n.load.alive]
         free = {n.load.node_id: n.free_cpu() for n in live}
         now = time.monotonic()
         flowing = [n for n in live if now - n.last_result < FLOWING_S]
-        for tid, rec in list(itertools.islice(self.queue.items(), DISPATCH_SCAN)):
+        queue = self.queue
+        filling = None  # the node being topped up
+        while queue:
+            tid, rec = next(iter(queue.items()))
             fid = rec.spec[_FUNCTION_ID]
-            target = S.pick_free_node([(n.load, free[n.load.node_id] + (self.durations.depth(
-                fid, n.load.total.get("CPU", 0.0)) if n in flowing else 0.0)) for n in live],
-                rec.spec[8], rec.owner, _holding(rec.deps))
+            candidates = []
+            for n in live:
+                nid = n.load.node_id
+                room = self.durations.depth(fid, n.load.total.get("CPU", 0.0)) if n in flowing else 0.0
+                if room and nid != filling and free[nid] + room < REFILL * room:
+                    room = 0.0  # not half free yet: topped up later, in one batch
+                candidates.append((n.load, free[nid], room))
+            target = S.pick_free_node(candidates, rec.spec[8], rec.owner, _holding(rec.deps))
             if target is None:
                 return
-            del self.queue[tid]
+            self._unqueue(tid)
             node = self.nodes[target]
+            idle = free[target] + 1e-9 >= float(rec.spec[8].get("CPU", 0.0) or 0.0)
             self._send_task(node, rec)
             free[target] = node.free_cpu()
+            filling = None if idle else target
+
+    def _enqueue(self, rec):
+        self.queue[rec.spec[0]] = rec
+        self.queued_by_owner[rec.owner] += 1
+
+    def _unqueue(self, task_id):
+        """Take a task out of the head's queue (None if it is not there)."""
+        rec = self.queue.pop(task_id, None)
+        if rec is not None:
+            left = self.queued_by_owner[rec.owner] = self.queued_by_owner[rec.owner] - 1
+            if left <= 0:
+                del self.queued_by_owner[rec.owner]
+        return rec
+
+    def _given_back(self, ident, node, rec):
+        """A node gives back tasks the head placed there that never started (it withdrew
+        them: work stealing, node/raylet/_give_back.py): they queue again ahead of the
+        rest (they are older), in their order, and the first CPU to free takes them. The
+        node's book is left to its next heartbeat (its CPUs are held by long tasks)."""
+        node_id = node.load.node_id
+        back = []
+        for tid in rec.task_ids:
+            where, spill = self.placed.get(tid), self.sent.get(tid)
+            if where is None or spill is None or where[1] != node_id:
+                self.link.drops.drop("ReturnTasks of a task the head did not place there",
+                                     f"task {bytes(tid).hex()} from node {node_id.hex()[:8]}")
+                continue
+            del self.placed[tid], self.sent[tid]
+            self.placed_cpu.pop(tid, None)
+            self.timing.pop(tid, None)
+            if where[0] != node_id:
+                node.load.placed = max(0, node.load.placed - 1)
+            back.append(spill)
+        for spill in reversed(back):
+            self._enqueue(spill)
+            self.queue.move_to_end(spill.spec[0], last=False)
+        if back:
+            self._dispatch()
 
     def _cancel(self, ident, node, rec):
-        queued = self.queue.pop(rec.task_id, None)
+        queued = self._unqueue(rec.task_id)
         if queued is None:
             self._forward_to(self.placed.get(rec.task_id, (None, None))[1], rec)
             return
@@ -357,22 +418,36 @@ class HeadService:
             self.link.send_to(owner.ident, P.ActorRoute(actor_id, node.load.node_id, calls))
 
     def _done(self, rec):
-        where = self.placed.pop(rec.task_id, None)
-        cpu = self.placed_cpu.pop(rec.task_id, 0.0)
-        timed = self.timing.pop(rec.task_id, None)
-        if timed is not None:
-            self.durations.observe(timed[0], time.monotonic() - timed[1], timed[2])
-        if where is not None:
-            node = self.nodes.get(where[1])
-            if node is not None:
-                node.load.placed = max(0, node.load.placed - 1)
-                node.book.finished(cpu)
-                node.last_result = time.monotonic()
+        where = self._ended(rec.task_id)
         owner = self.nodes.get(rec.owner)
         if owner is not None and owner.load.alive:  # else nobody wants the result
             self.link.send_to(owner.ident, rec)
         if self.queue and where is not None:
             self._dispatch()
+
+    def ran_here(self, task_id):
+        """A task the head handed back to its own node ended there (its results stay there:
+        only the head's book learns of it)."""
+        if self.placed.get(task_id, (None, None))[1] == self.node_id and self._ended(task_id) and self.queue:
+            self._dispatch()
+
+    def _ended(self, task_id):
+        """A task the head placed ended: its CPU is free again, and how long it took is
+        known. Returns (owner, node it ran on), or None if the head did not place it."""
+        where = self.placed.pop(task_id, None)
+        cpu = self.placed_cpu.pop(task_id, 0.0)
+        self.sent.pop(task_id, None)
+        timed = self.timing.pop(task_id, None)
+        if timed is not None:
+            self.durations.observe(timed[0], time.monotonic() - timed[1], timed[2])
+        if where is not None:
+            node = self.nodes.get(where[1])
+            if node is not None:
+                if where[0] != where[1]:
+                    node.load.placed = max(0, node.load.placed - 1)
+                node.book.finished(cpu)
+                node.last_result = time.monotonic()
+        return where
 
     # ------------------------------------------------------------------ time
     def tick(self, now=None):
@@ -390,11 +465,12 @@ class HeadService:
             self.groups.node_died(node_id)
             for task_id, rec in list(self.queue.items()):
                 if rec.owner == node_id:  # its owner is gone: nobody wants its result
-                    del self.queue[task_id]
+                    self._unqueue(task_id)
             for task_id, (owner, target) in list(self.placed.items()):
                 if target == node_id:
                     del self.placed[task_id]
                     self.placed_cpu.pop(task_id, None)
+                    self.sent.pop(task_id, None)
                     self.timing.pop(task_id, None)
                     owner_node = self.nodes.get(owner)
                     if owner_node is not None and owner_node.load.alive:
@@ -437,7 +513,7 @@ class HeadService:
                  "head": n.ident is None, "alive": n.load.alive, "resources": n.load.total,
                  "available": n.load.available, "backlog": n.load.backlog,
                  "running": n.load.running, "placed": n.load.placed,
-                 "queued_at_head": sum(1 for rec in self.queue.values() if rec.owner == n.load.node_id),
+                 "queued_at_head": self.queued_by_owner.get(n.load.node_id, 0),
                  "store": {"used": n.store_used},
                  "seconds_since_heartbeat": round(now - n.last_seen, 1)}
                 for n in self.nodes.values()]

@@ -25,6 +25,7 @@ from ... import protocol as P
 from ..._common import _errors
 from ..._common._ids import task_of
 from ..raylet._objects import ObjState
+from ._borrows import BORROW
 
 log = logging.getLogger("actorscoop.cluster")
 
@@ -90,9 +91,19 @@ class RemoteObjects:
                     self.link.to_head(P.FreeRemote(node_id, key))
 
     def sweep(self, objects):
-        """Every tick: objects whose refs are all gone are freed where they are."""
-        for oid in [oid for oid in self.where if oid not in objects and oid not in self.fetching]:
+        """Every tick: objects whose refs are all gone are freed where they are, and so are
+        the copies there of objects fetched here that no task sent elsewhere and no borrower
+        may still pull from there (its location is what they were given)."""
+        for oid in [oid for oid in self.where if oid not in self.fetching and self._copy_unneeded(objects, oid)]:
             self.forget(oid)
+
+    @staticmethod
+    def _copy_unneeded(objects, oid):
+        e = objects.get(oid)
+        if e is None:
+            return True
+        return e.state is ObjState.READY and e.kind == P.VALUE_PLASMA and e.pins == 0 \
+            and not any(h.startswith(BORROW) for h in e.holders)
 
     # ------------------------------------------------------------------ fetching
     def wanted_here(self, oid, e):
@@ -126,15 +137,14 @@ class RemoteObjects:
         self.fetching.discard(oid)
         r = self.link.r
         e = r.objects.get(oid)
-        if error is None:
-            self.forget(oid)  # ours now: the holder may free its copy
+        if error is None:  # ours now: the holder frees its copy when nobody needs it there (sweep)
             if e is None or e.state is not ObjState.PENDING:
                 r.objects.free_later([oid])
                 r.delete_plasma()
                 return
             self._settle(oid, e, P.VALUE_PLASMA, None)
-        elif getattr(error, "store_full", False):
-            if e is not None:
+        elif getattr(error, "store_full", False) or getattr(error, "local", False):
+            if e is not None:  # nothing lost: a later get fetches it again
                 self._settle(oid, e, P.VALUE_ERROR, unpulled_error(oid, error))
         else:
             where = self.where.get(oid, (b"", "", None))
@@ -156,7 +166,13 @@ class RemoteObjects:
         """The head declared ``node_id`` dead: what only it held is lost, and pulls from it
         fail now (they would stall)."""
         self.dead[node_id] = reason
-        self.lost([oid for oid, w in self.where.items() if w[0] == node_id], reason)
+        there = [oid for oid, w in self.where.items() if w[0] == node_id]
+        objects = self.link.r.objects
+        for oid in there:
+            e = objects.get(oid)
+            if e is not None and e.state is ObjState.READY and e.kind != P.VALUE_REMOTE:
+                self.forget(oid)  # we have our own copy
+        self.lost([oid for oid in there if oid in self.where], reason)
         address = self.addresses.pop(node_id, None)
         if address is not None:
             self.link.transfer.fail_pulls_from(address, f"node {node_id.hex()[:8]} died ({reason})")

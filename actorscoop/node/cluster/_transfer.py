@@ -38,9 +38,11 @@ _FIELD_TYPES = {kind: dict(kind.__annotations__) for kind in (P.PullRequest, P.P
 
 class PullError(str):
     """Why a pull failed: the text its callbacks get. ``store_full``: this node's store (or
-    the /dev/shm holding it) had no room for the object; the holder keeps its copy, and a
-    later pull may succeed."""
+    the /dev/shm holding it) had no room for the object; ``local``: this node could not
+    store it for another reason. Either way the holder keeps its copy, and a later pull may
+    succeed."""
     store_full = False
+    local = False
 
 
 def _store_full(text):
@@ -214,7 +216,9 @@ class Transfer:
             self._finish(p, f"a chunk from {p.address} was altered on the way ({exc})")
             return
         except Exception as exc:
-            self._finish(p, f"could not store it here: {type(exc).__name__}: {exc}")
+            error = PullError(f"could not store it here: {type(exc).__name__}: {exc}")
+            error.local = True
+            self._finish(p, error)
             return
         if p.received >= p.total:
             try:

@@ -221,6 +221,16 @@ class ObjectTable:
         for oid, e in unawaited:
             self._maybe_free(oid, e)
 
+    def forget_pending(self, oids):
+        """Results expected here of a task that went to another node before it started:
+        forget those nobody here holds, pins or waits for (after ``drop_client`` of the
+        task's holder identity)."""
+        for oid in oids:
+            e = self.entries.get(oid)
+            if e is not None and e.state is ObjState.PENDING and not e.holders and not e.pins \
+                    and not e.subscribers:
+                del self.entries[oid]
+
     def pin(self, oid):
         e = self.entries.get(oid)
         if e is not None:

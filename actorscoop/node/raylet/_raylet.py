@@ -34,6 +34,7 @@ from ._leases import Leasing
 from ._bundles import Bundles
 from ._output import WorkerOutput
 from ._task_flow import TaskFlow
+from ._give_back import GiveBack
 from .._proc import describe_exit
 from ..events._recorder import Recorder
 from ._workers import WorkerTable
@@ -51,7 +52,7 @@ class _Client:
         self.reply_path = None  # a driver's socket for results sent straight to it
 
 
-class Raylet(TaskFlow, WorkerOutput, Leasing, Bundles):
+class Raylet(TaskFlow, WorkerOutput, Leasing, Bundles, GiveBack):
     def __init__(self, session_dir, num_cpus, resources=None, object_store_memory=None,
                  port=None, head=True, config=None, zygote=None):
         """``zygote``: the fork server's handle if it was started already (node/__main__.py
@@ -79,6 +80,7 @@ class Raylet(TaskFlow, WorkerOutput, Leasing, Bundles):
         self.functions = {}
         self.tasks = {}
         self.leases = {}  # lease id -> _Lease (_leases.py)
+        self._giving_back = set()  # workers asked for their queued tasks so they leave (_give_back.py)
         self.outbox = collections.defaultdict(list)
         self.events = []  # scheduler events of this loop turn
         self.kv = KVStore(_ports.KVPort(self))
@@ -136,6 +138,7 @@ class Raylet(TaskFlow, WorkerOutput, Leasing, Bundles):
             S.WarnInfeasible: self._do_warn_infeasible,
             S.Reserved: lambda instr: self.actors.on_reserved(instr.key, instr.gpu_ids),
             S.BundlePrepared: self._do_bundle_prepared, S.Resubmit: self._do_resubmit,
+            S.Withdrawn: self._do_withdrawn,
         }
 
     # ------------------------------------------------------------------ lifecycle
@@ -249,6 +252,8 @@ class Raylet(TaskFlow, WorkerOutput, Leasing, Bundles):
             if now >= next_tick:
                 next_tick = time.monotonic() + 1.0
                 self._tick()
+            if self.cluster is not None:
+                self.cluster.flush()  # this turn's messages to other nodes, a frame per node
         self.shutdown()
 
     def shutdown(self):
@@ -375,6 +380,7 @@ class Raylet(TaskFlow, WorkerOutput, Leasing, Bundles):
         if self.leases:
             self._revoke_leases()
         if self.cluster is not None:
+            self._give_back_stuck()
             self.cluster.notice_free()
 
     # ------------------------------------------------------------------ handlers
@@ -651,6 +657,7 @@ class Raylet(TaskFlow, WorkerOutput, Leasing, Bundles):
             self._revoke_leases()
         self._retire_idle_workers()
         self._reclaim_stuck()
+        self._give_back_stuck()
         if self.store is not None and not self._store_dead_logged and not self.store.alive():
             self._store_dead_logged = True
             log.error("the plasma store process died; large objects are lost")

@@ -98,7 +98,7 @@ class TaskFlow:
             self._mark_started(task)
             self._feed([S.TaskSubmitted(tid, _resources(spec.resources), (), spec.name, False, ident)])
             return
-        if self.cluster is not None and self.cluster.wants(task, missing):
+        if self.cluster is not None and self.cluster.wants(task, missing, self.clients[ident].kind == P.KIND_WORKER):
             self.cluster.spill(task)
             return
         if self.cluster is not None:
@@ -173,7 +173,7 @@ class TaskFlow:
         w = self.workers.by_id.get(ident)
         if w is not None and not rec.moved:
             w.reclaiming = False
-        self._feed([S.TasksReturned(ident, tuple(rec.task_ids), rec.moved)])
+        self._feed([S.TasksReturned(ident, tuple(rec.task_ids), rec.moved), *self._to_withdraw(ident, rec)])
 
     def _reclaim_stuck(self):
         """Tasks queued behind a task that has run for a while, while a worker idles: ask
@@ -228,9 +228,14 @@ class TaskFlow:
             self._release_pins(task.pins)
             return
         sw = self.scheduler.workers.get(ident)
-        if sw is not None and len(sw.tasks) > 1 and sw.tasks[0] == rec.task_id:
-            nxt = self.tasks.get(sw.tasks[1])  # the worker starts its next queued task now
-            if nxt is not None:
+        if sw is not None and rec.task_id in sw.tasks:
+            # the worker starts its next queued task now (found by position: when several
+            # TaskDones come in one frame the scheduler has not dropped the earlier ones
+            # yet, and the tasks after the first were never marked started)
+            at = sw.tasks.index(rec.task_id) + 1
+            nxt = self.tasks.get(sw.tasks[at]) if at < len(sw.tasks) else None
+            st = self.scheduler.tasks.get(sw.tasks[at]) if nxt is not None else None
+            if st is not None and not st.inline:  # (one run inside a wait started already)
                 self._mark_started(nxt)
         events = [S.TaskFinished(rec.task_id, ident)]
         if state == RETRIED:
@@ -249,6 +254,8 @@ class TaskFlow:
         if task.owner is not None:  # run here for another node: the results go home
             self.cluster.send_result(task, results)
             return []
+        if task.forwarded and self.cluster is not None:  # the head handed it back to us
+            self.cluster.ran_here(task)
         events = []
         submitter = None if delivered else task.submitter
         for oid, kind, data, size, contained in results:
