@@ -35,13 +35,12 @@ from ..._common._drops import LOG_INTERVAL, Drops
 from ..._common._ids import return_ids
 from ._borrows import Borrows
 from ._head import HeadService
+from ._remote_actors import REMOTE, RemoteActors
 from ._lineage import Lineage
 from ._remote import SERVE, RemoteObjects, unpulled_error  # SERVE: holder of results kept for their owner
 from ..raylet._objects import ObjState
 
 log = logging.getLogger("actorscoop.cluster")
-
-REMOTE = b"\x00remote:"  # prefix of the holder identity of a task run for another node
 
 
 def reachable(address, joined):
@@ -73,7 +72,7 @@ def _inputs(spec):
     return (*spec.deps, *spec.nested, *extra)
 
 
-class ClusterLink:
+class ClusterLink(RemoteActors):
     def __init__(self, raylet, creds, join=None, host="127.0.0.1", port=0, join_timeout=10.0):
         self.r = raylet  # a ClusterPort: what the link may ask of its raylet
         self._from_head = self._handlers_from_head()
@@ -504,58 +503,6 @@ class ClusterLink:
         backlog = self.r.load()[2]
         self.to_head(P.SpillTask(self.r.node_id, list(spec), self._portable_deps(spec),
                                  self._function(spec.function_id), backlog))
-
-    # ------------------------------------------------------------------ actors on other nodes
-    def spill_actor(self, a, task):
-        """This node can never host the actor: the head places it on one that can."""
-        spec = task.spec
-        task.remote = True
-        self.r.tasks[spec.task_id] = task  # its __init__ result comes back as a TaskResult
-        self.to_head(P.SpillActor(self.r.node_id, list(a.spec), list(spec), self._portable_deps(spec),
-                                  self._function(spec.function_id)))
-
-    def restartable(self, a):
-        """A detached actor we host may outlive this node: the head learns how to restart it."""
-        spec = a.creation.spec
-        self.to_head(P.ActorRestartSpec(self.r.node_id, list(a.spec), list(spec), self._portable_deps(spec),
-                                        self._function(spec.function_id)))
-
-    def hosted(self, a):
-        self.to_head(P.ActorHosted(a.id, self.r.node_id, a.spec.name, a.spec.namespace, a.spec.meta))
-
-    def route_call(self, task):
-        task.remote = True
-        self.r.task_origins.append((task.spec.task_id, task.submitted, task.submitter))
-        self.to_head(P.RouteCall(self.r.node_id, list(task.spec), self._portable_deps(task.spec)))
-
-    def kv_forward(self, ident, rec):
-        """A client's key-value request, to the head (its answer comes back to the client)."""
-        rid = next(self._request_ids)
-        self._lookups[rid] = (ident, rec.request_id)
-        self.to_head(rec._replace(request_id=rid))
-
-    def lookup(self, ident, rec):
-        rid = next(self._request_ids)
-        self._lookups[rid] = (ident, rec.request_id)
-        self.to_head(P.ActorLookup(rid, rec.name, rec.namespace))
-
-    def run_actor(self, rec):
-        """Host an actor another node could not."""
-        r = self.r
-        create = P.CreateActor(*rec.create)
-        spec = P.SubmitTask(*rec.spec)
-        if spec.task_id in r.tasks or r.actors.alive_here(create.actor_id):
-            self.drops.drop("RunActor of an actor this node has", f"actor {create.actor_id.hex()} is here already")
-            return
-        if r.actors.name_taken(create):
-            self._refuse_run(rec, spec, f"another live actor here is named {create.name!r}")
-            return
-        holder = REMOTE + create.actor_id
-        r.actors.on_create(holder, create._replace(request_id=0, get_if_exists=True))
-        task = self._take(rec, spec)
-        del r.tasks[spec.task_id]  # the actor keeps its creation task itself
-        task.missing = set(r.missing_deps(spec))
-        r.actors.on_creation_task(task)
 
     def result(self, rec):
         """One of our tasks ran on another node: its results are ours. Large values stay in

@@ -147,7 +147,13 @@ class PeerCalls:
         if link.head is not None:
             dead = {n.load.node_id for n in link.head.nodes.values() if not n.load.alive}
         else:  # a node that joined after the table is not in it, and not dead
-            dead = {bytes.fromhex(n["node_id"]) for n in link.table if not n.get("alive")}
+            dead = set()
+            for n in link.table:  # the head's, checked here: a bad entry is skipped (fuzzed)
+                try:
+                    if not n.get("alive"):
+                        dead.add(bytes.fromhex(n["node_id"]))
+                except (AttributeError, KeyError, TypeError, ValueError):
+                    continue
         self.check_alive(dead)
 
     def check_alive(self, dead):
