@@ -38,6 +38,12 @@ runs on the head, node A. actorscoop: `actorscoop.testing.Cluster`; Ray:
   SIGKILLed; the driver then gets the array: the time from the kill until it is usable
   (death detection, the task's rerun on the node left, the pull), and whether the task ran
   again elsewhere. actorscoop with `node_timeout=2.0`; Ray with its defaults. Reported.
+- actor (C6, issue 19 item 3): 2 nodes; an actor pinned to node B by the resource {"b": 1}
+  (no CPU held), called by the driver on A. After 500 calls (the route settles: actorscoop
+  sends calls through the head until it knows the actor's node, then straight there),
+  20,000 calls submitted at once then got (calls/s, results in order), then 1,000 calls
+  one at a time (round-trip latency, median and p99). actorscoop also records how many
+  timed calls passed the head and how many went direct. Reported beside Ray's.
 
 Each (system, workload, repetition) runs in its own fresh process tree, watched by
 _watchdog.py (timeout, memory guard, cleanup by pid); the cell machinery is
@@ -71,7 +77,7 @@ LABEL = {"actorscoop": "actorscoop", "ray": "Ray"}
 RUNNERS = {"actorscoop": "asc_cluster_peer.py", "ray": "ray_cluster_peer.py"}
 WORKLOADS = list(CC.WORKLOADS)
 ALIASES = {"asc": "actorscoop", "c1": "throughput", "c2": "transfer", "c3": "deadnode", "c4": "balance",
-           "c5": "recover"}
+           "c5": "recover", "c6": "actor"}
 BALANCE_TARGET = 0.9
 C1_FACTOR = 2.0
 C2_MIN_GBPS = 1.0
@@ -199,6 +205,11 @@ def brief(workload, cell):
     if workload == "transfer":
         return (f"{x['value']:.2f} GB/s return→usable ({x['return_to_ready_s']:.2f} s to ready, "
                 f"{x['ready_to_got_s']:.3f} s get); bytes identical: {x['bytes_identical']}")
+    if workload == "actor":
+        return (f"{x['value']:,.0f} calls/s, round trip {x['rtt_median_ms']:.2f} ms median, "
+                f"{x['rtt_p99_ms']:.2f} ms p99; in order: {x['results_in_order']}"
+                + (f"; via head {x['route_via_head']}, direct {x['route_direct']}"
+                   if "route_via_head" in x else ""))
     if workload == "balance":
         return "of the online bound: " + ", ".join(f"{r['vs_bound']:.2f}" for r in x["shapes"])
     if workload == "recover":
@@ -439,8 +450,31 @@ def table_recover(by, args):
     return out
 
 
+def table_actor(by, args):
+    A, R = "actorscoop", "ray"
+    q = 1 if args.quick else 0
+    out = ["### C6. Calls to an actor on another node", "",
+           f"2 nodes; an actor pinned to node B (resource `b`, no CPU held), called by the driver "
+           f"on A: {CC.ACTOR_CALLS[q]:,} calls in flight at once (submit all, then get all), then "
+           f"{CC.ACTOR_ROUND_TRIPS[q]:,} calls one at a time; after {CC.ACTOR_WARMUP} warm-up calls.", "",
+           "| measure | actorscoop | Ray | actorscoop advantage over Ray |", "|---|---:|---:|---:|"]
+    for label, key, unit, better in (("calls/s, many in flight", "value", "", "higher"),
+                                     ("round trip, median", "rtt_median_ms", "ms", "lower"),
+                                     ("round trip, p99", "rtt_p99_ms", "ms", "lower")):
+        a, r = sb.m(by, A, key), sb.m(by, R, key)
+        out.append(f"| {label} | {value_or_error(by, A, key, unit)} | {value_or_error(by, R, key, unit)} | "
+                   f"{sb.ratio(sb.adv(a, r, better))} |")
+    out.append(f"| results in order | {sb.fmt(sb.m(by, A, 'results_in_order'))} | "
+               f"{sb.fmt(sb.m(by, R, 'results_in_order'))} | — |")
+    via, direct = sb.m(by, A, "route_via_head"), sb.m(by, A, "route_direct")
+    out += ["", f"- calls/s per run: actorscoop {sb.runs_of(by, A, 'value', '')}; "
+                f"Ray {sb.runs_of(by, R, 'value', '')}.",
+            f"- actorscoop's timed calls through the head: {sb.fmt(via)}; straight to B: {sb.fmt(direct)}."]
+    return out
+
+
 TABLES = {"throughput": table_throughput, "transfer": table_transfer, "deadnode": table_deadnode,
-          "balance": table_balance, "recover": table_recover}
+          "balance": table_balance, "recover": table_recover, "actor": table_actor}
 
 NOTES = [
     "Notes:",

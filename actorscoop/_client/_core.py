@@ -92,7 +92,7 @@ class CoreClient:
         # Ids whose value the raylet sends without being asked: results of tasks this
         # process submitted (pushed to the submitter), and ids already asked for.
         self._requested = set()
-        self._blocked = 0  # gets and waits blocked now (see _awaited)
+        self._blocked_gets = 0  # gets and waits of this process blocked now (see _awaited)
         self._registered = set()  # function ids this process has sent to the raylet
         self._plasma_client = None
         self._plasma_lock = threading.Lock()
@@ -153,12 +153,12 @@ class CoreClient:
 
     def _count_blocked(self, delta):
         with self._waiters_lock:
-            self._blocked += delta
+            self._blocked_gets += delta
 
     def _awaited(self, oid):
         """Whether ``oid`` may be waited for now: a future waits for it, or a get or wait
         of this process is blocked (on it, or on others: a value fetched a little early)."""
-        if oid in self._futures or self._blocked > 0:
+        if oid in self._futures or self._blocked_gets > 0:
             return True
         with self._waiters_lock:
             return any(oid in w.missing for w in self._waiters)

@@ -10,7 +10,8 @@ PROTOCOL_VERSION = 9  # 3: object transfers sealed with AES-GCM (transport/_seal
 # 5: a worker holds several paused tasks (Blocked.paused); 6: worker leases; 7: GPUs, runtime
 # environments and placement groups (PlacementGroupOp/Reply, BundleOp/Reply); 8: Heartbeat.received
 # (load balancing: the head counts what each node has taken); 9: lineage and borrowers
-# (NodeDied, Borrow, results kept where they were made)
+# (NodeDied, Borrow, results kept where they were made), direct calls to actors on other nodes
+# (ActorRoute and the call link), work stealing
 
 # How a value travels.
 VALUE_INLINE = 0  # data holds the serialized value
@@ -334,6 +335,7 @@ class NodeJoin(NamedTuple):
     pid: int
     resources: dict  # totals, CPU included
     address: str  # where its store serves objects (HOST:PORT): how other nodes reach it
+    calls: str = ""  # where its raylet takes actor calls straight from other nodes (HOST:PORT)
 
 
 class JoinReply(NamedTuple):
@@ -416,6 +418,16 @@ class RouteCall(NamedTuple):
     owner: bytes
     spec: list
     deps: list
+
+
+class ActorRoute(NamedTuple):
+    """Head -> the node of a caller whose call it passed on to an actor: where the actor
+    lives, and where that node's raylet takes calls (HOST:PORT, CURVE like the head's
+    socket); the caller's node sends the later calls straight there, and their results
+    come back the same way (node/cluster/_peer_calls.py)."""
+    actor_id: bytes
+    node_id: bytes
+    address: str
 
 
 class ActorHosted(NamedTuple):
@@ -659,7 +671,7 @@ MESSAGE_TYPES = (
     ActorGone, RemoteLog, ActorRestartSpec, ReturnTasks, CallsDone, TaskEvents, HoldLimit,
     LeaseRequest, LeaseGranted, LeaseReturn, LeaseRevoke, Lease, LeaseReady, LeaseEnd, CancelLeased,
     ReclaimLeased, PlacementGroupOp, PlacementGroupReply, BundleOp, BundleReply,
-    NodeDied, Borrow,
+    NodeDied, Borrow, ActorRoute,
 )
 
 __all__ = [c.__name__ for c in MESSAGE_TYPES] + [

@@ -30,6 +30,10 @@ Adapter interface (node 0 is the head; the driver runs on it):
   :func:`made_body` (recover)
 - ``made(ref, timeout)``: block until the task's result is ready where it was made, without
   moving it to the driver's node (recover)
+- ``counter()`` -> handle of an actor pinned to the node with ``{"b": 1}`` (no CPU held);
+  ``incr(handle)`` -> ref of a call that adds 1 to its count and returns it (actor)
+- optional ``route_stats()`` -> dict of the system's own counters about how actor calls
+  travel (recorded beside the figures)
 """
 
 from __future__ import annotations
@@ -46,7 +50,7 @@ from collections import Counter
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # benchmarks/
 from _cell import PROGRESS_MARK, RESULT_MARK, emit, run_cell  # noqa: E402,F401
-WORKLOADS = ["throughput", "transfer", "deadnode", "balance", "recover"]
+WORKLOADS = ["throughput", "transfer", "deadnode", "balance", "recover", "actor"]
 
 MiB = 2**20
 GB = 1e9
@@ -68,6 +72,9 @@ BALANCE_CPUS = 4                 # balance: 4 nodes of 1 CPU
 HEAVY_SEEDS = (1, 2, 3)          # balance: heavy-tailed shapes, one per seed
 TREE_DEPTH, TREE_S = 5, 0.1      # balance: a binary tree of nested tasks, each sleeping TREE_S
 RECOVER_MIB = (100, 16)          # recover: the lost object (full, quick)
+ACTOR_CALLS = (20_000, 2_000)    # actor: calls in flight at once (full, quick)
+ACTOR_ROUND_TRIPS = (1_000, 200)  # actor: calls one after the other (full, quick)
+ACTOR_WARMUP = 500               # actor: calls before timing (the route settles)
 
 
 # --- task bodies (run in the workers of both systems) ------------------------------------
@@ -371,8 +378,40 @@ def w_recover(ad, o):
         shutil.rmtree(marker_dir, ignore_errors=True)
 
 
+def w_actor(ad, o):
+    """Issue 19: an actor pinned to node B (resource "b"), called by the driver on A:
+    calls/s with ``o.actor_calls`` in flight at once (submit all, then get all), and the
+    round trip of one call at a time (``o.actor_round_trips`` calls)."""
+    ids = ad.start([{"num_cpus": 1}, {"num_cpus": 1, "resources": {"b": 1}}])
+    driver_on_a = ad.driver_node() == ids[0]
+    h = ad.counter()
+    ad.get([ad.incr(h) for _ in range(ACTOR_WARMUP)], WAIT_TIMEOUT_S)
+    before = ad.route_stats() if hasattr(ad, "route_stats") else {}
+    t0 = now()
+    refs = [ad.incr(h) for _ in range(o.actor_calls)]
+    submit = now() - t0
+    counts = ad.get(refs, WAIT_TIMEOUT_S)
+    total = now() - t0
+    in_order = counts == list(range(ACTOR_WARMUP + 1, ACTOR_WARMUP + o.actor_calls + 1))
+    trips = []
+    for _ in range(o.actor_round_trips):
+        t = now()
+        ad.get(ad.incr(h), WAIT_TIMEOUT_S)
+        trips.append(now() - t)
+    trips.sort()
+    after = ad.route_stats() if hasattr(ad, "route_stats") else {}
+    out = {"value": o.actor_calls / total, "n_calls": o.actor_calls, "total_s": total,
+           "submit_s": submit, "results_in_order": in_order, "driver_on_A": driver_on_a,
+           "rtt_median_ms": 1e3 * trips[len(trips) // 2],
+           "rtt_p99_ms": 1e3 * trips[min(len(trips) - 1, int(0.99 * len(trips)))],
+           "n_round_trips": len(trips)}
+    for key in after:
+        out[f"route_{key}"] = after[key] - before.get(key, 0)
+    return out
+
+
 FUNCS = {"throughput": w_throughput, "transfer": w_transfer, "deadnode": w_deadnode, "balance": w_balance,
-         "recover": w_recover}
+         "recover": w_recover, "actor": w_actor}
 
 
 def parse_args(argv=None, default_node_timeout=None):
@@ -390,6 +429,8 @@ def parse_args(argv=None, default_node_timeout=None):
     o.warmup = WARMUP_TASKS[q]
     o.transfer_mib = o.transfer_mib or TRANSFER_MIB[q]
     o.recover_mib = RECOVER_MIB[q]
+    o.actor_calls = ACTOR_CALLS[q]
+    o.actor_round_trips = ACTOR_ROUND_TRIPS[q]
     return o
 
 

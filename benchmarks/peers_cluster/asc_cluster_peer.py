@@ -32,6 +32,15 @@ try:
     def sleeper(seconds):
         return C.sleep_body(seconds)
 
+    @asc.remote(num_cpus=0, resources={"b": 1})
+    class Counter:
+        def __init__(self):
+            self.n = 0
+
+        def incr(self):
+            self.n += 1
+            return self.n
+
     @asc.remote
     def tree(depth, seconds):
         C.sleep_body(seconds)
@@ -101,6 +110,19 @@ class Adapter:
 
     def tree(self, depth, seconds):
         return tree.remote(depth, seconds)
+
+    def counter(self):
+        return Counter.remote()
+
+    def incr(self, handle):
+        return handle.incr.remote()
+
+    def route_stats(self):
+        """Actor calls the head passed on, and calls the driver's node sent straight to
+        the actor's node (`actorscoop status`)."""
+        cluster = asc._driver._api.status().get("cluster", {})
+        return {"via_head": cluster.get("routed_calls", 0),
+                "direct": (cluster.get("direct_calls") or {}).get("calls_sent", 0)}
 
     def wait(self, refs, num_returns, timeout):
         return asc.wait(refs, num_returns=num_returns, timeout=timeout, fetch_local=False)

@@ -46,6 +46,16 @@ def sleeper(seconds):
     return C.sleep_body(seconds)
 
 
+@ray.remote(num_cpus=0, resources={"b": 1})
+class Counter:
+    def __init__(self):
+        self.n = 0
+
+    def incr(self):
+        self.n += 1
+        return self.n
+
+
 @ray.remote
 def tree(depth, seconds):
     C.sleep_body(seconds)
@@ -117,6 +127,12 @@ class Adapter:
 
     def tree(self, depth, seconds):
         return tree.remote(depth, seconds)
+
+    def counter(self):
+        return Counter.remote()
+
+    def incr(self, handle):
+        return handle.incr.remote()
 
     def wait(self, refs, num_returns, timeout):
         return ray.wait(refs, num_returns=num_returns, timeout=timeout, fetch_local=False)

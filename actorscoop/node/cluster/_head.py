@@ -30,10 +30,11 @@ REFILL = 0.5  # a node's tiny-task queue is topped up once this much of it is fr
 
 class _Node:
     __slots__ = ("load", "ident", "host", "pid", "last_seen", "joined", "address", "functions",
-                 "store_used", "book", "last_result")
+                 "store_used", "book", "last_result", "calls")
 
-    def __init__(self, load, ident, host, pid, now, address=""):
+    def __init__(self, load, ident, host, pid, now, address="", calls=""):
         self.load, self.ident, self.host, self.pid = load, ident, host, pid
+        self.calls = calls  # where its raylet takes direct actor calls ("" for the head's: the link's)
         self.load.available = dict(load.total)  # until its first heartbeat
         self.last_seen = self.joined = now
         self.address = address
@@ -68,6 +69,7 @@ class HeadService:
         self.actor_specs = {}  # actor id -> SpillActor of an actor the head placed (to restart it)
         self.names = {}  # (namespace, name) -> (actor id, meta)
         self.functions = {}  # function id -> [name, pickled function, sys.path entry]
+        self.routed_calls = 0  # actor calls passed on (RouteCall): direct calls skip the head
         # Placement groups (issue 20): the head keeps them; tasks and actors scheduled into a
         # group no node can run yet wait here (parked) until a bundle of it is committed.
         self.groups = GroupManager(lambda: [n.load for n in self.nodes.values() if n.load.alive],
@@ -192,7 +194,7 @@ class HeadService:
         now = time.monotonic()
         old = self.nodes.get(rec.node_id)
         self.nodes[rec.node_id] = _Node(S.NodeLoad(rec.node_id, dict(rec.resources)), ident,
-                                        rec.host, rec.pid, now, rec.address)
+                                        rec.host, rec.pid, now, rec.address, rec.calls)
         if old is None:
             log.info("node %s joined from %s with %s", rec.node_id.hex()[:8], rec.host, rec.resources)
         self.link.send_to(ident, P.JoinReply(True, "", self.node_id))
@@ -408,8 +410,12 @@ class HeadService:
                 self.link.send_to(owner.ident, P.TaskLost(rec.owner, rec.spec[0], f"actor call: {why}"))
             return
         node.load.placed += 1
+        self.routed_calls += 1
         self.placed[rec.spec[0]] = (rec.owner, node.load.node_id)
         self.link.send_to(node.ident, P.RunTask(rec.owner, rec.spec, rec.deps, ["", b"", []]))
+        calls = node.calls if node.ident is not None else self.link.calls.address
+        if owner is not None and calls:  # the caller's node sends the next calls straight there
+            self.link.send_to(owner.ident, P.ActorRoute(actor_id, node.load.node_id, calls))
 
     def _done(self, rec):
         where = self._ended(rec.task_id)

@@ -1,5 +1,5 @@
-"""A member's first handshake with the head (node/cluster/_link.py): send NodeJoin, and fail
-fast, saying why, on a refused CURVE handshake, no answer, or a refusal."""
+"""A member's join: send NodeJoin to the head and wait for its answer, failing fast and
+saying why on a refused handshake (wrong token) or no answer (see _link.py)."""
 import logging
 
 import zmq
@@ -10,10 +10,9 @@ from ...exceptions import ActorScoopError
 log = logging.getLogger("actorscoop.cluster")
 
 
-def join_head(ctx, sock, address, record, timeout):
-    """Send ``record`` (NodeJoin) on ``sock`` (a DEALER connected to the head at
-    ``address``) and wait up to ``timeout`` s for the JoinReply; returns the head's node id.
-    Raises ActorScoopError naming the cause (wrong token, no answer, refused)."""
+def join(ctx, sock, record, address, timeout):
+    """Send ``record`` (a NodeJoin) on ``sock`` (a CURVE DEALER connected to the head at
+    ``address``); the head's node id once it accepts. Raises ActorScoopError otherwise."""
     endpoint = f"inproc://join-monitor-{id(sock)}"
     sock.monitor(endpoint, zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
                  | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL | zmq.EVENT_HANDSHAKE_FAILED_AUTH)

@@ -11,9 +11,14 @@ have no task to rerun (ObjectReconstructionFailedError), and a task out of retri
 ObjectReconstructionFailedMaxAttemptsExceededError. Tasks that ran on the owner's own node
 need no lineage: their results can only be lost with the owner.
 """
+import logging
+
+from ... import protocol as P
 from ..._common._ids import return_ids, task_of
 from ...exceptions import ObjectReconstructionFailedError, ObjectReconstructionFailedMaxAttemptsExceededError
 from ..raylet._objects import DIRECT_CALL
+
+log = logging.getLogger("actorscoop.cluster")
 
 
 class Lineage:
@@ -71,3 +76,33 @@ class Lineage:
                 for oid in task.pins:
                     objects.unpin(oid)
         return bool(done)
+
+    def argument_lost(self, link, task, results):
+        """A task that failed on another node while an argument it was sent with is being
+        rebuilt (lost with its node: the runner could not pull it) runs again once it is,
+        as a retry (True); else False."""
+        objects = self.objects
+        if task.attempts >= task.spec.max_retries or task.spec.actor_id is not None \
+                or not any(res[1] == P.VALUE_ERROR for res in results) \
+                or not any(objects.is_pending(oid) for oid in task.spec.deps):
+            return False
+        task.attempts += 1
+        log.warning("%s() failed on another node while its argument was being rebuilt: running it "
+                    "again (attempt %d of %d)", task.spec.name, task.attempts + 1, task.spec.max_retries + 1)
+        self.resubmit(link, task)
+        return True
+
+    @staticmethod
+    def resubmit(link, task):
+        """Run a task again (to rebuild its lost results, or as a retry) as a new task of
+        this node (its arguments are pinned still): spilled when the node would spill it,
+        held until rebuilt arguments are ready, else queued here."""
+        r = link.r
+        task.remote = task.forwarded = task.cancelled = False
+        task.started, task.started_at = 0.0, None
+        r.tasks[task.spec.task_id] = task
+        pending = [oid for oid in task.spec.deps if r.objects.is_pending(oid)]
+        if not pending and link.wants(task, ()):
+            link.spill(task)
+        elif not (pending and link.hold(task, pending)):
+            r.submit_local(task)

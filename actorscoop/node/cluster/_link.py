@@ -35,15 +35,12 @@ from ..._common._drops import LOG_INTERVAL, Drops
 from ..._common._ids import return_ids
 from ._borrows import Borrows
 from ._head import HeadService
-from ._join import join_head
+from ._remote_actors import REMOTE, RemoteActors
 from ._lineage import Lineage
-from ._remote import RemoteObjects, unpulled_error
+from ._remote import SERVE, RemoteObjects, unpulled_error  # SERVE: holder of results kept for their owner
 from ..raylet._objects import ObjState
 
 log = logging.getLogger("actorscoop.cluster")
-
-REMOTE = b"\x00remote:"  # prefix of the holder identity of a task run for another node
-SERVE = b"\x00serve:"  # ... of its results kept in our store until the owner pulled them
 
 
 def reachable(address, joined):
@@ -75,7 +72,7 @@ def _inputs(spec):
     return (*spec.deps, *spec.nested, *extra)
 
 
-class ClusterLink:
+class ClusterLink(RemoteActors):
     def __init__(self, raylet, creds, join=None, host="127.0.0.1", port=0, join_timeout=10.0):
         self.r = raylet  # a ClusterPort: what the link may ask of its raylet
         self._from_head = self._handlers_from_head()
@@ -91,6 +88,7 @@ class ClusterLink:
         self.auth = None
         self.head = None
         self.transfer = None
+        self.calls = None  # direct calls to actors on other nodes (_peer_calls.py)
         self._lookups = {}  # head request id -> (client, client's request id)
         self.results_waiting = {}  # object id -> results of tasks run here that refer to it
         self.remote = RemoteObjects(self)  # objects whose copy is in another node's store
@@ -121,8 +119,11 @@ class ClusterLink:
                 self.address = join
                 self.port = None
                 self.sock = _secure.client_socket(self.ctx, zmq.DEALER, creds, f"tcp://{join}")
-                self.head_node_id = join_head(self.ctx, self.sock, self.address, self._join_record(), join_timeout)
                 host = _route_to(join)
+            from ._peer_calls import PeerCalls
+            self.calls = PeerCalls(self, self.ctx, creds, host)  # before the join, which names its address
+            if join is not None:
+                self._join(join_timeout)
             from ._transfer import Transfer
             self.transfer = Transfer(raylet.transfer_port(), self.ctx, creds, host)
         except BaseException:
@@ -131,9 +132,14 @@ class ClusterLink:
         self.fd = self.sock.getsockopt(zmq.FD)
         raylet.watch(self.fd, self.drain)
 
+    def _join(self, timeout):
+        """Join the head; fail fast (and say why) on a refused handshake or no answer."""
+        from ._join import join
+        self.head_node_id = join(self.ctx, self.sock, self._join_record(), self.address, timeout)
+
     def _join_record(self):
         return P.NodeJoin(P.PROTOCOL_VERSION, self.r.node_id, self.host, self.pid,
-                          dict(self.r.load()[1]), self.object_address())
+                          dict(self.r.load()[1]), self.object_address(), self.calls.address)
 
     def object_address(self):
         t = getattr(self, "transfer", None)
@@ -196,6 +202,7 @@ class ClusterLink:
                         self._handle(lambda _ident, rec: self.deliver(rec), None, rec, "the head")
         if self.transfer is not None:
             self.transfer.drain()
+        self.calls.drain()
 
     def _records(self, frame, source):
         """The records of a frame from ``source``; none (dropped, counted) if it is malformed."""
@@ -244,6 +251,7 @@ class ClusterLink:
             P.PlacementGroupReply: self._answer_lookup,
             P.BundleOp: r.bundle_op,
             P.ClusterStatusReply: lambda rec: setattr(self, "table", rec.nodes),
+            P.ActorRoute: lambda rec: self.calls.located(rec),
             P.NodeDied: self.node_died,
             P.Borrow: lambda rec: self.borrows.on_borrow(rec),
         }
@@ -259,17 +267,9 @@ class ClusterLink:
                 log.warning("the head at %s does not count this node in: dropping the work other "
                             "nodes gave it (they run it elsewhere) and joining again", self.address)
             self.r.fence_foreign_tasks()
-            self._fence_objects()
+            self.remote.fence()
             self.sock.send(P.encode([self._join_record()]), zmq.NOBLOCK)
             self.borrows.register_again()  # (after the join: the head drops what comes before)
-
-    def _fence_objects(self):
-        """Counted dead, this node joins again: owners counted the results it kept for them
-        lost (and rebuilt them), so it frees them; its borrows were dropped (registered again)."""
-        objects = self.r.objects
-        for holder in [h for h in objects.held_by if h.startswith(SERVE)]:
-            objects.drop_client(holder)
-        self.r.delete_plasma()
 
     def _free_remote(self, rec):
         self.r.objects.drop_client(SERVE + rec.key)
@@ -319,6 +319,7 @@ class ClusterLink:
             r.delete_plasma()
         self.remote.sweep(r.objects)
         self.borrows.sweep(r.objects)
+        self.calls.tick()
 
     def _heartbeat(self):
         r = self.r
@@ -361,6 +362,7 @@ class ClusterLink:
                 if task.remote:
                     del self.r.tasks[tid]
                     self.r.finish_remote(task, None, err)
+            self.calls.reset()
         if self.head_lost:
             self.to_head(self._join_record())
 
@@ -498,58 +500,6 @@ class ClusterLink:
         self.to_head(P.SpillTask(self.r.node_id, list(spec), self._portable_deps(spec),
                                  self._function(spec.function_id), backlog))
 
-    # ------------------------------------------------------------------ actors on other nodes
-    def spill_actor(self, a, task):
-        """This node can never host the actor: the head places it on one that can."""
-        spec = task.spec
-        task.remote = True
-        self.r.tasks[spec.task_id] = task  # its __init__ result comes back as a TaskResult
-        self.to_head(P.SpillActor(self.r.node_id, list(a.spec), list(spec), self._portable_deps(spec),
-                                  self._function(spec.function_id)))
-
-    def restartable(self, a):
-        """A detached actor we host may outlive this node: the head learns how to restart it."""
-        spec = a.creation.spec
-        self.to_head(P.ActorRestartSpec(self.r.node_id, list(a.spec), list(spec), self._portable_deps(spec),
-                                        self._function(spec.function_id)))
-
-    def hosted(self, a):
-        self.to_head(P.ActorHosted(a.id, self.r.node_id, a.spec.name, a.spec.namespace, a.spec.meta))
-
-    def route_call(self, task):
-        task.remote = True
-        self.r.task_origins.append((task.spec.task_id, task.submitted, task.submitter))
-        self.to_head(P.RouteCall(self.r.node_id, list(task.spec), self._portable_deps(task.spec)))
-
-    def kv_forward(self, ident, rec):
-        """A client's key-value request, to the head (its answer comes back to the client)."""
-        rid = next(self._request_ids)
-        self._lookups[rid] = (ident, rec.request_id)
-        self.to_head(rec._replace(request_id=rid))
-
-    def lookup(self, ident, rec):
-        rid = next(self._request_ids)
-        self._lookups[rid] = (ident, rec.request_id)
-        self.to_head(P.ActorLookup(rid, rec.name, rec.namespace))
-
-    def run_actor(self, rec):
-        """Host an actor another node could not."""
-        r = self.r
-        create = P.CreateActor(*rec.create)
-        spec = P.SubmitTask(*rec.spec)
-        if spec.task_id in r.tasks or r.actors.alive_here(create.actor_id):
-            self.drops.drop("RunActor of an actor this node has", f"actor {create.actor_id.hex()} is here already")
-            return
-        if r.actors.name_taken(create):
-            self._refuse_run(rec, spec, f"another live actor here is named {create.name!r}")
-            return
-        holder = REMOTE + create.actor_id
-        r.actors.on_create(holder, create._replace(request_id=0, get_if_exists=True))
-        task = self._take(rec, spec)
-        del r.tasks[spec.task_id]  # the actor keeps its creation task itself
-        task.missing = set(r.missing_deps(spec))
-        r.actors.on_creation_task(task)
-
     def result(self, rec):
         """One of our tasks ran on another node: its results are ours. Large values stay in
         that node's store (no copy home until something here needs them); the task's record
@@ -557,35 +507,28 @@ class ClusterLink:
         task = self._sent_away(rec)
         if task is None:
             return
+        if task.spec.actor_id is not None:
+            self.calls.answered(task)  # (calls waiting for the drain or the window may go)
         del self.r.tasks[rec.task_id]
         results = [list(res) for res in rec.results]
         extras = [list(res) for res in rec.extras]
-        if self._argument_lost(task, results):
+        if self.lineage.argument_lost(self, task, results):
             return
         if self.remote.keep_results([(res, False) for res in results] + [(res, True) for res in extras]):
             self.lineage.keep(task)
         self._finish_with_extras(task, results, extras)
 
-    def _argument_lost(self, task, results):
-        """A task that failed while an argument it was sent with is being rebuilt (lost
-        with its node: the runner could not pull it) runs again once it is, as a retry."""
-        objects = self.r.objects
-        if task.attempts >= task.spec.max_retries or task.spec.actor_id is not None \
-                or not any(res[1] == P.VALUE_ERROR for res in results) \
-                or not any(objects.is_pending(oid) for oid in task.spec.deps):
-            return False
-        task.attempts += 1
-        log.warning("%s() failed on another node while its argument was being rebuilt: running it "
-                    "again (attempt %d of %d)", task.spec.name, task.attempts + 1, task.spec.max_retries + 1)
-        self.resubmit(task)
-        return True
-
     def fetch(self, oid):
         """A reader here needs ``oid``: fetch it if it lies elsewhere (True), else False."""
-        e = self.r.objects.get(oid)
-        if e is None or not self.remote.wanted_here(oid, e):
-            return False
-        return self.remote.fetch(oid)
+        return self.remote.fetch_if_elsewhere(oid)
+
+    def node_died(self, rec):
+        """The head declared a node dead: objects only it held are rebuilt or fail, its
+        borrows end, pulls from it fail now; direct calls there are retried or failed."""
+        self.remote.node_died(rec.node_id, rec.reason)
+        self.borrows.node_died(rec.node_id)
+        self.calls.node_died(rec.node_id)
+        self.r.delete_plasma()
 
     def ran_here(self, task):  # a task the head handed back to us ended (a member's heartbeat says it)
         if self.head is not None:
@@ -597,27 +540,6 @@ class ClusterLink:
     def give_back(self, task_ids):  # work stealing: node/raylet/_give_back.py
         self.given_back += len(task_ids)
         self.to_head(P.ReturnTasks(list(task_ids), False))
-
-    def node_died(self, rec):
-        """The head declared a node dead: objects only it held are rebuilt or fail, its
-        borrows end, pulls from it fail now."""
-        self.remote.node_died(rec.node_id, rec.reason)
-        self.borrows.node_died(rec.node_id)
-        self.r.delete_plasma()
-
-    def resubmit(self, task):
-        """Run a finished task again to rebuild its lost results, as a new task of this node
-        (its arguments are pinned still, by its lineage): spilled when the node would spill
-        it, held until rebuilt arguments are ready, else queued here."""
-        r = self.r
-        task.remote = task.forwarded = task.cancelled = False
-        task.started, task.started_at = 0.0, None
-        r.tasks[task.spec.task_id] = task
-        pending = [oid for oid in task.spec.deps if r.objects.is_pending(oid)]
-        if not pending and self.wants(task, ()):
-            self.spill(task)
-        elif not (pending and self.hold(task, pending)):
-            r.submit_local(task)
 
     def _finish_with_extras(self, task, results, extras):
         """Resolve a task's results; objects they refer to (extras) exist first, held until
@@ -646,6 +568,7 @@ class ClusterLink:
         if task is None:
             return
         if task.spec.actor_id is not None:
+            self.calls.answered(task)
             del self.r.tasks[rec.task_id]
             self.r.finish_remote(task, None, _errors.pack_exception(ActorDiedError(
                 f"{task.spec.name}(): the actor is gone: {rec.reason}")))
@@ -657,7 +580,7 @@ class ClusterLink:
             return
         if task.attempts < task.spec.max_retries:
             task.attempts += 1
-            self.resubmit(task)  # the head knows the node is dead: it will not go there again
+            self.lineage.resubmit(self, task)  # the head knows the node is dead: it will not go there again
             return
         del self.r.tasks[rec.task_id]
         self.r.finish_remote(task, None, _errors.pack_exception(NodeDiedError(
@@ -691,7 +614,7 @@ class ClusterLink:
         err = _errors.pack_exception(ActorScoopError(f"task {spec.name}() could not run on node "
                                                      f"{self.r.node_id.hex()[:8]}: {why}"))
         results = _errors.error_results(spec.task_id, spec.num_returns, err)
-        self.to_head(P.TaskResult(rec.owner, self.r.node_id, spec.task_id, results, []))
+        self.calls.to_owner(spec.task_id, P.TaskResult(rec.owner, self.r.node_id, spec.task_id, results, []))
 
     def _run_here(self, task):
         """One of our tasks runs on this node after all; the head placed it: never spill it."""
@@ -768,9 +691,10 @@ class ClusterLink:
         here, held for the owner until it has pulled them (FreeRemote); the rest is forgotten."""
         tid = task.spec.task_id
         if task.fenced:  # its owner runs it elsewhere; forget what it made here
+            self.calls.caller_of(tid, done=True)
             for oid, kind, data, size, contained in results:
                 self.r.objects.resolve(oid, kind, data, size, contained)
-            self.r.objects.drop_client(REMOTE + tid)
+            self.r.objects.drop_holder(REMOTE + tid)
             self.r.delete_plasma()
             return
         for oid, kind, data, size, contained in results:
@@ -800,8 +724,8 @@ class ClusterLink:
                 self.results_waiting.setdefault(oid, []).append((task, results))
             return
         out = [self._outgoing(*res, tid) for res in results]
-        self.to_head(P.TaskResult(task.owner, self.r.node_id, tid, out, extras))
-        self.r.objects.drop_client(REMOTE + tid)
+        self.calls.to_owner(tid, P.TaskResult(task.owner, self.r.node_id, tid, out, extras))
+        self.r.objects.drop_holder(REMOTE + tid)
         self.r.delete_plasma()
 
     def object_ready(self, oid):
@@ -821,6 +745,7 @@ class ClusterLink:
                "cluster.borrowed": len(self.borrows.owners),
                "cluster.held": sum(len(v) for v in self.held.values()),
                "cluster.functions_at_head": len(self.functions_at_head)}
+        out.update(self.calls.table_sizes())
         if self.transfer is not None:
             t = self.transfer
             out.update({"transfer.serving": len(t.serving), "transfer.pulls": len(t.pulls),
@@ -835,13 +760,18 @@ class ClusterLink:
                "given_back": self.given_back,
                "refused": self.auth.refusals() if self.auth is not None else {},
                "transfer": self.transfer.report() if self.transfer is not None else None,
+               "direct_calls": self.calls.report() if self.calls is not None else None,
                "objects": {**self.remote.report(), **self.borrows.report(), "lineage": len(self.lineage.tasks)}}
         out["nodes"] = self.head.table() if self.head is not None else self.table
+        if self.head is not None:
+            out["routed_calls"] = self.head.routed_calls  # actor calls the head passed on
         return out
 
     def close(self):
         if self.transfer is not None:
             self.transfer.close()
+        if self.calls is not None:
+            self.calls.close()
         sock = getattr(self, "sock", None)
         if sock is not None:
             sock.close(linger=0)

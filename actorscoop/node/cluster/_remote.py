@@ -27,6 +27,8 @@ from ..._common._ids import task_of
 from ..raylet._objects import ObjState
 from ._borrows import BORROW
 
+SERVE = b"\x00serve:"  # prefix of the holder of results a node keeps for their owner (_link.py)
+
 log = logging.getLogger("actorscoop.cluster")
 
 
@@ -112,6 +114,21 @@ class RemoteObjects:
         if e.state is ObjState.READY:
             return e.kind == P.VALUE_REMOTE
         return e.state is ObjState.FAILED and oid in self.where and oid not in self.fetching
+
+    def fetch_if_elsewhere(self, oid):
+        """A reader here needs ``oid``: fetch it if it lies elsewhere (True), else False."""
+        e = self.link.r.objects.get(oid)
+        if e is None or not self.wanted_here(oid, e):
+            return False
+        return self.fetch(oid)
+
+    def fence(self):
+        """Counted dead, this node joins again: owners counted the results it kept for them
+        lost (and rebuilt them), so it frees them (its borrows are registered again)."""
+        objects = self.link.r.objects
+        for holder in [h for h in objects.held_by if h.startswith(SERVE)]:
+            objects.drop_client(holder)
+        self.link.r.delete_plasma()
 
     def fetch(self, oid):
         """Pull ``oid`` into this node's store; its entry waits (PENDING) meanwhile and its
@@ -209,7 +226,7 @@ class RemoteObjects:
             log.warning("rebuilding the results of %s() (task %s) lost with node %s: attempt %d of %d",
                         task.spec.name, tid.hex()[:12], node_id.hex()[:8], task.attempts + 1,
                         task.spec.max_retries + 1)
-            self.link.resubmit(task)
+            self.link.lineage.resubmit(self.link, task)
         r.delete_plasma()
 
     def _reopen(self, e):

@@ -221,13 +221,12 @@ class ActorManager:
         """Send queued calls whose arguments are ready, in order, while the actor is alive
         (or, for an actor on another node, route them there in order)."""
         if a.state is ActorState.REMOTE:
+            calls = self.raylet.cluster.calls
             while a.queue:
                 task = self.raylet.tasks.get(a.queue[0])
-                if task is not None and task.missing:
-                    return
+                if task is not None and (task.missing or not calls.send(a.id, task)):
+                    return  # its arguments are not ready, or calls through the head drain first
                 a.queue.popleft()
-                if task is not None:
-                    self.raylet.cluster.route_call(task)
             return
         if a.state is not ActorState.ALIVE:
             return
@@ -249,6 +248,24 @@ class ActorManager:
             a.inflight[tid] = None
             a.attempts[tid] = a.attempts.get(tid, 0) + 1
             self.raylet.dispatch(w, task)
+
+    def resume(self, actor_id):
+        """Send the calls that waited (an actor on another node: the route became direct)."""
+        a = self.actors.get(actor_id)
+        if a is not None:
+            self._pump(a)
+
+    def retry_remote(self, actor_id, task_ids):
+        """Calls to an actor on another node that its node's death lost: again, first."""
+        a = self.actors.get(actor_id)
+        if a is None or a.state is not ActorState.REMOTE:
+            for tid in task_ids:
+                task = self.raylet.tasks.pop(tid, None)
+                if task is not None:
+                    self.raylet.fail_returns(task, self._dead_error(a, task.spec))
+            return
+        a.queue.extendleft(reversed(task_ids))
+        self._pump(a)
 
     def _failed_dep(self, task):
         from ._objects import ObjState
@@ -319,6 +336,8 @@ class ActorManager:
         if self.raylet.cluster is not None:
             if remote and kill:  # it lives on another node: kill it there first
                 self.raylet.cluster.to_head(P.RouteKill(a.id, True))
+            if remote:
+                self.raylet.cluster.calls.forget(a.id)
             self.raylet.cluster.to_head(P.ActorGone(a.id))
         if a.spec.name:
             self.names.pop((a.spec.namespace, a.spec.name), None)
@@ -447,15 +466,16 @@ class ActorManager:
         return worker_id in self.by_worker
 
     def log_target(self, worker_id):
-        """(prefix name, driver to show a line to) for an actor's process output."""
+        """(prefix name, driver to show a line to, the call it runs or None) for an actor's
+        process output (a call from another node: its lines go home with the call's id)."""
         a = self.by_worker.get(worker_id)
         if a is None:
             return None
         for tid in a.inflight:
             t = self.raylet.tasks.get(tid)
             if t is not None:
-                return a.spec.class_name, t.submitter
-        return a.spec.class_name, a.owner
+                return a.spec.class_name, t.submitter, t
+        return a.spec.class_name, a.owner, None
 
     def table_sizes(self):
         return {"actors.actors": len(self.actors), "actors.names": len(self.names),

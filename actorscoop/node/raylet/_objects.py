@@ -197,8 +197,10 @@ class ObjectTable:
             s.discard(oid)
         self._maybe_free(oid, e)
 
-    def drop_client(self, holder):
-        """A process went away: release everything it held."""
+    def drop_holder(self, holder):
+        """Release everything ``holder`` held. Alone, for a holder that never subscribes
+        (a task run for another node, results kept for one): no scan of the whole table,
+        which per call made thousands of calls in flight quadratic."""
         self._early.pop(holder, None)
         for oid in self.held_by.pop(holder, ()):
             e = self.entries.get(oid)
@@ -206,6 +208,10 @@ class ObjectTable:
                 e.holders.discard(holder)
                 e.subscribers.discard(holder)
                 self._maybe_free(oid, e)
+
+    def drop_client(self, holder):
+        """A process went away: release everything it held."""
+        self.drop_holder(holder)
         unawaited = []
         for oid, e in self.entries.items():
             if holder in e.subscribers:

@@ -18,8 +18,8 @@ class WorkerOutput:
         if w.actor_id is not None:
             actor = self.actors.log_target(w.worker_id)
             if actor is not None:
-                name, target = actor
-                self._send_log(w, f"{name} pid={w.pid}", [target], None, "\n".join(lines))
+                name, target, call = actor
+                self._send_log(w, f"{name} pid={w.pid}", [target], call, "\n".join(lines))
                 return
         # A pool worker runs many tasks; it marks whose output follows when that changes.
         mark = TASK_MARK.decode()
@@ -55,8 +55,8 @@ class WorkerOutput:
     def _send_log(self, w, prefix, targets, task, text):
         if task is not None and task.owner is not None:
             # a task run for another node: its output goes to its owner's driver
-            self.cluster.to_head(P.RemoteLog(task.owner, task.spec.task_id,
-                                             f"{prefix}, node={self.node_id.hex()[:8]}", text))
+            self.cluster.calls.to_owner(task.spec.task_id, P.RemoteLog(
+                task.owner, task.spec.task_id, f"{prefix}, node={self.node_id.hex()[:8]}", text))
             return
         for t in targets:
             if t in self.clients:

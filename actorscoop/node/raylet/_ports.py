@@ -161,6 +161,9 @@ class ClusterPort(_Port):
         """Call ``callback()`` from the raylet's loop when ``fd`` is readable."""
         self._r.loop.add(fd, callback)
 
+    def unwatch(self, fd):
+        self._r.loop.remove(fd)
+
     def transfer_port(self):
         """What the link's object transfers may ask of this raylet."""
         return TransferPort(self._r)

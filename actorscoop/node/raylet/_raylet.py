@@ -245,6 +245,8 @@ class Raylet(TaskFlow, WorkerOutput, Leasing, Bundles, GiveBack):
             now = time.monotonic()
             if now >= memory.due:
                 memory.check(now)
+            if self.cluster is not None:
+                self.cluster.calls.flush()  # direct actor calls and their results, a frame per peer
             self._flush()
             self.recorder.fold_if_long()
             if now >= next_tick:

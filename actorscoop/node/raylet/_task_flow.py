@@ -311,8 +311,8 @@ class TaskFlow:
         if task is None:
             return
         task.cancelled = True
-        if task.remote:  # running on another node: the head passes the cancel on to it
-            self.cluster.to_head(rec)
+        if task.remote:  # running on another node: the head (or, a direct call, we) passes it on
+            self.cluster.calls.cancel(rec, task)
             return
         if task.spec.actor_id is not None:
             self.actors.cancel(task, rec.force)

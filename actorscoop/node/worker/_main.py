@@ -86,6 +86,7 @@ class WorkerCore(CoreClient):
         super().__init__(welcome, b"")
         self._conn = sock
         self._queue = collections.deque()
+        self._inline_queued = False  # an inline task may be in _queue (else _step need not look)
         self._functions = {}  # function id -> callable
         self._blobs = {}  # function id -> (pickle, sys.path entries) received, not yet loaded
         self._reclaim = False  # the raylet asked for the queued tasks back (P.RECLAIM)
@@ -236,6 +237,8 @@ class WorkerCore(CoreClient):
                 self._concurrency.submit(rec)
             else:
                 self._queue.append(rec)
+                if rec.inline:
+                    self._inline_queued = True
         elif t is P.ObjectValue:
             self._on_value(rec.object_id, rec.kind, rec.data)
         elif t is P.KVReply or t is P.ActorReply or t is P.StatusReply or t is P.PlacementGroupReply:
@@ -408,9 +411,11 @@ class WorkerCore(CoreClient):
             self._say_unblocked()
             tasklets.resume(p)
             return True
-        if queue:
+        if queue and self._inline_queued:  # (a scan per task made long queues quadratic)
             spec = next((s for s in queue if s.inline), None)
-            if spec is not None:  # handed to us while blocked: the raylet woke us for it
+            if spec is None:
+                self._inline_queued = False
+            else:  # handed to us while blocked: the raylet woke us for it
                 queue.remove(spec)
                 with self._block_lock:
                     self._blocked = False
