@@ -12,7 +12,10 @@ def objects():
 
 
 def store_used():
-    return asc._driver._api.status()["store"]["used"]
+    # The raylet connects to its store in the background (init() does not wait for it):
+    # until then its status has no store figures.
+    store = wait_for(lambda: asc._driver._api.status()["store"], 30, what="the raylet's store link")
+    return store["used"]
 
 
 @asc.remote
