@@ -127,7 +127,7 @@ class PlasmaClient:
         ``pyarrow.Buffer`` over its data in shared memory. The object is in use (it cannot be
         evicted) while that buffer (or anything built on it) lives. Seal it to make it readable.
         Raises PlasmaObjectExists, or PlasmaStoreFull when no room can be made."""
-        oid = _binary(object_id)
+        oid = object_id._id if type(object_id) is ObjectID else _binary(object_id)
         client = self._client
         data_size = int(data_size)
         try:
@@ -143,7 +143,7 @@ class PlasmaClient:
         self._created.add(oid)
         exporter = (ctypes.c_ubyte * data_size).from_address(address)
         exporter.holder = _Writable(keep, oid, client)
-        return pa.py_buffer(memoryview(exporter).cast("B"))
+        return pa.py_buffer(exporter)  # (bytes, writable: a ctypes array of c_ubyte exports as such)
 
     def _create(self, oid: bytes, data_size: int, metadata, keep_pin: bool):
         """A small object goes in this client's lease (no round trip); else, or when the id may be
@@ -156,7 +156,7 @@ class PlasmaClient:
 
     def seal(self, object_id: ObjectID) -> None:
         """Make an object this client created readable; it can no longer be written."""
-        oid = _binary(object_id)
+        oid = object_id._id if type(object_id) is ObjectID else _binary(object_id)
         if oid not in self._created:
             raise PlasmaObjectNotFound(f"object {oid.hex()} was not created by this client, or is sealed "
                                        "already")

@@ -33,6 +33,7 @@ from . import _protocol as P
 from ._errors import PlasmaError, StoreUnavailableError
 
 log = logging.getLogger("actorscoop.plasma")
+LINGER_MS = 1  # while records keep coming, the I/O thread sends them this often (and before any request)
 
 
 class ReleaseQueue:
@@ -50,6 +51,7 @@ class ReleaseQueue:
         os.set_blocking(self.write_fd, False)
         self.closed = False
         self.woken = False  # a byte is in the pipe, or the I/O thread has yet to drain it and send
+        self._taking = threading.Lock()  # held while items leave the queue, and while ``amend`` looks at it
 
     def push(self, item) -> None:  # called from finalizers: lock-free
         """Queue a pin release (an id) or a record (a tuple)."""
@@ -70,17 +72,36 @@ class ReleaseQueue:
         """Empty the pipe; the caller then sends what is queued. The flag is cleared *after* the
         pipe is read: a push that saw it set queued before the caller sends; one that sees it
         clear writes a new byte, so the next poll wakes for it."""
+        self.drain_pipe()
+        self.woken = False
+
+    def drain_pipe(self) -> None:
         try:
             while os.read(self.read_fd, 4096):
                 pass
         except BlockingIOError:
             pass
-        self.woken = False
 
-    def pop_all(self) -> list[bytes]:
+    def amend(self, record: list, index: int, old, new) -> bool:
+        """Set ``record[index]`` from ``old`` to ``new`` if ``record`` is still the last item queued
+        (nothing queued after it, not taken to be sent); False if not: queue a record instead.
+        Never blocks (a finalizer may call it while its thread takes items): False if busy."""
+        if not self._taking.acquire(False):
+            return False
+        try:
+            ids = self.ids
+            if ids and ids[-1] is record and record[index] == old:
+                record[index] = new
+                return True
+            return False
+        finally:
+            self._taking.release()
+
+    def pop_all(self) -> list:
         out = []
-        while self.ids:
-            out.append(self.ids.popleft())
+        with self._taking:  # (a finalizer run meanwhile only appends: push takes no lock)
+            while self.ids:
+                out.append(self.ids.popleft())
         return out
 
     def __del__(self):
@@ -206,6 +227,7 @@ class Connection:
         both = zmq.Poller()
         both.register(self._releases.read_fd, zmq.POLLIN)
         both.register(self._sock, zmq.POLLIN)
+        linger = None
         try:
             while True:
                 with self._cond:
@@ -227,11 +249,19 @@ class Connection:
                     with self._cond:
                         self._reading = False
                 else:
-                    pipe_only.poll()
-                    self._releases.drain_wakeups()
-                    if self._releases.ids:
-                        with self._io:
-                            self._flush_releases()
+                    # While a burst of records goes on, `woken` stays set, so pushes write no byte (a
+                    # write hands this thread the GIL, once per handful of records): it collects them
+                    # for LINGER_MS, and sends them as one Batch.
+                    pipe_only.poll(linger)
+                    self._releases.drain_pipe()
+                    if not self._releases.ids:
+                        self._releases.woken = False  # the burst is over: the next push writes a byte
+                        if not self._releases.ids:  # (a push that saw the flag still set queued before this)
+                            linger = None
+                            continue
+                    with self._io:
+                        self._flush_releases()
+                    linger = LINGER_MS
             with self._io:
                 self._flush_releases()
         except zmq.ZMQError as exc:  # the context is being torn down under us

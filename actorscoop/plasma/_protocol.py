@@ -15,7 +15,8 @@ import msgpack
 
 from ._errors import ProtocolError
 
-VERSION = 3  # 2: data and metadata parts, eviction per object, notifications; 3: leases, Batch
+VERSION = 4  # 2: data and metadata parts, eviction per object, notifications; 3: leases, Batch;
+# 4: a "c" record may say the object was sealed (and its creator's buffer dropped) too
 
 _MESSAGES: dict[str, type] = {}
 
@@ -89,11 +90,16 @@ class Lease:
 @_message("batch")
 class Batch:
     """One-way: records, handled in order. Each is a list:
-    ``["c", id, offset, data_size, metadata_size, evictable, keep_pin, create_time]`` an object
-    this client created at ``offset``, the front of its lease; ``["s", id]`` seal;
+    ``["c", id, offset, data_size, metadata_size, evictable, keep_pin, create_time, then]`` an
+    object this client created at ``offset``, the front of its lease; ``then`` (RECORD_THEN) says
+    whether the client sealed it too (1), and also dropped the creator's buffer (2), before the
+    record left: one record instead of three; ``["s", id]`` seal;
     ``["r", id]`` the creator's buffer is gone (its pin, or a refused create's block);
     ``["p", id]`` release a pin, as Release."""
     records: list
+
+
+RECORD_THEN = (0, 1, 2)  # a "c" record's last field: created only; and sealed; and the creator's buffer gone
 
 
 @_message("contains")

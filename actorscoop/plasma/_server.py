@@ -30,6 +30,8 @@ from ._errors import (IllegalTransitionError, ObjectExistsError, ObjectNotFoundE
 from ._spill import SpillDir, is_full
 from ._store import Entry, ObjectStore, State, Where
 
+CREATED, SEALED, BUFFER_GONE = P.RECORD_THEN  # a "c" record's last field: what else happened to the object
+
 log = logging.getLogger("actorscoop.plasma")
 DROP_LOG_INTERVAL = 60.0  # s between two log lines about one kind of dropped message
 MAX_OBJECT_SIZE = (1 << 63) - 1  # the largest file (a fallback for an object larger than the store)
@@ -293,20 +295,30 @@ class StoreServer:
                 self._drop("malformed batch record", f"from {identity!r}: {exc}")
 
     def _record_create(self, identity, record) -> None:
-        _, object_id, offset, data_size, metadata_size, evictable, keep_pin, create_time = record
+        _, object_id, offset, data_size, metadata_size, evictable, keep_pin, create_time, then = record
         if not (type(offset) is int and type(data_size) is int and type(metadata_size) is int
                 and min(offset, data_size, metadata_size) >= 0):
             raise ValueError(f"offset, data_size and metadata_size are ints >= 0, got {record[2:5]!r:.80}")
-        if not (type(evictable) is bool and type(keep_pin) is bool and type(create_time) is float):
-            raise ValueError("evictable and keep_pin are bools, create_time a float")
+        if not (type(evictable) is bool and type(keep_pin) is bool and type(create_time) is float
+                and type(then) is int and CREATED <= then <= BUFFER_GONE):
+            raise ValueError("evictable and keep_pin are bools, create_time a float, then 0, 1 or 2")
         try:
-            self.store.register(object_id, offset, _layout.block_size(data_size, metadata_size), identity,
+            self.store.register(object_id, offset, (metadata_size + 63) // 64 * 64 + data_size or 1,
+                                identity, None if then == CREATED else time.time(),
                                 data_size=data_size, metadata_size=metadata_size, evictable=evictable,
-                                creator_pin=keep_pin, create_time=create_time)
+                                creator_pin=keep_pin and then != BUFFER_GONE, create_time=create_time)
         except ObjectExistsError as exc:
+            if then == BUFFER_GONE or (then == SEALED and not keep_pin):  # nothing writes there any more
+                self.store.release_hole(identity, object_id)
             raise ObjectExistsError(
                 f"create of object {object_id.hex()} refused: {exc}. Another client created the same id "
                 "at the same moment; its object is kept, this client's is dropped", object_id=object_id) from None
+        if then != CREATED:  # sealed in the same record: what _seal does after the store's seal
+            if self.subscribers:
+                self._notify(P.Notification(object_id, data_size, metadata_size))
+            if self.gets:
+                for waiter in self.gets.pop(object_id, ()):
+                    self._answer_get(waiter.identity, waiter.msg)
 
     def _record_seal(self, identity, record) -> None:
         if not self.store.has_hole(identity, record[1]):  # a refused create: nothing to seal

@@ -53,6 +53,10 @@ class Where(str, enum.Enum):
 _HISTORY = 32  # events kept per object
 _GRAVEYARD = 256  # removed objects whose story is kept
 
+_LEASED_CREATE = "create (in the client's lease) -> CREATED"
+_SEAL = "seal -> SEALED"
+_CREATOR_PIN = "pin (creator's buffer)"
+
 _ALLOWED = {
     (None, State.CREATED),
     (State.CREATED, State.SEALED),
@@ -80,10 +84,13 @@ class Entry:
     path: str | None = None  # spill file or fallback file
     pins: dict = dataclasses.field(default_factory=dict)  # client -> count
     delete_after_seal: bool = False
-    history: collections.deque = dataclasses.field(default_factory=lambda: collections.deque(maxlen=_HISTORY))
+    history: list = dataclasses.field(default_factory=list)  # (event, client); the last _HISTORY are told
 
     def record(self, event: str, client=None) -> None:
-        self.history.append((event, client))
+        history = self.history
+        history.append((event, client))
+        if len(history) > 2 * _HISTORY:  # (a list trimmed now and then: cheaper than a bounded deque per object)
+            del history[:-_HISTORY]
 
     @property
     def pinned(self) -> bool:
@@ -135,7 +142,7 @@ class ObjectStore:
         """What happened to an object, oldest first: (event, client) pairs (the last 32 events;
         objects removed recently are remembered too)."""
         entry = self._objects.get(object_id) or self._removed.get(object_id)
-        return list(entry.history) if entry is not None else []
+        return entry.history[-_HISTORY:] if entry is not None else []
 
     def victims(self, needed: int) -> list[bytes]:
         """Ids the eviction policy picks to free ``needed`` bytes (possibly fewer, if not enough)."""
@@ -239,10 +246,13 @@ class ObjectStore:
         if lease is not None:
             self.allocator.free(lease[0])
 
-    def register(self, object_id: bytes, offset: int, size: int, client, **fields) -> Entry:
+    def register(self, object_id: bytes, offset: int, size: int, client, seal_time: float | None = None,
+                 **fields) -> Entry:
         """Record an object of ``size`` bytes that ``client`` created at ``offset``, the front of
         its lease (its block is cut off the lease). Raises ObjectExistsError if the id is taken:
-        the block then becomes a hole of the client (``release_hole``)."""
+        the block then becomes a hole of the client (``release_hole``). With ``seal_time``, the
+        client sealed it too (one record for both: ``seal`` would do the same, at less cost);
+        a ``creator_pin`` is then the pin its creator keeps."""
         lease = self._leases.get(client)
         block = max(ALIGNMENT, align_up(size))
         if lease is None or offset != lease[0] or offset + block > lease[1]:
@@ -258,8 +268,21 @@ class ObjectStore:
             self._holes.setdefault((client, object_id), []).append(offset)
             raise
         entry = Entry(object_id, size, client, offset=offset, **fields)
-        self._transition(entry, State.CREATED, "create (in the client's lease)")
+        if seal_time is None:
+            self._transition(entry, State.CREATED, "create (in the client's lease)")
+            self._add(entry)
+            return entry
+        # (new) -> CREATED -> SEALED, both allowed: told in the story as two steps
+        entry.state, entry.seal_time = State.SEALED, seal_time
+        entry.history += ((_LEASED_CREATE, client), (_SEAL, None))
         self._add(entry)
+        if entry.creator_pin:
+            entry.creator_pin = False
+            entry.pins[client] = 1
+            self._client_pins.setdefault(client, {})[object_id] = 1
+            entry.history.append((_CREATOR_PIN, client))
+        else:
+            self._lru[object_id] = block
         return entry
 
     def release_hole(self, client, object_id: bytes) -> bool:

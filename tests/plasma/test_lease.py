@@ -86,6 +86,38 @@ def test_lease_objects_are_cut_off_its_front():
     assert s.stats()["leased_bytes"] == 0 and s.allocator.used == 2 * 1024
 
 
+def test_a_register_with_its_seal_is_the_same_as_register_then_seal():
+    ids = IdFilter(bytearray(SIZE))
+    s = ObjectStore(1 << 20, id_filter=ids)
+    offset, _ = s.lease("c", 64 << 10)
+    kept = s.register(b"k" * 20, offset, 1000, "c", seal_time=2.0, **FIELDS)  # the creator's buffer lives
+    gone = s.register(b"g" * 20, offset + 1024, 1000, "c", seal_time=2.0, **{**FIELDS, "creator_pin": False})
+    s.validate()
+    assert kept.state is gone.state is State.SEALED and kept.seal_time == 2.0
+    assert kept.pins == {"c": 1} and gone.pins == {} and s.victims(1) == [b"g" * 20]
+    assert [event for event, _ in s.story(b"g" * 20)] == ["create (in the client's lease) -> CREATED",
+                                                           "seal -> SEALED"]
+    assert ids.may_contain(b"k" * 20) and s.is_readable(b"k" * 20)
+    s.release(b"k" * 20, "c")  # the creator's buffer goes
+    s.validate()
+    assert s.victims(2048) == [b"g" * 20, b"k" * 20]
+    with pytest.raises(ObjectExistsError):
+        s.register(b"k" * 20, offset + 2048, 1000, "c", seal_time=3.0, **FIELDS)
+    assert s.has_hole("c", b"k" * 20)
+    s.validate()
+
+
+def test_a_story_keeps_the_last_events():
+    s = ObjectStore(1 << 20)
+    s.create(b"a" * 20, 100, "c", **FIELDS)
+    s.seal(b"a" * 20, "c")
+    for _ in range(100):
+        s.pin(b"a" * 20, "r")
+        s.release(b"a" * 20, "r")
+    story = s.story(b"a" * 20)
+    assert len(story) == 32 and story[-1] == ("release", "r") and story[-2] == ("pin", "r")
+
+
 def refused(s: ObjectStore) -> int:
     """Client "c" registers an id that "other" created: refused; returns c's lease offset."""
     s.create(b"a" * 20, 100, "other", **FIELDS)
@@ -165,6 +197,58 @@ def test_an_object_is_seen_by_others_once_sealed_without_another_call_of_its_cre
     wait_for(lambda: a.list()[oid]["ref_count"] == 0, what="the creator's buffer to be given back")
 
 
+def test_a_create_sealed_and_dropped_before_its_record_leaves_is_one_record(api):
+    a, b = api
+    a.create_and_seal(plasma.ObjectID.from_random(), b"a takes its lease")
+    oid, later = plasma.ObjectID.from_random(), plasma.ObjectID.from_random()
+    queue = a._client._releases.ids
+    wait_for(lambda: not queue, what="the first record to leave")
+    with a._client._conn._io:  # a's queued records cannot leave yet
+        buf = a.create(oid, 1000)
+        np.frombuffer(buf, dtype=np.uint8)[:] = 5
+        a.seal(oid)
+        del buf
+        # one record: created, sealed, the creator's buffer gone (P.RECORD_THEN)
+        assert [r[0] for r in queue] == ["c"] and queue[0][1] == oid.binary() and queue[0][8] == 2
+        kept = a.create(later, 10)
+        a.seal(later)
+        assert [r[0] for r in queue] == ["c", "c"] and queue[1][8] == 1  # sealed, its buffer still held
+    wait_for(lambda: b.contains(oid) and b.contains(later), what="the records to reach the store")
+    listed = a.list()
+    assert listed[oid]["ref_count"] == 0 and listed[later]["ref_count"] == 1
+    assert b.get_buffers([oid])[0].to_pybytes() == b"\x05" * 1000
+    del kept
+    wait_for(lambda: a.list()[later]["ref_count"] == 0, what="the creator's buffer to be given back")
+
+
+def test_a_seal_after_its_record_left_goes_on_its_own(api):
+    a, b = api
+    oid = plasma.ObjectID.from_random()
+    buf = a.create(oid, 10)
+    wait_for(lambda: not a._client._releases.ids, what="the create record to leave")
+    with a._client._conn._io:
+        a.seal(oid)
+        assert [r[0] for r in a._client._releases.ids] == ["s"]
+    wait_for(lambda: b.contains(oid), what="the seal to reach the store")
+    del buf
+
+
+def test_a_waiting_get_is_answered_by_a_record_that_seals(api):
+    import threading
+    a, b = api
+    a.create_and_seal(plasma.ObjectID.from_random(), b"a takes its lease")
+    oid = plasma.ObjectID.from_random()
+    got = []
+    reader = threading.Thread(target=lambda: got.extend(b.get_buffers([oid], timeout_ms=30_000)))
+    reader.start()
+    wait_for(lambda: a._client.stats()["waiting_gets"] == 1, what="b's get to wait in the store")
+    with a._client._conn._io:
+        a.create_and_seal(oid, b"late")
+        assert a._client._releases.ids[-1][8] == 1  # created and sealed (create_and_seal keeps no pin)
+    reader.join(30)
+    assert [buf.to_pybytes() for buf in got] == [b"late"]
+
+
 def test_contains_right_after_seal_is_true(api):
     a, _ = api
     for _ in range(50):
@@ -206,6 +290,24 @@ def test_two_clients_creating_one_id_at_once_keep_the_first_to_reach_the_store(a
     wait_for(lambda: stats()["used"] == used - 1024, what="b's hole to be freed")
     with pytest.raises(plasma.PlasmaObjectExists):
         b.create(oid, 10)
+
+
+def test_a_refused_create_dropped_before_its_record_leaves_frees_its_block_at_once(api):
+    a, b = api
+    oid = plasma.ObjectID.from_random()
+    b.create_and_seal(plasma.ObjectID.from_random(), b"b takes its lease")
+    a.create_and_seal(plasma.ObjectID.from_random(), b"a takes its lease")
+    stats = a._client.stats
+    used = stats()["used"]
+    wait_for(lambda: not b._client._releases.ids, what="b's first record to leave")
+    with b._client._conn._io:  # b's one record (created and sealed) cannot leave yet
+        b.create_and_seal(oid, b"b" * 1000)
+        assert [r[8] for r in b._client._releases.ids] == [1]
+        a.create_and_seal(oid, b"a" * 1000)
+        assert a.contains(oid)
+    wait_for(lambda: stats()["dropped"].get("refused create") == 1, what="b's create to be refused")
+    assert stats()["used"] == used - 1024  # b's block was freed with the refusal (a's is in a's lease)
+    assert b.get_buffers([oid])[0].to_pybytes() == b"a" * 1000
 
 
 def test_a_dead_clients_lease_is_given_back(stores, store):
