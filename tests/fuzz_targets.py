@@ -104,49 +104,58 @@ class RayletTarget:
 # ------------------------------------------------------------------ the plasma store's socket
 
 class StoreTarget:
-    """Sessions on the store's ZeroMQ ipc socket: a DEALER per session (a client of its
-    own), which ends as a well-behaved client does, with a Disconnect and its answer."""
+    """Sessions on the store's Unix socket (length-prefixed frames, actorscoop.plasma._wire):
+    a connection per session (a client of its own), which ends as a well-behaved client does,
+    with a Connect, a Disconnect and its answer."""
 
-    name = "plasma store (ipc socket)"
+    name = "plasma store (unix socket)"
 
     def __init__(self, socket_path, store_pid):
         self.path = socket_path
         self.pid = store_pid
         self.count = Counter()
-        self.ctx = zmq.Context()
 
     def session(self, frames, multipart):
+        from actorscoop.plasma import _wire
         self.count.sessions += 1
-        sock = self.ctx.socket(zmq.DEALER)
-        sock.linger = 0
-        sock.connect(f"ipc://{self.path}")
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(SYNC_TIMEOUT)
         try:
+            sock.connect(self.path)
             for f in frames:
-                sock.send(f)
+                sock.sendall(_wire.frame(f))
                 self.count.frames += 1
-            if multipart:
-                sock.send_multipart([b"a", b"b", b"c"])
+            if multipart:  # (a ZeroMQ multipart message once; now three frames in one write)
+                sock.sendall(b"".join(_wire.frame(f) for f in (b"a", b"b", b"c")))
                 self.count.frames += 1
             # Connect (the store may not know us) then Disconnect: its answer comes after
             # everything above was handled, and the store forgets this client.
-            sock.send(PP.encode(PP.Connect(1, os.getpid(), PP.VERSION)))
-            sock.send(PP.encode(PP.Disconnect(2)))
+            sock.sendall(_wire.frame(PP.encode(PP.Connect(1, os.getpid(), PP.VERSION)))
+                         + _wire.frame(PP.encode(PP.Disconnect(2))))
+            frames_in = _wire.Frames()
             deadline = time.monotonic() + SYNC_TIMEOUT
             while True:
-                left = deadline - time.monotonic()
-                if left <= 0 or not sock.poll(int(left * 1000) + 1):
+                if time.monotonic() > deadline:
                     raise Stuck(f"the store (pid {self.pid}) did not answer within {SYNC_TIMEOUT} s")
                 try:
-                    reply = PP.decode(sock.recv())
-                except Exception:
-                    continue
-                if getattr(reply, "rid", None) == 2 and isinstance(reply, (PP.Answer, PP.Error)):
-                    return
+                    data = sock.recv(1 << 16)
+                except TimeoutError:
+                    raise Stuck(f"the store (pid {self.pid}) did not answer within {SYNC_TIMEOUT} s") from None
+                if not data:
+                    raise Stuck(f"the store (pid {self.pid}) closed the connection of a session")
+                frames_in.buf += data
+                while (frame := frames_in.take()) is not None:
+                    try:
+                        reply = PP.decode(frame)
+                    except Exception:
+                        continue
+                    if getattr(reply, "rid", None) == 2 and isinstance(reply, (PP.Answer, PP.Error)):
+                        return
         finally:
             sock.close()
 
     def raw_session(self, data):
-        """Bytes straight to the ipc socket, no ZeroMQ handshake."""
+        """Bytes straight to the socket, not cut into frames."""
         self.count.sessions += 1
         s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
@@ -159,7 +168,7 @@ class StoreTarget:
             s.close()
 
     def close(self):
-        self.ctx.term()
+        pass
 
 
 # ------------------------------------------------------------------ the head's TCP socket

@@ -83,7 +83,7 @@ class StoreClient:
         if not os.path.exists(socket_path):
             raise StoreUnavailableError(f"no object store socket at {socket_path}: start the store first "
                                         "(actorscoop.plasma.start_store)")
-        self._conn = Connection(socket_path, self._releases)
+        self._conn = Connection(socket_path, self._releases, send_timeout=timeout)
         try:
             reply = self._request(P.Connect(0, os.getpid(), P.VERSION))
         except BaseException:

@@ -16,16 +16,18 @@ import os
 import pickle
 import shutil
 import signal
+import socket
+import struct
 import subprocess
 import sys
 import tempfile
 import time
 
 import pyarrow as pa
-import zmq
 
 from . import _layout
 from . import _protocol as P
+from . import _wire
 from ._arena import socket_in_use
 from ._client import StoreClient
 from ._errors import ObjectExistsError, ObjectNotFoundError, ObjectStoreFullError, PlasmaError
@@ -301,10 +303,12 @@ class PlasmaClient:
             self._notifications = _Notifications(self._client.socket_path, self._client.timeout)
 
     def get_notification_socket(self):
-        """The ZeroMQ socket notifications arrive on (poll it with ``zmq.Poller``; then call
-        ``get_next_notification``). Arrow's was a Unix socket carrying flatbuffers."""
+        """The connection notifications arrive on: ``fileno()`` (poll it with select, or
+        ``zmq.Poller``), ``poll(timeout_ms)``, and ``recv()`` of one message, for
+        ``decode_notification`` (or call ``get_next_notification``). A Unix socket, as Arrow's
+        was; its messages are msgpack, not flatbuffers."""
         self._require_subscribed()
-        return self._notifications.sock
+        return self._notifications
 
     def get_next_notification(self):
         """Wait for the next notification: ``(ObjectID, data_size, metadata_size)``; the sizes
@@ -374,25 +378,49 @@ _FOREVER = 365 * 24 * 3600.0  # "wait for ever": a year
 
 
 class _Notifications:
-    """A second connection to the store that receives Notification messages."""
+    """A second connection to the store, on which Notification messages arrive. What
+    ``get_notification_socket`` returns: ``fileno()`` (for select, poll, ``zmq.Poller``),
+    ``poll(timeout_ms)`` and ``recv()``, one message each, read whole, so the fd is readable
+    exactly while a notification waits."""
 
     def __init__(self, socket_path: str, timeout: float):
-        self.ctx = zmq.Context()
-        self.sock = self.ctx.socket(zmq.DEALER)
-        self.sock.setsockopt(zmq.LINGER, 0)
-        self.sock.setsockopt(zmq.RCVHWM, 0)  # notifications are never dropped, however late they are read
-        self.sock.connect(f"ipc://{socket_path}")
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            self.sock.connect(socket_path)
+        except OSError as exc:
+            self.sock.close()
+            raise PlasmaError(f"cannot connect to the store at {socket_path} for notifications: {exc}") from None
         self.timeout = timeout
         self._call(P.Connect(1, os.getpid(), P.VERSION))
         self._call(P.Subscribe(2))
-        self.pending = []
+
+    def fileno(self) -> int:
+        return self.sock.fileno()
+
+    def poll(self, timeout_ms: int | None = None) -> bool:
+        """Whether a notification is there to ``recv`` within ``timeout_ms`` (None: wait for one)."""
+        return _wire.wait_readable(self.sock, timeout_ms)
+
+    def recv(self) -> bytes:
+        """The next message (wait for it); decode it with ``PlasmaClient.decode_notification``."""
+        (n,) = struct.unpack("<I", self._exactly(4))
+        return self._exactly(n)
+
+    def _exactly(self, n: int) -> bytes:
+        buf = bytearray()
+        while len(buf) < n:
+            chunk = self.sock.recv(n - len(buf))
+            if not chunk:
+                raise OSError("the store closed the notification connection (it exited?)")
+            buf += chunk
+        return bytes(buf)
 
     def _call(self, msg):
-        self.sock.send(P.encode(msg))
+        self.sock.sendall(_wire.frame(P.encode(msg)))
         while True:
-            if not self.sock.poll(int(self.timeout * 1000)):
+            if not self.poll(int(self.timeout * 1000)):
                 raise OSError(f"the store did not answer {msg.TYPE} within {self.timeout}s")
-            reply = P.decode(self.sock.recv())
+            reply = P.decode(self.recv())
             if isinstance(reply, P.Error):
                 raise PlasmaError(reply.message)
             if getattr(reply, "rid", None) == msg.rid:
@@ -400,13 +428,12 @@ class _Notifications:
 
     def next(self) -> P.Notification:
         while True:
-            msg = P.decode(self.sock.recv())
+            msg = P.decode(self.recv())
             if isinstance(msg, P.Notification):
                 return msg
 
     def close(self):
-        self.sock.close(linger=0)
-        self.ctx.term()
+        self.sock.close()
 
 
 def connect(store_socket_name: str, manager_socket_name: str = "", release_delay: int = 0,

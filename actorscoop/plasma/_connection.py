@@ -1,4 +1,4 @@
-"""The client's link to the store: one DEALER socket, shared by every thread.
+"""The client's link to the store: one Unix stream socket (``_wire.py``), shared by every thread.
 
 Most requests are answered at once, so the calling thread does the I/O itself
 under a lock (one round trip, no thread hand-off).  A get that *waits* for an
@@ -13,8 +13,9 @@ pipe, never touch the socket or take a lock.  One-way records (an object created
 in the client's lease, a seal, a creator's buffer gone) queue the same way.
 Queued items are sent before any request that follows them, or by the I/O thread
 when it next runs: a byte is written to the pipe only when the queue may have
-none pending, so a burst of creates and seals costs one wake-up and goes out as
-one Batch message.
+none pending, and while records keep coming the I/O thread collects them for
+LINGER_MS before it sends them, so a burst of creates and seals costs one
+wake-up per millisecond and goes out as few Batch messages.
 """
 
 from __future__ import annotations
@@ -24,12 +25,12 @@ import dataclasses
 import itertools
 import logging
 import os
+import select
 import threading
 import time
 
-import zmq
-
 from . import _protocol as P
+from . import _wire
 from ._errors import PlasmaError, StoreUnavailableError
 
 log = logging.getLogger("actorscoop.plasma")
@@ -122,10 +123,12 @@ class _Call:
 
 
 class Connection:
-    """Request/reply over a DEALER socket; see the module docstring for who reads it when."""
+    """Request/reply over one socket; see the module docstring for who reads it when.
+    Raises StoreUnavailableError if nothing listens at ``socket_path``."""
 
-    def __init__(self, socket_path: str, releases: ReleaseQueue):
+    def __init__(self, socket_path: str, releases: ReleaseQueue, send_timeout: float = 10.0):
         self.socket_path = socket_path
+        self.send_timeout = send_timeout  # how long a send waits for a store that reads nothing
         self._releases = releases
         self._rids = itertools.count(1)
         self._calls: dict[int, _Call] = {}
@@ -138,17 +141,21 @@ class Connection:
         self._stopping = False
         self.sent = 0  # times a thread took the socket (and sent what was queued)
         self.confirmed = 0  # the store has handled everything queued before the socket was taken this many times
-        self._ctx = zmq.Context()
-        self._sock = self._ctx.socket(zmq.DEALER)
-        self._sock.setsockopt(zmq.LINGER, 0)
-        self._sock.connect(f"ipc://{socket_path}")
+        self._broken: str | None = None  # why the connection broke (the store exited?), once it did
+        try:
+            self._sock = _wire.connect(socket_path)
+        except OSError as exc:
+            raise StoreUnavailableError(f"cannot connect to the object store at {socket_path}: {exc.strerror}; "
+                                        "is it running?", socket_path=socket_path) from None
+        self._fd = self._sock.fileno()
+        self._frames = _wire.Frames()
         self._thread = threading.Thread(target=self._run, name="plasma-io", daemon=True)
         self._thread.start()
 
     def call(self, msg, timeout: float):
         """Send a request and return its reply; raise StoreUnavailableError if none comes in time."""
-        if self._stopping:
-            raise PlasmaError("this PlasmaClient is closed: create a new one")
+        if self._stopping or self._broken:
+            self._raise_closed()
         msg = dataclasses.replace(msg, rid=next(self._rids))
         call = self._calls[msg.rid] = _Call(msg)
         waiting = isinstance(msg, P.Get) and bool(msg.timeout)
@@ -159,7 +166,7 @@ class Connection:
             with self._cond:
                 self._waits += 1
             try:
-                self._with_socket(lambda: self._sock.send(P.encode(msg)))
+                self._with_socket(lambda: self._send(P.encode(msg)))
                 self._releases.wake()  # the I/O thread starts reading replies
                 call.event.wait(timeout)
             finally:
@@ -176,10 +183,10 @@ class Connection:
 
     def send(self, msg) -> None:
         """Send a one-way message (no reply comes); it goes out before any later request."""
-        if self._stopping:
-            raise PlasmaError("this PlasmaClient is closed: create a new one")
+        if self._stopping or self._broken:
+            self._raise_closed()
         frame = P.encode(msg)
-        self._with_socket(lambda: self._sock.send(frame))
+        self._with_socket(lambda: self._send(frame))
 
     def close(self, timeout: float) -> None:
         """Stop the I/O thread after it has sent queued releases, and close the socket."""
@@ -188,8 +195,29 @@ class Connection:
             self._cond.notify_all()
         self._releases.wake()
         self._thread.join(timeout)
-        self._sock.close(linger=0)
-        self._ctx.term()
+        self._sock.close()
+
+    def _raise_closed(self):
+        if self._broken:
+            raise StoreUnavailableError(f"the connection to the object store at {self.socket_path} broke "
+                                        f"({self._broken}): is it running? If it was restarted, create a new "
+                                        "PlasmaClient", socket_path=self.socket_path)
+        raise PlasmaError("this PlasmaClient is closed: create a new one")
+
+    def _send(self, payload: bytes) -> None:  # holding the socket
+        if self._broken:
+            self._raise_closed()
+        try:
+            _wire.send_all(self._sock, _wire.frame(payload), time.monotonic() + self.send_timeout)
+        except (_wire.Closed, TimeoutError) as exc:
+            self._break(str(exc))
+            self._raise_closed()
+
+    def _break(self, why: str) -> None:
+        """The connection is unusable: fail every call waiting for an answer."""
+        if self._broken is None:
+            self._broken = why
+        self._fail_calls(f"the connection to the object store broke ({why})")
 
     # -- socket access ---------------------------------------------------------
 
@@ -211,10 +239,12 @@ class Connection:
 
     def _roundtrip(self, call: _Call, deadline: float) -> None:  # holding the socket
         sent = self.sent
-        self._sock.send(P.encode(call.msg))
+        self._send(P.encode(call.msg))
+        poller = select.poll()
+        poller.register(self._fd, select.POLLIN)
         while not call.event.is_set():
             left = deadline - time.monotonic()
-            if left <= 0 or not self._sock.poll(int(left * 1000) + 1):
+            if left <= 0 or not poller.poll(int(left * 1000) + 1):
                 return
             self._receive()
         self.confirmed = max(self.confirmed, sent)  # the store answers in order
@@ -222,18 +252,18 @@ class Connection:
     # -- the I/O thread --------------------------------------------------------
 
     def _run(self) -> None:
-        pipe_only = zmq.Poller()
-        pipe_only.register(self._releases.read_fd, zmq.POLLIN)
-        both = zmq.Poller()
-        both.register(self._releases.read_fd, zmq.POLLIN)
-        both.register(self._sock, zmq.POLLIN)
+        pipe_only = select.poll()
+        pipe_only.register(self._releases.read_fd, select.POLLIN)
+        both = select.poll()
+        both.register(self._releases.read_fd, select.POLLIN)
+        both.register(self._fd, select.POLLIN)
         linger = None
         try:
             while True:
                 with self._cond:
                     while self._sync_waiting and not self._stopping:
                         self._cond.wait()
-                    if self._stopping:
+                    if self._stopping or self._broken:
                         break
                     self._reading = self._waits > 0
                 # Drain the wake-up pipe *before* looking at the release queue: a release pushed
@@ -243,7 +273,7 @@ class Connection:
                         self._flush_releases()
                         ready = dict(both.poll())
                         self._releases.drain_wakeups()
-                        if self._sock in ready:
+                        if self._fd in ready:
                             self._receive()
                         self._flush_releases()
                     with self._cond:
@@ -263,8 +293,9 @@ class Connection:
                         self._flush_releases()
                     linger = LINGER_MS
             with self._io:
-                self._flush_releases()
-        except zmq.ZMQError as exc:  # the context is being torn down under us
+                if not self._broken:
+                    self._flush_releases()
+        except StoreUnavailableError as exc:  # the store went away: calls fail, nothing more to send
             log.debug("plasma client I/O thread stopped: %s", exc)
         except Exception:  # a bug: fail every waiting call rather than leave it hanging
             log.exception("plasma client I/O thread crashed")
@@ -276,15 +307,23 @@ class Connection:
         if not items:
             return
         if all(type(item) is bytes for item in items):
-            self._sock.send(P.encode(P.Release(items)))
+            self._send(P.encode(P.Release(items)))
         else:
-            self._sock.send(P.encode(P.Batch([("p", item) if type(item) is bytes else item for item in items])))
+            self._send(P.encode(P.Batch([("p", item) if type(item) is bytes else item for item in items])))
 
     def _receive(self) -> None:  # holding the socket
+        frames = self._frames
+        try:
+            frames.read(self._sock)
+        except _wire.Closed as exc:
+            self._break(str(exc))  # (the replies that came before it are handled below)
         while True:
             try:
-                frame = self._sock.recv(zmq.NOBLOCK)
-            except zmq.Again:
+                frame = frames.take()
+            except _wire.Closed as exc:  # a length no store sends
+                self._break(str(exc))
+                return
+            if frame is None:
                 return
             try:
                 reply = P.decode(frame)
@@ -302,13 +341,16 @@ class Connection:
                 call.event.set()
             elif reply.rid in self._abandoned:
                 self._abandoned.discard(reply.rid)
-                if isinstance(reply, P.Located):  # a late get took a pin nobody will release
-                    self._sock.send(P.encode(P.Release([reply.object_id])))
+                if isinstance(reply, P.Located) and not self._broken:  # a late get took a pin nobody releases
+                    self._releases.push(reply.object_id)
 
     def _fail_all(self) -> None:
         self._stopping = True
+        self._fail_calls("the PlasmaClient was closed during the request")
+
+    def _fail_calls(self, message: str) -> None:
         for rid in list(self._calls):
             call = self._calls.pop(rid, None)
             if call is not None:
-                call.reply = P.Error(rid, "StoreUnavailableError", "the PlasmaClient was closed during the request")
+                call.reply = P.Error(rid, "StoreUnavailableError", message)
                 call.event.set()

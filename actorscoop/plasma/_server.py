@@ -1,10 +1,10 @@
-"""The store process's I/O shell: a ZeroMQ ROUTER loop around the pure ``ObjectStore``.
+"""The store process's I/O shell: a poll loop around the pure ``ObjectStore``.
 
-One thread serves every request in order.  The loop polls the socket and one
-pidfd per client (a dead client's pins are released at once), and keeps two
-kinds of deadlines: gets waiting for an object to be sealed, and requests
-waiting for room (creates, and gets of spilled objects) while every resident
-object is pinned.
+One thread serves every request in order.  The loop polls the listening Unix socket, one
+connection per client (frames: ``_wire.py``), and one pidfd per client (a dead client's pins
+are released at once, as when its connection closes), and keeps two kinds of deadlines: gets
+waiting for an object to be sealed, and requests waiting for room (creates, and gets of spilled
+objects) while every resident object is pinned.
 """
 
 from __future__ import annotations
@@ -13,13 +13,14 @@ import dataclasses
 import errno
 import logging
 import os
+import select
 import shutil
+import socket
 import threading
 import time
 
-import zmq
-
 from . import _layout
+from . import _wire
 from . import _protocol as P
 from ._arena import (DEFAULT_PREFAULT, SHM_DIR, Mapping, create_arena, remove_stale_arenas,
                      socket_in_use, unlink_quietly)
@@ -35,12 +36,12 @@ CREATED, SEALED, BUFFER_GONE = P.RECORD_THEN  # a "c" record's last field: what 
 log = logging.getLogger("actorscoop.plasma")
 DROP_LOG_INTERVAL = 60.0  # s between two log lines about one kind of dropped message
 MAX_OBJECT_SIZE = (1 << 63) - 1  # the largest file (a fallback for an object larger than the store)
-MAX_POLL_SECONDS = 3600.0  # a far deadline: wake up anyway (zmq's poll takes a C long of ms)
+MAX_POLL_SECONDS = 3600.0  # a far deadline: wake up anyway (poll takes a C int of ms)
 
 
 @dataclasses.dataclass
 class _Waiter:
-    identity: bytes
+    identity: _wire.Peer
     msg: object  # the Get or Create request
     deadline: float
 
@@ -90,14 +91,25 @@ class StoreServer:
         self.subscribers: set[bytes] = set()  # clients told of every seal and removal
         self._dropped: dict[str, list] = {}  # kind of bad message -> [count, when last logged]
         self._fallback_warned = False
-        self._ctx = zmq.Context()
-        self.sock = self._ctx.socket(zmq.ROUTER)
-        self.sock.setsockopt(zmq.LINGER, 0)
-        # No limit on what waits for a client: a ROUTER drops messages past the limit without a
-        # word, and a subscriber may read its notifications long after (Arrow's store queued them too).
-        self.sock.setsockopt(zmq.SNDHWM, 0)
-        self.sock.bind(f"ipc://{socket_path}")
-        os.chmod(socket_path, 0o600)  # ZeroMQ makes it under the umask; only this user may connect
+        # One connection per client (a _wire.Peer, which is the client's identity here). No limit
+        # on what waits for a client to read: a subscriber may read its notifications long after
+        # (Arrow's store queued them too).
+        self.peers: dict[int, _wire.Peer] = {}  # by fd
+        self._numbers = 0
+        self._broken: list[_wire.Peer] = []  # connections that broke while the store wrote to them
+        self._watch_changed = True  # the set of fds to poll changed (or a peer's queue filled/emptied)
+        self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            self.listener.bind(socket_path)
+            os.chmod(socket_path, 0o600)  # made under the umask; only this user may connect
+            self.listener.listen(1024)
+            self.listener.setblocking(False)
+        except BaseException:
+            self.listener.close()
+            unlink_quietly(self.arena_path)
+            unlink_quietly(self.ids_path)
+            shutil.rmtree(self.spill.path, ignore_errors=True)
+            raise
         self._handlers = {
             P.Connect: self.on_connect, P.Create: self.on_create, P.Seal: self.on_seal,
             P.Abort: self.on_abort, P.Get: self.on_get, P.Release: self.on_release,
@@ -127,22 +139,33 @@ class StoreServer:
         too: a signal delivered to another thread would otherwise not interrupt the poll."""
         if self.prefault_bytes:
             threading.Thread(target=self._preallocate, name="plasma-preallocate", daemon=True).start()
-        poller, fds = None, None
+        listener = self.listener.fileno()
+        poller = None
         while True:
-            if fds != self.clients.fds():
-                fds = self.clients.fds()
-                poller = zmq.Poller()
-                poller.register(self.sock, zmq.POLLIN)
-                for fd in fds + ([wakeup_fd] if wakeup_fd is not None else []):
-                    poller.register(fd, zmq.POLLIN)
-            ready = dict(poller.poll(self._poll_timeout_ms()))
-            if wakeup_fd in ready:
-                while _read_nonblocking(wakeup_fd):
-                    pass  # the signal handler runs as soon as this thread executes Python code
-            if self.sock in ready:
-                self._drain_socket()
-            for identity in self.clients.dead([fd for fd in ready if isinstance(fd, int)]):
+            if self._watch_changed:  # a fresh poll object: a closed fd's number may be reused at once
+                self._watch_changed = False
+                poller = select.poll()
+                for fd in [listener, *self.clients.fds()] + ([wakeup_fd] if wakeup_fd is not None else []):
+                    poller.register(fd, select.POLLIN)
+                for fd, peer in self.peers.items():
+                    poller.register(fd, select.POLLIN | select.POLLOUT if peer.out else select.POLLIN)
+            ready = poller.poll(self._poll_timeout_ms())
+            pidfds = []
+            for fd, events in ready:
+                peer = self.peers.get(fd)
+                if peer is not None:
+                    self._serve_peer(peer, events)
+                elif fd == listener:
+                    self._accept()
+                elif fd == wakeup_fd:
+                    while _read_nonblocking(wakeup_fd):
+                        pass  # the signal handler runs as soon as this thread executes Python code
+                else:
+                    pidfds.append(fd)
+            for identity in self.clients.dead(pidfds):
                 self._client_gone(identity, "process exited")
+            while self._broken:
+                self._peer_gone(self._broken.pop(), "its connection broke")
             try:
                 self._expire(time.monotonic())
                 self._retry_blocked()
@@ -151,27 +174,53 @@ class StoreServer:
             if self.validate:
                 self.store.validate()
 
-    def _drain_socket(self) -> None:
-        for _ in range(1000):
+    def _accept(self) -> None:
+        while True:
             try:
-                frames = self.sock.recv_multipart(zmq.NOBLOCK)
-            except zmq.Again:
+                sock, _ = self.listener.accept()
+            except BlockingIOError:
                 return
-            if len(frames) != 2:
-                self._drop("message of several frames", f"{len(frames)} frames (expected identity + 1)")
-                continue
-            identity, frame = frames
-            try:
-                msg = P.decode(frame)
-            except ProtocolError as exc:
-                self._drop("malformed message", f"from {identity!r}: {exc}")
-                rid = P.peek_rid(frame)
-                if rid is not None:  # tell the sender why (e.g. a version mismatch) rather than let it time out
-                    self._reply(identity, P.Error(rid, "ProtocolError", str(exc)))
-                continue
-            self._dispatch(identity, msg)
+            except OSError as exc:  # e.g. out of file descriptors: the client's connect fails, the store goes on
+                log.warning("could not accept a connection: %s", exc)
+                return
+            self._numbers += 1
+            peer = _wire.Peer(sock, self._numbers)
+            self.peers[peer.fd] = peer
+            self._watch_changed = True
 
-    def _dispatch(self, identity: bytes, msg) -> None:
+    def _serve_peer(self, peer: _wire.Peer, events: int) -> None:
+        try:
+            if events & select.POLLOUT and peer.flush():
+                self._watch_changed = True  # its queue is empty: stop polling for room
+            if events & (select.POLLIN | select.POLLHUP | select.POLLERR):
+                frames = peer.receive()
+                for frame in frames:
+                    self._handle_frame(peer, frame)
+        except _wire.Closed as exc:
+            self._peer_gone(peer, str(exc))
+
+    def _peer_gone(self, peer: _wire.Peer, why: str) -> None:
+        if peer.closed:
+            return
+        if peer in self.clients:
+            self._client_gone(peer, f"closed its connection ({why})")
+        self.subscribers.discard(peer)
+        self.peers.pop(peer.fd, None)
+        peer.close()
+        self._watch_changed = True
+
+    def _handle_frame(self, identity: _wire.Peer, frame: bytes) -> None:
+        try:
+            msg = P.decode(frame)
+        except ProtocolError as exc:
+            self._drop("malformed message", f"from {identity!r}: {exc}")
+            rid = P.peek_rid(frame)
+            if rid is not None:  # tell the sender why (e.g. a version mismatch) rather than let it time out
+                self._reply(identity, P.Error(rid, "ProtocolError", str(exc)))
+            return
+        self._dispatch(identity, msg)
+
+    def _dispatch(self, identity: _wire.Peer, msg) -> None:
         handler = self._handlers.get(type(msg))
         if handler is None or (identity not in self.clients and not isinstance(msg, P.Connect)):
             reason = "not a request" if handler is None else "sent before connect"
@@ -197,11 +246,17 @@ class StoreServer:
         if reply is not None and hasattr(msg, "rid"):
             self._reply(identity, reply)
 
-    def _reply(self, identity: bytes, msg) -> None:
+    def _reply(self, identity: _wire.Peer, msg) -> None:
+        self._write(identity, _wire.frame(P.encode(msg)))
+
+    def _write(self, peer: _wire.Peer, framed: bytes) -> None:
+        if peer.closed:
+            return
         try:
-            self.sock.send_multipart([identity, P.encode(msg)], zmq.NOBLOCK)
-        except zmq.Again:
-            log.warning("dropped a reply to %r: its queue is full", identity)
+            if not peer.write(framed) and len(peer.out) == 1:
+                self._watch_changed = True  # poll for room to send the rest
+        except _wire.Closed:
+            self._broken.append(peer)  # handled by the loop: not in the middle of a handler
 
     def _poll_timeout_ms(self) -> int | None:
         deadlines = [w.deadline for ws in self.gets.values() for w in ws] + [w.deadline for w in self.blocked]
@@ -227,7 +282,9 @@ class StoreServer:
         if m.version != P.VERSION:
             raise ProtocolError(f"client speaks protocol version {m.version}, store speaks {P.VERSION}: "
                                 "use the same actorscoop version for the store and its clients")
-        if self.clients.add(identity, m.pid) is None:
+        added = self.clients.add(identity, m.pid)
+        self._watch_changed = True  # a pidfd to watch (and maybe an old one of this client closed)
+        if added is None:
             raise ProtocolError(f"connect from pid {m.pid}, which is not running")
         return P.Connected(m.rid, self.arena_path, self.store.capacity, os.getpid(), self.prefault_bytes,
                            self.ids_path or "")
@@ -412,12 +469,9 @@ class StoreServer:
         return P.Answer(m.rid, True)
 
     def _notify(self, note: P.Notification) -> None:
-        frame = P.encode(note)
+        framed = _wire.frame(P.encode(note))
         for identity in self.subscribers:
-            try:
-                self.sock.send_multipart([identity, frame], zmq.NOBLOCK)
-            except zmq.Again:
-                self._drop("notification", f"to {identity!r}: its queue is full (read notifications faster)")
+            self._write(identity, framed)
 
     def on_disconnect(self, identity, m: P.Disconnect):
         self._client_gone(identity, "disconnected")
@@ -571,8 +625,9 @@ class StoreServer:
                 self.blocked.remove(w)
                 self._reply(w.identity, reply)
 
-    def _client_gone(self, identity: bytes, why: str) -> None:
+    def _client_gone(self, identity: _wire.Peer, why: str) -> None:
         client = self.clients.remove(identity)
+        self._watch_changed = True  # its pidfd is closed
         self._discard(self.store.client_gone(identity))
         for object_id in list(self.gets):
             self.gets[object_id] = [w for w in self.gets[object_id] if w.identity != identity]
@@ -627,8 +682,9 @@ class StoreServer:
         unlink_quietly(self.socket_path)
         self.spill.remove_all()
         self.clients.close()
-        self.sock.close(linger=0)
-        self._ctx.term()
+        for peer in list(self.peers.values()):
+            peer.close()
+        self.listener.close()
 
 
 _SPILL_ADVICE = ("Free space there, delete objects you no longer need (drop their references), start "

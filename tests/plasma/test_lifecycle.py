@@ -8,7 +8,7 @@ import sys
 import psutil
 import pytest
 
-from actorscoop.plasma import PlasmaError, ProtocolError, StoreClient as PlasmaClient, StoreUnavailableError, start_store
+from actorscoop.plasma import PlasmaError, StoreClient as PlasmaClient, StoreUnavailableError, start_store
 
 from plasma_helpers import ROOT, python, store_files, stores, wait_for  # noqa: F401 (fixtures)
 
@@ -79,8 +79,21 @@ def test_client_of_a_dead_store_gets_a_clear_error(stores):
     c = stores.client(h, timeout=0.5)
     os.kill(h.pid, signal.SIGKILL)
     h._proc.wait(10)
-    with pytest.raises(StoreUnavailableError, match="did not answer contains within 0.5s; is it running"):
+    with pytest.raises(StoreUnavailableError, match="connection to the object store at .* broke.*is it running"):
+        c.contains(b"x" * 20)  # at once: the connection's end says so, no timeout
+    with pytest.raises(StoreUnavailableError, match="broke"):
         c.contains(b"x" * 20)
+
+
+def test_a_store_that_does_not_answer_times_out(stores):
+    h = stores.start()
+    c = stores.client(h, timeout=0.5)
+    os.kill(h.pid, signal.SIGSTOP)
+    try:
+        with pytest.raises(StoreUnavailableError, match="did not answer contains within 0.5s; is it running"):
+            c.contains(b"x" * 20)
+    finally:
+        os.kill(h.pid, signal.SIGCONT)
 
 
 def test_no_store_at_socket(tmp_path):
@@ -131,8 +144,8 @@ def test_client_of_a_restarted_store_is_told_to_reconnect(stores):
     c = stores.client(first)
     first.stop()
     second = stores.start(name="r")
-    with pytest.raises(ProtocolError, match="store restarted, create a new PlasmaClient"):
-        c.contains(b"x" * 20)
+    with pytest.raises(StoreUnavailableError, match="If it was restarted, create a new PlasmaClient"):
+        c.contains(b"x" * 20)  # its connection ended with the first store
     assert not stores.client(second).contains(b"x" * 20)
 
 

@@ -3,13 +3,16 @@
 import os
 import signal
 
+import socket
+import struct
+
 import msgpack
 import numpy as np
 import pytest
-import zmq
 
 from actorscoop.plasma import ProtocolError, StoreClient as PlasmaClient
 from actorscoop.plasma import _protocol as P
+from actorscoop.plasma import _wire
 
 from plasma_helpers import python, store, stores, wait_for  # noqa: F401 (fixtures)
 
@@ -87,45 +90,92 @@ def test_many_concurrent_client_processes(stores, store):
     assert c.stats()["num_clients"] == 1  # the workers disconnected
 
 
+class Raw:
+    """A connection to the store that speaks frames (``_wire``) and nothing else."""
+
+    def __init__(self, path):
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(10)
+        self.sock.connect(path)
+
+    def send(self, payload: bytes) -> None:
+        self.sock.sendall(_wire.frame(payload))
+
+    def recv(self):
+        (n,) = struct.unpack("<I", self._exactly(4))
+        return P.decode(self._exactly(n))
+
+    def _exactly(self, n):
+        buf = b""
+        while len(buf) < n:
+            chunk = self.sock.recv(n - len(buf))
+            assert chunk, "the store closed the connection"
+            buf += chunk
+        return buf
+
+    def closed_by_store(self) -> bool:
+        return self.sock.recv(1) == b""
+
+
 def test_malformed_messages_are_dropped_and_the_store_keeps_serving(stores, store):
     c = stores.client(store)
     c.put(b"x" * 20, 42)
-    ctx = zmq.Context()
-    raw = ctx.socket(zmq.DEALER)
-    raw.setsockopt(zmq.LINGER, 0)
-    raw.connect(f"ipc://{store.socket_path}")
+    raw = Raw(store.socket_path)
     try:
-        for frames in ([b"\xc1garbage"], [b"a", b"b"], [msgpack.packb([1, 2])],
-                       [msgpack.packb({"v": P.VERSION, "t": "nope"})],
-                       [msgpack.packb({"v": P.VERSION, "t": "release", "object_ids": [b"x" * 20]})],
-                       [P.encode(P.Release([b"x" * 20, 5]))],
-                       [P.encode(P.Connected(1, "x", 1, 1, 0, ""))]):
-            raw.send_multipart(frames)
+        for payload in (b"\xc1garbage", b"", msgpack.packb([1, 2]),
+                        msgpack.packb({"v": P.VERSION, "t": "nope"}),
+                        msgpack.packb({"v": P.VERSION, "t": "release", "object_ids": [b"x" * 20]}),
+                        P.encode(P.Release([b"x" * 20, 5])),
+                        P.encode(P.Connected(1, "x", 1, 1, 0, ""))):
+            raw.send(payload)
         # a request before connect gets an error reply, not silence
         raw.send(P.encode(P.Contains(7, b"x" * 20)))
-        assert raw.poll(10_000)
-        reply = P.decode(raw.recv())
+        reply = raw.recv()
         assert isinstance(reply, P.Error) and reply.rid == 7 and "connect first" in reply.message
         # a client of another protocol version is told so on connect
         raw.send(msgpack.packb({"v": 999, "t": "connect", "rid": 8, "pid": os.getpid(), "version": 999}))
-        assert raw.poll(10_000)
-        reply = P.decode(raw.recv())
+        reply = raw.recv()
         assert reply.kind == "ProtocolError" and "version 999" in reply.message
         # connected, but sending nonsense fields: errors come back, the store survives
         raw.send(P.encode(P.Connect(9, os.getpid(), P.VERSION)))
-        assert raw.poll(10_000) and isinstance(P.decode(raw.recv()), P.Connected)
+        assert isinstance(raw.recv(), P.Connected)
         raw.send(P.encode(P.Create(10, b"y" * 20, -5, 0, 0.0, False, False, True)))
-        assert raw.poll(10_000)
-        assert "sizes must be from 0 to" in P.decode(raw.recv()).message
+        assert "sizes must be from 0 to" in raw.recv().message
         raw.send(P.encode(P.Delete(11, ["not-bytes"])))
-        assert raw.poll(10_000)
-        assert "bytes" in P.decode(raw.recv()).message
+        assert "bytes" in raw.recv().message
         raw.send(P.encode(P.Release([b"x" * 20])))  # release without a pin: ignored
+        raw.send(P.encode(P.Contains(12, b"x" * 20)))
+        assert raw.recv().value is True
     finally:
-        raw.close()
-        ctx.term()
+        raw.sock.close()
     assert c.get(b"x" * 20) == 42
     assert store.alive()
+
+
+def test_a_connection_announcing_a_huge_frame_is_dropped(stores, store):
+    c = stores.client(store)
+    raw = Raw(store.socket_path)
+    raw.send(P.encode(P.Connect(1, os.getpid(), P.VERSION)))
+    assert isinstance(raw.recv(), P.Connected)
+    clients = c.stats()["num_clients"]
+    raw.sock.sendall(struct.pack("<I", _wire.MAX_FRAME + 1) + b"x" * 100)
+    assert raw.closed_by_store()
+    wait_for(lambda: c.stats()["num_clients"] == clients - 1, what="the store to forget the client")
+    raw.sock.close()
+    c.put(b"z" * 20, 1)
+    assert c.get(b"z" * 20) == 1
+
+
+def test_a_client_whose_connection_closes_is_gone_though_its_process_lives(stores, store):
+    c = stores.client(store)
+    c.put(b"x" * 20, np.arange(10))
+    reader = PlasmaClient(store.socket_path, timeout=10)
+    held = reader.get(b"x" * 20)
+    assert c.list_objects()[0]["pins"] == 1 and c.stats()["num_clients"] == 2
+    reader._conn._sock.close()  # the process lives on; its connection ends
+    wait_for(lambda: c.list_objects()[0]["pins"] == 0 and c.stats()["num_clients"] == 1,
+             what="the store to release the pins of the closed connection")
+    del held
 
 
 def test_connect_with_wrong_version_raises(store, monkeypatch):
