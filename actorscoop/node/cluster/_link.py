@@ -31,6 +31,7 @@ from ... import protocol as P
 from ... import scheduler as S
 from ...exceptions import ActorDiedError, ActorScoopError, NodeDiedError, ObjectLostError, TaskCancelledError
 from ...transport import _secure
+from ...transport._zmq_edge import waiting as _waiting
 from ..._common._drops import LOG_INTERVAL, Drops
 from ..._common._ids import return_ids
 from ._borrows import Borrows
@@ -177,6 +178,15 @@ class ClusterLink(RemoteActors):
                     log.warning("the link to %s is full: dropped %d message(s) (%s)",
                                 "a node" if ident is not None else f"the head at {self.address}",
                                 len(records), ", ".join(sorted({type(r).__name__ for r in records})))
+
+    def readable(self):
+        """Whether a message already waits on one of the cluster's sockets. ZeroMQ signals
+        its fd edge-style, and a send may take in what arrived meanwhile and reset the
+        edge: a raylet that then slept in epoll left a task or a result unread until some
+        other fd woke it (50-250 ms gaps between a node's tasks). The loop does not sleep
+        while this is true."""
+        return (_waiting(self.sock) or self.calls.readable()
+                or (self.transfer is not None and self.transfer.readable()))
 
     def drain(self):
         """Handle every message waiting on the socket (called on its fd and every loop turn)."""

@@ -29,6 +29,7 @@ from ..._common._drops import Drops
 from ... import protocol as P
 from ...exceptions import ActorDiedError
 from ...transport import _secure
+from ...transport._zmq_edge import waiting as _waiting
 
 log = logging.getLogger("actorscoop.cluster")
 
@@ -250,6 +251,10 @@ class PeerCalls:
         r.actors.submit(task, list(r.missing_deps(spec)))
 
     # ------------------------------------------------------------------ I/O
+    def readable(self):
+        """Whether a message waits on one of its sockets (see ClusterLink.readable)."""
+        return _waiting(self.server) or any(_waiting(sock) for sock in self.peers.values())
+
     def drain(self):
         server = self.server
         while server.getsockopt(zmq.EVENTS) & zmq.POLLIN:

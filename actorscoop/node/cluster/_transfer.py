@@ -19,6 +19,7 @@ import zmq
 from ... import protocol as P
 from ...plasma._errors import ObjectStoreFullError
 from ...transport import _sealed
+from ...transport._zmq_edge import waiting as _waiting
 from ..._common._drops import Drops
 from .._proc import keep_freed_memory
 
@@ -336,6 +337,10 @@ class Transfer:
                 "chunk_bytes": CHUNK, "refused": self.drops.counts()}
 
     # ------------------------------------------------------------------ loop
+    def readable(self):
+        """Whether a message waits on one of its sockets (see ClusterLink.readable)."""
+        return _waiting(self.server) or any(_waiting(sock) for sock in self.links.values())
+
     def drain(self):
         if self.deferred and (self.r.store_up or self.r.store_error is not None):
             deferred, self.deferred = self.deferred, []

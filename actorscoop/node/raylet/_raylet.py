@@ -235,7 +235,13 @@ class Raylet(TaskFlow, WorkerOutput, Leasing, Bundles, GiveBack):
         next_tick = time.monotonic() + 1.0
         memory = self.memory
         while self.running:
-            poll(max(0.0, min(next_tick, memory.due) - time.monotonic()))
+            if self.events or (self.cluster is not None and self.cluster.readable()):
+                # Work already waits: events fed after the scheduler's turn (the head's
+                # own node: a heartbeat to the head handed it a task), or a message
+                # whose fd's edge is gone. Look, do not sleep.
+                poll(0)
+            else:
+                poll(max(0.0, min(next_tick, memory.due) - time.monotonic()))
             while self._unknown:
                 self._check_unknown()
             if self.cluster is not None:
