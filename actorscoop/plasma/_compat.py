@@ -340,19 +340,24 @@ class PlasmaClient:
     # -- internals -------------------------------------------------------------
 
     def _read_all(self, object_ids, timeout_ms: int):
-        """(header, metadata view, data view) per id, or None; one deadline for all of them."""
+        """(header, metadata view, data view) per id, or None; one deadline for all of them. What is
+        there comes in one round trip; then each missing object is waited for, until the deadline."""
         ids = [_binary(o) for o in object_ids]
         deadline = None if timeout_ms is None or timeout_ms < 0 else time.monotonic() + timeout_ms / 1000
-        out = []
-        for oid in ids:
-            if deadline is None:
-                wait = _FOREVER
-            else:
-                wait = max(0.0, deadline - time.monotonic())
+        try:
+            out = self._client.read_many(ids)
+        except PlasmaError as exc:
+            raise _arrow_error(exc) from None
+        for i, oid in enumerate(ids):
+            if out[i] is not None:
+                continue
+            wait = _FOREVER if deadline is None else deadline - time.monotonic()
+            if wait <= 0:
+                continue
             try:
-                out.append(self._client.read(oid, wait or None))
+                out[i] = self._client.read(oid, wait)
             except ObjectNotFoundError:
-                out.append(None)
+                pass
             except PlasmaError as exc:
                 raise _arrow_error(exc) from None
         return out

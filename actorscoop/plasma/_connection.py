@@ -132,7 +132,7 @@ class Connection:
         self._releases = releases
         self._rids = itertools.count(1)
         self._calls: dict[int, _Call] = {}
-        self._abandoned: set[int] = set()  # gets that timed out: give back the pin if the reply comes
+        self._abandoned: dict[int, object] = {}  # gets that timed out: give back the pins if the reply comes
         self._io = threading.Lock()  # whoever holds it may use the socket
         self._cond = threading.Condition()  # guards the three counters/flags below
         self._sync_waiting = 0  # threads that want the socket
@@ -149,6 +149,9 @@ class Connection:
                                         "is it running?", socket_path=socket_path) from None
         self._fd = self._sock.fileno()
         self._frames = _wire.Frames()
+        self._deferred = b""  # queued items framed, to go out in one write with the next frame
+        self._poller = select.poll()  # (used by whoever holds the socket)
+        self._poller.register(self._fd, select.POLLIN)
         self._thread = threading.Thread(target=self._run, name="plasma-io", daemon=True)
         self._thread.start()
 
@@ -173,8 +176,8 @@ class Connection:
                 with self._cond:
                     self._waits -= 1
         if not call.event.is_set() and self._calls.pop(msg.rid, None) is not None:
-            if isinstance(msg, P.Get):
-                self._abandoned.add(msg.rid)
+            if isinstance(msg, (P.Get, P.Gets)):
+                self._abandoned[msg.rid] = msg
             raise StoreUnavailableError(
                 f"object store at {self.socket_path} did not answer {msg.TYPE} within {timeout:.1f}s; "
                 "is it running?", socket_path=self.socket_path)
@@ -207,8 +210,11 @@ class Connection:
     def _send(self, payload: bytes) -> None:  # holding the socket
         if self._broken:
             self._raise_closed()
+        data = _wire.frame(payload)
+        if self._deferred:
+            data, self._deferred = self._deferred + data, b""
         try:
-            _wire.send_all(self._sock, _wire.frame(payload), time.monotonic() + self.send_timeout)
+            _wire.send_all(self._sock, data, time.monotonic() + self.send_timeout)
         except (_wire.Closed, TimeoutError) as exc:
             self._break(str(exc))
             self._raise_closed()
@@ -230,7 +236,7 @@ class Connection:
         try:
             with self._io:
                 self.sent += 1  # before the flush: an item queued while `sent` was below this goes now
-                self._flush_releases()
+                self._flush_releases(defer=True)  # sent with the request, in one write
                 return action()
         finally:
             with self._cond:
@@ -240,8 +246,7 @@ class Connection:
     def _roundtrip(self, call: _Call, deadline: float) -> None:  # holding the socket
         sent = self.sent
         self._send(P.encode(call.msg))
-        poller = select.poll()
-        poller.register(self._fd, select.POLLIN)
+        poller = self._poller
         while not call.event.is_set():
             left = deadline - time.monotonic()
             if left <= 0 or not poller.poll(int(left * 1000) + 1):
@@ -289,8 +294,11 @@ class Connection:
                         if not self._releases.ids:  # (a push that saw the flag still set queued before this)
                             linger = None
                             continue
-                    with self._io:
-                        self._flush_releases()
+                    if self._io.acquire(blocking=False):  # else a caller holds it, and sends them first
+                        try:
+                            self._flush_releases()
+                        finally:
+                            self._io.release()
                     linger = LINGER_MS
             with self._io:
                 if not self._broken:
@@ -302,14 +310,20 @@ class Connection:
         finally:
             self._fail_all()
 
-    def _flush_releases(self) -> None:  # holding the socket
+    def _flush_releases(self, defer: bool = False) -> None:  # holding the socket
+        """Send what is queued (``defer``: frame it now, send it with the next frame, in one write:
+        the store wakes up once)."""
         items = self._releases.pop_all()
         if not items:
             return
         if all(type(item) is bytes for item in items):
-            self._send(P.encode(P.Release(items)))
+            payload = P.encode(P.Release(items))
         else:
-            self._send(P.encode(P.Batch([("p", item) if type(item) is bytes else item for item in items])))
+            payload = P.encode(P.Batch([("p", item) if type(item) is bytes else item for item in items]))
+        if defer:
+            self._deferred += _wire.frame(payload)
+        else:
+            self._send(payload)
 
     def _receive(self) -> None:  # holding the socket
         frames = self._frames
@@ -340,9 +354,15 @@ class Connection:
                 call.reply = reply
                 call.event.set()
             elif reply.rid in self._abandoned:
-                self._abandoned.discard(reply.rid)
-                if isinstance(reply, P.Located) and not self._broken:  # a late get took a pin nobody releases
+                asked = self._abandoned.pop(reply.rid)
+                if self._broken:
+                    continue
+                if isinstance(reply, P.Located):  # a late get took a pin nobody releases
                     self._releases.push(reply.object_id)
+                elif isinstance(reply, P.Answer) and isinstance(asked, P.Gets) and isinstance(reply.value, list):
+                    for object_id, located in zip(asked.object_ids, reply.value):
+                        if located is not None:
+                            self._releases.push(object_id)
 
     def _fail_all(self) -> None:
         self._stopping = True

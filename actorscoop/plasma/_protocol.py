@@ -16,7 +16,7 @@ import msgpack
 from ._errors import ProtocolError
 
 VERSION = 4  # 2: data and metadata parts, eviction per object, notifications; 3: leases, Batch;
-# 4: a "c" record may say the object was sealed (and its creator's buffer dropped) too
+# 4: a "c" record may say the object was sealed (and its creator's buffer dropped) too; Gets
 
 _MESSAGES: dict[str, type] = {}
 
@@ -71,6 +71,15 @@ class Get:
     rid: int
     object_id: bytes
     timeout: float | None  # wait this long for the object to be sealed; None: do not wait
+
+
+@_message("gets")
+class Gets:
+    """Pin every object of ``object_ids`` that is sealed (restoring it if spilled); do not wait.
+    Answer: per id, ``[path, offset, size, data_size, metadata_size]`` as in Located, or None
+    (not there, not sealed, or no room to restore it: ask with a Get to wait for it)."""
+    rid: int
+    object_ids: list[bytes]
 
 
 @_message("release")

@@ -112,7 +112,7 @@ class StoreServer:
             raise
         self._handlers = {
             P.Connect: self.on_connect, P.Create: self.on_create, P.Seal: self.on_seal,
-            P.Abort: self.on_abort, P.Get: self.on_get, P.Release: self.on_release,
+            P.Abort: self.on_abort, P.Get: self.on_get, P.Gets: self.on_gets, P.Release: self.on_release,
             P.Contains: self.on_contains, P.Delete: self.on_delete, P.ListObjects: self.on_list,
             P.Stats: self.on_stats, P.Story: self.on_story, P.Disconnect: self.on_disconnect,
             P.Evict: self.on_evict, P.Subscribe: self.on_subscribe, P.Lease: self.on_lease,
@@ -418,6 +418,24 @@ class StoreServer:
                 self.gets.setdefault(m.object_id, []).append(waiter)
                 return None
         raise self._not_found(m.object_id, entry, m.timeout)
+
+    def on_gets(self, identity, m: P.Gets):
+        for object_id in m.object_ids:
+            if not isinstance(object_id, bytes) or not object_id:
+                raise ValueError(f"object ids are non-empty bytes, got {object_id!r:.60}")
+        out = []
+        for object_id in m.object_ids:
+            entry = self.store.get(object_id)
+            if entry is None or entry.state is not State.SEALED:
+                out.append(None)
+                continue
+            try:
+                located = self._located(identity, P.Get(m.rid, object_id, None))
+            except ObjectStoreFullError:  # spilled, and no room to restore it now: a Get may wait for room
+                out.append(None)
+                continue
+            out.append([located.path, located.offset, located.size, located.data_size, located.metadata_size])
+        return P.Answer(m.rid, out)
 
     def on_release(self, identity, m: P.Release):
         for object_id in m.object_ids:

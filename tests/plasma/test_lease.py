@@ -249,6 +249,40 @@ def test_a_waiting_get_is_answered_by_a_record_that_seals(api):
     assert [buf.to_pybytes() for buf in got] == [b"late"]
 
 
+def test_get_buffers_of_objects_there_is_one_round_trip(api, monkeypatch):
+    a, b = api
+    ids = [plasma.ObjectID.from_random() for _ in range(20)]
+    for i, oid in enumerate(ids):
+        a.create_and_seal(oid, bytes([i]) * 100, metadata=b"m%d" % i)
+    assert a.contains(ids[-1])  # (a's records are in the store)
+    requests = Requests(b._client, monkeypatch)
+    missing = plasma.ObjectID.from_random()
+    got = b.get_buffers(ids + [missing, ids[0]], timeout_ms=0, with_meta=True)
+    assert requests.seen == ["gets"]
+    assert [(m.to_pybytes(), d.to_pybytes()) for m, d in got[:20]] == [
+        (b"m%d" % i, bytes([i]) * 100) for i in range(20)]
+    assert got[20] == (None, None) and got[21][1].to_pybytes() == bytes([0]) * 100
+    assert a.list()[ids[0]]["ref_count"] == 2  # b's two buffers of it
+    del got
+    wait_for(lambda: a.list()[ids[0]]["ref_count"] == 0, what="b's pins to be given back")
+
+
+def test_get_buffers_waits_only_for_what_is_missing(api):
+    import threading
+    a, b = api
+    there, late = plasma.ObjectID.from_random(), plasma.ObjectID.from_random()
+    a.create_and_seal(there, b"there")
+    assert a.contains(there)
+    got = []
+    reader = threading.Thread(target=lambda: got.extend(b.get_buffers([there, late], timeout_ms=30_000)))
+    reader.start()
+    wait_for(lambda: a._client.stats()["waiting_gets"] == 1, what="b's get of the missing one to wait")
+    assert a.list()[there]["ref_count"] == 1  # b holds the one that was there already
+    a.create_and_seal(late, b"late")
+    reader.join(30)
+    assert [buf.to_pybytes() for buf in got] == [b"there", b"late"]
+
+
 def test_contains_right_after_seal_is_true(api):
     a, _ = api
     for _ in range(50):
