@@ -143,7 +143,7 @@ class Connection:
         self.confirmed = 0  # the store has handled everything queued before the socket was taken this many times
         self._broken: str | None = None  # why the connection broke (the store exited?), once it did
         try:
-            self._sock = _wire.connect(socket_path)
+            self._sock = _wire.connect(socket_path, send_timeout)
         except OSError as exc:
             raise StoreUnavailableError(f"cannot connect to the object store at {socket_path}: {exc.strerror}; "
                                         "is it running?", socket_path=socket_path) from None

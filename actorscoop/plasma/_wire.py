@@ -81,16 +81,26 @@ class Frames:
         return len(buf) - pos >= 4 and len(buf) >= pos + 4 + _LENGTH.unpack_from(buf, pos)[0]
 
 
-def connect(path: str) -> socket.socket:
-    """A non-blocking connection to the store at ``path``; OSError if nothing listens there."""
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        sock.connect(path)
-    except OSError:
-        sock.close()
-        raise
-    sock.setblocking(False)
-    return sock
+def connect(path: str, timeout: float) -> socket.socket:
+    """A non-blocking connection to the store at ``path``. A refused connection is tried again
+    for up to ``timeout`` seconds: the store may have bound its socket and not yet listen, or
+    have a full backlog (many workers starting at once). OSError if nothing listens in time."""
+    deadline = time.monotonic() + timeout
+    while True:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.connect(path)
+        except (ConnectionRefusedError, FileNotFoundError, BlockingIOError):
+            sock.close()
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(0.01)
+            continue
+        except OSError:
+            sock.close()
+            raise
+        sock.setblocking(False)
+        return sock
 
 
 def send_all(sock: socket.socket, data: bytes, deadline: float) -> None:
