@@ -116,7 +116,7 @@ def spawn_store(socket_path: str, capacity: int, spill_dir: str | None = None, *
     socket_path = os.path.abspath(socket_path)
     if len(socket_path.encode()) > _MAX_IPC_PATH:
         raise PlasmaError(f"socket path {socket_path!r} is {len(socket_path)} bytes long, the limit for an "
-                          f"ipc:// socket is {_MAX_IPC_PATH}: use a shorter directory")
+                          f"Unix socket is {_MAX_IPC_PATH}: use a shorter directory")
     if not isinstance(capacity, int) or capacity <= 0:
         raise PlasmaError(f"store capacity must be a positive number of bytes, got {capacity!r}")
     cmd = [sys.executable, "-m", "actorscoop.plasma", "--socket", socket_path, "--capacity", str(capacity),

@@ -102,7 +102,7 @@ def test_no_store_at_socket(tmp_path):
 
 
 def test_bad_arguments(tmp_path):
-    with pytest.raises(PlasmaError, match="limit for an ipc:// socket is 107"):
+    with pytest.raises(PlasmaError, match="limit for a Unix socket is 107"):
         start_store(str(tmp_path / ("x" * 120)), 1 << 20)
     with pytest.raises(PlasmaError, match="positive number of bytes"):
         start_store(str(tmp_path / "s.sock"), 0)
