@@ -11,6 +11,7 @@ raises an error).
 
 from __future__ import annotations
 
+import atexit
 import ctypes
 import mmap
 import os
@@ -42,6 +43,18 @@ def _count_fork() -> None:
 
 
 os.register_at_fork(after_in_child=_count_fork)
+_live: weakref.WeakSet = weakref.WeakSet()  # clients whose queued records go out at exit
+
+
+def _flush_at_exit() -> None:
+    """One-way records (a seal) wait in a client's queue up to a millisecond; the I/O thread
+    that sends them is a daemon, stopped at exit: send them before."""
+    for client in list(_live):
+        if client._pid == os.getpid() and not client._closed:
+            try:
+                client._conn.flush()
+            except PlasmaError:
+                pass  # the store is gone: nothing to tell it
 
 
 class _Pin:
@@ -105,6 +118,10 @@ class StoreClient:
         self._lease_lock = threading.Lock()  # allocating in the lease and queueing its record are one step
         self._lease_backoff = 0  # creates left before asking for a lease again, after the store had no room
         self._unconfirmed: dict[bytes, int] = {}  # created in the lease -> conn.sent when queued
+        if not _live:
+            atexit.unregister(_flush_at_exit)  # (at most one registration)
+            atexit.register(_flush_at_exit)
+        _live.add(self)
         self._last_record: list | None = None  # the last "c" record queued (P.Batch)
 
     def wait_prefaulted(self, timeout: float | None = None) -> bool:

@@ -207,12 +207,20 @@ class Connection:
                                         "PlasmaClient", socket_path=self.socket_path)
         raise PlasmaError("this PlasmaClient is closed: create a new one")
 
-    def _send(self, payload: bytes) -> None:  # holding the socket
+    def flush(self) -> None:
+        """Send what is queued, now (a process about to exit would lose it with its I/O thread)."""
+        if self._stopping or self._broken:
+            return
+        self._with_socket(lambda: self._send(b"", frame=False))
+
+    def _send(self, payload: bytes, frame: bool = True) -> None:  # holding the socket
         if self._broken:
             self._raise_closed()
-        data = _wire.frame(payload)
+        data = _wire.frame(payload) if frame else payload
         if self._deferred:
             data, self._deferred = self._deferred + data, b""
+        if not data:
+            return
         try:
             _wire.send_all(self._sock, data, time.monotonic() + self.send_timeout)
         except (_wire.Closed, TimeoutError) as exc:

@@ -115,7 +115,7 @@ def spawn_store(socket_path: str, capacity: int, spill_dir: str | None = None, *
     thread whose exit stops the store."""
     socket_path = os.path.abspath(socket_path)
     if len(socket_path.encode()) > _MAX_IPC_PATH:
-        raise PlasmaError(f"socket path {socket_path!r} is {len(socket_path)} bytes long, the limit for an "
+        raise PlasmaError(f"socket path {socket_path!r} is {len(socket_path)} bytes long, the limit for a "
                           f"Unix socket is {_MAX_IPC_PATH}: use a shorter directory")
     if not isinstance(capacity, int) or capacity <= 0:
         raise PlasmaError(f"store capacity must be a positive number of bytes, got {capacity!r}")

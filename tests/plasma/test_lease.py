@@ -344,6 +344,26 @@ def test_a_refused_create_dropped_before_its_record_leaves_frees_its_block_at_on
     assert b.get_buffers([oid])[0].to_pybytes() == b"a" * 1000
 
 
+def test_seals_queued_when_a_process_exits_reach_the_store(stores, store):
+    """The I/O thread is a daemon, stopped at exit: what is queued goes out before (atexit)."""
+    c = stores.client(store)
+    proc = python("""
+import sys, actorscoop.plasma as plasma
+c = plasma.connect(sys.argv[1])
+for i in range(2000):
+    oid = plasma.ObjectID(i.to_bytes(20, "big"))
+    buf = c.create(oid, 100)
+    c.seal(oid)
+    del buf
+""", store.socket_path)
+    assert proc.wait(60) == 0
+    proc.stdout.close()
+    proc.stdin.close()
+    wait_for(lambda: c.stats()["num_clients"] == 1, what="the store to see the child go")
+    listed = {o["id"]: o for o in c.list_objects()}
+    assert len(listed) == 2000 and {o["state"] for o in listed.values()} == {"SEALED"}
+
+
 def test_a_dead_clients_lease_is_given_back(stores, store):
     c = stores.client(store)
     before = c.stats()
