@@ -56,6 +56,8 @@ class DriverCore(CoreClient):
         self._direct = DirectCalls(self, os.path.dirname(welcome.plasma_socket))
         self._leases = Leases(self, self._direct, os.path.dirname(welcome.plasma_socket), self.num_cpus) \
             if self.config.get("leases", True) else None
+        if self._leases is not None:
+            self._direct.unsent = self._leases.send_unsent
         _serialization.pickled_hooks.append(self._direct.promote)
         self._pump = threading.Thread(target=self._pump_main, name="actorscoop-pump", daemon=True)
         self._pump.start()

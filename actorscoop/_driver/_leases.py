@@ -119,6 +119,26 @@ class Leases:
             self._send(best, rec, remote)
             return True
 
+    def send_unsent(self, oid):
+        """A ref to ``oid`` is about to leave this process (an argument of a task for the
+        raylet): if its task still waits here for a lease, the tasks waiting here go through
+        the raylet now, in order, before the one that needs it (which the raylet must not
+        see first: a task of another node would then be sent on without the value). True
+        if so. (Only while no lease has come: a node of a cluster refuses them.)"""
+        tid = task_of(oid)
+        if self.by_task.get(tid, False) is not None:
+            return False  # not waiting here (absent, or on a lease: promised as usual)
+        with self.lock:
+            if tid not in self.by_task or self.by_task[tid] is not None:
+                return False
+            back = [r for r, _ in self.queued]
+            self.queued.clear()
+            for r in back:
+                self.by_task.pop(r.task_id, None)
+                self.direct.disown(r)
+            self.core._send(back)
+            return True
+
     def _depth(self, function_id):
         """Tasks of this function one leased worker may have in flight."""
         took = self.durations.get(function_id)
