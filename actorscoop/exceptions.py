@@ -3,7 +3,6 @@
 Each error says what happened, where, and what to do. All of them pickle.
 """
 import builtins
-import inspect
 import types
 
 __all__ = [
@@ -103,6 +102,7 @@ _DESCRIPTORS = (types.MemberDescriptorType, types.GetSetDescriptorType)
 
 
 def _c_fields(cls):
+    import inspect  # (only when an error comes back: every process imports this module)
     return [n for n in _C_FIELDS if isinstance(inspect.getattr_static(cls, n, None), _DESCRIPTORS)]
 
 

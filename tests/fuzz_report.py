@@ -17,15 +17,21 @@ from actorscoop._client import _context
 WARMUP = 0.1  # share of the examples run before the "before" measurement (caches, first connections)
 
 
-def tables(info, store_wait=30.0):
-    """Sizes of a node's tables that bad input must not grow, and its processes' memory.
-    ``init()`` does not wait for the node's store: wait (up to ``store_wait`` s) until the
-    raylet reports it, so that before and after measure the same things."""
+def status_with_store(info, store_wait=30.0):
+    """The node's status once its raylet reports its store (``init()`` and ``start`` do not
+    wait for the store: wait up to ``store_wait`` s), so that before and after measure the
+    same things and the store's pid is known."""
     deadline = time.monotonic() + store_wait
     s = T.node_status(info)
-    while s.get("store", {}).get("num_objects") is None and time.monotonic() < deadline:
+    while s.get("store", {}).get("store_pid") is None and time.monotonic() < deadline:
         time.sleep(0.05)
         s = T.node_status(info)
+    return s
+
+
+def tables(info, store_wait=30.0):
+    """Sizes of a node's tables that bad input must not grow, and its processes' memory."""
+    s = status_with_store(info, store_wait)
     store = s.get("store", {})
     out = {"objects": s["objects"]["objects"], "tasks": sum(s["tasks"].values()),
            "live_actors": sum(a["state"] != "dead" for a in s["actors"]), "drivers": len(s["drivers"]),
@@ -78,7 +84,7 @@ def raylet_run(info, examples):
 
 def store_run(info, examples):
     """Sessions on the ipc socket of the store of node ``info``."""
-    target = T.StoreTarget(store_socket(info), T.node_status(info)["store"]["store_pid"])
+    target = T.StoreTarget(store_socket(info), status_with_store(info)["store"]["store_pid"])
     try:
         return fuzz(target.name, target, C.fuzz_store, examples, info)
     finally:

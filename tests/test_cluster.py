@@ -465,3 +465,29 @@ def test_an_actor_only_another_node_can_host_waits_for_its_pending_arguments(clu
     assert asc.get(c.where.remote(), timeout=60) == cluster.info(2)["node_id"]
     assert asc.get(asc.get_actor("far-later").incr.remote(), timeout=30) == 14
     asc.kill(c)
+
+
+@asc.remote
+def _quick(x):
+    return x
+
+
+@asc.remote(resources={"special": 1})
+def _special_takes(value):
+    return value, asc.get_runtime_context().get_node_id()
+
+
+def test_a_task_waiting_for_a_lease_reaches_the_raylet_before_one_that_needs_its_result(cluster):
+    """A short function's task waits in the driver while it asks for a worker lease (a node
+    of a cluster refuses them). A task for the raylet that takes its result used to leave
+    first: the raylet sent it to the node that can run it without the value (dropped there
+    as malformed) and the get hung. The waiting tasks now go through the raylet first."""
+    from actorscoop._client import _context
+    leases = _context.current()._leases
+    for i in range(20):  # sequential: timed as short, so its tasks ask for leases
+        assert asc.get(_quick.remote(i), timeout=60) == i
+    for i in range(3):
+        wait_for(lambda: time.monotonic() > leases.refused_until and not leases.asked, 30,
+                 what="the driver to ask for a lease again")
+        value, node = asc.get(_special_takes.remote(_quick.remote(100 + i)), timeout=60)
+        assert value == 100 + i and node == cluster.info(2)["node_id"]

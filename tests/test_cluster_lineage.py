@@ -88,13 +88,15 @@ def test_a_chain_of_two_lost_results_is_rebuilt_recursively(tmp_path):
         asc.init(address=c.address)
         try:
             x = _make.remote(log, 2)
+            # y goes where x lies (locality) once x is made: submitted before that, the two
+            # could land on different nodes
+            wait_for(lambda: _remote_objects() >= 1, 60, what="x, kept where it was made")
             y = _twice.remote(log, x)
             del x  # the driver keeps only y; y's lineage keeps x
             wait_for(lambda: os.path.exists(log) and _runs(log, "twice"), 60, what="both tasks to run")
             wait_for(lambda: _remote_objects() >= 2, 60, what="both results, kept where they were made")
             [made], [doubled] = _runs(log, "make"), _runs(log, "twice")
-            if made != doubled:
-                pytest.skip("the head placed the two tasks on different nodes (locality lost a race)")
+            assert made == doubled, "y's task did not go to the node holding its argument x"
             c.kill_node(_index_of(c, made))
             assert np.array_equal(asc.get(y, timeout=120), _expected(2) * 2)
             assert len(_runs(log, "make")) == 2 and len(_runs(log, "twice")) == 2

@@ -1,6 +1,5 @@
 """The public calls: init, shutdown, remote, get, put, wait, cancel, and cluster info."""
 import atexit
-import inspect
 import os
 import signal
 import sys
@@ -160,7 +159,7 @@ def remote(*args, **options):
 
 
 def _make_remote(obj, options):
-    if inspect.isclass(obj):
+    if isinstance(obj, type):  # a class: an actor
         from .._client._actor import ActorClass
         return ActorClass(obj, options)
     if not callable(obj):

@@ -56,6 +56,8 @@ class DriverCore(CoreClient):
         self._direct = DirectCalls(self, os.path.dirname(welcome.plasma_socket))
         self._leases = Leases(self, self._direct, os.path.dirname(welcome.plasma_socket), self.num_cpus) \
             if self.config.get("leases", True) else None
+        if self._leases is not None:
+            self._direct.unsent = self._leases.send_unsent
         _serialization.pickled_hooks.append(self._direct.promote)
         self._pump = threading.Thread(target=self._pump_main, name="actorscoop-pump", daemon=True)
         self._pump.start()
@@ -67,6 +69,13 @@ class DriverCore(CoreClient):
             self._epoll.modify(fd, mask)
         except FileNotFoundError:
             self._epoll.register(fd, mask)
+
+    def pause_fd(self, fd):
+        """Have the pump leave ``fd`` alone for now (a waiting thread reads it itself)."""
+        try:
+            self._epoll.modify(fd, 0)
+        except (FileNotFoundError, ValueError, OSError):
+            pass
 
     def unwatch_fd(self, fd):
         try:
@@ -123,6 +132,8 @@ class DriverCore(CoreClient):
         if waiter is None:
             return True
         try:
+            if self._leases is not None and num == len(oids) and self._leases.by_task:
+                self._leases.wait_here(oids, waiter.event, deadline)
             while True:
                 if self._dead is not None:
                     raise self._dead
@@ -258,8 +269,13 @@ class DriverCore(CoreClient):
             self._handle(rec)
 
     def _handle_result_frame(self, frame):
-        """A frame on the result socket: workers send only results there (ObjectValue)."""
+        """A frame on the result socket: workers send only results there (ObjectValue), each
+        task's after how long it ran (TaskRan)."""
         for rec in self._records(frame, "on the result socket"):
+            if type(rec) is P.TaskRan:
+                if self._leases is not None and self._leases.timing:
+                    self._leases.ran(rec.object_id, rec.ran)
+                continue
             if type(rec) is not P.ObjectValue:
                 self._drops.drop(f"unexpected {type(rec).__name__} on the result socket",
                                  "workers send only results there")

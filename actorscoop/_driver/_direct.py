@@ -68,6 +68,7 @@ class DirectCalls:
         self.watch = {}  # first return id -> _Route, calls through the raylet
         self.owned_lock = threading.RLock()  # owned; never held while taking self.lock
         self.owned = {}  # object id -> _LOCAL | _PROMISED
+        self.unsent = None  # oid -> True if its task waited here for a lease and now went to the raylet
 
     # ------------------------------------------------------------------ submitting (any thread)
     def submit(self, rec, eligible, keepalive):
@@ -141,6 +142,8 @@ class DirectCalls:
         state = self.owned.get(oid)
         if state != _LOCAL:
             return
+        if self.unsent is not None and self.unsent(oid):
+            return  # its task had not left this process: it went through the raylet first
         with self.owned_lock:
             if self.owned.get(oid) != _LOCAL:
                 return

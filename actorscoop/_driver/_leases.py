@@ -24,6 +24,7 @@ import collections
 import itertools
 import logging
 import os
+import select
 import socket
 import struct
 import threading
@@ -32,24 +33,25 @@ import time
 from .. import protocol as P
 from .._client._core import direct_eligible, import_path
 from .._common import _errors
-from .._common._ids import return_ids
+from .._common._ids import return_ids, task_of
 from ..exceptions import TaskCancelledError
 from ..transport import ConnectionClosed, Peer
 
 log = logging.getLogger("actorscoop.driver")
 
 MAX_IN_FLIGHT = 8  # tasks of short functions sent to one leased worker and not answered yet
-SHORT = 0.002  # s: only functions whose tasks take less use leases (first timed from submit to
-#               result through the raylet, then as leased workers measure them); longer or
-#               unknown ones go through the raylet (a lease saves ~0.15 ms a task)
+SHORT = 0.002  # s: only functions whose tasks take less use leases (first timed through the
+#               raylet, by how long the task ran as its worker says (TaskRan), then as leased
+#               workers measure them); longer or unknown ones go through the raylet
 IDLE_RETURN = 0.05  # s a lease with nothing in flight is kept before it goes back
 REFUSED_WAIT = 1.0  # s before asking again after the raylet refused a lease
 RECLAIM_AFTER = 0.25  # s a leased worker may not answer while tasks wait behind its running one
+_BORROW_SLICE = 0.005  # s a get reading its lease itself looks up, for a result that came otherwise
 
 
 class _Lease:
     __slots__ = ("lease_id", "shape", "peer", "pid", "in_flight", "functions", "closing", "idle_since",
-                 "progress_at", "reclaiming")
+                 "progress_at", "reclaiming", "read_lock", "borrowed")
 
     def __init__(self, lease_id, shape, peer, pid):
         self.lease_id, self.shape, self.peer, self.pid = lease_id, shape, peer, pid
@@ -59,6 +61,8 @@ class _Lease:
         self.idle_since = time.monotonic()
         self.progress_at = self.idle_since  # last answer, or the send that ended idleness
         self.reclaiming = False  # asked the worker for the tasks it has not started
+        self.read_lock = threading.Lock()  # one reader of the connection at a time
+        self.borrowed = False  # a thread waiting in get() reads it itself (Leases.wait_here)
 
 
 class Leases:
@@ -78,6 +82,7 @@ class Leases:
         self.timing = {}  # first result id -> (function id, when sent): timed through the raylet
         self.timing_fids = set()  # functions being timed so
         self.refused_until = 0.0
+        self.sent = 0  # tasks sent to leased workers, ever
         self._ids = itertools.count(1)
 
     # ------------------------------------------------------------------ submitting (any thread)
@@ -114,13 +119,43 @@ class Leases:
             self._send(best, rec, remote)
             return True
 
+    def send_unsent(self, oid):
+        """A ref to ``oid`` is about to leave this process (an argument of a task for the
+        raylet): if its task still waits here for a lease, the tasks waiting here go through
+        the raylet now, in order, before the one that needs it (which the raylet must not
+        see first: a task of another node would then be sent on without the value). True
+        if so. (Only while no lease has come: a node of a cluster refuses them.)"""
+        tid = task_of(oid)
+        if self.by_task.get(tid, False) is not None:
+            return False  # not waiting here (absent, or on a lease: promised as usual)
+        with self.lock:
+            if tid not in self.by_task or self.by_task[tid] is not None:
+                return False
+            back = [r for r, _ in self.queued]
+            self.queued.clear()
+            for r in back:
+                self.by_task.pop(r.task_id, None)
+                self.direct.disown(r)
+            self.core._send(back)
+            return True
+
     def _depth(self, function_id):
         """Tasks of this function one leased worker may have in flight."""
         took = self.durations.get(function_id)
         return MAX_IN_FLIGHT if took is not None and took < SHORT else 1
 
+    def ran(self, oid, seconds):
+        """A task sent through the raylet to time its function ran ``seconds`` (its worker
+        says so, before its result: TaskRan)."""
+        fid, _sent = self.timing.pop(oid, (None, 0.0))
+        if fid is not None and type(seconds) is float and 0.0 <= seconds:
+            self.timing_fids.discard(fid)
+            self._took(fid, seconds)
+
     def timed(self, oid):
-        """The first result of a task sent through the raylet to time its function came."""
+        """The first result of a task sent through the raylet to time its function came,
+        and its worker did not say how long it ran (the result came through the raylet):
+        the time since it was sent stands for that (an upper bound: it counts the queue)."""
         fid, sent = self.timing.pop(oid, (None, 0.0))
         if fid is not None:
             self.timing_fids.discard(fid)
@@ -149,6 +184,7 @@ class Leases:
             lease.progress_at = time.monotonic()
         lease.in_flight[rec.task_id] = rec
         self.by_task[rec.task_id] = lease
+        self.sent += 1
         records = [P.ExecuteTask(rec.task_id, rec.function_id, rec.name, blob, path, rec.args, None, [],
                                  rec.num_returns, False, self.core.job_id, 0, None, None, 0, None, False)]
         if rec.task_id in self.watched:  # asked for a start notice while it waited here
@@ -252,13 +288,51 @@ class Leases:
                 lease.closing = True
                 self._return_if_idle(lease, time.monotonic(), 0.0)
 
+    def wait_here(self, oids, event, deadline):
+        """Wait for ``event`` (a get's waiter) by reading, in this thread, the connection of
+        the leased worker that runs every task of ``oids``: the answer comes to the thread
+        that waits for it, without a hand-off through the pump thread (a round trip is a
+        wake-up shorter). Returns when ``event`` is set, at ``deadline``, or as soon as the
+        lease cannot be read here any more (the caller then waits as usual). False: not
+        tried (the tasks are not all on one lease, or another thread reads it)."""
+        with self.lock:
+            lease = None
+            for oid in oids:
+                on = self.by_task.get(task_of(oid))
+                if on is None or (lease is not None and on is not lease):
+                    return False
+                lease = on
+            if lease is None or lease.borrowed or lease.closing:
+                return False
+            lease.borrowed = True
+            fd = lease.peer.fd
+            self.core.pause_fd(fd)  # the pump stops reading it (no wake-up there)
+        try:
+            waiting = select.poll()
+            waiting.register(fd, select.POLLIN)
+            while not event.is_set() and lease.lease_id in self.leases:
+                slice_s = _BORROW_SLICE if deadline is None else min(_BORROW_SLICE, deadline - time.monotonic())
+                if slice_s <= 0:
+                    break
+                if waiting.poll(slice_s * 1000):  # (a result through the raylet sets the event:
+                    self.readable(fd)             # seen within a slice)
+        finally:
+            with self.lock:
+                lease.borrowed = False
+                if lease.lease_id in self.leases:
+                    self.core.watch_fd(fd)  # the pump reads it again (anything left too)
+        return True
+
     def readable(self, fd):
         lease = self.by_fd.get(fd)
         if lease is None:
             return
-        try:
-            frames = lease.peer.read_frames()
-        except ConnectionClosed:
+        with lease.read_lock:  # the pump and a thread waiting here (wait_here) take turns
+            try:
+                frames = lease.peer.read_frames()
+            except ConnectionClosed:
+                frames = None
+        if frames is None:
             self._broken(lease)
             return
         for frame in frames:
@@ -349,7 +423,7 @@ class Leases:
                 self._drain_queue()
 
     def _return_if_idle(self, lease, now, after):
-        if lease.in_flight or now - lease.idle_since < after:
+        if lease.in_flight or lease.borrowed or now - lease.idle_since < after:
             return
         del self.leases[lease.lease_id]
         self.by_fd.pop(lease.peer.fd, None)

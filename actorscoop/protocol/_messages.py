@@ -6,12 +6,13 @@ by :mod:`actorscoop._common._serialization` (``bytes`` or a list ``[stream, *buf
 """
 from typing import Any, NamedTuple, Optional
 
-PROTOCOL_VERSION = 9  # 3: object transfers sealed with AES-GCM (transport/_sealed.py); 4: task events;
+PROTOCOL_VERSION = 10  # 3: object transfers sealed with AES-GCM (transport/_sealed.py); 4: task events;
 # 5: a worker holds several paused tasks (Blocked.paused); 6: worker leases; 7: GPUs, runtime
 # environments and placement groups (PlacementGroupOp/Reply, BundleOp/Reply); 8: Heartbeat.received
 # (load balancing: the head counts what each node has taken); 9: lineage and borrowers
 # (NodeDied, Borrow, results kept where they were made), direct calls to actors on other nodes
-# (ActorRoute and the call link), work stealing
+# (ActorRoute and the call link), work stealing; 10: TaskRan (a driver times its functions by
+# how long they ran, not by when their results came back)
 
 # How a value travels.
 VALUE_INLINE = 0  # data holds the serialized value
@@ -430,6 +431,15 @@ class ActorRoute(NamedTuple):
     address: str
 
 
+class TaskRan(NamedTuple):
+    """Worker -> the submitting driver, on its result socket just before a task's results
+    (ObjectValue): how long the task ran there, in seconds (first result's id). The driver
+    sends a function's tasks through its worker leases only while they are short
+    (_driver/_leases.py); the time from submit to result would count the queue in front."""
+    object_id: bytes
+    ran: float
+
+
 class ActorHosted(NamedTuple):
     """A node tells the head it hosts an actor (so calls and lookups from anywhere find it)."""
     actor_id: bytes
@@ -671,7 +681,7 @@ MESSAGE_TYPES = (
     ActorGone, RemoteLog, ActorRestartSpec, ReturnTasks, CallsDone, TaskEvents, HoldLimit,
     LeaseRequest, LeaseGranted, LeaseReturn, LeaseRevoke, Lease, LeaseReady, LeaseEnd, CancelLeased,
     ReclaimLeased, PlacementGroupOp, PlacementGroupReply, BundleOp, BundleReply,
-    NodeDied, Borrow, ActorRoute,
+    NodeDied, Borrow, ActorRoute, TaskRan,
 )
 
 __all__ = [c.__name__ for c in MESSAGE_TYPES] + [

@@ -549,6 +549,7 @@ class WorkerCore(CoreClient):
             self.task_env.enter(spec)  # (an actor's constructor: for the actor's life)
             phase = "loading the function"
             fn = self._load(spec)
+            self._tls.loaded = time.time()  # a function's first load is no part of its run (TaskRan)
             phase = "unpickling the arguments"
             args, kwargs = self._arguments(spec)
             phase = "executing"
@@ -639,7 +640,8 @@ class WorkerCore(CoreClient):
         # keep alive before the submitter can drop them (sent straight, they could overtake
         # our puts and the TaskDone: the submitter's refs then pointed at freed objects).
         elif spec.reply_to and not retryable and direct and not any(res[4] for res in results):
-            delivered = self._deliver(spec.reply_to, results)
+            ran = time.time() - max(start, getattr(self._tls, "loaded", start))
+            delivered = self._deliver(spec.reply_to, results, ran)
         self._send([P.TaskDone(spec.task_id, results, retryable, delivered, start, time.time(), error)])
 
     def _report_direct_calls(self):
@@ -682,8 +684,9 @@ class WorkerCore(CoreClient):
         except OSError as exc:  # calls keep coming through the raylet
             log.warning("actor cannot take direct calls (%s); they go through the raylet", exc)
 
-    def _deliver(self, path, results):
-        """Send results straight to the submitting driver; False if it cannot be reached
+    def _deliver(self, path, results, ran):
+        """Send results straight to the submitting driver, after how long the task ran
+        (``ran`` seconds: the driver times its functions so); False if it cannot be reached
         (the raylet then forwards them as usual)."""
         conn = self._reply_conns.get(path)
         try:
@@ -693,7 +696,8 @@ class WorkerCore(CoreClient):
                         old.close()
                     self._reply_conns.clear()
                 conn = self._reply_conns[path] = Connection(path, timeout=1.0)
-            conn.send(P.encode([P.ObjectValue(oid, kind, data) for oid, kind, data, _s, _c in results]))
+            conn.send(P.encode([P.TaskRan(results[0][0], ran)] +
+                               [P.ObjectValue(oid, kind, data) for oid, kind, data, _s, _c in results]))
             return True
         except (OSError, ConnectionClosed):
             bad = self._reply_conns.pop(path, None)
