@@ -215,8 +215,7 @@ class StoreClient:
             offset = lease[0]
             lease[0] += block
             if len(self._unconfirmed) > 4096:
-                confirmed = self._conn.confirmed
-                self._unconfirmed = {k: v for k, v in self._unconfirmed.items() if v >= confirmed}
+                self._forget_confirmed()
             self._unconfirmed[object_id] = self._conn.sent
             # A list: while it is the last item queued, the seal and the creator's buffer going
             # amend it (its last field) rather than queue records of their own.
@@ -226,6 +225,17 @@ class StoreClient:
         if meta_size:
             self._arena.array[offset:offset + meta_size] = metadata
         return self._arena.address + offset + data_start
+
+    def _forget_confirmed(self) -> None:  # holding _lease_lock
+        """Forget the ids the store has handled (an answer to any later request says so). If few
+        were (no request since: small objects, many to a lease), ask: else each create would
+        scan thousands of ids (measured: 3,300 creates/s of 10-byte objects, not 50,000)."""
+        confirmed = self._conn.confirmed
+        kept = {k: v for k, v in self._unconfirmed.items() if v >= confirmed}
+        if len(kept) > 2048:
+            self._request(P.Contains(0, b"\0"))  # the store answers in order: it has handled them all
+            kept = {}
+        self._unconfirmed = kept
 
     def _new_lease(self) -> list[int] | None:  # holding _lease_lock
         self._lease = None

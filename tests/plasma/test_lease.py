@@ -184,6 +184,26 @@ def test_small_creates_and_seals_make_no_round_trip(api, monkeypatch):
     assert len(a.list()) == 300
 
 
+def test_many_tiny_creates_in_one_lease_keep_few_unconfirmed_ids(api, monkeypatch):
+    """10,000 objects of 64-byte blocks fit in one lease: no lease request confirms their ids,
+    so the client asks now and then, rather than scan thousands of ids at each create."""
+    a, b = api
+    requests = Requests(a._client, monkeypatch)
+    ids = [plasma.ObjectID.from_random() for _ in range(10_000)]
+    largest = 0
+    for oid in ids:
+        buf = a.create(oid, 10)
+        a.seal(oid)
+        del buf
+        largest = max(largest, len(a._client._unconfirmed))
+    assert largest <= 4097
+    assert requests.seen[0] == "lease" and set(requests.seen[1:]) == {"contains"}
+    assert len(requests.seen) <= 1 + 10_000 // 2048
+    wait_for(lambda: b.contains(ids[-1]), what="the last seal to reach the store")
+    with pytest.raises(plasma.PlasmaObjectExists):
+        a.create(ids[0], 10)  # confirmed: the store's filter has it, and the store says it exists
+
+
 def test_an_object_is_seen_by_others_once_sealed_without_another_call_of_its_creator(api):
     a, b = api
     oid = plasma.ObjectID.from_random()
