@@ -33,7 +33,9 @@ _ERRORS = {cls.__name__: cls for cls in (PlasmaError, ObjectStoreFullError, Obje
                                          StoreUnavailableError, ProtocolError, IllegalTransitionError)}
 _ERRORS["ValueError"] = ValueError
 _warned_fallback = False
-LEASE_BYTES = 1 << 20  # a client's lease: at most this, and a 64th of the store
+LEASE_BYTES = 1 << 20  # a client's first lease: at most this, and a 64th of the store
+LEASE_MAX_BYTES = 16 << 20  # a busy client's leases double up to this (and a 64th of the store)
+LEASE_GROW_SECONDS = 1.0  # a lease used up sooner than this is followed by one twice as large
 _CREATED, _SEALED, _BUFFER_GONE = P.RECORD_THEN
 _forks = [0]  # forks of this process so far, as seen in the child (os.getpid() is a slow syscall here)
 
@@ -113,7 +115,11 @@ class StoreClient:
         self._prefault = populate_in_background(self._arena, write=True, name="plasma-client-prefault",
                                                 length=reply.prefault_bytes, idle=prefault_idle)
         self._ids = _map_id_filter(reply.ids_path)
-        self._lease_size = min(LEASE_BYTES, self.capacity // 64 // ALIGNMENT * ALIGNMENT)
+        a64th = self.capacity // 64 // ALIGNMENT * ALIGNMENT
+        self._lease_size = min(LEASE_BYTES, a64th)  # the first lease; objects up to an eighth of it go in leases
+        self._lease_max = max(self._lease_size, min(LEASE_MAX_BYTES, a64th))
+        self._lease_next = self._lease_size  # what the next lease asks for
+        self._lease_since = 0.0  # when the current lease was granted
         self._lease: list[int] | None = None  # [next free offset, end) of this client's lease
         self._lease_lock = threading.Lock()  # allocating in the lease and queueing its record are one step
         self._lease_backoff = 0  # creates left before asking for a lease again, after the store had no room
@@ -238,15 +244,20 @@ class StoreClient:
         self._unconfirmed = kept
 
     def _new_lease(self) -> list[int] | None:  # holding _lease_lock
+        if self._lease is not None:  # used up; soon (a burst): the next is twice as large, fewer round trips
+            quick = time.monotonic() - self._lease_since < LEASE_GROW_SECONDS
+            self._lease_next = min(self._lease_next * 2, self._lease_max) if quick else self._lease_size
         self._lease = None
         if self._lease_backoff:
             self._lease_backoff -= 1
             return None
         try:
-            offset, size = self._request(P.Lease(0, self._lease_size)).value
+            offset, size = self._request(P.Lease(0, self._lease_next)).value
         except ObjectStoreFullError:
             self._lease_backoff = 64  # a full store: creates ask it directly for a while
+            self._lease_next = self._lease_size
             return None
+        self._lease_since = time.monotonic()
         try:
             self._arena.populate(offset, size, write=True)
         except OSError:

@@ -184,6 +184,26 @@ def test_small_creates_and_seals_make_no_round_trip(api, monkeypatch):
     assert len(a.list()) == 300
 
 
+@pytest.mark.parametrize("grow_seconds, expected", [(3600.0, [1, 2, 4, 4]), (0.0, [1] * 8)])
+def test_a_lease_used_up_soon_is_followed_by_a_larger_one(stores, monkeypatch, grow_seconds, expected):
+    from actorscoop.plasma import _client
+    monkeypatch.setattr(_client, "LEASE_GROW_SECONDS", grow_seconds)  # "soon": always, or never
+    handle = stores.start(capacity=256 << 20)  # leases up to a 64th: 4 MiB
+    a = PlasmaClient(handle.socket_path, stores.client(handle))
+    asked = []
+    request = a._client._request
+
+    def recording(msg, *args, **kw):
+        if msg.TYPE == "lease":
+            asked.append(msg.size >> 20)
+        return request(msg, *args, **kw)
+    monkeypatch.setattr(a._client, "_request", recording)
+    for _ in range(8 * 1024 - 1):  # 1 KiB blocks: 8 MiB
+        a.create_and_seal(plasma.ObjectID.from_random(), b"x" * 1000)
+    assert asked == expected
+    assert a._client.stats()["leased_bytes"] <= 4 << 20
+
+
 def test_many_tiny_creates_in_one_lease_keep_few_unconfirmed_ids(api, monkeypatch):
     """10,000 objects of 64-byte blocks fit in one lease: no lease request confirms their ids,
     so the client asks now and then, rather than scan thousands of ids at each create."""
