@@ -217,8 +217,9 @@ def test_many_tiny_creates_in_one_lease_keep_few_unconfirmed_ids(api, monkeypatc
         del buf
         largest = max(largest, len(a._client._unconfirmed))
     assert largest <= 4097
-    assert requests.seen[0] == "lease" and set(requests.seen[1:]) == {"contains"}
-    assert len(requests.seen) <= 1 + 10_000 // 2048
+    # (a "create": an id the store's filter may hold, a false positive: about 1 in 500 here)
+    assert requests.seen[0] == "lease" and set(requests.seen[1:]) <= {"contains", "create"}
+    assert 1 <= requests.seen.count("contains") <= 10_000 // 2048
     wait_for(lambda: b.contains(ids[-1]), what="the last seal to reach the store")
     with pytest.raises(plasma.PlasmaObjectExists):
         a.create(ids[0], 10)  # confirmed: the store's filter has it, and the store says it exists
