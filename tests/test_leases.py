@@ -74,6 +74,28 @@ def test_a_function_first_used_in_a_burst_is_timed_by_how_long_it_ran(fresh_node
     assert leases().sent - before >= 2900  # through leases (the first may go before one is up)
 
 
+@asc.remote
+def until_key(key, value):
+    """Returns at once without ``key``; else waits until the node's key-value store has it."""
+    if key is not None:
+        _context.current().kv_get(key, wait=True, timeout=60)
+    return value
+
+
+def test_a_task_behind_one_waiting_on_the_key_value_store_is_reclaimed(fresh_node):
+    """Two tasks of a short function go to one leased worker; the first waits for a key
+    (a raylet call, not a get). The second used to wait behind it until the key came (the
+    worker answered a reclaim only between tasks); it is handed back and runs elsewhere."""
+    fresh_node(num_cpus=2)
+    for i in range(20):  # sequential: timed as short, so its tasks take leases
+        assert asc.get(until_key.remote(None, i), timeout=30) == i
+    key = "test-reclaim/" + os.urandom(8).hex()
+    slow, fast = until_key.remote(key, "slow"), until_key.remote(None, "fast")
+    assert asc.get(fast, timeout=30) == "fast"  # while slow still waits
+    _context.current().kv_put(key, b"1")
+    assert asc.get(slow, timeout=30) == "slow"
+
+
 def test_a_leased_worker_that_dies_has_its_task_retried(fresh_node, tmp_path):
     fresh_node(num_cpus=2)
     warm_up()

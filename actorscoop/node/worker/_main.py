@@ -361,6 +361,8 @@ class WorkerCore(CoreClient):
                 raise GetTimeoutError(f"no answer from the raylet within {timeout} s")
             with self._protected():  # no signal handler may read or raise inside this I/O
                 self._recv_and_handle(1000 if left is None else max(1, int(left * 1000)))
+            if self._reclaim:  # asked for what waits behind this task (it may wait long here:
+                self._return_tasks(*self._take_queued())  # a key-value wait, say)
         return fut.result()
 
     # ------------------------------------------------------------------ main loop
