@@ -152,3 +152,15 @@ def test_leases_can_be_turned_off(fresh_node):
     fresh_node(num_cpus=2, _system_config={"leases": False})
     assert leases() is None
     assert asc.get([quick.remote(i) for i in range(50)])[-1][0] == 49
+
+
+@asc.remote
+def scheduling_policy():
+    return os.sched_getscheduler(0)
+
+
+def test_workers_run_under_batch_scheduling(fresh_node):
+    """A worker woken by a driver's task must not push that driver off its CPU (a round
+    trip then waits for the worker to sleep again): workers run under SCHED_BATCH."""
+    fresh_node(num_cpus=1)
+    assert asc.get(scheduling_policy.remote(), timeout=30) == os.SCHED_BATCH

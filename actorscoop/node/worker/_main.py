@@ -808,6 +808,8 @@ def _signal_pipe():
 
 
 def main(command) -> int:
+    from .._proc import batch_scheduling
+    batch_scheduling()  # before any thread starts: they inherit it
     sys.stdout.reconfigure(line_buffering=True)
     sys.stderr.reconfigure(line_buffering=True)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
