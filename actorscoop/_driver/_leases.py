@@ -131,12 +131,7 @@ class Leases:
         with self.lock:
             if tid not in self.by_task or self.by_task[tid] is not None:
                 return False
-            back = [r for r, _ in self.queued]
-            self.queued.clear()
-            for r in back:
-                self.by_task.pop(r.task_id, None)
-                self.direct.disown(r)
-            self.core._send(back)
+            self._queued_to_raylet()
             return True
 
     def _depth(self, function_id):
@@ -214,17 +209,21 @@ class Leases:
             if lease is None and any(shape == rec.resources for shape in self.asked.values()):
                 return  # a lease is coming
             if lease is None:
-                back = [r for r, _ in self.queued]
-                self.queued.clear()
-                for r in back:
-                    self.by_task.pop(r.task_id, None)
-                    self.direct.disown(r)
-                self.core._send(back)
+                self._queued_to_raylet()
                 return
             if len(lease.in_flight) >= self._depth(rec.function_id):
                 return
             self.queued.popleft()
             self._send(lease, rec, remote)
+
+    def _queued_to_raylet(self):
+        """Every task waiting here goes through the raylet, in order (with the lock)."""
+        back = [r for r, _ in self.queued]
+        self.queued.clear()
+        for r in back:
+            self.by_task.pop(r.task_id, None)
+            self.direct.disown(r)
+        self.core._send(back)
 
     def _ask(self, shape):
         if len(self.leases) + len(self.asked) >= self.limit or time.monotonic() < self.refused_until \
